@@ -1,0 +1,43 @@
+"""Building the BPF programs in bpf/ against a kernel's BTF, cached by content."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+from pathlib import Path
+
+from lab.doctor import TOOLS, check_tool
+from lab.errors import LabError
+from lab.paths import REPO
+from lab.runner import Runner
+
+BPF_DIR = REPO / "bpf"
+
+
+def find_clang() -> str:
+    check = check_tool(next(t for t in TOOLS if t.name == "clang"))
+    if not check.ok or check.path is None:
+        raise LabError(f"clang >= 16 needed for BPF: {check.problem}", fix="nox -s doctor")
+    return check.path
+
+
+def build_bpf(cache: Path, runner: Runner, btf: Path) -> Path:
+    """Runs bpf/Makefile into a directory keyed by sources + BTF + clang; returns it."""
+    clang = find_clang()
+    h = hashlib.sha256(clang.encode())
+    for path in sorted(BPF_DIR.iterdir()):
+        if path.is_file():
+            h.update(path.name.encode() + b"\0" + path.read_bytes())
+    h.update(btf.read_bytes())
+    out = cache / "bpf" / h.hexdigest()[:24]
+    if (out / ".done").exists():
+        return out
+    tmp = out.with_name(out.name + f".tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    runner.run(["make", "-C", str(BPF_DIR), f"OUT={tmp}", f"BTF={btf}", f"CLANG={clang}"], "build BPF programs")
+    (tmp / ".done").write_text("")
+    shutil.rmtree(out, ignore_errors=True)
+    os.rename(tmp, out)
+    return out

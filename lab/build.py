@@ -1,0 +1,196 @@
+"""Kernel builds: merged config, cache key, out-of-tree incremental build, cache entry.
+
+A build directory is kept per merged config (so a patch change rebuilds only
+what it touches) and ccache sits under it; the finished kernel goes into the
+content-addressed store keyed by source + patches + config + toolchain.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from lab import kconfig, ui
+from lab.cache import Store, cache_key, file_lock
+from lab.lockfile import Lock, sha256_file
+from lab.runner import Runner
+from lab.source import SourceTree
+
+# Versions that change what the compiler emits; part of every cache key.
+TOOLCHAIN_PROBES = {
+    "gcc": ["gcc", "--version"],
+    "ld": ["ld", "--version"],
+    "pahole": ["pahole", "--version"],
+    "make": ["make", "--version"],
+}
+
+
+@dataclass
+class KernelBuild:
+    name: str
+    key: str
+    entry: Path
+    cache_hit: bool
+    seconds: float
+    shared_with: str | None = None
+
+    @property
+    def bzimage(self) -> Path:
+        return self.entry / "bzImage"
+
+    @property
+    def btf(self) -> Path:
+        return self.entry / "vmlinux.btf"
+
+    def summary(self) -> dict[str, object]:
+        return {
+            "key": self.key,
+            "cache": "hit" if self.cache_hit else "miss",
+            "seconds": round(self.seconds, 1),
+            "shared_with": self.shared_with,
+            "bzimage_sha256": Store.read_meta(self.entry).get("bzimage_sha256"),
+        }
+
+
+def toolchain_versions(runner: Runner) -> dict[str, str]:
+    versions = {}
+    for name, cmd in TOOLCHAIN_PROBES.items():
+        out = runner.run(cmd, f"version of {name}").output
+        versions[name] = out.splitlines()[0].strip() if out else ""
+    return versions
+
+
+class KernelBuilder:
+    def __init__(self, cache: Path, runner: Runner, lock: Lock, jobs: int | None = None, use_ccache: bool = True) -> None:
+        self.cache = cache
+        self.runner = runner
+        self.lock = lock
+        self.jobs = jobs or os.cpu_count() or 1
+        self.use_ccache = use_ccache and shutil.which("ccache") is not None
+        self.store = Store(cache / "kernels")
+        self._toolchain: dict[str, str] | None = None
+
+    def make_vars(self) -> list[str]:
+        # The same CC for config and build, or kbuild re-runs syncconfig.
+        return ["CC=ccache gcc"] if self.use_ccache else []
+
+    def env(self) -> dict[str, str]:
+        env = self.lock.build.env()
+        env["CCACHE_DIR"] = str(self.cache / "ccache")
+        env["CCACHE_BASEDIR"] = str(self.cache)
+        return env
+
+    def toolchain(self) -> dict[str, str]:
+        if self._toolchain is None:
+            self._toolchain = toolchain_versions(self.runner)
+        return self._toolchain
+
+    def merged_config(self, tree: SourceTree, fragments: list[kconfig.Fragment]) -> str:
+        """tinyconfig + fragments via merge_config.sh + olddefconfig, verified; cached by inputs."""
+        digest = cache_key(
+            {"source": tree.identity, **{f"frag:{f.name}": f.path.read_text() for f in fragments}, **self.toolchain()}
+        )
+        out = self.cache / "kconfig" / digest[:24]
+        final = out / ".config"
+        wanted = kconfig.requested(fragments)
+        if not final.exists():
+            tmp = out.with_name(out.name + f".tmp-{os.getpid()}")
+            shutil.rmtree(tmp, ignore_errors=True)
+            tmp.mkdir(parents=True)
+            make = ["make", "-C", str(tree.path), f"O={tmp}", *self.make_vars()]
+            self.runner.run([*make, "tinyconfig"], "make tinyconfig", env_extra=self.env())
+            self.runner.run(
+                [str(tree.path / "scripts/kconfig/merge_config.sh"), "-m", "-O", str(tmp), str(tmp / ".config"),
+                 *[str(f.path) for f in fragments]],
+                "merge_config.sh " + " ".join(f.name for f in fragments),
+                env_extra=self.env(),
+            )
+            self.runner.run([*make, "olddefconfig"], "make olddefconfig", env_extra=self.env())
+            kconfig.verify(wanted, tmp / ".config")
+            shutil.rmtree(out, ignore_errors=True)
+            out.parent.mkdir(parents=True, exist_ok=True)
+            os.rename(tmp, out)
+        kconfig.verify(wanted, final)
+        return final.read_text()
+
+    def key_for(self, tree: SourceTree, config: str) -> str:
+        return cache_key(
+            {
+                "source": tree.identity,
+                "config": config,
+                "identity": repr(sorted(self.lock.build.env().items())),
+                **{f"tool:{k}": v for k, v in self.toolchain().items()},
+            }
+        )
+
+    def build(self, name: str, tree: SourceTree, config: str, build_dir: Path | None = None) -> KernelBuild:
+        key = self.key_for(tree, config)
+        start = time.monotonic()
+        if build_dir is None and (hit := self.store.lookup(key)):
+            return KernelBuild(name, key, hit, True, time.monotonic() - start)
+        with self.store.locked(key):
+            if build_dir is None and (hit := self.store.lookup(key)):  # built by a concurrent run
+                return KernelBuild(name, key, hit, True, time.monotonic() - start)
+            bdir = build_dir or self.cache / "build" / hashlib.sha256(config.encode()).hexdigest()[:16]
+            with file_lock(bdir.with_name(bdir.name + ".lock")):
+                entry = self._compile(name, tree, config, bdir, key)
+        return KernelBuild(name, key, entry, False, time.monotonic() - start)
+
+    def make(self, name: str, tree: SourceTree, config: str, bdir: Path, extra_env: dict[str, str] | None = None) -> list[str]:
+        """Build bzImage and modules in `bdir`; returns the make command prefix used."""
+        bdir.mkdir(parents=True, exist_ok=True)
+        cfg = bdir / ".config"
+        if not cfg.exists() or cfg.read_text() != config:
+            cfg.write_text(config)  # only when changed: keeps the build incremental
+        make = ["make", "-C", str(tree.path), f"O={bdir}", f"-j{self.jobs}", *self.make_vars()]
+        env = {**self.env(), **(extra_env or {})}
+        with ui.activity(f"building {name} kernel") as progress:
+            self.runner.run([*make, "bzImage", "modules"], f"build {name} kernel", env_extra=env, on_line=progress)
+        return make
+
+    def check_reproducible(self, tree: SourceTree, config: str) -> tuple[str, str]:
+        """Build twice from scratch in two directories without ccache; the bzImage hashes."""
+        hashes = []
+        for side in ("a", "b"):
+            bdir = self.cache / "repro" / side
+            shutil.rmtree(bdir, ignore_errors=True)
+            self.make(f"reproducibility build {side}", tree, config, bdir, {"CCACHE_DISABLE": "1"})
+            hashes.append(sha256_file(bdir / "arch/x86/boot/bzImage"))
+        return hashes[0], hashes[1]
+
+    def _compile(self, name: str, tree: SourceTree, config: str, bdir: Path, key: str) -> Path:
+        make = self.make(name, tree, config, bdir)
+        release = self.runner.run([*make, "-s", "kernelrelease"], "kernelrelease", env_extra=self.env()).output.strip()
+        with self.store.writing(key) as tmp:
+            shutil.copyfile(bdir / "arch/x86/boot/bzImage", tmp / "bzImage")
+            shutil.copyfile(bdir / ".config", tmp / "config")
+            shutil.copyfile(bdir / "System.map", tmp / "System.map")
+            self.runner.run(
+                ["objcopy", "--dump-section", f".BTF={tmp / 'vmlinux.btf'}", str(bdir / "vmlinux"), str(tmp / "vmlinux.scratch")],
+                "extract vmlinux BTF",
+            )
+            (tmp / "vmlinux.scratch").unlink(missing_ok=True)
+            self.runner.run(
+                [*make, "modules_install", f"INSTALL_MOD_PATH={tmp / 'modules'}", "INSTALL_MOD_STRIP=1"],
+                "modules_install",
+                env_extra=self.env(),
+            )
+            Store.write_meta(
+                tmp,
+                {
+                    "name": name,
+                    "key": key,
+                    "release": release,
+                    "source": tree.identity,
+                    "head": tree.head,
+                    "patches": list(tree.patches),
+                    "build_dir": str(bdir),
+                    "toolchain": self.toolchain(),
+                    "bzimage_sha256": sha256_file(tmp / "bzImage"),
+                },
+            )
+        return self.store.entry(key)

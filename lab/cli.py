@@ -1,0 +1,108 @@
+"""Command line: `python -m lab {doctor,kernel,boot,run}`; nox sessions call these."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import subprocess
+import sys
+
+from lab import doctor, ui
+from lab.errors import LabError
+from lab.paths import REPO
+from lab.pipeline import Options, Pipeline, StepFailed
+from lab.runner import reproducer
+from lab.vm import vng_command
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--profile", default="default", help="config profile: default or debug")
+    p.add_argument("-j", "--jobs", type=int, default=None, help="make -j (default: all CPUs)")
+    p.add_argument("--no-install", action="store_true", help="doctor only reports missing tools")
+    p.add_argument("--source-tarball", help="upstream tarball URL or path instead of the lock file's source")
+    p.add_argument("--source-sha256", help="sha256 of --source-tarball")
+    p.add_argument("--source-git", help="a local kernel git tree instead of the lock file's source")
+    p.add_argument("--source-ref", default="HEAD", help="commit/tag/branch of --source-git")
+
+
+def _options(args: argparse.Namespace) -> Options:
+    opts = Options(
+        profile=args.profile,
+        jobs=args.jobs,
+        install=not args.no_install,
+        source_tarball=args.source_tarball,
+        source_sha256=args.source_sha256,
+        source_git=args.source_git,
+        source_ref=args.source_ref,
+    )
+    for name in ("guest_cpus", "guest_mem_mb", "reprobe"):
+        if hasattr(args, name):
+            setattr(opts, name, getattr(args, name))
+    if getattr(args, "level1_timeout", None):
+        opts.level1.run_timeout = args.level1_timeout
+    return opts
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="lab", description="pvsched-lab: build, boot and test paravirtualized vCPU scheduling")
+    sub = p.add_subparsers(dest="command", required=True)
+    d = sub.add_parser("doctor", help="check (and on Debian/Ubuntu install) every tool a run needs")
+    d.add_argument("--no-install", action="store_true")
+    k = sub.add_parser("kernel", help="prepare the source and build the kernels")
+    _common(k)
+    k.add_argument("--check-reproducible", action="store_true", help="build twice without ccache, compare bzImage")
+    for name, help_text in (("run", "everything: build, boot both levels, test, report"), ("boot", "boot level 1")):
+        r = sub.add_parser(name, help=help_text)
+        _common(r)
+        r.add_argument("--guest-cpus", type=int, default=2)
+        r.add_argument("--guest-mem-mb", type=int, default=256)
+        r.add_argument("--reprobe", action="store_true", help="ignore the cached accelerator probe")
+        r.add_argument("--level1-timeout", type=float, default=None, help="seconds before level 1 is killed")
+        if name == "boot":
+            r.add_argument("cmd", nargs=argparse.REMAINDER, help="command to run in level 1 (default: a shell)")
+    return p
+
+
+def boot(args: argparse.Namespace) -> int:
+    pipe = Pipeline(_options(args))
+    try:
+        pipe.doctor()
+        builds = pipe.kernels(pipe.source())
+        with pipe.step("probe level 1 accelerator"):
+            from lab.vm import Level1
+
+            level1 = Level1(pipe.cache, pipe.runner, builds["host"].bzimage, builds["host"].key, pipe.opts.level1)
+            mode, _, _ = level1.probe(use_cache=not args.reprobe)
+    except StepFailed:
+        return pipe.finish()
+    cmd = [c for c in args.cmd if c != "--"]
+    if cmd:
+        result, _ = level1.run(mode, shlex.join(cmd), [REPO], "boot -- " + " ".join(cmd))
+        sys.stdout.write(result.output)
+        return result.returncode
+    argv = [a for a in vng_command(builds["host"].bzimage, mode, pipe.opts.level1, "", [REPO]) if a != "--exec"][:-1]
+    ui.info(f"interactive level 1 ({mode}); rerun by hand: {reproducer(argv, REPO, None)}")
+    return subprocess.call(argv, cwd=REPO)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        if args.command == "doctor":
+            doctor.doctor(None if args.no_install else _doctor_runner(), install=not args.no_install)
+            return 0
+        if args.command == "kernel":
+            return Pipeline(_options(args)).kernel_only(args.check_reproducible)
+        if args.command == "boot":
+            return boot(args)
+        return Pipeline(_options(args)).run_all()
+    except LabError as exc:
+        ui.console.print(f"[red]error:[/] {exc}")
+        return 2
+
+
+def _doctor_runner() -> "Runner":
+    from lab.paths import RESULTS_DIR
+    from lab.runner import Runner
+
+    return Runner(RESULTS_DIR / "doctor-logs")

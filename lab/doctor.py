@@ -1,0 +1,197 @@
+"""`lab doctor`: check every tool a run needs, and install what is missing.
+
+On Debian and Ubuntu missing packages are installed with apt-get (through
+sudo when not root); elsewhere the exact command to run is printed.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rich.table import Table
+
+from lab import ui
+from lab.errors import LabError
+from lab.runner import Runner
+
+Version = tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class Tool:
+    name: str
+    commands: tuple[str, ...]  # candidates, first found wins
+    packages: tuple[str, ...]  # Debian/Ubuntu packages, first one apt offers wins
+    version_args: tuple[str, ...] = ("--version",)
+    minimum: Version = ()
+    why: str = ""
+    header: str = ""  # for libraries: a header that must exist
+    static: bool = False  # the binary must be statically linked (copied into initramfs)
+
+
+@dataclass
+class Check:
+    tool: Tool
+    path: str | None
+    version: Version | None
+    problem: str | None = None
+    extra: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.problem is None
+
+
+TOOLS: tuple[Tool, ...] = (
+    Tool("make", ("make",), ("make",), why="kbuild"),
+    Tool("gcc", ("gcc",), ("gcc",), minimum=(8,), why="kernel compiler"),
+    Tool("flex", ("flex",), ("flex",), why="kconfig"),
+    Tool("bison", ("bison",), ("bison",), why="kconfig"),
+    Tool("bc", ("bc",), ("bc",), version_args=("--version",), why="kbuild"),
+    Tool("perl", ("perl",), ("perl",), why="kbuild"),
+    Tool("libelf", (), ("libelf-dev",), header="/usr/include/gelf.h", why="objtool, resolve_btfids"),
+    Tool("pahole", ("pahole",), ("pahole", "dwarves"), minimum=(1, 22), why="BTF generation"),
+    Tool("objcopy", ("objcopy",), ("binutils",), why="BTF extraction"),
+    Tool("cpio", ("cpio",), ("cpio",), why="guest initramfs"),
+    Tool("xz", ("xz",), ("xz-utils",), why="kernel tarball"),
+    Tool("git", ("git",), ("git",), why="source tree and patches"),
+    Tool("ccache", ("ccache",), ("ccache",), why="incremental builds"),
+    Tool("qemu", ("qemu-system-x86_64",), ("qemu-system-x86",), minimum=(6, 0), why="both VM levels"),
+    Tool("vng", ("vng",), (), minimum=(1, 30), why="boots level 1 (pip: virtme-ng)"),
+    Tool("busybox", ("busybox",), ("busybox-static",), version_args=("--help",), static=True, why="guest userspace"),
+    Tool(
+        "clang",
+        ("clang-19", "clang-18", "clang-17", "clang-16", "clang"),
+        ("clang-19", "clang-18", "clang-17", "clang-16"),
+        minimum=(16,),
+        why="BPF programs (sched_ext needs >= 16)",
+    ),
+    Tool("bpftool", ("bpftool", "/usr/sbin/bpftool"), ("bpftool",), version_args=("version",), why="BPF skeletons and loading"),
+    Tool("libbpf", (), ("libbpf-dev",), header="/usr/include/bpf/libbpf.h", why="BPF loaders"),
+    Tool("cyclictest", ("cyclictest",), ("rt-tests",), version_args=("--help",), why="latency benchmark"),
+    Tool("stress-ng", ("stress-ng",), ("stress-ng",), version_args=("--version",), why="host load"),
+)
+
+_VERSION = re.compile(r"(\d+)\.(\d+)(?:\.(\d+))?")
+
+
+def parse_version(text: str) -> Version | None:
+    """First dotted version number in a tool's output (v1.24, 19.1.7, ...)."""
+    m = _VERSION.search(text)
+    if not m:
+        return None
+    return tuple(int(p) for p in m.groups() if p is not None)
+
+
+def is_static_elf(path: Path) -> bool:
+    """True when an ELF executable has no PT_INTERP program header."""
+    data = path.read_bytes()[:4096]
+    if data[:4] != b"\x7fELF" or data[4] != 2:
+        return False
+    phoff = int.from_bytes(data[0x20:0x28], "little")
+    phentsize = int.from_bytes(data[0x36:0x38], "little")
+    phnum = int.from_bytes(data[0x38:0x3A], "little")
+    for i in range(phnum):
+        off = phoff + i * phentsize
+        if int.from_bytes(data[off : off + 4], "little") == 3:  # PT_INTERP
+            return False
+    return True
+
+
+def check_tool(tool: Tool) -> Check:
+    if tool.header:
+        ok = Path(tool.header).exists()
+        return Check(tool, tool.header if ok else None, None, None if ok else f"{tool.header} missing")
+    for cand in tool.commands:
+        path = shutil.which(cand)
+        if path:
+            break
+    else:
+        return Check(tool, None, None, "not found")
+    try:
+        out = subprocess.run([path, *tool.version_args], capture_output=True, text=True, timeout=30)
+        text = out.stdout + out.stderr
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return Check(tool, path, None, f"cannot run: {exc}")
+    version = parse_version(text)
+    if tool.minimum and (version is None or version < tool.minimum):
+        shown = ".".join(map(str, version)) if version else "unknown"
+        return Check(tool, path, version, f"version {shown} < required {'.'.join(map(str, tool.minimum))}")
+    if tool.static and not is_static_elf(Path(path)):
+        return Check(tool, path, version, "dynamically linked; the guest needs a static binary")
+    return Check(tool, path, version)
+
+
+def is_debian_like() -> bool:
+    try:
+        text = Path("/etc/os-release").read_text()
+    except OSError:
+        return False
+    return bool(re.search(r"^(ID|ID_LIKE)=.*\b(debian|ubuntu)\b", text, re.M))
+
+
+def apt_candidate(package: str) -> bool:
+    out = subprocess.run(["apt-cache", "policy", package], capture_output=True, text=True)
+    m = re.search(r"Candidate:\s*(\S+)", out.stdout)
+    return bool(m and m.group(1) != "(none)")
+
+
+def packages_for(missing: list[Check]) -> tuple[list[str], list[str]]:
+    """(apt packages to install, tools apt cannot provide)."""
+    pkgs: list[str] = []
+    unavailable: list[str] = []
+    for check in missing:
+        choices = [p for p in check.tool.packages if apt_candidate(p)]
+        if choices:
+            pkgs.append(choices[0])
+        else:
+            unavailable.append(check.tool.name)
+    return pkgs, unavailable
+
+
+def sudo_prefix() -> list[str]:
+    return [] if os.geteuid() == 0 else ["sudo"]
+
+
+def report(checks: list[Check]) -> None:
+    table = Table(title="lab doctor")
+    for col in ("tool", "status", "version", "path", "needed for"):
+        table.add_column(col)
+    for c in checks:
+        status = "[green]ok[/]" if c.ok else f"[red]{c.problem}[/]"
+        version = ".".join(map(str, c.version)) if c.version else ""
+        table.add_row(c.tool.name, status, version, c.path or "", c.tool.why)
+    ui.console.print(table)
+
+
+def doctor(runner: Runner | None, install: bool) -> list[Check]:
+    checks = [check_tool(t) for t in TOOLS]
+    missing = [c for c in checks if not c.ok]
+    if missing and install and is_debian_like() and runner is not None:
+        if runner is not None:
+            runner.run([*sudo_prefix(), "apt-get", "update", "-q"], "apt-get update")
+        pkgs, _ = packages_for(missing)
+        if pkgs:
+            with ui.activity("installing " + " ".join(pkgs)) as progress:
+                runner.run(
+                    [*sudo_prefix(), "apt-get", "install", "-y", "-q", "--no-install-recommends", *pkgs],
+                    "apt-get install",
+                    env_extra={"DEBIAN_FRONTEND": "noninteractive"},
+                    on_line=progress,
+                )
+        checks = [check_tool(t) for t in TOOLS]
+        missing = [c for c in checks if not c.ok]
+    report(checks)
+    if missing:
+        names = ", ".join(c.tool.name for c in missing)
+        pkgs = sorted({p for c in missing for p in c.tool.packages[:1]})
+        fix = f"{' '.join(sudo_prefix())} apt-get install -y {' '.join(pkgs)}".strip() if pkgs else ""
+        if any(c.tool.name == "vng" for c in missing):
+            fix += " ; python3 -m pip install virtme-ng"
+        raise LabError(f"missing or too old: {names}", fix=fix or "install them with your package manager")
+    return checks

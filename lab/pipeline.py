@@ -1,0 +1,239 @@
+"""The lab's steps, in order: doctor -> source -> config -> build -> BPF -> initramfs
+-> probe -> boot level 1 (which boots level 2) -> scan -> results.
+
+Each step runs inside `Pipeline.step`, which records which step failed and
+where its log is, so the last lines of a failed run say exactly that.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from lab import doctor, kconfig, ui
+from lab.bpf import build_bpf
+from lab.build import KernelBuild, KernelBuilder
+from lab.errors import LabError
+from lab.initramfs import build_initramfs
+from lab.ktap import Case
+from lab.lockfile import Lock, SourceLock, load_lock
+from lab.paths import CONFIG_DIR, LOCK_FILE, PATCH_DIR, RESULTS_DIR, cache_dir
+from lab.results import RunRecord, write_results
+from lab.runner import Runner
+from lab.source import SourceManager, SourceTree
+from lab.splats import scan
+from lab.vm import Level1, Level1Settings, python_exec
+
+
+@dataclass
+class Options:
+    profile: str = "default"
+    jobs: int | None = None
+    install: bool = True
+    source_tarball: str | None = None
+    source_sha256: str | None = None
+    source_git: str | None = None
+    source_ref: str = "HEAD"
+    guest_cpus: int = 2
+    guest_mem_mb: int = 256
+    reprobe: bool = False
+    level1: Level1Settings = field(default_factory=Level1Settings)
+    level2_kvm_timeout: float = 120.0
+    level2_tcg_timeout: float = 600.0
+
+
+class StepFailed(Exception):
+    pass
+
+
+def effective_lock(opts: Options) -> Lock:
+    lock = load_lock(LOCK_FILE)
+    if opts.source_git:
+        src = SourceLock(kind="git", version=f"git:{opts.source_ref}", git=opts.source_git, ref=opts.source_ref)
+        return replace(lock, source=src)
+    if opts.source_tarball:
+        if not opts.source_sha256:
+            raise LabError("--source-tarball needs --source-sha256", fix="pass the tarball's sha256 (sha256sum FILE)")
+        name = Path(opts.source_tarball).name
+        version = name.removeprefix("linux-").split(".tar")[0]
+        src = SourceLock(kind="tarball", version=version, sha256=opts.source_sha256.lower(), url=opts.source_tarball)
+        return replace(lock, source=src)
+    return lock
+
+
+def new_run_id() -> str:
+    return dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(2)
+
+
+class Pipeline:
+    def __init__(self, opts: Options) -> None:
+        self.opts = opts
+        self.cache = cache_dir()
+        self.run_dir = RESULTS_DIR / new_run_id()
+        self.runner = Runner(self.run_dir / "logs")
+        now = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+        self.record = RunRecord(run_id=self.run_dir.name, started=now, profile=opts.profile)
+        ui.info(f"run {self.record.run_id}: results in {self.run_dir}")
+
+    @contextmanager
+    def step(self, name: str) -> Iterator[None]:
+        try:
+            yield
+        except LabError as exc:
+            self.record.failed_step = {"step": name, "message": exc.message, "log": exc.log or str(self.runner.log_dir)}
+            ui.console.print(f"[red]step '{name}' failed:[/] {exc}")
+            raise StepFailed(name) from exc
+
+    def finish(self) -> int:
+        self.record.finished = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+        write_results(self.run_dir, self.record)
+        counts = self.record.counts()
+        line = f"{counts['passed']} passed, {counts['failed']} failed, {counts['skipped']} skipped"
+        ui.console.print((self.run_dir / "summary.md").read_text())
+        if self.record.status == "passed":
+            ui.console.print(f"[green]PASSED[/]: {self.run_dir}/summary.json")
+        else:
+            if self.record.failed_step:
+                fs = self.record.failed_step
+                ui.console.print(f"[red]FAILED[/] at step '{fs['step']}': {fs['message'].splitlines()[0]}")
+                ui.console.print(f"log: {fs['log']}")
+            for case in self.record.cases:
+                if case.status == "failed":
+                    ui.console.print(f"[red]FAILED[/] test {case.level}/{case.name}: {case.message}")
+            for s in self.record.splats:
+                ui.console.print(f"[red]SPLAT[/] {s.level} {s.kind}: {s.line} ({s.source}:{s.line_no})")
+            ui.console.print(f"results: {self.run_dir}")
+        print(f"lab: {line}", flush=True)
+        return 0 if self.record.status == "passed" else 1
+
+    # -- steps ------------------------------------------------------------------
+
+    def doctor(self) -> None:
+        with self.step("doctor"):
+            doctor.doctor(self.runner, install=self.opts.install)
+
+    def source(self) -> SourceTree:
+        with self.step("source"):
+            lock = effective_lock(self.opts)
+            self.lock = lock
+            with ui.activity(f"preparing kernel source ({lock.source.identity()[:60]})"):
+                tree = SourceManager(self.cache, self.runner, lock).prepare(PATCH_DIR)
+            self.record.source = {
+                "version": lock.source.version,
+                "identity": lock.source.identity(),
+                "base": tree.base,
+                "head": tree.head,
+                "patches": list(tree.patches),
+            }
+            return tree
+
+    def builder(self) -> KernelBuilder:
+        return KernelBuilder(self.cache, self.runner, self.lock, jobs=self.opts.jobs)
+
+    def kernels(self, tree: SourceTree) -> dict[str, KernelBuild]:
+        builder = self.builder()
+        configs: dict[str, str] = {}
+        builds: dict[str, KernelBuild] = {}
+        for name in ("host", "guest"):
+            with self.step(f"config {name}"):
+                configs[name] = builder.merged_config(tree, kconfig.fragments_for(CONFIG_DIR, self.opts.profile, name))
+            same = next((other for other, cfg in configs.items() if other != name and cfg == configs[name]), None)
+            if same is not None:
+                shared = builds[same]
+                builds[name] = KernelBuild(name, shared.key, shared.entry, True, 0.0, shared_with=same)
+                continue
+            with self.step(f"build {name}"):
+                builds[name] = builder.build(name, tree, configs[name])
+            b = builds[name]
+            ui.info(f"{name} kernel: cache {'hit' if b.cache_hit else 'miss'}, {b.seconds:.0f} s")
+        self.record.build = {name: b.summary() for name, b in builds.items()}
+        return builds
+
+    def run_vms(self, builds: dict[str, KernelBuild]) -> None:
+        host, guest = builds["host"], builds["guest"]
+        with self.step("build BPF"):
+            bpf_out = build_bpf(self.cache, self.runner, host.btf)
+        with self.step("build guest initramfs"):
+            initramfs = build_initramfs(self.cache, self.runner)
+        level1 = Level1(self.cache, self.runner, host.bzimage, host.key, self.opts.level1)
+        with self.step("probe level 1 accelerator"):
+            mode, probes, cached = level1.probe(use_cache=not self.opts.reprobe)
+        ui.info(f"level 1 accelerator: {mode}{' (cached probe)' if cached else ''}")
+        out = self.run_dir / "vm"
+        out.mkdir(parents=True, exist_ok=True)
+        cfg = {
+            "out": str(out),
+            "qemu": "qemu-system-x86_64",
+            "guest_kernel": str(guest.bzimage),
+            "guest_initramfs": str(initramfs),
+            "guest_cpus": self.opts.guest_cpus,
+            "guest_mem_mb": self.opts.guest_mem_mb,
+            "kvm_timeout": self.opts.level2_kvm_timeout,
+            "tcg_timeout": self.opts.level2_tcg_timeout,
+            "bpf_hello": str(bpf_out / "hello"),
+        }
+        (out / "level1-config.json").write_text(json.dumps(cfg, indent=2))
+        with self.step("boot level 1 and run tests"):
+            result, ready = level1.run(
+                mode, python_exec("lab.invm.level1", str(out / "level1-config.json")), [self.run_dir], "level 1 tests"
+            )
+            (out / "level1-console.log").write_text(result.output)
+            self.record.levels["1"] = {
+                "accel": mode,
+                "boot_seconds": ready,
+                "probes": [p.to_dict() for p in probes],
+                "probe_cached": cached,
+            }
+            report_path = out / "level1.json"
+            if not report_path.exists():
+                self._scan(result.output, "level1", "vm/level1-console.log")
+                why = "timed out" if result.timed_out else f"exit status {result.returncode}"
+                raise LabError(f"level 1 ended ({why}) without writing its report", log=str(result.log))
+        report = json.loads(report_path.read_text())
+        self.record.levels["2"] = report["level2"]
+        self.record.cases.extend(Case.from_dict(c) for c in report["tests"])
+        self._scan((out / "level1-dmesg.txt").read_text(), "level1", "vm/level1-dmesg.txt")
+        self._scan((out / "level2-dmesg.txt").read_text(), "level2", "vm/level2-dmesg.txt")
+        if not result.ok:
+            with self.step("level 1 exit"):
+                raise LabError(f"level 1 exited with status {result.returncode}", log=str(result.log))
+
+    def _scan(self, text: str, level: str, source: str) -> None:
+        found = scan(text, level, source)
+        self.record.splats.extend(found)
+        detail = "; ".join(f"{s.kind}: {s.line}" for s in found[:3])
+        self.record.cases.append(Case(f"no_splats_{level}", level, "failed" if found else "passed", detail))
+
+    # -- entry points -------------------------------------------------------------
+
+    def run_all(self) -> int:
+        try:
+            self.doctor()
+            tree = self.source()
+            builds = self.kernels(tree)
+            self.run_vms(builds)
+        except StepFailed:
+            pass
+        return self.finish()
+
+    def kernel_only(self, check_reproducible: bool) -> int:
+        try:
+            self.doctor()
+            tree = self.source()
+            builds = self.kernels(tree)
+            if check_reproducible:
+                with self.step("check reproducible"):
+                    config = (builds["host"].entry / "config").read_text()
+                    a, b = self.builder().check_reproducible(tree, config)
+                    ok = a == b
+                    self.record.cases.append(
+                        Case("reproducible_bzimage", "host", "passed" if ok else "failed", f"{a[:16]} vs {b[:16]}")
+                    )
+        except StepFailed:
+            pass
+        return self.finish()

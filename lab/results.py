@@ -1,0 +1,132 @@
+"""Writing a run's results: summary.json, junit.xml, summary.md, results/latest.
+
+summary.json schema (version 1; documented in docs/RESULTS.md):
+  schema, run_id, started, finished, status ("passed" | "failed"), profile,
+  failed_step ({step, message, log} | null), source ({version, identity,
+  base, head, patches}), build ({<kernel>: {key, cache, seconds,
+  shared_with, bzimage_sha256}}), levels ({"1"|"2": {accel, boot_seconds,
+  probes}}), tests ({passed, failed, skipped, cases: [{name, level, status,
+  message, seconds}]}), splats ([{level, kind, line_no, line, source}]).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from lab.ktap import Case
+from lab.splats import Splat
+
+SCHEMA_VERSION = 1
+
+
+@dataclass
+class RunRecord:
+    run_id: str
+    started: str
+    profile: str
+    finished: str = ""
+    failed_step: dict[str, str] | None = None
+    source: dict[str, object] = field(default_factory=dict)
+    build: dict[str, dict[str, object]] = field(default_factory=dict)
+    levels: dict[str, dict[str, object]] = field(default_factory=dict)
+    cases: list[Case] = field(default_factory=list)
+    splats: list[Splat] = field(default_factory=list)
+
+    def counts(self) -> dict[str, int]:
+        counts = {"passed": 0, "failed": 0, "skipped": 0}
+        for case in self.cases:
+            counts[case.status] += 1
+        return counts
+
+    @property
+    def status(self) -> str:
+        bad = self.failed_step is not None or self.counts()["failed"] > 0 or bool(self.splats)
+        return "failed" if bad else "passed"
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "schema": SCHEMA_VERSION,
+            "run_id": self.run_id,
+            "started": self.started,
+            "finished": self.finished,
+            "status": self.status,
+            "profile": self.profile,
+            "failed_step": self.failed_step,
+            "source": self.source,
+            "build": self.build,
+            "levels": self.levels,
+            "tests": {**self.counts(), "cases": [c.to_dict() for c in self.cases]},
+            "splats": [s.to_dict() for s in self.splats],
+        }
+
+
+def junit_xml(record: RunRecord) -> str:
+    suites = ET.Element("testsuites", name="pvsched-lab", tests=str(len(record.cases)))
+    levels = sorted({c.level for c in record.cases})
+    for level in levels:
+        cases = [c for c in record.cases if c.level == level]
+        suite = ET.SubElement(
+            suites, "testsuite", name=level, tests=str(len(cases)),
+            failures=str(sum(c.status == "failed" for c in cases)),
+            skipped=str(sum(c.status == "skipped" for c in cases)),
+        )  # fmt: skip
+        for case in cases:
+            el = ET.SubElement(suite, "testcase", classname=f"pvsched_lab.{level}", name=case.name, time=f"{case.seconds:.2f}")
+            if case.status == "failed":
+                ET.SubElement(el, "failure", message=case.message[:500]).text = case.message
+            elif case.status == "skipped":
+                ET.SubElement(el, "skipped", message=case.message[:500])
+    return ET.tostring(suites, encoding="unicode", xml_declaration=True) + "\n"
+
+
+def markdown(record: RunRecord) -> str:
+    c = record.counts()
+    lines = [
+        f"## pvsched-lab run {record.run_id}: {record.status.upper()}",
+        "",
+        f"Tests: {c['passed']} passed, {c['failed']} failed, {c['skipped']} skipped; splats: {len(record.splats)}",
+        "",
+    ]
+    if record.failed_step:
+        lines += [f"**Failed step:** {record.failed_step['step']}: {record.failed_step['message']}",
+                  f"(log: `{record.failed_step.get('log', '')}`)", ""]  # fmt: skip
+    if record.build:
+        lines += ["| kernel | cache | seconds | shared with |", "| --- | --- | --- | --- |"]
+        for name, b in record.build.items():
+            lines.append(f"| {name} | {b.get('cache')} | {b.get('seconds')} | {b.get('shared_with') or ''} |")
+        lines.append("")
+    if record.levels:
+        lines += ["| level | accel | boot seconds |", "| --- | --- | --- |"]
+        for level, info in sorted(record.levels.items()):
+            lines.append(f"| {level} | {info.get('accel')} | {info.get('boot_seconds')} |")
+        lines.append("")
+    if record.cases:
+        lines += ["| test | level | status | message |", "| --- | --- | --- | --- |"]
+        for case in record.cases:
+            msg = case.message.replace("|", "\\|").replace("\n", " ")[:120]
+            lines.append(f"| {case.name} | {case.level} | {case.status} | {msg} |")
+        lines.append("")
+    for s in record.splats:
+        lines.append(f"- splat ({s.level}, {s.kind}) `{s.line}` in {s.source}:{s.line_no}")
+    return "\n".join(lines) + "\n"
+
+
+def write_results(run_dir: Path, record: RunRecord) -> None:
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "summary.json").write_text(json.dumps(record.to_json(), indent=2) + "\n")
+    (run_dir / "junit.xml").write_text(junit_xml(record))
+    md = markdown(record)
+    (run_dir / "summary.md").write_text(md)
+    step_summary = os.environ.get("GITHUB_STEP_SUMMARY")
+    if step_summary:
+        with open(step_summary, "a") as f:
+            f.write(md)
+    latest = run_dir.parent / "latest"
+    tmp = run_dir.parent / f".latest-{os.getpid()}"
+    tmp.unlink(missing_ok=True)
+    tmp.symlink_to(run_dir.name)
+    os.replace(tmp, latest)  # atomic: readers never see a missing link

@@ -1,0 +1,148 @@
+"""Runs every external command the lab needs, and logs it so it can be rerun.
+
+Each command gets logs/NNN-<label>.log holding the exact command line (with
+the working directory and the environment it added), its output, its exit
+status and how long it took. logs/commands.sh collects the same command
+lines as a script a user can replay by hand.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from lab.errors import LabError
+
+
+@dataclass
+class Result:
+    cmd: list[str]
+    returncode: int
+    output: str
+    seconds: float
+    log: Path
+    timed_out: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return self.returncode == 0 and not self.timed_out
+
+
+def reproducer(cmd: Sequence[str], cwd: Path | None, env_extra: Mapping[str, str] | None) -> str:
+    """A shell line that reruns `cmd` by hand exactly as the lab ran it."""
+    parts: list[str] = []
+    if cwd is not None:
+        parts.append(f"cd {shlex.quote(str(cwd))} &&")
+    if env_extra:
+        parts.append("env " + " ".join(f"{k}={shlex.quote(v)}" for k, v in sorted(env_extra.items())))
+    parts.append(shlex.join(cmd))
+    return " ".join(parts)
+
+
+def _slug(label: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", label).strip("-")[:60] or "cmd"
+
+
+class Runner:
+    """Runs commands with logging; one per lab run, owning its logs/ directory."""
+
+    def __init__(self, log_dir: Path) -> None:
+        self.log_dir = log_dir
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        self._count = 0
+        self._lock = threading.Lock()
+        script = self.log_dir / "commands.sh"
+        if not script.exists():
+            script.write_text("#!/bin/sh\n# Every command this lab run ran, in order.\n")
+
+    def _next_log(self, label: str) -> Path:
+        with self._lock:
+            self._count += 1
+            return self.log_dir / f"{self._count:03d}-{_slug(label)}.log"
+
+    def run(
+        self,
+        cmd: Sequence[str | os.PathLike[str]],
+        label: str,
+        *,
+        cwd: Path | None = None,
+        env_extra: Mapping[str, str] | None = None,
+        timeout: float | None = None,
+        check: bool = True,
+        on_line: Callable[[str], None] | None = None,
+        stdin_text: str | None = None,
+    ) -> Result:
+        argv = [str(c) for c in cmd]
+        log = self._next_log(label)
+        line = reproducer(argv, cwd, env_extra)
+        with (self.log_dir / "commands.sh").open("a") as script:
+            script.write(f"\n# {log.name}\n{line}\n")
+        env = dict(os.environ)
+        if env_extra:
+            env.update(env_extra)
+        start = time.monotonic()
+        chunks: list[str] = []
+        timed_out = False
+        with log.open("w", errors="replace") as out:
+            out.write(f"# {label}\n# reproduce: {line}\n\n")
+            out.flush()
+            try:
+                proc = subprocess.Popen(
+                    argv,
+                    cwd=cwd,
+                    env=env,
+                    stdin=subprocess.PIPE if stdin_text is not None else subprocess.DEVNULL,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.STDOUT,
+                    text=True,
+                    errors="replace",
+                    start_new_session=True,  # so a timeout kills the whole tree
+                )
+            except FileNotFoundError as exc:
+                out.write(f"# not found: {argv[0]}\n")
+                raise LabError(f"{label}: command not found: {argv[0]}", fix="run `nox -s doctor`") from exc
+            if stdin_text is not None and proc.stdin is not None:
+                proc.stdin.write(stdin_text)
+                proc.stdin.close()
+            timer = None
+            if timeout is not None:
+
+                def _expire() -> None:
+                    nonlocal timed_out
+                    timed_out = True
+                    try:
+                        os.killpg(proc.pid, signal.SIGKILL)
+                    except ProcessLookupError:
+                        pass
+
+                timer = threading.Timer(timeout, _expire)
+                timer.start()
+            assert proc.stdout is not None
+            for text in proc.stdout:
+                out.write(text)
+                chunks.append(text)
+                if on_line is not None:
+                    on_line(text.rstrip("\n"))
+            rc = proc.wait()
+            if timer is not None:
+                timer.cancel()
+            seconds = time.monotonic() - start
+            status = "timed out after %ss" % timeout if timed_out else f"exit status {rc}"
+            out.write(f"\n# {status}, {seconds:.1f} s\n")
+        result = Result(argv, rc, "".join(chunks), seconds, log, timed_out)
+        if check and not result.ok:
+            tail = "".join(chunks[-15:]).rstrip()
+            raise LabError(
+                f"{label} failed ({status})\n{tail}",
+                fix=f"rerun by hand: {line}",
+                log=str(log),
+            )
+        return result

@@ -1,0 +1,229 @@
+"""Kernel source: fetch what the lock file pins, make it a git tree, apply patches.
+
+The tree keeps one base commit (the pinned source) and one tag per patch
+series applied on it.  Switching series is a `git checkout`, which only
+touches files that differ, so the out-of-tree build stays incremental.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from lab.cache import file_lock
+from lab.errors import LabError
+from lab.lockfile import Lock, SourceLock, sha256_file, verify_sha256
+from lab.runner import Runner
+
+
+@dataclass(frozen=True)
+class SourceTree:
+    path: Path
+    base: str  # commit of the pinned source
+    head: str  # commit with the series applied
+    patches: tuple[str, ...]
+    identity: str  # what the cache key uses for "source + patches"
+
+
+def read_series(patch_dir: Path) -> list[Path]:
+    """Patches named in `series`, in order; comments and blank lines ignored."""
+    series = patch_dir / "series"
+    if not series.exists():
+        return []
+    patches = []
+    for raw in series.read_text().splitlines():
+        name = raw.split("#", 1)[0].strip()
+        if not name:
+            continue
+        path = patch_dir / name
+        if not path.exists():
+            raise LabError(
+                f"{series} names {name}, which does not exist",
+                fix=f"add {path} or remove the line from {series}",
+            )
+        patches.append(path)
+    return patches
+
+
+def series_hash(base: str, patches: list[Path]) -> str:
+    h = hashlib.sha256(base.encode())
+    for p in patches:
+        h.update(b"\0" + p.name.encode() + b"\0")
+        h.update(p.read_bytes())
+    return h.hexdigest()
+
+
+def _git_env(lock: Lock) -> dict[str, str]:
+    # Fixed identity and dates: the same source and series give the same commits.
+    return {
+        "GIT_AUTHOR_NAME": lock.build.user,
+        "GIT_AUTHOR_EMAIL": f"{lock.build.user}@{lock.build.host}",
+        "GIT_COMMITTER_NAME": lock.build.user,
+        "GIT_COMMITTER_EMAIL": f"{lock.build.user}@{lock.build.host}",
+        "GIT_AUTHOR_DATE": "2025-01-01T00:00:00Z",
+        "GIT_COMMITTER_DATE": "2025-01-01T00:00:00Z",
+    }
+
+
+class SourceManager:
+    def __init__(self, cache: Path, runner: Runner, lock: Lock) -> None:
+        self.cache = cache
+        self.runner = runner
+        self.lock = lock
+        self.downloads = cache / "downloads"
+        self.downloads.mkdir(parents=True, exist_ok=True)
+
+    # -- fetching -----------------------------------------------------------
+
+    def fetch_tarball(self) -> Path:
+        src = self.lock.source
+        target = self.downloads / f"linux-{src.version}-{src.sha256[:16]}.tar{_suffix(src)}"
+        if target.exists():
+            verify_sha256(target, src.sha256, "kernel tarball")
+            return target
+        if src.kind == "debian":
+            self._fetch_debian(src, target)
+        else:
+            self._fetch_url(src, target)
+        verify_sha256(target, src.sha256, "kernel tarball")
+        return target
+
+    def _fetch_debian(self, src: SourceLock, target: Path) -> None:
+        deb_name = f"{src.package}_{src.package_version.replace(':', '%3a')}_all.deb"
+        deb = self.downloads / deb_name
+        if not deb.exists():
+            result = self.runner.run(
+                ["apt-get", "download", f"{src.package}={src.package_version}"],
+                f"apt-get download {src.package}",
+                cwd=self.downloads,
+                check=False,
+            )
+            if not result.ok or not deb.exists():
+                installed = Path("/") / src.member
+                if installed.exists() and sha256_file(installed) == src.sha256:
+                    shutil.copyfile(installed, target)  # the installed package is the pinned one
+                    return
+                raise LabError(
+                    f"could not download {src.package}={src.package_version}",
+                    fix=f"run `apt-get update`, or pin the version `apt-cache policy {src.package}` "
+                    "offers in kernel/source.lock (package_version, package_sha256, sha256)",
+                    log=str(result.log),
+                )
+        verify_sha256(deb, src.package_sha256, "Debian package")
+        tmp = target.with_suffix(".partial")
+        self.runner.run(
+            ["sh", "-c", 'dpkg-deb --fsys-tarfile "$1" | tar -xO "$2" > "$3"', "sh", str(deb), src.member, str(tmp)],
+            "extract kernel tarball",
+        )
+        os.replace(tmp, target)
+
+    def _fetch_url(self, src: SourceLock, target: Path) -> None:
+        if src.url.startswith(("http://", "https://")):
+            tmp = target.with_suffix(".partial")
+            try:
+                with urllib.request.urlopen(src.url, timeout=60) as resp, tmp.open("wb") as out:
+                    shutil.copyfileobj(resp, out)
+            except OSError as exc:
+                raise LabError(f"downloading {src.url} failed: {exc}", fix="check the URL and network") from exc
+            os.replace(tmp, target)
+        else:
+            path = Path(src.url).expanduser()
+            if not path.exists():
+                raise LabError(f"kernel tarball {path} not found", fix="give an existing path or URL")
+            shutil.copyfile(path, target)
+
+    # -- the git tree ---------------------------------------------------------
+
+    def tree_dir(self) -> Path:
+        src = self.lock.source
+        if src.kind == "git":
+            return self.cache / "src" / ("git-" + hashlib.sha256(str(Path(src.git).resolve()).encode()).hexdigest()[:16])
+        return self.cache / "src" / f"linux-{src.version}-{src.sha256[:16]}"
+
+    def _git(self, tree: Path, args: list[str], label: str, check: bool = True) -> str:
+        return self.runner.run(
+            ["git", "-C", str(tree), *args], label, env_extra=_git_env(self.lock), check=check
+        ).output.strip()
+
+    def base_tree(self) -> tuple[Path, str]:
+        """The git tree at the pinned source, created on first use."""
+        tree = self.tree_dir()
+        src = self.lock.source
+        if src.kind == "git":
+            return tree, self._base_from_git(tree, src)
+        if not (tree / ".git").exists():
+            tarball = self.fetch_tarball()
+            tmp = tree.with_name(tree.name + f".tmp-{os.getpid()}")
+            shutil.rmtree(tmp, ignore_errors=True)
+            tmp.mkdir(parents=True)
+            self.runner.run(["tar", "-xf", tarball, "-C", tmp, "--strip-components=1"], "unpack kernel source")
+            self._git(tmp, ["init", "-q"], "git init")
+            self._git(tmp, ["add", "-A", "-f"], "git add source")
+            self._git(tmp, ["commit", "-q", "--no-verify", "-m", f"base: Linux {src.version} ({src.identity()})"], "git commit base")
+            self._git(tmp, ["tag", "lab/base"], "git tag base")
+            os.rename(tmp, tree)
+        return tree, self._git(tree, ["rev-parse", "lab/base^{commit}"], "resolve base")
+
+    def _base_from_git(self, tree: Path, src: SourceLock) -> str:
+        origin = Path(src.git).expanduser().resolve()
+        if not (origin / ".git").exists() and not (origin / "HEAD").exists():
+            raise LabError(f"{origin} is not a git tree", fix="pass the path of a kernel git checkout")
+        if not (tree / ".git").exists():
+            tree.parent.mkdir(parents=True, exist_ok=True)
+            self.runner.run(["git", "clone", "-q", "--shared", "--no-checkout", origin, tree], "git clone kernel tree")
+        self._git(tree, ["fetch", "-q", "--no-tags", str(origin), src.ref], f"git fetch {src.ref}")
+        base = self._git(tree, ["rev-parse", "FETCH_HEAD^{commit}"], "resolve ref")
+        self._git(tree, ["tag", "-f", "lab/base", base], "git tag base")
+        return base
+
+    def prepare(self, patch_dir: Path) -> SourceTree:
+        """The tree checked out at base + series, applying the series once per content."""
+        tree, base = self.base_tree()
+        patches = read_series(patch_dir)
+        digest = series_hash(base, patches)
+        tag = f"lab/series-{digest[:16]}"
+        with file_lock(tree.with_name(tree.name + ".lock")):
+            exists = self._git(tree, ["rev-parse", "-q", "--verify", f"{tag}^{{commit}}"], "look up series", check=False)
+            if exists:
+                self._git(tree, ["checkout", "-q", "-f", "--detach", tag], "checkout series")
+            else:
+                self._git(tree, ["checkout", "-q", "-f", "--detach", "lab/base"], "checkout base")
+                for patch in patches:
+                    self._apply(tree, patch, base)
+                self._git(tree, ["tag", "-f", tag], "tag series")
+            head = self._git(tree, ["rev-parse", "HEAD"], "resolve head")
+        return SourceTree(
+            path=tree,
+            base=base,
+            head=head,
+            patches=tuple(p.name for p in patches),
+            identity=f"{self.lock.source.identity()}+series:{digest}",
+        )
+
+    def _apply(self, tree: Path, patch: Path, base: str) -> None:
+        result = self.runner.run(
+            ["git", "-C", str(tree), "am", "-q", "--committer-date-is-author-date", str(patch)],
+            f"git am {patch.name}",
+            env_extra=_git_env(self.lock),
+            check=False,
+        )
+        if not result.ok:
+            self._git(tree, ["am", "--abort"], "git am --abort", check=False)
+            raise LabError(
+                f"patch {patch} does not apply on {base[:12]}",
+                fix=f"rebase it: in a kernel tree at {base[:12]} apply the series up to it, "
+                f"resolve, and regenerate it with `git format-patch`; or drop it from {patch.parent}/series",
+                log=str(result.log),
+            )
+
+
+def _suffix(src: SourceLock) -> str:
+    name = src.member or src.url
+    for ext in (".xz", ".gz", ".bz2", ".zst"):
+        if name.endswith(ext):
+            return ext
+    return ""

@@ -1,0 +1,46 @@
+"""Progress and messages for people watching a run (rich on a terminal, plain lines in CI)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+from rich.console import Console
+
+console = Console(stderr=True, highlight=False)
+
+
+def info(message: str) -> None:
+    console.print(message)
+
+
+@contextmanager
+def activity(title: str, every: float = 30.0) -> Iterator[Callable[[str], None]]:
+    """Show `title` with elapsed time and the latest output line while work runs.
+
+    Yields a callback taking output lines.  Off a terminal, it prints a line
+    every `every` seconds so CI logs show the run is alive.
+    """
+    start = time.monotonic()
+    last_print = start
+    if console.is_terminal:
+        with console.status(title) as status:
+
+            def update(line: str) -> None:
+                elapsed = int(time.monotonic() - start)
+                status.update(f"{title} [dim]{elapsed // 60}:{elapsed % 60:02d}[/] {line.strip()[:70]}")
+
+            yield update
+    else:
+        console.print(f"{title} ...")
+
+        def update(line: str) -> None:
+            nonlocal last_print
+            now = time.monotonic()
+            if now - last_print >= every:
+                last_print = now
+                console.print(f"  {title}: {int(now - start)} s, {line.strip()[:70]}")
+
+        yield update
+    console.print(f"{title}: done in {time.monotonic() - start:.0f} s")

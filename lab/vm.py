@@ -1,0 +1,129 @@
+"""Booting level 1 (the host-kernel VM) with virtme-ng, and probing its accelerator."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shlex
+import shutil
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from lab import accel, ui
+from lab.errors import LabError
+from lab.paths import REPO
+from lab.runner import Result, Runner
+
+PROBE_MARK = "LAB-PROBE-OK"
+READY_MARK = "LAB-LEVEL1-READY"
+
+
+@dataclass
+class Level1Settings:
+    cpus: int = 2
+    memory_mb: int = 3072
+    kvm_probe_timeout: float = 60.0
+    tcg_probe_timeout: float = 300.0
+    run_timeout: float = 1500.0
+
+
+def vng_command(kernel: Path, mode: str, settings: Level1Settings, exec_cmd: str, rwdirs: list[Path]) -> list[str]:
+    vng = shutil.which("vng") or str(Path(sys.executable).parent / "vng")
+    cmd = [
+        vng, "--run", str(kernel), "--disable-microvm", "--verbose",
+        "--cpus", str(settings.cpus), "--memory", f"{settings.memory_mb}M",
+        "--append", "panic=-1", "--cwd", str(REPO),
+    ]  # fmt: skip
+    if mode == "tcg":
+        cmd.append("--disable-kvm")  # virtme-ng then uses -cpu max, which exposes SVM/VMX
+    for d in rwdirs:
+        cmd += ["--rwdir", str(d)]
+    return [*cmd, "--exec", exec_cmd]
+
+
+def _boot_id() -> str:
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return "unknown"
+
+
+class Level1:
+    def __init__(self, cache: Path, runner: Runner, kernel: Path, kernel_key: str, settings: Level1Settings) -> None:
+        self.cache = cache
+        self.runner = runner
+        self.kernel = kernel
+        self.kernel_key = kernel_key
+        self.settings = settings
+
+    def _probe_cache(self) -> Path:
+        # Valid until the machine reboots or the kernel or QEMU changes.
+        qemu = shutil.which("qemu-system-x86_64") or ""
+        ident = f"{_boot_id()}|{self.kernel_key}|{qemu}|{os.stat(qemu).st_mtime if qemu else 0}"
+        return self.cache / "probes" / (hashlib.sha256(ident.encode()).hexdigest()[:24] + ".json")
+
+    def probe(self, use_cache: bool = True) -> tuple[str, list[accel.Probe], bool]:
+        """(chosen accel, probes, whether it came from the cache)."""
+        cached = self._probe_cache()
+        if use_cache and cached.exists():
+            data = json.loads(cached.read_text())
+            return data["accel"], [accel.Probe(**p) for p in data["probes"]], True
+        dev = Path("/dev/kvm")
+        worth, why = accel.kvm_worth_trying(dev.exists(), os.access(dev, os.R_OK | os.W_OK))
+        probes: list[accel.Probe] = []
+        modes = ["kvm", "tcg"] if worth else ["tcg"]
+        if not worth:
+            probes.append(accel.Probe("kvm", False, 0.0, why))
+        for mode in modes:
+            timeout = accel.probe_timeout(mode, self.settings.kvm_probe_timeout, self.settings.tcg_probe_timeout)
+            with ui.activity(f"probing level 1 under {mode} (timeout {timeout:.0f} s)") as progress:
+                res = self.runner.run(
+                    vng_command(self.kernel, mode, self.settings, f"echo {PROBE_MARK}", []),
+                    f"probe level1 {mode}",
+                    timeout=timeout,
+                    check=False,
+                    on_line=progress,
+                )
+            ok = res.ok and PROBE_MARK in res.output
+            reason = "" if ok else (f"timed out after {timeout:.0f} s" if res.timed_out else f"exit status {res.returncode}")
+            probes.append(accel.Probe(mode, ok, round(res.seconds, 2), reason))
+            if ok:
+                break
+        chosen = accel.choose(probes)
+        if chosen is None:
+            raise LabError(
+                "level 1 boots under no accelerator: " + "; ".join(f"{p.accel}: {p.reason}" for p in probes),
+                fix="read the probe logs; check that qemu-system-x86_64 runs (`nox -s doctor`)",
+                log=str(self.runner.log_dir),
+            )
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        cached.write_text(json.dumps({"accel": chosen, "probes": [p.to_dict() for p in probes]}))
+        return chosen, probes, False
+
+    def run(self, mode: str, exec_cmd: str, rwdirs: list[Path], label: str) -> tuple[Result, float | None]:
+        """Boot level 1 and run `exec_cmd`; returns the result and seconds to the ready mark."""
+        start = time.monotonic()
+        ready: list[float] = []
+
+        def watch(line: str) -> None:
+            progress(line)
+            if READY_MARK in line and not ready:
+                ready.append(time.monotonic() - start)
+
+        with ui.activity(f"{label} (level 1 under {mode})") as progress:
+            result = self.runner.run(
+                vng_command(self.kernel, mode, self.settings, exec_cmd, rwdirs),
+                label,
+                timeout=self.settings.run_timeout,
+                check=False,
+                on_line=watch,
+            )
+        return result, (round(ready[0], 2) if ready else None)
+
+
+def python_exec(module: str, *args: str) -> str:
+    """A shell command running a lab module with this Python inside level 1."""
+    return shlex.join([sys.executable, "-m", module, *args])

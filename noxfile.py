@@ -1,0 +1,58 @@
+"""nox sessions: `nox -s lab` runs everything; `nox -s tests` is the test suite.
+
+Arguments after `--` go to the lab command, e.g. `nox -s boot -- uname -a`.
+"""
+
+from __future__ import annotations
+
+import nox
+
+nox.options.sessions = ["lab"]
+nox.options.reuse_existing_virtualenvs = True
+
+
+def _lab(session: nox.Session, *args: str) -> None:
+    session.install("-e", ".")
+    session.run("python", "-m", "lab", *args, *session.posargs, external=True)
+
+
+@nox.session
+def lab(session: nox.Session) -> None:
+    """Everything: doctor, source, kernels, BPF, boot both levels, tests, results/."""
+    _lab(session, "run")
+
+
+@nox.session
+def doctor(session: nox.Session) -> None:
+    """Check every tool; install what is missing on Debian/Ubuntu."""
+    _lab(session, "doctor")
+
+
+@nox.session
+def kernel(session: nox.Session) -> None:
+    """Prepare the pinned source and build the kernels (`-- --check-reproducible`)."""
+    _lab(session, "kernel")
+
+
+@nox.session
+def boot(session: nox.Session) -> None:
+    """Boot level 1 and open a shell, or run `-- CMD` in it."""
+    _lab(session, "boot")
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """The project's test suite: unit tests of lab/, then the in-VM functional tests."""
+    session.install("-e", ".[test]")
+    session.run("pytest", "-q", "tests/unit", "--junitxml=results/unit-junit.xml")
+    session.run("python", "-m", "lab", "run", *session.posargs)
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """ruff, mypy, and checkpatch on the kernel patches."""
+    session.install("-e", ".[lint]")
+    session.run("ruff", "check", "lab", "tests", "noxfile.py")
+    session.run("ruff", "format", "--check", "lab", "tests", "noxfile.py")
+    session.run("mypy")
+    session.run("python", "-m", "lab", "checkpatch", external=True)

@@ -1,0 +1,28 @@
+from __future__ import annotations
+
+from lab.accel import Probe, choose, kvm_worth_trying, probe_timeout
+
+
+def test_kvm_preferred_when_it_boots() -> None:
+    assert choose([Probe("kvm", True, 3.0), Probe("tcg", True, 20.0)]) == "kvm"
+
+
+def test_hanging_kvm_falls_back_to_tcg() -> None:
+    # What these machines do: /dev/kvm exists but an ordinary kernel hangs on it.
+    assert choose([Probe("kvm", False, 60.0, "timed out after 60 s"), Probe("tcg", True, 20.0)]) == "tcg"
+
+
+def test_nothing_boots() -> None:
+    assert choose([Probe("kvm", False, 1.0, "x"), Probe("tcg", False, 1.0, "y")]) is None
+    assert choose([]) is None
+
+
+def test_dev_kvm_existing_is_not_enough_to_decide() -> None:
+    assert kvm_worth_trying(True, True) == (True, "")
+    assert kvm_worth_trying(False, False)[0] is False
+    assert "not readable" in kvm_worth_trying(True, False)[1]
+
+
+def test_probe_timeouts() -> None:
+    assert probe_timeout("kvm", 60, 300) == 60
+    assert probe_timeout("tcg", 60, 300) == 300

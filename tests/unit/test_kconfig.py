@@ -1,0 +1,62 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from lab import kconfig
+from lab.errors import LabError
+from lab.paths import CONFIG_DIR
+
+
+def test_parse_config_reads_set_and_unset() -> None:
+    opts = kconfig.parse_config('CONFIG_A=y\n# CONFIG_B is not set\nCONFIG_S="x y"\n# comment\n')
+    assert opts == {"CONFIG_A": "y", "CONFIG_B": "n", "CONFIG_S": '"x y"'}
+
+
+def _frag(tmp: Path, name: str, text: str) -> kconfig.Fragment:
+    path = tmp / f"{name}.config"
+    path.write_text(text)
+    return kconfig.Fragment(name, path)
+
+
+def test_later_fragment_wins(tmp_path: Path) -> None:
+    wanted = kconfig.requested([_frag(tmp_path, "a", "CONFIG_X=y\n"), _frag(tmp_path, "b", "CONFIG_X=m\n")])
+    assert wanted == {"CONFIG_X": ("m", "b")}
+
+
+def test_dropped_and_changed_options_are_named() -> None:
+    wanted = {"CONFIG_KVM": ("y", "host"), "CONFIG_NR_CPUS": ("16", "common"), "CONFIG_OFF": ("n", "common")}
+    final = {"CONFIG_NR_CPUS": "8"}
+    problems = kconfig.dropped_options(wanted, final)
+    assert problems == [
+        "CONFIG_KVM=y (from host.config) ended up not set",
+        "CONFIG_NR_CPUS=16 (from common.config) ended up 8",
+    ]
+    assert kconfig.dropped_options(wanted, {"CONFIG_KVM": "y", "CONFIG_NR_CPUS": "16"}) == []
+
+
+def test_verify_raises_naming_option(tmp_path: Path) -> None:
+    final = tmp_path / ".config"
+    final.write_text("# CONFIG_KVM is not set\n")
+    with pytest.raises(LabError, match="CONFIG_KVM=y"):
+        kconfig.verify({"CONFIG_KVM": ("y", "host")}, final)
+
+
+def test_unknown_profile_is_an_error() -> None:
+    with pytest.raises(LabError, match="unknown profile"):
+        kconfig.fragments_for(CONFIG_DIR, "nope", "host")
+
+
+def test_repo_fragments_cover_what_the_system_needs() -> None:
+    host = kconfig.requested(kconfig.fragments_for(CONFIG_DIR, "default", "host"))
+    guest = kconfig.requested(kconfig.fragments_for(CONFIG_DIR, "default", "guest"))
+    for opt in ("CONFIG_KVM_INTEL", "CONFIG_KVM_AMD", "CONFIG_BPF_SYSCALL", "CONFIG_BPF_JIT", "CONFIG_DEBUG_INFO_BTF",
+                "CONFIG_SCHED_CLASS_EXT", "CONFIG_FTRACE"):  # fmt: skip
+        assert host[opt][0] == "y", opt
+    for opt in ("CONFIG_VIRTIO_PCI", "CONFIG_9P_FS", "CONFIG_VIRTIO_FS", "CONFIG_MODULES", "CONFIG_DEBUG_INFO_BTF"):
+        assert guest[opt][0] == "y", opt
+    # Equal option sets are what lets host and guest share one build.
+    assert {k: v for k, (v, _) in host.items()} == {k: v for k, (v, _) in guest.items()}
+    debug = kconfig.requested(kconfig.fragments_for(CONFIG_DIR, "debug", "host"))
+    assert debug["CONFIG_PROVE_LOCKING"][0] == "y" and debug["CONFIG_KASAN"][0] == "y"

@@ -1,0 +1,37 @@
+from __future__ import annotations
+
+import pytest
+
+from lab.errors import LabError
+from lab.runner import Runner, reproducer
+
+
+def test_log_has_command_output_and_status(runner: Runner) -> None:
+    res = runner.run(["sh", "-c", "echo hello; exit 0"], "say hello", env_extra={"X": "1 2"})
+    text = res.log.read_text()
+    assert "reproduce: env X='1 2' sh -c 'echo hello; exit 0'" in text
+    assert "hello" in text and "exit status 0" in text
+    assert "sh -c 'echo hello; exit 0'" in (runner.log_dir / "commands.sh").read_text()
+
+
+def test_failure_raises_with_log_and_reproducer(runner: Runner) -> None:
+    with pytest.raises(LabError) as exc:
+        runner.run(["sh", "-c", "echo broken >&2; exit 3"], "break")
+    assert "exit status 3" in exc.value.message and "broken" in exc.value.message
+    assert exc.value.log and exc.value.log.endswith("001-break.log")
+    assert exc.value.fix and "sh -c" in exc.value.fix
+
+
+def test_timeout_kills_the_process_tree(runner: Runner) -> None:
+    res = runner.run(["sh", "-c", "sleep 30 & sleep 30; echo never"], "hang", timeout=0.5, check=False)
+    assert res.timed_out and not res.ok and res.seconds < 10
+    assert "timed out" in res.log.read_text()
+
+
+def test_missing_command_is_a_lab_error(runner: Runner) -> None:
+    with pytest.raises(LabError, match="command not found"):
+        runner.run(["definitely-not-a-tool-xyz"], "missing")
+
+
+def test_reproducer_quotes() -> None:
+    assert reproducer(["a", "b c"], None, None) == "a 'b c'"
