@@ -22,10 +22,14 @@ def find_clang() -> str:
     return check.path
 
 
-def build_bpf(cache: Path, runner: Runner, btf: Path) -> Path:
-    """Runs bpf/Makefile into a directory keyed by sources + BTF + clang; returns it."""
+def build_bpf(cache: Path, runner: Runner, btf: Path, ksrc: Path, source_identity: str) -> Path:
+    """Runs bpf/Makefile into a directory keyed by sources + kernel + clang; returns it.
+
+    `ksrc` is the kernel tree (libbpf and the pvsched ABI header come from
+    it), `source_identity` what identifies its content (source + series).
+    """
     clang = find_clang()
-    h = hashlib.sha256(clang.encode())
+    h = hashlib.sha256(clang.encode() + source_identity.encode())
     for path in sorted(BPF_DIR.iterdir()):
         if path.is_file():
             h.update(path.name.encode() + b"\0" + path.read_bytes())
@@ -36,7 +40,10 @@ def build_bpf(cache: Path, runner: Runner, btf: Path) -> Path:
     tmp = out.with_name(out.name + f".tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    runner.run(["make", "-C", str(BPF_DIR), f"OUT={tmp}", f"BTF={btf}", f"CLANG={clang}"], "build BPF programs")
+    runner.run(
+        ["make", "-C", str(BPF_DIR), f"-j{os.cpu_count() or 1}", f"OUT={tmp}", f"BTF={btf}", f"KSRC={ksrc}", f"CLANG={clang}"],
+        "build BPF programs",
+    )
     (tmp / ".done").write_text("")
     shutil.rmtree(out, ignore_errors=True)
     os.rename(tmp, out)

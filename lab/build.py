@@ -82,6 +82,10 @@ class KernelBuilder:
         env = self.lock.build.env()
         env["CCACHE_DIR"] = str(self.cache / "ccache")
         env["CCACHE_BASEDIR"] = str(self.cache)
+        # Depend mode skips running the preprocessor on a miss (cold builds pay
+        # less); no cwd in the hash so any build directory can hit.
+        env["CCACHE_DEPEND"] = "1"
+        env["CCACHE_NOHASHDIR"] = "1"
         return env
 
     def toolchain(self) -> dict[str, str]:
@@ -91,9 +95,7 @@ class KernelBuilder:
 
     def merged_config(self, tree: SourceTree, fragments: list[kconfig.Fragment]) -> str:
         """tinyconfig + fragments via merge_config.sh + olddefconfig, verified; cached by inputs."""
-        digest = cache_key(
-            {"source": tree.identity, **{f"frag:{f.name}": f.path.read_text() for f in fragments}, **self.toolchain()}
-        )
+        digest = cache_key({"source": tree.identity, **{f"frag:{f.name}": f.path.read_text() for f in fragments}, **self.toolchain()})
         out = self.cache / "kconfig" / digest[:24]
         final = out / ".config"
         wanted = kconfig.requested(fragments)
@@ -104,8 +106,14 @@ class KernelBuilder:
             make = ["make", "-C", str(tree.path), f"O={tmp}", *self.make_vars()]
             self.runner.run([*make, "tinyconfig"], "make tinyconfig", env_extra=self.env())
             self.runner.run(
-                [str(tree.path / "scripts/kconfig/merge_config.sh"), "-m", "-O", str(tmp), str(tmp / ".config"),
-                 *[str(f.path) for f in fragments]],
+                [
+                    str(tree.path / "scripts/kconfig/merge_config.sh"),
+                    "-m",
+                    "-O",
+                    str(tmp),
+                    str(tmp / ".config"),
+                    *[str(f.path) for f in fragments],
+                ],
                 "merge_config.sh " + " ".join(f.name for f in fragments),
                 env_extra=self.env(),
             )
@@ -170,7 +178,13 @@ class KernelBuilder:
             shutil.copyfile(bdir / ".config", tmp / "config")
             shutil.copyfile(bdir / "System.map", tmp / "System.map")
             self.runner.run(
-                ["objcopy", "--dump-section", f".BTF={tmp / 'vmlinux.btf'}", str(bdir / "vmlinux"), str(tmp / "vmlinux.scratch")],
+                [
+                    "objcopy",
+                    "--dump-section",
+                    f".BTF={tmp / 'vmlinux.btf'}",
+                    str(bdir / "vmlinux"),
+                    str(tmp / "vmlinux.scratch"),
+                ],
                 "extract vmlinux BTF",
             )
             (tmp / "vmlinux.scratch").unlink(missing_ok=True)

@@ -9,9 +9,9 @@ import sys
 
 from lab import doctor, ui
 from lab.errors import LabError
-from lab.paths import REPO
+from lab.paths import REPO, RESULTS_DIR
 from lab.pipeline import Options, Pipeline, StepFailed
-from lab.runner import reproducer
+from lab.runner import Runner, reproducer
 from lab.vm import vng_command
 
 
@@ -46,6 +46,7 @@ def _options(args: argparse.Namespace) -> Options:
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="lab", description="pvsched-lab: build, boot and test paravirtualized vCPU scheduling")
     sub = p.add_subparsers(dest="command", required=True)
+    sub.add_parser("checkpatch", help="run the kernel's checkpatch.pl on kernel/patches/")
     d = sub.add_parser("doctor", help="check (and on Debian/Ubuntu install) every tool a run needs")
     d.add_argument("--no-install", action="store_true")
     k = sub.add_parser("kernel", help="prepare the source and build the kernels")
@@ -85,12 +86,35 @@ def boot(args: argparse.Namespace) -> int:
     return subprocess.call(argv, cwd=REPO)
 
 
+def checkpatch() -> int:
+    """checkpatch.pl from the pinned source on every patch of the series."""
+    from lab.lockfile import load_lock
+    from lab.paths import LOCK_FILE, PATCH_DIR, cache_dir
+    from lab.source import SourceManager, read_series
+
+    patches = read_series(PATCH_DIR)
+    if not patches:
+        ui.info("checkpatch: kernel/patches/series is empty, nothing to check")
+        return 0
+    runner = Runner(RESULTS_DIR / "checkpatch-logs")
+    tree, _ = SourceManager(cache_dir(), runner, load_lock(LOCK_FILE)).base_tree()
+    result = runner.run(
+        ["perl", str(tree / "scripts/checkpatch.pl"), "--no-tree", "--show-types", *map(str, patches)],
+        "checkpatch",
+        check=False,
+    )
+    sys.stdout.write(result.output)
+    return result.returncode
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         if args.command == "doctor":
             doctor.doctor(None if args.no_install else _doctor_runner(), install=not args.no_install)
             return 0
+        if args.command == "checkpatch":
+            return checkpatch()
         if args.command == "kernel":
             return Pipeline(_options(args)).kernel_only(args.check_reproducible)
         if args.command == "boot":
@@ -101,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
 
-def _doctor_runner() -> "Runner":
+def _doctor_runner() -> Runner:
     from lab.paths import RESULTS_DIR
     from lab.runner import Runner
 

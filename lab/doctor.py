@@ -71,7 +71,13 @@ TOOLS: tuple[Tool, ...] = (
         minimum=(16,),
         why="BPF programs (sched_ext needs >= 16)",
     ),
-    Tool("bpftool", ("bpftool", "/usr/sbin/bpftool"), ("bpftool",), version_args=("version",), why="BPF skeletons and loading"),
+    Tool(
+        "bpftool",
+        ("bpftool", "/usr/sbin/bpftool"),
+        ("bpftool",),
+        version_args=("version",),
+        why="BPF skeletons and loading",
+    ),
     Tool("libbpf", (), ("libbpf-dev",), header="/usr/include/bpf/libbpf.h", why="BPF loaders"),
     Tool("cyclictest", ("cyclictest",), ("rt-tests",), version_args=("--help",), why="latency benchmark"),
     Tool("stress-ng", ("stress-ng",), ("stress-ng",), version_args=("--version",), why="host load"),
@@ -173,8 +179,7 @@ def doctor(runner: Runner | None, install: bool) -> list[Check]:
     checks = [check_tool(t) for t in TOOLS]
     missing = [c for c in checks if not c.ok]
     if missing and install and is_debian_like() and runner is not None:
-        if runner is not None:
-            runner.run([*sudo_prefix(), "apt-get", "update", "-q"], "apt-get update")
+        runner.run([*sudo_prefix(), "apt-get", "update", "-q"], "apt-get update")
         pkgs, _ = packages_for(missing)
         if pkgs:
             with ui.activity("installing " + " ".join(pkgs)) as progress:

@@ -89,6 +89,5 @@ def verify(wanted: dict[str, tuple[str, str]], final_config: Path) -> None:
     if problems:
         raise LabError(
             "kconfig dropped requested options after olddefconfig:\n  " + "\n  ".join(problems),
-            fix="enable the options they depend on in the same fragment "
-            "(see `make menuconfig`, search with '/'), or remove them",
+            fix="enable the options they depend on in the same fragment (see `make menuconfig`, search with '/'), or remove them",
         )

@@ -61,7 +61,7 @@ def _need(table: dict[str, object], key: str, where: str) -> str:
     if not isinstance(value, str) or not value:
         raise LabError(
             f"{where}: missing or empty string field '{key}'",
-            fix=f"add `{key} = \"...\"` to {where}",
+            fix=f'add `{key} = "..."` to {where}',
         )
     return value
 
@@ -98,15 +98,11 @@ def parse_lock(text: str, where: str = "kernel/source.lock") -> Lock:
             member=_need(src, "member", w),
         )
     elif kind == "tarball":
-        source = SourceLock(
-            kind=kind, version=version, sha256=_check_sha(_need(src, "sha256", w), w), url=_need(src, "url", w)
-        )
+        source = SourceLock(kind=kind, version=version, sha256=_check_sha(_need(src, "sha256", w), w), url=_need(src, "url", w))
     else:
         source = SourceLock(kind=kind, version=version, git=_need(src, "git", w), ref=_need(src, "ref", w))
     wb = f"{where} [build]"
-    identity = BuildIdentity(
-        timestamp=_need(build, "timestamp", wb), user=_need(build, "user", wb), host=_need(build, "host", wb)
-    )
+    identity = BuildIdentity(timestamp=_need(build, "timestamp", wb), user=_need(build, "user", wb), host=_need(build, "host", wb))
     return Lock(source=source, build=identity)
 
 
@@ -130,6 +126,5 @@ def verify_sha256(path: Path, expected: str, what: str) -> None:
     if actual != expected:
         raise LabError(
             f"checksum mismatch for {what} {path}: expected {expected}, got {actual}",
-            fix=f"delete {path} to fetch it again; if the new file is intended, "
-            f"set sha256 = \"{actual}\" in kernel/source.lock",
+            fix=f'delete {path} to fetch it again; if the new file is intended, set sha256 = "{actual}" in kernel/source.lock',
         )

@@ -19,6 +19,7 @@ from lab import doctor, kconfig, ui
 from lab.bpf import build_bpf
 from lab.build import KernelBuild, KernelBuilder
 from lab.errors import LabError
+from lab.guest import build_guest
 from lab.initramfs import build_initramfs
 from lab.ktap import Case
 from lab.lockfile import Lock, SourceLock, load_lock
@@ -154,12 +155,17 @@ class Pipeline:
         self.record.build = {name: b.summary() for name, b in builds.items()}
         return builds
 
-    def run_vms(self, builds: dict[str, KernelBuild]) -> None:
+    def run_vms(self, tree: SourceTree, builds: dict[str, KernelBuild]) -> None:
         host, guest = builds["host"], builds["guest"]
         with self.step("build BPF"):
-            bpf_out = build_bpf(self.cache, self.runner, host.btf)
+            bpf_out = build_bpf(self.cache, self.runner, host.btf, tree.path, tree.identity)
+        pvsched = (tree.path / "include/uapi/linux/pvsched.h").exists()
+        extra: dict[str, Path] = {}
+        if pvsched:
+            with self.step("build guest driver"):
+                extra = build_guest(self.cache, self.runner, tree, guest).initramfs_files()
         with self.step("build guest initramfs"):
-            initramfs = build_initramfs(self.cache, self.runner)
+            initramfs = build_initramfs(self.cache, self.runner, extra=extra)
         level1 = Level1(self.cache, self.runner, host.bzimage, host.key, self.opts.level1)
         with self.step("probe level 1 accelerator"):
             mode, probes, cached = level1.probe(use_cache=not self.opts.reprobe)
@@ -177,6 +183,12 @@ class Pipeline:
             "tcg_timeout": self.opts.level2_tcg_timeout,
             "bpf_hello": str(bpf_out / "hello"),
         }
+        if pvsched:
+            cfg["pvsched"] = {
+                "loader": str(bpf_out / "pvsched_boost"),
+                "load_check": str(bpf_out / "load_check"),
+                "rejected": [str(bpf_out / f"{name}.bpf.o") for name in ("pvsched_bad_register", "pvsched_bad_tracing")],
+            }
         (out / "level1-config.json").write_text(json.dumps(cfg, indent=2))
         with self.step("boot level 1 and run tests"):
             result, ready = level1.run(
@@ -216,7 +228,7 @@ class Pipeline:
             self.doctor()
             tree = self.source()
             builds = self.kernels(tree)
-            self.run_vms(builds)
+            self.run_vms(tree, builds)
         except StepFailed:
             pass
         return self.finish()
@@ -231,9 +243,7 @@ class Pipeline:
                     config = (builds["host"].entry / "config").read_text()
                     a, b = self.builder().check_reproducible(tree, config)
                     ok = a == b
-                    self.record.cases.append(
-                        Case("reproducible_bzimage", "host", "passed" if ok else "failed", f"{a[:16]} vs {b[:16]}")
-                    )
+                    self.record.cases.append(Case("reproducible_bzimage", "host", "passed" if ok else "failed", f"{a[:16]} vs {b[:16]}"))
         except StepFailed:
             pass
         return self.finish()

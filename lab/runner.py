@@ -8,6 +8,7 @@ lines as a script a user can replay by hand.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shlex
@@ -118,10 +119,8 @@ class Runner:
                 def _expire() -> None:
                     nonlocal timed_out
                     timed_out = True
-                    try:
+                    with contextlib.suppress(ProcessLookupError):
                         os.killpg(proc.pid, signal.SIGKILL)
-                    except ProcessLookupError:
-                        pass
 
                 timer = threading.Timer(timeout, _expire)
                 timer.start()
@@ -135,7 +134,7 @@ class Runner:
             if timer is not None:
                 timer.cancel()
             seconds = time.monotonic() - start
-            status = "timed out after %ss" % timeout if timed_out else f"exit status {rc}"
+            status = f"timed out after {timeout}s" if timed_out else f"exit status {rc}"
             out.write(f"\n# {status}, {seconds:.1f} s\n")
         result = Result(argv, rc, "".join(chunks), seconds, log, timed_out)
         if check and not result.ok:

@@ -145,9 +145,7 @@ class SourceManager:
         return self.cache / "src" / f"linux-{src.version}-{src.sha256[:16]}"
 
     def _git(self, tree: Path, args: list[str], label: str, check: bool = True) -> str:
-        return self.runner.run(
-            ["git", "-C", str(tree), *args], label, env_extra=_git_env(self.lock), check=check
-        ).output.strip()
+        return self.runner.run(["git", "-C", str(tree), *args], label, env_extra=_git_env(self.lock), check=check).output.strip()
 
     def base_tree(self) -> tuple[Path, str]:
         """The git tree at the pinned source, created on first use."""
@@ -162,8 +160,14 @@ class SourceManager:
             tmp.mkdir(parents=True)
             self.runner.run(["tar", "-xf", tarball, "-C", tmp, "--strip-components=1"], "unpack kernel source")
             self._git(tmp, ["init", "-q"], "git init")
+            # An automatic repack of 90k files would compete with the build.
+            self._git(tmp, ["config", "gc.auto", "0"], "git config gc.auto")
             self._git(tmp, ["add", "-A", "-f"], "git add source")
-            self._git(tmp, ["commit", "-q", "--no-verify", "-m", f"base: Linux {src.version} ({src.identity()})"], "git commit base")
+            self._git(
+                tmp,
+                ["commit", "-q", "--no-verify", "-m", f"base: Linux {src.version} ({src.identity()})"],
+                "git commit base",
+            )
             self._git(tmp, ["tag", "lab/base"], "git tag base")
             os.rename(tmp, tree)
         return tree, self._git(tree, ["rev-parse", "lab/base^{commit}"], "resolve base")
@@ -175,6 +179,7 @@ class SourceManager:
         if not (tree / ".git").exists():
             tree.parent.mkdir(parents=True, exist_ok=True)
             self.runner.run(["git", "clone", "-q", "--shared", "--no-checkout", origin, tree], "git clone kernel tree")
+            self._git(tree, ["config", "gc.auto", "0"], "git config gc.auto")
         self._git(tree, ["fetch", "-q", "--no-tags", str(origin), src.ref], f"git fetch {src.ref}")
         base = self._git(tree, ["rev-parse", "FETCH_HEAD^{commit}"], "resolve ref")
         self._git(tree, ["tag", "-f", "lab/base", base], "git tag base")

@@ -34,7 +34,13 @@ class Splat:
     source: str  # the log it came from
 
     def to_dict(self) -> dict[str, object]:
-        return {"level": self.level, "kind": self.kind, "line_no": self.line_no, "line": self.line, "source": self.source}
+        return {
+            "level": self.level,
+            "kind": self.kind,
+            "line_no": self.line_no,
+            "line": self.line,
+            "source": self.source,
+        }
 
 
 def scan(text: str, level: str, source: str) -> list[Splat]:

@@ -35,11 +35,76 @@ memory_match() {
 	[ "$kb" -le $((want_mem_mb * 1024)) ] && [ "$kb" -ge $((want_mem_mb * 1024 * 7 / 10)) ]
 }
 
-echo "KTAP version 1"
-echo "1..3"
-check guest_under_kvm "no 'Hypervisor detected: KVM' or no kvm-clock" under_kvm
-check guest_cpus "expected $want_cpus CPUs, /proc/cpuinfo has $(grep -c ^processor /proc/cpuinfo)" cpus_match
-check guest_memory "expected about $want_mem_mb MiB, $(grep MemTotal /proc/meminfo)" memory_match
+# --- pvsched (when the lab put the guest driver in this initramfs) ---
+PV=/sys/kernel/debug/pvsched
+MOD=/lib/modules/pvsched_guest.ko
+mode=$(param lab.mode)
+counter() { sed -n "s/^$1 //p" $PV/counters; }
+host_boosted_seen() { # samples this guest's view of the host status for $1 x 20 ms
+	i=0
+	while [ $i -lt "$1" ]; do
+		awk 'NR > 1 && and($8, 2) { f = 1 } END { exit !f }' $PV/status 2>/dev/null && return 0
+		i=$((i + 1)); usleep 20000
+	done
+	return 1
+}
+none_boosted() { awk 'NR > 1 && and($8, 2) { f = 1 } END { exit f }' $PV/status; }
+registered_is() { [ "$(counter registered_cpus)" = "$1" ]; }
+
+phase() { echo "LAB-PHASE $1"; sleep "${2:-0}"; }
+
+pvsched_tests() {
+	check pvsched_guest_registers_every_vcpu "registered $(counter registered_cpus 2>/dev/null) of $want_cpus" \
+		sh -c "insmod $MOD && [ \"\$(sed -n 's/^registered_cpus //p' $PV/counters)\" = $want_cpus ]"
+	phase rt 0.2
+	rtspin 50 1 800 1000 1000 > /tmp/rtspin.out &
+	check pvsched_guest_sees_host_boost "host never reported BOOSTED while an RT task ran" host_boosted_seen 35
+	wait
+	phase rt-done 0.3
+	check pvsched_unboost_after_rt "a vCPU is still boosted 300 ms after the RT task ended" none_boosted
+	check pvsched_guest_irq_bits "hardirqs=$(counter hardirqs) softirqs=$(counter softirqs)" \
+		sh -c "[ \$(sed -n 's/^hardirqs //p' $PV/counters) -gt 0 ] && [ \$(sed -n 's/^softirqs //p' $PV/counters) -gt 0 ]"
+	phase malformed
+	for kind in version priority garbage; do echo $kind > $PV/corrupt; sleep 0.3; done
+	ok pvsched_guest_wrote_malformed_areas
+	phase hotplug
+	echo 0 > /sys/devices/system/cpu/cpu1/online
+	check pvsched_hotplug_offline_unregisters "registered $(counter registered_cpus) after cpu1 offline" registered_is $((want_cpus - 1))
+	echo 1 > /sys/devices/system/cpu/cpu1/online
+	check pvsched_hotplug_online_registers "registered $(counter registered_cpus) after cpu1 online" registered_is "$want_cpus"
+	rmmod pvsched_guest
+	phase hostile 0.2
+	insmod $MOD hostile=1
+	timeout 2 sh -c 'while :; do :; done'	# fair CPU work the host must throttle
+	phase hostile-done
+	check pvsched_module_unload "rmmod failed" rmmod pvsched_guest
+	check pvsched_module_reload "insmod failed" insmod $MOD
+	rtspin 50 1 1500 1000 1000 > /tmp/rtspin.out &
+	sleep 0.3
+	phase detach 0.8
+	wait
+	check pvsched_rt_task_survives_detach "$(cat /tmp/rtspin.out)" grep -q cycles /tmp/rtspin.out
+	rmmod pvsched_guest
+}
+
+if [ "$mode" = unpriv ]; then
+	echo "KTAP version 1"
+	echo "1..1"
+	if insmod $MOD 2>/dev/null; then
+		nok pvsched_unprivileged_vmm_cannot_register "the guest registered under an unprivileged VMM"
+	else
+		ok pvsched_unprivileged_vmm_cannot_register
+	fi
+else
+	planned=3
+	[ -e $MOD ] && planned=$((planned + 10))
+	echo "KTAP version 1"
+	echo "1..$planned"
+	check guest_under_kvm "no 'Hypervisor detected: KVM' or no kvm-clock" under_kvm
+	check guest_cpus "expected $want_cpus CPUs, /proc/cpuinfo has $(grep -c ^processor /proc/cpuinfo)" cpus_match
+	check guest_memory "expected about $want_mem_mb MiB, $(grep MemTotal /proc/meminfo)" memory_match
+	[ -e $MOD ] && pvsched_tests
+fi
 
 echo "LAB-GUEST-DMESG-BEGIN"
 dmesg

@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from lab import accel
 from lab.errors import LabError
+from lab.invm import pvsched_host
 from lab.ktap import Case, parse_ktap, planned_count
 from lab.runner import Runner
 
@@ -24,30 +27,48 @@ READY = "LAB-GUEST-READY"
 DONE = "LAB-GUEST-DONE"
 
 
-def qemu_command(cfg: dict[str, object], mode: str) -> list[str]:
+def qemu_command(cfg: dict[str, object], mode: str, extra_append: str = "", qmp: Path | None = None) -> list[str]:
     cpus, mem = int(cfg["guest_cpus"]), int(cfg["guest_mem_mb"])  # type: ignore[call-overload]
-    append = f"console=ttyS0 loglevel=4 panic=-1 lab.cpus={cpus} lab.mem_mb={mem}"
+    append = f"console=ttyS0 loglevel=4 panic=-1 lab.cpus={cpus} lab.mem_mb={mem} {extra_append}".strip()
     cpu = "host" if mode == "kvm" else "max"
-    return [
+    cmd = [
         str(cfg["qemu"]), "-accel", mode, "-cpu", cpu, "-smp", str(cpus), "-m", f"{mem}M",
         "-nodefaults", "-no-user-config", "-display", "none", "-serial", "stdio", "-no-reboot",
         "-kernel", str(cfg["guest_kernel"]), "-initrd", str(cfg["guest_initramfs"]), "-append", append,
     ]  # fmt: skip
+    if qmp is not None:
+        cmd += ["-qmp", f"unix:{qmp},server=on,wait=off"]
+    return cmd
 
 
-def boot_guest(runner: Runner, cfg: dict[str, object], mode: str, out: Path) -> tuple[accel.Probe, str]:
+def boot_guest(
+    runner: Runner,
+    cfg: dict[str, object],
+    mode: str,
+    out: Path,
+    *,
+    label: str = "",
+    extra_append: str = "",
+    qmp: Path | None = None,
+    watch: Callable[[str], None] | None = None,
+    prefix: list[str] | None = None,
+) -> tuple[accel.Probe, str]:
     """One level-2 boot; the probe is 'ok' when the guest reached its tests and finished."""
     start = time.monotonic()
     ready_at: list[float] = []
 
-    def watch(line: str) -> None:
+    def on_line(line: str) -> None:
         if READY in line and not ready_at:
             ready_at.append(time.monotonic() - start)
+        if watch is not None:
+            watch(line)
 
+    name = label or mode
     timeout = accel.probe_timeout(mode, float(cfg["kvm_timeout"]), float(cfg["tcg_timeout"]))  # type: ignore[arg-type]
-    result = runner.run(qemu_command(cfg, mode), f"level2 boot ({mode})", timeout=timeout, check=False, on_line=watch)
+    cmd = [*(prefix or []), *qemu_command(cfg, mode, extra_append, qmp)]
+    result = runner.run(cmd, f"level2 boot ({name})", timeout=timeout, check=False, on_line=on_line)
     console = result.output
-    (out / f"level2-console-{mode}.log").write_text(console)
+    (out / f"level2-console-{name}.log").write_text(console)
     if result.timed_out:
         reason = f"timed out after {timeout:.0f} s"
     elif "Kernel panic" in console:
@@ -70,6 +91,25 @@ def check_bpf(runner: Runner, cfg: dict[str, object]) -> Case:
     return Case("bpf_program_loads", "level1", "failed", f"{result.output.strip()[-300:]} (log {result.log.name})", took)
 
 
+def unprivileged_vmm(runner: Runner, cfg: dict[str, object], out: Path) -> tuple[Case, str]:
+    """A VMM without CAP_SYS_NICE: the guest's registration must be refused."""
+    tmp = Path("/tmp/lab-unpriv")
+    tmp.mkdir(exist_ok=True)
+    local = dict(cfg)
+    for key in ("guest_kernel", "guest_initramfs"):  # /root is not readable by nobody
+        dest = tmp / Path(str(cfg[key])).name
+        shutil.copyfile(str(cfg[key]), dest)
+        dest.chmod(0o644)
+        local[key] = str(dest)
+    os.chmod("/dev/kvm", 0o666)
+    nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+    probe, console = boot_guest(runner, local, "kvm", out, label="unprivileged", extra_append="lab.mode=unpriv", prefix=nobody)
+    cases = parse_ktap(console, "level2")
+    if not probe.ok or not cases:
+        return Case("pvsched_unprivileged_vmm_cannot_register", "level2", "failed", probe.reason or "no result"), console
+    return cases[0], console
+
+
 def guest_dmesg(console: str) -> str:
     begin, end = "LAB-GUEST-DMESG-BEGIN", "LAB-GUEST-DMESG-END"
     if begin in console and end in console:
@@ -90,15 +130,34 @@ def main(config_path: str) -> int:
     cases.append(Case("level1_has_kvm", "level1", "passed" if kvm_ok else "failed", why_not))
     cases.append(check_bpf(runner, cfg))
 
+    pv = cfg.get("pvsched")
+    observer = None
+    extra_dmesg = ""
+    if isinstance(pv, dict) and kvm_ok:
+        cases.extend(pvsched_host.static_checks(pv["loader"], pv["load_check"], pv["rejected"]))
+        policy = pvsched_host.PolicyRun(pv["loader"], out / "pvsched-boost-stats.json")
+        error = policy.start()
+        cases.append(Case("pvsched_policy_attaches", "level1", "failed" if error else "passed", error))
+        observer = pvsched_host.PvschedObserver(policy, Path("/tmp/lab-qmp.sock"))
+
     probes: list[accel.Probe] = []
     console = ""
     modes = ["kvm", "tcg"] if kvm_ok else ["tcg"]
     for mode in modes:
-        probe, console = boot_guest(runner, cfg, mode, out)
+        use = observer if mode == "kvm" else None
+        probe, console = boot_guest(runner, cfg, mode, out, qmp=use.qmp if use else None, watch=use.on_line if use else None)
         probes.append(probe)
         print(f"level2 {mode}: {'booted' if probe.ok else probe.reason} in {probe.seconds} s", flush=True)
         if probe.ok:
             break
+    if observer is not None:
+        observer.finish()
+        cases.extend(observer.cases())
+        left = pvsched_host.read_kvm_vcpus()
+        cases.append(Case("pvsched_vm_destroy_unregisters", "level1", "failed" if left else "passed", str(left)))
+        unpriv_case, unpriv_console = unprivileged_vmm(runner, cfg, out)
+        cases.append(unpriv_case)
+        extra_dmesg = guest_dmesg(unpriv_console)
     chosen = accel.choose(probes)
     booted = chosen is not None
     cases.append(
@@ -110,7 +169,7 @@ def main(config_path: str) -> int:
     if booted and planned is not None and planned != len(guest_cases):
         cases.append(Case("level2_all_tests_reported", "level2", "failed", f"planned {planned}, got {len(guest_cases)}"))
     cases.extend(guest_cases)
-    (out / "level2-dmesg.txt").write_text(guest_dmesg(console))
+    (out / "level2-dmesg.txt").write_text(guest_dmesg(console) + extra_dmesg)
     dmesg = subprocess.run(["dmesg"], capture_output=True, text=True).stdout
     (out / "level1-dmesg.txt").write_text(dmesg)
     chosen_probe = next((p for p in probes if p.accel == chosen), None)

@@ -1,9 +1,9 @@
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
-import re
 
 from lab.errors import LabError
 from lab.lockfile import load_lock, parse_lock, sha256_file, verify_sha256

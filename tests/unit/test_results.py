@@ -14,7 +14,10 @@ from lab.splats import Splat
 def _record() -> RunRecord:
     rec = RunRecord(run_id="r1", started="t0", profile="default")
     rec.levels = {"1": {"accel": "tcg", "boot_seconds": 9.5}, "2": {"accel": "kvm", "boot_seconds": 20.1}}
-    rec.build = {"host": {"cache": "miss", "seconds": 600.0}, "guest": {"cache": "hit", "seconds": 0.0, "shared_with": "host"}}
+    rec.build = {
+        "host": {"cache": "miss", "seconds": 600.0},
+        "guest": {"cache": "hit", "seconds": 0.0, "shared_with": "host"},
+    }
     rec.cases = [Case("guest_under_kvm", "level2", "passed"), Case("bpf_program_loads", "level1", "skipped", "why")]
     return rec
 

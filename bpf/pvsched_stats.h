@@ -1,0 +1,30 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/* Per-vCPU statistics the pvsched policies keep, shared with their loaders. */
+#ifndef __PVSCHED_STATS_H
+#define __PVSCHED_STATS_H
+
+#define PVSCHED_MAX_VCPUS	256
+
+struct pvsched_vcpu_stats {
+	__s32 tid;
+	__s32 vm_pid;
+	__s32 vcpu_id;
+	__s32 cpu;
+	__s32 registered;
+	__s32 wanted;
+	__u64 registrations;
+	__u64 malformed;		/* copied from the kernel's count */
+	__s32 last_policy;
+	__s32 last_rt_priority;
+	__u64 events[4];	/* vmenter, vmexit, halt, intr_inj */
+	__u64 rt_seen;
+	__u64 hardirq_seen;
+	__u64 softirq_seen;
+	__u64 request_seen;
+	__u64 read_errors;
+	__u64 boost_requests;
+	__u64 unboost_requests;
+	__u64 refused;
+};
+
+#endif

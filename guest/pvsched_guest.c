@@ -1,0 +1,389 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * pvsched guest driver: shares each vCPU's scheduling state with the host.
+ *
+ * Every online vCPU gets a struct pvsched_vcpu_area (include/uapi/linux/
+ * pvsched.h), registered with the host by writing its guest-physical
+ * address to MSR_KVM_PVSCHED on that vCPU: one VM exit per registration,
+ * none afterwards. Tracepoint probes keep the area current on every
+ * context switch and device interrupt/softirq entry and exit with plain
+ * stores to this CPU's own area; the host reads it whenever it needs to.
+ *
+ * Counters and per-vCPU state: /sys/kernel/debug/pvsched/.
+ * hostile=1 makes this vCPU ask for a boost all the time and write garbage
+ * now and then, to test that the host throttles and sanitizes.
+ */
+
+#define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
+
+#include <linux/cpuhotplug.h>
+#include <linux/debugfs.h>
+#include <linux/interrupt.h>
+#include <linux/module.h>
+#include <linux/percpu.h>
+#include <linux/random.h>
+#include <linux/sched.h>
+#include <linux/slab.h>
+#include <linux/tracepoint.h>
+#include <linux/workqueue.h>
+#include <asm/msr.h>
+#include <uapi/linux/pvsched.h>
+
+static bool hostile;
+module_param(hostile, bool, 0644);
+MODULE_PARM_DESC(hostile, "always request a boost and write garbage (testing)");
+
+static DEFINE_PER_CPU(struct pvsched_vcpu_area *, pvsched_area);
+
+/* Per-CPU so the context-switch path never bounces a shared line. */
+struct pvsched_stats {
+	u64 switches;
+	u64 rt_switches;
+	u64 hardirqs;
+	u64 softirqs;
+	u64 hostile_writes;
+};
+static DEFINE_PER_CPU(struct pvsched_stats, pvsched_stats);
+static atomic_t registered_cpus;
+static atomic64_t reg_failures;
+static enum cpuhp_state pvsched_hp_state;
+static struct dentry *pvsched_dir;
+/* While set, probes leave areas alone so injected garbage stays visible. */
+static bool frozen;
+static struct delayed_work thaw_work;
+
+static bool is_rt_policy(int policy)
+{
+	return policy == SCHED_FIFO || policy == SCHED_RR;
+}
+
+static struct pvsched_guest_state *this_guest_state(void)
+{
+	struct pvsched_vcpu_area *area = this_cpu_read(pvsched_area);
+
+	return area && !READ_ONCE(frozen) ? &area->guest : NULL;
+}
+
+static void hostile_scribble(struct pvsched_guest_state *g)
+{
+	/* Every 64th switch, write something no host should trust. */
+	if (this_cpu_inc_return(pvsched_stats.hostile_writes) % 64 == 0) {
+		WRITE_ONCE(g->policy, 0x7fff);
+		WRITE_ONCE(g->rt_priority, 1000);
+		WRITE_ONCE(g->cs, ~0U);
+	}
+}
+
+static void probe_sched_switch(void *data, bool preempt,
+			       struct task_struct *prev,
+			       struct task_struct *next,
+			       unsigned int prev_state)
+{
+	struct pvsched_guest_state *g = this_guest_state();
+	u32 flags;
+
+	if (!g)
+		return;
+	WRITE_ONCE(g->policy, next->policy);
+	WRITE_ONCE(g->rt_priority, next->rt_priority);
+	WRITE_ONCE(g->nice, task_nice(next));
+	flags = 0;
+	/* An RT task went to sleep and left the vCPU idle: its wakeup matters. */
+	if (is_idle_task(next) && is_rt_policy(prev->policy))
+		flags |= PVSCHED_GUEST_RT_SLEEPING;
+	if (READ_ONCE(hostile)) {
+		flags |= PVSCHED_GUEST_BOOST_REQUEST;
+		hostile_scribble(g);
+	}
+	WRITE_ONCE(g->flags, flags);
+	WRITE_ONCE(g->seq, g->seq + 1);
+	this_cpu_inc(pvsched_stats.switches);
+	if (is_rt_policy(next->policy))
+		this_cpu_inc(pvsched_stats.rt_switches);
+}
+
+/* Critical-section bits: RMW of this CPU's word with interrupts off. */
+static void cs_update(u32 set, u32 clear)
+{
+	struct pvsched_guest_state *g;
+	unsigned long irqflags;
+
+	local_irq_save(irqflags);
+	g = this_guest_state();
+	if (g) {
+		WRITE_ONCE(g->cs, (READ_ONCE(g->cs) & ~clear) | set);
+		WRITE_ONCE(g->seq, g->seq + 1);
+	}
+	local_irq_restore(irqflags);
+}
+
+static void probe_irq_entry(void *data, int irq, struct irqaction *action)
+{
+	this_cpu_inc(pvsched_stats.hardirqs);
+	cs_update(PVSCHED_CS_HARDIRQ, 0);
+}
+
+static void probe_irq_exit(void *data, int irq, struct irqaction *action,
+			   int ret)
+{
+	cs_update(0, PVSCHED_CS_HARDIRQ);
+}
+
+static void probe_softirq_entry(void *data, unsigned int vec_nr)
+{
+	this_cpu_inc(pvsched_stats.softirqs);
+	cs_update(PVSCHED_CS_SOFTIRQ, 0);
+}
+
+static void probe_softirq_exit(void *data, unsigned int vec_nr)
+{
+	cs_update(0, PVSCHED_CS_SOFTIRQ);
+}
+
+struct pvsched_probe {
+	const char *name;
+	void *func;
+	struct tracepoint *tp;
+};
+
+static struct pvsched_probe probes[] = {
+	{ "sched_switch", probe_sched_switch },
+	{ "irq_handler_entry", probe_irq_entry },
+	{ "irq_handler_exit", probe_irq_exit },
+	{ "softirq_entry", probe_softirq_entry },
+	{ "softirq_exit", probe_softirq_exit },
+};
+
+static void find_tracepoint(struct tracepoint *tp, void *priv)
+{
+	int i;
+
+	for (i = 0; i < ARRAY_SIZE(probes); i++)
+		if (!strcmp(tp->name, probes[i].name))
+			probes[i].tp = tp;
+}
+
+static void unregister_probes(void)
+{
+	int i;
+
+	for (i = 0; i < ARRAY_SIZE(probes); i++)
+		if (probes[i].tp)
+			tracepoint_probe_unregister(probes[i].tp, probes[i].func,
+						    NULL);
+	tracepoint_synchronize_unregister();
+}
+
+static int register_probes(void)
+{
+	int i, ret;
+
+	for_each_kernel_tracepoint(find_tracepoint, NULL);
+	for (i = 0; i < ARRAY_SIZE(probes); i++) {
+		if (!probes[i].tp) {
+			pr_err("tracepoint %s not found\n", probes[i].name);
+			ret = -ENOENT;
+			goto fail;
+		}
+		ret = tracepoint_probe_register(probes[i].tp, probes[i].func,
+						NULL);
+		if (ret)
+			goto fail;
+	}
+	return 0;
+fail:
+	while (--i >= 0)
+		tracepoint_probe_unregister(probes[i].tp, probes[i].func, NULL);
+	tracepoint_synchronize_unregister();
+	return ret;
+}
+
+/* CPU hotplug: runs on the CPU coming up or going down. */
+
+static int pvsched_cpu_online(unsigned int cpu)
+{
+	struct pvsched_vcpu_area *area;
+	int ret;
+
+	/* kmalloc aligns power-of-two sizes naturally: no page crossing. */
+	area = kzalloc(sizeof(*area), GFP_KERNEL);
+	if (!area)
+		return -ENOMEM;
+	area->guest.version = PVSCHED_ABI_VERSION;
+	area->guest.policy = current->policy;
+	ret = wrmsrl_safe(MSR_KVM_PVSCHED, __pa(area) | PVSCHED_MSR_ENABLE);
+	if (ret) {
+		atomic64_inc(&reg_failures);
+		kfree(area);
+		return -ENODEV;
+	}
+	this_cpu_write(pvsched_area, area);
+	atomic_inc(&registered_cpus);
+	return 0;
+}
+
+static int pvsched_cpu_offline(unsigned int cpu)
+{
+	struct pvsched_vcpu_area *area;
+	unsigned long irqflags;
+
+	local_irq_save(irqflags);
+	area = this_cpu_read(pvsched_area);
+	this_cpu_write(pvsched_area, NULL);
+	local_irq_restore(irqflags);
+	if (!area)
+		return 0;
+	/* The host is done with the area when the write returns. */
+	wrmsrl_safe(MSR_KVM_PVSCHED, 0);
+	kfree(area);
+	atomic_dec(&registered_cpus);
+	return 0;
+}
+
+/* debugfs */
+
+static int status_show(struct seq_file *m, void *unused)
+{
+	unsigned int cpu;
+
+	seq_puts(m, "cpu seq policy rt_priority nice cs flags host_status host_boosts host_throttles\n");
+	cpus_read_lock();
+	for_each_online_cpu(cpu) {
+		struct pvsched_vcpu_area *a = per_cpu(pvsched_area, cpu);
+
+		if (!a)
+			continue;
+		seq_printf(m, "%u %u %d %d %d %#x %#x %u %llu %llu\n", cpu,
+			   READ_ONCE(a->guest.seq), READ_ONCE(a->guest.policy),
+			   READ_ONCE(a->guest.rt_priority),
+			   READ_ONCE(a->guest.nice), READ_ONCE(a->guest.cs),
+			   READ_ONCE(a->guest.flags), READ_ONCE(a->host.status),
+			   READ_ONCE(a->host.boosts),
+			   READ_ONCE(a->host.throttles));
+	}
+	cpus_read_unlock();
+	return 0;
+}
+DEFINE_SHOW_ATTRIBUTE(status);
+
+static int counters_show(struct seq_file *m, void *unused)
+{
+	struct pvsched_stats sum = {};
+	unsigned int cpu;
+
+	for_each_possible_cpu(cpu) {
+		struct pvsched_stats *s = per_cpu_ptr(&pvsched_stats, cpu);
+
+		sum.switches += s->switches;
+		sum.rt_switches += s->rt_switches;
+		sum.hardirqs += s->hardirqs;
+		sum.softirqs += s->softirqs;
+	}
+	seq_printf(m, "registered_cpus %d\nswitches %llu\nrt_switches %llu\n"
+		   "hardirqs %llu\nsoftirqs %llu\nregister_failures %lld\n",
+		   atomic_read(&registered_cpus), sum.switches,
+		   sum.rt_switches, sum.hardirqs, sum.softirqs,
+		   atomic64_read(&reg_failures));
+	return 0;
+}
+DEFINE_SHOW_ATTRIBUTE(counters);
+
+static void thaw(struct work_struct *work)
+{
+	unsigned int cpu;
+
+	cpus_read_lock();
+	for_each_online_cpu(cpu) {
+		struct pvsched_vcpu_area *a = per_cpu(pvsched_area, cpu);
+
+		if (a)
+			WRITE_ONCE(a->guest.version, PVSCHED_ABI_VERSION);
+	}
+	cpus_read_unlock();
+	WRITE_ONCE(frozen, false);
+}
+
+/*
+ * Write "version", "priority" or "garbage" to put that kind of malformed
+ * content in every vCPU's area for 200 ms.
+ */
+static ssize_t corrupt_write(struct file *file, const char __user *ubuf,
+			     size_t len, loff_t *ppos)
+{
+	char kind[16] = {};
+	unsigned int cpu;
+
+	if (copy_from_user(kind, ubuf, min(len, sizeof(kind) - 1)))
+		return -EFAULT;
+	strim(kind);
+	if (strcmp(kind, "version") && strcmp(kind, "priority") &&
+	    strcmp(kind, "garbage"))
+		return -EINVAL;
+	WRITE_ONCE(frozen, true);
+	cpus_read_lock();
+	for_each_online_cpu(cpu) {
+		struct pvsched_vcpu_area *a = per_cpu(pvsched_area, cpu);
+
+		if (!a)
+			continue;
+		if (!strcmp(kind, "version")) {
+			WRITE_ONCE(a->guest.version, 0xbad);
+		} else if (!strcmp(kind, "priority")) {
+			WRITE_ONCE(a->guest.policy, SCHED_FIFO);
+			WRITE_ONCE(a->guest.rt_priority, 1000);
+			WRITE_ONCE(a->guest.nice, -100);
+		} else {
+			get_random_bytes(&a->guest.seq,
+					 sizeof(a->guest) -
+					 offsetof(struct pvsched_guest_state, seq));
+		}
+	}
+	cpus_read_unlock();
+	mod_delayed_work(system_wq, &thaw_work, msecs_to_jiffies(200));
+	return len;
+}
+
+static const struct file_operations corrupt_fops = {
+	.owner = THIS_MODULE,
+	.write = corrupt_write,
+};
+
+static int __init pvsched_guest_init(void)
+{
+	int ret;
+
+	INIT_DELAYED_WORK(&thaw_work, thaw);
+	ret = register_probes();
+	if (ret)
+		return ret;
+	ret = cpuhp_setup_state(CPUHP_AP_ONLINE_DYN, "virt/pvsched:online",
+				pvsched_cpu_online, pvsched_cpu_offline);
+	if (ret < 0) {
+		pr_err("host refused registration (no pvsched, or the VMM lacks CAP_SYS_NICE): %d\n",
+		       ret);
+		unregister_probes();
+		return ret;
+	}
+	pvsched_hp_state = ret;
+	pvsched_dir = debugfs_create_dir("pvsched", NULL);
+	debugfs_create_file("status", 0444, pvsched_dir, NULL, &status_fops);
+	debugfs_create_file("counters", 0444, pvsched_dir, NULL,
+			    &counters_fops);
+	debugfs_create_file("corrupt", 0200, pvsched_dir, NULL, &corrupt_fops);
+	pr_info("registered %d vCPUs\n", atomic_read(&registered_cpus));
+	return 0;
+}
+
+static void __exit pvsched_guest_exit(void)
+{
+	debugfs_remove_recursive(pvsched_dir);
+	cancel_delayed_work_sync(&thaw_work);
+	unregister_probes();
+	cpuhp_remove_state(pvsched_hp_state);
+	pr_info("unregistered\n");
+}
+
+module_init(pvsched_guest_init);
+module_exit(pvsched_guest_exit);
+MODULE_DESCRIPTION("pvsched guest: share vCPU scheduling state with the host");
+MODULE_LICENSE("GPL");

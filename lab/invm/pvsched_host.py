@@ -1,0 +1,274 @@
+"""The host side of the pvsched functional tests, run inside level 1.
+
+Stdlib only. While the guest runs its phases (announced on its console as
+`LAB-PHASE <name>`), this module watches the host: the BPF policy's per-vCPU
+statistics, the vCPU threads' scheduling policy (sampled from /proc), and
+KVM's own view in debugfs. After the guest is gone it turns what it saw into
+test cases.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from lab.ktap import Case
+
+KVM_DEBUGFS = Path("/sys/kernel/debug/kvm_pvsched/vcpus")
+KVM_PARAMS = Path("/sys/module/kvm/parameters")
+SCHED_OTHER, SCHED_FIFO = 0, 1
+# The hostile phase runs with a small budget so throttling shows quickly.
+HOSTILE_BUDGET_US, HOSTILE_PERIOD_US = 20_000, 100_000
+
+
+def qmp_vcpu_threads(sock_path: Path, timeout: float = 10.0) -> dict[int, int]:
+    """cpu-index -> host thread id, from QEMU's QMP `query-cpus-fast`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            s.settimeout(5)
+            s.connect(str(sock_path))
+            break
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+    with s, s.makefile("rw") as f:
+        json.loads(f.readline())  # greeting
+        for cmd in ("qmp_capabilities", "query-cpus-fast"):
+            f.write(json.dumps({"execute": cmd}) + "\n")
+            f.flush()
+            while True:
+                reply = json.loads(f.readline())
+                if "return" in reply or "error" in reply:
+                    break
+    return {int(c["cpu-index"]): int(c["thread-id"]) for c in reply.get("return", [])}
+
+
+def thread_policy(tid: int) -> int | None:
+    """SCHED_* of a thread from /proc/<tid>/stat (field 41), None if gone."""
+    try:
+        stat = Path(f"/proc/{tid}/stat").read_text()
+    except OSError:
+        return None
+    return int(stat.rsplit(")", 1)[1].split()[38])
+
+
+def read_kvm_vcpus() -> list[dict[str, str]]:
+    try:
+        lines = KVM_DEBUGFS.read_text().splitlines()
+    except OSError:
+        return []
+    header = lines[0].split()
+    return [dict(zip(header, line.split(), strict=False)) for line in lines[1:]]
+
+
+def set_kvm_param(name: str, value: int) -> None:
+    (KVM_PARAMS / name).write_text(str(value))
+
+
+@dataclass
+class Sample:
+    t: float
+    phase: str
+    policies: dict[int, int | None]
+
+
+@dataclass
+class PolicyRun:
+    """One loader process attaching a pvsched BPF policy."""
+
+    loader: str
+    stats: Path
+    proc: subprocess.Popen[str] | None = None
+    stopped_at: float | None = None
+
+    def start(self, timeout: float = 60.0) -> str:
+        self.proc = subprocess.Popen(
+            [self.loader, "-o", str(self.stats), "-i", "100"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        assert self.proc.stdout is not None
+        deadline = time.monotonic() + timeout
+        out = []
+        while time.monotonic() < deadline:
+            line = self.proc.stdout.readline()
+            if not line:
+                break
+            out.append(line)
+            if line.strip() == "attached":
+                return ""
+        self.proc.kill()
+        return "".join(out)[-500:] or "loader exited without attaching"
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            self.proc.wait(timeout=30)
+            self.stopped_at = time.monotonic()
+
+    def vcpus(self) -> list[dict[str, int]]:
+        try:
+            data: dict[str, list[dict[str, int]]] = json.loads(self.stats.read_text())
+        except (OSError, ValueError):
+            return []
+        return data["vcpus"]
+
+
+@dataclass
+class PvschedObserver:
+    """Reacts to guest phases and samples the host while the guest runs."""
+
+    policy: PolicyRun
+    qmp: Path
+    threads: dict[int, int] = field(default_factory=dict)
+    phase: str = "boot"
+    phase_times: dict[str, float] = field(default_factory=dict)
+    samples: list[Sample] = field(default_factory=list)
+    snapshots: dict[str, list[dict[str, str]]] = field(default_factory=dict)
+    rt_seen_after: float | None = None
+    rt_priorities: set[int] = field(default_factory=set)
+    errors: list[str] = field(default_factory=list)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _sampler: threading.Thread | None = None
+    _saved_params: dict[str, str] = field(default_factory=dict)
+
+    def on_line(self, line: str) -> None:
+        if "LAB-PHASE " not in line:
+            return
+        name = line.split("LAB-PHASE ", 1)[1].split()[0]
+        self.phase = name
+        self.phase_times[name] = time.monotonic()
+        self.snapshots[name] = read_kvm_vcpus()
+        try:
+            self._enter(name)
+        except Exception as exc:  # noqa: BLE001 - report, never kill the boot
+            self.errors.append(f"phase {name}: {exc}")
+
+    def _enter(self, name: str) -> None:
+        if name == "rt":
+            self.threads = qmp_vcpu_threads(self.qmp)
+            self._sampler = threading.Thread(target=self._sample, daemon=True)
+            self._sampler.start()
+        elif name == "hostile":
+            for p in ("pvsched_budget_us", "pvsched_period_us"):
+                self._saved_params[p] = (KVM_PARAMS / p).read_text().strip()
+            set_kvm_param("pvsched_budget_us", HOSTILE_BUDGET_US)
+            set_kvm_param("pvsched_period_us", HOSTILE_PERIOD_US)
+        elif name == "hostile-done":
+            for p, v in self._saved_params.items():
+                set_kvm_param(p, int(v))
+        elif name == "detach":
+            self.policy.stop()
+
+    def _sample(self) -> None:
+        while not self._stop.is_set():
+            policies = {tid: thread_policy(tid) for tid in self.threads.values()}
+            self.samples.append(Sample(time.monotonic(), self.phase, policies))
+            vcpus = self.policy.vcpus()
+            if self.rt_seen_after is None and any(v.get("rt_seen", 0) for v in vcpus):
+                self.rt_seen_after = time.monotonic() - self.phase_times.get("rt", time.monotonic())
+            self.rt_priorities |= {int(v["last_rt_priority"]) for v in vcpus if v.get("last_policy") in (1, 2)}
+            time.sleep(0.01)
+
+    def finish(self) -> None:
+        self._stop.set()
+        if self._sampler:
+            self._sampler.join(timeout=5)
+        self.policy.stop()
+
+    # -- verdicts ------------------------------------------------------------
+
+    def cases(self) -> list[Case]:
+        cases = [Case("pvsched_host_observer", "level1", "failed" if self.errors else "passed", "; ".join(self.errors))]
+        stats = self.policy.vcpus()
+        by_vcpu = {int(v["vcpu_id"]): v for v in stats}
+        tids = set(self.threads.values())
+
+        def case(name: str, ok: bool, why: str) -> None:
+            cases.append(Case(name, "level1", "passed" if ok else "failed", "" if ok else why))
+
+        seen = {int(v["tid"]) for v in stats}
+        case("pvsched_host_sees_every_vcpu", bool(tids) and tids <= seen,
+             f"QMP vCPU threads {sorted(tids)}, policy saw {sorted(seen)}")  # fmt: skip
+        case("pvsched_host_knows_pcpu", bool(stats) and all(0 <= int(v["cpu"]) < (os.cpu_count() or 1) for v in stats),
+             f"pCPUs {[v['cpu'] for v in stats]}")  # fmt: skip
+        rt_vcpu = by_vcpu.get(1, {})
+        case("pvsched_rt_task_visible_to_host", rt_vcpu.get("rt_seen", 0) > 0 and self.rt_seen_after is not None,
+             f"rt_seen={rt_vcpu.get('rt_seen')} after {self.rt_seen_after}")  # fmt: skip
+        case("pvsched_rt_priority_visible_to_host", 50 in self.rt_priorities,
+             f"RT priorities the host saw: {sorted(self.rt_priorities)} (the guest task runs at 50)")  # fmt: skip
+        rt_samples = [s for s in self.samples if s.phase == "rt"]
+        fifo = [s for s in rt_samples if SCHED_FIFO in s.policies.values()]
+        case("pvsched_boost_sets_vcpu_thread_fifo", bool(fifo),
+             f"{len(rt_samples)} samples of the vCPU threads during the RT phase, none SCHED_FIFO")  # fmt: skip
+        done = [s for s in self.samples if s.phase in ("rt-done", "malformed")]
+        case("pvsched_unboost_restores_vcpu_thread",
+             bool(done) and all(p in (SCHED_OTHER, None) for p in done[-1].policies.values()),
+             f"policies after the RT phase: {done[-1].policies if done else 'no samples'}")  # fmt: skip
+        irq = sum(v.get("hardirq_seen", 0) + v.get("softirq_seen", 0) for v in stats)
+        case("pvsched_host_sees_irq_bits", irq > 0, "no event saw the guest in a hard or soft IRQ")
+        malformed = max((int(v.get("malformed", 0)) + int(v.get("read_errors", 0)) for v in stats), default=0)
+        case("pvsched_malformed_areas_counted", malformed > 0, "the host counted no malformed area")
+        cpu1 = by_vcpu.get(1, {})
+        case("pvsched_hotplug_reregisters", int(cpu1.get("registrations", 0)) >= 3,
+             f"vCPU 1 registered {cpu1.get('registrations')} times (expected load, hotplug online, reload: >= 3)")  # fmt: skip
+        cases.append(self._hostile_case())
+        cases.append(self._detach_case())
+        cases.append(Case("pvsched_request_flag_seen", "level1",
+                          "passed" if any(v.get("request_seen", 0) for v in stats) else "failed",
+                          "the hostile guest's boost requests never reached the policy"))  # fmt: skip
+        return cases
+
+    def _hostile_case(self) -> Case:
+        before = {r["tid"]: r for r in self.snapshots.get("hostile", [])}
+        after = {r["tid"]: r for r in self.snapshots.get("hostile-done", [])}
+        start, end = self.phase_times.get("hostile"), self.phase_times.get("hostile-done")
+        if not after or start is None or end is None:
+            return Case("pvsched_hostile_guest_throttled", "level1", "failed", "no KVM snapshot around the hostile phase")
+        throttles = sum(int(r["throttles"]) - int(before.get(t, {}).get("throttles", 0)) for t, r in after.items())
+        boosted_s = max((int(r["boosted_ns"]) - int(before.get(t, {}).get("boosted_ns", 0))) / 1e9 for t, r in after.items())
+        periods = (end - start) / (HOSTILE_PERIOD_US / 1e6)
+        cap_s = (periods + 1) * HOSTILE_BUDGET_US / 1e6
+        ok = throttles > 0 and boosted_s <= cap_s * 1.2
+        return Case("pvsched_hostile_guest_throttled", "level1", "passed" if ok else "failed",
+                    f"throttles={throttles}, most boosted vCPU {boosted_s:.3f} s, cap {cap_s:.3f} s over {end - start:.2f} s")  # fmt: skip
+
+    def _detach_case(self) -> Case:
+        if self.policy.stopped_at is None:
+            return Case("pvsched_policy_detach_restores", "level1", "failed", "the policy was never detached")
+        after = [s for s in self.samples if s.t > self.policy.stopped_at + 0.1 and s.phase == "detach"]
+        bad = [s for s in after if any(p == SCHED_FIFO for p in s.policies.values())]
+        ok = bool(after) and not bad
+        state = read_kvm_vcpus()
+        return Case("pvsched_policy_detach_restores", "level1", "passed" if ok else "failed",
+                    f"{len(after)} samples after detach, {len(bad)} with a SCHED_FIFO vCPU thread; kvm: {state}")  # fmt: skip
+
+
+def static_checks(loader: str, load_check: str, rejected: list[str]) -> list[Case]:
+    """Checks that need no guest: the verifier allowlist and privilege."""
+    cases = []
+    for obj in rejected:
+        res = subprocess.run([load_check, obj], capture_output=True, text=True, timeout=120)
+        log = res.stdout + res.stderr
+        ok = res.returncode == 1 and "not allowed" in log
+        cases.append(Case(f"pvsched_verifier_rejects_{Path(obj).name.removesuffix('.bpf.o')}", "level1",
+                          "passed" if ok else "failed", "" if ok else log[-400:]))  # fmt: skip
+    res = subprocess.run(
+        ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", loader, "-o", "/dev/null"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    ok = res.returncode != 0 and "attached" not in res.stdout
+    cases.append(Case("pvsched_unprivileged_cannot_load_policy", "level1", "passed" if ok else "failed",
+                      "" if ok else f"exit {res.returncode}: {res.stdout[-200:]}"))  # fmt: skip
+    return cases

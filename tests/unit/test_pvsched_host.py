@@ -1,0 +1,91 @@
+"""Verdicts of the pvsched host-side checks, on synthetic observations (no VM)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from lab.invm import pvsched_host as ph
+
+
+def _vcpu(vcpu_id: int, tid: int, **kw: int) -> dict[str, int]:
+    base = {"tid": tid, "vm_pid": 100, "vcpu_id": vcpu_id, "cpu": 0, "registered": 1, "wanted": 0,
+            "registrations": 1, "malformed": 0, "last_policy": 0, "last_rt_priority": 0, "rt_seen": 0,
+            "hardirq_seen": 0, "softirq_seen": 0, "request_seen": 0, "read_errors": 0}  # fmt: skip
+    return {**base, **kw}
+
+
+def _good_observer(tmp_path: Path) -> ph.PvschedObserver:
+    stats = tmp_path / "stats.json"
+    stats.write_text(json.dumps({"policy": "boost", "vcpus": [
+        _vcpu(0, 11, softirq_seen=5, request_seen=3),
+        _vcpu(1, 12, rt_seen=40, registrations=4, malformed=2),
+    ]}))  # fmt: skip
+    policy = ph.PolicyRun("loader", stats, stopped_at=100.0)
+    obs = ph.PvschedObserver(policy, tmp_path / "qmp")
+    obs.threads = {0: 11, 1: 12}
+    obs.rt_seen_after = 0.05
+    obs.rt_priorities = {50}
+    obs.samples = [
+        ph.Sample(1.0, "rt", {11: 0, 12: 1}),
+        ph.Sample(2.0, "rt-done", {11: 0, 12: 0}),
+        ph.Sample(100.2, "detach", {11: 0, 12: 0}),
+    ]
+    obs.phase_times = {"rt": 0.9, "hostile": 10.0, "hostile-done": 12.0}
+    row = {"tid": "11", "throttles": "0", "boosted_ns": "0"}
+    obs.snapshots = {"hostile": [row], "hostile-done": [{"tid": "11", "throttles": "15", "boosted_ns": "400000000"}]}
+    return obs
+
+
+def _verdicts(obs: ph.PvschedObserver) -> dict[str, str]:
+    return {c.name: c.status for c in obs.cases()}
+
+
+def test_healthy_run_passes_every_check(tmp_path: Path) -> None:
+    verdicts = _verdicts(_good_observer(tmp_path))
+    assert set(verdicts.values()) == {"passed"}, verdicts
+    assert len(verdicts) >= 13
+
+
+@pytest.mark.parametrize(
+    ("breakage", "failing"),
+    [
+        (lambda o: o.threads.update({2: 13}), "pvsched_host_sees_every_vcpu"),
+        (lambda o: setattr(o, "samples", [ph.Sample(1.0, "rt", {11: 0, 12: 0})] + o.samples[1:]),
+         "pvsched_boost_sets_vcpu_thread_fifo"),
+        (lambda o: o.samples.__setitem__(1, ph.Sample(2.0, "rt-done", {11: 0, 12: 1})),
+         "pvsched_unboost_restores_vcpu_thread"),
+        (lambda o: o.samples.__setitem__(2, ph.Sample(100.2, "detach", {11: 1, 12: 0})),
+         "pvsched_policy_detach_restores"),
+        (lambda o: setattr(o, "rt_priorities", {99}), "pvsched_rt_priority_visible_to_host"),
+        (lambda o: o.snapshots.__setitem__("hostile-done", [{"tid": "11", "throttles": "0", "boosted_ns": "0"}]),
+         "pvsched_hostile_guest_throttled"),
+        # 2 s at 20 ms per 100 ms allows about 0.44 s; 1.5 s boosted means the cap did not hold.
+        (lambda o: o.snapshots.__setitem__("hostile-done", [{"tid": "11", "throttles": "3", "boosted_ns": "1500000000"}]),
+         "pvsched_hostile_guest_throttled"),
+        (lambda o: o.errors.append("boom"), "pvsched_host_observer"),
+    ],
+)  # fmt: skip
+def test_each_broken_observation_fails_its_check(tmp_path: Path, breakage, failing: str) -> None:  # type: ignore[no-untyped-def]
+    obs = _good_observer(tmp_path)
+    breakage(obs)
+    verdicts = _verdicts(obs)
+    assert verdicts[failing] == "failed"
+
+
+def test_missing_stats_fail_instead_of_passing(tmp_path: Path) -> None:
+    obs = _good_observer(tmp_path)
+    obs.policy.stats.unlink()
+    verdicts = _verdicts(obs)
+    for name in ("pvsched_host_sees_every_vcpu", "pvsched_rt_task_visible_to_host", "pvsched_host_sees_irq_bits",
+                 "pvsched_malformed_areas_counted", "pvsched_hotplug_reregisters"):  # fmt: skip
+        assert verdicts[name] == "failed", name
+
+
+def test_thread_policy_reads_proc() -> None:
+    import os
+
+    assert ph.thread_policy(os.getpid()) == ph.SCHED_OTHER
+    assert ph.thread_policy(2**22 + 12345) is None
