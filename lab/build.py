@@ -7,7 +7,6 @@ content-addressed store keyed by source + patches + config + toolchain.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import time
@@ -135,7 +134,7 @@ class KernelBuilder:
             }
         )
 
-    def build(self, name: str, tree: SourceTree, config: str, build_dir: Path | None = None) -> KernelBuild:
+    def build(self, name: str, tree: SourceTree, config: str, build_dir: Path | None = None, profile: str = "default") -> KernelBuild:
         key = self.key_for(tree, config)
         start = time.monotonic()
         if build_dir is None and (hit := self.store.lookup(key)):
@@ -143,7 +142,10 @@ class KernelBuilder:
         with self.store.locked(key):
             if build_dir is None and (hit := self.store.lookup(key)):  # built by a concurrent run
                 return KernelBuild(name, key, hit, True, time.monotonic() - start)
-            bdir = build_dir or self.cache / "build" / hashlib.sha256(config.encode()).hexdigest()[:16]
+            # One directory per profile and kernel, kept across config and patch
+            # changes: kbuild then rebuilds only what they touch (ccache cannot
+            # help there, since every object depends on autoconf.h).
+            bdir = build_dir or self.cache / "build" / f"{profile}-{name}"
             with file_lock(bdir.with_name(bdir.name + ".lock")):
                 entry = self._compile(name, tree, config, bdir, key)
         return KernelBuild(name, key, entry, False, time.monotonic() - start)

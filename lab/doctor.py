@@ -63,6 +63,8 @@ TOOLS: tuple[Tool, ...] = (
     Tool("ccache", ("ccache",), ("ccache",), why="incremental builds"),
     Tool("qemu", ("qemu-system-x86_64",), ("qemu-system-x86",), minimum=(6, 0), why="both VM levels"),
     Tool("vng", ("vng",), (), minimum=(1, 30), why="boots level 1 (pip: virtme-ng)"),
+    # Without udevd, virtme-ng has no virtio-serial ports and loses --exec's exit status.
+    Tool("udevd", ("/lib/systemd/systemd-udevd", "/usr/lib/systemd/systemd-udevd"), ("udev",), why="virtme-ng's exec channel"),
     Tool("busybox", ("busybox",), ("busybox-static",), version_args=("--help",), static=True, why="guest userspace"),
     Tool(
         "clang",

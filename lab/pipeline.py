@@ -149,7 +149,7 @@ class Pipeline:
                 builds[name] = KernelBuild(name, shared.key, shared.entry, True, 0.0, shared_with=same)
                 continue
             with self.step(f"build {name}"):
-                builds[name] = builder.build(name, tree, configs[name])
+                builds[name] = builder.build(name, tree, configs[name], profile=self.opts.profile)
             b = builds[name]
             ui.info(f"{name} kernel: cache {'hit' if b.cache_hit else 'miss'}, {b.seconds:.0f} s")
         self.record.build = {name: b.summary() for name, b in builds.items()}
@@ -186,6 +186,7 @@ class Pipeline:
         if pvsched:
             cfg["pvsched"] = {
                 "loader": str(bpf_out / "pvsched_boost"),
+                "scx_loader": str(bpf_out / "pvsched_scx"),
                 "load_check": str(bpf_out / "load_check"),
                 "rejected": [str(bpf_out / f"{name}.bpf.o") for name in ("pvsched_bad_register", "pvsched_bad_tracing")],
             }

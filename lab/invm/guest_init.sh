@@ -87,7 +87,12 @@ pvsched_tests() {
 	rmmod pvsched_guest
 }
 
-if [ "$mode" = unpriv ]; then
+if [ "$mode" = scx ]; then
+	echo "KTAP version 1"
+	echo "1..1"
+	check pvsched_scx_guest_runs "$(cat /tmp/rtspin.out 2>/dev/null)" \
+		sh -c "insmod $MOD && rtspin 50 1 600 1000 1000 > /tmp/rtspin.out && rmmod pvsched_guest"
+elif [ "$mode" = unpriv ]; then
 	echo "KTAP version 1"
 	echo "1..1"
 	if insmod $MOD 2>/dev/null; then

@@ -16,6 +16,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from lab import accel
 from lab.errors import LabError
@@ -110,6 +111,30 @@ def unprivileged_vmm(runner: Runner, cfg: dict[str, object], out: Path) -> tuple
     return cases[0], console
 
 
+def scx_policy(runner: Runner, cfg: dict[str, object], out: Path, loader: str) -> tuple[list[Case], str]:
+    """The sched_ext policy loads, runs a guest with an RT task, and unloads cleanly."""
+    policy = pvsched_host.PolicyRun(loader, out / "pvsched-scx-stats.json")
+    error = policy.start()
+    state = pvsched_host.scx_state()
+    cases = [Case("pvsched_scx_loads", "level1", "passed" if not error and state == "enabled" else "failed",
+                  f"{error} sched_ext state {state}".strip())]  # fmt: skip
+    console = ""
+    if not error:
+        probe, console = boot_guest(runner, cfg, "kvm", out, label="scx", extra_append="lab.mode=scx")
+        cases.extend(parse_ktap(console, "level2") or [Case("pvsched_scx_guest_runs", "level2", "failed", probe.reason)])
+        seen = sum(v.get("rt_seen", 0) for v in policy.vcpus())
+        prioritized = sum(v.get("boost_requests", 0) for v in policy.vcpus())
+        cases.append(Case("pvsched_scx_prioritizes_rt_vcpu", "level1", "passed" if seen and prioritized else "failed",
+                          f"rt_seen={seen}, prioritized enqueues={prioritized}"))  # fmt: skip
+    policy.stop()
+    deadline = time.monotonic() + 10
+    while pvsched_host.scx_state() != "disabled" and time.monotonic() < deadline:
+        time.sleep(0.1)
+    state = pvsched_host.scx_state()
+    cases.append(Case("pvsched_scx_unloads", "level1", "passed" if state == "disabled" else "failed", f"state {state}"))
+    return cases, console
+
+
 def guest_dmesg(console: str) -> str:
     begin, end = "LAB-GUEST-DMESG-BEGIN", "LAB-GUEST-DMESG-END"
     if begin in console and end in console:
@@ -130,10 +155,11 @@ def main(config_path: str) -> int:
     cases.append(Case("level1_has_kvm", "level1", "passed" if kvm_ok else "failed", why_not))
     cases.append(check_bpf(runner, cfg))
 
-    pv = cfg.get("pvsched")
+    pv_raw = cfg.get("pvsched")
+    pv: dict[str, Any] | None = pv_raw if isinstance(pv_raw, dict) else None
     observer = None
     extra_dmesg = ""
-    if isinstance(pv, dict) and kvm_ok:
+    if pv is not None and kvm_ok:
         cases.extend(pvsched_host.static_checks(pv["loader"], pv["load_check"], pv["rejected"]))
         policy = pvsched_host.PolicyRun(pv["loader"], out / "pvsched-boost-stats.json")
         error = policy.start()
@@ -150,14 +176,16 @@ def main(config_path: str) -> int:
         print(f"level2 {mode}: {'booted' if probe.ok else probe.reason} in {probe.seconds} s", flush=True)
         if probe.ok:
             break
-    if observer is not None:
+    if observer is not None and pv is not None:
         observer.finish()
         cases.extend(observer.cases())
         left = pvsched_host.read_kvm_vcpus()
         cases.append(Case("pvsched_vm_destroy_unregisters", "level1", "failed" if left else "passed", str(left)))
         unpriv_case, unpriv_console = unprivileged_vmm(runner, cfg, out)
         cases.append(unpriv_case)
-        extra_dmesg = guest_dmesg(unpriv_console)
+        scx_cases, scx_console = scx_policy(runner, cfg, out, str(pv["scx_loader"]))
+        cases.extend(scx_cases)
+        extra_dmesg = guest_dmesg(unpriv_console) + guest_dmesg(scx_console)
     chosen = accel.choose(probes)
     booted = chosen is not None
     cases.append(

@@ -272,3 +272,13 @@ def static_checks(loader: str, load_check: str, rejected: list[str]) -> list[Cas
     cases.append(Case("pvsched_unprivileged_cannot_load_policy", "level1", "passed" if ok else "failed",
                       "" if ok else f"exit {res.returncode}: {res.stdout[-200:]}"))  # fmt: skip
     return cases
+
+
+SCX_STATE = Path("/sys/kernel/sched_ext/state")
+
+
+def scx_state() -> str:
+    try:
+        return SCX_STATE.read_text().strip()
+    except OSError:
+        return "unavailable"
