@@ -49,6 +49,13 @@ def tests(session: nox.Session) -> None:
 
 
 @nox.session
+def bench(session: nox.Session) -> None:
+    """Latency benchmark, all modes side by side in one run; bench.json, table, plots."""
+    session.install("-e", ".[bench]")
+    session.run("python", "-m", "lab", "bench", *session.posargs, external=True)
+
+
+@nox.session
 def lint(session: nox.Session) -> None:
     """ruff, mypy, and checkpatch on the kernel patches."""
     session.install("-e", ".[lint]")

@@ -80,7 +80,8 @@ s32 BPF_STRUCT_OPS(pvscx_select_cpu, struct task_struct *p, s32 prev_cpu, u64 wa
 	bool is_idle = false;
 	s32 cpu = scx_bpf_select_cpu_dfl(p, prev_cpu, wake_flags, &is_idle);
 
-	if (is_idle)
+	/* A vCPU that needs help goes through enqueue() and HI_DSQ. */
+	if (is_idle && !needs_help(p->pid))
 		scx_bpf_dispatch(p, SCX_DSQ_LOCAL, SCX_SLICE_DFL, 0);
 	return cpu;
 }

@@ -52,7 +52,11 @@ def parser() -> argparse.ArgumentParser:
     k = sub.add_parser("kernel", help="prepare the source and build the kernels")
     _common(k)
     k.add_argument("--check-reproducible", action="store_true", help="build twice without ccache, compare bzImage")
-    for name, help_text in (("run", "everything: build, boot both levels, test, report"), ("boot", "boot level 1")):
+    for name, help_text in (
+        ("run", "everything: build, boot both levels, test, report"),
+        ("boot", "boot level 1"),
+        ("bench", "latency benchmark: idle, vanilla, pvsched, scx, static in one run"),
+    ):
         r = sub.add_parser(name, help=help_text)
         _common(r)
         r.add_argument("--guest-cpus", type=int, default=2)
@@ -61,6 +65,13 @@ def parser() -> argparse.ArgumentParser:
         r.add_argument("--level1-timeout", type=float, default=None, help="seconds before level 1 is killed")
         if name == "boot":
             r.add_argument("cmd", nargs=argparse.REMAINDER, help="command to run in level 1 (default: a shell)")
+        if name == "bench":
+            r.set_defaults(guest_cpus=1)  # one vCPU, as measured in the issue
+            r.add_argument("--duration", type=int, default=20, help="seconds of cyclictest per mode")
+            r.add_argument("--interval-us", type=int, default=500, help="cyclictest -i")
+            r.add_argument("--hist-us", type=int, default=100000, help="cyclictest histogram range")
+            r.add_argument("--modes", default="idle,vanilla,pvsched,scx,static", help="comma-separated")
+            r.add_argument("--overhead-rounds", type=int, default=3, help="hackbench runs with and without the driver")
     return p
 
 
@@ -119,6 +130,15 @@ def main(argv: list[str] | None = None) -> int:
             return Pipeline(_options(args)).kernel_only(args.check_reproducible)
         if args.command == "boot":
             return boot(args)
+        if args.command == "bench":
+            opts = {
+                "duration": args.duration,
+                "interval_us": args.interval_us,
+                "hist_us": args.hist_us,
+                "modes": args.modes.split(","),
+                "overhead_rounds": args.overhead_rounds,
+            }
+            return Pipeline(_options(args)).bench(opts)
         return Pipeline(_options(args)).run_all()
     except LabError as exc:
         ui.console.print(f"[red]error:[/] {exc}")

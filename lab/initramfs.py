@@ -18,6 +18,30 @@ INIT = Path(__file__).parent / "invm" / "guest_init.sh"
 DIRS = ("bin", "sbin", "dev", "proc", "sys", "tmp", "etc", "root", "lib", "lib64")
 
 
+def parse_ldd(output: str) -> list[Path]:
+    """Shared libraries an `ldd` listing names, absolute paths only (no vdso)."""
+    libs = []
+    for line in output.splitlines():
+        parts = line.strip().split()
+        if "=>" in parts:
+            target = parts[parts.index("=>") + 1]
+            if target.startswith("/"):
+                libs.append(Path(target))
+        elif parts and parts[0].startswith("/"):
+            libs.append(Path(parts[0]))  # the dynamic loader
+    return libs
+
+
+def with_libraries(runner: Runner, binaries: dict[str, Path]) -> dict[str, Path]:
+    """`binaries` plus every shared library they load, at the same paths in the guest."""
+    files = dict(binaries)
+    for path in binaries.values():
+        out = runner.run(["ldd", str(path)], f"ldd {path.name}", check=False).output
+        for lib in parse_ldd(out):
+            files[str(lib).lstrip("/")] = lib.resolve()
+    return files
+
+
 def inputs_digest(busybox: Path, extra: dict[str, Path]) -> str:
     h = hashlib.sha256()
     for name, path in sorted({"busybox": busybox, "init": INIT, **extra}.items()):

@@ -10,17 +10,20 @@ from __future__ import annotations
 import datetime as dt
 import json
 import secrets
+import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 from lab import doctor, kconfig, ui
+from lab.bench import write as write_bench
 from lab.bpf import build_bpf
 from lab.build import KernelBuild, KernelBuilder
 from lab.errors import LabError
 from lab.guest import build_guest
-from lab.initramfs import build_initramfs
+from lab.initramfs import build_initramfs, with_libraries
 from lab.ktap import Case
 from lab.lockfile import Lock, SourceLock, load_lock
 from lab.paths import CONFIG_DIR, LOCK_FILE, PATCH_DIR, RESULTS_DIR, cache_dir
@@ -155,7 +158,13 @@ class Pipeline:
         self.record.build = {name: b.summary() for name, b in builds.items()}
         return builds
 
-    def run_vms(self, tree: SourceTree, builds: dict[str, KernelBuild]) -> None:
+    def prepare_vms(
+        self, tree: SourceTree, builds: dict[str, KernelBuild], guest_binaries: dict[str, Path] | None = None
+    ) -> tuple[Level1, dict[str, Any], Path]:
+        """Everything both VM levels need: BPF, guest driver, initramfs, level 1's accelerator.
+
+        Returns level 1, the config handed to the in-VM runner, and its output directory.
+        """
         host, guest = builds["host"], builds["guest"]
         with self.step("build BPF"):
             bpf_out = build_bpf(self.cache, self.runner, host.btf, tree.path, tree.identity)
@@ -165,14 +174,17 @@ class Pipeline:
             with self.step("build guest driver"):
                 extra = build_guest(self.cache, self.runner, tree, guest).initramfs_files()
         with self.step("build guest initramfs"):
+            if guest_binaries:
+                extra.update(with_libraries(self.runner, guest_binaries))
             initramfs = build_initramfs(self.cache, self.runner, extra=extra)
         level1 = Level1(self.cache, self.runner, host.bzimage, host.key, self.opts.level1)
         with self.step("probe level 1 accelerator"):
             mode, probes, cached = level1.probe(use_cache=not self.opts.reprobe)
         ui.info(f"level 1 accelerator: {mode}{' (cached probe)' if cached else ''}")
+        self.record.levels["1"] = {"accel": mode, "probes": [p.to_dict() for p in probes], "probe_cached": cached}
         out = self.run_dir / "vm"
         out.mkdir(parents=True, exist_ok=True)
-        cfg = {
+        cfg: dict[str, Any] = {
             "out": str(out),
             "qemu": "qemu-system-x86_64",
             "guest_kernel": str(guest.bzimage),
@@ -182,6 +194,7 @@ class Pipeline:
             "kvm_timeout": self.opts.level2_kvm_timeout,
             "tcg_timeout": self.opts.level2_tcg_timeout,
             "bpf_hello": str(bpf_out / "hello"),
+            "level1_accel": mode,
         }
         if pvsched:
             cfg["pvsched"] = {
@@ -190,31 +203,50 @@ class Pipeline:
                 "load_check": str(bpf_out / "load_check"),
                 "rejected": [str(bpf_out / f"{name}.bpf.o") for name in ("pvsched_bad_register", "pvsched_bad_tracing")],
             }
+        return level1, cfg, out
+
+    def boot_level1(self, level1: Level1, module: str, cfg: dict[str, Any], out: Path, report: str) -> dict[str, Any]:
+        """Run `module` in level 1 with `cfg`; returns the report it wrote to out/`report`."""
         (out / "level1-config.json").write_text(json.dumps(cfg, indent=2))
-        with self.step("boot level 1 and run tests"):
-            result, ready = level1.run(
-                mode, python_exec("lab.invm.level1", str(out / "level1-config.json")), [self.run_dir], "level 1 tests"
-            )
+        mode = str(self.record.levels["1"]["accel"])
+        with self.step(f"boot level 1 and run {module}"):
+            result, ready = level1.run(mode, python_exec(module, str(out / "level1-config.json")), [self.run_dir], module)
             (out / "level1-console.log").write_text(result.output)
-            self.record.levels["1"] = {
-                "accel": mode,
-                "boot_seconds": ready,
-                "probes": [p.to_dict() for p in probes],
-                "probe_cached": cached,
-            }
-            report_path = out / "level1.json"
+            # virtme-ng may lose the status of --exec; the report decides.
+            self.record.levels["1"].update({"boot_seconds": ready, "exit_status": result.returncode})
+            report_path = out / report
             if not report_path.exists():
                 self._scan(result.output, "level1", "vm/level1-console.log")
                 why = "timed out" if result.timed_out else f"exit status {result.returncode}"
-                raise LabError(f"level 1 ended ({why}) without writing its report", log=str(result.log))
-        report = json.loads(report_path.read_text())
+                raise LabError(f"level 1 ended ({why}) without writing {report}", log=str(result.log))
+        data: dict[str, Any] = json.loads(report_path.read_text())
+        return data
+
+    def run_vms(self, tree: SourceTree, builds: dict[str, KernelBuild]) -> None:
+        level1, cfg, out = self.prepare_vms(tree, builds)
+        report = self.boot_level1(level1, "lab.invm.level1", cfg, out, "level1.json")
         self.record.levels["2"] = report["level2"]
         self.record.cases.extend(Case.from_dict(c) for c in report["tests"])
         self._scan((out / "level1-dmesg.txt").read_text(), "level1", "vm/level1-dmesg.txt")
         self._scan((out / "level2-dmesg.txt").read_text(), "level2", "vm/level2-dmesg.txt")
-        if not result.ok:
-            with self.step("level 1 exit"):
-                raise LabError(f"level 1 exited with status {result.returncode}", log=str(result.log))
+
+    def run_bench(self, tree: SourceTree, builds: dict[str, KernelBuild], bench_opts: dict[str, Any]) -> None:
+        binaries = {f"bin/{name}": Path(shutil.which(name) or f"/usr/bin/{name}") for name in ("cyclictest", "hackbench")}
+        level1, cfg, out = self.prepare_vms(tree, builds, binaries)
+        cfg.update(bench_opts)
+        cfg["boost_loader"] = cfg["pvsched"]["loader"]
+        cfg["scx_loader"] = cfg["pvsched"]["scx_loader"]
+        raw = self.boot_level1(level1, "lab.invm.bench", cfg, out, "bench-level1.json")
+        command = "nox -s bench -- " + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in bench_opts.items() if k != "modes")
+        bench, md = write_bench(self.run_dir, raw, command)
+        self.record.bench = bench
+        self.record.extra_markdown = md
+        for name, m in bench["modes"].items():
+            ok = bool(m.get("guest")) and bool(m.get("host")) and not m.get("error")
+            why = f"guest={bool(m.get('guest'))} host={bool(m.get('host'))} {m.get('error', '')}"
+            self.record.cases.append(Case(f"bench_{name}_measured", "level1", "passed" if ok else "failed", "" if ok else why))
+        dmesg = "".join(p.read_text() for p in sorted(out.glob("level2-console-bench-*.log")))
+        self._scan(dmesg, "level2", "vm/level2-console-bench-*.log")
 
     def _scan(self, text: str, level: str, source: str) -> None:
         found = scan(text, level, source)
@@ -230,6 +262,16 @@ class Pipeline:
             tree = self.source()
             builds = self.kernels(tree)
             self.run_vms(tree, builds)
+        except StepFailed:
+            pass
+        return self.finish()
+
+    def bench(self, bench_opts: dict[str, Any]) -> int:
+        try:
+            self.doctor()
+            tree = self.source()
+            builds = self.kernels(tree)
+            self.run_bench(tree, builds, bench_opts)
         except StepFailed:
             pass
         return self.finish()

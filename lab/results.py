@@ -16,6 +16,7 @@ import os
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from lab.ktap import Case
 from lab.splats import Splat
@@ -35,6 +36,8 @@ class RunRecord:
     levels: dict[str, dict[str, object]] = field(default_factory=dict)
     cases: list[Case] = field(default_factory=list)
     splats: list[Splat] = field(default_factory=list)
+    bench: dict[str, Any] | None = None
+    extra_markdown: str = ""
 
     def counts(self) -> dict[str, int]:
         counts = {"passed": 0, "failed": 0, "skipped": 0}
@@ -61,6 +64,7 @@ class RunRecord:
             "levels": self.levels,
             "tests": {**self.counts(), "cases": [c.to_dict() for c in self.cases]},
             "splats": [s.to_dict() for s in self.splats],
+            **({"bench": self.bench} if self.bench is not None else {}),
         }
 
 
@@ -112,6 +116,8 @@ def markdown(record: RunRecord) -> str:
         lines.append("")
     for s in record.splats:
         lines.append(f"- splat ({s.level}, {s.kind}) `{s.line}` in {s.source}:{s.line_no}")
+    if record.extra_markdown:
+        lines += ["", record.extra_markdown]
     return "\n".join(lines) + "\n"
 
 

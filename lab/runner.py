@@ -48,6 +48,11 @@ def reproducer(cmd: Sequence[str], cwd: Path | None, env_extra: Mapping[str, str
     return " ".join(parts)
 
 
+def _kill_group(pid: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pid, signal.SIGKILL)
+
+
 def _slug(label: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", label).strip("-")[:60] or "cmd"
 
@@ -80,7 +85,11 @@ class Runner:
         check: bool = True,
         on_line: Callable[[str], None] | None = None,
         stdin_text: str | None = None,
+        grace_after: tuple[str, float] | None = None,
     ) -> Result:
+        """Run `cmd`, logging it. `grace_after=(marker, seconds)`: once a line
+        contains marker, the command has that long to exit before it is
+        killed (for VMs whose work is done but which do not power off)."""
         argv = [str(c) for c in cmd]
         log = self._next_log(label)
         line = reproducer(argv, cwd, env_extra)
@@ -119,17 +128,23 @@ class Runner:
                 def _expire() -> None:
                     nonlocal timed_out
                     timed_out = True
-                    with contextlib.suppress(ProcessLookupError):
-                        os.killpg(proc.pid, signal.SIGKILL)
+                    _kill_group(proc.pid)
 
                 timer = threading.Timer(timeout, _expire)
                 timer.start()
             assert proc.stdout is not None
+            grace_timer = None
             for text in proc.stdout:
                 out.write(text)
+                out.flush()  # so `tail -f` on a log follows a long step
                 chunks.append(text)
                 if on_line is not None:
                     on_line(text.rstrip("\n"))
+                if grace_after and grace_timer is None and grace_after[0] in text:
+                    grace_timer = threading.Timer(grace_after[1], _kill_group, (proc.pid,))
+                    grace_timer.start()
+            if grace_timer is not None:
+                grace_timer.cancel()
             rc = proc.wait()
             if timer is not None:
                 timer.cancel()

@@ -19,6 +19,7 @@ from lab.runner import Result, Runner
 
 PROBE_MARK = "LAB-PROBE-OK"
 READY_MARK = "LAB-LEVEL1-READY"
+DONE_MARK = "LAB-LEVEL1-DONE"
 
 
 @dataclass
@@ -121,6 +122,7 @@ class Level1:
                 timeout=self.settings.run_timeout,
                 check=False,
                 on_line=watch,
+                grace_after=(DONE_MARK, 60.0),
             )
         return result, (round(ready[0], 2) if ready else None)
 

@@ -1,0 +1,222 @@
+"""The latency benchmark inside level 1 (`nox -s bench`). Stdlib only.
+
+For each mode, one guest boot: the guest runs cyclictest at an RT priority
+while level 1 runs its own cyclictest at the same time (what the host pays)
+and, except in `idle`, stress-ng on every host CPU at normal priority:
+
+  idle     no host load: the floor
+  vanilla  host loaded, no policy
+  pvsched  host loaded, the boost policy attached
+  scx      host loaded, the sched_ext policy attached
+  static   host loaded, every vCPU thread made SCHED_FIFO by hand
+
+plus an `overhead` boot on an idle host: a guest throughput workload
+(hackbench) with and without the guest driver loaded. Every boot has a
+timeout. Results go to <out>/bench-level1.json.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from lab.invm import pvsched_host
+from lab.invm.level1 import boot_guest
+from lab.runner import Runner
+
+MODES = ("idle", "vanilla", "pvsched", "scx", "static")
+STATIC_PRIORITY = 10  # the same priority the boost policy uses
+
+
+def parse_histfile(text: str) -> dict[str, Any]:
+    """Summary of a cyclictest --histfile: avg, p50, p99, max (us), samples, overflows."""
+    buckets: list[tuple[int, int]] = []
+    summary: dict[str, float] = {}
+    for line in text.splitlines():
+        if line.startswith("#"):
+            key, _, rest = line[1:].partition(":")
+            values = rest.split()
+            if values and key.strip() in ("Total", "Avg Latencies", "Max Latencies", "Histogram Overflows", "Min Latencies"):
+                summary[key.strip()] = float(values[0])
+            continue
+        parts = line.split()
+        if len(parts) >= 2 and parts[0].isdigit():
+            buckets.append((int(parts[0]), int(parts[1])))
+    samples = int(summary.get("Total", sum(c for _, c in buckets)))
+    overflows = int(summary.get("Histogram Overflows", 0))
+
+    def percentile(q: float) -> float:
+        want = q * samples
+        seen = 0
+        for us, count in buckets:
+            seen += count
+            if seen >= want and count:
+                return float(us)
+        return float(summary.get("Max Latencies", buckets[-1][0] if buckets else 0))  # in the overflow
+
+    return {
+        "samples": samples,
+        "avg_us": summary.get("Avg Latencies", 0.0),
+        "p50_us": percentile(0.50),
+        "p99_us": percentile(0.99),
+        "max_us": summary.get("Max Latencies", 0.0),
+        "overflows": overflows,
+        "histogram": [[us, c] for us, c in buckets if c],
+    }
+
+
+def parse_guest_result(console: str) -> dict[str, Any] | None:
+    """The guest prints its histfile between LAB-BENCH-HIST markers."""
+    begin, end = "LAB-BENCH-HIST-BEGIN", "LAB-BENCH-HIST-END"
+    if begin not in console or end not in console:
+        return None
+    body = console.split(begin, 1)[1].split(end, 1)[0]
+    return parse_histfile("\n".join(line.strip() for line in body.splitlines()))
+
+
+def kvm_exits(vm_pid: int) -> int | None:
+    """Sum of KVM's `exits` counter for one VM, from its debugfs directory."""
+    base = Path("/sys/kernel/debug/kvm")
+    for d in base.glob(f"{vm_pid}-*"):
+        try:
+            return int((d / "exits").read_text())
+        except (OSError, ValueError):
+            return None
+    return None
+
+
+class ModeRun:
+    """What level 1 does around one guest boot in one mode."""
+
+    def __init__(self, mode: str, cfg: dict[str, Any], out: Path) -> None:
+        self.mode, self.cfg, self.out = mode, cfg, out
+        self.policy: pvsched_host.PolicyRun | None = None
+        self.load: subprocess.Popen[bytes] | None = None
+        self.host_ct: subprocess.Popen[bytes] | None = None
+        self.hist = out / f"bench-host-{mode}.hist"
+        self.qmp = Path(f"/tmp/lab-bench-{mode}.sock")
+        self.exits_at_start: int | None = None
+        self.exits_at_end: int | None = None
+        self.boosts: int = 0
+        self.vm_pid: int | None = None
+        self.error = ""
+
+    def before_boot(self) -> None:
+        secs = int(self.cfg["duration"])
+        if self.mode != "idle":
+            self.load = subprocess.Popen(
+                ["stress-ng", "--cpu", str(os.cpu_count() or 1), "--timeout", str(secs * 4 + 120)],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            )  # fmt: skip
+        loader = {"pvsched": self.cfg["boost_loader"], "scx": self.cfg["scx_loader"]}.get(self.mode)
+        if loader:
+            self.policy = pvsched_host.PolicyRun(str(loader), self.out / f"bench-{self.mode}-stats.json")
+            self.error = self.policy.start()
+
+    def on_line(self, line: str) -> None:
+        if "LAB-BENCH-START" in line:
+            threads = pvsched_host.qmp_vcpu_threads(self.qmp)
+            if self.mode == "static":
+                for tid in threads.values():
+                    os.sched_setscheduler(tid, os.SCHED_FIFO, os.sched_param(STATIC_PRIORITY))
+            self.vm_pid = _qemu_pid(self.qmp)
+            self.exits_at_start = kvm_exits(self.vm_pid) if self.vm_pid else None
+            self.host_ct = subprocess.Popen(
+                ["cyclictest", "-m", "-p", "90", "-i", str(self.cfg["interval_us"]), "-D", str(self.cfg["duration"]),
+                 "-q", "-h", str(self.cfg["hist_us"]), f"--histfile={self.hist}"],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            )  # fmt: skip
+        elif "LAB-BENCH-DONE" in line:
+            self.exits_at_end = kvm_exits(self.vm_pid) if self.vm_pid else None
+            self.boosts = sum(int(r.get("boosts", 0)) for r in pvsched_host.read_kvm_vcpus())
+
+    def after_boot(self) -> dict[str, Any]:
+        if self.host_ct is not None:
+            try:
+                self.host_ct.wait(timeout=int(self.cfg["duration"]) + 60)
+            except subprocess.TimeoutExpired:
+                self.host_ct.kill()
+        if self.policy is not None:
+            self.policy.stop()
+        if self.load is not None:
+            self.load.kill()
+            self.load.wait()
+        host = parse_histfile(self.hist.read_text()) if self.hist.exists() else None
+        exits = None
+        if self.exits_at_start is not None and self.exits_at_end is not None:
+            exits = self.exits_at_end - self.exits_at_start
+        return {"host": host, "vm_exits": exits, "boosts": self.boosts, "error": self.error}
+
+
+def _qemu_pid(qmp: Path) -> int | None:
+    """The pid of the QEMU serving `qmp` (the VM's debugfs directory is named by it)."""
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            if str(qmp) in (proc / "cmdline").read_bytes().decode(errors="replace"):
+                return int(proc.name)
+        except OSError:
+            continue
+    return None
+
+
+def run_mode(runner: Runner, cfg: dict[str, Any], out: Path, mode: str) -> dict[str, Any]:
+    pvsched_host.observe_above_boosts()
+    run = ModeRun(mode, cfg, out)
+    run.before_boot()
+    driver = 1 if mode in ("pvsched", "scx") else 0
+    append = (f"lab.mode=bench lab.bench_secs={cfg['duration']} lab.bench_interval={cfg['interval_us']} "
+              f"lab.bench_hist={cfg['hist_us']} lab.bench_driver={driver}")  # fmt: skip
+    start = time.monotonic()
+    probe, console = boot_guest(runner, cfg, "kvm", out, label=f"bench-{mode}", extra_append=append,
+                                qmp=run.qmp, watch=run.on_line)  # fmt: skip
+    result = run.after_boot()
+    result["guest"] = parse_guest_result(console)
+    result["boot_ok"] = probe.ok
+    result["seconds"] = round(time.monotonic() - start, 1)
+    if not probe.ok:
+        result["error"] = (result["error"] + " " + probe.reason).strip()
+    return result
+
+
+def run_overhead(runner: Runner, cfg: dict[str, Any], out: Path) -> dict[str, Any]:
+    append = f"lab.mode=overhead lab.overhead_rounds={cfg['overhead_rounds']}"
+    probe, console = boot_guest(runner, cfg, "kvm", out, label="bench-overhead", extra_append=append)
+    times: dict[str, list[float]] = {"without": [], "with": []}
+    for line in console.splitlines():
+        if "LAB-OVERHEAD " in line:  # "LAB-OVERHEAD with|without SECONDS"
+            which, secs = line.split("LAB-OVERHEAD ", 1)[1].split()[:2]
+            times.setdefault(which, []).append(float(secs))
+    result: dict[str, Any] = {"boot_ok": probe.ok, "seconds": times}
+    if times["without"] and times["with"]:
+        best_without, best_with = min(times["without"]), min(times["with"])
+        result["overhead_pct"] = round((best_with - best_without) / best_without * 100, 2)
+    return result
+
+
+def main(config_path: str) -> int:
+    cfg: dict[str, Any] = json.loads(Path(config_path).read_text())
+    out = Path(cfg["out"])
+    out.mkdir(parents=True, exist_ok=True)
+    print("LAB-LEVEL1-READY", flush=True)
+    runner = Runner(out / "logs-level1")
+    results: dict[str, Any] = {"modes": {}}
+    for mode in cfg["modes"]:
+        print(f"bench: mode {mode}", flush=True)
+        results["modes"][mode] = run_mode(runner, cfg, out, mode)
+    if cfg.get("overhead_rounds"):
+        print("bench: overhead", flush=True)
+        results["overhead"] = run_overhead(runner, cfg, out)
+    (out / "bench-level1.json").write_text(json.dumps(results, indent=2) + "\n")
+    print("LAB-LEVEL1-DONE", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1]))
