@@ -3,8 +3,10 @@
  * pvsched "boost" policy: run a vCPU thread at SCHED_FIFO while its guest
  * runs an RT task, is in an interrupt or softirq, or asks explicitly; and
  * when an interrupt is injected into a vCPU whose RT task went to sleep,
- * so the wakeup does not wait behind host tasks. A halted vCPU is never
- * boosted. The kernel applies the boost and enforces its budget; this
+ * so the wakeup does not wait behind host tasks. A vCPU that halts keeps
+ * its boost only while its RT task sleeps (it costs nothing while halted,
+ * and a periodic RT task then causes no boost/unboost churn). The kernel
+ * applies the boost and enforces its budget of boosted CPU time; this
  * program only decides, and counts per vCPU what it saw and did.
  */
 #include "vmlinux.h"
@@ -89,6 +91,9 @@ void BPF_PROG(boost_notify, struct kvm_pvsched_vcpu *pv, __u32 event)
 		return;
 	s->cpu = pv->cpu;
 	s->malformed = pv->malformed;
+	s->kernel_boosts = pv->boosts;
+	s->kernel_throttles = pv->throttles;
+	s->kernel_boosted_ns = pv->boosted_ns;
 	s->events[event_index(event)]++;
 	if (bpf_pvsched_read_guest(pv, &g)) {
 		s->read_errors++;
@@ -109,7 +114,7 @@ void BPF_PROG(boost_notify, struct kvm_pvsched_vcpu *pv, __u32 event)
 
 	switch (event) {
 	case PVSCHED_EVENT_HALT:
-		want = false;
+		want = g.flags & PVSCHED_GUEST_RT_SLEEPING;
 		break;
 	case PVSCHED_EVENT_INTR_INJ:
 		want = rt || (g.flags & PVSCHED_GUEST_RT_SLEEPING);

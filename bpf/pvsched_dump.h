@@ -40,7 +40,8 @@ static int pvsched_dump_stats(int map_fd, const char *policy, const char *path)
 			"\"hardirq_seen\": %llu, \"softirq_seen\": %llu, "
 			"\"request_seen\": %llu, \"read_errors\": %llu, "
 			"\"boost_requests\": %llu, \"unboost_requests\": %llu, "
-			"\"refused\": %llu}",
+			"\"refused\": %llu, \"kernel_boosts\": %llu, "
+			"\"kernel_throttles\": %llu, \"kernel_boosted_ns\": %llu}",
 			first ? "" : ",", s.tid, s.vm_pid, s.vcpu_id, s.cpu,
 			s.registered, s.wanted,
 			(unsigned long long)s.registrations,
@@ -57,7 +58,10 @@ static int pvsched_dump_stats(int map_fd, const char *policy, const char *path)
 			(unsigned long long)s.read_errors,
 			(unsigned long long)s.boost_requests,
 			(unsigned long long)s.unboost_requests,
-			(unsigned long long)s.refused);
+			(unsigned long long)s.refused,
+			(unsigned long long)s.kernel_boosts,
+			(unsigned long long)s.kernel_throttles,
+			(unsigned long long)s.kernel_boosted_ns);
 		first = 0;
 	}
 	fprintf(f, "\n]}\n");

@@ -213,7 +213,7 @@ void BPF_PROG(pvscx_notify, struct kvm_pvsched_vcpu *pv, u32 event)
 	s->last_policy = g.policy;
 	s->last_rt_priority = g.rt_priority;
 	if (event == PVSCHED_EVENT_HALT)
-		want = false;
+		want = g.flags & PVSCHED_GUEST_RT_SLEEPING;
 	else if (event == PVSCHED_EVENT_INTR_INJ)
 		want = rt || (g.flags & PVSCHED_GUEST_RT_SLEEPING);
 	else

@@ -25,6 +25,10 @@ struct pvsched_vcpu_stats {
 	__u64 boost_requests;
 	__u64 unboost_requests;
 	__u64 refused;
+	/* the kernel's own accounting of this vCPU, copied at each event */
+	__u64 kernel_boosts;
+	__u64 kernel_throttles;
+	__u64 kernel_boosted_ns;
 };
 
 #endif

@@ -88,8 +88,12 @@ static void probe_sched_switch(void *data, bool preempt,
 	WRITE_ONCE(g->rt_priority, next->rt_priority);
 	WRITE_ONCE(g->nice, task_nice(next));
 	flags = 0;
-	/* An RT task went to sleep and left the vCPU idle: its wakeup matters. */
-	if (is_idle_task(next) && is_rt_policy(prev->policy))
+	/*
+	 * An RT task went to sleep (not exiting) and left the vCPU idle: its
+	 * wakeup is coming and matters.
+	 */
+	if (is_idle_task(next) && is_rt_policy(prev->policy) &&
+	    prev_state != TASK_RUNNING && !(prev_state & TASK_DEAD))
 		flags |= PVSCHED_GUEST_RT_SLEEPING;
 	if (READ_ONCE(hostile)) {
 		flags |= PVSCHED_GUEST_BOOST_REQUEST;

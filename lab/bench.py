@@ -79,7 +79,8 @@ def markdown(bench: dict[str, Any], command: str) -> str:
     lines = [
         "## Latency benchmark",
         "",
-        f"`{command}`. Guest: cyclictest at SCHED_FIFO 90 in a KVM guest; host: cyclictest at the same time in level 1.",
+        f"`{command}`. Guest: cyclictest at SCHED_FIFO 90 in a 1-vCPU KVM guest; host: cyclictest at SCHED_FIFO 5 (below",
+        "the boost priority 10) at the same time in level 1, pinned with the vCPU thread and one stress-ng worker to one CPU.",
         "Absolute microseconds here are on a TCG-emulated host; compare ratios. RFC v1 (4-core bare metal) in brackets.",
         "",
         "| mode | guest avg us | guest p99 us | guest max us | host p99 us | host max us | VM exits "

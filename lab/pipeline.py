@@ -226,6 +226,11 @@ class Pipeline:
         level1, cfg, out = self.prepare_vms(tree, builds)
         report = self.boot_level1(level1, "lab.invm.level1", cfg, out, "level1.json")
         self.record.levels["2"] = report["level2"]
+        # Per-vCPU statistics the policies exported (their loaders' last dump).
+        for name in ("boost", "scx"):
+            stats = out / f"pvsched-{name}-stats.json"
+            if stats.exists():
+                self.record.policies[name] = json.loads(stats.read_text())["vcpus"]
         self.record.cases.extend(Case.from_dict(c) for c in report["tests"])
         self._scan((out / "level1-dmesg.txt").read_text(), "level1", "vm/level1-dmesg.txt")
         self._scan((out / "level2-dmesg.txt").read_text(), "level2", "vm/level2-dmesg.txt")

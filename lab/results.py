@@ -37,6 +37,7 @@ class RunRecord:
     cases: list[Case] = field(default_factory=list)
     splats: list[Splat] = field(default_factory=list)
     bench: dict[str, Any] | None = None
+    policies: dict[str, Any] = field(default_factory=dict)
     extra_markdown: str = ""
 
     def counts(self) -> dict[str, int]:
@@ -64,6 +65,7 @@ class RunRecord:
             "levels": self.levels,
             "tests": {**self.counts(), "cases": [c.to_dict() for c in self.cases]},
             "splats": [s.to_dict() for s in self.splats],
+            "policies": self.policies,
             **({"bench": self.bench} if self.bench is not None else {}),
         }
 
@@ -113,6 +115,17 @@ def markdown(record: RunRecord) -> str:
         for case in record.cases:
             msg = case.message.replace("|", "\\|").replace("\n", " ")[:120]
             lines.append(f"| {case.name} | {case.level} | {case.status} | {msg} |")
+        lines.append("")
+    if record.policies:
+        lines += ["| policy | vCPU | tid | boosts | time boosted s | throttles | refused | events (enter/exit/halt/inj) |",
+                  "| --- | --- | --- | --- | --- | --- | --- | --- |"]  # fmt: skip
+        for policy, vcpus in record.policies.items():
+            for v in vcpus:
+                events = "/".join(str(v.get(k, 0)) for k in ("vmenter", "vmexit", "halt", "intr_inj"))
+                lines.append(
+                    f"| {policy} | {v.get('vcpu_id')} | {v.get('tid')} | {v.get('kernel_boosts', v.get('boost_requests'))} | "
+                    f"{v.get('kernel_boosted_ns', 0) / 1e9:.3f} | {v.get('kernel_throttles', 0)} | {v.get('refused', 0)} | {events} |"
+                )
         lines.append("")
     for s in record.splats:
         lines.append(f"- splat ({s.level}, {s.kind}) `{s.line}` in {s.source}:{s.line_no}")

@@ -31,6 +31,13 @@ from lab.runner import Runner
 
 MODES = ("idle", "vanilla", "pvsched", "scx", "static")
 STATIC_PRIORITY = 10  # the same priority the boost policy uses
+# The host's own real-time work, below the boost priority: what a boost costs it.
+HOST_PRIORITY = 5
+
+
+def contended_cpu() -> int:
+    """The host CPU the vCPU threads, one stress-ng worker and the host cyclictest share."""
+    return max(os.sched_getaffinity(0))
 
 
 def parse_histfile(text: str) -> dict[str, Any]:
@@ -96,7 +103,7 @@ class ModeRun:
     def __init__(self, mode: str, cfg: dict[str, Any], out: Path) -> None:
         self.mode, self.cfg, self.out = mode, cfg, out
         self.policy: pvsched_host.PolicyRun | None = None
-        self.load: subprocess.Popen[bytes] | None = None
+        self.load: list[subprocess.Popen[bytes]] = []
         self.host_ct: subprocess.Popen[bytes] | None = None
         self.hist = out / f"bench-host-{mode}.hist"
         self.qmp = Path(f"/tmp/lab-bench-{mode}.sock")
@@ -109,10 +116,16 @@ class ModeRun:
     def before_boot(self) -> None:
         secs = int(self.cfg["duration"])
         if self.mode != "idle":
-            self.load = subprocess.Popen(
-                ["stress-ng", "--cpu", str(os.cpu_count() or 1), "--timeout", str(secs * 4 + 120)],
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            )  # fmt: skip
+            # One normal-priority worker pinned to each host CPU: the vCPU's CPU
+            # is contended whatever the scheduler's balancing would do.
+            self.load = [
+                subprocess.Popen(
+                    ["stress-ng", "--cpu", "1", "--taskset", str(cpu), "--timeout", str(secs * 4 + 120)],
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )  # fmt: skip
+                for cpu in sorted(os.sched_getaffinity(0))
+            ]
         loader = {"pvsched": self.cfg["boost_loader"], "scx": self.cfg["scx_loader"]}.get(self.mode)
         if loader:
             self.policy = pvsched_host.PolicyRun(str(loader), self.out / f"bench-{self.mode}-stats.json")
@@ -121,14 +134,17 @@ class ModeRun:
     def on_line(self, line: str) -> None:
         if "LAB-BENCH-START" in line:
             threads = pvsched_host.qmp_vcpu_threads(self.qmp)
+            cpu = contended_cpu()
+            for tid in threads.values():
+                os.sched_setaffinity(tid, {cpu})
             if self.mode == "static":
                 for tid in threads.values():
                     os.sched_setscheduler(tid, os.SCHED_FIFO, os.sched_param(STATIC_PRIORITY))
             self.vm_pid = _qemu_pid(self.qmp)
             self.exits_at_start = kvm_exits(self.vm_pid) if self.vm_pid else None
             self.host_ct = subprocess.Popen(
-                ["cyclictest", "-m", "-p", "90", "-i", str(self.cfg["interval_us"]), "-D", str(self.cfg["duration"]),
-                 "-q", "-h", str(self.cfg["hist_us"]), f"--histfile={self.hist}"],
+                ["cyclictest", "-m", "-p", str(HOST_PRIORITY), "-a", str(cpu), "-t", "1", "-i", str(self.cfg["interval_us"]),
+                 "-D", str(self.cfg["duration"]), "-q", "-h", str(self.cfg["hist_us"]), f"--histfile={self.hist}"],
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             )  # fmt: skip
         elif "LAB-BENCH-DONE" in line:
@@ -143,9 +159,9 @@ class ModeRun:
                 self.host_ct.kill()
         if self.policy is not None:
             self.policy.stop()
-        if self.load is not None:
-            self.load.kill()
-            self.load.wait()
+        for proc in self.load:
+            proc.kill()
+            proc.wait()
         host = parse_histfile(self.hist.read_text()) if self.hist.exists() else None
         exits = None
         if self.exits_at_start is not None and self.exits_at_end is not None:
