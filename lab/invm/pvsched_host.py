@@ -241,10 +241,12 @@ class PvschedObserver:
         fifo = [s for s in rt_samples if SCHED_FIFO in s.policies.values()]
         case("pvsched_boost_sets_vcpu_thread_fifo", bool(fifo),
              f"{len(rt_samples)} samples of the vCPU threads during the RT phase, none SCHED_FIFO")  # fmt: skip
+        # vCPU 1 ran the RT task; vCPU 0 may be boosted by its own interrupts.
+        rt_tid = self.threads.get(1)
         done = [s for s in self.samples if s.phase in ("rt-done", "malformed")]
         case("pvsched_unboost_restores_vcpu_thread",
-             bool(done) and all(p in (SCHED_OTHER, None) for p in done[-1].policies.values()),
-             f"policies after the RT phase: {done[-1].policies if done else 'no samples'}")  # fmt: skip
+             bool(done) and rt_tid is not None and done[-1].policies.get(rt_tid) in (SCHED_OTHER, None),
+             f"vCPU 1 (tid {rt_tid}) after the RT phase: {done[-1].policies if done else 'no samples'}")  # fmt: skip
         irq = sum(v.get("hardirq_seen", 0) + v.get("softirq_seen", 0) for v in stats)
         case("pvsched_host_sees_irq_bits", irq > 0, "no event saw the guest in a hard or soft IRQ")
         malformed = max((int(v.get("malformed", 0)) + int(v.get("read_errors", 0)) for v in stats), default=0)
