@@ -79,8 +79,8 @@ def markdown(bench: dict[str, Any], command: str) -> str:
     lines = [
         "## Latency benchmark",
         "",
-        f"`{command}`. Guest: cyclictest at SCHED_FIFO 90 in a 1-vCPU KVM guest; host: cyclictest at SCHED_FIFO 5 (below",
-        "the boost priority 10) at the same time in level 1, pinned with the vCPU thread and one stress-ng worker to one CPU.",
+        f"`{command}`. Guest: cyclictest at SCHED_FIFO 90 in a 1-vCPU KVM guest whose vCPU thread shares a host CPU with a",
+        "stress-ng worker; host: cyclictest at SCHED_FIFO 5 (below the boost priority 10, 4x the guest's interval) at the same time.",
         "Absolute microseconds here are on a TCG-emulated host; compare ratios. RFC v1 (4-core bare metal) in brackets.",
         "",
         "| mode | guest avg us | guest p99 us | guest max us | host p99 us | host max us | VM exits "

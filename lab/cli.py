@@ -78,6 +78,7 @@ def parser() -> argparse.ArgumentParser:
             r.add_argument("--hist-us", type=int, default=100000, help="cyclictest histogram range")
             r.add_argument("--modes", default="idle,vanilla,pvsched,scx,static", help="comma-separated")
             r.add_argument("--overhead-rounds", type=int, default=3, help="hackbench runs with and without the driver")
+            r.add_argument("--load-workers", type=int, default=1, help="stress-ng workers on the vCPU's host CPU")
     return p
 
 
@@ -143,6 +144,7 @@ def main(argv: list[str] | None = None) -> int:
                 "hist_us": args.hist_us,
                 "modes": args.modes.split(","),
                 "overhead_rounds": args.overhead_rounds,
+                "load_workers": args.load_workers,
             }
             return Pipeline(_options(args)).bench(opts)
         return Pipeline(_options(args)).run_all()

@@ -33,10 +33,13 @@ MODES = ("idle", "vanilla", "pvsched", "scx", "static")
 STATIC_PRIORITY = 10  # the same priority the boost policy uses
 # The host's own real-time work, below the boost priority: what a boost costs it.
 HOST_PRIORITY = 5
+# The host probe wakes 4x less often than the guest's: under TCG a 2 kHz RT
+# task pinned beside the vCPU starved it into RCU stalls (seen here).
+HOST_INTERVAL_FACTOR = 4
 
 
 def contended_cpu() -> int:
-    """The host CPU the vCPU threads, one stress-ng worker and the host cyclictest share."""
+    """The host CPU the vCPU threads and one stress-ng worker share."""
     return max(os.sched_getaffinity(0))
 
 
@@ -116,11 +119,20 @@ class ModeRun:
     def before_boot(self) -> None:
         secs = int(self.cfg["duration"])
         if self.mode != "idle":
-            # One normal-priority worker pinned to each host CPU: the vCPU's CPU
-            # is contended whatever the scheduler's balancing would do.
+            # Normal-priority workers pinned to every host CPU, `load_workers` of
+            # them on the vCPU's: contended whatever the balancer would do.
+            vcpu_cpu = contended_cpu()
             self.load = [
                 subprocess.Popen(
-                    ["stress-ng", "--cpu", "1", "--taskset", str(cpu), "--timeout", str(secs * 4 + 120)],
+                    [
+                        "stress-ng",
+                        "--cpu",
+                        str(int(self.cfg.get("load_workers", 1)) if cpu == vcpu_cpu else 1),
+                        "--taskset",
+                        str(cpu),
+                        "--timeout",
+                        str(secs * 4 + 120),
+                    ],
                     stdout=subprocess.DEVNULL,
                     stderr=subprocess.DEVNULL,
                 )  # fmt: skip
@@ -134,16 +146,13 @@ class ModeRun:
     def on_line(self, line: str) -> None:
         if "LAB-BENCH-START" in line:
             threads = pvsched_host.qmp_vcpu_threads(self.qmp)
-            cpu = contended_cpu()
-            for tid in threads.values():
-                os.sched_setaffinity(tid, {cpu})
             if self.mode == "static":
                 for tid in threads.values():
                     os.sched_setscheduler(tid, os.SCHED_FIFO, os.sched_param(STATIC_PRIORITY))
             self.vm_pid = _qemu_pid(self.qmp)
             self.exits_at_start = kvm_exits(self.vm_pid) if self.vm_pid else None
             self.host_ct = subprocess.Popen(
-                ["cyclictest", "-m", "-p", str(HOST_PRIORITY), "-a", str(cpu), "-t", "1", "-i", str(self.cfg["interval_us"]),
+                ["cyclictest", "-m", "-p", str(HOST_PRIORITY), "-i", str(int(self.cfg["interval_us"]) * HOST_INTERVAL_FACTOR),
                  "-D", str(self.cfg["duration"]), "-q", "-h", str(self.cfg["hist_us"]), f"--histfile={self.hist}"],
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             )  # fmt: skip
@@ -190,8 +199,13 @@ def run_mode(runner: Runner, cfg: dict[str, Any], out: Path, mode: str) -> dict[
     append = (f"lab.mode=bench lab.bench_secs={cfg['duration']} lab.bench_interval={cfg['interval_us']} "
               f"lab.bench_hist={cfg['hist_us']} lab.bench_driver={driver}")  # fmt: skip
     start = time.monotonic()
+    # boot + the measurement + the histogram over a slow serial console
+    cfg = {**cfg, "kvm_timeout": float(cfg["kvm_timeout"]) + 3 * int(cfg["duration"]) + 60}
+    # QEMU starts pinned: moving a running vCPU thread between level-1 CPUs
+    # stopped the guest's timer under TCG (RCU stalls, seen here).
+    pin = ["taskset", "-c", str(contended_cpu())]
     probe, console = boot_guest(runner, cfg, "kvm", out, label=f"bench-{mode}", extra_append=append,
-                                qmp=run.qmp, watch=run.on_line)  # fmt: skip
+                                qmp=run.qmp, watch=run.on_line, prefix=pin)  # fmt: skip
     result = run.after_boot()
     result["guest"] = parse_guest_result(console)
     result["boot_ok"] = probe.ok
