@@ -12,7 +12,7 @@ from lab.errors import LabError
 from lab.paths import REPO, RESULTS_DIR
 from lab.pipeline import Options, Pipeline, StepFailed
 from lab.runner import Runner, reproducer
-from lab.vm import vng_command
+from lab.vm import Level1, vng_command
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -88,8 +88,6 @@ def boot(args: argparse.Namespace) -> int:
         pipe.doctor()
         builds = pipe.kernels(pipe.source())
         with pipe.step("probe level 1 accelerator"):
-            from lab.vm import Level1
-
             level1 = Level1(pipe.cache, pipe.runner, builds["host"].bzimage, builds["host"].key, pipe.opts.level1)
             mode, _, _ = level1.probe(use_cache=not args.reprobe)
     except StepFailed:
@@ -99,7 +97,7 @@ def boot(args: argparse.Namespace) -> int:
         result, _ = level1.run(mode, shlex.join(cmd), [REPO], "boot -- " + " ".join(cmd))
         sys.stdout.write(result.output)
         return result.returncode
-    argv = [a for a in vng_command(builds["host"].bzimage, mode, pipe.opts.level1, "", [REPO]) if a != "--exec"][:-1]
+    argv = vng_command(builds["host"].bzimage, mode, pipe.opts.level1, None, [REPO])
     ui.info(f"interactive level 1 ({mode}); rerun by hand: {reproducer(argv, REPO, None)}")
     return subprocess.call(argv, cwd=REPO)
 

@@ -31,7 +31,8 @@ class Level1Settings:
     run_timeout: float = 1500.0
 
 
-def vng_command(kernel: Path, mode: str, settings: Level1Settings, exec_cmd: str, rwdirs: list[Path]) -> list[str]:
+def vng_command(kernel: Path, mode: str, settings: Level1Settings, exec_cmd: str | None, rwdirs: list[Path]) -> list[str]:
+    """virtme-ng booting `kernel`; runs `exec_cmd`, or gives a shell when it is None."""
     vng = shutil.which("vng") or str(Path(sys.executable).parent / "vng")
     cmd = [
         vng, "--run", str(kernel), "--disable-microvm", "--verbose",
@@ -42,7 +43,7 @@ def vng_command(kernel: Path, mode: str, settings: Level1Settings, exec_cmd: str
         cmd.append("--disable-kvm")  # virtme-ng then uses -cpu max, which exposes SVM/VMX
     for d in rwdirs:
         cmd += ["--rwdir", str(d)]
-    return [*cmd, "--exec", exec_cmd]
+    return cmd if exec_cmd is None else [*cmd, "--exec", exec_cmd]
 
 
 def _boot_id() -> str:

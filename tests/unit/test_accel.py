@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 from lab.accel import Probe, choose, kvm_worth_trying, probe_timeout
 
 
@@ -26,3 +28,14 @@ def test_dev_kvm_existing_is_not_enough_to_decide() -> None:
 def test_probe_timeouts() -> None:
     assert probe_timeout("kvm", 60, 300) == 60
     assert probe_timeout("tcg", 60, 300) == 300
+
+
+def test_vng_command_follows_the_chosen_accelerator(tmp_path: Path) -> None:
+    from lab.vm import Level1Settings, vng_command
+
+    kernel = tmp_path / "bzImage"
+    tcg = vng_command(kernel, "tcg", Level1Settings(), "true", [tmp_path])
+    kvm = vng_command(kernel, "kvm", Level1Settings(), "true", [])
+    assert "--disable-kvm" in tcg and "--disable-kvm" not in kvm
+    assert tcg[-2:] == ["--exec", "true"] and ["--rwdir", str(tmp_path)] == tcg[tcg.index("--rwdir") : tcg.index("--rwdir") + 2]
+    assert "--exec" not in vng_command(kernel, "kvm", Level1Settings(), None, [])  # interactive shell
