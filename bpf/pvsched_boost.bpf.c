@@ -112,18 +112,16 @@ void BPF_PROG(boost_notify, struct kvm_pvsched_vcpu *pv, __u32 event)
 	if (g.flags & PVSCHED_GUEST_BOOST_REQUEST)
 		s->request_seen++;
 
-	switch (event) {
-	case PVSCHED_EVENT_HALT:
-		want = g.flags & PVSCHED_GUEST_RT_SLEEPING;
-		break;
-	case PVSCHED_EVENT_INTR_INJ:
-		want = rt || (g.flags & PVSCHED_GUEST_RT_SLEEPING);
-		break;
-	default:
-		want = rt || (g.cs & (PVSCHED_CS_NMI | PVSCHED_CS_HARDIRQ |
-				      PVSCHED_CS_SOFTIRQ)) ||
+	/*
+	 * An RT task that sleeps on this vCPU keeps it boosted until another
+	 * task runs (the guest clears the flag then): a periodic RT task
+	 * causes no boost/unboost churn, and a halted vCPU uses no budget.
+	 */
+	want = rt || (g.flags & PVSCHED_GUEST_RT_SLEEPING);
+	if (event == PVSCHED_EVENT_VMENTER || event == PVSCHED_EVENT_VMEXIT)
+		want = want || (g.cs & (PVSCHED_CS_NMI | PVSCHED_CS_HARDIRQ |
+					PVSCHED_CS_SOFTIRQ)) ||
 		       (g.flags & PVSCHED_GUEST_BOOST_REQUEST);
-	}
 decide:
 	if (want == s->wanted)
 		return;

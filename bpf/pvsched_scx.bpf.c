@@ -212,13 +212,11 @@ void BPF_PROG(pvscx_notify, struct kvm_pvsched_vcpu *pv, u32 event)
 		s->rt_seen++;
 	s->last_policy = g.policy;
 	s->last_rt_priority = g.rt_priority;
-	if (event == PVSCHED_EVENT_HALT)
-		want = g.flags & PVSCHED_GUEST_RT_SLEEPING;
-	else if (event == PVSCHED_EVENT_INTR_INJ)
-		want = rt || (g.flags & PVSCHED_GUEST_RT_SLEEPING);
-	else
-		want = rt || (g.cs & (PVSCHED_CS_NMI | PVSCHED_CS_HARDIRQ |
-				      PVSCHED_CS_SOFTIRQ)) ||
+	/* Same rule as the boost policy. */
+	want = rt || (g.flags & PVSCHED_GUEST_RT_SLEEPING);
+	if (event == PVSCHED_EVENT_VMENTER || event == PVSCHED_EVENT_VMEXIT)
+		want = want || (g.cs & (PVSCHED_CS_NMI | PVSCHED_CS_HARDIRQ |
+					PVSCHED_CS_SOFTIRQ)) ||
 		       (g.flags & PVSCHED_GUEST_BOOST_REQUEST);
 	h->wanted = want;
 	s->wanted = want;
