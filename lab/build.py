@@ -94,7 +94,14 @@ class KernelBuilder:
 
     def merged_config(self, tree: SourceTree, fragments: list[kconfig.Fragment]) -> str:
         """tinyconfig + fragments via merge_config.sh + olddefconfig, verified; cached by inputs."""
-        digest = cache_key({"source": tree.identity, **{f"frag:{f.name}": f.path.read_text() for f in fragments}, **self.toolchain()})
+        digest = cache_key(
+            {
+                "source": tree.identity,
+                "order": ",".join(f.name for f in fragments),  # later fragments win
+                **{f"frag:{f.name}": f.path.read_text() for f in fragments},
+                **self.toolchain(),
+            }
+        )
         out = self.cache / "kconfig" / digest[:24]
         final = out / ".config"
         wanted = kconfig.requested(fragments)
