@@ -13,7 +13,7 @@
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
 #include "pvsched_defs.h"
-#include "pvsched_stats.h"
+#include "pvsched_vcpus.bpf.h"
 
 #define SCHED_FIFO	1
 #define SCHED_RR	2
@@ -27,55 +27,18 @@ extern int bpf_pvsched_unboost(struct kvm_pvsched_vcpu *pv) __ksym;
 
 const volatile int boost_priority = 10;
 
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, PVSCHED_MAX_VCPUS);
-	__type(key, __s32);
-	__type(value, struct pvsched_vcpu_stats);
-} vcpus SEC(".maps");
-
-static __always_inline int event_index(__u32 event)
-{
-	switch (event) {
-	case PVSCHED_EVENT_VMENTER: return 0;
-	case PVSCHED_EVENT_VMEXIT: return 1;
-	case PVSCHED_EVENT_HALT: return 2;
-	default: return 3;
-	}
-}
 
 SEC("struct_ops/vcpu_register")
 int BPF_PROG(boost_register, struct kvm_pvsched_vcpu *pv)
 {
-	struct pvsched_vcpu_stats fresh = {}, *s;
-	__s32 tid = pv->tid;
-
-	/* A vCPU that comes back (CPU hotplug) keeps its counters. */
-	s = bpf_map_lookup_elem(&vcpus, &tid);
-	if (!s) {
-		bpf_map_update_elem(&vcpus, &tid, &fresh, BPF_NOEXIST);
-		s = bpf_map_lookup_elem(&vcpus, &tid);
-		if (!s)
-			return 0;
-	}
-	s->tid = tid;
-	s->vm_pid = pv->vm_pid;
-	s->vcpu_id = pv->vcpu_id;
-	s->cpu = pv->cpu;
-	s->registered = 1;
-	s->wanted = 0;
-	s->registrations++;
+	vcpu_stats_register(pv);
 	return 0;
 }
 
 SEC("struct_ops/vcpu_unregister")
 void BPF_PROG(boost_unregister, struct kvm_pvsched_vcpu *pv)
 {
-	__s32 tid = pv->tid;
-	struct pvsched_vcpu_stats *s = bpf_map_lookup_elem(&vcpus, &tid);
-
-	if (s)
-		s->registered = 0;	/* keep its counters for the report */
+	vcpu_stats_unregister(pv);
 }
 
 SEC("struct_ops/notify")
@@ -83,18 +46,11 @@ void BPF_PROG(boost_notify, struct kvm_pvsched_vcpu *pv, __u32 event)
 {
 	struct pvsched_guest_state g;
 	struct pvsched_vcpu_stats *s;
-	__s32 tid = pv->tid;
 	bool rt, want;
 
-	s = bpf_map_lookup_elem(&vcpus, &tid);
+	s = vcpu_stats_event(pv, event);
 	if (!s)
 		return;
-	s->cpu = pv->cpu;
-	s->malformed = pv->malformed;
-	s->kernel_boosts = pv->boosts;
-	s->kernel_throttles = pv->throttles;
-	s->kernel_boosted_ns = pv->boosted_ns;
-	s->events[event_index(event)]++;
 	if (bpf_pvsched_read_guest(pv, &g)) {
 		s->read_errors++;
 		want = false;

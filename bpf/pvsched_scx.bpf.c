@@ -17,7 +17,7 @@
  */
 #include <scx/common.bpf.h>
 #include "pvsched_defs.h"
-#include "pvsched_stats.h"
+#include "pvsched_vcpus.bpf.h"
 
 #define SHARED_DSQ	0
 #define HI_DSQ		1
@@ -46,13 +46,6 @@ struct {
 	__type(key, s32);
 	__type(value, struct help);
 } help SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, PVSCHED_MAX_VCPUS);
-	__type(key, s32);
-	__type(value, struct pvsched_vcpu_stats);
-} vcpus SEC(".maps");
 
 static bool needs_help(s32 tid)
 {
@@ -155,24 +148,11 @@ SCX_OPS_DEFINE(pvsched_scx_ops,
 SEC("struct_ops/vcpu_register")
 int BPF_PROG(pvscx_vcpu_register, struct kvm_pvsched_vcpu *pv)
 {
-	struct pvsched_vcpu_stats fresh = {}, *s;
 	struct help h = {};
 	s32 tid = pv->tid;
 
 	bpf_map_update_elem(&help, &tid, &h, BPF_ANY);
-	s = bpf_map_lookup_elem(&vcpus, &tid);
-	if (!s) {
-		bpf_map_update_elem(&vcpus, &tid, &fresh, BPF_NOEXIST);
-		s = bpf_map_lookup_elem(&vcpus, &tid);
-		if (!s)
-			return 0;
-	}
-	s->tid = tid;
-	s->vm_pid = pv->vm_pid;
-	s->vcpu_id = pv->vcpu_id;
-	s->cpu = pv->cpu;
-	s->registered = 1;
-	s->registrations++;
+	vcpu_stats_register(pv);
 	return 0;
 }
 
@@ -180,11 +160,9 @@ SEC("struct_ops/vcpu_unregister")
 void BPF_PROG(pvscx_vcpu_unregister, struct kvm_pvsched_vcpu *pv)
 {
 	s32 tid = pv->tid;
-	struct pvsched_vcpu_stats *s = bpf_map_lookup_elem(&vcpus, &tid);
 
 	bpf_map_delete_elem(&help, &tid);
-	if (s)
-		s->registered = 0;
+	vcpu_stats_unregister(pv);
 }
 
 SEC("struct_ops/notify")
@@ -197,11 +175,9 @@ void BPF_PROG(pvscx_notify, struct kvm_pvsched_vcpu *pv, u32 event)
 	bool rt, want;
 
 	h = bpf_map_lookup_elem(&help, &tid);
-	s = bpf_map_lookup_elem(&vcpus, &tid);
+	s = vcpu_stats_event(pv, event);
 	if (!h || !s)
 		return;
-	s->cpu = pv->cpu;
-	s->malformed = pv->malformed;
 	if (bpf_pvsched_read_guest(pv, &g)) {
 		s->read_errors++;
 		h->wanted = false;

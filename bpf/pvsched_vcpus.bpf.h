@@ -1,0 +1,71 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * The per-vCPU statistics map both pvsched policies keep, and its upkeep
+ * from their kvm_pvsched_ops callbacks. Their loaders dump it as JSON.
+ */
+#ifndef __PVSCHED_VCPUS_BPF_H
+#define __PVSCHED_VCPUS_BPF_H
+
+#include "pvsched_stats.h"
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, PVSCHED_MAX_VCPUS);
+	__type(key, __s32);
+	__type(value, struct pvsched_vcpu_stats);
+} vcpus SEC(".maps");
+
+/* A vCPU registered; one that comes back (CPU hotplug) keeps its counters. */
+static __always_inline void vcpu_stats_register(struct kvm_pvsched_vcpu *pv)
+{
+	struct pvsched_vcpu_stats fresh = {}, *s;
+	__s32 tid = pv->tid;
+
+	s = bpf_map_lookup_elem(&vcpus, &tid);
+	if (!s) {
+		bpf_map_update_elem(&vcpus, &tid, &fresh, BPF_NOEXIST);
+		s = bpf_map_lookup_elem(&vcpus, &tid);
+		if (!s)
+			return;
+	}
+	s->tid = tid;
+	s->vm_pid = pv->vm_pid;
+	s->vcpu_id = pv->vcpu_id;
+	s->cpu = pv->cpu;
+	s->registered = 1;
+	s->wanted = 0;
+	s->registrations++;
+}
+
+/* A vCPU went away: keep its counters for the report. */
+static __always_inline void vcpu_stats_unregister(struct kvm_pvsched_vcpu *pv)
+{
+	__s32 tid = pv->tid;
+	struct pvsched_vcpu_stats *s = bpf_map_lookup_elem(&vcpus, &tid);
+
+	if (s)
+		s->registered = 0;
+}
+
+/* An event: where the vCPU runs, and the kernel's own accounting of it. */
+static __always_inline struct pvsched_vcpu_stats *
+vcpu_stats_event(struct kvm_pvsched_vcpu *pv, __u32 event)
+{
+	__s32 tid = pv->tid;
+	struct pvsched_vcpu_stats *s = bpf_map_lookup_elem(&vcpus, &tid);
+	int idx = event == PVSCHED_EVENT_VMENTER ? 0 :
+		  event == PVSCHED_EVENT_VMEXIT ? 1 :
+		  event == PVSCHED_EVENT_HALT ? 2 : 3;
+
+	if (!s)
+		return NULL;
+	s->cpu = pv->cpu;
+	s->malformed = pv->malformed;
+	s->kernel_boosts = pv->boosts;
+	s->kernel_throttles = pv->throttles;
+	s->kernel_boosted_ns = pv->boosted_ns;
+	s->events[idx]++;
+	return s;
+}
+
+#endif
