@@ -74,10 +74,11 @@ def boot_guest(
     cmd = [*(prefix or []), *qemu_command(cfg, mode, extra_append, qmp)]
     result = runner.run(cmd, f"level2 boot ({name})", timeout=timeout, check=False, on_line=on_line)
     retried = ""
-    if result.timed_out and READY not in result.output:
-        # Nested KVM on TCG occasionally hangs a guest in early boot (seen
-        # here, about one boot in twenty); one retry, and the report says so.
-        retried = f"hung in early boot once (log {result.log.name}), retried; "
+    if READY not in result.output:
+        # Nested KVM on TCG occasionally hangs or resets a guest in early boot
+        # (seen here, about one boot in ten); one retry, and the report says so.
+        why = "hung" if result.timed_out else f"died (exit {result.returncode})"
+        retried = f"{why} in early boot once (log {result.log.name}), retried; "
         start = time.monotonic()
         result = runner.run(cmd, f"level2 boot ({name}, retry)", timeout=timeout, check=False, on_line=on_line)
     console = result.output
