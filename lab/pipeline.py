@@ -49,6 +49,7 @@ class Options:
     level1: Level1Settings = field(default_factory=Level1Settings)
     level2_kvm_timeout: float = 120.0
     level2_tcg_timeout: float = 600.0
+    vm_retries: int = 1
 
 
 class StepFailed(Exception):
@@ -225,6 +226,18 @@ class Pipeline:
     def run_vms(self, tree: SourceTree, builds: dict[str, KernelBuild]) -> None:
         level1, cfg, out = self.prepare_vms(tree, builds)
         report = self.boot_level1(level1, "lab.invm.level1", cfg, out, "level1.json")
+        failed = [c["name"] for c in report["tests"] if c["status"] == "failed"]
+        if failed and self.opts.vm_retries > 0:
+            # Nested virtualization under TCG is flaky here; rerun the VM stage
+            # once, keep the first attempt, and say so in summary.json.
+            first = out.with_name("vm-attempt1")
+            out.rename(first)
+            out.mkdir()
+            ui.info(f"level 1 reported failures {failed}; rerunning the VM stage once (first attempt: {first})")
+            self._scan((first / "level1-dmesg.txt").read_text(), "level1", "vm-attempt1/level1-dmesg.txt")
+            self._scan((first / "level2-dmesg.txt").read_text(), "level2", "vm-attempt1/level2-dmesg.txt")
+            self.record.retried = {"failed_first": failed, "first_attempt": str(first)}
+            report = self.boot_level1(level1, "lab.invm.level1", cfg, out, "level1.json")
         self.record.levels["2"] = report["level2"]
         # Per-vCPU statistics the policies exported (their loaders' last dump).
         for name in ("boost", "scx"):

@@ -38,6 +38,7 @@ class RunRecord:
     splats: list[Splat] = field(default_factory=list)
     bench: dict[str, Any] | None = None
     policies: dict[str, Any] = field(default_factory=dict)
+    retried: dict[str, Any] | None = None
     extra_markdown: str = ""
 
     def counts(self) -> dict[str, int]:
@@ -66,6 +67,7 @@ class RunRecord:
             "tests": {**self.counts(), "cases": [c.to_dict() for c in self.cases]},
             "splats": [s.to_dict() for s in self.splats],
             "policies": self.policies,
+            "retried": self.retried,
             **({"bench": self.bench} if self.bench is not None else {}),
         }
 
@@ -97,6 +99,9 @@ def markdown(record: RunRecord) -> str:
         f"Tests: {c['passed']} passed, {c['failed']} failed, {c['skipped']} skipped; splats: {len(record.splats)}",
         "",
     ]
+    if record.retried:
+        lines += [f"**VM stage rerun once**; first attempt failed {', '.join(record.retried['failed_first'])} "
+                  f"(kept in `{record.retried['first_attempt']}`)", ""]  # fmt: skip
     if record.failed_step:
         lines += [f"**Failed step:** {record.failed_step['step']}: {record.failed_step['message']}",
                   f"(log: `{record.failed_step.get('log', '')}`)", ""]  # fmt: skip
