@@ -68,16 +68,7 @@ void BPF_PROG(boost_notify, struct kvm_pvsched_vcpu *pv, __u32 event)
 	if (g.flags & PVSCHED_GUEST_BOOST_REQUEST)
 		s->request_seen++;
 
-	/*
-	 * An RT task that sleeps on this vCPU keeps it boosted until another
-	 * task runs (the guest clears the flag then): a periodic RT task
-	 * causes no boost/unboost churn, and a halted vCPU uses no budget.
-	 */
-	want = rt || (g.flags & PVSCHED_GUEST_RT_SLEEPING);
-	if (event == PVSCHED_EVENT_VMENTER || event == PVSCHED_EVENT_VMEXIT)
-		want = want || (g.cs & (PVSCHED_CS_NMI | PVSCHED_CS_HARDIRQ |
-					PVSCHED_CS_SOFTIRQ)) ||
-		       (g.flags & PVSCHED_GUEST_BOOST_REQUEST);
+	want = vcpu_needs_help(&g, rt, event);
 decide:
 	if (want == s->wanted)
 		return;

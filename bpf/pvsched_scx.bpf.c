@@ -188,12 +188,7 @@ void BPF_PROG(pvscx_notify, struct kvm_pvsched_vcpu *pv, u32 event)
 		s->rt_seen++;
 	s->last_policy = g.policy;
 	s->last_rt_priority = g.rt_priority;
-	/* Same rule as the boost policy. */
-	want = rt || (g.flags & PVSCHED_GUEST_RT_SLEEPING);
-	if (event == PVSCHED_EVENT_VMENTER || event == PVSCHED_EVENT_VMEXIT)
-		want = want || (g.cs & (PVSCHED_CS_NMI | PVSCHED_CS_HARDIRQ |
-					PVSCHED_CS_SOFTIRQ)) ||
-		       (g.flags & PVSCHED_GUEST_BOOST_REQUEST);
+	want = vcpu_needs_help(&g, rt, event);
 	h->wanted = want;
 	s->wanted = want;
 }

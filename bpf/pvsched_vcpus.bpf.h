@@ -68,4 +68,22 @@ vcpu_stats_event(struct kvm_pvsched_vcpu *pv, __u32 event)
 	return s;
 }
 
+/*
+ * The one rule both policies use: help a vCPU while its guest runs an RT
+ * task or has one sleeping (the guest clears RT_SLEEPING when another task
+ * runs: a periodic RT task causes no boost/unboost churn, and a halted vCPU
+ * uses no budget); at VM entry/exit also while it is in a hard/soft IRQ or
+ * asks for it.
+ */
+static __always_inline bool vcpu_needs_help(const struct pvsched_guest_state *g,
+					    bool rt, __u32 event)
+{
+	if (rt || (g->flags & PVSCHED_GUEST_RT_SLEEPING))
+		return true;
+	if (event != PVSCHED_EVENT_VMENTER && event != PVSCHED_EVENT_VMEXIT)
+		return false;
+	return (g->cs & (PVSCHED_CS_NMI | PVSCHED_CS_HARDIRQ | PVSCHED_CS_SOFTIRQ)) ||
+	       (g->flags & PVSCHED_GUEST_BOOST_REQUEST);
+}
+
 #endif
