@@ -56,6 +56,13 @@ def bench(session: nox.Session) -> None:
 
 
 @nox.session
+def bisect(session: nox.Session) -> None:
+    """`-- --good REF --bad REF [--tree PATH] (--test NAME | --bench METRIC --threshold X)`: first bad commit."""
+    session.install("-e", ".[bench]")
+    session.run("python", "-m", "lab", "bisect", *session.posargs, external=True)
+
+
+@nox.session
 def lint(session: nox.Session) -> None:
     """ruff, mypy, and checkpatch on the kernel patches."""
     session.install("-e", ".[lint]")

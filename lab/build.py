@@ -169,15 +169,20 @@ class KernelBuilder:
             self.runner.run([*make, "bzImage", "modules"], f"build {name} kernel", env_extra=env, on_line=progress)
         return make
 
-    def check_reproducible(self, tree: SourceTree, config: str) -> tuple[str, str]:
-        """Build twice from scratch in two directories without ccache; the bzImage hashes."""
-        hashes = []
+    def check_reproducible(self, tree: SourceTree, config: str) -> list[tuple[str, str, float]]:
+        """Build twice from scratch in two directories without ccache.
+
+        Returns (directory, bzImage sha256, seconds) per build: each is also a
+        measured cold build of this config.
+        """
+        builds = []
         for side in ("a", "b"):
             bdir = self.cache / "repro" / side
             shutil.rmtree(bdir, ignore_errors=True)
+            start = time.monotonic()
             self.make(f"reproducibility build {side}", tree, config, bdir, {"CCACHE_DISABLE": "1"})
-            hashes.append(sha256_file(bdir / "arch/x86/boot/bzImage"))
-        return hashes[0], hashes[1]
+            builds.append((str(bdir), sha256_file(bdir / "arch/x86/boot/bzImage"), time.monotonic() - start))
+        return builds
 
     def _compile(self, name: str, tree: SourceTree, config: str, bdir: Path, key: str) -> Path:
         make = self.make(name, tree, config, bdir)

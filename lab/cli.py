@@ -79,6 +79,20 @@ def parser() -> argparse.ArgumentParser:
             r.add_argument("--modes", default="idle,vanilla,pvsched,scx,static", help="comma-separated")
             r.add_argument("--overhead-rounds", type=int, default=3, help="hackbench runs with and without the driver")
             r.add_argument("--load-workers", type=int, default=1, help="stress-ng workers on the vCPU's host CPU")
+    b = sub.add_parser("bisect", help="git bisect run with build + boot + test as the predicate")
+    b.add_argument("--good", help="last good ref (default with the lab's tree: the pinned base)")
+    b.add_argument("--bad", help="first bad ref (default with the lab's tree: the series head)")
+    b.add_argument("--tree", help="a kernel git tree to bisect (default: the lab's patched source tree)")
+    b.add_argument("--test", help="bad = this functional test fails (a case name from summary.json)")
+    b.add_argument("--bench", help="bad = this bench metric (MODE.SIDE.STAT, e.g. idle.guest.avg_us) exceeds --threshold")
+    b.add_argument("--threshold", type=float)
+    b.add_argument("--duration", type=int, default=10, help="seconds of cyclictest per --bench step")
+    b.add_argument("--retries", type=int, default=1, help="extra attempts before a commit counts as bad")
+    b.add_argument("--profile", default="default")
+    b.add_argument("--restart", action="store_true", help="discard a previous or interrupted bisect with these arguments")
+    s = sub.add_parser("bisect-step", help="one bisect step (git bisect run calls this)")
+    s.add_argument("--state", required=True, help="the bisect's state directory")
+    s.add_argument("--commit", help="judge this commit instead of BISECT_HEAD (reproduces a verdict)")
     return p
 
 
@@ -135,6 +149,16 @@ def main(argv: list[str] | None = None) -> int:
             return Pipeline(_options(args)).kernel_only(args.check_reproducible)
         if args.command == "boot":
             return boot(args)
+        if args.command in ("bisect", "bisect-step"):
+            from pathlib import Path
+
+            from lab.bisect import Criterion
+            from lab.bisect_lab import run_bisect, run_step
+
+            if args.command == "bisect-step":
+                return run_step(Path(args.state), args.commit)
+            crit = Criterion(args.test, args.bench, args.threshold, args.duration)
+            return run_bisect(args.good, args.bad, args.tree, crit, args.retries, args.profile, args.restart)
         if args.command == "bench":
             opts = {
                 "duration": args.duration,

@@ -21,6 +21,7 @@ from lab import doctor, kconfig, ui
 from lab.bench import write as write_bench
 from lab.bpf import build_bpf
 from lab.build import KernelBuild, KernelBuilder
+from lab.cache import Store
 from lab.errors import LabError
 from lab.guest import build_guest
 from lab.initramfs import build_initramfs, with_libraries
@@ -50,6 +51,9 @@ class Options:
     level2_kvm_timeout: float = 120.0
     level2_tcg_timeout: float = 600.0
     vm_retries: int = 1
+    series: bool = True  # apply kernel/patches/ (bisect steps build commits as they are)
+    build_tag: str | None = None  # names the incremental build directory; default: the profile
+    tree_name: str | None = None  # names the source tree directory; default: one per source
 
 
 class StepFailed(Exception):
@@ -127,7 +131,7 @@ class Pipeline:
             lock = effective_lock(self.opts)
             self.lock = lock
             with ui.activity(f"preparing kernel source ({lock.source.identity()[:60]})"):
-                tree = SourceManager(self.cache, self.runner, lock).prepare(PATCH_DIR)
+                tree = SourceManager(self.cache, self.runner, lock, self.opts.tree_name).prepare(PATCH_DIR if self.opts.series else None)
             self.record.source = {
                 "version": lock.source.version,
                 "identity": lock.source.identity(),
@@ -153,7 +157,7 @@ class Pipeline:
                 builds[name] = KernelBuild(name, shared.key, shared.entry, True, 0.0, shared_with=same)
                 continue
             with self.step(f"build {name}"):
-                builds[name] = builder.build(name, tree, configs[name], profile=self.opts.profile)
+                builds[name] = builder.build(name, tree, configs[name], profile=self.opts.build_tag or self.opts.profile)
             b = builds[name]
             ui.info(f"{name} kernel: cache {'hit' if b.cache_hit else 'miss'}, {b.seconds:.0f} s")
         self.record.build = {name: b.summary() for name, b in builds.items()}
@@ -302,9 +306,18 @@ class Pipeline:
             if check_reproducible:
                 with self.step("check reproducible"):
                     config = (builds["host"].entry / "config").read_text()
-                    a, b = self.builder().check_reproducible(tree, config)
-                    ok = a == b
-                    self.record.cases.append(Case("reproducible_bzimage", "host", "passed" if ok else "failed", f"{a[:16]} vs {b[:16]}"))
+                    cached = str(Store.read_meta(builds["host"].entry)["bzimage_sha256"])
+                    fresh = self.builder().check_reproducible(tree, config)
+                    hashes = {h for _, h, _ in fresh} | {cached}
+                    detail = "; ".join(f"{d}: {h[:16]} in {s:.0f} s (cold, no ccache)" for d, h, s in fresh)
+                    detail += f"; cached ccache build: {cached[:16]}"
+                    self.record.reproducible = {
+                        "builds": [{"dir": d, "bzimage_sha256": h, "seconds": round(s, 1)} for d, h, s in fresh],
+                        "cached_bzimage_sha256": cached,
+                        "identical": len(hashes) == 1,
+                    }
+                    ui.console.print(f"reproducibility: {detail}")
+                    self.record.cases.append(Case("reproducible_bzimage", "host", "passed" if len(hashes) == 1 else "failed", detail))
         except StepFailed:
             pass
         return self.finish()

@@ -4,7 +4,9 @@ summary.json schema (version 1; documented in docs/RESULTS.md):
   schema, run_id, started, finished, status ("passed" | "failed"), profile,
   failed_step ({step, message, log} | null), source ({version, identity,
   base, head, patches}), build ({<kernel>: {key, cache, seconds,
-  shared_with, bzimage_sha256}}), levels ({"1"|"2": {accel, boot_seconds,
+  shared_with, bzimage_sha256}}), reproducible (null, or after
+  --check-reproducible {builds: [{dir, bzimage_sha256, seconds}],
+  cached_bzimage_sha256, identical}), levels ({"1"|"2": {accel, boot_seconds,
   probes}}), tests ({passed, failed, skipped, cases: [{name, level, status,
   message, seconds}]}), splats ([{level, kind, line_no, line, source}]).
 """
@@ -33,6 +35,7 @@ class RunRecord:
     failed_step: dict[str, str] | None = None
     source: dict[str, object] = field(default_factory=dict)
     build: dict[str, dict[str, object]] = field(default_factory=dict)
+    reproducible: dict[str, object] | None = None
     levels: dict[str, dict[str, object]] = field(default_factory=dict)
     cases: list[Case] = field(default_factory=list)
     splats: list[Splat] = field(default_factory=list)
@@ -63,6 +66,7 @@ class RunRecord:
             "failed_step": self.failed_step,
             "source": self.source,
             "build": self.build,
+            "reproducible": self.reproducible,
             "levels": self.levels,
             "tests": {**self.counts(), "cases": [c.to_dict() for c in self.cases]},
             "splats": [s.to_dict() for s in self.splats],

@@ -63,7 +63,8 @@ class Runner:
     def __init__(self, log_dir: Path) -> None:
         self.log_dir = log_dir
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        self._count = 0
+        # Continue the numbering of a reused directory instead of overwriting it.
+        self._count = len(list(log_dir.glob("[0-9][0-9][0-9]-*.log")))
         self._lock = threading.Lock()
         script = self.log_dir / "commands.sh"
         if not script.exists():

@@ -70,8 +70,9 @@ def _git_env(lock: Lock) -> dict[str, str]:
 
 
 class SourceManager:
-    def __init__(self, cache: Path, runner: Runner, lock: Lock) -> None:
+    def __init__(self, cache: Path, runner: Runner, lock: Lock, tree_name: str | None = None) -> None:
         self.cache = cache
+        self.tree_name = tree_name  # a fixed tree for every origin (bisect: one incremental build dir)
         self.runner = runner
         self.lock = lock
         self.downloads = cache / "downloads"
@@ -140,6 +141,8 @@ class SourceManager:
 
     def tree_dir(self) -> Path:
         src = self.lock.source
+        if self.tree_name:
+            return self.cache / "src" / self.tree_name
         if src.kind == "git":
             return self.cache / "src" / ("git-" + hashlib.sha256(str(Path(src.git).resolve()).encode()).hexdigest()[:16])
         return self.cache / "src" / f"linux-{src.version}-{src.sha256[:16]}"
@@ -185,10 +188,13 @@ class SourceManager:
         self._git(tree, ["tag", "-f", "lab/base", base], "git tag base")
         return base
 
-    def prepare(self, patch_dir: Path) -> SourceTree:
-        """The tree checked out at base + series, applying the series once per content."""
+    def prepare(self, patch_dir: Path | None) -> SourceTree:
+        """The tree checked out at base + series, applying the series once per content.
+
+        `patch_dir` None: the base as it is (bisect builds each commit unchanged).
+        """
         tree, base = self.base_tree()
-        patches = read_series(patch_dir)
+        patches = read_series(patch_dir) if patch_dir else []
         digest = series_hash(base, patches)
         tag = f"lab/series-{digest[:16]}"
         with file_lock(tree.with_name(tree.name + ".lock")):
