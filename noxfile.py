@@ -1,6 +1,7 @@
 """nox sessions: `nox -s lab` runs everything; `nox -s tests` is the test suite.
 
-Arguments after `--` go to the lab command, e.g. `nox -s boot -- uname -a`.
+Arguments after `--` go to the lab command, e.g. `nox -s boot -- uname -a`;
+`-- --container` runs any session's lab command inside the toolchain image.
 """
 
 from __future__ import annotations
@@ -60,6 +61,19 @@ def bisect(session: nox.Session) -> None:
     """`-- --good REF --bad REF [--tree PATH] (--test NAME | --bench METRIC --threshold X)`: first bad commit."""
     session.install("-e", ".[bench]")
     session.run("python", "-m", "lab", "bisect", *session.posargs, external=True)
+
+
+@nox.session
+def image(session: nox.Session) -> None:
+    """Build the toolchain image (images/) with docker or podman; `-- --method containerfile|mmdebstrap`."""
+    _lab(session, "image")
+
+
+@nox.session(name="bisect_selftest")
+def bisect_selftest(session: nox.Session) -> None:
+    """Slow: bisect finds a planted functional and a planted performance regression (real builds and boots)."""
+    session.install("-e", ".[test,bench]")
+    session.run("pytest", "-v", "-s", "tests/vm/test_bisect_planted.py", "--junitxml=results/bisect-selftest-junit.xml", *session.posargs)
 
 
 @nox.session

@@ -70,18 +70,23 @@ def run_step(state_dir: Path, commit: str | None = None) -> int:
 
 def judge_once(state: BisectState, src: Path) -> tuple[int | None, dict[str, Any]]:
     """Build and run the commit once; (verdict or None when it could not judge, details)."""
-    opts = Options(
-        profile=state.profile,
-        install=False,
-        source_git=str(src),
-        source_ref=STEP_REF,
-        series=False,  # the commits already hold their patches
-        # One tree and one build directory for every bisect: each step and each
-        # new bisect near the same commits rebuilds incrementally.
-        tree_name="bisect",
-        build_tag=f"bisect-{state.profile}",
-        vm_retries=0,  # the bisect step retries the whole attempt itself
-    )
+    if state.extra.get("lab_tree"):
+        # The lab's own tree and build directory: steps near the series head
+        # rebuild incrementally from the last ordinary run.
+        opts = Options(profile=state.profile, install=False, lab_tree_commit=(str(src), STEP_REF), vm_retries=0)
+    else:
+        # A user's tree: its own checkout and build directory, shared by every
+        # bisect of a user tree (one incremental build).
+        opts = Options(
+            profile=state.profile,
+            install=False,
+            source_git=str(src),
+            source_ref=STEP_REF,
+            series=False,  # the commits already hold their patches
+            tree_name="bisect",
+            build_tag=f"bisect-{state.profile}",
+            vm_retries=0,  # the bisect step retries the whole attempt itself
+        )
     crit = state.criterion
     pipe = Pipeline(opts)
     if crit.bench:
@@ -119,6 +124,11 @@ def _git(tree: Path, *args: str) -> str:
     return out.stdout.strip()
 
 
+def _descends(tree: Path, base: str, ref: str) -> bool:
+    out = subprocess.run(["git", "-C", str(tree), "merge-base", "--is-ancestor", base, ref], capture_output=True, check=False)
+    return out.returncode == 0
+
+
 def run_bisect(
     good: str | None,
     bad: str | None,
@@ -129,15 +139,15 @@ def run_bisect(
     restart: bool,
 ) -> int:
     """`lab bisect`: prepare the tree, start or resume the bisect, print the first bad commit."""
+    # The lab's patched tree (the pinned base plus one commit per patch) is the
+    # default, and where commits that descend from its base are built.
+    pipe = Pipeline(Options(profile=profile, install=False))
+    try:
+        source = pipe.source()
+    except StepFailed:
+        return pipe.finish()
     if tree is None:
-        # The lab's patched tree: the pinned base plus one commit per patch.
-        pipe = Pipeline(Options(profile=profile, install=False))
-        try:
-            source = pipe.source()
-        except StepFailed:
-            return pipe.finish()
-        tree_path, bad = source.path, bad or source.head
-        good = good or source.base
+        tree_path, bad, good = source.path, bad or source.head, good or source.base
     else:
         tree_path = Path(tree).expanduser().resolve()
     if not good or not bad:
@@ -152,6 +162,9 @@ def run_bisect(
         ui.info(f"bisect already finished; showing {previous} (pass --restart to run it again)")
         return report(json.loads(previous.read_text()), state_dir)
     state = BisectState(str(tree_path), good, bad, criterion, retries, profile, time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+    # A clone of the lab's tree (e.g. a series on top of ours) builds in the
+    # lab's tree; an unrelated kernel tree in a checkout of its own.
+    state.extra["lab_tree"] = tree is None or _descends(tree_path, source.base, good)
     ui.info(f"bisect {good}..{bad} in {tree_path}: bad = {criterion.describe()}; state in {state_dir}")
     bisector.start(state)
     bisector.run(predicate_argv(state_dir))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import subprocess
 import sys
@@ -90,6 +91,11 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("--retries", type=int, default=1, help="extra attempts before a commit counts as bad")
     b.add_argument("--profile", default="default")
     b.add_argument("--restart", action="store_true", help="discard a previous or interrupted bisect with these arguments")
+    i = sub.add_parser("image", help="build the toolchain container image (docker or podman)")
+    i.add_argument("--method", default="auto", choices=("auto", "mmdebstrap", "containerfile"),
+                   help="auto: mmdebstrap when installed (no registry needed), else the Containerfile")  # fmt: skip
+    i.add_argument("--engine", choices=("docker", "podman"), help="default: the first that works")
+    i.add_argument("--mirror", help="Debian mirror for mmdebstrap (default: the one this host's apt uses)")
     s = sub.add_parser("bisect-step", help="one bisect step (git bisect run calls this)")
     s.add_argument("--state", required=True, help="the bisect's state directory")
     s.add_argument("--commit", help="judge this commit instead of BISECT_HEAD (reproduces a verdict)")
@@ -138,8 +144,28 @@ def checkpatch() -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if "--container" in argv:
+        # Any command, run inside the toolchain image with the same paths.
+        from lab.container import in_container, run_lab
+
+        argv.remove("--container")
+        try:
+            if in_container():
+                raise LabError("--container given inside the lab's container", fix="drop --container")
+            return run_lab(argv, os.environ.get("PVSCHED_LAB_ENGINE"))
+        except LabError as exc:
+            ui.console.print(f"[red]error:[/] {exc}")
+            return 2
     args = parser().parse_args(argv)
     try:
+        if args.command == "image":
+            from lab.container import build_image, detect
+
+            runner = Runner(RESULTS_DIR / "image-logs")
+            tag = build_image(runner, detect(args.engine), args.method, args.mirror)
+            print(f"image: {tag}", flush=True)
+            return 0
         if args.command == "doctor":
             doctor.doctor(None if args.no_install else _doctor_runner(), install=not args.no_install)
             return 0

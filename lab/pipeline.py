@@ -22,6 +22,7 @@ from lab.bench import write as write_bench
 from lab.bpf import build_bpf
 from lab.build import KernelBuild, KernelBuilder
 from lab.cache import Store
+from lab.container import in_container
 from lab.errors import LabError
 from lab.guest import build_guest
 from lab.initramfs import build_initramfs, with_libraries
@@ -54,6 +55,8 @@ class Options:
     series: bool = True  # apply kernel/patches/ (bisect steps build commits as they are)
     build_tag: str | None = None  # names the incremental build directory; default: the profile
     tree_name: str | None = None  # names the source tree directory; default: one per source
+    # (clone, ref): build that commit of a clone of the lab's own tree as it is (bisect)
+    lab_tree_commit: tuple[str, str] | None = None
 
 
 class StepFailed(Exception):
@@ -131,7 +134,11 @@ class Pipeline:
             lock = effective_lock(self.opts)
             self.lock = lock
             with ui.activity(f"preparing kernel source ({lock.source.identity()[:60]})"):
-                tree = SourceManager(self.cache, self.runner, lock, self.opts.tree_name).prepare(PATCH_DIR if self.opts.series else None)
+                manager = SourceManager(self.cache, self.runner, lock, self.opts.tree_name)
+                if self.opts.lab_tree_commit:
+                    tree = manager.checkout_commit(Path(self.opts.lab_tree_commit[0]), self.opts.lab_tree_commit[1])
+                else:
+                    tree = manager.prepare(PATCH_DIR if self.opts.series else None)
             self.record.source = {
                 "version": lock.source.version,
                 "identity": lock.source.identity(),
@@ -157,7 +164,10 @@ class Pipeline:
                 builds[name] = KernelBuild(name, shared.key, shared.entry, True, 0.0, shared_with=same)
                 continue
             with self.step(f"build {name}"):
-                builds[name] = builder.build(name, tree, configs[name], profile=self.opts.build_tag or self.opts.profile)
+                # The container's compiler gets its own build directory: sharing one
+                # with the host's would rebuild everything at each switch.
+                tag = self.opts.build_tag or self.opts.profile + ("-container" if in_container() else "")
+                builds[name] = builder.build(name, tree, configs[name], profile=tag)
             b = builds[name]
             ui.info(f"{name} kernel: cache {'hit' if b.cache_hit else 'miss'}, {b.seconds:.0f} s")
         self.record.build = {name: b.summary() for name, b in builds.items()}

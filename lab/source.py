@@ -215,6 +215,19 @@ class SourceManager:
             identity=f"{self.lock.source.identity()}+series:{digest}",
         )
 
+    def checkout_commit(self, origin: Path, ref: str) -> SourceTree:
+        """`ref` of `origin` (a clone of this tree) checked out as it is, without the series.
+
+        Bisecting the lab's own series uses this: commits near the series head
+        then rebuild incrementally in the profile's usual build directory.
+        """
+        tree, base = self.base_tree()
+        with file_lock(tree.with_name(tree.name + ".lock")):
+            self._git(tree, ["fetch", "-q", "--no-tags", str(origin), ref], f"git fetch {ref}")
+            head = self._git(tree, ["rev-parse", "FETCH_HEAD^{commit}"], "resolve commit")
+            self._git(tree, ["checkout", "-q", "-f", "--detach", head], "checkout commit")
+        return SourceTree(path=tree, base=base, head=head, patches=(), identity=f"{self.lock.source.identity()}+commit:{head}")
+
     def _apply(self, tree: Path, patch: Path, base: str) -> None:
         result = self.runner.run(
             ["git", "-C", str(tree), "am", "-q", "--committer-date-is-author-date", str(patch)],

@@ -1,0 +1,201 @@
+"""The lab's toolchain image and running the lab inside it.
+
+Docker and podman sit behind one small interface (as in tuxmake); the image
+is built from images/packages.txt either by the Containerfile (machines with
+a registry) or by mmdebstrap + `import` (air-gapped machines), and tagged by
+the hash of its inputs so a changed package list is a new image.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from lab import ui
+from lab.errors import LabError
+from lab.paths import REPO, cache_dir
+from lab.runner import Runner
+
+IMAGE_DIR = REPO / "images"
+PACKAGES = IMAGE_DIR / "packages.txt"
+CONTAINERFILE = IMAGE_DIR / "Containerfile"
+PODMAN_CONF = IMAGE_DIR / "podman-containers.conf"
+IMAGE_NAME = "localhost/pvsched-lab"
+SUITE = "trixie"
+IN_CONTAINER_ENV = "PVSCHED_LAB_IN_CONTAINER"
+
+
+def read_packages(path: Path = PACKAGES) -> list[str]:
+    """`name=version` lines; comments and blank lines ignored; every line must be pinned."""
+    pkgs = []
+    for raw in path.read_text().splitlines():
+        line = raw.split("#", 1)[0].strip()
+        if not line:
+            continue
+        if not re.fullmatch(r"[a-z0-9][a-z0-9+.-]*=[A-Za-z0-9.+:~-]+", line):
+            raise LabError(f"{path}: {line!r} is not a pinned `name=version`", fix="pin it: apt-cache policy NAME shows versions")
+        pkgs.append(line)
+    return pkgs
+
+
+def image_tag(files: tuple[Path, ...] = (PACKAGES, CONTAINERFILE)) -> str:
+    """Tag = hash of what goes into the image, so both build methods give one tag per input."""
+    h = hashlib.sha256()
+    for f in files:
+        h.update(f.name.encode() + b"\0" + f.read_bytes())
+    return f"{IMAGE_NAME}:{h.hexdigest()[:16]}"
+
+
+def in_container() -> bool:
+    return os.environ.get(IN_CONTAINER_ENV) == "1"
+
+
+def host_mirror(sources: tuple[Path, ...] = (Path("/etc/apt/sources.list"), Path("/etc/apt/sources.list.d"))) -> str | None:
+    """The Debian mirror this host's apt already uses (never hard-coded in the repo)."""
+    texts: list[str] = []
+    for src in sources:
+        files = sorted(src.glob("*.sources")) + sorted(src.glob("*.list")) if src.is_dir() else [src]
+        texts += [f.read_text() for f in files if f.exists()]
+    for text in texts:
+        for m in re.finditer(r"^URIs:\s*(\S+)|^deb\s+(?:\[[^\]]*\]\s+)?(\S+)", text, re.M):
+            uri = m[1] or m[2]
+            if uri.startswith("http") and not uri.rstrip("/").endswith("-security") and "debian" in uri:
+                return uri
+    return None
+
+
+@dataclass(frozen=True)
+class Engine:
+    name: str  # "docker" | "podman"
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {"CONTAINERS_CONF": str(PODMAN_CONF)} if self.name == "podman" else {}
+
+    def cmd(self, *args: str) -> list[str]:
+        return [self.name, *args]
+
+    def works(self) -> tuple[bool, str]:
+        if not shutil.which(self.name):
+            return False, f"{self.name} not installed"
+        out = subprocess.run(self.cmd("info"), capture_output=True, text=True, env={**os.environ, **self.env}, check=False)
+        if out.returncode != 0:
+            last = (out.stderr.strip().splitlines() or ["no output"])[-1]
+            return False, f"`{self.name} info` failed: {last}"
+        return True, ""
+
+    def has_image(self, tag: str) -> bool:
+        out = subprocess.run(self.cmd("image", "inspect", tag), capture_output=True, env={**os.environ, **self.env}, check=False)
+        return out.returncode == 0
+
+    def run_argv(self, tag: str, cmd: list[str], mounts: list[Path], env: dict[str, str], workdir: Path) -> list[str]:
+        argv = self.cmd("run", "--rm", "-i", "--security-opt", "label=disable")
+        if sys.stdin.isatty() and sys.stdout.isatty():
+            argv.append("-t")
+        if Path("/dev/kvm").exists():
+            argv += ["--device", "/dev/kvm"]
+        for m in mounts:
+            argv += ["-v", f"{m}:{m}"]
+        for k, v in env.items():
+            argv += ["-e", f"{k}={v}"]
+        return [*argv, "-w", str(workdir), tag, *cmd]
+
+
+def detect(preferred: str | None = None) -> Engine:
+    """The first engine that answers `info`; docker first unless told otherwise."""
+    names = [preferred] if preferred else ["docker", "podman"]
+    problems = []
+    for name in names:
+        engine = Engine(name)
+        ok, why = engine.works()
+        if ok:
+            return engine
+        problems.append(why)
+    raise LabError(
+        "no working container engine: " + "; ".join(problems),
+        fix="install podman (Debian/Ubuntu: apt-get install -y podman runc) or start the Docker engine; "
+        "the lab runs podman with runc and without default ulimits (images/podman-containers.conf)",
+    )
+
+
+def build_image(runner: Runner, engine: Engine, method: str = "auto", mirror: str | None = None) -> str:
+    """Build the image unless its tag exists; returns the tag."""
+    tag = image_tag()
+    if engine.has_image(tag):
+        ui.info(f"image {tag}: present")
+        return tag
+    if method == "auto":
+        method = "mmdebstrap" if shutil.which("mmdebstrap") else "containerfile"
+    pkgs = read_packages()
+    if method == "containerfile":
+        with ui.activity(f"building {tag} from {CONTAINERFILE.name}") as progress:
+            runner.run(engine.cmd("build", "-f", str(CONTAINERFILE), "-t", tag, str(IMAGE_DIR)), "container build",
+                       env_extra=engine.env, on_line=progress)  # fmt: skip
+        return tag
+    if method != "mmdebstrap":
+        raise LabError(f"unknown image method {method!r}", fix="use auto, mmdebstrap or containerfile")
+    if not shutil.which("mmdebstrap"):
+        raise LabError("mmdebstrap is not installed", fix="apt-get install -y mmdebstrap")
+    mirror = mirror or host_mirror()
+    if not mirror:
+        raise LabError("no Debian mirror found in this host's apt sources", fix="pass --mirror URL (a Debian archive)")
+    out = cache_dir() / "images"
+    out.mkdir(parents=True, exist_ok=True)
+    tarball = out / f"{tag.split(':')[1]}.tar"
+    if not tarball.exists():
+        tmp = tarball.with_suffix(".partial")
+        keyring = "/usr/share/keyrings/debian-archive-keyring.gpg"
+        argv = [
+            "mmdebstrap", "--variant=apt", "--mode=root", "--format=tar",
+            f"--include={','.join(pkgs)}",
+            "--aptopt=APT::Install-Recommends \"false\"",
+            f"--keyring={keyring}",
+            # what the Containerfile copies in, so both images hold the list
+            f"--customize-hook=mkdir -p \"$1/usr/share/pvsched-lab\" && cp {PACKAGES} \"$1/usr/share/pvsched-lab/\"",
+            "--customize-hook=rm -rf \"$1\"/var/lib/apt/lists/* \"$1\"/var/cache/apt/archives/*.deb",
+            SUITE, str(tmp), f"deb {mirror} {SUITE} main",
+        ]  # fmt: skip
+        with ui.activity(f"mmdebstrap {SUITE} with {len(pkgs)} packages") as progress:
+            runner.run(argv, "mmdebstrap", on_line=progress)
+        tmp.rename(tarball)
+    with ui.activity(f"importing {tarball.name} into {engine.name}"):
+        runner.run(
+            engine.cmd("import", "--change", f"ENV {IN_CONTAINER_ENV}=1", "--change", 'CMD ["/bin/bash"]', str(tarball), tag),
+            f"{engine.name} import",
+            env_extra=engine.env,
+        )
+    return tag
+
+
+def run_lab(argv: list[str], engine_name: str | None = None) -> int:
+    """Re-run `python -m lab ARGV` inside the image: same paths, same cache, results on the host."""
+    runner = Runner(REPO / "results" / "container-logs")
+    engine = detect(engine_name)
+    tag = build_image(runner, engine)
+    cache = cache_dir()
+    cache.mkdir(parents=True, exist_ok=True)
+    env = {
+        "PVSCHED_LAB_CACHE": str(cache),
+        IN_CONTAINER_ENV: "1",
+        # The workspace and cache may belong to another uid (CI runners).
+        "GIT_CONFIG_COUNT": "1",
+        "GIT_CONFIG_KEY_0": "safe.directory",
+        "GIT_CONFIG_VALUE_0": "*",
+    }
+    if summary := os.environ.get("GITHUB_STEP_SUMMARY"):
+        env["GITHUB_STEP_SUMMARY"] = summary
+    mounts = [REPO, cache]
+    if summary:
+        mounts.append(Path(summary).parent)
+    cmd = engine.run_argv(tag, ["python3", "-m", "lab", *argv], mounts, env, REPO)
+    ui.info(f"running in {engine.name} image {tag}")
+    # Streamed straight to the terminal (the lab inside logs its own commands);
+    # the container command itself is logged and reproducible.
+    result = runner.run(cmd, "lab in container", env_extra=engine.env, check=False, on_line=lambda line: print(line, flush=True))
+    return result.returncode

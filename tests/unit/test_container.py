@@ -1,0 +1,76 @@
+"""Image inputs, engine command lines and errors, without an engine."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from lab import container
+from lab.container import Engine, host_mirror, image_tag, read_packages
+from lab.errors import LabError
+
+
+def test_repo_package_list_is_fully_pinned() -> None:
+    pkgs = read_packages()
+    names = {p.split("=")[0] for p in pkgs}
+    # the tools the lab's doctor requires are in the image
+    assert {"clang-19", "pahole", "bpftool", "qemu-system-x86", "virtme-ng", "busybox-static", "rt-tests", "stress-ng"} <= names
+    assert all("=" in p for p in pkgs)
+
+
+def test_unpinned_package_is_refused(tmp_path: Path) -> None:
+    f = tmp_path / "packages.txt"
+    f.write_text("# comment\nmake=4.4.1-2\nclang-19\n")
+    with pytest.raises(LabError, match="clang-19"):
+        read_packages(f)
+
+
+def test_image_tag_follows_inputs(tmp_path: Path) -> None:
+    a, b = tmp_path / "packages.txt", tmp_path / "Containerfile"
+    a.write_text("make=1\n")
+    b.write_text("FROM x\n")
+    first = image_tag((a, b))
+    assert first == image_tag((a, b))
+    a.write_text("make=2\n")
+    assert image_tag((a, b)) != first
+    assert first.startswith("localhost/pvsched-lab:")
+
+
+def test_host_mirror_from_deb822_and_one_line_sources(tmp_path: Path) -> None:
+    d = tmp_path / "sources.list.d"
+    d.mkdir()
+    (d / "debian.sources").write_text(
+        "Types: deb\nURIs: http://security.example/debian-security\nSuites: x-security\n\n"
+        "Types: deb\nURIs: http://mirror.example/debian\nSuites: bookworm\n"
+    )
+    assert host_mirror((tmp_path / "none.list", d)) == "http://mirror.example/debian"
+    one = tmp_path / "sources.list"
+    one.write_text("deb [arch=amd64] http://other.example/debian bookworm main\n")
+    assert host_mirror((one,)) == "http://other.example/debian"
+    (tmp_path / "ubuntu.list").write_text("deb http://archive.example/ubuntu noble main\n")
+    assert host_mirror((tmp_path / "ubuntu.list",)) is None
+
+
+def test_run_argv_mounts_same_paths_and_passes_kvm(monkeypatch: pytest.MonkeyPatch) -> None:
+    argv = Engine("podman").run_argv("img:1", ["python3", "-m", "lab", "run"], [Path("/w"), Path("/c")], {"A": "1"}, Path("/w"))
+    assert argv[:3] == ["podman", "run", "--rm"]
+    assert "-v" in argv and "/w:/w" in argv and "/c:/c" in argv
+    assert "A=1" in argv
+    assert argv[-5:] == ["img:1", "python3", "-m", "lab", "run"]
+    assert argv[argv.index("-w") + 1] == "/w"
+    assert ("--device" in argv) == Path("/dev/kvm").exists()
+
+
+def test_podman_uses_the_labs_config() -> None:
+    assert Engine("podman").env["CONTAINERS_CONF"].endswith("images/podman-containers.conf")
+    assert Engine("docker").env == {}
+    conf = Path(Engine("podman").env["CONTAINERS_CONF"]).read_text()
+    assert 'runtime = "runc"' in conf and "default_ulimits = []" in conf
+
+
+def test_missing_engine_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(container.shutil, "which", lambda name: None)
+    with pytest.raises(LabError, match="no working container engine") as exc:
+        container.detect()
+    assert "apt-get install -y podman" in str(exc.value)
