@@ -78,9 +78,10 @@ def bisect_selftest(session: nox.Session) -> None:
 
 @nox.session
 def lint(session: nox.Session) -> None:
-    """ruff, mypy, and checkpatch on the kernel patches."""
+    """ruff, mypy, actionlint on the workflow, and checkpatch on the kernel patches."""
     session.install("-e", ".[lint]")
     session.run("ruff", "check", "lab", "tests", "noxfile.py")
     session.run("ruff", "format", "--check", "lab", "tests", "noxfile.py")
     session.run("mypy")
+    session.run("actionlint", ".github/workflows/lab.yml")
     session.run("python", "-m", "lab", "checkpatch", external=True)
