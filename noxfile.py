@@ -64,6 +64,12 @@ def bisect(session: nox.Session) -> None:
 
 
 @nox.session
+def stress(session: nox.Session) -> None:
+    """Stress suite: hostile guest, VM churn, vCPU hotplug, policy reload, VMM killed while boosted; end state."""
+    _lab(session, "stress")
+
+
+@nox.session
 def image(session: nox.Session) -> None:
     """Build the toolchain image (images/) with docker or podman; `-- --method containerfile|mmdebstrap`."""
     _lab(session, "image")

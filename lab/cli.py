@@ -63,6 +63,7 @@ def parser() -> argparse.ArgumentParser:
         ("run", "everything: build, boot both levels, test, report"),
         ("boot", "boot level 1"),
         ("bench", "latency benchmark: idle, vanilla, pvsched, scx, static in one run"),
+        ("stress", "stress suite: hostile guest, VM churn, hotplug, policy reload, VMM killed while boosted"),
     ):
         r = sub.add_parser(name, help=help_text)
         _common(r)
@@ -80,6 +81,13 @@ def parser() -> argparse.ArgumentParser:
             r.add_argument("--modes", default="idle,vanilla,pvsched,scx,static", help="comma-separated")
             r.add_argument("--overhead-rounds", type=int, default=3, help="hackbench runs with and without the driver")
             r.add_argument("--load-workers", type=int, default=1, help="stress-ng workers on the vCPU's host CPU")
+    st = sub.choices["stress"]
+    st.add_argument("--parts", default="hostile,churn,hotplug,reload,kill", help="comma-separated, in order")
+    st.add_argument("--churn", type=int, default=10, help="guest create/destroy rounds")
+    st.add_argument("--hotplug", type=int, default=50, help="cpu1 offline/online rounds while an RT task runs")
+    st.add_argument("--reloads", type=int, default=10, help="boost + sched_ext policy load/unload rounds under load")
+    st.add_argument("--kills", type=int, default=5, help="VMM SIGKILLed while a vCPU thread is boosted")
+    st.add_argument("--hostile-secs", type=int, default=20, help="seconds of host measurement, vanilla and hostile")
     b = sub.add_parser("bisect", help="git bisect run with build + boot + test as the predicate")
     b.add_argument("--good", help="last good ref (default with the lab's tree: the pinned base)")
     b.add_argument("--bad", help="first bad ref (default with the lab's tree: the series head)")
@@ -195,6 +203,19 @@ def main(argv: list[str] | None = None) -> int:
                 "load_workers": args.load_workers,
             }
             return Pipeline(_options(args)).bench(opts)
+        if args.command == "stress":
+            opts = {
+                "parts": args.parts.split(","),
+                "churn": args.churn,
+                "hotplug": args.hotplug,
+                "reloads": args.reloads,
+                "kills": args.kills,
+                "hostile_secs": args.hostile_secs,
+            }
+            options = _options(args)
+            if args.level1_timeout is None:
+                options.level1.run_timeout = max(options.level1.run_timeout, 2400.0)
+            return Pipeline(options).stress(opts)
         return Pipeline(_options(args)).run_all()
     except LabError as exc:
         ui.console.print(f"[red]error:[/] {exc}")

@@ -78,6 +78,20 @@ def effective_lock(opts: Options) -> Lock:
     return lock
 
 
+def stress_markdown(report: dict[str, Any]) -> str:
+    lines = ["## Stress", "", "| part | rounds | failures | seconds | details |", "| --- | --- | --- | --- | --- |"]
+    for p in report["parts"]:
+        details = ", ".join(f"{k}={v}" for k, v in p["details"].items() if not isinstance(v, dict))
+        lines.append(f"| {p['name']} | {p['rounds']} | {len(p['failures'])} | {p['seconds']} | {details} |")
+    for p in report["parts"]:
+        for name, run in p["details"].items():
+            if isinstance(run, dict):
+                lines.append(f"\n{p['name']} {name}: " + ", ".join(f"{k}={v}" for k, v in run.items()))
+    end = report["end_state"]
+    lines += ["", "End state: " + ", ".join(f"{k}={v if not isinstance(v, list) else len(v)}" for k, v in end.items())]
+    return "\n".join(lines)
+
+
 def new_run_id() -> str:
     return dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(2)
 
@@ -280,6 +294,38 @@ class Pipeline:
         dmesg = "".join(p.read_text() for p in sorted(out.glob("level2-console-bench-*.log")))
         self._scan(dmesg, "level2", "vm/level2-console-bench-*.log")
 
+    def run_stress(self, tree: SourceTree, builds: dict[str, KernelBuild], stress_opts: dict[str, Any]) -> None:
+        binaries = {f"bin/{name}": Path(shutil.which(name) or f"/usr/bin/{name}") for name in ("cyclictest",)}
+        level1, cfg, out = self.prepare_vms(tree, builds, binaries)
+        if "pvsched" not in cfg:
+            raise LabError("the stress suite needs the pvsched patches (include/uapi/linux/pvsched.h)", fix="restore kernel/patches/series")
+        cfg.update(stress_opts)
+        report = self.boot_level1(level1, "lab.invm.stress", cfg, out, "stress.json")
+        self.record.stress = report
+        for part in report["parts"]:
+            ok = not part["failures"]
+            why = "; ".join(part["failures"][:5])
+            self.record.cases.append(Case(f"stress_{part['name']}", "level1", "passed" if ok else "failed",
+                                          f"{part['rounds']} rounds; {why}".rstrip("; "), part["seconds"]))  # fmt: skip
+        end = report["end_state"]
+        checks = {
+            "stress_end_no_registered_areas": (end["registered_areas"] == 0, f"{end['registered_areas']} areas registered"),
+            "stress_end_no_vm_left": (
+                not end["vms_left"] and not end["qemu_processes_left"],
+                f"VMs {end['vms_left']}, qemu processes {end['qemu_processes_left']}",
+            ),  # fmt: skip
+            "stress_end_sched_ext_disabled": (end["scx_state"] in ("disabled", "unavailable"), f"state {end['scx_state']}"),
+            "stress_counters_consistent": (
+                not end["inconsistent_counters"] and end["counter_snapshots"] > 0,
+                f"{end['counter_snapshots']} snapshots; {end['inconsistent_counters'][:3]}",
+            ),  # fmt: skip
+        }
+        for name, (ok, why) in checks.items():
+            self.record.cases.append(Case(name, "level1", "passed" if ok else "failed", "" if ok else why))
+        self.record.extra_markdown = stress_markdown(report)
+        self._scan((out / "level1-dmesg.txt").read_text(), "level1", "vm/level1-dmesg.txt")
+        self._scan((out / "level2-dmesg.txt").read_text(), "level2", "vm/level2-dmesg.txt")
+
     def _scan(self, text: str, level: str, source: str) -> None:
         found = scan(text, level, source)
         self.record.splats.extend(found)
@@ -304,6 +350,17 @@ class Pipeline:
             tree = self.source()
             builds = self.kernels(tree)
             self.run_bench(tree, builds, bench_opts)
+        except StepFailed:
+            pass
+        return self.finish()
+
+    def stress(self, stress_opts: dict[str, Any]) -> int:
+        try:
+            self.doctor()
+            tree = self.source()
+            builds = self.kernels(tree)
+            with self.step("stress"):
+                self.run_stress(tree, builds, stress_opts)
         except StepFailed:
             pass
         return self.finish()

@@ -43,6 +43,7 @@ class RunRecord:
     policies: dict[str, Any] = field(default_factory=dict)
     retried: dict[str, Any] | None = None
     extra_markdown: str = ""
+    stress: dict[str, Any] | None = None
 
     def counts(self) -> dict[str, int]:
         counts = {"passed": 0, "failed": 0, "skipped": 0}
@@ -73,6 +74,7 @@ class RunRecord:
             "policies": self.policies,
             "retried": self.retried,
             **({"bench": self.bench} if self.bench is not None else {}),
+            **({"stress": self.stress} if self.stress is not None else {}),
         }
 
 

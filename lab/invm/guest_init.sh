@@ -141,6 +141,51 @@ elif [ "$mode" = scx ]; then
 	echo "1..1"
 	check pvsched_scx_guest_runs "$(cat /tmp/rtspin.out 2>/dev/null)" \
 		sh -c "insmod $MOD && rtspin 50 1 600 1000 1000 > /tmp/rtspin.out && rmmod pvsched_guest"
+elif [ "$mode" = churn ]; then
+	# Register and power off with the areas registered: the VM dies under them.
+	insmod $MOD
+	echo "LAB-STRESS registered=$(counter registered_cpus)"
+elif [ "$mode" = hotplug ]; then
+	insmod $MOD
+	rtspin 50 1 600000 1500 4000 > /dev/null &
+	rounds=$(param lab.rounds) fails=0 r=0
+	while [ $r -lt "$rounds" ]; do
+		echo 0 > /sys/devices/system/cpu/cpu1/online || fails=$((fails + 1))
+		registered_is $((want_cpus - 1)) || fails=$((fails + 1))
+		echo 1 > /sys/devices/system/cpu/cpu1/online || fails=$((fails + 1))
+		registered_is "$want_cpus" || fails=$((fails + 1))
+		r=$((r + 1))
+	done
+	echo "LAB-STRESS hotplug rounds=$r failures=$fails registered=$(counter registered_cpus)"
+	kill %1 2>/dev/null
+	wait
+	rmmod pvsched_guest || echo "LAB-STRESS hotplug rmmod failed"
+elif [ "$mode" = soak ]; then
+	# An RT task keeps vCPU 1 boosted until the host ends this guest.
+	insmod $MOD
+	rtspin 50 1 3600000 1500 4000 > /dev/null &
+	echo "LAB-STRESS soak running"
+	while :; do sleep 1; done
+elif [ "$mode" = load ]; then
+	# Every vCPU busy for lab.secs; hostile: ask for boosts all the time and
+	# scribble over the area, too.
+	hostile=$(param lab.hostile)
+	insmod $MOD hostile="$hostile"
+	echo "LAB-STRESS load start"
+	c=0
+	while [ $c -lt "$want_cpus" ]; do
+		taskset -c $c timeout "$(param lab.secs)" sh -c 'while :; do :; done' &
+		c=$((c + 1))
+	done
+	if [ "$hostile" = 1 ]; then
+		end=$(($(cut -d. -f1 /proc/uptime) + $(param lab.secs)))
+		while [ "$(cut -d. -f1 /proc/uptime)" -lt $end ]; do
+			for kind in version priority garbage; do echo $kind > $PV/corrupt; usleep 200000; done
+		done
+	fi
+	wait
+	echo "LAB-STRESS load done switches=$(counter switches)"
+	rmmod pvsched_guest
 elif [ "$mode" = unpriv ]; then
 	echo "KTAP version 1"
 	echo "1..1"

@@ -1,0 +1,404 @@
+"""The stress suite inside level 1: try to break pvsched, then check what is left.
+
+Stdlib only, like the other in-VM runners.  Each part runs a number of
+rounds (options of `lab stress`) and counts what went wrong; at the end the
+host must hold no registered area (so no mapped guest page), no VM, no
+boosted thread, and the kernel's per-vCPU counters must have agreed with
+each other in every snapshot taken on the way.  Writes <out>/stress.json.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lab.invm import pvsched_host
+from lab.invm.level1 import DONE, boot_guest, guest_dmesg, qemu_command
+from lab.runner import Runner
+
+KVM_VM_DEBUGFS = Path("/sys/kernel/debug/kvm")
+HOST_CT_PRIORITY = 5  # below boosts, as in the benchmark: boosts can hurt it
+# The hostile part runs with ChromeOS's critical-section cap: 3 ms per 100 ms.
+HOSTILE_BUDGET_US, HOSTILE_PERIOD_US = 3000, 100_000
+
+
+@dataclass
+class Part:
+    name: str
+    rounds: int = 0
+    failures: list[str] = field(default_factory=list)
+    details: dict[str, Any] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    def fail(self, why: str) -> None:
+        print(f"stress {self.name}: FAIL {why}", flush=True)
+        self.failures.append(why)
+
+
+def counters_consistent(rows: list[dict[str, str]]) -> list[str]:
+    """Every boost ends in an unboost or a throttle; a thread is RT only while boosted.
+
+    boosts - unboosts - (1 if boosted now) must lie in [0, throttles] (a
+    throttle may also hit a vCPU that was not boosted).  One count of slack:
+    debugfs reads the counters without the vCPU's lock.
+    """
+    bad = []
+    for r in rows:
+        boosts, unboosts, throttles = int(r["boosts"]), int(r["unboosts"]), int(r["throttles"])
+        open_boost = 1 if r["state"] == "boosted" else 0
+        excess = boosts - unboosts - open_boost
+        if not -1 <= excess <= throttles + 1:
+            bad.append(f"tid {r['tid']}: boosts={boosts} unboosts={unboosts} throttles={throttles} state={r['state']}")
+        if r["state"] != "boosted" and int(r["policy"]) in (1, 2):  # SCHED_FIFO, SCHED_RR
+            bad.append(f"tid {r['tid']}: state {r['state']} but policy {r['policy']} prio {r['rt_priority']}")
+    return bad
+
+
+class Guest:
+    """A level-2 guest started in the background, with its console watched."""
+
+    def __init__(self, cfg: dict[str, Any], out: Path, label: str, append: str) -> None:
+        self.qmp = Path(f"/tmp/lab-stress-{label}.sock")
+        self.qmp.unlink(missing_ok=True)
+        self.log = out / f"level2-console-stress-{label}.log"
+        self.lines: list[str] = []
+        self.cmd = qemu_command(cfg, "kvm", append, self.qmp)
+        print(f"stress: $ {' '.join(self.cmd)}", flush=True)
+        self.proc = subprocess.Popen(self.cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                     stdin=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        with self.log.open("w") as f:
+            for line in self.proc.stdout:
+                self.lines.append(line)
+                f.write(line)
+                f.flush()
+
+    def wait_for(self, marker: str, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if any(marker in line for line in self.lines):
+                return True
+            if self.proc.poll() is not None and not self._reader.is_alive():
+                return any(marker in line for line in self.lines)
+            time.sleep(0.1)
+        return False
+
+    def end(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, sig)
+        try:
+            return self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            return self.proc.wait()
+        finally:
+            self._reader.join(timeout=5)
+
+    @property
+    def console(self) -> str:
+        return "".join(self.lines)
+
+
+class Stress:
+    def __init__(self, cfg: dict[str, Any]) -> None:
+        self.cfg = cfg
+        self.out = Path(cfg["out"])
+        self.runner = Runner(self.out / "logs-level1")
+        self.parts: list[Part] = []
+        self.snapshots = 0
+        self.inconsistent: list[str] = []
+        self.guest_dmesg: list[str] = []
+
+    # -- helpers ----------------------------------------------------------------
+
+    def snapshot(self) -> list[dict[str, str]]:
+        rows = pvsched_host.read_kvm_vcpus()
+        self.snapshots += 1
+        self.inconsistent += counters_consistent(rows)
+        return rows
+
+    def policy(self, name: str) -> pvsched_host.PolicyRun:
+        loader = self.cfg["pvsched"]["loader" if name == "boost" else "scx_loader"]
+        return pvsched_host.PolicyRun(loader, self.out / f"stress-{name}-stats.json")
+
+    def vm_left(self) -> list[str]:
+        try:
+            return [p.name for p in KVM_VM_DEBUGFS.iterdir() if re.fullmatch(r"\d+-\d+", p.name)]
+        except OSError:
+            return []
+
+    def settle(self, part: Part, what: str, timeout: float = 5.0) -> None:
+        """After a guest is gone: no area registered, no VM left in KVM."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and (pvsched_host.read_kvm_vcpus() or self.vm_left()):
+            time.sleep(0.1)
+        if rows := pvsched_host.read_kvm_vcpus():
+            part.fail(f"{what}: {len(rows)} vCPU areas still registered")
+        if vms := self.vm_left():
+            part.fail(f"{what}: VMs left in KVM debugfs: {vms}")
+
+    def boosted_tids(self, threads: dict[int, int]) -> list[int]:
+        return [t for t in threads.values() if pvsched_host.thread_policy(t) == pvsched_host.SCHED_FIFO]
+
+    def run_part(self, part: Part, body: Any) -> None:
+        print(f"stress {part.name}: start", flush=True)
+        start = time.monotonic()
+        try:
+            body(part)
+        except Exception as exc:  # noqa: BLE001 - a broken part is a failure, the others still run
+            part.fail(f"exception: {exc!r}")
+        part.seconds = round(time.monotonic() - start, 1)
+        print(f"stress {part.name}: {part.rounds} rounds, {len(part.failures)} failures, {part.seconds} s", flush=True)
+        self.parts.append(part)
+
+    # -- parts -------------------------------------------------------------------
+
+    def churn(self, part: Part) -> None:
+        """Create and destroy the guest repeatedly with the policy loaded."""
+        policy = self.policy("boost")
+        if err := policy.start():
+            part.fail(f"policy did not attach: {err}")
+            return
+        try:
+            for i in range(int(self.cfg["churn"])):
+                probe, console = boot_guest(self.runner, self.cfg, "kvm", self.out, label=f"stress-churn-{i}",
+                                            extra_append="lab.mode=churn", retry_without=DONE)  # fmt: skip
+                self.guest_dmesg.append(guest_dmesg(console))
+                m = re.search(r"LAB-STRESS registered=(\d+)", console)
+                if not probe.ok or not m or int(m[1]) != int(self.cfg["guest_cpus"]):
+                    part.fail(f"round {i}: {probe.reason or 'registered ' + (m[1] if m else 'nothing')}")
+                self.settle(part, f"round {i}")
+                part.rounds += 1
+        finally:
+            policy.stop()
+
+    def hotplug(self, part: Part) -> None:
+        """vCPU hotplug in the guest, repeatedly, while an RT task runs, policy loaded."""
+        policy = self.policy("boost")
+        if err := policy.start():
+            part.fail(f"policy did not attach: {err}")
+            return
+        rounds = int(self.cfg["hotplug"])
+        try:
+            probe, console = boot_guest(self.runner, self.cfg, "kvm", self.out, label="stress-hotplug",
+                                        extra_append=f"lab.mode=hotplug lab.rounds={rounds}", retry_without=DONE)  # fmt: skip
+        finally:
+            policy.stop()
+        self.guest_dmesg.append(guest_dmesg(console))
+        m = re.search(r"LAB-STRESS hotplug rounds=(\d+) failures=(\d+) registered=(\d+)", console)
+        if not probe.ok or not m:
+            part.fail(probe.reason or "no hotplug summary from the guest")
+            return
+        part.rounds = int(m[1])
+        if int(m[2]):
+            part.fail(f"{m[2]} failed offline/online steps or wrong registered counts in {m[1]} rounds")
+        if "rmmod failed" in console:
+            part.fail("the guest module did not unload after the hotplug rounds")
+        self.settle(part, "after hotplug")
+
+    def reload(self, part: Part) -> None:
+        """Load/unload the boost and sched_ext policies repeatedly under load, a boosted guest running."""
+        guest = Guest(self.cfg, self.out, "reload", "lab.mode=soak")
+        load = subprocess.Popen(["stress-ng", "--cpu", str(os.cpu_count() or 1)],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+        try:
+            if not guest.wait_for("LAB-STRESS soak running", float(self.cfg["kvm_timeout"])):
+                part.fail("the soak guest did not start")
+                return
+            threads = pvsched_host.qmp_vcpu_threads(guest.qmp)
+            for i in range(int(self.cfg["reloads"])):
+                boost = self.policy("boost")
+                if err := boost.start():
+                    part.fail(f"round {i}: boost policy did not attach: {err[-200:]}")
+                    continue
+                time.sleep(0.5)
+                self.snapshot()
+                boost.stop()
+                time.sleep(0.2)
+                if left := self.boosted_tids(threads):
+                    part.fail(f"round {i}: vCPU threads {left} still SCHED_FIFO after the boost policy left")
+                scx = self.policy("scx")
+                if err := scx.start():
+                    part.fail(f"round {i}: scx policy did not attach: {err[-200:]}")
+                    continue
+                state = pvsched_host.scx_state()
+                time.sleep(0.5)
+                scx.stop()
+                deadline = time.monotonic() + 10
+                while pvsched_host.scx_state() != "disabled" and time.monotonic() < deadline:
+                    time.sleep(0.1)
+                if state != "enabled" or pvsched_host.scx_state() != "disabled":
+                    part.fail(f"round {i}: sched_ext state {state} while loaded, {pvsched_host.scx_state()} after")
+                if guest.proc.poll() is not None:
+                    part.fail(f"round {i}: the guest died")
+                    break
+                part.rounds += 1
+        finally:
+            load.kill()
+            load.wait()
+            guest.end()
+        self.guest_dmesg.append(guest.console)
+        self.settle(part, "after the reload guest")
+
+    def kill(self, part: Part) -> None:
+        """SIGKILL the VMM while a vCPU thread is boosted."""
+        policy = self.policy("boost")
+        if err := policy.start():
+            part.fail(f"policy did not attach: {err}")
+            return
+        boosted_at_kill = 0
+        try:
+            for i in range(int(self.cfg["kills"])):
+                guest = Guest(self.cfg, self.out, f"kill-{i}", "lab.mode=soak")
+                try:
+                    if not guest.wait_for("LAB-STRESS soak running", float(self.cfg["kvm_timeout"])):
+                        part.fail(f"round {i}: the soak guest did not start")
+                        continue
+                    threads = pvsched_host.qmp_vcpu_threads(guest.qmp)
+                    deadline = time.monotonic() + 20
+                    while not self.boosted_tids(threads) and time.monotonic() < deadline:
+                        time.sleep(0.05)
+                    boosted = bool(self.boosted_tids(threads))
+                    self.snapshot()
+                    boosted_at_kill += boosted
+                finally:
+                    guest.end(signal.SIGKILL)
+                self.guest_dmesg.append(guest.console)
+                self.settle(part, f"round {i}")
+                part.rounds += 1
+        finally:
+            policy.stop()
+        part.details["boosted_at_kill"] = boosted_at_kill
+        if boosted_at_kill == 0:
+            part.fail("no round had a boosted vCPU thread when the VMM was killed")
+
+    def hostile(self, part: Part) -> None:
+        """A guest asking for boosts all the time must cost the host no more than the cap allows."""
+        saved = {p: (pvsched_host.KVM_PARAMS / p).read_text().strip() for p in ("pvsched_budget_us", "pvsched_period_us")}
+        pvsched_host.set_kvm_param("pvsched_budget_us", HOSTILE_BUDGET_US)
+        pvsched_host.set_kvm_param("pvsched_period_us", HOSTILE_PERIOD_US)
+        try:
+            runs = {}
+            for name, hostile in (("vanilla", 0), ("hostile", 1)):
+                policy = self.policy("boost") if hostile else None
+                if policy and (err := policy.start()):
+                    part.fail(f"policy did not attach: {err}")
+                    return
+                try:
+                    runs[name] = self.measure_host(f"hostile-{name}", hostile)
+                finally:
+                    if policy:
+                        policy.stop()
+                part.rounds += 1
+        finally:
+            for p, v in saved.items():
+                pvsched_host.set_kvm_param(p, int(v))
+        part.details.update(runs)
+        part.details["cap"] = f"{HOSTILE_BUDGET_US} us per {HOSTILE_PERIOD_US} us"
+        van, hos = runs["vanilla"], runs["hostile"]
+        if not van.get("bogo_ops") or not hos.get("bogo_ops") or not van.get("ct_avg_us") or not hos.get("ct_avg_us"):
+            part.fail(f"measurement missing: vanilla {van}, hostile {hos}")
+            return
+        progress = hos["bogo_ops"] / van["bogo_ops"]
+        latency = hos["ct_avg_us"] / van["ct_avg_us"]
+        part.details["progress_ratio"] = round(progress, 3)
+        part.details["host_latency_ratio"] = round(latency, 3)
+        if progress < 0.9:
+            part.fail(f"host stress-ng progress {progress:.2f}x of vanilla (< 0.9)")
+        if latency > 1.1:
+            part.fail(f"host cyclictest avg {latency:.2f}x of vanilla (> 1.1)")
+        if hos.get("throttles", 0) == 0:
+            part.fail("the hostile guest was never throttled")
+
+    def measure_host(self, label: str, hostile: int) -> dict[str, Any]:
+        secs = int(self.cfg["hostile_secs"])
+        guest = Guest(self.cfg, self.out, label, f"lab.mode=load lab.hostile={hostile} lab.secs={secs + 4}")
+        result: dict[str, Any] = {}
+        try:
+            if not guest.wait_for("LAB-STRESS load start", float(self.cfg["kvm_timeout"])):
+                return {"error": "guest did not start its load"}
+            time.sleep(1)
+            before = {r["tid"]: r for r in self.snapshot()}
+            ncpu = str(os.cpu_count() or 1)
+            sng = subprocess.Popen(["stress-ng", "--cpu", ncpu, "--timeout", str(secs), "--metrics-brief"],
+                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
+            ct = subprocess.run(["cyclictest", "-m", "-p", str(HOST_CT_PRIORITY), "-i", "1000", "-D", str(secs), "-q"],
+                                capture_output=True, text=True, timeout=secs + 60)  # fmt: skip
+            sng_out = sng.communicate(timeout=60)[0]
+            after = self.snapshot()
+            (self.out / f"stress-{label}-host.txt").write_text(sng_out + "\n" + ct.stdout + ct.stderr)
+            m = re.search(r"\bcpu\s+(\d+)\s", sng_out)
+            result["bogo_ops"] = int(m[1]) if m else None
+            avgs = [int(a) for a in re.findall(r"Avg:\s*(\d+)", ct.stdout)]
+            result["ct_avg_us"] = sum(avgs) / len(avgs) if avgs else None
+            maxs = [int(a) for a in re.findall(r"Max:\s*(\d+)", ct.stdout)]
+            result["ct_max_us"] = max(maxs) if maxs else None
+            result["throttles"] = sum(int(r["throttles"]) - int(before.get(r["tid"], {}).get("throttles", 0)) for r in after)
+            result["boosted_ms"] = round(
+                sum(int(r["boosted_ns"]) - int(before.get(r["tid"], {}).get("boosted_ns", 0)) for r in after) / 1e6, 1
+            )
+            guest.wait_for("LAB-GUEST-DONE", 60)
+        finally:
+            guest.end()
+        self.guest_dmesg.append(guest_dmesg(guest.console))
+        print(f"stress {label}: {result}", flush=True)
+        return result
+
+    # -- end state -----------------------------------------------------------------
+
+    def end_state(self) -> dict[str, Any]:
+        qemu_threads_rt = []
+        for status in Path("/proc").glob("[0-9]*/comm"):
+            try:
+                if status.read_text().startswith("qemu"):
+                    qemu_threads_rt.append(status.parent.name)
+            except OSError:
+                continue
+        return {
+            "registered_areas": len(pvsched_host.read_kvm_vcpus()),
+            "vms_left": self.vm_left(),
+            "qemu_processes_left": qemu_threads_rt,
+            "scx_state": pvsched_host.scx_state(),
+            "counter_snapshots": self.snapshots,
+            "inconsistent_counters": self.inconsistent,
+        }
+
+
+def main(config_path: str) -> int:
+    cfg: dict[str, Any] = json.loads(Path(config_path).read_text())
+    out = Path(cfg["out"])
+    out.mkdir(parents=True, exist_ok=True)
+    print(f"LAB-LEVEL1-READY {Path('/proc/uptime').read_text().split()[0]}", flush=True)
+    pvsched_host.observe_above_boosts()
+    stress = Stress(cfg)
+    for name in cfg["parts"]:
+        stress.run_part(Part(name), getattr(stress, name))
+    end = stress.end_state()
+    (out / "level2-dmesg.txt").write_text("".join(stress.guest_dmesg))
+    (out / "level1-dmesg.txt").write_text(subprocess.run(["dmesg"], capture_output=True, text=True).stdout)
+    report = {
+        "parts": [
+            {"name": p.name, "rounds": p.rounds, "failures": p.failures, "seconds": p.seconds, "details": p.details} for p in stress.parts
+        ],
+        "end_state": end,
+    }
+    (out / "stress.json").write_text(json.dumps(report, indent=2) + "\n")
+    print("LAB-LEVEL1-DONE", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1]))

@@ -1,0 +1,44 @@
+"""The stress suite's end-state logic and report, without a VM."""
+
+from __future__ import annotations
+
+from lab.invm.stress import counters_consistent
+from lab.pipeline import stress_markdown
+
+
+def row(state: str = "none", policy: int = 0, boosts: int = 0, unboosts: int = 0, throttles: int = 0) -> dict[str, str]:
+    return {"tid": "42", "state": state, "policy": str(policy), "rt_priority": "10" if policy else "0",
+            "boosts": str(boosts), "unboosts": str(unboosts), "throttles": str(throttles)}  # fmt: skip
+
+
+def test_balanced_counters_are_consistent() -> None:
+    assert counters_consistent([row(boosts=5, unboosts=5)]) == []
+    assert counters_consistent([row("boosted", 1, boosts=6, unboosts=5)]) == []
+    # two boosts ended by the cap instead of an unboost
+    assert counters_consistent([row("throttled", 0, boosts=7, unboosts=5, throttles=2)]) == []
+
+
+def test_lost_or_invented_boosts_are_reported() -> None:
+    assert counters_consistent([row(boosts=9, unboosts=5, throttles=1)])  # 3 boosts never ended
+    assert counters_consistent([row(boosts=2, unboosts=6)])  # more unboosts than boosts
+
+
+def test_rt_thread_that_is_not_boosted_is_reported() -> None:
+    bad = counters_consistent([row("none", 1, boosts=3, unboosts=3)])
+    assert bad and "policy 1" in bad[0]
+    assert counters_consistent([row("throttled", 2, boosts=3, unboosts=2, throttles=1)])
+
+
+def test_stress_markdown_lists_parts_and_end_state() -> None:
+    report = {
+        "parts": [
+            {"name": "churn", "rounds": 10, "failures": [], "seconds": 200.0, "details": {}},
+            {"name": "hostile", "rounds": 2, "failures": ["x"], "seconds": 90.0,
+             "details": {"progress_ratio": 0.97, "vanilla": {"bogo_ops": 100}}},
+        ],
+        "end_state": {"registered_areas": 0, "vms_left": [], "inconsistent_counters": []},
+    }  # fmt: skip
+    md = stress_markdown(report)
+    assert "| churn | 10 | 0 | 200.0 |" in md
+    assert "progress_ratio=0.97" in md and "hostile vanilla: bogo_ops=100" in md
+    assert "registered_areas=0" in md
