@@ -35,10 +35,11 @@ from lab.pipeline import Options, Pipeline, StepFailed
 from lab.runner import Runner
 
 ABORT = 128
-# Steps whose failure says the commit itself is unusable (skip it), as opposed
-# to the machine (abort) or a flaky VM (retry).
-COMMIT_STEPS = ("config ", "build ")
+# A failed step decides the verdict: the machine cannot run the lab (abort
+# the bisect), the commit cannot be built as configured (skip it), or the
+# built kernel failed to boot or run (bad, once the retries also failed).
 MACHINE_STEPS = ("doctor", "source")
+UNBUILDABLE_STEPS = ("config ", "build ")
 
 
 def run_step(state_dir: Path, commit: str | None = None) -> int:
@@ -103,9 +104,9 @@ def judge_once(state: BisectState, src: Path) -> tuple[int | None, dict[str, Any
         if failed["step"].startswith(MACHINE_STEPS):
             ui.console.print(f"[red]bisect aborted:[/] {info['why']} (see {failed['log']})")
             return ABORT, info
-        if failed["step"].startswith(COMMIT_STEPS):
+        if failed["step"].startswith(UNBUILDABLE_STEPS):
             return SKIP, info
-        return None, info
+        return BAD, info
     if crit.bench:
         verdict, value = crit.judge_bench(record.bench or {})
         info["value"] = value
