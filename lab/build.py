@@ -163,7 +163,11 @@ class KernelBuilder:
         cfg = bdir / ".config"
         if not cfg.exists() or cfg.read_text() != config:
             cfg.write_text(config)  # only when changed: keeps the build incremental
-        make = ["make", "-C", str(tree.path), f"O={bdir}", f"-j{self.jobs}", *self.make_vars()]
+        # DWARF names the build directory (DW_AT_comp_dir), and ld's build-id
+        # hashes the DWARF: map it away so any directory gives the same bzImage.
+        prefix_map = f"-fdebug-prefix-map={bdir.resolve()}=."
+        make = ["make", "-C", str(tree.path), f"O={bdir}", f"-j{self.jobs}", *self.make_vars(),
+                f"KCFLAGS={prefix_map}", f"KAFLAGS={prefix_map}"]  # fmt: skip
         env = {**self.env(), **(extra_env or {})}
         with ui.activity(f"building {name} kernel") as progress:
             self.runner.run([*make, "bzImage", "modules"], f"build {name} kernel", env_extra=env, on_line=progress)

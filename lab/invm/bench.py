@@ -123,18 +123,13 @@ class ModeRun:
             # them on the vCPU's: contended whatever the balancer would do.
             vcpu_cpu = contended_cpu()
             self.load = [
-                subprocess.Popen(
-                    [
-                        "stress-ng",
-                        "--cpu",
-                        str(int(self.cfg.get("load_workers", 1)) if cpu == vcpu_cpu else 1),
-                        "--taskset",
-                        str(cpu),
-                        "--timeout",
-                        str(secs * 4 + 120),
-                    ],
-                    stdout=subprocess.DEVNULL,
-                    stderr=subprocess.DEVNULL,
+                pvsched_host.start_load(
+                    "--cpu",
+                    str(int(self.cfg.get("load_workers", 1)) if cpu == vcpu_cpu else 1),
+                    "--taskset",
+                    str(cpu),
+                    "--timeout",
+                    str(secs * 4 + 120),
                 )  # fmt: skip
                 for cpu in sorted(os.sched_getaffinity(0))
             ]

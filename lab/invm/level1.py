@@ -143,8 +143,7 @@ def scx_policy(runner: Runner, cfg: dict[str, object], out: Path, loader: str) -
     console = ""
     if not error:
         # Load on every host CPU, so the vCPU threads have to be picked over something.
-        load = subprocess.Popen(["stress-ng", "--cpu", str(os.cpu_count() or 1), "--timeout", "120"],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+        load = pvsched_host.start_load("--cpu", str(os.cpu_count() or 1), "--timeout", "120")
         try:
             probe, console = boot_guest(runner, cfg, "kvm", out, label="scx", extra_append="lab.mode=scx", retry_without=DONE)
         finally:

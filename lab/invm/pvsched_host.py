@@ -74,6 +74,24 @@ def thread_policy(tid: int) -> int | None:
     return int(stat.rsplit(")", 1)[1].split()[38])
 
 
+def start_load(*args: str, settle: float = 0.5) -> subprocess.Popen[bytes]:
+    """stress-ng ARGS as host load; raises if it does not keep running.
+
+    stress-ng refuses to start in a directory it cannot write (level 1's
+    working directory is the read-only repo) and says so only on its output:
+    a silently missing load once made "loaded" runs equal idle ones.
+    """
+    proc = subprocess.Popen(["stress-ng", "--temp-path", "/tmp", *args], cwd="/tmp",
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)  # fmt: skip
+    time.sleep(settle)
+    if proc.poll() is not None:
+        out = proc.stdout.read().decode(errors="replace") if proc.stdout else ""
+        raise RuntimeError(f"stress-ng {' '.join(args)} exited {proc.returncode}: {out.strip()[-300:]}")
+    # Keep reading its output so a chatty stress-ng never blocks on a full pipe.
+    threading.Thread(target=lambda: proc.stdout and proc.stdout.read(), daemon=True).start()
+    return proc
+
+
 def read_kvm_vcpus() -> list[dict[str, str]]:
     try:
         lines = KVM_DEBUGFS.read_text().splitlines()

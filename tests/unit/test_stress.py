@@ -39,6 +39,6 @@ def test_stress_markdown_lists_parts_and_end_state() -> None:
         "end_state": {"registered_areas": 0, "vms_left": [], "inconsistent_counters": []},
     }  # fmt: skip
     md = stress_markdown(report)
-    assert "| churn | 10 | 0 | 200.0 |" in md
+    assert "| churn | 10 | 0 | 0 | 200.0 |" in md
     assert "progress_ratio=0.97" in md and "hostile vanilla: bogo_ops=100" in md
     assert "registered_areas=0" in md
