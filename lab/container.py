@@ -183,6 +183,7 @@ def run_lab(argv: list[str], engine_name: str | None = None) -> int:
     env = {
         "PVSCHED_LAB_CACHE": str(cache),
         IN_CONTAINER_ENV: "1",
+        "PYTHONUNBUFFERED": "1",  # progress lines reach the terminal as they happen
         # The workspace and cache may belong to another uid (CI runners).
         "GIT_CONFIG_COUNT": "1",
         "GIT_CONFIG_KEY_0": "safe.directory",
