@@ -42,7 +42,7 @@ def vng_command(kernel: Path, mode: str, settings: Level1Settings, exec_cmd: str
     if mode == "tcg":
         cmd.append("--disable-kvm")  # virtme-ng then uses -cpu max, which exposes SVM/VMX
     for d in rwdirs:
-        cmd += ["--rwdir", str(d)]
+        cmd += ["--rwdir", f"{d}={d}"]  # GUEST=HOST: vng >= 1.35 rejects the one-path form
     return cmd if exec_cmd is None else [*cmd, "--exec", exec_cmd]
 
 

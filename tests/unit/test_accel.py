@@ -37,5 +37,5 @@ def test_vng_command_follows_the_chosen_accelerator(tmp_path: Path) -> None:
     tcg = vng_command(kernel, "tcg", Level1Settings(), "true", [tmp_path])
     kvm = vng_command(kernel, "kvm", Level1Settings(), "true", [])
     assert "--disable-kvm" in tcg and "--disable-kvm" not in kvm
-    assert tcg[-2:] == ["--exec", "true"] and ["--rwdir", str(tmp_path)] == tcg[tcg.index("--rwdir") : tcg.index("--rwdir") + 2]
+    assert tcg[-2:] == ["--exec", "true"] and ["--rwdir", f"{tmp_path}={tmp_path}"] == tcg[tcg.index("--rwdir") : tcg.index("--rwdir") + 2]
     assert "--exec" not in vng_command(kernel, "kvm", Level1Settings(), None, [])  # interactive shell
