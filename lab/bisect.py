@@ -68,7 +68,7 @@ class Criterion:
     def judge_bench(self, bench: dict[str, Any]) -> tuple[int | None, float | None]:
         """(GOOD|BAD, value), or (None, None) when the metric was not measured."""
         mode, side, stat = self.bench_parts()
-        value = bench.get("modes", {}).get(mode, {}).get(side, {}).get(stat)
+        value = (((bench.get("modes") or {}).get(mode) or {}).get(side) or {}).get(stat)
         if value is None:
             return None, None
         assert self.threshold is not None

@@ -54,7 +54,11 @@ def run_step(state_dir: Path, commit: str | None = None) -> int:
     verdicts: list[int | None] = []
     attempts: list[dict[str, Any]] = []
     while True:
-        verdict, info = judge_once(state, src)
+        try:
+            verdict, info = judge_once(state, src)
+        except Exception as exc:  # noqa: BLE001 - a lab bug must stop the bisect, not read as "bad"
+            ui.console.print(f"[red]bisect aborted:[/] the step itself failed: {exc!r}")
+            raise SystemExit(ABORT) from exc
         if verdict == ABORT:
             return ABORT
         verdicts.append(verdict)
@@ -111,6 +115,12 @@ def judge_once(state: BisectState, src: Path) -> tuple[int | None, dict[str, Any
         verdict, value = crit.judge_bench(record.bench or {})
         info["value"] = value
         info["why"] = f"{crit.bench} = {value}"
+        if verdict is None:
+            # The kernel booted but the guest could not be measured (it stalled
+            # or timed out): as bad a regression as a number over the threshold.
+            failed_cases = [f"{c.name}: {c.message}" for c in record.cases if c.status == "failed"]
+            info["why"] = f"{crit.bench} not measured ({'; '.join(failed_cases)[:300]})"
+            return BAD, info
         return verdict, info
     cases = [c.to_dict() for c in record.cases]
     verdict = crit.judge_tests(cases)

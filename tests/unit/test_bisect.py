@@ -148,6 +148,8 @@ def test_criterion_validation_and_judging() -> None:
     assert crit.judge_bench(bench) == (BAD, 1500.0)
     assert crit.judge_bench({"modes": {"pvsched": {"guest": {"p99_us": 999}}}}) == (GOOD, 999.0)
     assert crit.judge_bench({"modes": {}}) == (None, None)
+    # a mode whose guest could not be measured (seen: a guest stalled by the regression)
+    assert crit.judge_bench({"modes": {"pvsched": {"guest": None, "host": {"p99_us": 5}}}}) == (None, None)
     t = Criterion(test="pvsched_x")
     assert t.judge_tests([{"name": "pvsched_x", "status": "failed"}]) == BAD
     assert t.judge_tests([{"name": "pvsched_x", "status": "passed"}]) == GOOD

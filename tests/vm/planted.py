@@ -3,7 +3,7 @@
     series head (good) -> harmless -> FUNCTIONAL -> harmless -> PERFORMANCE -> harmless (bad)
 
 FUNCTIONAL: bpf_pvsched_boost() stops queueing the work that applies a boost,
-so pvsched_boost_sets_vcpu_thread_fifo fails.  PERFORMANCE: KVM waits 5 ms
+so pvsched_boost_sets_vcpu_thread_fifo fails.  PERFORMANCE: KVM waits 2 ms
 after every halt that really blocked, so an idle guest's wake-up latency
 (bench idle.guest.avg_us) grows by milliseconds; it changes no test verdict
 the functional bisect needs.  Dates and identity are fixed, so the commit ids
@@ -76,9 +76,9 @@ def plant(lab_tree: Path, head: str, repo: Path) -> Planted:
         repo,
         "virt/kvm/kvm_main.c",
         "\twaited = kvm_vcpu_block(vcpu);\n",
-        "\twaited = kvm_vcpu_block(vcpu);\n\tif (waited)\n\t\tmdelay(5);\n",
+        "\twaited = kvm_vcpu_block(vcpu);\n\tif (waited)\n\t\tmdelay(2);\n",
     )
-    performance = _commit(repo, "planted: KVM: wait 5 ms after every blocking halt")
+    performance = _commit(repo, "planted: KVM: wait 2 ms after every blocking halt")
     (repo / readme).write_text((repo / readme).read_text() + "\n.. planted: harmless 3\n")
     bad = _commit(repo, "planted: harmless documentation change 3")
     return Planted(repo, head, bad, functional, performance)
