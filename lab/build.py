@@ -73,6 +73,13 @@ class KernelBuilder:
         self.store = Store(cache / "kernels")
         self._toolchain: dict[str, str] | None = None
 
+    @staticmethod
+    def extra_flags(bdir: Path) -> list[str]:
+        """DWARF names the build directory (DW_AT_comp_dir) and ld's build-id
+        hashes the DWARF: map it away so any directory gives the same bzImage."""
+        prefix_map = f"-fdebug-prefix-map={bdir}=."
+        return [f"KCFLAGS={prefix_map}", f"KAFLAGS={prefix_map}"]
+
     def make_vars(self) -> list[str]:
         # The same CC for config and build, or kbuild re-runs syncconfig.
         return ["CC=ccache gcc"] if self.use_ccache else []
@@ -137,6 +144,7 @@ class KernelBuilder:
                 "source": tree.identity,
                 "config": config,
                 "identity": repr(sorted(self.lock.build.env().items())),
+                "flags": " ".join(self.extra_flags(Path("<build dir>"))),
                 **{f"tool:{k}": v for k, v in self.toolchain().items()},
             }
         )
@@ -163,11 +171,7 @@ class KernelBuilder:
         cfg = bdir / ".config"
         if not cfg.exists() or cfg.read_text() != config:
             cfg.write_text(config)  # only when changed: keeps the build incremental
-        # DWARF names the build directory (DW_AT_comp_dir), and ld's build-id
-        # hashes the DWARF: map it away so any directory gives the same bzImage.
-        prefix_map = f"-fdebug-prefix-map={bdir.resolve()}=."
-        make = ["make", "-C", str(tree.path), f"O={bdir}", f"-j{self.jobs}", *self.make_vars(),
-                f"KCFLAGS={prefix_map}", f"KAFLAGS={prefix_map}"]  # fmt: skip
+        make = ["make", "-C", str(tree.path), f"O={bdir}", f"-j{self.jobs}", *self.make_vars(), *self.extra_flags(bdir.resolve())]
         env = {**self.env(), **(extra_env or {})}
         with ui.activity(f"building {name} kernel") as progress:
             self.runner.run([*make, "bzImage", "modules"], f"build {name} kernel", env_extra=env, on_line=progress)
