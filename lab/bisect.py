@@ -133,10 +133,6 @@ class BisectResult:
     log: str
     steps: list[dict[str, Any]]
 
-    @property
-    def found(self) -> bool:
-        return self.first_bad is not None
-
 
 def parse_outcome(output: str) -> tuple[str | None, list[str]]:
     """(first bad commit, []) or (None, candidates when only skipped commits were left)."""

@@ -305,7 +305,7 @@ class Pipeline:
         for part in report["parts"]:
             lost = part.get("lost", [])
             # Every round lost to the environment is no test at all.
-            ok = not part["failures"] and (part["rounds"] > len(lost) or part["name"] == "hostile")
+            ok = not part["failures"] and part["rounds"] > len(lost)
             why = "; ".join(part["failures"][:5] + ([f"{len(lost)} rounds lost: {lost[0]}"] if lost else []))
             self.record.cases.append(Case(f"stress_{part['name']}", "level1", "passed" if ok else "failed",
                                           f"{part['rounds']} rounds; {why}".rstrip("; "), part["seconds"]))  # fmt: skip

@@ -370,17 +370,17 @@ class Stress:
     # -- end state -----------------------------------------------------------------
 
     def end_state(self) -> dict[str, Any]:
-        qemu_threads_rt = []
-        for status in Path("/proc").glob("[0-9]*/comm"):
+        qemu_pids = []
+        for comm in Path("/proc").glob("[0-9]*/comm"):
             try:
-                if status.read_text().startswith("qemu"):
-                    qemu_threads_rt.append(status.parent.name)
+                if comm.read_text().startswith("qemu"):
+                    qemu_pids.append(comm.parent.name)
             except OSError:
                 continue
         return {
             "registered_areas": len(pvsched_host.read_kvm_vcpus()),
             "vms_left": self.vm_left(),
-            "qemu_processes_left": qemu_threads_rt,
+            "qemu_processes_left": qemu_pids,
             "scx_state": pvsched_host.scx_state(),
             "counter_snapshots": self.snapshots,
             "inconsistent_counters": self.inconsistent,

@@ -53,15 +53,19 @@ def _commit(repo: Path, message: str) -> str:
     return _git(repo, "rev-parse", "HEAD")
 
 
+def _harmless(repo: Path, n: int) -> str:
+    doc = repo / "Documentation/virt/kvm/api.rst"
+    doc.write_text(doc.read_text() + f"\n.. planted: harmless {n}\n")
+    return _commit(repo, f"planted: harmless documentation change {n}")
+
+
 def plant(lab_tree: Path, head: str, repo: Path) -> Planted:
     """Clone `lab_tree` at `head` into `repo` (shared objects) and add the series."""
     if repo.exists():
         subprocess.run(["rm", "-rf", str(repo)], check=True)
     subprocess.run(["git", "clone", "-q", "--shared", "--no-checkout", str(lab_tree), str(repo)], check=True, env=ENV)
     _git(repo, "checkout", "-q", "--detach", head)
-    readme = "Documentation/virt/kvm/api.rst"
-    (repo / readme).write_text((repo / readme).read_text() + "\n.. planted: harmless 1\n")
-    _commit(repo, "planted: harmless documentation change 1")
+    _harmless(repo, 1)
     _edit(
         repo,
         "arch/x86/kvm/pvsched.c",
@@ -69,8 +73,7 @@ def plant(lab_tree: Path, head: str, repo: Path) -> Planted:
         "\tWRITE_ONCE(pv->want_policy, policy);\n",
     )
     functional = _commit(repo, "planted: KVM: pvsched: boost requests are never applied")
-    (repo / readme).write_text((repo / readme).read_text() + "\n.. planted: harmless 2\n")
-    _commit(repo, "planted: harmless documentation change 2")
+    _harmless(repo, 2)
     _edit(repo, "virt/kvm/kvm_main.c", "#include <linux/kvm_host.h>\n", "#include <linux/kvm_host.h>\n#include <linux/delay.h>\n")
     _edit(
         repo,
@@ -79,6 +82,5 @@ def plant(lab_tree: Path, head: str, repo: Path) -> Planted:
         "\twaited = kvm_vcpu_block(vcpu);\n\tif (waited)\n\t\tmdelay(2);\n",
     )
     performance = _commit(repo, "planted: KVM: wait 2 ms after every blocking halt")
-    (repo / readme).write_text((repo / readme).read_text() + "\n.. planted: harmless 3\n")
-    bad = _commit(repo, "planted: harmless documentation change 3")
+    bad = _harmless(repo, 3)
     return Planted(repo, head, bad, functional, performance)
