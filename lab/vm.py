@@ -31,6 +31,15 @@ class Level1Settings:
     run_timeout: float = 1500.0
 
 
+# Under TCG the emulated CPU has no invariant TSC, so built-in KVM snapshots
+# the early (PIT) TSC calibration as the rate of every new VM, while the
+# kernel later refines tsc_khz by up to 1%.  When the two differ by more than
+# KVM's 250 ppm tolerance, KVM wants TSC scaling, which TCG's SVM lacks: "user
+# requested TSC rate below hardware speed" and a level-2 guest that hangs
+# (seen here under load).  Refinement never moves tsc_khz by more than 1%.
+TCG_TSC_TOLERANCE_PPM = 10000
+
+
 def vng_command(kernel: Path, mode: str, settings: Level1Settings, exec_cmd: str | None, rwdirs: list[Path]) -> list[str]:
     """virtme-ng booting `kernel`; runs `exec_cmd`, or gives a shell when it is None."""
     vng = shutil.which("vng") or str(Path(sys.executable).parent / "vng")
@@ -41,6 +50,7 @@ def vng_command(kernel: Path, mode: str, settings: Level1Settings, exec_cmd: str
     ]  # fmt: skip
     if mode == "tcg":
         cmd.append("--disable-kvm")  # virtme-ng then uses -cpu max, which exposes SVM/VMX
+        cmd += ["--append", f"kvm.tsc_tolerance_ppm={TCG_TSC_TOLERANCE_PPM}"]
     for d in rwdirs:
         cmd += ["--rwdir", f"{d}={d}"]  # GUEST=HOST: vng >= 1.35 rejects the one-path form
     return cmd if exec_cmd is None else [*cmd, "--exec", exec_cmd]

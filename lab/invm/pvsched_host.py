@@ -14,11 +14,13 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from lab.invm.vcpu_sampler import SAMPLER_PRIORITY as OBSERVER_PRIORITY
 from lab.ktap import Case
 
 KVM_DEBUGFS = Path("/sys/kernel/debug/kvm_pvsched/vcpus")
@@ -28,9 +30,6 @@ SCHED_OTHER, SCHED_FIFO = 0, 1
 HOSTILE_BUDGET_US, HOSTILE_PERIOD_US = 20_000, 100_000
 
 
-# Boosted vCPU threads run at SCHED_FIFO 10 (the policy's default); the
-# observer must run above them or it cannot watch them on a loaded host.
-OBSERVER_PRIORITY = 20
 SAMPLE_INTERVAL = 0.05
 
 
@@ -63,15 +62,6 @@ def qmp_vcpu_threads(sock_path: Path, timeout: float = 10.0) -> dict[int, int]:
                 if "return" in reply or "error" in reply:
                     break
     return {int(c["cpu-index"]): int(c["thread-id"]) for c in reply.get("return", [])}
-
-
-def thread_policy(tid: int) -> int | None:
-    """SCHED_* of a thread from /proc/<tid>/stat (field 41), None if gone."""
-    try:
-        stat = Path(f"/proc/{tid}/stat").read_text()
-    except OSError:
-        return None
-    return int(stat.rsplit(")", 1)[1].split()[38])
 
 
 def start_load(*args: str, settle: float = 0.5) -> subprocess.Popen[bytes]:
@@ -169,8 +159,9 @@ class PvschedObserver:
     rt_seen_after: float | None = None
     rt_priorities: set[int] = field(default_factory=set)
     errors: list[str] = field(default_factory=list)
-    _stop: threading.Event = field(default_factory=threading.Event)
-    _sampler: threading.Thread | None = None
+    max_sample_gap: float = 0.0
+    _sampler: subprocess.Popen[str] | None = None
+    _sample_file: Path = Path("/tmp/lab-vcpu-samples.jsonl")
     _saved_params: dict[str, str] = field(default_factory=dict)
 
     def on_line(self, line: str) -> None:
@@ -188,8 +179,7 @@ class PvschedObserver:
     def _enter(self, name: str) -> None:
         if name == "rt":
             self.threads = qmp_vcpu_threads(self.qmp)
-            self._sampler = threading.Thread(target=self._sample, daemon=True)
-            self._sampler.start()
+            self._start_sampler()
         elif name == "hostile":
             for p in ("pvsched_budget_us", "pvsched_period_us"):
                 self._saved_params[p] = (KVM_PARAMS / p).read_text().strip()
@@ -201,33 +191,54 @@ class PvschedObserver:
         elif name == "detach":
             self.policy.stop()
 
-    def _sample(self) -> None:
+    def _start_sampler(self) -> None:
+        self._sample_file.unlink(missing_ok=True)
+        tids = [str(t) for t in self.threads.values()]
+        argv = [sys.executable, "-m", "lab.invm.vcpu_sampler", str(self._sample_file), str(self.policy.stats),
+                str(SAMPLE_INTERVAL), *tids]  # fmt: skip
+        self._sampler = subprocess.Popen(argv, stderr=subprocess.PIPE, text=True)
+
+    def phase_at(self, t: float) -> str:
+        """The guest phase announced last before monotonic time t."""
+        current = "boot"
+        for name, start in sorted(self.phase_times.items(), key=lambda kv: kv[1]):
+            if start <= t:
+                current = name
+        return current
+
+    def load_samples(self, path: Path) -> None:
+        """Turn the sampler's JSON lines into samples, the RT delay and priorities."""
         try:
-            observe_above_boosts()
+            lines = path.read_text().splitlines()
         except OSError as exc:
-            self.errors.append(f"sampler priority: {exc}")
-        n = 0
-        while not self._stop.is_set():
+            self.errors.append(f"sampler wrote nothing: {exc}")
+            return
+        rt_start = self.phase_times.get("rt")
+        for line in lines:
             try:
-                policies = {tid: thread_policy(tid) for tid in self.threads.values()}
-                self.samples.append(Sample(time.monotonic(), self.phase, policies))
-                if n % 5 == 0:  # the statistics file changes every 100 ms; parsing it costs
-                    vcpus = self.policy.vcpus()
-                    if self.rt_seen_after is None and any(v.get("rt_seen", 0) for v in vcpus):
-                        self.rt_seen_after = time.monotonic() - self.phase_times.get("rt", time.monotonic())
-                    self.rt_priorities |= {int(v["last_rt_priority"]) for v in vcpus if v.get("last_policy") in (1, 2)}
-            except Exception as exc:  # noqa: BLE001 - a dead sampler must show, not hide
-                self.errors.append(f"sampler: {exc!r}")
-                return
-            n += 1
-            # Above every boost: sample sparingly, or the observer itself starves
-            # the guest's other vCPUs on a small host (seen under TCG).
-            time.sleep(SAMPLE_INTERVAL)
+                rec = json.loads(line)
+            except ValueError:
+                continue  # the last line of a killed sampler may be cut
+            t = float(rec["t"])
+            self.samples.append(Sample(t, self.phase_at(t), {int(k): v for k, v in rec["policies"].items()}))
+            vcpus = rec.get("vcpus") or []
+            if self.rt_seen_after is None and rt_start is not None and any(v.get("rt_seen", 0) for v in vcpus):
+                self.rt_seen_after = t - rt_start
+            self.rt_priorities |= {int(v["last_rt_priority"]) for v in vcpus if v.get("last_policy") in (1, 2)}
 
     def finish(self) -> None:
-        self._stop.set()
-        if self._sampler:
-            self._sampler.join(timeout=5)
+        if self._sampler is not None:
+            self._sampler.terminate()
+            try:
+                _, err = self._sampler.communicate(timeout=10)
+            except subprocess.TimeoutExpired:
+                self._sampler.kill()
+                _, err = self._sampler.communicate()
+            if self._sampler.returncode not in (0, -signal.SIGTERM):
+                self.errors.append(f"sampler exited {self._sampler.returncode}: {err.strip()[-300:]}")
+            self.load_samples(self._sample_file)
+            gaps = [b.t - a.t for a, b in zip(self.samples, self.samples[1:], strict=False)]
+            self.max_sample_gap = max(gaps, default=0.0)
         self.policy.stop()
 
     # -- verdicts ------------------------------------------------------------
@@ -236,7 +247,7 @@ class PvschedObserver:
         per_phase: dict[str, int] = {}
         for smp in self.samples:
             per_phase[smp.phase] = per_phase.get(smp.phase, 0) + 1
-        diag = f"samples per phase {per_phase}"
+        diag = f"samples per phase {per_phase}, longest gap {self.max_sample_gap:.2f} s"
         cases = [Case("pvsched_host_observer", "level1", "failed" if self.errors else "passed", "; ".join([*self.errors, diag]))]
         stats = self.policy.vcpus()
         by_vcpu = {int(v["vcpu_id"]): v for v in stats}

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lab.invm import pvsched_host
+from lab.invm import pvsched_host, vcpu_sampler
 from lab.invm.level1 import DONE, boot_guest, guest_dmesg, qemu_command
 from lab.runner import Runner
 
@@ -160,7 +160,7 @@ class Stress:
             part.fail(f"{what}: VMs left in KVM debugfs: {vms}")
 
     def boosted_tids(self, threads: dict[int, int]) -> list[int]:
-        return [t for t in threads.values() if pvsched_host.thread_policy(t) == pvsched_host.SCHED_FIFO]
+        return [t for t in threads.values() if vcpu_sampler.thread_policy(t) == pvsched_host.SCHED_FIFO]
 
     def run_part(self, part: Part, body: Any) -> None:
         print(f"stress {part.name}: start", flush=True)

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from lab.invm import pvsched_host as ph
+from lab.invm import vcpu_sampler
 
 
 def _vcpu(vcpu_id: int, tid: int, **kw: int) -> dict[str, int]:
@@ -90,5 +91,47 @@ def test_missing_stats_fail_instead_of_passing(tmp_path: Path) -> None:
 def test_thread_policy_reads_proc() -> None:
     import os
 
-    assert ph.thread_policy(os.getpid()) == ph.SCHED_OTHER
-    assert ph.thread_policy(2**22 + 12345) is None
+    assert vcpu_sampler.thread_policy(os.getpid()) == ph.SCHED_OTHER
+    assert vcpu_sampler.thread_policy(2**22 + 12345) is None
+
+
+def test_samples_get_the_phase_announced_before_them(tmp_path: Path) -> None:
+    obs = _good_observer(tmp_path)
+    obs.samples, obs.rt_seen_after, obs.rt_priorities = [], None, set()
+    obs.phase_times = {"rt": 10.0, "rt-done": 20.0, "detach": 30.0}
+    lines = [
+        {"t": 9.0, "policies": {"12": 0}},
+        {"t": 10.5, "policies": {"12": 1}, "vcpus": [_vcpu(1, 12)]},
+        {"t": 11.0, "policies": {"12": 1}, "vcpus": [_vcpu(1, 12, rt_seen=3, last_policy=1, last_rt_priority=50)]},
+        {"t": 25.0, "policies": {"12": 0}},
+    ]
+    path = tmp_path / "samples.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in lines) + '{"t": 31.0, "poli')  # cut by a kill
+    obs.load_samples(path)
+    assert [(s.phase, s.policies) for s in obs.samples] == [
+        ("boot", {12: 0}), ("rt", {12: 1}), ("rt", {12: 1}), ("rt-done", {12: 0})
+    ]  # fmt: skip
+    assert obs.rt_seen_after == 1.0 and obs.rt_priorities == {50}
+
+
+def test_sampler_process_records_policies_until_terminated(tmp_path: Path) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    if os.geteuid() != 0:
+        pytest.skip("the sampler raises itself to SCHED_FIFO, which needs root")
+    stats = tmp_path / "stats.json"
+    stats.write_text(json.dumps({"vcpus": [_vcpu(0, os.getpid())]}))
+    out = tmp_path / "samples.jsonl"
+    argv = [sys.executable, "-m", "lab.invm.vcpu_sampler", str(out), str(stats), "0.01", str(os.getpid())]
+    proc = subprocess.Popen(argv)
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=5) == 0
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(records) >= 5
+    assert records[0]["policies"] == {str(os.getpid()): ph.SCHED_OTHER}
+    assert records[0]["vcpus"][0]["tid"] == os.getpid() and "vcpus" not in records[1]
