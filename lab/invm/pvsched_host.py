@@ -165,6 +165,17 @@ class PvschedObserver:
     _saved_params: dict[str, str] = field(default_factory=dict)
 
     def on_line(self, line: str) -> None:
+        if "LAB-GUEST-READY" in line and not self.threads:
+            # Ask QMP now, while the guest idles: during the RT phase QEMU's
+            # main loop (a normal thread) starves behind boosted vCPU threads,
+            # and one query there held this reader up until the guest's last
+            # phase (seen here under TCG).
+            try:
+                self.threads = qmp_vcpu_threads(self.qmp)
+                self._start_sampler()
+            except Exception as exc:  # noqa: BLE001 - report, never kill the boot
+                self.errors.append(f"vCPU threads at guest ready: {exc}")
+            return
         if "LAB-PHASE " not in line:
             return
         name = line.split("LAB-PHASE ", 1)[1].split()[0]
@@ -177,7 +188,7 @@ class PvschedObserver:
             self.errors.append(f"phase {name}: {exc}")
 
     def _enter(self, name: str) -> None:
-        if name == "rt":
+        if name == "rt" and not self.threads:
             self.threads = qmp_vcpu_threads(self.qmp)
             self._start_sampler()
         elif name == "hostile":
@@ -307,7 +318,11 @@ class PvschedObserver:
     def _detach_case(self) -> Case:
         if self.policy.stopped_at is None:
             return Case("pvsched_policy_detach_restores", "level1", "failed", "the policy was never detached")
-        after = [s for s in self.samples if s.t > self.policy.stopped_at + 0.1 and s.phase == "detach"]
+        # Only samples of live threads: after the VM is gone every sample is trivially unboosted.
+        after = [
+            s for s in self.samples
+            if s.t > self.policy.stopped_at + 0.1 and s.phase == "detach" and any(p is not None for p in s.policies.values())
+        ]  # fmt: skip
         bad = [s for s in after if any(p == SCHED_FIFO for p in s.policies.values())]
         ok = bool(after) and not bad
         state = read_kvm_vcpus()

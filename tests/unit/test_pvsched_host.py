@@ -63,6 +63,8 @@ def test_healthy_run_passes_every_check(tmp_path: Path) -> None:
         (lambda o: o.threads.pop(1), "pvsched_unboost_restores_vcpu_thread"),
         (lambda o: o.samples.__setitem__(2, ph.Sample(100.2, "detach", {11: 1, 12: 0})),
          "pvsched_policy_detach_restores"),
+        (lambda o: o.samples.__setitem__(2, ph.Sample(100.2, "detach", {11: None, 12: None})),
+         "pvsched_policy_detach_restores"),  # the VM was already gone: nothing was observed
         (lambda o: setattr(o, "rt_priorities", {99}), "pvsched_rt_priority_visible_to_host"),
         (lambda o: o.snapshots.__setitem__("hostile-done", [{"tid": "11", "throttles": "0", "boosted_ns": "0"}]),
          "pvsched_hostile_guest_throttled"),
