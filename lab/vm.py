@@ -49,7 +49,10 @@ def vng_command(kernel: Path, mode: str, settings: Level1Settings, exec_cmd: str
         "--append", "panic=-1", "--cwd", str(REPO),
     ]  # fmt: skip
     if mode == "tcg":
-        cmd.append("--disable-kvm")  # virtme-ng then uses -cpu max, which exposes SVM/VMX
+        # The emulated CPU must be `max` (SVM with nested paging): virtme-ng
+        # 1.35 (trixie) leaves TCG on QEMU's default qemu64, whose SVM lacks
+        # NPT, and every level-2 guest then triple-faulted in its BIOS.
+        cmd += ["--disable-kvm", "--qemu-opts=-cpu max"]
         cmd += ["--append", f"kvm.tsc_tolerance_ppm={TCG_TSC_TOLERANCE_PPM}"]
     for d in rwdirs:
         cmd += ["--rwdir", f"{d}={d}"]  # GUEST=HOST: vng >= 1.35 rejects the one-path form

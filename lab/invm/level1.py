@@ -194,6 +194,7 @@ def main(config_path: str) -> int:
         error = policy.start()
         cases.append(Case("pvsched_policy_attaches", "level1", "failed" if error else "passed", error))
         observer = pvsched_host.PvschedObserver(policy, Path("/tmp/lab-qmp.sock"))
+        observer.start_sampler()
 
     probes: list[accel.Probe] = []
     console = ""

@@ -171,8 +171,7 @@ class PvschedObserver:
             # and one query there held this reader up until the guest's last
             # phase (seen here under TCG).
             try:
-                self.threads = qmp_vcpu_threads(self.qmp)
-                self._start_sampler()
+                self._learn_threads()
             except Exception as exc:  # noqa: BLE001 - report, never kill the boot
                 self.errors.append(f"vCPU threads at guest ready: {exc}")
             return
@@ -189,8 +188,7 @@ class PvschedObserver:
 
     def _enter(self, name: str) -> None:
         if name == "rt" and not self.threads:
-            self.threads = qmp_vcpu_threads(self.qmp)
-            self._start_sampler()
+            self._learn_threads()
         elif name == "hostile":
             for p in ("pvsched_budget_us", "pvsched_period_us"):
                 self._saved_params[p] = (KVM_PARAMS / p).read_text().strip()
@@ -202,12 +200,18 @@ class PvschedObserver:
         elif name == "detach":
             self.policy.stop()
 
-    def _start_sampler(self) -> None:
+    def start_sampler(self) -> None:
+        """Start the sampler process now, so it is up before the guest's phases."""
         self._sample_file.unlink(missing_ok=True)
-        tids = [str(t) for t in self.threads.values()]
         argv = [sys.executable, "-m", "lab.invm.vcpu_sampler", str(self._sample_file), str(self.policy.stats),
-                str(SAMPLE_INTERVAL), *tids]  # fmt: skip
-        self._sampler = subprocess.Popen(argv, stderr=subprocess.PIPE, text=True)
+                str(SAMPLE_INTERVAL)]  # fmt: skip
+        self._sampler = subprocess.Popen(argv, stdin=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    def _learn_threads(self) -> None:
+        self.threads = qmp_vcpu_threads(self.qmp)
+        if self._sampler is not None and self._sampler.stdin is not None:
+            self._sampler.stdin.write(" ".join(str(t) for t in self.threads.values()) + "\n")
+            self._sampler.stdin.close()
 
     def phase_at(self, t: float) -> str:
         """The guest phase announced last before monotonic time t."""
@@ -241,10 +245,11 @@ class PvschedObserver:
         if self._sampler is not None:
             self._sampler.terminate()
             try:
-                _, err = self._sampler.communicate(timeout=10)
+                self._sampler.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 self._sampler.kill()
-                _, err = self._sampler.communicate()
+                self._sampler.wait()
+            err = self._sampler.stderr.read() if self._sampler.stderr else ""
             if self._sampler.returncode not in (0, -signal.SIGTERM):
                 self.errors.append(f"sampler exited {self._sampler.returncode}: {err.strip()[-300:]}")
             self.load_samples(self._sample_file)

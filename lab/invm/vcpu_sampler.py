@@ -1,13 +1,15 @@
 """Samples the vCPU threads' scheduling policy from its own process.
 
-Run by the pvsched observer inside level 1 as
-`python -m lab.invm.vcpu_sampler OUT STATS INTERVAL TID...`. It raises itself
-to SCHED_FIFO above the boosts and appends one JSON line per sample to OUT:
-`{"t": monotonic, "policies": {tid: SCHED_*}}`, plus the policy's per-vCPU
-statistics every fifth sample.  A separate process, not a thread: a thread
-shares the observer's GIL, and when the GIL holder is a normal thread
-preempted behind boosted vCPU threads the sampler stalled for a whole guest
-run (one sample in 60 s, seen here under TCG).
+Started by the pvsched observer inside level 1, before the guest boots, as
+`python -m lab.invm.vcpu_sampler OUT STATS INTERVAL`; it waits for one line
+of thread ids on stdin (the observer sends them once QMP has named them),
+raises itself to SCHED_FIFO above the boosts and appends one JSON line per
+sample to OUT: `{"t": monotonic, "policies": {tid: SCHED_*}}`, plus the
+policy's per-vCPU statistics every fifth sample, until SIGTERM.
+
+A process of its own, started early: as a thread of the observer it shared
+the observer's GIL and stalled for whole phases, and started on demand its
+interpreter came up (over 9p, under TCG) only after the guest's RT phase.
 """
 
 from __future__ import annotations
@@ -51,7 +53,6 @@ def sample_forever(out: Path, stats: Path, interval: float, tids: list[int]) -> 
         stop = True
 
     signal.signal(signal.SIGTERM, on_term)
-    os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(SAMPLER_PRIORITY))
     n = 0
     with out.open("a") as f:
         while not stop:
@@ -65,10 +66,14 @@ def sample_forever(out: Path, stats: Path, interval: float, tids: list[int]) -> 
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) < 4:
-        print("usage: python -m lab.invm.vcpu_sampler OUT STATS INTERVAL TID...", file=sys.stderr)
+    if len(argv) != 3:
+        print("usage: python -m lab.invm.vcpu_sampler OUT STATS INTERVAL  (thread ids on stdin)", file=sys.stderr)
         return 2
-    sample_forever(Path(argv[0]), Path(argv[1]), float(argv[2]), [int(t) for t in argv[3:]])
+    os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(SAMPLER_PRIORITY))
+    line = sys.stdin.readline()  # blocks until the observer knows the vCPU threads
+    if not line.strip():
+        return 0  # the guest never got that far: nothing to sample
+    sample_forever(Path(argv[0]), Path(argv[1]), float(argv[2]), [int(t) for t in line.split()])
     return 0
 
 

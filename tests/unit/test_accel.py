@@ -37,6 +37,7 @@ def test_vng_command_follows_the_chosen_accelerator(tmp_path: Path) -> None:
     tcg = vng_command(kernel, "tcg", Level1Settings(), "true", [tmp_path])
     kvm = vng_command(kernel, "kvm", Level1Settings(), "true", [])
     assert "--disable-kvm" in tcg and "--disable-kvm" not in kvm
+    assert "--qemu-opts=-cpu max" in tcg  # nested paging for level 2, whatever vng's default
     # KVM on TCG must tolerate the TSC refinement; real KVM keeps KVM's default.
     assert "kvm.tsc_tolerance_ppm=10000" in tcg and not any("tsc_tolerance" in a for a in kvm)
     assert tcg[-2:] == ["--exec", "true"] and ["--rwdir", f"{tmp_path}={tmp_path}"] == tcg[tcg.index("--rwdir") : tcg.index("--rwdir") + 2]

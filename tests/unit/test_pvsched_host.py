@@ -128,8 +128,13 @@ def test_sampler_process_records_policies_until_terminated(tmp_path: Path) -> No
     stats = tmp_path / "stats.json"
     stats.write_text(json.dumps({"vcpus": [_vcpu(0, os.getpid())]}))
     out = tmp_path / "samples.jsonl"
-    argv = [sys.executable, "-m", "lab.invm.vcpu_sampler", str(out), str(stats), "0.01", str(os.getpid())]
-    proc = subprocess.Popen(argv)
+    argv = [sys.executable, "-m", "lab.invm.vcpu_sampler", str(out), str(stats), "0.01"]
+    proc = subprocess.Popen(argv, stdin=subprocess.PIPE, text=True)
+    time.sleep(0.3)
+    assert not out.exists()  # nothing to sample before the thread ids arrive
+    assert proc.stdin is not None
+    proc.stdin.write(f"{os.getpid()}\n")
+    proc.stdin.close()
     time.sleep(0.5)
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=5) == 0
