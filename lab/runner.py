@@ -86,11 +86,12 @@ class Runner:
         check: bool = True,
         on_line: Callable[[str], None] | None = None,
         stdin_text: str | None = None,
-        grace_after: tuple[str, float] | None = None,
+        grace_after: Sequence[tuple[str, float]] = (),
     ) -> Result:
-        """Run `cmd`, logging it. `grace_after=(marker, seconds)`: once a line
-        contains marker, the command has that long to exit before it is
-        killed (for VMs whose work is done but which do not power off)."""
+        """Run `cmd`, logging it. `grace_after=[(marker, seconds), ...]`: once a
+        line contains a marker, the command has that long to exit before it
+        is killed (VMs whose work is done but which do not power off, or
+        whose kernel reported it is wedged); the first marker seen counts."""
         argv = [str(c) for c in cmd]
         log = self._next_log(label)
         line = reproducer(argv, cwd, env_extra)
@@ -141,8 +142,9 @@ class Runner:
                 chunks.append(text)
                 if on_line is not None:
                     on_line(text.rstrip("\n"))
-                if grace_after and grace_timer is None and grace_after[0] in text:
-                    grace_timer = threading.Timer(grace_after[1], _kill_group, (proc.pid,))
+                hit = next((secs for marker, secs in grace_after if marker in text), None)
+                if hit is not None and grace_timer is None:
+                    grace_timer = threading.Timer(hit, _kill_group, (proc.pid,))
                     grace_timer.start()
             if grace_timer is not None:
                 grace_timer.cancel()

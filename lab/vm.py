@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lab import accel, ui
+from lab import monitor as monitor_lib
 from lab.errors import LabError
 from lab.paths import REPO
 from lab.runner import Result, Runner
@@ -40,8 +41,20 @@ class Level1Settings:
 TCG_TSC_TOLERANCE_PPM = 10000
 
 
-def vng_command(kernel: Path, mode: str, settings: Level1Settings, exec_cmd: str | None, rwdirs: list[Path]) -> list[str]:
-    """virtme-ng booting `kernel`; runs `exec_cmd`, or gives a shell when it is None."""
+# Level 1's kernel saying one of its CPUs is wedged: the run has failed, so
+# it gets this long to finish on its own before it is killed (instead of
+# the whole run timeout), and the lab first asks QEMU where the CPUs are.
+WEDGED_MARKS = ("rcu_sched detected stalls", "rcu: INFO: rcu_preempt detected stalls", "soft lockup", "hard LOCKUP")
+WEDGED_GRACE_S = 300.0
+
+
+def vng_command(
+    kernel: Path, mode: str, settings: Level1Settings, exec_cmd: str | None, rwdirs: list[Path], monitor: Path | None = None
+) -> list[str]:
+    """virtme-ng booting `kernel`; runs `exec_cmd`, or gives a shell when it is None.
+
+    `monitor`: a unix socket for QEMU's monitor (HMP), to read level 1's
+    registers when it wedges."""
     vng = shutil.which("vng") or str(Path(sys.executable).parent / "vng")
     cmd = [
         vng, "--run", str(kernel), "--disable-microvm", "--verbose",
@@ -54,6 +67,8 @@ def vng_command(kernel: Path, mode: str, settings: Level1Settings, exec_cmd: str
         # NPT, and every level-2 guest then triple-faulted in its BIOS.
         cmd += ["--disable-kvm", "--qemu-opts=-cpu max"]
         cmd += ["--append", f"kvm.tsc_tolerance_ppm={TCG_TSC_TOLERANCE_PPM}"]
+    if monitor is not None:
+        cmd.append(f"--qemu-opts=-monitor unix:{monitor},server=on,wait=off")
     for d in rwdirs:
         cmd += ["--rwdir", f"{d}={d}"]  # GUEST=HOST: vng >= 1.35 rejects the one-path form
     return cmd if exec_cmd is None else [*cmd, "--exec", exec_cmd]
@@ -123,21 +138,31 @@ class Level1:
         """Boot level 1 and run `exec_cmd`; returns the result and seconds to the ready mark."""
         start = time.monotonic()
         ready: list[float] = []
+        dumped: list[str] = []
+        monitor = Path(f"/tmp/pvsched-lab-l1-monitor-{os.getpid()}.sock")  # short: unix socket paths are limited
 
         def watch(line: str) -> None:
             progress(line)
             if READY_MARK in line and not ready:
                 ready.append(time.monotonic() - start)
+            if not dumped and any(m in line for m in WEDGED_MARKS):
+                dest = self.runner.log_dir / "level1-cpus.txt"
+                dumped.append(monitor_lib.dump_cpus(monitor, dest, self.kernel.parent / "System.map"))
+                ui.info(f"level 1 reports a stall; its CPUs: {dumped[0]} ({dest})")
 
-        with ui.activity(f"{label} (level 1 under {mode})") as progress:
-            result = self.runner.run(
-                vng_command(self.kernel, mode, self.settings, exec_cmd, rwdirs),
-                label,
-                timeout=self.settings.run_timeout,
-                check=False,
-                on_line=watch,
-                grace_after=(DONE_MARK, 60.0),
-            )
+        grace = [(DONE_MARK, 60.0), *((m, WEDGED_GRACE_S) for m in WEDGED_MARKS)]
+        try:
+            with ui.activity(f"{label} (level 1 under {mode})") as progress:
+                result = self.runner.run(
+                    vng_command(self.kernel, mode, self.settings, exec_cmd, rwdirs, monitor),
+                    label,
+                    timeout=self.settings.run_timeout,
+                    check=False,
+                    on_line=watch,
+                    grace_after=grace,
+                )
+        finally:
+            monitor.unlink(missing_ok=True)
         return result, (round(ready[0], 2) if ready else None)
 
 

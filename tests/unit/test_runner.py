@@ -35,3 +35,11 @@ def test_missing_command_is_a_lab_error(runner: Runner) -> None:
 
 def test_reproducer_quotes() -> None:
     assert reproducer(["a", "b c"], None, None) == "a 'b c'"
+
+
+def test_grace_marker_kills_a_command_that_does_not_finish(runner: Runner) -> None:
+    grace = [("ALL-DONE", 30.0), ("WEDGED", 0.5)]
+    res = runner.run(["sh", "-c", "echo WEDGED; sleep 30"], "wedged", timeout=60, check=False, grace_after=grace)
+    assert not res.ok and res.seconds < 10 and not res.timed_out
+    quick = runner.run(["sh", "-c", "echo WEDGED; exit 0"], "recovers", check=False, grace_after=grace)
+    assert quick.ok  # a command that exits on its own within the grace is left alone
