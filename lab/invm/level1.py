@@ -8,6 +8,7 @@ results and console, and writes everything to <out>/level1.json for the host.
 
 from __future__ import annotations
 
+import faulthandler
 import json
 import os
 import shutil
@@ -174,6 +175,9 @@ def main(config_path: str) -> int:
     out = Path(str(cfg["out"]))
     out.mkdir(parents=True, exist_ok=True)
     print(f"LAB-LEVEL1-READY {Path('/proc/uptime').read_text().split()[0]}", flush=True)
+    # If this runner ever blocks, its console shows where, every 10 minutes
+    # (a run here once sat idle after its first guest with no clue why).
+    faulthandler.dump_traceback_later(600, repeat=True)
     pvsched_host.observe_above_boosts()
     runner = Runner(out / "logs-level1")
     cases: list[Case] = []

@@ -134,7 +134,12 @@ class PolicyRun:
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
-            self.proc.wait(timeout=30)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                # Report through the checks (detach restores, scx unloads), not a traceback.
+                self.proc.kill()
+                self.proc.wait()
             self.stopped_at = time.monotonic()
 
     def vcpus(self) -> list[dict[str, int]]:
@@ -205,7 +210,9 @@ class PvschedObserver:
         self._sample_file.unlink(missing_ok=True)
         argv = [sys.executable, "-m", "lab.invm.vcpu_sampler", str(self._sample_file), str(self.policy.stats),
                 str(SAMPLE_INTERVAL)]  # fmt: skip
-        self._sampler = subprocess.Popen(argv, stdin=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        # stderr to a file: a pipe left for finish() to drain can block it.
+        with self._sample_file.with_suffix(".err").open("w") as err:
+            self._sampler = subprocess.Popen(argv, stdin=subprocess.PIPE, stderr=err, text=True)
 
     def _learn_threads(self) -> None:
         self.threads = qmp_vcpu_threads(self.qmp)
@@ -249,7 +256,7 @@ class PvschedObserver:
             except subprocess.TimeoutExpired:
                 self._sampler.kill()
                 self._sampler.wait()
-            err = self._sampler.stderr.read() if self._sampler.stderr else ""
+            err = self._sample_file.with_suffix(".err").read_text(errors="replace")
             if self._sampler.returncode not in (0, -signal.SIGTERM):
                 self.errors.append(f"sampler exited {self._sampler.returncode}: {err.strip()[-300:]}")
             self.load_samples(self._sample_file)
