@@ -82,6 +82,22 @@ def start_load(*args: str, settle: float = 0.5) -> subprocess.Popen[bytes]:
     return proc
 
 
+def kernel_stack(pid: int) -> str:
+    """Where a task sleeps in the kernel: its state, wchan and stack (root)."""
+    base = Path(f"/proc/{pid}")
+    parts = []
+    for name in ("stat", "wchan", "stack"):
+        try:
+            text = (base / name).read_text().strip()
+        except OSError as exc:
+            parts.append(f"{name} ({exc.strerror})")
+            continue
+        if name == "stat":
+            text = "state " + text.rsplit(")", 1)[-1].split()[0]
+        parts.append(text.replace("\n", " | "))
+    return "; ".join(parts)
+
+
 def read_kvm_vcpus() -> list[dict[str, str]]:
     try:
         lines = KVM_DEBUGFS.read_text().splitlines()
@@ -255,9 +271,13 @@ class PvschedObserver:
                 self._sampler.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 self._sampler.kill()
-                self._sampler.wait()
+                try:
+                    self._sampler.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    # Unkillable: asleep in the kernel. Say where, and go on.
+                    self.errors.append(f"sampler stuck in the kernel: {kernel_stack(self._sampler.pid)}")
             err = self._sample_file.with_suffix(".err").read_text(errors="replace")
-            if self._sampler.returncode not in (0, -signal.SIGTERM):
+            if self._sampler.returncode not in (0, -signal.SIGTERM, None):
                 self.errors.append(f"sampler exited {self._sampler.returncode}: {err.strip()[-300:]}")
             self.load_samples(self._sample_file)
             gaps = [b.t - a.t for a, b in zip(self.samples, self.samples[1:], strict=False)]

@@ -142,3 +142,19 @@ def test_sampler_process_records_policies_until_terminated(tmp_path: Path) -> No
     assert len(records) >= 5
     assert records[0]["policies"] == {str(os.getpid()): ph.SCHED_OTHER}
     assert records[0]["vcpus"][0]["tid"] == os.getpid() and "vcpus" not in records[1]
+
+
+def test_kernel_stack_names_the_state_of_a_sleeping_task() -> None:
+    import subprocess
+
+    proc = subprocess.Popen(["sleep", "5"])
+    try:
+        import time
+
+        time.sleep(0.2)
+        where = ph.kernel_stack(proc.pid)
+        assert where.startswith("state S; ")  # interruptible sleep
+    finally:
+        proc.kill()
+        proc.wait()
+    assert ph.kernel_stack(2**22 + 54321).startswith("stat (No such file or directory)")
