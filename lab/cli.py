@@ -88,6 +88,7 @@ def parser() -> argparse.ArgumentParser:
     st.add_argument("--reloads", type=int, default=10, help="boost + sched_ext policy load/unload rounds under load")
     st.add_argument("--kills", type=int, default=5, help="VMM SIGKILLed while a vCPU thread is boosted")
     st.add_argument("--hostile-secs", type=int, default=20, help="seconds of host measurement, vanilla and hostile")
+    st.add_argument("--hostile-rounds", type=int, default=2, help="interleaved vanilla/hostile measurement pairs")
     b = sub.add_parser("bisect", help="git bisect run with build + boot + test as the predicate")
     b.add_argument("--good", help="last good ref (default with the lab's tree: the pinned base)")
     b.add_argument("--bad", help="first bad ref (default with the lab's tree: the series head)")
@@ -211,6 +212,7 @@ def main(argv: list[str] | None = None) -> int:
                 "reloads": args.reloads,
                 "kills": args.kills,
                 "hostile_secs": args.hostile_secs,
+                "hostile_rounds": args.hostile_rounds,
             }
             options = _options(args)
             if args.level1_timeout is None:

@@ -42,3 +42,25 @@ def test_stress_markdown_lists_parts_and_end_state() -> None:
     assert "| churn | 10 | 0 | 0 | 200.0 |" in md
     assert "progress_ratio=0.97" in md and "hostile vanilla: bogo_ops=100" in md
     assert "registered_areas=0" in md
+
+
+def _run(ops: int, ct: float, throttles: int = 0) -> dict[str, float]:
+    return {"bogo_ops": ops, "ct_avg_us": ct, "throttles": throttles}
+
+
+def test_hostile_verdict_uses_means_over_rounds() -> None:
+    from lab.invm.stress import hostile_verdict
+
+    details, failures = hostile_verdict([_run(1000, 700), _run(800, 740)], [_run(880, 760, 9), _run(860, 730, 8)])
+    assert failures == []
+    assert details["progress_ratio"] == 0.967 and details["host_latency_ratio"] == 1.035
+    assert details["vanilla_spread"] == {"bogo_ops": 0.222, "ct_avg_us": 0.056} and details["throttles"] == 17
+
+
+def test_hostile_verdict_fails_slow_host_unthrottled_guest_and_missing_data() -> None:
+    from lab.invm.stress import hostile_verdict
+
+    _, failures = hostile_verdict([_run(1000, 700)], [_run(700, 900)])
+    assert len(failures) == 3 and "0.70x" in failures[0] and "1.29x" in failures[1] and "never throttled" in failures[2]
+    _, failures = hostile_verdict([_run(1000, 700)], [{"error": "guest did not start its load"}])
+    assert failures and failures[0].startswith("measurement missing")
