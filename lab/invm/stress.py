@@ -70,7 +70,8 @@ def hostile_verdict(vanilla: list[dict[str, Any]], hostile: list[dict[str, Any]]
     """
     details: dict[str, Any] = {"vanilla": vanilla, "hostile": hostile}
     needed = ("bogo_ops", "ct_avg_us")
-    if not vanilla or not hostile or not all(r.get(k) for r in vanilla + hostile for k in needed):
+    complete = all(r.get(k) for r in vanilla + hostile for k in needed) and not any("error" in r for r in hostile)
+    if not vanilla or not hostile or not complete:
         return details, [f"measurement missing: vanilla {vanilla}, hostile {hostile}"]
     van_ops, hos_ops = [r["bogo_ops"] for r in vanilla], [r["bogo_ops"] for r in hostile]
     van_ct, hos_ct = [r["ct_avg_us"] for r in vanilla], [r["ct_avg_us"] for r in hostile]
@@ -364,7 +365,10 @@ class Stress:
 
     def measure_host(self, label: str, hostile: int) -> dict[str, Any]:
         secs = int(self.cfg["hostile_secs"])
-        guest = Guest(self.cfg, self.out, label, f"lab.mode=load lab.hostile={hostile} lab.secs={secs + 4}")
+        # The guest's load outlasts the host's measurement by a margin: its
+        # KVM counters vanish with the VM, and a guest that finished first
+        # left an empty after-snapshot (0 throttles in all 4 rounds of a run).
+        guest = Guest(self.cfg, self.out, label, f"lab.mode=load lab.hostile={hostile} lab.secs={secs + 15}")
         result: dict[str, Any] = {}
         try:
             if not guest.wait_for("LAB-STRESS load start", float(self.cfg["kvm_timeout"])):
@@ -376,8 +380,10 @@ class Stress:
                                    cwd="/tmp", stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
             ct = subprocess.run(["cyclictest", "-m", "-p", str(HOST_CT_PRIORITY), "-i", "1000", "-D", str(secs), "-q"],
                                 capture_output=True, text=True, timeout=secs + 60)  # fmt: skip
-            sng_out = sng.communicate(timeout=60)[0]
             after = self.snapshot()
+            sng_out = sng.communicate(timeout=60)[0]
+            if not after:
+                result["error"] = "no KVM snapshot after the measurement (the guest was gone)"
             (self.out / f"stress-{label}-host.txt").write_text(sng_out + "\n" + ct.stdout + ct.stderr)
             m = re.search(r"\bcpu\s+(\d+)\s", sng_out)
             result["bogo_ops"] = int(m[1]) if m else None

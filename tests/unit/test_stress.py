@@ -64,3 +64,6 @@ def test_hostile_verdict_fails_slow_host_unthrottled_guest_and_missing_data() ->
     assert len(failures) == 3 and "0.70x" in failures[0] and "1.29x" in failures[1] and "never throttled" in failures[2]
     _, failures = hostile_verdict([_run(1000, 700)], [{"error": "guest did not start its load"}])
     assert failures and failures[0].startswith("measurement missing")
+    gone = {**_run(900, 700), "error": "no KVM snapshot after the measurement (the guest was gone)"}
+    _, failures = hostile_verdict([_run(1000, 700)], [gone])  # unknown throttles are not "never throttled"
+    assert len(failures) == 1 and failures[0].startswith("measurement missing")
