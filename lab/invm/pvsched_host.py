@@ -173,7 +173,6 @@ class PvschedObserver:
     policy: PolicyRun
     qmp: Path
     threads: dict[int, int] = field(default_factory=dict)
-    phase: str = "boot"
     phase_times: dict[str, float] = field(default_factory=dict)
     samples: list[Sample] = field(default_factory=list)
     snapshots: dict[str, list[dict[str, str]]] = field(default_factory=dict)
@@ -199,7 +198,6 @@ class PvschedObserver:
         if "LAB-PHASE " not in line:
             return
         name = line.split("LAB-PHASE ", 1)[1].split()[0]
-        self.phase = name
         self.phase_times[name] = time.monotonic()
         self.snapshots[name] = read_kvm_vcpus()
         try:
