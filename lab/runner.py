@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import queue
 import re
 import shlex
 import signal
@@ -31,6 +32,7 @@ class Result:
     seconds: float
     log: Path
     timed_out: bool = False
+    stuck: str = ""  # why the lab stopped waiting for a killed command (see Runner.run)
 
     @property
     def ok(self) -> bool:
@@ -51,6 +53,21 @@ def reproducer(cmd: Sequence[str], cwd: Path | None, env_extra: Mapping[str, str
 def _kill_group(pid: int) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.killpg(pid, signal.SIGKILL)
+
+
+def process_state(pid: int) -> str:
+    """'state S, wchan W' of a process from /proc, for reports on one that would not die."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        wchan = Path(f"/proc/{pid}/wchan").read_text().strip() or "-"
+    except OSError:
+        return "gone"
+    return f"state {fields[0]}, wchan {wchan}"
+
+
+# How long a killed command may take to close its output and be reaped
+# before the lab stops waiting (an unkillable process must not hang a run).
+EXIT_WAIT_S = 30.0
 
 
 def _slug(label: str) -> str:
@@ -124,19 +141,50 @@ class Runner:
             if stdin_text is not None and proc.stdin is not None:
                 proc.stdin.write(stdin_text)
                 proc.stdin.close()
+            killed_at: list[float] = []
+
+            def _kill(why_timeout: bool) -> None:
+                nonlocal timed_out
+                timed_out = timed_out or why_timeout
+                killed_at.append(time.monotonic())
+                _kill_group(proc.pid)
+
             timer = None
             if timeout is not None:
-
-                def _expire() -> None:
-                    nonlocal timed_out
-                    timed_out = True
-                    _kill_group(proc.pid)
-
-                timer = threading.Timer(timeout, _expire)
+                timer = threading.Timer(timeout, _kill, (True,))
                 timer.start()
+            # A reader thread, so a command that will not die (or a descendant
+            # that keeps the pipe open) cannot block the lab forever.
+            lines: queue.Queue[str | None] = queue.Queue()
             assert proc.stdout is not None
+            pipe = proc.stdout
+
+            def _pump() -> None:
+                for text in pipe:
+                    lines.put(text)
+                lines.put(None)
+
+            threading.Thread(target=_pump, name=f"output of {label}", daemon=True).start()
             grace_timer = None
-            for text in proc.stdout:
+            stuck = ""
+            exited_at: float | None = None
+            while True:
+                try:
+                    text = lines.get(timeout=1.0)
+                except queue.Empty:
+                    now = time.monotonic()
+                    if exited_at is None and proc.poll() is not None:
+                        exited_at = now
+                    waited_from = killed_at[0] if killed_at else exited_at
+                    if waited_from is not None and now - waited_from > EXIT_WAIT_S:
+                        if proc.poll() is None:
+                            stuck = f"still there {EXIT_WAIT_S:.0f} s after SIGKILL ({process_state(proc.pid)})"
+                        else:
+                            stuck = "ended, but a descendant outside its process group kept its output open"
+                        break
+                    continue
+                if text is None:
+                    break
                 out.write(text)
                 out.flush()  # so `tail -f` on a log follows a long step
                 chunks.append(text)
@@ -144,17 +192,25 @@ class Runner:
                     on_line(text.rstrip("\n"))
                 hit = next((secs for marker, secs in grace_after if marker in text), None)
                 if hit is not None and grace_timer is None:
-                    grace_timer = threading.Timer(hit, _kill_group, (proc.pid,))
+                    grace_timer = threading.Timer(hit, _kill, (False,))
                     grace_timer.start()
             if grace_timer is not None:
                 grace_timer.cancel()
-            rc = proc.wait()
             if timer is not None:
                 timer.cancel()
+            try:
+                rc = proc.wait(timeout=EXIT_WAIT_S if stuck or killed_at else None)
+            except subprocess.TimeoutExpired:
+                rc = -signal.SIGKILL
+                stuck = stuck or f"did not exit after SIGKILL ({process_state(proc.pid)})"
+            if stuck:
+                out.write(f"\n# lab: {stuck}\n")
             seconds = time.monotonic() - start
             status = f"timed out after {timeout}s" if timed_out else f"exit status {rc}"
+            if stuck:
+                status += f"; {stuck}"
             out.write(f"\n# {status}, {seconds:.1f} s\n")
-        result = Result(argv, rc, "".join(chunks), seconds, log, timed_out)
+        result = Result(argv, rc, "".join(chunks), seconds, log, timed_out, stuck)
         if check and not result.ok:
             tail = "".join(chunks[-15:]).rstrip()
             raise LabError(

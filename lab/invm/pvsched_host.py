@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import signal
 import socket
 import subprocess
@@ -134,18 +135,32 @@ class PolicyRun:
             stderr=subprocess.STDOUT,
             text=True,
         )
-        assert self.proc.stdout is not None
+        # A thread reads the loader's output for its whole life: the deadline
+        # holds even if it prints nothing, and its pipe never fills.
+        lines: queue.Queue[str | None] = queue.Queue()
+        pipe = self.proc.stdout
+        assert pipe is not None
+
+        def pump() -> None:
+            for text in pipe:
+                lines.put(text)
+            lines.put(None)
+
+        threading.Thread(target=pump, name=f"output of {Path(self.loader).name}", daemon=True).start()
         deadline = time.monotonic() + timeout
         out = []
-        while time.monotonic() < deadline:
-            line = self.proc.stdout.readline()
-            if not line:
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                line = lines.get(timeout=left)
+            except queue.Empty:
+                break
+            if line is None:
                 break
             out.append(line)
             if line.strip() == "attached":
                 return ""
         self.proc.kill()
-        return "".join(out)[-500:] or "loader exited without attaching"
+        return "".join(out)[-500:] or f"loader printed nothing in {timeout:.0f} s"
 
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:
@@ -155,7 +170,10 @@ class PolicyRun:
             except subprocess.TimeoutExpired:
                 # Report through the checks (detach restores, scx unloads), not a traceback.
                 self.proc.kill()
-                self.proc.wait()
+                try:
+                    self.proc.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    print(f"pvsched: loader {self.proc.pid} survives SIGKILL: {kernel_stack(self.proc.pid)}", flush=True)
             self.stopped_at = time.monotonic()
 
     def vcpus(self) -> list[dict[str, int]]:

@@ -1,9 +1,13 @@
 from __future__ import annotations
 
+import os
+import time
+
 import pytest
 
+import lab.runner as runner_mod
 from lab.errors import LabError
-from lab.runner import Runner, reproducer
+from lab.runner import Runner, process_state, reproducer
 
 
 def test_log_has_command_output_and_status(runner: Runner) -> None:
@@ -43,3 +47,30 @@ def test_grace_marker_kills_a_command_that_does_not_finish(runner: Runner) -> No
     assert not res.ok and res.seconds < 10 and not res.timed_out
     quick = runner.run(["sh", "-c", "echo WEDGED; exit 0"], "recovers", check=False, grace_after=grace)
     assert quick.ok  # a command that exits on its own within the grace is left alone
+
+
+def test_a_descendant_holding_the_output_does_not_hang_the_run(runner: Runner, monkeypatch: pytest.MonkeyPatch) -> None:
+    # setsid puts the sleeper outside the command's process group: the kill
+    # cannot reach it and it keeps stdout open; the lab must stop waiting.
+    monkeypatch.setattr(runner_mod, "EXIT_WAIT_S", 1.0)
+    start = time.monotonic()
+    res = runner.run(["sh", "-c", "echo started; setsid sleep 30; echo never"], "escape", timeout=0.5, check=False)
+    assert time.monotonic() - start < 10
+    assert res.timed_out
+    assert "descendant" in res.stuck
+    assert "started" in res.output
+    assert "# lab: ended, but a descendant" in res.log.read_text()
+
+
+def test_a_finished_command_whose_descendant_keeps_the_pipe_is_not_waited_for(runner: Runner, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(runner_mod, "EXIT_WAIT_S", 1.0)
+    start = time.monotonic()
+    res = runner.run(["sh", "-c", "setsid sleep 30 & echo done"], "daemon", check=False)
+    assert time.monotonic() - start < 10
+    assert res.returncode == 0 and not res.timed_out
+    assert "done" in res.output and res.stuck
+
+
+def test_process_state_names_a_live_and_a_gone_process() -> None:
+    assert process_state(os.getpid()).startswith("state ")
+    assert process_state(2**22 + 12345) == "gone"
