@@ -96,6 +96,12 @@ def new_run_id() -> str:
     return dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(2)
 
 
+def console_tail(output: str, lines: int = 80) -> str:
+    """The last `lines` non-blank lines of a console, indented, for an error message."""
+    kept = [line.rstrip() for line in output.splitlines() if line.strip()][-lines:]
+    return "\n".join(f"    | {line}" for line in kept) or "    (level 1 printed nothing)"
+
+
 class Pipeline:
     def __init__(self, opts: Options) -> None:
         self.opts = opts
@@ -247,7 +253,11 @@ class Pipeline:
             if not report_path.exists():
                 self._scan(result.output, "level1", "vm/level1-console.log")
                 why = "timed out" if result.timed_out else f"exit status {result.returncode}"
-                raise LabError(f"level 1 ended ({why}) without writing {report}", log=str(result.log))
+                # Its console is the only witness (CI keeps just this output).
+                raise LabError(
+                    f"level 1 ended ({why}) without writing {report}; the end of its console:\n" + console_tail(result.output),
+                    log=str(result.log),
+                )
         data: dict[str, Any] = json.loads(report_path.read_text())
         return data
 

@@ -8,6 +8,7 @@ import os
 import shlex
 import shutil
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,6 +47,8 @@ TCG_TSC_TOLERANCE_PPM = 10000
 # the whole run timeout), and the lab first asks QEMU where the CPUs are.
 WEDGED_MARKS = ("rcu_sched detected stalls", "rcu: INFO: rcu_preempt detected stalls", "soft lockup", "hard LOCKUP")
 WEDGED_GRACE_S = 300.0
+# An oops does not stop level 1, but where its CPUs are right then is worth keeping.
+OOPS_MARKS = ("BUG: ", "Oops: ", "general protection fault")
 
 
 def vng_command(
@@ -139,18 +142,30 @@ class Level1:
         start = time.monotonic()
         ready: list[float] = []
         dumped: list[str] = []
+        dump_lock = threading.Lock()
         monitor = Path(f"/tmp/pvsched-lab-l1-monitor-{os.getpid()}.sock")  # short: unix socket paths are limited
+
+        def dump(why: str) -> None:
+            with dump_lock:
+                if dumped:
+                    return
+                dest = self.runner.log_dir / "level1-cpus.txt"
+                dumped.append(monitor_lib.dump_cpus(monitor, dest, self.kernel.parent / "System.map"))
+            ui.info(f"level 1 {why}; its CPUs: {dumped[0]} ({dest})")
 
         def watch(line: str) -> None:
             progress(line)
             if READY_MARK in line and not ready:
                 ready.append(time.monotonic() - start)
-            if not dumped and any(m in line for m in WEDGED_MARKS):
-                dest = self.runner.log_dir / "level1-cpus.txt"
-                dumped.append(monitor_lib.dump_cpus(monitor, dest, self.kernel.parent / "System.map"))
-                ui.info(f"level 1 reports a stall; its CPUs: {dumped[0]} ({dest})")
+            if any(m in line for m in WEDGED_MARKS):
+                dump("reports a stall")
+            elif any(m in line for m in OOPS_MARKS):
+                dump("reports an oops")
 
         grace = [(DONE_MARK, 60.0), *((m, WEDGED_GRACE_S) for m in WEDGED_MARKS)]
+        # Just before the timeout kills it, where are level 1's CPUs?
+        before_kill = threading.Timer(max(self.settings.run_timeout - 20, 1), dump, ("is about to time out",))
+        before_kill.start()
         try:
             with ui.activity(f"{label} (level 1 under {mode})") as progress:
                 result = self.runner.run(
@@ -162,6 +177,7 @@ class Level1:
                     grace_after=grace,
                 )
         finally:
+            before_kill.cancel()
             monitor.unlink(missing_ok=True)
         return result, (round(ready[0], 2) if ready else None)
 

@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from lab.invm import pvsched_host
+from lab.invm import pvsched_host, watchdog
 from lab.invm.level1 import boot_guest
 from lab.runner import Runner
 
@@ -230,6 +230,7 @@ def main(config_path: str) -> int:
     out = Path(cfg["out"])
     out.mkdir(parents=True, exist_ok=True)
     print("LAB-LEVEL1-READY", flush=True)
+    watchdog.start(float(cfg.get("watchdog_s", 600)))  # where it is, if it hangs
     runner = Runner(out / "logs-level1")
     results: dict[str, Any] = {"modes": {}}
     for mode in cfg["modes"]:

@@ -8,7 +8,6 @@ results and console, and writes everything to <out>/level1.json for the host.
 
 from __future__ import annotations
 
-import faulthandler
 import json
 import os
 import shutil
@@ -22,7 +21,7 @@ from typing import Any
 
 from lab import accel
 from lab.errors import LabError
-from lab.invm import pvsched_host
+from lab.invm import pvsched_host, watchdog
 from lab.ktap import Case, parse_ktap, planned_count
 from lab.runner import Runner
 
@@ -175,9 +174,9 @@ def main(config_path: str) -> int:
     out = Path(str(cfg["out"]))
     out.mkdir(parents=True, exist_ok=True)
     print(f"LAB-LEVEL1-READY {Path('/proc/uptime').read_text().split()[0]}", flush=True)
-    # If this runner ever blocks, its console shows where, every 10 minutes
-    # (a run here once sat idle after its first guest with no clue why).
-    faulthandler.dump_traceback_later(600, repeat=True)
+    # If this runner ever blocks, its console shows where (a CI run here sat
+    # for 25 minutes and left nothing else to go on).
+    stop_watchdog = watchdog.start(float(str(cfg.get("watchdog_s", 240))))
     pvsched_host.observe_above_boosts()
     runner = Runner(out / "logs-level1")
     cases: list[Case] = []
@@ -252,7 +251,8 @@ def main(config_path: str) -> int:
     }
     (out / "level1.json").write_text(json.dumps(report, indent=2) + "\n")
     print("LAB-LEVEL1-DONE", flush=True)
-    threads_left = [t.name for t in threading.enumerate() if t is not threading.main_thread()]
+    stop_watchdog.set()
+    threads_left = [t.name for t in threading.enumerate() if t is not threading.main_thread() and t.daemon is False]
     if threads_left:
         print(f"level1: threads still running at exit: {threads_left}", flush=True)
     return 0

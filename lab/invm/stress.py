@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lab.invm import pvsched_host, vcpu_sampler
+from lab.invm import pvsched_host, vcpu_sampler, watchdog
 from lab.invm.level1 import DONE, boot_guest, guest_dmesg, qemu_command
 from lab.runner import Runner
 
@@ -429,6 +429,7 @@ def main(config_path: str) -> int:
     print(f"LAB-LEVEL1-READY {Path('/proc/uptime').read_text().split()[0]}", flush=True)
     pvsched_host.observe_above_boosts()
     stress = Stress(cfg)
+    watchdog.start(float(cfg.get("watchdog_s", 600)))  # where it is, if it hangs
     for name in cfg["parts"]:
         stress.run_part(Part(name), getattr(stress, name))
     end = stress.end_state()

@@ -1,0 +1,54 @@
+"""What level 1 is doing, printed to its console while a run takes long.
+
+Stdlib only: it runs inside level 1.  A run that hangs there is killed from
+outside and leaves only its console, so every `period` seconds this prints
+the lab's Python stacks and every user process's state and kernel wait
+channel (a qemu stuck in KVM shows as state D with its wchan).
+"""
+
+from __future__ import annotations
+
+import faulthandler
+import sys
+import threading
+from pathlib import Path
+from typing import TextIO
+
+
+def process_table(proc: Path = Path("/proc")) -> list[str]:
+    """'pid state wchan cmdline' for every process with a command line (kernel threads have none)."""
+    rows = []
+    for entry in sorted(proc.iterdir(), key=lambda p: int(p.name) if p.name.isdigit() else -1):
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+            if not cmdline:
+                continue
+            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+            wchan = (entry / "wchan").read_text().strip() or "-"
+        except (OSError, IndexError):
+            continue  # it exited while we looked
+        rows.append(f"{entry.name:>7} {state} {wchan:<24} {cmdline[:160]}")
+    return rows
+
+
+def report(out: TextIO, uptime: str) -> None:
+    out.write(f"LAB-WATCHDOG level 1 still running at uptime {uptime} s; Python stacks:\n")
+    out.flush()
+    faulthandler.dump_traceback(file=out, all_threads=True)
+    out.write("LAB-WATCHDOG processes (pid state wchan cmdline):\n")
+    out.write("\n".join(process_table()) + "\n")
+    out.flush()
+
+
+def start(period: float) -> threading.Event:
+    """Report every `period` seconds until the returned event is set."""
+    stop = threading.Event()
+
+    def loop() -> None:
+        while not stop.wait(period):
+            report(sys.stdout, Path("/proc/uptime").read_text().split()[0])
+
+    threading.Thread(target=loop, name="lab watchdog", daemon=True).start()
+    return stop
