@@ -62,11 +62,15 @@ def _spread(values: list[float]) -> float:
     return (max(values) - min(values)) / _mean(values) if len(values) > 1 else 0.0
 
 
-def hostile_verdict(vanilla: list[dict[str, Any]], hostile: list[dict[str, Any]]) -> tuple[dict[str, Any], list[str]]:
+def hostile_verdict(
+    vanilla: list[dict[str, Any]], hostile: list[dict[str, Any]], policy: list[dict[str, Any]] | None = None
+) -> tuple[dict[str, Any], list[str]]:
     """Means over the interleaved rounds: host progress >= 0.9x, host latency <= 1.1x vanilla.
 
     The vanilla rounds' own spread is reported beside the ratios: on a
     noisy machine it says how much of a ratio is the machine, not the guest.
+    `policy`: rounds with the policy loaded and a well-behaved guest; their
+    ratios to vanilla split the cost into the policy's and the hostility's.
     """
     details: dict[str, Any] = {"vanilla": vanilla, "hostile": hostile}
     needed = ("bogo_ops", "ct_avg_us")
@@ -82,6 +86,10 @@ def hostile_verdict(vanilla: list[dict[str, Any]], hostile: list[dict[str, Any]]
         "vanilla_spread": {"bogo_ops": round(_spread(van_ops), 3), "ct_avg_us": round(_spread(van_ct), 3)},
         "throttles": sum(r.get("throttles", 0) for r in hostile),
     })  # fmt: skip
+    if policy and all(r.get(k) for r in policy for k in needed):
+        details["policy"] = policy
+        details["policy_progress_ratio"] = round(_mean([r["bogo_ops"] for r in policy]) / _mean(van_ops), 3)
+        details["policy_latency_ratio"] = round(_mean([r["ct_avg_us"] for r in policy]) / _mean(van_ct), 3)
     failures = []
     if progress < 0.9:
         failures.append(f"host stress-ng progress {progress:.2f}x of vanilla (< 0.9; vanilla rounds spread {_spread(van_ops):.0%})")
@@ -339,12 +347,14 @@ class Stress:
         saved = {p: (pvsched_host.KVM_PARAMS / p).read_text().strip() for p in ("pvsched_budget_us", "pvsched_period_us")}
         pvsched_host.set_kvm_param("pvsched_budget_us", HOSTILE_BUDGET_US)
         pvsched_host.set_kvm_param("pvsched_period_us", HOSTILE_PERIOD_US)
-        runs: dict[str, list[dict[str, Any]]] = {"vanilla": [], "hostile": []}
+        runs: dict[str, list[dict[str, Any]]] = {"vanilla": [], "policy": [], "hostile": []}
         try:
-            # Interleaved, so a drift of the machine hits both sides alike.
+            # Interleaved, so a drift of the machine hits every variant alike.
+            # "policy": the policy loaded, the guest well-behaved (what the
+            # policy costs by itself, apart from the hostility).
             for i in range(int(self.cfg.get("hostile_rounds", 2))):
-                for name, hostile in (("vanilla", 0), ("hostile", 1)):
-                    policy = self.policy("boost") if hostile else None
+                for name, hostile in (("vanilla", 0), ("policy", 0), ("hostile", 1)):
+                    policy = self.policy("boost") if name != "vanilla" else None
                     if policy and (err := policy.start()):
                         part.fail(f"policy did not attach: {err}")
                         return
@@ -357,7 +367,7 @@ class Stress:
         finally:
             for p, v in saved.items():
                 pvsched_host.set_kvm_param(p, int(v))
-        details, failures = hostile_verdict(runs["vanilla"], runs["hostile"])
+        details, failures = hostile_verdict(runs["vanilla"], runs["hostile"], runs["policy"])
         part.details.update(details)
         part.details["cap"] = f"{HOSTILE_BUDGET_US} us per {HOSTILE_PERIOD_US} us"
         for why in failures:

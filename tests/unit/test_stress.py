@@ -67,3 +67,13 @@ def test_hostile_verdict_fails_slow_host_unthrottled_guest_and_missing_data() ->
     gone = {**_run(900, 700), "error": "no KVM snapshot after the measurement (the guest was gone)"}
     _, failures = hostile_verdict([_run(1000, 700)], [gone])  # unknown throttles are not "never throttled"
     assert len(failures) == 1 and failures[0].startswith("measurement missing")
+
+
+def test_hostile_verdict_reports_what_the_policy_alone_costs() -> None:
+    from lab.invm.stress import hostile_verdict
+
+    details, failures = hostile_verdict([_run(1000, 700)], [_run(950, 740, 5)], [_run(900, 770)])
+    assert failures == []  # the gate is hostile vs vanilla; the policy rounds explain it
+    assert details["policy_progress_ratio"] == 0.9 and details["policy_latency_ratio"] == 1.1
+    details, _ = hostile_verdict([_run(1000, 700)], [_run(950, 740, 5)], [{"error": "guest did not start its load"}])
+    assert "policy_latency_ratio" not in details
