@@ -31,6 +31,9 @@ class Level1Settings:
     kvm_probe_timeout: float = 60.0
     tcg_probe_timeout: float = 300.0
     run_timeout: float = 1500.0
+    # QEMU CPU model of level 1 under TCG: it must offer SVM with nested
+    # paging (`max` does); e.g. `max,-la57` runs level 1 on 4-level paging.
+    tcg_cpu: str = "max"
 
 
 # Under TCG the emulated CPU has no invariant TSC, so built-in KVM snapshots
@@ -68,7 +71,7 @@ def vng_command(
         # The emulated CPU must be `max` (SVM with nested paging): virtme-ng
         # 1.35 (trixie) leaves TCG on QEMU's default qemu64, whose SVM lacks
         # NPT, and every level-2 guest then triple-faulted in its BIOS.
-        cmd += ["--disable-kvm", "--qemu-opts=-cpu max"]
+        cmd += ["--disable-kvm", f"--qemu-opts=-cpu {settings.tcg_cpu}"]
         cmd += ["--append", f"kvm.tsc_tolerance_ppm={TCG_TSC_TOLERANCE_PPM}"]
     if monitor is not None:
         cmd.append(f"--qemu-opts=-monitor unix:{monitor},server=on,wait=off")

@@ -42,3 +42,15 @@ def test_vng_command_follows_the_chosen_accelerator(tmp_path: Path) -> None:
     assert "kvm.tsc_tolerance_ppm=10000" in tcg and not any("tsc_tolerance" in a for a in kvm)
     assert tcg[-2:] == ["--exec", "true"] and ["--rwdir", f"{tmp_path}={tmp_path}"] == tcg[tcg.index("--rwdir") : tcg.index("--rwdir") + 2]
     assert "--exec" not in vng_command(kernel, "kvm", Level1Settings(), None, [])  # interactive shell
+
+
+def test_level1_cpu_model_is_an_option(tmp_path: Path) -> None:
+    from lab.cli import _options, parser
+    from lab.vm import vng_command
+
+    args = parser().parse_args(["run", "--level1-cpu", "max,-la57"])
+    opts = _options(args)
+    tcg = vng_command(tmp_path / "bzImage", "tcg", opts.level1, "true", [])
+    assert "--qemu-opts=-cpu max,-la57" in tcg and "--qemu-opts=-cpu max" not in tcg
+    kvm = vng_command(tmp_path / "bzImage", "kvm", opts.level1, "true", [])
+    assert not any(a.startswith("--qemu-opts=-cpu") for a in kvm)  # real KVM: vng's own host CPU
