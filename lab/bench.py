@@ -38,10 +38,21 @@ def summarize(raw: dict[str, Any]) -> dict[str, Any]:
     """bench.json from the level-1 report: per-mode summaries and the derived figures."""
     modes: dict[str, Any] = {}
     for name, run in raw["modes"].items():
-        entry: dict[str, Any] = {"vm_exits": run.get("vm_exits"), "boosts": run.get("boosts"), "error": run.get("error", "")}
+        entry: dict[str, Any] = {
+            "vm_exits": run.get("vm_exits"),
+            "boosts": run.get("boosts"),
+            "throttles": run.get("throttles"),
+            "boosted_ms": run.get("boosted_ms"),
+            "error": run.get("error", ""),
+        }
         for side in ("guest", "host"):
             data = run.get(side)
             entry[side] = {k: data[k] for k in SUMMARY_KEYS} if data else None
+        guest = entry["guest"]
+        # Exits per guest wakeup: comparable between modes, unlike raw counts
+        # (a guest kept waiting exits less).
+        if entry["vm_exits"] is not None and guest and guest.get("samples"):
+            entry["vm_exits_per_sample"] = round(entry["vm_exits"] / guest["samples"], 3)
         modes[name] = entry
 
     def metric(mode: str, side: str, key: str) -> float | None:
@@ -83,9 +94,9 @@ def markdown(bench: dict[str, Any], command: str) -> str:
         "stress-ng worker; host: cyclictest at SCHED_FIFO 5 (below the boost priority 10, 4x the guest's interval) at the same time.",
         "Absolute microseconds here are on a TCG-emulated host; compare ratios. RFC v1 (4-core bare metal) in brackets.",
         "",
-        "| mode | guest avg us | guest p99 us | guest max us | host p99 us | host max us | VM exits "
-        "| avg ratio | max ratio | avg gain share | max gain share |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| mode | guest avg us | guest p99 us | guest max us | host p99 us | host max us | VM exits / sample "
+        "| boosts / throttles | avg ratio | max ratio | avg gain share | max gain share |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for name, m in modes.items():
         g, h = m.get("guest") or {}, m.get("host") or {}
@@ -95,12 +106,20 @@ def markdown(bench: dict[str, Any], command: str) -> str:
         r = ratios.get(name, {})
         lines.append(
             f"| {name} | {avg} | {_fmt(g.get('p99_us'))} | {mx} | {_fmt(h.get('p99_us'))} | {_fmt(h.get('max_us'))} | "
-            f"{_fmt(m.get('vm_exits'))} | {_fmt(r.get('guest_avg_ratio'))} | {_fmt(r.get('guest_max_ratio'))} | "
+            f"{_fmt(m.get('vm_exits_per_sample'))} | {_fmt(m.get('boosts'))} / {_fmt(m.get('throttles'))} | "
+            f"{_fmt(r.get('guest_avg_ratio'))} | {_fmt(r.get('guest_max_ratio'))} | "
             f"{_fmt(r.get('guest_avg_gain_share'))} | {_fmt(r.get('guest_max_gain_share'))} |"
         )
     over = bench.get("overhead") or {}
     if "overhead_pct" in over:
         lines += ["", f"Guest driver overhead on an idle host (hackbench, best of runs): {over['overhead_pct']} %"]
+    if "extra_exits_per_switch" in over:
+        lines += [
+            "",
+            f"KVM exits per guest context switch (hackbench): {over['exits_per_switch_without']} without the driver, "
+            f"{over['exits_per_switch_with']} with it: {over['extra_exits_per_switch']} extra per switch "
+            "(each switch writes the shared area).",
+        ]
     lines += ["", "![guest latency](bench-guest.png) ![host latency](bench-host.png)", ""]
     return "\n".join(lines)
 

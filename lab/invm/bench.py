@@ -113,6 +113,8 @@ class ModeRun:
         self.exits_at_start: int | None = None
         self.exits_at_end: int | None = None
         self.boosts: int = 0
+        self.throttles: int = 0
+        self.boosted_ms: float = 0.0
         self.vm_pid: int | None = None
         self.error = ""
 
@@ -153,7 +155,12 @@ class ModeRun:
             )  # fmt: skip
         elif "LAB-BENCH-DONE" in line:
             self.exits_at_end = kvm_exits(self.vm_pid) if self.vm_pid else None
-            self.boosts = sum(int(r.get("boosts", 0)) for r in pvsched_host.read_kvm_vcpus())
+            rows = pvsched_host.read_kvm_vcpus()
+            self.boosts = sum(int(r.get("boosts", 0)) for r in rows)
+            # Throttled = the kernel's cap cut a boost short: the guest's RT
+            # task then competes with the host load again.
+            self.throttles = sum(int(r.get("throttles", 0)) for r in rows)
+            self.boosted_ms = round(sum(int(r.get("boosted_ns", 0)) for r in rows) / 1e6, 1)
 
     def after_boot(self) -> dict[str, Any]:
         if self.host_ct is not None:
@@ -170,7 +177,14 @@ class ModeRun:
         exits = None
         if self.exits_at_start is not None and self.exits_at_end is not None:
             exits = self.exits_at_end - self.exits_at_start
-        return {"host": host, "vm_exits": exits, "boosts": self.boosts, "error": self.error}
+        return {
+            "host": host,
+            "vm_exits": exits,
+            "boosts": self.boosts,
+            "throttles": self.throttles,
+            "boosted_ms": self.boosted_ms,
+            "error": self.error,
+        }
 
 
 def _qemu_pid(qmp: Path) -> int | None:
@@ -211,18 +225,56 @@ def run_mode(runner: Runner, cfg: dict[str, Any], out: Path, mode: str) -> dict[
 
 
 def run_overhead(runner: Runner, cfg: dict[str, Any], out: Path) -> dict[str, Any]:
+    """hackbench with and without the driver; also KVM exits per guest context switch each way."""
     append = f"lab.mode=overhead lab.overhead_rounds={cfg['overhead_rounds']}"
-    probe, console = boot_guest(runner, cfg, "kvm", out, label="bench-overhead", extra_append=append)
+    qmp = Path("/tmp/lab-bench-overhead.sock")
+    vm: dict[str, int | None] = {"pid": None, "exits": None}
+    exits: dict[str, list[int]] = {"without": [], "with": []}
+
+    def on_line(line: str) -> None:
+        if "LAB-OVERHEAD-BEGIN " in line:
+            if vm["pid"] is None:
+                vm["pid"] = _qemu_pid(qmp)
+            vm["exits"] = kvm_exits(vm["pid"]) if vm["pid"] else None
+        elif "LAB-OVERHEAD " in line and vm["exits"] is not None and vm["pid"]:
+            now = kvm_exits(vm["pid"])
+            which = line.split("LAB-OVERHEAD ", 1)[1].split()[0]
+            if now is not None:
+                exits.setdefault(which, []).append(now - vm["exits"])
+
+    probe, console = boot_guest(runner, cfg, "kvm", out, label="bench-overhead", extra_append=append, qmp=qmp, watch=on_line)
     times: dict[str, list[float]] = {"without": [], "with": []}
+    switches: dict[str, list[int]] = {"without": [], "with": []}
     for line in console.splitlines():
-        if "LAB-OVERHEAD " in line:  # "LAB-OVERHEAD with|without SECONDS"
-            which, secs = line.split("LAB-OVERHEAD ", 1)[1].split()[:2]
+        if "LAB-OVERHEAD " in line:  # "LAB-OVERHEAD with|without SECONDS SWITCHES"
+            which, secs, *rest = line.split("LAB-OVERHEAD ", 1)[1].split()
             times.setdefault(which, []).append(float(secs))
-    result: dict[str, Any] = {"boot_ok": probe.ok, "seconds": times}
+            if rest and rest[0].isdigit():
+                switches.setdefault(which, []).append(int(rest[0]))
+    result: dict[str, Any] = {"boot_ok": probe.ok, "seconds": times, "exits": exits, "switches": switches}
     if times["without"] and times["with"]:
         best_without, best_with = min(times["without"]), min(times["with"])
         result["overhead_pct"] = round((best_with - best_without) / best_without * 100, 2)
+    result.update(exits_per_switch(exits, switches))
     return result
+
+
+def exits_per_switch(exits: dict[str, list[int]], switches: dict[str, list[int]]) -> dict[str, float]:
+    """KVM exits per guest context switch with and without the driver, and the difference.
+
+    The driver writes the area on every context switch; the difference is
+    what those writes cost in exits (designed to be 0: plain stores)."""
+    rates = {}
+    for which in ("without", "with"):
+        if exits.get(which) and switches.get(which) and len(exits[which]) == len(switches[which]) and sum(switches[which]):
+            rates[which] = sum(exits[which]) / sum(switches[which])
+    if len(rates) < 2:
+        return {}
+    return {
+        "exits_per_switch_without": round(rates["without"], 4),
+        "exits_per_switch_with": round(rates["with"], 4),
+        "extra_exits_per_switch": round(rates["with"] - rates["without"], 4),
+    }
 
 
 def main(config_path: str) -> int:

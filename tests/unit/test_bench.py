@@ -55,3 +55,16 @@ def test_summary_and_table_side_by_side() -> None:
     assert "idle" not in bench["ratios"] and "vanilla" not in bench["ratios"]
     table = markdown(bench, "nox -s bench")
     assert "| pvsched | 1000 [21] |" in table  # ours beside RFC v1's published figure
+    assert bench["modes"]["pvsched"]["vm_exits_per_sample"] == 100.0
+    assert "| 100 | 5 / n/a |" in table  # exits per sample, boosts / throttles
+
+
+def test_exits_per_switch_with_and_without_the_driver() -> None:
+    from lab.invm.bench import exits_per_switch
+
+    got = exits_per_switch({"without": [500, 700], "with": [660, 540]}, {"without": [1000, 1400], "with": [1100, 1300]})
+    assert got == {"exits_per_switch_without": 0.5, "exits_per_switch_with": 0.5, "extra_exits_per_switch": 0.0}
+    got = exits_per_switch({"without": [500], "with": [1200]}, {"without": [1000], "with": [1000]})
+    assert got["extra_exits_per_switch"] == 0.7  # a driver that exited on 7 of 10 switches shows
+    assert exits_per_switch({"without": [500], "with": []}, {"without": [1000], "with": []}) == {}
+    assert exits_per_switch({"without": [5], "with": [5, 6]}, {"without": [10], "with": [10]}) == {}  # rounds must pair
