@@ -218,6 +218,12 @@ def main(config_path: str) -> int:
         observer.finish()
         if observer.policy.stats.exists():
             shutil.copyfile(observer.policy.stats, out / "pvsched-boost-stats.json")
+        # What the checks judged: every sample, and when each phase was seen.
+        (out / "pvsched-samples.json").write_text(json.dumps({
+            "phase_times": observer.phase_times,
+            "threads": observer.threads,
+            "samples": [{"t": smp.t, "phase": smp.phase, "policies": smp.policies} for smp in observer.samples],
+        }))  # fmt: skip
         cases.extend(observer.cases())
         left = pvsched_host.read_kvm_vcpus()
         cases.append(Case("pvsched_vm_destroy_unregisters", "level1", "failed" if left else "passed", str(left)))

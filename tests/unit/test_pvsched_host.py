@@ -34,7 +34,7 @@ def _good_observer(tmp_path: Path) -> ph.PvschedObserver:
         ph.Sample(2.0, "rt-done", {11: 0, 12: 0}),
         ph.Sample(100.2, "detach", {11: 0, 12: 0}),
     ]
-    obs.phase_times = {"rt": 0.9, "hostile": 10.0, "hostile-done": 12.0}
+    obs.phase_times = {"rt": 0.9, "rt-done": 1.5, "hostile": 10.0, "hostile-done": 12.0}
     row = {"tid": "11", "throttles": "0", "boosted_ns": "0"}
     obs.snapshots = {"hostile": [row], "hostile-done": [{"tid": "11", "throttles": "15", "boosted_ns": "400000000"}]}
     return obs
@@ -158,3 +158,19 @@ def test_kernel_stack_names_the_state_of_a_sleeping_task() -> None:
         proc.kill()
         proc.wait()
     assert ph.kernel_stack(2**22 + 54321).startswith("stat (No such file or directory)")
+
+
+def test_unboost_is_judged_on_the_first_settled_sample_of_rt_done(tmp_path: Path) -> None:
+    obs = _good_observer(tmp_path)
+    # Still FIFO right after the RT task ended, and again at the end of the
+    # phase (the malformed phase's RT writes, seen before its late console line).
+    obs.samples[1:2] = [
+        ph.Sample(1.6, "rt-done", {11: 0, 12: 1}),
+        ph.Sample(1.85, "rt-done", {11: 0, 12: 0}),
+        ph.Sample(2.5, "rt-done", {11: 0, 12: 1}),
+    ]
+    assert _verdicts(obs)["pvsched_unboost_restores_vcpu_thread"] == "passed"
+    obs.samples[2] = ph.Sample(1.85, "rt-done", {11: 0, 12: 1})
+    assert _verdicts(obs)["pvsched_unboost_restores_vcpu_thread"] == "failed"
+    obs.samples[1:4] = [ph.Sample(1.6, "rt-done", {11: 0, 12: 0})]  # nothing settled to judge
+    assert _verdicts(obs)["pvsched_unboost_restores_vcpu_thread"] == "failed"
