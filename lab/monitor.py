@@ -3,7 +3,10 @@
 A level-1 CPU wedged under TCG answers no NMI, so the kernel's own stall
 report has no backtrace for it. QEMU still knows its registers: the lab
 asks the monitor (HMP over a unix socket) for `info registers -a` and
-names each RIP with the kernel's System.map.
+names each RIP with the kernel's System.map, and for each CPU's local APIC
+(`info lapic N`): a CPU halted with interrupts enabled while its APIC holds
+a requested, unserviced interrupt is one QEMU failed to wake (seen here:
+both level-1 CPUs idle for 8 minutes with their timer interrupts pending).
 """
 
 from __future__ import annotations
@@ -75,14 +78,44 @@ def annotate_rips(registers: str, symbols: SymbolMap | None) -> str:
     return registers + "\n" + "\n".join(names) + "\n"
 
 
+def lapic_vectors(lapic: str, register: str) -> list[int]:
+    """The vectors set in one register (IRR, ISR) of an `info lapic` dump."""
+    for line in lapic.splitlines():
+        if line.startswith(register):
+            return [int(v) for v in line.split()[1:] if v.isdigit()]
+    return []
+
+
+def lost_wakeups(registers: str, lapics: list[str]) -> list[int]:
+    """CPUs halted with IF set whose APIC has a requested interrupt and none in service."""
+    cpus = re.split(r"^CPU#\d+\s*$", registers, flags=re.M)[1:]
+    lost = []
+    for i, (regs, lapic) in enumerate(zip(cpus, lapics, strict=False)):
+        flags = re.search(r"RFL=([0-9a-f]+)", regs)
+        halted = "HLT=1" in regs
+        if halted and flags and int(flags[1], 16) & 0x200 and lapic_vectors(lapic, "IRR") and not lapic_vectors(lapic, "ISR"):
+            lost.append(i)
+    return lost
+
+
 def dump_cpus(path: Path, dest: Path, system_map: Path | None) -> str:
-    """Write every CPU's registers (named RIPs) to dest; returns a one-line summary."""
+    """Write every CPU's registers (named RIPs) and local APIC to dest; returns a one-line summary."""
     try:
         regs = hmp(path, "info registers -a")
+        ncpus = len(re.findall(r"^CPU#\d+", regs, flags=re.M))
+        lapics = [hmp(path, f"info lapic {i}") for i in range(ncpus)]
     except OSError as exc:
         return f"monitor unreachable: {exc}"
     symbols = SymbolMap(system_map) if system_map and system_map.exists() else None
     text = annotate_rips(regs, symbols)
+    for i, lapic in enumerate(lapics):
+        text += f"\n# info lapic {i}\n{lapic}"
+    lost = lost_wakeups(regs, lapics)
+    if lost:
+        text += f"\nhalted with a pending, deliverable interrupt (QEMU did not wake them): CPUs {lost}\n"
     dest.write_text(text)
     named = [line.split(": ", 1)[1] for line in text.splitlines() if line.startswith("CPU#") and ": RIP" in line]
-    return "; ".join(named) or f"registers in {dest.name}"
+    summary = "; ".join(named) or f"registers in {dest.name}"
+    if lost:
+        summary += f"; CPUs {lost} halted with interrupts pending (IRR {[lapic_vectors(lapics[i], 'IRR') for i in lost]})"
+    return summary

@@ -33,7 +33,7 @@ from lab.results import RunRecord, write_results
 from lab.runner import Runner
 from lab.source import SourceManager, SourceTree
 from lab.splats import scan
-from lab.vm import Level1, Level1Settings, python_exec
+from lab.vm import SILENCE_KILL_S, Level1, Level1Settings, python_exec
 
 
 @dataclass
@@ -132,7 +132,9 @@ class Pipeline:
         else:
             if self.record.failed_step:
                 fs = self.record.failed_step
-                ui.console.print(f"[red]FAILED[/] at step '{fs['step']}': {fs['message'].splitlines()[0]}")
+                # All of it, last: CI logs may keep only the end of the output.
+                ui.console.print("[red]FAILED[/]", end=" ")
+                ui.console.print(f"at step '{fs['step']}': {fs['message']}", markup=False, highlight=False)
                 ui.console.print(f"log: {fs['log']}")
             for case in self.record.cases:
                 if case.status == "failed":
@@ -245,7 +247,7 @@ class Pipeline:
         (out / "level1-config.json").write_text(json.dumps(cfg, indent=2))
         mode = str(self.record.levels["1"]["accel"])
         with self.step(f"boot level 1 and run {module}"):
-            result, ready = level1.run(mode, python_exec(module, str(out / "level1-config.json")), [self.run_dir], module)
+            result, ready = level1.run(mode, python_exec(module, str(out / "level1-config.json")), [self.run_dir], module, SILENCE_KILL_S)
             (out / "level1-console.log").write_text(result.output)
             # virtme-ng may lose the status of --exec; the report decides.
             self.record.levels["1"].update({"boot_seconds": ready, "exit_status": result.returncode})
@@ -261,20 +263,38 @@ class Pipeline:
         data: dict[str, Any] = json.loads(report_path.read_text())
         return data
 
+    def _keep_first_attempt(self, out: Path) -> Path:
+        first = out.with_name("vm-attempt1")
+        out.rename(first)
+        out.mkdir()
+        return first
+
     def run_vms(self, tree: SourceTree, builds: dict[str, KernelBuild]) -> None:
         level1, cfg, out = self.prepare_vms(tree, builds)
-        report = self.boot_level1(level1, "lab.invm.level1", cfg, out, "level1.json")
-        failed = [c["name"] for c in report["tests"] if c["status"] == "failed"]
+        try:
+            report: dict[str, Any] | None = self.boot_level1(level1, "lab.invm.level1", cfg, out, "level1.json")
+        except StepFailed:
+            if self.opts.vm_retries <= 0 or self.record.failed_step is None:
+                raise
+            # Level 1 hung or died without a report (under TCG: e.g. CPUs QEMU
+            # stopped waking). Its console was scanned, so a kernel splat
+            # still fails the run; the rerun is said in summary.json.
+            why = self.record.failed_step["message"].splitlines()[0]
+            self.record.failed_step = None
+            first = self._keep_first_attempt(out)
+            ui.info(f"{why}; rerunning the VM stage once (first attempt: {first})")
+            self.record.retried = {"failed_first": [why], "first_attempt": str(first)}
+            report = None
+        failed = [c["name"] for c in report["tests"] if c["status"] == "failed"] if report else []
         if failed and self.opts.vm_retries > 0:
             # Nested virtualization under TCG is flaky here; rerun the VM stage
             # once, keep the first attempt, and say so in summary.json.
-            first = out.with_name("vm-attempt1")
-            out.rename(first)
-            out.mkdir()
+            first = self._keep_first_attempt(out)
             ui.info(f"level 1 reported failures {failed}; rerunning the VM stage once (first attempt: {first})")
             self._scan((first / "level1-dmesg.txt").read_text(), "level1", "vm-attempt1/level1-dmesg.txt")
             self._scan((first / "level2-dmesg.txt").read_text(), "level2", "vm-attempt1/level2-dmesg.txt")
             self.record.retried = {"failed_first": failed, "first_attempt": str(first)}
+        if report is None or failed and self.opts.vm_retries > 0:
             report = self.boot_level1(level1, "lab.invm.level1", cfg, out, "level1.json")
         self.record.levels["2"] = report["level2"]
         # Per-vCPU statistics the policies exported (their loaders' last dump).

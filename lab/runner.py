@@ -33,6 +33,7 @@ class Result:
     log: Path
     timed_out: bool = False
     stuck: str = ""  # why the lab stopped waiting for a killed command (see Runner.run)
+    silent: bool = False  # killed for printing nothing for idle_timeout seconds
 
     @property
     def ok(self) -> bool:
@@ -104,11 +105,15 @@ class Runner:
         on_line: Callable[[str], None] | None = None,
         stdin_text: str | None = None,
         grace_after: Sequence[tuple[str, float]] = (),
+        idle_timeout: float | None = None,
+        on_idle: Callable[[], None] | None = None,
     ) -> Result:
         """Run `cmd`, logging it. `grace_after=[(marker, seconds), ...]`: once a
         line contains a marker, the command has that long to exit before it
         is killed (VMs whose work is done but which do not power off, or
-        whose kernel reported it is wedged); the first marker seen counts."""
+        whose kernel reported it is wedged); the first marker seen counts.
+        `idle_timeout`: a command silent that long is killed (after
+        `on_idle()`, e.g. to record where it hangs)."""
         argv = [str(c) for c in cmd]
         log = self._next_log(label)
         line = reproducer(argv, cwd, env_extra)
@@ -167,12 +172,20 @@ class Runner:
             threading.Thread(target=_pump, name=f"output of {label}", daemon=True).start()
             grace_timer = None
             stuck = ""
+            silent = False
             exited_at: float | None = None
+            last_output = time.monotonic()
             while True:
                 try:
                     text = lines.get(timeout=1.0)
                 except queue.Empty:
                     now = time.monotonic()
+                    if idle_timeout is not None and not killed_at and now - last_output > idle_timeout:
+                        silent = True
+                        if on_idle is not None:
+                            on_idle()
+                        _kill(True)
+                        continue
                     if exited_at is None and proc.poll() is not None:
                         exited_at = now
                     waited_from = killed_at[0] if killed_at else exited_at
@@ -185,6 +198,7 @@ class Runner:
                     continue
                 if text is None:
                     break
+                last_output = time.monotonic()
                 out.write(text)
                 out.flush()  # so `tail -f` on a log follows a long step
                 chunks.append(text)
@@ -207,10 +221,12 @@ class Runner:
                 out.write(f"\n# lab: {stuck}\n")
             seconds = time.monotonic() - start
             status = f"timed out after {timeout}s" if timed_out else f"exit status {rc}"
+            if silent:
+                status = f"killed after {idle_timeout:.0f} s without output"
             if stuck:
                 status += f"; {stuck}"
             out.write(f"\n# {status}, {seconds:.1f} s\n")
-        result = Result(argv, rc, "".join(chunks), seconds, log, timed_out, stuck)
+        result = Result(argv, rc, "".join(chunks), seconds, log, timed_out, stuck, silent)
         if check and not result.ok:
             tail = "".join(chunks[-15:]).rstrip()
             raise LabError(

@@ -52,6 +52,11 @@ WEDGED_MARKS = ("rcu_sched detected stalls", "rcu: INFO: rcu_preempt detected st
 WEDGED_GRACE_S = 300.0
 # An oops does not stop level 1, but where its CPUs are right then is worth keeping.
 OOPS_MARKS = ("BUG: ", "Oops: ", "general protection fault")
+# The lab's runners in level 1 print a heartbeat every minute
+# (lab/invm/watchdog.py); a console silent this long means level 1 stopped.
+# Seen here under TCG: both CPUs halted for 8 minutes with their timer
+# interrupts pending in the APIC (QEMU did not wake them), the run lost.
+SILENCE_KILL_S = 300.0
 
 
 def vng_command(
@@ -140,8 +145,13 @@ class Level1:
         cached.write_text(json.dumps({"accel": chosen, "probes": [p.to_dict() for p in probes]}))
         return chosen, probes, False
 
-    def run(self, mode: str, exec_cmd: str, rwdirs: list[Path], label: str) -> tuple[Result, float | None]:
-        """Boot level 1 and run `exec_cmd`; returns the result and seconds to the ready mark."""
+    def run(
+        self, mode: str, exec_cmd: str, rwdirs: list[Path], label: str, silence_timeout: float | None = None
+    ) -> tuple[Result, float | None]:
+        """Boot level 1 and run `exec_cmd`; returns the result and seconds to the ready mark.
+
+        `silence_timeout`: kill level 1 when its console is silent that long
+        (for commands that print a heartbeat), after dumping its CPUs."""
         start = time.monotonic()
         ready: list[float] = []
         dumped: list[str] = []
@@ -178,6 +188,8 @@ class Level1:
                     check=False,
                     on_line=watch,
                     grace_after=grace,
+                    idle_timeout=silence_timeout,
+                    on_idle=lambda: dump(f"printed nothing for {silence_timeout:.0f} s"),
                 )
         finally:
             before_kill.cancel()

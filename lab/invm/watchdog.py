@@ -42,13 +42,25 @@ def report(out: TextIO, uptime: str) -> None:
     out.flush()
 
 
-def start(period: float) -> threading.Event:
-    """Report every `period` seconds until the returned event is set."""
+HEARTBEAT = "LAB-HEARTBEAT"
+
+
+def start(period: float, beat: float = 60.0) -> threading.Event:
+    """A heartbeat line every `beat` seconds and a full report every `period`,
+    until the returned event is set. The host kills a level 1 whose console
+    stays silent much longer than a beat (lab.vm.SILENCE_KILL_S)."""
     stop = threading.Event()
 
     def loop() -> None:
-        while not stop.wait(period):
-            report(sys.stdout, Path("/proc/uptime").read_text().split()[0])
+        waited = 0.0
+        while not stop.wait(beat):
+            waited += beat
+            uptime = Path("/proc/uptime").read_text().split()[0]
+            if waited >= period:
+                waited = 0.0
+                report(sys.stdout, uptime)
+            else:
+                print(f"{HEARTBEAT} {uptime}", flush=True)
 
     threading.Thread(target=loop, name="lab watchdog", daemon=True).start()
     return stop

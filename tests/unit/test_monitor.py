@@ -9,39 +9,61 @@ from pathlib import Path
 from lab import monitor
 from lab.vm import Level1Settings, vng_command
 
-REGS = "CPU#0\r\nRAX=0000000000000000 RIP=ffffffff81000120 RFL=00000002\r\nCPU#1\r\nRIP=ffffffff81000210 RFL=00000246\r\n"
+REGS = (
+    "CPU#0\r\nRAX=0000000000000000 RIP=ffffffff81000120 RFL=00000002 CPL=0 HLT=0\r\n"
+    "CPU#1\r\nRIP=ffffffff81000210 RFL=00000246 CPL=0 HLT=1\r\n"
+)
+# What QEMU 7.2 printed for a CPU it failed to wake (seen here), and an idle one.
+LAPIC_STUCK = "dumping local APIC state for CPU 1\r\n\r\nISR\t (none)\r\nIRR\t 236 253 \r\n"
+LAPIC_IDLE = "dumping local APIC state for CPU 0\r\n\r\nISR\t (none)\r\nIRR\t (none)\r\n"
 
 
-def _fake_hmp(path: Path, commands: list[str]) -> threading.Thread:
+def _fake_hmp(path: Path, commands: list[str], answers: dict[str, str]) -> threading.Thread:
     server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     server.bind(str(path))
-    server.listen(1)
+    server.listen(4)
 
     def serve() -> None:
-        conn, _ = server.accept()
-        with conn, server:
-            conn.sendall(b"QEMU 7.2.0 monitor - type 'help' for more information\r\n(qemu) ")
-            cmd = conn.recv(1024).decode().strip()
-            commands.append(cmd)
-            conn.sendall(cmd.encode() + b"\r\n" + REGS.encode() + b"(qemu) ")
+        with server:
+            for _ in range(len(answers)):
+                conn, _ = server.accept()
+                with conn:
+                    conn.sendall(b"QEMU 7.2.0 monitor - type 'help' for more information\r\n(qemu) ")
+                    cmd = conn.recv(1024).decode().strip()
+                    commands.append(cmd)
+                    conn.sendall(cmd.encode() + b"\r\n" + answers[cmd].encode() + b"(qemu) ")
 
     thread = threading.Thread(target=serve, daemon=True)
     thread.start()
     return thread
 
 
-def test_dump_names_every_cpu_rip(tmp_path: Path) -> None:
+def test_dump_names_every_cpu_rip_and_a_cpu_qemu_did_not_wake(tmp_path: Path) -> None:
     sock = tmp_path / "mon.sock"
     commands: list[str] = []
-    thread = _fake_hmp(sock, commands)
+    answers = {"info registers -a": REGS, "info lapic 0": LAPIC_IDLE, "info lapic 1": LAPIC_STUCK}
+    thread = _fake_hmp(sock, commands, answers)
     system_map = tmp_path / "System.map"
     system_map.write_text("ffffffff81000100 T svm_vcpu_run\nffffffff81000200 t native_safe_halt\nffffffff81000300 D data\n")
     summary = monitor.dump_cpus(sock, tmp_path / "cpus.txt", system_map)
     thread.join(5)
-    assert commands == ["info registers -a"]
-    assert summary == "RIP ffffffff81000120 = svm_vcpu_run+0x20; RIP ffffffff81000210 = native_safe_halt+0x10"
+    assert commands == ["info registers -a", "info lapic 0", "info lapic 1"]
+    assert summary.startswith("RIP ffffffff81000120 = svm_vcpu_run+0x20; RIP ffffffff81000210 = native_safe_halt+0x10")
+    assert summary.endswith("CPUs [1] halted with interrupts pending (IRR [[236, 253]])")
     text = (tmp_path / "cpus.txt").read_text()
     assert "RFL=00000246" in text and "(qemu)" not in text and "\r" not in text
+    assert "# info lapic 1" in text and "QEMU did not wake them): CPUs [1]" in text
+
+
+def test_lost_wakeup_needs_halted_if_set_pending_and_nothing_in_service() -> None:
+    halted_if = "CPU#0\nRIP=1 RFL=00000246 HLT=1\n"
+    assert monitor.lost_wakeups(halted_if, [LAPIC_STUCK]) == [0]
+    assert monitor.lost_wakeups(halted_if, [LAPIC_IDLE]) == []  # nothing pending: a plain idle CPU
+    assert monitor.lost_wakeups("CPU#0\nRIP=1 RFL=00000046 HLT=1\n", [LAPIC_STUCK]) == []  # IF clear: masked
+    assert monitor.lost_wakeups("CPU#0\nRIP=1 RFL=00000246 HLT=0\n", [LAPIC_STUCK]) == []  # running
+    serving = LAPIC_STUCK.replace("ISR\t (none)", "ISR\t 236")
+    assert monitor.lost_wakeups(halted_if, [serving]) == []  # in service: lower ones wait for its EOI
+    assert monitor.lapic_vectors(LAPIC_STUCK, "IRR") == [236, 253]
 
 
 def test_unreachable_monitor_is_reported_not_raised(tmp_path: Path) -> None:

@@ -11,3 +11,73 @@ def test_console_tail_keeps_the_last_non_blank_lines_indented() -> None:
 
 def test_console_tail_of_nothing_says_so() -> None:
     assert "printed nothing" in console_tail("\n \n")
+
+
+def _pipeline(tmp_path, monkeypatch, attempts):  # type: ignore[no-untyped-def]
+    """A Pipeline whose level 1 is replaced by `attempts`: each a report dict, or a str (level 1 hung with it)."""
+    import lab.pipeline as pl
+    from lab.errors import LabError
+
+    monkeypatch.setattr(pl, "RESULTS_DIR", tmp_path / "results")
+    pipe = pl.Pipeline(pl.Options())
+    out = pipe.run_dir / "vm"
+    out.mkdir(parents=True)
+    monkeypatch.setattr(pipe, "prepare_vms", lambda tree, builds: (None, {}, out))
+    calls = iter(attempts)
+
+    def boot_level1(level1, module, cfg, out_dir, report):  # type: ignore[no-untyped-def]
+        attempt = next(calls)
+        (out_dir / "level1-console.log").write_text("console\n")
+        with pipe.step("boot level 1"):
+            if isinstance(attempt, str):
+                raise LabError(attempt)
+        for name in ("level1-dmesg.txt", "level2-dmesg.txt"):
+            (out_dir / name).write_text("")
+        return attempt
+
+    monkeypatch.setattr(pipe, "boot_level1", boot_level1)
+    return pipe
+
+
+def _report(status: str) -> dict[str, object]:
+    return {"level2": {"accel": "kvm"}, "tests": [{"name": "t", "level": "level2", "status": status, "message": ""}]}
+
+
+def test_a_level1_that_hangs_once_is_rerun_and_said(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    pipe = _pipeline(tmp_path, monkeypatch, ["level 1 ended (timed out) without writing level1.json\n  | tail", _report("passed")])
+    pipe.run_vms(None, {})  # type: ignore[arg-type]
+    assert pipe.record.failed_step is None
+    assert pipe.record.retried is not None
+    assert pipe.record.retried["failed_first"] == ["level 1 ended (timed out) without writing level1.json"]
+    assert (pipe.run_dir / "vm-attempt1" / "level1-console.log").exists()
+    assert [c.status for c in pipe.record.cases if c.name == "t"] == ["passed"]
+
+
+def test_a_level1_that_hangs_twice_fails_the_run(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import pytest
+
+    from lab.pipeline import StepFailed
+
+    pipe = _pipeline(tmp_path, monkeypatch, ["hung", "hung again"])
+    with pytest.raises(StepFailed):
+        pipe.run_vms(None, {})  # type: ignore[arg-type]
+    assert pipe.record.failed_step is not None and pipe.record.failed_step["message"] == "hung again"
+
+
+def test_without_retries_a_hang_fails_at_once(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import pytest
+
+    from lab.pipeline import StepFailed
+
+    pipe = _pipeline(tmp_path, monkeypatch, ["hung", _report("passed")])
+    pipe.opts.vm_retries = 0
+    with pytest.raises(StepFailed):
+        pipe.run_vms(None, {})  # type: ignore[arg-type]
+    assert pipe.record.retried is None
+
+
+def test_failed_tests_are_rerun_once_as_before(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    pipe = _pipeline(tmp_path, monkeypatch, [_report("failed"), _report("passed")])
+    pipe.run_vms(None, {})  # type: ignore[arg-type]
+    assert pipe.record.retried == {"failed_first": ["t"], "first_attempt": str(pipe.run_dir / "vm-attempt1")}
+    assert [c.status for c in pipe.record.cases if c.name == "t"] == ["passed"]

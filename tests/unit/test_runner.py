@@ -74,3 +74,21 @@ def test_a_finished_command_whose_descendant_keeps_the_pipe_is_not_waited_for(ru
 def test_process_state_names_a_live_and_a_gone_process() -> None:
     assert process_state(os.getpid()).startswith("state ")
     assert process_state(2**22 + 12345) == "gone"
+
+
+def test_a_silent_command_is_killed_after_on_idle(runner: Runner) -> None:
+    called: list[bool] = []
+    start = time.monotonic()
+    res = runner.run(
+        ["sh", "-c", "echo one; sleep 0.5; echo two; sleep 30"], "silent", check=False, idle_timeout=1.5,
+        on_idle=lambda: called.append(True),
+    )  # fmt: skip
+    assert time.monotonic() - start < 10
+    assert res.silent and res.timed_out and called == [True]
+    assert res.output.split() == ["one", "two"]  # the 0.5 s pause did not count
+    assert "without output" in res.log.read_text()
+
+
+def test_a_chatty_command_is_not_idle(runner: Runner) -> None:
+    res = runner.run(["sh", "-c", "for i in 1 2 3 4; do echo $i; sleep 0.6; done"], "chatty", idle_timeout=1.5)
+    assert res.ok and not res.silent

@@ -30,13 +30,15 @@ def test_report_has_stacks_and_this_process() -> None:
     assert "pid state wchan cmdline" in out
 
 
-def test_start_reports_periodically_until_stopped() -> None:
+def test_start_beats_and_reports_periodically_until_stopped() -> None:
     code = (
-        "import time; from lab.invm import watchdog; stop = watchdog.start(0.2); time.sleep(0.7); stop.set();time.sleep(0.5); print('END')"
+        "import time; from lab.invm import watchdog; stop = watchdog.start(0.6, beat=0.2); time.sleep(1.3); stop.set();"
+        "time.sleep(0.5); print('END')"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     reports = out.count("LAB-WATCHDOG level 1 still running")
-    assert 2 <= reports <= 4
+    beats = out.count("LAB-HEARTBEAT ")
+    assert 1 <= reports <= 2 and 3 <= beats <= 5
     assert out.rstrip().endswith("END")
 
 
