@@ -49,8 +49,6 @@ def _options(args: argparse.Namespace) -> Options:
         opts.level1.run_timeout = args.level1_timeout
     if getattr(args, "level1_cpu", None):
         opts.level1.tcg_cpu = args.level1_cpu
-    if getattr(args, "level1_tcg_thread", None):
-        opts.level1.tcg_thread = args.level1_tcg_thread
     return opts
 
 
@@ -76,8 +74,6 @@ def parser() -> argparse.ArgumentParser:
         r.add_argument("--reprobe", action="store_true", help="ignore the cached accelerator probe")
         r.add_argument("--level1-timeout", type=float, default=None, help="seconds before level 1 is killed")
         r.add_argument("--level1-cpu", help="QEMU -cpu of level 1 under TCG (default max; it needs SVM with NPT)")
-        r.add_argument("--level1-tcg-thread", choices=("multi", "single"),
-                       help="level 1 under TCG: a host thread per vCPU (multi) or one for all (single)")  # fmt: skip
         if name == "boot":
             r.add_argument("cmd", nargs=argparse.REMAINDER, help="command to run in level 1 (default: a shell)")
         if name == "bench":

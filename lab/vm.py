@@ -34,9 +34,6 @@ class Level1Settings:
     # QEMU CPU model of level 1 under TCG: it must offer SVM with nested
     # paging (`max` does); e.g. `max,-la57` runs level 1 on 4-level paging.
     tcg_cpu: str = "max"
-    # TCG's vCPU threads for level 1: "multi" (one host thread per vCPU, QEMU's
-    # default) or "single" (all vCPUs round-robin on one host thread).
-    tcg_thread: str = "multi"
 
 
 # Under TCG the emulated CPU has no invariant TSC, so built-in KVM snapshots
@@ -80,8 +77,6 @@ def vng_command(
         # 1.35 (trixie) leaves TCG on QEMU's default qemu64, whose SVM lacks
         # NPT, and every level-2 guest then triple-faulted in its BIOS.
         cmd += ["--disable-kvm", f"--qemu-opts=-cpu {settings.tcg_cpu}"]
-        if settings.tcg_thread != "multi":
-            cmd.append(f"--qemu-opts=-accel tcg,thread={settings.tcg_thread}")
         cmd += ["--append", f"kvm.tsc_tolerance_ppm={TCG_TSC_TOLERANCE_PPM}"]
     if monitor is not None:
         cmd.append(f"--qemu-opts=-monitor unix:{monitor},server=on,wait=off")

@@ -54,13 +54,3 @@ def test_level1_cpu_model_is_an_option(tmp_path: Path) -> None:
     assert "--qemu-opts=-cpu max,-la57" in tcg and "--qemu-opts=-cpu max" not in tcg
     kvm = vng_command(tmp_path / "bzImage", "kvm", opts.level1, "true", [])
     assert not any(a.startswith("--qemu-opts=-cpu") for a in kvm)  # real KVM: vng's own host CPU
-
-
-def test_level1_tcg_thread_mode_is_an_option(tmp_path: Path) -> None:
-    from lab.cli import _options, parser
-    from lab.vm import vng_command
-
-    opts = _options(parser().parse_args(["run", "--level1-tcg-thread", "single"]))
-    assert "--qemu-opts=-accel tcg,thread=single" in vng_command(tmp_path / "bzImage", "tcg", opts.level1, "true", [])
-    default = _options(parser().parse_args(["run"]))
-    assert not any("thread=" in a for a in vng_command(tmp_path / "bzImage", "tcg", default.level1, "true", []))
