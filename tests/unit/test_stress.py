@@ -77,3 +77,14 @@ def test_hostile_verdict_reports_what_the_policy_alone_costs() -> None:
     assert details["policy_progress_ratio"] == 0.9 and details["policy_latency_ratio"] == 1.1
     details, _ = hostile_verdict([_run(1000, 700)], [_run(950, 740, 5)], [{"error": "guest did not start its load"}])
     assert "policy_latency_ratio" not in details
+
+
+def test_hostile_verdict_reports_the_median_ratio_when_measured() -> None:
+    from lab.invm.stress import hostile_verdict
+
+    van = [{**_run(1000, 700), "ct_p50_us": 400}, {**_run(1000, 760), "ct_p50_us": 420}]
+    hos = [{**_run(990, 730, 4), "ct_p50_us": 430}, {**_run(980, 750, 6), "ct_p50_us": 430}]
+    details, _ = hostile_verdict(van, hos)
+    assert details["host_p50_ratio"] == 1.049
+    details, _ = hostile_verdict([_run(1000, 700)], [_run(990, 730, 4)])
+    assert "host_p50_ratio" not in details  # no histogram, no median
