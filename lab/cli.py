@@ -73,7 +73,7 @@ def parser() -> argparse.ArgumentParser:
         r.add_argument("--guest-mem-mb", type=int, default=256)
         r.add_argument("--reprobe", action="store_true", help="ignore the cached accelerator probe")
         r.add_argument("--level1-timeout", type=float, default=None, help="seconds before level 1 is killed")
-        r.add_argument("--level1-cpu", help="QEMU -cpu of level 1 under TCG (default max; it needs SVM with NPT)")
+        r.add_argument("--level1-cpu", help="QEMU -cpu of level 1 under TCG (default max,-la57; it needs SVM with NPT)")
         if name == "boot":
             r.add_argument("cmd", nargs=argparse.REMAINDER, help="command to run in level 1 (default: a shell)")
         if name == "bench":

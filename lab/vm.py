@@ -32,8 +32,11 @@ class Level1Settings:
     tcg_probe_timeout: float = 300.0
     run_timeout: float = 1500.0
     # QEMU CPU model of level 1 under TCG: it must offer SVM with nested
-    # paging (`max` does); e.g. `max,-la57` runs level 1 on 4-level paging.
-    tcg_cpu: str = "max"
+    # paging (`max` does). Without 5-level paging: with it, QEMU 7.2's TCG
+    # had both levels read zeros through valid per-CPU mappings now and then
+    # (`current` = NULL, recursive page faults up to the stack guard page;
+    # KASAN wild accesses in early boot), see README.
+    tcg_cpu: str = "max,-la57"
 
 
 # Under TCG the emulated CPU has no invariant TSC, so built-in KVM snapshots
@@ -76,6 +79,7 @@ def vng_command(
         # The emulated CPU must be `max` (SVM with nested paging): virtme-ng
         # 1.35 (trixie) leaves TCG on QEMU's default qemu64, whose SVM lacks
         # NPT, and every level-2 guest then triple-faulted in its BIOS.
+        # Level 2 (`-cpu host`) inherits level 1's features, la57 included.
         cmd += ["--disable-kvm", f"--qemu-opts=-cpu {settings.tcg_cpu}"]
         cmd += ["--append", f"kvm.tsc_tolerance_ppm={TCG_TSC_TOLERANCE_PPM}"]
     if monitor is not None:
@@ -103,7 +107,7 @@ class Level1:
     def _probe_cache(self) -> Path:
         # Valid until the machine reboots or the kernel or QEMU changes.
         qemu = shutil.which("qemu-system-x86_64") or ""
-        ident = f"{_boot_id()}|{self.kernel_key}|{qemu}|{os.stat(qemu).st_mtime if qemu else 0}"
+        ident = f"{_boot_id()}|{self.kernel_key}|{qemu}|{os.stat(qemu).st_mtime if qemu else 0}|{self.settings.tcg_cpu}"
         return self.cache / "probes" / (hashlib.sha256(ident.encode()).hexdigest()[:24] + ".json")
 
     def probe(self, use_cache: bool = True) -> tuple[str, list[accel.Probe], bool]:

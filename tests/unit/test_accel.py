@@ -37,7 +37,7 @@ def test_vng_command_follows_the_chosen_accelerator(tmp_path: Path) -> None:
     tcg = vng_command(kernel, "tcg", Level1Settings(), "true", [tmp_path])
     kvm = vng_command(kernel, "kvm", Level1Settings(), "true", [])
     assert "--disable-kvm" in tcg and "--disable-kvm" not in kvm
-    assert "--qemu-opts=-cpu max" in tcg  # nested paging for level 2, whatever vng's default
+    assert "--qemu-opts=-cpu max,-la57" in tcg  # nested paging for level 2, whatever vng's default; no LA57
     # KVM on TCG must tolerate the TSC refinement; real KVM keeps KVM's default.
     assert "kvm.tsc_tolerance_ppm=10000" in tcg and not any("tsc_tolerance" in a for a in kvm)
     assert tcg[-2:] == ["--exec", "true"] and ["--rwdir", f"{tmp_path}={tmp_path}"] == tcg[tcg.index("--rwdir") : tcg.index("--rwdir") + 2]
@@ -48,9 +48,9 @@ def test_level1_cpu_model_is_an_option(tmp_path: Path) -> None:
     from lab.cli import _options, parser
     from lab.vm import vng_command
 
-    args = parser().parse_args(["run", "--level1-cpu", "max,-la57"])
+    args = parser().parse_args(["run", "--level1-cpu", "max"])
     opts = _options(args)
     tcg = vng_command(tmp_path / "bzImage", "tcg", opts.level1, "true", [])
-    assert "--qemu-opts=-cpu max,-la57" in tcg and "--qemu-opts=-cpu max" not in tcg
+    assert "--qemu-opts=-cpu max" in tcg and "--qemu-opts=-cpu max,-la57" not in tcg
     kvm = vng_command(tmp_path / "bzImage", "kvm", opts.level1, "true", [])
     assert not any(a.startswith("--qemu-opts=-cpu") for a in kvm)  # real KVM: vng's own host CPU
