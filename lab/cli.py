@@ -49,6 +49,8 @@ def _options(args: argparse.Namespace) -> Options:
         opts.level1.run_timeout = args.level1_timeout
     if getattr(args, "level1_cpu", None):
         opts.level1.tcg_cpu = args.level1_cpu
+    if getattr(args, "level1_append", None):
+        opts.level1.append = args.level1_append
     return opts
 
 
@@ -74,6 +76,7 @@ def parser() -> argparse.ArgumentParser:
         r.add_argument("--reprobe", action="store_true", help="ignore the cached accelerator probe")
         r.add_argument("--level1-timeout", type=float, default=None, help="seconds before level 1 is killed")
         r.add_argument("--level1-cpu", help="QEMU -cpu of level 1 under TCG (default max,-la57; it needs SVM with NPT)")
+        r.add_argument("--level1-append", help="extra kernel command line for level 1")
         if name == "boot":
             r.add_argument("cmd", nargs=argparse.REMAINDER, help="command to run in level 1 (default: a shell)")
         if name == "bench":

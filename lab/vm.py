@@ -37,6 +37,8 @@ class Level1Settings:
     # (`current` = NULL, recursive page faults up to the stack guard page;
     # KASAN wild accesses in early boot), see README.
     tcg_cpu: str = "max,-la57"
+    # Extra kernel command line for level 1 (e.g. debugging options).
+    append: str = ""
 
 
 # Under TCG the emulated CPU has no invariant TSC, so built-in KVM snapshots
@@ -82,6 +84,8 @@ def vng_command(
         # Level 2 (`-cpu host`) inherits level 1's features, la57 included.
         cmd += ["--disable-kvm", f"--qemu-opts=-cpu {settings.tcg_cpu}"]
         cmd += ["--append", f"kvm.tsc_tolerance_ppm={TCG_TSC_TOLERANCE_PPM}"]
+    if settings.append:
+        cmd += ["--append", settings.append]
     if monitor is not None:
         cmd.append(f"--qemu-opts=-monitor unix:{monitor},server=on,wait=off")
     for d in rwdirs:

@@ -54,3 +54,12 @@ def test_level1_cpu_model_is_an_option(tmp_path: Path) -> None:
     assert "--qemu-opts=-cpu max" in tcg and "--qemu-opts=-cpu max,-la57" not in tcg
     kvm = vng_command(tmp_path / "bzImage", "kvm", opts.level1, "true", [])
     assert not any(a.startswith("--qemu-opts=-cpu") for a in kvm)  # real KVM: vng's own host CPU
+
+
+def test_level1_append_reaches_the_kernel_command_line(tmp_path: Path) -> None:
+    from lab.cli import _options, parser
+    from lab.vm import vng_command
+
+    opts = _options(parser().parse_args(["run", "--level1-append", "idle=poll"]))
+    cmd = vng_command(tmp_path / "bzImage", "kvm", opts.level1, "true", [])
+    assert cmd[cmd.index("idle=poll") - 1 : cmd.index("idle=poll") + 1] == ["--append", "idle=poll"]
