@@ -71,6 +71,23 @@ def process_state(pid: int) -> str:
 EXIT_WAIT_S = 30.0
 
 
+# Commands with a timeout, while they run: pid -> (deadline, label). The
+# level-1 watchdog reaps overdue ones (reap_overdue): under TCG a level-1 CPU
+# can stop taking interrupts, and a timeout timer sleeping on it never fires.
+_DEADLINES: dict[int, tuple[float, str]] = {}
+_DEADLINES_LOCK = threading.Lock()
+
+
+def reap_overdue(grace: float = 30.0) -> list[str]:
+    """Kill the process groups of commands `grace` seconds past their timeout; says which."""
+    now = time.monotonic()
+    with _DEADLINES_LOCK:
+        overdue = [(pid, deadline, label) for pid, (deadline, label) in _DEADLINES.items() if now > deadline + grace]
+    for pid, _deadline, _label in overdue:
+        _kill_group(pid)
+    return [f"{label} (pid {pid}) {now - deadline:.0f} s past its timeout" for pid, deadline, label in overdue]
+
+
 def _slug(label: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", label).strip("-")[:60] or "cmd"
 
@@ -158,6 +175,8 @@ class Runner:
             if timeout is not None:
                 timer = threading.Timer(timeout, _kill, (True,))
                 timer.start()
+                with _DEADLINES_LOCK:
+                    _DEADLINES[proc.pid] = (start + timeout, label)
             # A reader thread, so a command that will not die (or a descendant
             # that keeps the pipe open) cannot block the lab forever.
             lines: queue.Queue[str | None] = queue.Queue()
@@ -212,6 +231,8 @@ class Runner:
                 grace_timer.cancel()
             if timer is not None:
                 timer.cancel()
+                with _DEADLINES_LOCK:
+                    _DEADLINES.pop(proc.pid, None)
             try:
                 rc = proc.wait(timeout=EXIT_WAIT_S if stuck or killed_at else None)
             except subprocess.TimeoutExpired:

@@ -14,6 +14,8 @@ import threading
 from pathlib import Path
 from typing import TextIO
 
+from lab.runner import reap_overdue
+
 
 def process_table(proc: Path = Path("/proc")) -> list[str]:
     """'pid state wchan cmdline' for every process with a command line (kernel threads have none)."""
@@ -56,6 +58,11 @@ def start(period: float, beat: float = 60.0) -> threading.Event:
         while not stop.wait(beat):
             waited += beat
             uptime = Path("/proc/uptime").read_text().split()[0]
+            for what in reap_overdue():
+                # Its own timer did not fire: it sleeps on a CPU that stopped
+                # taking interrupts (seen here under TCG). The kill's wakeups
+                # also poke that CPU.
+                print(f"LAB-WATCHDOG killed {what}: its timeout did not fire", flush=True)
             if waited >= period:
                 waited = 0.0
                 report(sys.stdout, uptime)

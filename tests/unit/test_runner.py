@@ -92,3 +92,29 @@ def test_a_silent_command_is_killed_after_on_idle(runner: Runner) -> None:
 def test_a_chatty_command_is_not_idle(runner: Runner) -> None:
     res = runner.run(["sh", "-c", "for i in 1 2 3 4; do echo $i; sleep 0.6; done"], "chatty", idle_timeout=1.5)
     assert res.ok and not res.silent
+
+
+def test_reap_overdue_kills_a_command_whose_timer_did_not_fire(runner: Runner, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Stand-in for a timeout timer that never fires (a level-1 CPU that
+    # stopped taking interrupts): the timer is a no-op here.
+    class DeadTimer:
+        def __init__(self, *args: object) -> None: ...
+        def start(self) -> None: ...
+        def cancel(self) -> None: ...
+
+    monkeypatch.setattr(runner_mod.threading, "Timer", DeadTimer)
+    reaped: list[str] = []
+
+    def reaper() -> None:
+        time.sleep(1.5)
+        reaped.extend(runner_mod.reap_overdue(grace=0.5))
+
+    import threading
+
+    threading.Thread(target=reaper).start()
+    start = time.monotonic()
+    res = runner.run(["sleep", "30"], "stuck", timeout=0.5, check=False)
+    assert time.monotonic() - start < 10
+    assert res.returncode != 0
+    assert len(reaped) == 1 and reaped[0].startswith("stuck (pid ") and "past its timeout" in reaped[0]
+    assert runner_mod.reap_overdue(grace=0) == []  # a finished command is no longer tracked
