@@ -41,7 +41,8 @@ static int pvsched_dump_stats(int map_fd, const char *policy, const char *path)
 			"\"request_seen\": %llu, \"read_errors\": %llu, "
 			"\"boost_requests\": %llu, \"unboost_requests\": %llu, "
 			"\"refused\": %llu, \"kernel_boosts\": %llu, "
-			"\"kernel_throttles\": %llu, \"kernel_boosted_ns\": %llu}",
+			"\"kernel_throttles\": %llu, \"kernel_boosted_ns\": %llu, "
+			"\"cs_denied\": %llu}",
 			first ? "" : ",", s.tid, s.vm_pid, s.vcpu_id, s.cpu,
 			s.registered, s.wanted,
 			(unsigned long long)s.registrations,
@@ -61,7 +62,8 @@ static int pvsched_dump_stats(int map_fd, const char *policy, const char *path)
 			(unsigned long long)s.refused,
 			(unsigned long long)s.kernel_boosts,
 			(unsigned long long)s.kernel_throttles,
-			(unsigned long long)s.kernel_boosted_ns);
+			(unsigned long long)s.kernel_boosted_ns,
+			(unsigned long long)s.cs_denied);
 		first = 0;
 	}
 	fprintf(f, "\n]}\n");

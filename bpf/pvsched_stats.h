@@ -29,6 +29,11 @@ struct pvsched_vcpu_stats {
 	__u64 kernel_boosts;
 	__u64 kernel_throttles;
 	__u64 kernel_boosted_ns;
+	/* the boost policy's budget for critical-section boosts */
+	__u64 cs_denied;	/* critical-section boosts refused: over budget */
+	__u64 cs_window_ns;	/* start of the current budget window */
+	__u64 cs_used_ns;	/* boosted for critical sections in it */
+	__u64 cs_since_ns;	/* start of the running one, 0 if none */
 };
 
 #endif
