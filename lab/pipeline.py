@@ -51,7 +51,7 @@ class Options:
     level1: Level1Settings = field(default_factory=Level1Settings)
     level2_kvm_timeout: float = 120.0
     level2_tcg_timeout: float = 600.0
-    vm_retries: int = 1
+    vm_retries: int = 2
     series: bool = True  # apply kernel/patches/ (bisect steps build commits as they are)
     build_tag: str | None = None  # names the incremental build directory; default: the profile
     tree_name: str | None = None  # names the source tree directory; default: one per source
@@ -263,39 +263,47 @@ class Pipeline:
         data: dict[str, Any] = json.loads(report_path.read_text())
         return data
 
-    def _keep_first_attempt(self, out: Path) -> Path:
-        first = out.with_name("vm-attempt1")
-        out.rename(first)
+    def _keep_attempt(self, out: Path, number: int) -> Path:
+        kept = out.with_name(f"vm-attempt{number}")
+        out.rename(kept)
         out.mkdir()
-        return first
+        return kept
 
     def run_vms(self, tree: SourceTree, builds: dict[str, KernelBuild]) -> None:
         level1, cfg, out = self.prepare_vms(tree, builds)
-        try:
-            report: dict[str, Any] | None = self.boot_level1(level1, "lab.invm.level1", cfg, out, "level1.json")
-        except StepFailed:
-            if self.opts.vm_retries <= 0 or self.record.failed_step is None:
-                raise
-            # Level 1 hung or died without a report (under TCG: e.g. CPUs QEMU
-            # stopped waking). Its console was scanned, so a kernel splat
-            # still fails the run; the rerun is said in summary.json.
-            why = self.record.failed_step["message"].splitlines()[0]
-            self.record.failed_step = None
-            first = self._keep_first_attempt(out)
-            ui.info(f"{why}; rerunning the VM stage once (first attempt: {first})")
-            self.record.retried = {"failed_first": [why], "first_attempt": str(first)}
-            report = None
-        failed = [c["name"] for c in report["tests"] if c["status"] == "failed"] if report else []
-        if failed and self.opts.vm_retries > 0:
-            # Nested virtualization under TCG is flaky here; rerun the VM stage
-            # once, keep the first attempt, and say so in summary.json.
-            first = self._keep_first_attempt(out)
-            ui.info(f"level 1 reported failures {failed}; rerunning the VM stage once (first attempt: {first})")
-            self._scan((first / "level1-dmesg.txt").read_text(), "level1", "vm-attempt1/level1-dmesg.txt")
-            self._scan((first / "level2-dmesg.txt").read_text(), "level2", "vm-attempt1/level2-dmesg.txt")
-            self.record.retried = {"failed_first": failed, "first_attempt": str(first)}
-        if report is None or failed and self.opts.vm_retries > 0:
-            report = self.boot_level1(level1, "lab.invm.level1", cfg, out, "level1.json")
+        # Nested virtualization under TCG is flaky here (docs: lost interrupts,
+        # wedged CPUs): the VM stage is rerun up to vm_retries times, every
+        # attempt is kept, and summary.json says so. A kernel splat in any
+        # attempt still fails the run (its console and dmesg are scanned).
+        attempts: list[dict[str, Any]] = []
+        while True:
+            last_chance = len(attempts) >= self.opts.vm_retries
+            try:
+                report = self.boot_level1(level1, "lab.invm.level1", cfg, out, "level1.json")
+            except StepFailed:
+                if last_chance or self.record.failed_step is None:
+                    raise
+                # Level 1 hung or died without a report; boot_level1 scanned its console.
+                why = self.record.failed_step["message"].splitlines()[0]
+                self.record.failed_step = None
+                kept = self._keep_attempt(out, len(attempts) + 1)
+                attempts.append({"failed": [why], "dir": str(kept)})
+                ui.info(f"{why}; rerunning the VM stage (attempt {len(attempts)} kept in {kept})")
+                continue
+            failed = [c["name"] for c in report["tests"] if c["status"] == "failed"]
+            if not failed or last_chance:
+                break
+            kept = self._keep_attempt(out, len(attempts) + 1)
+            self._scan((kept / "level1-dmesg.txt").read_text(), "level1", f"{kept.name}/level1-dmesg.txt")
+            self._scan((kept / "level2-dmesg.txt").read_text(), "level2", f"{kept.name}/level2-dmesg.txt")
+            attempts.append({"failed": failed, "dir": str(kept)})
+            ui.info(f"level 1 reported failures {failed}; rerunning the VM stage (attempt {len(attempts)} kept in {kept})")
+        if attempts:
+            self.record.retried = {
+                "failed_first": attempts[0]["failed"],
+                "first_attempt": attempts[0]["dir"],
+                "attempts": attempts,
+            }
         self.record.levels["2"] = report["level2"]
         # Per-vCPU statistics the policies exported (their loaders' last dump).
         for name in ("boost", "scx"):

@@ -106,8 +106,9 @@ def markdown(record: RunRecord) -> str:
         "",
     ]
     if record.retried:
-        lines += [f"**VM stage rerun once**; first attempt failed {', '.join(record.retried['failed_first'])} "
-                  f"(kept in `{record.retried['first_attempt']}`)", ""]  # fmt: skip
+        earlier = record.retried.get("attempts") or [{"failed": record.retried["failed_first"], "dir": record.retried["first_attempt"]}]
+        lines += [f"**VM stage rerun {len(earlier)}x**; " + "; ".join(
+            f"attempt {i} failed {', '.join(a['failed'])} (kept in `{a['dir']}`)" for i, a in enumerate(earlier, 1)), ""]  # fmt: skip
     if record.failed_step:
         lines += [f"**Failed step:** {record.failed_step['step']}: {record.failed_step['message']}",
                   f"(log: `{record.failed_step.get('log', '')}`)", ""]  # fmt: skip

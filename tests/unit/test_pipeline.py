@@ -59,6 +59,7 @@ def test_a_level1_that_hangs_twice_fails_the_run(tmp_path, monkeypatch) -> None:
     from lab.pipeline import StepFailed
 
     pipe = _pipeline(tmp_path, monkeypatch, ["hung", "hung again"])
+    pipe.opts.vm_retries = 1
     with pytest.raises(StepFailed):
         pipe.run_vms(None, {})  # type: ignore[arg-type]
     assert pipe.record.failed_step is not None and pipe.record.failed_step["message"] == "hung again"
@@ -79,5 +80,19 @@ def test_without_retries_a_hang_fails_at_once(tmp_path, monkeypatch) -> None:  #
 def test_failed_tests_are_rerun_once_as_before(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     pipe = _pipeline(tmp_path, monkeypatch, [_report("failed"), _report("passed")])
     pipe.run_vms(None, {})  # type: ignore[arg-type]
-    assert pipe.record.retried == {"failed_first": ["t"], "first_attempt": str(pipe.run_dir / "vm-attempt1")}
+    first = str(pipe.run_dir / "vm-attempt1")
+    assert pipe.record.retried == {"failed_first": ["t"], "first_attempt": first, "attempts": [{"failed": ["t"], "dir": first}]}
     assert [c.status for c in pipe.record.cases if c.name == "t"] == ["passed"]
+
+
+def test_two_reruns_by_default_then_the_last_verdict_stands(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    pipe = _pipeline(tmp_path, monkeypatch, ["hung", _report("failed"), _report("passed")])
+    pipe.run_vms(None, {})  # type: ignore[arg-type]
+    assert pipe.record.retried is not None
+    assert [a["failed"] for a in pipe.record.retried["attempts"]] == [["hung"], ["t"]]
+    assert (pipe.run_dir / "vm-attempt2").is_dir()
+    assert [c.status for c in pipe.record.cases if c.name == "t"] == ["passed"]
+    pipe = _pipeline(tmp_path / "b", monkeypatch, [_report("failed")] * 3)
+    pipe.run_vms(None, {})  # type: ignore[arg-type]
+    assert [c.status for c in pipe.record.cases if c.name == "t"] == ["failed"]  # the third attempt's verdict
+    assert len(pipe.record.retried["attempts"]) == 2  # type: ignore[index]
