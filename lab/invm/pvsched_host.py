@@ -33,6 +33,7 @@ HOSTILE_BUDGET_US, HOSTILE_PERIOD_US = 20_000, 100_000
 
 SAMPLE_INTERVAL = 0.05
 UNBOOST_SETTLE_S = 0.3  # how long an unboost may take to show
+UNBOOST_WINDOW_S = 0.5  # then at least one sample in this long must show it
 
 
 def observe_above_boosts() -> None:
@@ -336,11 +337,15 @@ class PvschedObserver:
         # waits as long). Not the last: phases are dated by console lines, which
         # arrive late under TCG, and the next phase (malformed) writes an RT
         # policy into the area on purpose (a run here failed on that overlap).
+        # A stuck RT boost is FIFO in every sample of the window; a short
+        # critical-section boost (the guest's IRQs) may show in some (seen).
         done_at = self.phase_times.get("rt-done")
-        done = [s for s in self.samples if s.phase == "rt-done" and done_at is not None and s.t >= done_at + UNBOOST_SETTLE_S]
+        done = [s.policies.get(rt_tid) for s in self.samples if rt_tid is not None and s.phase == "rt-done"
+                and done_at is not None and done_at + UNBOOST_SETTLE_S <= s.t <= done_at + UNBOOST_SETTLE_S + UNBOOST_WINDOW_S]  # fmt: skip
         case("pvsched_unboost_restores_vcpu_thread",
-             bool(done) and rt_tid is not None and done[0].policies.get(rt_tid) in (SCHED_OTHER, None),
-             f"vCPU 1 (tid {rt_tid}) {UNBOOST_SETTLE_S} s after the RT phase: {done[0].policies if done else 'no samples'}")  # fmt: skip
+             rt_tid is not None and any(p in (SCHED_OTHER, None) for p in done),
+             f"vCPU 1 (tid {rt_tid}) policies {UNBOOST_SETTLE_S}-{UNBOOST_SETTLE_S + UNBOOST_WINDOW_S} s after the RT "
+             f"phase: {done or 'no samples'}")  # fmt: skip
         irq = sum(v.get("hardirq_seen", 0) + v.get("softirq_seen", 0) for v in stats)
         case("pvsched_host_sees_irq_bits", irq > 0, "no event saw the guest in a hard or soft IRQ")
         malformed = max((int(v.get("malformed", 0)) + int(v.get("read_errors", 0)) for v in stats), default=0)

@@ -160,7 +160,7 @@ def test_kernel_stack_names_the_state_of_a_sleeping_task() -> None:
     assert ph.kernel_stack(2**22 + 54321).startswith("stat (No such file or directory)")
 
 
-def test_unboost_is_judged_on_the_first_settled_sample_of_rt_done(tmp_path: Path) -> None:
+def test_unboost_is_judged_in_a_settled_window_of_rt_done(tmp_path: Path) -> None:
     obs = _good_observer(tmp_path)
     # Still FIFO right after the RT task ended, and again at the end of the
     # phase (the malformed phase's RT writes, seen before its late console line).
@@ -173,4 +173,13 @@ def test_unboost_is_judged_on_the_first_settled_sample_of_rt_done(tmp_path: Path
     obs.samples[2] = ph.Sample(1.85, "rt-done", {11: 0, 12: 1})
     assert _verdicts(obs)["pvsched_unboost_restores_vcpu_thread"] == "failed"
     obs.samples[1:4] = [ph.Sample(1.6, "rt-done", {11: 0, 12: 0})]  # nothing settled to judge
+    assert _verdicts(obs)["pvsched_unboost_restores_vcpu_thread"] == "failed"
+
+
+def test_a_short_irq_boost_in_the_window_does_not_fail_the_unboost_check(tmp_path: Path) -> None:
+    obs = _good_observer(tmp_path)
+    # Seen in a rehearsal: both vCPUs FIFO for 150 ms right at the settle point.
+    obs.samples[1:2] = [ph.Sample(1.8 + 0.05 * i, "rt-done", {11: 1, 12: 1 if i < 3 else 0}) for i in range(8)]
+    assert _verdicts(obs)["pvsched_unboost_restores_vcpu_thread"] == "passed"
+    obs.samples[1:9] = [ph.Sample(1.8 + 0.05 * i, "rt-done", {11: 0, 12: 1}) for i in range(12)]  # stuck
     assert _verdicts(obs)["pvsched_unboost_restores_vcpu_thread"] == "failed"
