@@ -85,12 +85,8 @@ void BPF_PROG(boost_notify, struct kvm_pvsched_vcpu *pv, __u32 event)
 		  !(g.flags & (PVSCHED_GUEST_RT_SLEEPING | PVSCHED_GUEST_BOOST_REQUEST));
 decide:
 	now = bpf_ktime_get_ns();
-	if (now - s->cs_window_ns >= cs_period_ns) {
-		s->cs_window_ns = now;
-		s->cs_used_ns = 0;
-		if (s->cs_since_ns)
-			s->cs_since_ns = now;
-	}
+	budget_window_roll(&s->cs_window_ns, &s->cs_used_ns, &s->cs_since_ns,
+			   now, cs_period_ns);
 	if (s->cs_since_ns) {
 		s->cs_used_ns += now - s->cs_since_ns;
 		s->cs_since_ns = now;

@@ -55,12 +55,8 @@ static bool needs_help(s32 tid)
 	if (!h || !h->wanted)
 		return false;
 	now = bpf_ktime_get_ns();
-	if (now - h->period_start >= period_ns) {
-		h->period_start = now;
-		h->used_ns = 0;
-		if (h->since)
-			h->since = now;
-	}
+	budget_window_roll(&h->period_start, &h->used_ns, &h->since, now,
+			   period_ns);
 	if (h->since && h->used_ns + (now - h->since) >= budget_ns)
 		return false;	/* over budget: normal FIFO until the period ends */
 	return true;

@@ -69,6 +69,23 @@ vcpu_stats_event(struct kvm_pvsched_vcpu *pv, __u32 event)
 }
 
 /*
+ * A budget window both policies keep per vCPU: once `period` has passed
+ * since *start, a new window begins with nothing used, and a stretch that
+ * is running (*since != 0) is charged from the window's start on.
+ */
+static __always_inline void budget_window_roll(__u64 *start, __u64 *used,
+					       __u64 *since, __u64 now,
+					       __u64 period)
+{
+	if (now - *start < period)
+		return;
+	*start = now;
+	*used = 0;
+	if (*since)
+		*since = now;
+}
+
+/*
  * The one rule both policies use: help a vCPU while its guest runs an RT
  * task or has one sleeping (the guest clears RT_SLEEPING when another task
  * runs: a periodic RT task causes no boost/unboost churn, and a halted vCPU

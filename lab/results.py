@@ -106,7 +106,7 @@ def markdown(record: RunRecord) -> str:
         "",
     ]
     if record.retried:
-        earlier = record.retried.get("attempts") or [{"failed": record.retried["failed_first"], "dir": record.retried["first_attempt"]}]
+        earlier = record.retried["attempts"]
         lines += [f"**VM stage rerun {len(earlier)}x**; " + "; ".join(
             f"attempt {i} failed {', '.join(a['failed'])} (kept in `{a['dir']}`)" for i, a in enumerate(earlier, 1)), ""]  # fmt: skip
     if record.failed_step:

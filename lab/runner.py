@@ -56,14 +56,20 @@ def _kill_group(pid: int) -> None:
         os.killpg(pid, signal.SIGKILL)
 
 
-def process_state(pid: int) -> str:
-    """'state S, wchan W' of a process from /proc, for reports on one that would not die."""
+def state_and_wchan(proc_dir: Path) -> tuple[str, str] | None:
+    """A process's scheduler state letter and kernel wait channel from /proc, None once it is gone."""
     try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        wchan = Path(f"/proc/{pid}/wchan").read_text().strip() or "-"
-    except OSError:
-        return "gone"
-    return f"state {fields[0]}, wchan {wchan}"
+        state = (proc_dir / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        wchan = (proc_dir / "wchan").read_text().strip() or "-"
+    except (OSError, IndexError):
+        return None
+    return state, wchan
+
+
+def process_state(pid: int) -> str:
+    """'state S, wchan W' of a process, for reports on one that would not die."""
+    found = state_and_wchan(Path(f"/proc/{pid}"))
+    return f"state {found[0]}, wchan {found[1]}" if found else "gone"
 
 
 # How long a killed command may take to close its output and be reaped

@@ -333,12 +333,12 @@ class PvschedObserver:
              f"{len(rt_samples)} samples of the vCPU threads during the RT phase, none SCHED_FIFO")  # fmt: skip
         # vCPU 1 ran the RT task; vCPU 0 may be boosted by its own interrupts.
         rt_tid = self.threads.get(1)
-        # The first sample UNBOOST_SETTLE_S into rt-done (the guest's own check
-        # waits as long). Not the last: phases are dated by console lines, which
-        # arrive late under TCG, and the next phase (malformed) writes an RT
-        # policy into the area on purpose (a run here failed on that overlap).
-        # A stuck RT boost is FIFO in every sample of the window; a short
-        # critical-section boost (the guest's IRQs) may show in some (seen).
+        # A window starting UNBOOST_SETTLE_S into rt-done (the guest's own check
+        # waits as long), not the phase's end: phases are dated by console
+        # lines, which arrive late under TCG, and the next phase (malformed)
+        # writes an RT policy into the area on purpose. A stuck RT boost is
+        # FIFO in every sample of the window; a short critical-section boost
+        # (the guest's IRQs) may show in some (seen).
         done_at = self.phase_times.get("rt-done")
         done = [s.policies.get(rt_tid) for s in self.samples if rt_tid is not None and s.phase == "rt-done"
                 and done_at is not None and done_at + UNBOOST_SETTLE_S <= s.t <= done_at + UNBOOST_SETTLE_S + UNBOOST_WINDOW_S]  # fmt: skip

@@ -14,7 +14,7 @@ import threading
 from pathlib import Path
 from typing import TextIO
 
-from lab.runner import reap_overdue
+from lab.runner import reap_overdue, state_and_wchan
 
 
 def process_table(proc: Path = Path("/proc")) -> list[str]:
@@ -25,13 +25,12 @@ def process_table(proc: Path = Path("/proc")) -> list[str]:
             continue
         try:
             cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
-            if not cmdline:
-                continue
-            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
-            wchan = (entry / "wchan").read_text().strip() or "-"
-        except (OSError, IndexError):
+        except OSError:
             continue  # it exited while we looked
-        rows.append(f"{entry.name:>7} {state} {wchan:<24} {cmdline[:160]}")
+        found = state_and_wchan(entry) if cmdline else None
+        if found is None:
+            continue
+        rows.append(f"{entry.name:>7} {found[0]} {found[1]:<24} {cmdline[:160]}")
     return rows
 
 
