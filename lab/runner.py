@@ -94,6 +94,22 @@ def reap_overdue(grace: float = 30.0) -> list[str]:
     return [f"{label} (pid {pid}) {now - deadline:.0f} s past its timeout" for pid, deadline, label in overdue]
 
 
+def survivors(after: float) -> dict[int, str]:
+    """Commands still alive `after` seconds past their timeout although
+    reap_overdue has been killing them: a process that survives SIGKILL that
+    long is stuck in the kernel (seen here: a qemu in KVM_RUN on a level-1
+    CPU that never left its level-2 guest)."""
+    now = time.monotonic()
+    with _DEADLINES_LOCK:
+        late = [(pid, deadline, label) for pid, (deadline, label) in _DEADLINES.items() if now > deadline + after]
+    found = {}
+    for pid, deadline, label in late:
+        state = state_and_wchan(Path(f"/proc/{pid}"))
+        if state is not None and state[0] not in ("Z", "X"):
+            found[pid] = f"{label} (pid {pid}, state {state[0]}, wchan {state[1]}) {now - deadline:.0f} s past its timeout"
+    return found
+
+
 def _slug(label: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", label).strip("-")[:60] or "cmd"
 
@@ -134,7 +150,8 @@ class Runner:
         """Run `cmd`, logging it. `grace_after=[(marker, seconds), ...]`: once a
         line contains a marker, the command has that long to exit before it
         is killed (VMs whose work is done but which do not power off, or
-        whose kernel reported it is wedged); the first marker seen counts.
+        whose kernel reported it is wedged); a later marker with a shorter
+        grace brings the kill forward, never back.
         `idle_timeout`: a command silent that long is killed (after
         `on_idle()`, e.g. to record where it hangs)."""
         argv = [str(c) for c in cmd]
@@ -195,7 +212,8 @@ class Runner:
                 lines.put(None)
 
             threading.Thread(target=_pump, name=f"output of {label}", daemon=True).start()
-            grace_timer = None
+            grace_timer: threading.Timer | None = None
+            grace_ends: float | None = None
             stuck = ""
             silent = False
             exited_at: float | None = None
@@ -230,7 +248,11 @@ class Runner:
                 if on_line is not None:
                     on_line(text.rstrip("\n"))
                 hit = next((secs for marker, secs in grace_after if marker in text), None)
-                if hit is not None and grace_timer is None:
+                # A later marker may only bring the kill forward.
+                if hit is not None and (grace_ends is None or time.monotonic() + hit < grace_ends):
+                    if grace_timer is not None:
+                        grace_timer.cancel()
+                    grace_ends = time.monotonic() + hit
                     grace_timer = threading.Timer(hit, _kill, (False,))
                     grace_timer.start()
             if grace_timer is not None:

@@ -55,6 +55,10 @@ TCG_TSC_TOLERANCE_PPM = 10000
 # the whole run timeout), and the lab first asks QEMU where the CPUs are.
 WEDGED_MARKS = ("rcu_sched detected stalls", "rcu: INFO: rcu_preempt detected stalls", "soft lockup", "hard LOCKUP")
 WEDGED_GRACE_S = 300.0
+# Level 1's watchdog saying a killed command survives SIGKILL
+# (lab.invm.watchdog.WEDGED): nothing in level 1 can finish after that.
+UNRECOVERABLE_MARK = "LAB-WEDGED"
+UNRECOVERABLE_GRACE_S = 20.0
 # An oops does not stop level 1, but where its CPUs are right then is worth keeping.
 OOPS_MARKS = ("BUG: ", "Oops: ", "general protection fault")
 # The lab's runners in level 1 print a heartbeat every minute
@@ -178,12 +182,14 @@ class Level1:
             progress(line)
             if READY_MARK in line and not ready:
                 ready.append(time.monotonic() - start)
-            if any(m in line for m in WEDGED_MARKS):
+            if UNRECOVERABLE_MARK in line:
+                dump("has a process that survives SIGKILL")
+            elif any(m in line for m in WEDGED_MARKS):
                 dump("reports a stall")
             elif any(m in line for m in OOPS_MARKS):
                 dump("reports an oops")
 
-        grace = [(DONE_MARK, 60.0), *((m, WEDGED_GRACE_S) for m in WEDGED_MARKS)]
+        grace = [(DONE_MARK, 60.0), (UNRECOVERABLE_MARK, UNRECOVERABLE_GRACE_S), *((m, WEDGED_GRACE_S) for m in WEDGED_MARKS)]
         # Just before the timeout kills it, where are level 1's CPUs?
         before_kill = threading.Timer(max(self.settings.run_timeout - 20, 1), dump, ("is about to time out",))
         before_kill.start()

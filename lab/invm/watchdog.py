@@ -14,7 +14,7 @@ import threading
 from pathlib import Path
 from typing import TextIO
 
-from lab.runner import reap_overdue, state_and_wchan
+from lab.runner import reap_overdue, state_and_wchan, survivors
 
 
 def process_table(proc: Path = Path("/proc")) -> list[str]:
@@ -44,6 +44,11 @@ def report(out: TextIO, uptime: str) -> None:
 
 
 HEARTBEAT = "LAB-HEARTBEAT"
+# Printed when a killed command is still alive this long past its timeout:
+# level 1 cannot recover, and the host stops it at once (lab.vm) instead of
+# waiting out the whole run timeout (seen in CI: 15 minutes lost).
+WEDGED = "LAB-WEDGED"
+SURVIVOR_AFTER_S = 150.0
 
 
 def start(period: float, beat: float = 60.0) -> threading.Event:
@@ -54,6 +59,7 @@ def start(period: float, beat: float = 60.0) -> threading.Event:
 
     def loop() -> None:
         waited = 0.0
+        told: set[int] = set()  # pids already reported wedged
         while not stop.wait(beat):
             waited += beat
             uptime = Path("/proc/uptime").read_text().split()[0]
@@ -62,6 +68,10 @@ def start(period: float, beat: float = 60.0) -> threading.Event:
                 # taking interrupts (seen here under TCG). The kill's wakeups
                 # also poke that CPU.
                 print(f"LAB-WATCHDOG killed {what}: its timeout did not fire", flush=True)
+            for pid, what in survivors(SURVIVOR_AFTER_S).items():
+                if pid not in told:
+                    told.add(pid)
+                    print(f"{WEDGED} {what}: it survives SIGKILL, a level-1 CPU is stuck", flush=True)
             if waited >= period:
                 waited = 0.0
                 report(sys.stdout, uptime)

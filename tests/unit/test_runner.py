@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import time
 
 import pytest
@@ -118,3 +119,28 @@ def test_reap_overdue_kills_a_command_whose_timer_did_not_fire(runner: Runner, m
     assert res.returncode != 0
     assert len(reaped) == 1 and reaped[0].startswith("stuck (pid ") and "past its timeout" in reaped[0]
     assert runner_mod.reap_overdue(grace=0) == []  # a finished command is no longer tracked
+
+
+def test_a_later_marker_brings_the_kill_forward_never_back(runner: Runner) -> None:
+    grace = [("STALL", 30.0), ("UNRECOVERABLE", 0.5)]
+    res = runner.run(["sh", "-c", "echo STALL; echo UNRECOVERABLE; sleep 30"], "forward", timeout=60, check=False, grace_after=grace)
+    assert not res.ok and res.seconds < 10
+    res = runner.run(["sh", "-c", "echo UNRECOVERABLE; echo STALL; sleep 30"], "not-back", timeout=60, check=False, grace_after=grace)
+    assert not res.ok and res.seconds < 10
+
+
+def test_survivors_names_live_commands_long_past_their_timeout() -> None:
+    child = subprocess.Popen(["sleep", "30"])
+    try:
+        with runner_mod._DEADLINES_LOCK:
+            runner_mod._DEADLINES[child.pid] = (time.monotonic() - 100, "qemu stand-in")
+        assert runner_mod.survivors(after=200) == {}  # not late enough yet
+        found = runner_mod.survivors(after=50)
+        assert list(found) == [child.pid] and found[child.pid].startswith(f"qemu stand-in (pid {child.pid}, state ")
+        child.kill()
+        child.wait()
+        assert runner_mod.survivors(after=50) == {}  # gone: nothing survives
+    finally:
+        child.kill()
+        with runner_mod._DEADLINES_LOCK:
+            runner_mod._DEADLINES.pop(child.pid, None)
