@@ -23,6 +23,7 @@
 #include <linux/percpu.h>
 #include <linux/random.h>
 #include <linux/sched.h>
+#include <linux/sched/clock.h>
 #include <linux/slab.h>
 #include <linux/tracepoint.h>
 #include <linux/workqueue.h>
@@ -33,7 +34,20 @@ static bool hostile;
 module_param(hostile, bool, 0644);
 MODULE_PARM_DESC(hostile, "always request a boost and write garbage (testing)");
 
+/*
+ * RT_SLEEPING stays set this long after an RT task slept on a vCPU, across
+ * the other tasks that run meanwhile: a periodic RT task (cyclictest's
+ * measuring thread) shares its vCPU with non-RT helpers (cyclictest's own
+ * main thread wakes every 10 ms), and clearing the flag whenever one of
+ * them ran left the vCPU unboosted, halted, when the RT wakeup came.
+ */
+static unsigned int rt_sleep_window_us = 10000;
+module_param(rt_sleep_window_us, uint, 0644);
+MODULE_PARM_DESC(rt_sleep_window_us, "keep RT_SLEEPING this long after an RT task slept on the vCPU");
+
 static DEFINE_PER_CPU(struct pvsched_vcpu_area *, pvsched_area);
+/* local_clock() when an RT task last went to sleep on this CPU. */
+static DEFINE_PER_CPU(u64, rt_slept_ns);
 
 /* Per-CPU so the context-switch path never bounces a shared line. */
 struct pvsched_stats {
@@ -80,6 +94,7 @@ static void probe_sched_switch(void *data, bool preempt,
 			       unsigned int prev_state)
 {
 	struct pvsched_guest_state *g = this_guest_state();
+	u64 now;
 	u32 flags;
 
 	if (!g)
@@ -89,11 +104,17 @@ static void probe_sched_switch(void *data, bool preempt,
 	WRITE_ONCE(g->nice, task_nice(next));
 	flags = 0;
 	/*
-	 * An RT task went to sleep (not exiting) and left the vCPU idle: its
-	 * wakeup is coming and matters.
+	 * An RT task went to sleep (not exiting): its wakeup is coming and
+	 * matters, whatever runs on the vCPU until then (see
+	 * rt_sleep_window_us).
 	 */
-	if (is_idle_task(next) && is_rt_policy(prev->policy) &&
-	    prev_state != TASK_RUNNING && !(prev_state & TASK_DEAD))
+	now = local_clock();
+	if (is_rt_policy(prev->policy) && prev_state != TASK_RUNNING &&
+	    !(prev_state & TASK_DEAD))
+		this_cpu_write(rt_slept_ns, now);
+	if (this_cpu_read(rt_slept_ns) &&
+	    now - this_cpu_read(rt_slept_ns) <
+	    (u64)READ_ONCE(rt_sleep_window_us) * NSEC_PER_USEC)
 		flags |= PVSCHED_GUEST_RT_SLEEPING;
 	if (READ_ONCE(hostile)) {
 		flags |= PVSCHED_GUEST_BOOST_REQUEST;

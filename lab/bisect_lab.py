@@ -13,6 +13,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from rich.markup import escape
+
 from lab import ui
 from lab.bisect import (
     BAD,
@@ -57,7 +59,7 @@ def run_step(state_dir: Path, commit: str | None = None) -> int:
         try:
             verdict, info = judge_once(state, src)
         except Exception as exc:  # noqa: BLE001 - a lab bug must stop the bisect, not read as "bad"
-            ui.console.print(f"[red]bisect aborted:[/] the step itself failed: {exc!r}")
+            ui.failure("bisect aborted:", f"the step itself failed: {exc!r}")
             raise SystemExit(ABORT) from exc
         if verdict == ABORT:
             return ABORT
@@ -106,7 +108,7 @@ def judge_once(state: BisectState, src: Path) -> tuple[int | None, dict[str, Any
     if failed:
         info["why"] = f"step {failed['step']} failed: {failed['message'].splitlines()[0]}"
         if failed["step"].startswith(MACHINE_STEPS):
-            ui.console.print(f"[red]bisect aborted:[/] {info['why']} (see {failed['log']})")
+            ui.failure("bisect aborted:", f"{info['why']} (see {failed['log']})")
             return ABORT, info
         if failed["step"].startswith(UNBUILDABLE_STEPS):
             return SKIP, info
@@ -189,15 +191,15 @@ def report(result: dict[str, Any], state_dir: Path) -> int:
     if first is None:
         ui.console.print("[yellow]bisect could not decide:[/] only skipped commits left; the first bad commit is one of:")
         for sha in result["candidates"]:
-            ui.console.print(f"  {sha}")
+            ui.info(f"  {sha}")
         return 1
     step = next((s for s in reversed(steps) if s["commit"] == first), None)
     subject = step["subject"] if step else ""
-    ui.console.print(f"[bold]first bad commit:[/] {first} {subject}")
+    ui.console.print(f"[bold]first bad commit:[/] {escape(f'{first} {subject}')}")
     if step:
         runs = [a["run"] for a in step["attempts"]]
-        ui.console.print(f"  judged bad in: {', '.join(runs)} ({'; '.join(a.get('why', '') for a in step['attempts'])})")
-    ui.console.print(f"  steps: {state_dir / 'steps.jsonl'}; bisect log: {state_dir / 'result.json'}")
-    ui.console.print(f"  reproduce: python -m lab bisect-step --state {state_dir} --commit {first}")
+        ui.info(f"  judged bad in: {', '.join(runs)} ({'; '.join(a.get('why', '') for a in step['attempts'])})")
+    ui.info(f"  steps: {state_dir / 'steps.jsonl'}; bisect log: {state_dir / 'result.json'}")
+    ui.info(f"  reproduce: python -m lab bisect-step --state {state_dir} --commit {first}")
     print(f"bisect: first bad commit {first}", flush=True)
     return 0

@@ -138,7 +138,7 @@ def boot(args: argparse.Namespace) -> int:
 
 
 def checkpatch() -> int:
-    """checkpatch.pl from the pinned source on every patch of the series."""
+    """checkpatch.pl from the pinned source on every patch of the series and on the guest driver."""
     from lab.lockfile import load_lock
     from lab.paths import LOCK_FILE, PATCH_DIR, cache_dir
     from lab.source import SourceManager, read_series
@@ -155,7 +155,14 @@ def checkpatch() -> int:
         check=False,
     )
     sys.stdout.write(result.output)
-    return result.returncode
+    # The guest driver is kernel code too, kept outside the tree.
+    driver = runner.run(
+        ["perl", str(tree / "scripts/checkpatch.pl"), "--no-tree", "--show-types", "-f", *map(str, sorted((REPO / "guest").glob("*.c")))],
+        "checkpatch guest driver",
+        check=False,
+    )
+    sys.stdout.write(driver.output)
+    return result.returncode or driver.returncode
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -170,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
                 raise LabError("--container given inside the lab's container", fix="drop --container")
             return run_lab(argv, os.environ.get("PVSCHED_LAB_ENGINE"))
         except LabError as exc:
-            ui.console.print(f"[red]error:[/] {exc}")
+            ui.failure("error:", str(exc))
             return 2
     args = parser().parse_args(argv)
     try:
@@ -226,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
             return Pipeline(options).stress(opts)
         return Pipeline(_options(args)).run_all()
     except LabError as exc:
-        ui.console.print(f"[red]error:[/] {exc}")
+        ui.failure("error:", str(exc))
         return 2
 
 

@@ -17,6 +17,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from rich.markup import escape
+
 from lab import doctor, kconfig, ui
 from lab.bench import write as write_bench
 from lab.bpf import build_bpf
@@ -118,7 +120,7 @@ class Pipeline:
             yield
         except LabError as exc:
             self.record.failed_step = {"step": name, "message": exc.message, "log": exc.log or str(self.runner.log_dir)}
-            ui.console.print(f"[red]step '{name}' failed:[/] {exc}")
+            ui.failure(f"step '{name}' failed:", str(exc))
             raise StepFailed(name) from exc
 
     def finish(self) -> int:
@@ -126,22 +128,22 @@ class Pipeline:
         write_results(self.run_dir, self.record)
         counts = self.record.counts()
         line = f"{counts['passed']} passed, {counts['failed']} failed, {counts['skipped']} skipped"
-        ui.console.print((self.run_dir / "summary.md").read_text())
+        ui.console.print((self.run_dir / "summary.md").read_text(), markup=False)
         if self.record.status == "passed":
-            ui.console.print(f"[green]PASSED[/]: {self.run_dir}/summary.json")
+            ui.console.print(f"[green]PASSED[/]: {escape(str(self.run_dir))}/summary.json")
         else:
             if self.record.failed_step:
                 fs = self.record.failed_step
                 # All of it, last: CI logs may keep only the end of the output.
                 ui.console.print("[red]FAILED[/]", end=" ")
                 ui.console.print(f"at step '{fs['step']}': {fs['message']}", markup=False, highlight=False)
-                ui.console.print(f"log: {fs['log']}")
+                ui.info(f"log: {fs['log']}")
             for case in self.record.cases:
                 if case.status == "failed":
-                    ui.console.print(f"[red]FAILED[/] test {case.level}/{case.name}: {case.message}")
+                    ui.failure("FAILED", f"test {case.level}/{case.name}: {case.message}")
             for s in self.record.splats:
-                ui.console.print(f"[red]SPLAT[/] {s.level} {s.kind}: {s.line} ({s.source}:{s.line_no})")
-            ui.console.print(f"results: {self.run_dir}")
+                ui.failure("SPLAT", f"{s.level} {s.kind}: {s.line} ({s.source}:{s.line_no})")
+            ui.info(f"results: {self.run_dir}")
         print(f"lab: {line}", flush=True)
         return 0 if self.record.status == "passed" else 1
 
@@ -423,7 +425,7 @@ class Pipeline:
                         "cached_bzimage_sha256": cached,
                         "identical": len(hashes) == 1,
                     }
-                    ui.console.print(f"reproducibility: {detail}")
+                    ui.info(f"reproducibility: {detail}")
                     self.record.cases.append(Case("reproducible_bzimage", "host", "passed" if len(hashes) == 1 else "failed", detail))
         except StepFailed:
             pass

@@ -7,12 +7,20 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from rich.console import Console
+from rich.markup import escape
 
 console = Console(stderr=True, highlight=False)
 
 
 def info(message: str) -> None:
-    console.print(message)
+    # Messages carry paths and tool output ("make[2]: ... [/path/x.o]"),
+    # which rich would read as markup and fail on.
+    console.print(message, markup=False)
+
+
+def failure(label: str, detail: str) -> None:
+    """`label` in red, then `detail` as plain text."""
+    console.print(f"[red]{escape(label)}[/] {escape(detail)}")
 
 
 @contextmanager
@@ -29,18 +37,18 @@ def activity(title: str, every: float = 30.0) -> Iterator[Callable[[str], None]]
 
             def update(line: str) -> None:
                 elapsed = int(time.monotonic() - start)
-                status.update(f"{title} [dim]{elapsed // 60}:{elapsed % 60:02d}[/] {line.strip()[:70]}")
+                status.update(f"{escape(title)} [dim]{elapsed // 60}:{elapsed % 60:02d}[/] {escape(line.strip()[:70])}")
 
             yield update
     else:
-        console.print(f"{title} ...")
+        console.print(f"{title} ...", markup=False)
 
         def update(line: str) -> None:
             nonlocal last_print
             now = time.monotonic()
             if now - last_print >= every:
                 last_print = now
-                console.print(f"  {title}: {int(now - start)} s, {line.strip()[:70]}")
+                console.print(f"  {title}: {int(now - start)} s, {line.strip()[:70]}", markup=False)
 
         yield update
-    console.print(f"{title}: done in {time.monotonic() - start:.0f} s")
+    console.print(f"{title}: done in {time.monotonic() - start:.0f} s", markup=False)

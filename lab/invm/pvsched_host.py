@@ -366,12 +366,20 @@ class PvschedObserver:
         if not after or start is None or end is None:
             return Case("pvsched_hostile_guest_throttled", "level1", "failed", "no KVM snapshot around the hostile phase")
         throttles = sum(int(r["throttles"]) - int(before.get(t, {}).get("throttles", 0)) for t, r in after.items())
-        boosted_s = max((int(r["boosted_ns"]) - int(before.get(t, {}).get("boosted_ns", 0))) / 1e9 for t, r in after.items())
+
+        # The cap is on CPU time used while boosted (a boosted vCPU that
+        # waits for its CPU or halts uses none); wall time boosted may
+        # exceed it, and is reported beside it.
+        def used(key: str) -> float:
+            return max((int(r[key]) - int(before.get(t, {}).get(key, 0))) / 1e9 for t, r in after.items())
+
+        cpu_s, wall_s = used("boosted_cpu_ns"), used("boosted_ns")
         periods = (end - start) / (HOSTILE_PERIOD_US / 1e6)
         cap_s = (periods + 1) * HOSTILE_BUDGET_US / 1e6
-        ok = throttles > 0 and boosted_s <= cap_s * 1.2
+        ok = throttles > 0 and cpu_s <= cap_s * 1.2
         return Case("pvsched_hostile_guest_throttled", "level1", "passed" if ok else "failed",
-                    f"throttles={throttles}, most boosted vCPU {boosted_s:.3f} s, cap {cap_s:.3f} s over {end - start:.2f} s")  # fmt: skip
+                    f"throttles={throttles}, most boosted vCPU used {cpu_s:.3f} s CPU ({wall_s:.3f} s wall) boosted, "
+                    f"cap {cap_s:.3f} s CPU over {end - start:.2f} s")  # fmt: skip
 
     def _detach_case(self) -> Case:
         if self.policy.stopped_at is None:

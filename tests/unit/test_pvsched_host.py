@@ -35,9 +35,15 @@ def _good_observer(tmp_path: Path) -> ph.PvschedObserver:
         ph.Sample(100.2, "detach", {11: 0, 12: 0}),
     ]
     obs.phase_times = {"rt": 0.9, "rt-done": 1.5, "hostile": 10.0, "hostile-done": 12.0}
-    row = {"tid": "11", "throttles": "0", "boosted_ns": "0"}
-    obs.snapshots = {"hostile": [row], "hostile-done": [{"tid": "11", "throttles": "15", "boosted_ns": "400000000"}]}
+    row = {"tid": "11", "throttles": "0", "boosted_ns": "0", "boosted_cpu_ns": "0"}
+    # Boosted 0.9 s of wall time but 0.4 s of CPU time: the cap is on CPU time.
+    done = {"tid": "11", "throttles": "15", "boosted_ns": "900000000", "boosted_cpu_ns": "400000000"}
+    obs.snapshots = {"hostile": [row], "hostile-done": [done]}
     return obs
+
+
+def _hostile_done(throttles: int, cpu_ns: int) -> dict[str, str]:
+    return {"tid": "11", "throttles": str(throttles), "boosted_ns": str(cpu_ns), "boosted_cpu_ns": str(cpu_ns)}
 
 
 def _verdicts(obs: ph.PvschedObserver) -> dict[str, str]:
@@ -66,10 +72,10 @@ def test_healthy_run_passes_every_check(tmp_path: Path) -> None:
         (lambda o: o.samples.__setitem__(2, ph.Sample(100.2, "detach", {11: None, 12: None})),
          "pvsched_policy_detach_restores"),  # the VM was already gone: nothing was observed
         (lambda o: setattr(o, "rt_priorities", {99}), "pvsched_rt_priority_visible_to_host"),
-        (lambda o: o.snapshots.__setitem__("hostile-done", [{"tid": "11", "throttles": "0", "boosted_ns": "0"}]),
+        (lambda o: o.snapshots.__setitem__("hostile-done", [_hostile_done(throttles=0, cpu_ns=0)]),
          "pvsched_hostile_guest_throttled"),
         # 2 s at 20 ms per 100 ms allows about 0.44 s; 1.5 s boosted means the cap did not hold.
-        (lambda o: o.snapshots.__setitem__("hostile-done", [{"tid": "11", "throttles": "3", "boosted_ns": "1500000000"}]),
+        (lambda o: o.snapshots.__setitem__("hostile-done", [_hostile_done(throttles=3, cpu_ns=1_500_000_000)]),
          "pvsched_hostile_guest_throttled"),
         (lambda o: o.errors.append("boom"), "pvsched_host_observer"),
     ],
