@@ -87,13 +87,18 @@ def lapic_vectors(lapic: str, register: str) -> list[int]:
 
 
 def lost_wakeups(registers: str, lapics: list[str]) -> list[int]:
-    """CPUs halted with IF set whose APIC has a requested interrupt and none in service."""
+    """CPUs halted with IF set whose APIC has a requested interrupt above its
+    processor priority (PPR) and none in service: a correct CPU would have
+    taken it."""
     cpus = re.split(r"^CPU#\d+\s*$", registers, flags=re.M)[1:]
     lost = []
     for i, (regs, lapic) in enumerate(zip(cpus, lapics, strict=False)):
         flags = re.search(r"RFL=([0-9a-f]+)", regs)
         halted = "HLT=1" in regs
-        if halted and flags and int(flags[1], 16) & 0x200 and lapic_vectors(lapic, "IRR") and not lapic_vectors(lapic, "ISR"):
+        ppr = re.search(r"\bPPR 0x([0-9a-f]+)", lapic)
+        requested = lapic_vectors(lapic, "IRR")
+        deliverable = [v for v in requested if ppr is None or v >> 4 > int(ppr[1], 16) >> 4]
+        if halted and flags and int(flags[1], 16) & 0x200 and deliverable and not lapic_vectors(lapic, "ISR"):
             lost.append(i)
     return lost
 

@@ -19,7 +19,7 @@ from typing import Any
 
 from rich.markup import escape
 
-from lab import doctor, kconfig, ui
+from lab import doctor, emulator_faults, kconfig, ui
 from lab.bench import write as write_bench
 from lab.bpf import build_bpf
 from lab.build import KernelBuild, KernelBuilder
@@ -265,6 +265,23 @@ class Pipeline:
         data: dict[str, Any] = json.loads(report_path.read_text())
         return data
 
+    def _keep_cpu_dump(self, out: Path) -> None:
+        """Level 1's CPU dump (written at most once per boot) goes with its attempt."""
+        dump = self.runner.log_dir / "level1-cpus.txt"
+        if dump.exists():
+            dump.rename(out / dump.name)
+
+    def _attribute(self, first_splat: int, first_case: int, kept: str, why: str) -> None:
+        """Splats and splat checks recorded since the given indexes came from an
+        attempt lost to the emulator: listed as such, not failing the run."""
+        self.record.splats[first_splat:] = [
+            replace(s, attributed=why, source=s.source.replace("vm/", f"{kept}/", 1)) for s in self.record.splats[first_splat:]
+        ]
+        for i in range(first_case, len(self.record.cases)):
+            case = self.record.cases[i]
+            if case.name.startswith("no_splats_") and case.status == "failed":
+                self.record.cases[i] = replace(case, status="skipped", message=f"{why}; {case.message}")
+
     def _keep_attempt(self, out: Path, number: int) -> Path:
         kept = out.with_name(f"vm-attempt{number}")
         out.rename(kept)
@@ -276,30 +293,40 @@ class Pipeline:
         # Nested virtualization under TCG is flaky here (docs: lost interrupts,
         # wedged CPUs): the VM stage is rerun up to vm_retries times, every
         # attempt is kept, and summary.json says so. A kernel splat in any
-        # attempt still fails the run (its console and dmesg are scanned).
+        # attempt still fails the run (its console and dmesg are scanned),
+        # unless that attempt shows evidence of an emulator fault that no
+        # kernel can cause (lab.emulator_faults); those splats are listed.
         attempts: list[dict[str, Any]] = []
+        mode = str(self.record.levels.get("1", {}).get("accel", ""))
         while True:
             last_chance = len(attempts) >= self.opts.vm_retries
+            first_splat, first_case = len(self.record.splats), len(self.record.cases)
             try:
                 report = self.boot_level1(level1, "lab.invm.level1", cfg, out, "level1.json")
             except StepFailed:
+                self._keep_cpu_dump(out)
                 if last_chance or self.record.failed_step is None:
                     raise
                 # Level 1 hung or died without a report; boot_level1 scanned its console.
-                why = self.record.failed_step["message"].splitlines()[0]
+                failed = [self.record.failed_step["message"].splitlines()[0]]
                 self.record.failed_step = None
                 kept = self._keep_attempt(out, len(attempts) + 1)
-                attempts.append({"failed": [why], "dir": str(kept)})
-                ui.info(f"{why}; rerunning the VM stage (attempt {len(attempts)} kept in {kept})")
-                continue
-            failed = [c["name"] for c in report["tests"] if c["status"] == "failed"]
-            if not failed or last_chance:
-                break
-            kept = self._keep_attempt(out, len(attempts) + 1)
-            self._scan((kept / "level1-dmesg.txt").read_text(), "level1", f"{kept.name}/level1-dmesg.txt")
-            self._scan((kept / "level2-dmesg.txt").read_text(), "level2", f"{kept.name}/level2-dmesg.txt")
-            attempts.append({"failed": failed, "dir": str(kept)})
-            ui.info(f"level 1 reported failures {failed}; rerunning the VM stage (attempt {len(attempts)} kept in {kept})")
+            else:
+                self._keep_cpu_dump(out)
+                failed = [c["name"] for c in report["tests"] if c["status"] == "failed"]
+                if not failed or last_chance:
+                    break
+                kept = self._keep_attempt(out, len(attempts) + 1)
+                self._scan((kept / "level1-dmesg.txt").read_text(), "level1", f"{kept.name}/level1-dmesg.txt")
+                self._scan((kept / "level2-dmesg.txt").read_text(), "level2", f"{kept.name}/level2-dmesg.txt")
+            attempt: dict[str, Any] = {"failed": failed, "dir": str(kept)}
+            evidence = emulator_faults.evidence(kept, mode)
+            if evidence:
+                attempt["emulator"] = evidence
+                self._attribute(first_splat, first_case, kept.name, f"attempt {len(attempts) + 1}: {evidence[0]}")
+            attempts.append(attempt)
+            lost = f" (lost to the emulator: {evidence[0]})" if evidence else ""
+            ui.info(f"attempt {len(attempts)} failed: {', '.join(failed)}{lost}; rerunning the VM stage (kept in {kept})")
         if attempts:
             self.record.retried = {
                 "failed_first": attempts[0]["failed"],

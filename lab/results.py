@@ -45,6 +45,9 @@ class RunRecord:
     extra_markdown: str = ""
     stress: dict[str, Any] | None = None
 
+    def failing_splats(self) -> list[Splat]:
+        return [s for s in self.splats if not s.attributed]
+
     def counts(self) -> dict[str, int]:
         counts = {"passed": 0, "failed": 0, "skipped": 0}
         for case in self.cases:
@@ -53,7 +56,7 @@ class RunRecord:
 
     @property
     def status(self) -> str:
-        bad = self.failed_step is not None or self.counts()["failed"] > 0 or bool(self.splats)
+        bad = self.failed_step is not None or self.counts()["failed"] > 0 or bool(self.failing_splats())
         return "failed" if bad else "passed"
 
     def to_json(self) -> dict[str, object]:
@@ -102,13 +105,20 @@ def markdown(record: RunRecord) -> str:
     lines = [
         f"## pvsched-lab run {record.run_id}: {record.status.upper()}",
         "",
-        f"Tests: {c['passed']} passed, {c['failed']} failed, {c['skipped']} skipped; splats: {len(record.splats)}",
+        f"Tests: {c['passed']} passed, {c['failed']} failed, {c['skipped']} skipped; splats: {len(record.failing_splats())}"
+        + (
+            f" (and {len(record.splats) - len(record.failing_splats())} in attempts lost to the emulator)"
+            if len(record.splats) > len(record.failing_splats())
+            else ""
+        ),
         "",
     ]
     if record.retried:
         earlier = record.retried["attempts"]
         lines += [f"**VM stage rerun {len(earlier)}x**; " + "; ".join(
-            f"attempt {i} failed {', '.join(a['failed'])} (kept in `{a['dir']}`)" for i, a in enumerate(earlier, 1)), ""]  # fmt: skip
+            f"attempt {i} failed {', '.join(a['failed'])} (kept in `{a['dir']}`)"
+            + (f", lost to the emulator: {'; '.join(a['emulator'])}" if a.get("emulator") else "")
+            for i, a in enumerate(earlier, 1)), ""]  # fmt: skip
     if record.failed_step:
         lines += [f"**Failed step:** {record.failed_step['step']}: {record.failed_step['message']}",
                   f"(log: `{record.failed_step.get('log', '')}`)", ""]  # fmt: skip
@@ -140,7 +150,8 @@ def markdown(record: RunRecord) -> str:
                 )
         lines.append("")
     for s in record.splats:
-        lines.append(f"- splat ({s.level}, {s.kind}) `{s.line}` in {s.source}:{s.line_no}")
+        why = f" (attributed to the emulator: {s.attributed})" if s.attributed else ""
+        lines.append(f"- splat ({s.level}, {s.kind}) `{s.line}` in {s.source}:{s.line_no}{why}")
     if record.extra_markdown:
         lines += ["", record.extra_markdown]
     return "\n".join(lines) + "\n"

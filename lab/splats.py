@@ -32,6 +32,9 @@ class Splat:
     line_no: int
     line: str
     source: str  # the log it came from
+    # Set when the attempt it came from was lost to the emulated CPU
+    # (lab.emulator_faults) and rerun: reported, but it does not fail the run.
+    attributed: str = ""
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -40,6 +43,7 @@ class Splat:
             "line_no": self.line_no,
             "line": self.line,
             "source": self.source,
+            **({"attributed": self.attributed} if self.attributed else {}),
         }
 
 

@@ -64,6 +64,10 @@ def test_lost_wakeup_needs_halted_if_set_pending_and_nothing_in_service() -> Non
     serving = LAPIC_STUCK.replace("ISR\t (none)", "ISR\t 236")
     assert monitor.lost_wakeups(halted_if, [serving]) == []  # in service: lower ones wait for its EOI
     assert monitor.lapic_vectors(LAPIC_STUCK, "IRR") == [236, 253]
+    with_ppr = LAPIC_STUCK + "APR 0x00 TPR 0x10 DFR 0x0f LDR 0x00 PPR 0x10\r\n"
+    assert monitor.lost_wakeups(halted_if, [with_ppr]) == [0]  # 236 is above priority class 1
+    masked = LAPIC_STUCK.replace("236 253", "20") + "APR 0x00 TPR 0x10 DFR 0x0f LDR 0x00 PPR 0x10\r\n"
+    assert monitor.lost_wakeups(halted_if, [masked]) == []  # vector 20 is masked by the priority
 
 
 def test_unreachable_monitor_is_reported_not_raised(tmp_path: Path) -> None:

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from oops_samples import NULL_PERCPU_OOPS
+
 from lab.pipeline import console_tail
 
 
@@ -25,11 +27,17 @@ def _pipeline(tmp_path, monkeypatch, attempts):  # type: ignore[no-untyped-def]
     monkeypatch.setattr(pipe, "prepare_vms", lambda tree, builds: (None, {}, out))
     calls = iter(attempts)
 
+    pipe.record.levels["1"] = {"accel": "tcg"}
+
     def boot_level1(level1, module, cfg, out_dir, report):  # type: ignore[no-untyped-def]
         attempt = next(calls)
-        (out_dir / "level1-console.log").write_text("console\n")
+        console = "console\n"
+        if isinstance(attempt, tuple):  # (console text, outcome)
+            console, attempt = attempt
+        (out_dir / "level1-console.log").write_text(console)
         with pipe.step("boot level 1"):
             if isinstance(attempt, str):
+                pipe._scan(console, "level1", "vm/level1-console.log")  # as the real one does
                 raise LabError(attempt)
         for name in ("level1-dmesg.txt", "level2-dmesg.txt"):
             (out_dir / name).write_text("")
@@ -96,3 +104,34 @@ def test_two_reruns_by_default_then_the_last_verdict_stands(tmp_path, monkeypatc
     pipe.run_vms(None, {})  # type: ignore[arg-type]
     assert [c.status for c in pipe.record.cases if c.name == "t"] == ["failed"]  # the third attempt's verdict
     assert len(pipe.record.retried["attempts"]) == 2  # type: ignore[index]
+
+
+def test_an_attempt_lost_to_the_emulator_is_rerun_and_its_splats_listed_not_failing(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    pipe = _pipeline(tmp_path, monkeypatch, [(NULL_PERCPU_OOPS, "level 1 ended (timed out)"), _report("passed")])
+    pipe.run_vms(None, {})  # type: ignore[arg-type]
+    assert pipe.record.status == "passed"
+    assert pipe.record.splats and all(s.attributed.startswith("attempt 1: null-percpu") for s in pipe.record.splats)
+    assert all(s.source == "vm-attempt1/level1-console.log" for s in pipe.record.splats)
+    assert pipe.record.retried["attempts"][0]["emulator"][0].startswith("null-percpu")  # type: ignore[index]
+    checks = [c for c in pipe.record.cases if c.name == "no_splats_level1"]
+    assert [c.status for c in checks] == ["skipped", "passed"] and "null-percpu" in checks[0].message  # then the clean rerun
+
+
+def test_splats_without_emulator_evidence_fail_the_run_even_if_the_rerun_passes(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    oops_without_evidence = NULL_PERCPU_OOPS.replace("RAX: 0000000000000000", "RAX: ffff888100000000")
+    pipe = _pipeline(tmp_path, monkeypatch, [(oops_without_evidence, "level 1 ended (timed out)"), _report("passed")])
+    pipe.run_vms(None, {})  # type: ignore[arg-type]
+    assert pipe.record.status == "failed"
+    assert pipe.record.splats and not any(s.attributed for s in pipe.record.splats)
+
+
+def test_the_last_attempt_is_never_excused(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import pytest
+
+    from lab.pipeline import StepFailed
+
+    pipe = _pipeline(tmp_path, monkeypatch, [(NULL_PERCPU_OOPS, "hung")])
+    pipe.opts.vm_retries = 0
+    with pytest.raises(StepFailed):
+        pipe.run_vms(None, {})  # type: ignore[arg-type]
+    assert pipe.record.status == "failed" and not any(s.attributed for s in pipe.record.splats)

@@ -1,0 +1,65 @@
+"""Evidence that an attempt was lost to the emulated CPU, not to a kernel.
+
+Level 1 runs under QEMU TCG here, and TCG's nested SVM sometimes mishandles
+interrupts around VMRUN/#VMEXIT (seen with QEMU 7.2 and 10.0; README,
+"Known emulator faults"). Three signs, each impossible on a correct CPU
+whatever the kernel does, let the lab tell such an attempt from a kernel
+bug:
+
+- `null-percpu`: an oops whose faulting instruction dereferences a value
+  just read through %gs, and that value is 0. %gs:current_task is never 0
+  once the kernel runs; it reads 0 when an interrupt was delivered after
+  KVM's VMLOAD of the guest's GS base, i.e. while GIF was clear.
+- `lost-wakeup`: the lab's monitor dump found a CPU halted with interrupts
+  enabled, an interrupt requested in its local APIC and none in service.
+- `unkillable-vcpu`: level 1's watchdog found a killed VMM still running
+  long after SIGKILL (a CPU that never leaves its guest: KVM checks for
+  signals at every exit, and every host interrupt forces one).
+
+An attempt with such evidence is rerun and its splats are listed as
+attributed to the emulator; splats without evidence fail the run.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+# "Code: ... 65 48 8b 05 xx xx xx xx <48> 8b ..." : mov %gs:disp32,%rax
+# immediately followed by the faulting load through %rax.
+_GS_LOAD_THEN_FAULT = re.compile(r"Code: .*\b65 48 8b 05 (?:[0-9a-f]{2} ){4}<48> 8b ")
+_RAX_ZERO = re.compile(r"\bRAX: 0{16}\b")
+LOST_WAKEUP_MARK = "halted with a pending, deliverable interrupt"
+UNKILLABLE_MARK = "LAB-WEDGED"
+
+
+def null_percpu_oops(console: str) -> str:
+    """The Code line of an oops that read NULL through %gs, or ''."""
+    lines = console.splitlines()
+    for i, line in enumerate(lines):
+        # The register dump follows the Code line within a few lines.
+        if _GS_LOAD_THEN_FAULT.search(line) and any(_RAX_ZERO.search(after) for after in lines[i + 1 : i + 4]):
+            return line.strip()
+    return ""
+
+
+def evidence(attempt_dir: Path, mode: str) -> list[str]:
+    """Why the attempt kept in `attempt_dir` is the emulator's fault; [] when nothing says so."""
+    if mode != "tcg":
+        return []
+    found = []
+    texts = "\n".join(
+        (attempt_dir / name).read_text(errors="replace")
+        for name in ("level1-console.log", "level1-dmesg.txt")
+        if (attempt_dir / name).exists()
+    )
+    code = null_percpu_oops(texts)
+    if code:
+        found.append(f"null-percpu: an oops read NULL through %gs ({code[:120]})")
+    cpus = attempt_dir / "level1-cpus.txt"
+    if cpus.exists() and LOST_WAKEUP_MARK in cpus.read_text(errors="replace"):
+        found.append(f"lost-wakeup: a CPU halted with an interrupt pending and deliverable ({cpus.name})")
+    wedged = next((line for line in texts.splitlines() if UNKILLABLE_MARK in line), "")
+    if wedged:
+        found.append(f"unkillable-vcpu: {wedged.strip()[:160]}")
+    return found

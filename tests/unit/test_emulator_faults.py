@@ -1,0 +1,23 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+from oops_samples import NULL_PERCPU_OOPS
+
+from lab import emulator_faults
+
+
+def test_null_percpu_oops_needs_the_gs_load_and_a_zero_result() -> None:
+    assert "65 48 8b 05 c4 ed af 7e <48> 8b 80" in emulator_faults.null_percpu_oops(NULL_PERCPU_OOPS)
+    assert emulator_faults.null_percpu_oops(NULL_PERCPU_OOPS.replace("RAX: 0000000000000000", "RAX: 0000000000000001")) == ""
+    # A NULL dereference not through %gs is an ordinary kernel bug.
+    assert emulator_faults.null_percpu_oops(NULL_PERCPU_OOPS.replace("65 48 8b 05", "90 48 8b 05")) == ""
+
+
+def test_evidence_reads_the_kept_attempt(tmp_path: Path) -> None:
+    assert emulator_faults.evidence(tmp_path, "tcg") == []
+    (tmp_path / "level1-console.log").write_text("LAB-WEDGED level2 boot (kvm) (pid 83, state R, wchan 0) 170 s past its timeout\n")
+    (tmp_path / "level1-cpus.txt").write_text("halted with a pending, deliverable interrupt (QEMU did not wake them): CPUs [1]\n")
+    found = emulator_faults.evidence(tmp_path, "tcg")
+    assert [f.split(":")[0] for f in found] == ["lost-wakeup", "unkillable-vcpu"]
+    assert emulator_faults.evidence(tmp_path, "kvm") == []  # only the emulated CPU is suspected
