@@ -2,22 +2,26 @@
 
 Level 1 runs under QEMU TCG here, and TCG's nested SVM sometimes mishandles
 interrupts around VMRUN/#VMEXIT (seen with QEMU 7.2 and 10.0; README,
-"Known emulator faults"). Three signs, each impossible on a correct CPU
-whatever the kernel does, let the lab tell such an attempt from a kernel
-bug:
+"Known emulator faults"). Three signs point at the emulator rather than at
+the kernels under test:
 
 - `null-percpu`: an oops whose faulting instruction dereferences a value
   just read through %gs, and that value is 0. %gs:current_task is never 0
-  once the kernel runs; it reads 0 when an interrupt was delivered after
-  KVM's VMLOAD of the guest's GS base, i.e. while GIF was clear.
+  while the kernel runs with its own GS base; it reads 0 when the CPU runs
+  kernel code with the level-2 guest's GS base, i.e. an interrupt taken
+  between KVM's VMLOAD of the guest's state and of the host's, while GIF
+  is clear. (A KVM that failed to restore the host's GS base would show
+  the same; our patches do not touch that path.)
 - `lost-wakeup`: the lab's monitor dump found a CPU halted with interrupts
-  enabled, an interrupt requested in its local APIC and none in service.
+  enabled, an interrupt above its priority requested in its local APIC and
+  none in service: a correct CPU takes that interrupt.
 - `unkillable-vcpu`: level 1's watchdog found a killed VMM still running
   long after SIGKILL (a CPU that never leaves its guest: KVM checks for
   signals at every exit, and every host interrupt forces one).
 
-An attempt with such evidence is rerun and its splats are listed as
-attributed to the emulator; splats without evidence fail the run.
+An attempt with such evidence is rerun and its splats are listed with the
+evidence, not hidden; splats without evidence, and any in the last
+attempt, fail the run.
 """
 
 from __future__ import annotations
