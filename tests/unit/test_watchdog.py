@@ -46,3 +46,14 @@ def test_kernel_threads_are_left_out() -> None:
     pids = {row.split()[0] for row in watchdog.process_table()}
     assert "2" not in pids  # kthreadd has no command line
     assert str(os.getpid()) in pids
+
+
+def test_a_command_surviving_sigkill_is_reported_wedged_once() -> None:
+    code = (
+        "import time; from lab.invm import watchdog;"
+        "watchdog.survivors = lambda after: {7: 'level2 boot (kvm) (pid 7, state R, wchan 0) 170 s past its timeout'};"
+        "stop = watchdog.start(60, beat=0.1); time.sleep(0.55); stop.set(); time.sleep(0.2)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    wedged = [line for line in out.splitlines() if line.startswith("LAB-WEDGED ")]
+    assert len(wedged) == 1 and "pid 7, state R" in wedged[0] and "survives SIGKILL" in wedged[0]
