@@ -35,11 +35,13 @@ module_param(hostile, bool, 0644);
 MODULE_PARM_DESC(hostile, "always request a boost and write garbage (testing)");
 
 /*
- * RT_SLEEPING stays set this long after an RT task slept on a vCPU, across
- * the other tasks that run meanwhile: a periodic RT task (cyclictest's
- * measuring thread) shares its vCPU with non-RT helpers (cyclictest's own
- * main thread wakes every 10 ms), and clearing the flag whenever one of
- * them ran left the vCPU unboosted, halted, when the RT wakeup came.
+ * RT_SLEEPING is set when the vCPU goes idle within this long of an RT
+ * task going to sleep on it, even if other tasks ran in between: a
+ * periodic RT task (cyclictest's measuring thread) shares its vCPU with
+ * non-RT helpers (cyclictest's own main thread wakes every 10 ms), and
+ * requiring the RT task's switch to go straight to idle left the vCPU
+ * halted unboosted when the RT wakeup came. Only idle gets the flag: a
+ * vCPU busy with non-RT work after an RT kthread slept is not helped.
  */
 static unsigned int rt_sleep_window_us = 10000;
 module_param(rt_sleep_window_us, uint, 0644);
@@ -104,15 +106,14 @@ static void probe_sched_switch(void *data, bool preempt,
 	WRITE_ONCE(g->nice, task_nice(next));
 	flags = 0;
 	/*
-	 * An RT task went to sleep (not exiting): its wakeup is coming and
-	 * matters, whatever runs on the vCPU until then (see
-	 * rt_sleep_window_us).
+	 * An RT task went to sleep (not exiting) lately and the vCPU goes
+	 * idle: its wakeup is coming and matters (see rt_sleep_window_us).
 	 */
 	now = local_clock();
 	if (is_rt_policy(prev->policy) && prev_state != TASK_RUNNING &&
 	    !(prev_state & TASK_DEAD))
 		this_cpu_write(rt_slept_ns, now);
-	if (this_cpu_read(rt_slept_ns) &&
+	if (is_idle_task(next) && this_cpu_read(rt_slept_ns) &&
 	    now - this_cpu_read(rt_slept_ns) <
 	    (u64)READ_ONCE(rt_sleep_window_us) * NSEC_PER_USEC)
 		flags |= PVSCHED_GUEST_RT_SLEEPING;
