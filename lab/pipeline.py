@@ -28,6 +28,7 @@ from lab.container import in_container
 from lab.errors import LabError
 from lab.guest import build_guest
 from lab.initramfs import build_initramfs, with_libraries
+from lab.invm import stress as stress_lib
 from lab.ktap import Case
 from lab.lockfile import Lock, SourceLock, load_lock
 from lab.paths import CONFIG_DIR, LOCK_FILE, PATCH_DIR, RESULTS_DIR, cache_dir
@@ -81,10 +82,17 @@ def effective_lock(opts: Options) -> Lock:
 
 
 def stress_markdown(report: dict[str, Any]) -> str:
-    lines = ["## Stress", "", "| part | rounds | failures | lost rounds | seconds | details |", "| --- | --- | --- | --- | --- | --- |"]
+    lines = ["## Stress", "", "| part | level-1 boot | rounds | failures | lost rounds | seconds | details |",
+             "| --- | --- | --- | --- | --- | --- | --- |"]  # fmt: skip
     for p in report["parts"]:
         details = ", ".join(f"{k}={v}" for k, v in p["details"].items() if not isinstance(v, dict))
-        lines.append(f"| {p['name']} | {p['rounds']} | {len(p['failures'])} | {len(p.get('lost', []))} | {p['seconds']} | {details} |")
+        lines.append(f"| {p['name']} | {p.get('attempt', 1)} | {p['rounds']} | {len(p['failures'])} | {len(p.get('lost', []))} | "
+                     f"{p['seconds']} | {details} |")  # fmt: skip
+    for i, a in enumerate(report.get("attempts", []), 1):
+        lost = f"; lost to the emulator: {'; '.join(a['emulator'])}" if a.get("emulator") else ""
+        lines.append(
+            f"\nlevel-1 boot {i} ended early ({a['failed'][0]}) after {a['finished_parts'] or 'no part'}{lost}; kept in `{a['dir']}`"
+        )
     for p in report["parts"]:
         for name, run in p["details"].items():
             if isinstance(run, dict):
@@ -367,7 +375,7 @@ class Pipeline:
         if "pvsched" not in cfg:
             raise LabError("the stress suite needs the pvsched patches (include/uapi/linux/pvsched.h)", fix="restore kernel/patches/series")
         cfg.update(stress_opts)
-        report = self.boot_level1(level1, "lab.invm.stress", cfg, out, "stress.json")
+        report = self._stress_attempts(level1, cfg, out)
         self.record.stress = report
         for part in report["parts"]:
             lost = part.get("lost", [])
@@ -394,6 +402,60 @@ class Pipeline:
         self.record.extra_markdown = stress_markdown(report)
         self._scan((out / "level1-dmesg.txt").read_text(), "level1", "vm/level1-dmesg.txt")
         self._scan((out / "level2-dmesg.txt").read_text(), "level2", "vm/level2-dmesg.txt")
+
+    def _stress_attempts(self, level1: Level1, cfg: dict[str, Any], out: Path) -> dict[str, Any]:
+        """Run the stress parts in level 1; a level 1 lost on the way (here:
+        the emulated CPU, lab.emulator_faults) is rebooted for the parts it
+        had not finished, up to vm_retries times. Parts keep their results
+        from the boot that ran them; each attempt is kept and listed."""
+        remaining = list(cfg["parts"])
+        done: list[dict[str, Any]] = []
+        snapshots, inconsistent = 0, []
+        attempts: list[dict[str, Any]] = []
+        mode = str(self.record.levels.get("1", {}).get("accel", ""))
+        while True:
+            first_splat, first_case = len(self.record.splats), len(self.record.cases)
+            cfg["parts"] = remaining
+            try:
+                report = self.boot_level1(level1, "lab.invm.stress", cfg, out, "stress.json")
+                self._keep_cpu_dump(out)
+                break
+            except StepFailed:
+                self._keep_cpu_dump(out)
+                partial_file = out / stress_lib.PARTIAL_REPORT
+                partial = json.loads(partial_file.read_text()) if partial_file.exists() else {"parts": []}
+                for part in partial["parts"]:
+                    part["attempt"] = len(attempts) + 1
+                done += partial["parts"]
+                snapshots += int(partial.get("counter_snapshots", 0))
+                inconsistent += partial.get("inconsistent_counters", [])
+                finished = {part["name"] for part in partial["parts"]}
+                remaining = [name for name in remaining if name not in finished]
+                if len(attempts) >= self.opts.vm_retries or self.record.failed_step is None or not remaining:
+                    self.record.stress = {"parts": done, "end_state": None, "attempts": attempts}
+                    raise
+                why = self.record.failed_step["message"].splitlines()[0]
+                self.record.failed_step = None
+                kept = self._keep_attempt(out, len(attempts) + 1)
+                for name in ("level1-dmesg.txt", "level2-dmesg.txt"):
+                    if (kept / name).exists():
+                        self._scan((kept / name).read_text(), name[:6], f"{kept.name}/{name}")
+                attempt: dict[str, Any] = {"failed": [why], "dir": str(kept), "finished_parts": sorted(finished)}
+                evidence = emulator_faults.evidence(kept, mode)
+                if evidence:
+                    attempt["emulator"] = evidence
+                    self._attribute(first_splat, first_case, kept.name, f"attempt {len(attempts) + 1}: {evidence[0]}")
+                attempts.append(attempt)
+                ui.info(f"stress attempt {len(attempts)} failed: {why}; rerunning parts {remaining} (kept in {kept})")
+        for part in report["parts"]:
+            part["attempt"] = len(attempts) + 1
+        report["parts"] = done + report["parts"]
+        report["end_state"]["counter_snapshots"] += snapshots
+        report["end_state"]["inconsistent_counters"] = inconsistent + report["end_state"]["inconsistent_counters"]
+        if attempts:
+            report["attempts"] = attempts
+            self.record.retried = {"failed_first": attempts[0]["failed"], "first_attempt": attempts[0]["dir"], "attempts": attempts}
+        return report
 
     def _scan(self, text: str, level: str, source: str) -> None:
         found = scan(text, level, source)

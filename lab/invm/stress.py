@@ -31,6 +31,7 @@ HOST_CT_PRIORITY = 5  # below boosts, as in the benchmark: boosts can hurt it
 HOST_HIST_US = 50000  # histogram range of the host cyclictest (us)
 # The hostile part runs with ChromeOS's critical-section cap: 3 ms per 100 ms.
 HOSTILE_BUDGET_US, HOSTILE_PERIOD_US = 3000, 100_000
+PARTIAL_REPORT = "stress-partial.json"  # rewritten after every part
 
 
 @dataclass
@@ -224,6 +225,21 @@ class Stress:
         part.seconds = round(time.monotonic() - start, 1)
         print(f"stress {part.name}: {part.rounds} rounds, {len(part.failures)} failures, {part.seconds} s", flush=True)
         self.parts.append(part)
+
+    def progress(self) -> dict[str, Any]:
+        """The parts done so far and the counter snapshots they took."""
+        return {
+            "parts": [
+                {"name": p.name, "rounds": p.rounds, "failures": p.failures, "lost": p.lost, "seconds": p.seconds, "details": p.details}
+                for p in self.parts
+            ],
+            "counter_snapshots": self.snapshots,
+            "inconsistent_counters": self.inconsistent,
+        }
+
+    def write_logs(self) -> None:
+        (self.out / "level2-dmesg.txt").write_text("".join(self.guest_dmesg))
+        (self.out / "level1-dmesg.txt").write_text(subprocess.run(["dmesg"], capture_output=True, text=True).stdout)
 
     # -- parts -------------------------------------------------------------------
 
@@ -455,16 +471,13 @@ def main(config_path: str) -> int:
     watchdog.start(float(cfg.get("watchdog_s", 600)))  # where it is, if it hangs
     for name in cfg["parts"]:
         stress.run_part(Part(name), getattr(stress, name))
+        # What is done survives a level 1 that dies later: the host reruns
+        # only the parts missing from this (lab.pipeline.run_stress).
+        stress.write_logs()
+        (out / PARTIAL_REPORT).write_text(json.dumps(stress.progress(), indent=2) + "\n")
     end = stress.end_state()
-    (out / "level2-dmesg.txt").write_text("".join(stress.guest_dmesg))
-    (out / "level1-dmesg.txt").write_text(subprocess.run(["dmesg"], capture_output=True, text=True).stdout)
-    report = {
-        "parts": [
-            {"name": p.name, "rounds": p.rounds, "failures": p.failures, "lost": p.lost, "seconds": p.seconds, "details": p.details}
-            for p in stress.parts
-        ],
-        "end_state": end,
-    }
+    stress.write_logs()
+    report = {**stress.progress(), "end_state": end}
     (out / "stress.json").write_text(json.dumps(report, indent=2) + "\n")
     print("LAB-LEVEL1-DONE", flush=True)
     return 0

@@ -39,7 +39,7 @@ def test_stress_markdown_lists_parts_and_end_state() -> None:
         "end_state": {"registered_areas": 0, "vms_left": [], "inconsistent_counters": []},
     }  # fmt: skip
     md = stress_markdown(report)
-    assert "| churn | 10 | 0 | 0 | 200.0 |" in md
+    assert "| churn | 1 | 10 | 0 | 0 | 200.0 |" in md
     assert "progress_ratio=0.97" in md and "hostile vanilla: bogo_ops=100" in md
     assert "registered_areas=0" in md
 
@@ -88,3 +88,74 @@ def test_hostile_verdict_reports_the_median_ratio_when_measured() -> None:
     assert details["host_p50_ratio"] == 1.049
     details, _ = hostile_verdict([_run(1000, 700)], [_run(990, 730, 4)])
     assert "host_p50_ratio" not in details  # no histogram, no median
+
+
+def _part(name: str) -> dict[str, object]:
+    return {"name": name, "rounds": 1, "failures": [], "lost": [], "seconds": 1.0, "details": {}}
+
+
+def _stress_pipeline(tmp_path, monkeypatch, boots):  # type: ignore[no-untyped-def]
+    """A Pipeline whose level-1 boots run `boots`: each (parts it finishes, whether it then dies, console)."""
+    import json
+
+    import lab.pipeline as pl
+    from lab.errors import LabError
+
+    monkeypatch.setattr(pl, "RESULTS_DIR", tmp_path / "results")
+    pipe = pl.Pipeline(pl.Options())
+    pipe.record.levels["1"] = {"accel": "tcg"}
+    out = pipe.run_dir / "vm"
+    out.mkdir(parents=True)
+    calls = iter(boots)
+    asked: list[list[str]] = []
+
+    def boot_level1(level1, module, cfg, out_dir, report):  # type: ignore[no-untyped-def]
+        finishes, dies, console = next(calls)
+        asked.append(list(cfg["parts"]))
+        parts = [_part(n) for n in cfg["parts"][:finishes]]
+        (out_dir / "level1-console.log").write_text(console)
+        for name in ("level1-dmesg.txt", "level2-dmesg.txt"):
+            (out_dir / name).write_text("")
+        progress = {"parts": parts, "counter_snapshots": 2 * len(parts), "inconsistent_counters": []}
+        (out_dir / "stress-partial.json").write_text(json.dumps(progress))
+        with pipe.step("boot level 1"):
+            if dies:
+                pipe._scan(console, "level1", "vm/level1-console.log")
+                raise LabError("level 1 ended (timed out) without writing stress.json")
+        end = {"registered_areas": 0, "vms_left": [], "qemu_processes_left": [], "scx_state": "disabled",
+               "counter_snapshots": 2 * len(parts), "inconsistent_counters": []}  # fmt: skip
+        return {**progress, "end_state": end}
+
+    monkeypatch.setattr(pipe, "boot_level1", boot_level1)
+    return pipe, out, asked
+
+
+def test_a_lost_level1_reruns_only_the_parts_it_had_not_finished(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from oops_samples import NULL_PERCPU_OOPS
+
+    pipe, out, asked = _stress_pipeline(tmp_path, monkeypatch, [(1, True, NULL_PERCPU_OOPS), (2, False, "")])
+    report = pipe._stress_attempts(None, {"parts": ["hostile", "churn", "kill"]}, out)  # type: ignore[arg-type]
+    assert asked == [["hostile", "churn", "kill"], ["churn", "kill"]]
+    assert [(p["name"], p["attempt"]) for p in report["parts"]] == [("hostile", 1), ("churn", 2), ("kill", 2)]
+    assert report["end_state"]["counter_snapshots"] == 6  # 2 from the lost boot, 4 from the last
+    assert report["attempts"][0]["finished_parts"] == ["hostile"] and report["attempts"][0]["emulator"]
+    assert pipe.record.splats and all(s.attributed for s in pipe.record.splats)
+    assert "level-1 boot 1 ended early" in stress_markdown(report)
+
+
+def test_a_stress_boot_lost_without_evidence_still_fails_on_its_splats(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    console = "[ 5.0] BUG: kernel NULL pointer dereference, address: 0000000000000008\n"
+    pipe, out, _ = _stress_pipeline(tmp_path, monkeypatch, [(0, True, console), (3, False, "")])
+    pipe._stress_attempts(None, {"parts": ["hostile", "churn", "kill"]}, out)  # type: ignore[arg-type]
+    assert pipe.record.status == "failed" and not any(s.attributed for s in pipe.record.splats)
+
+
+def test_stress_gives_up_after_the_retries(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import pytest
+
+    from lab.pipeline import StepFailed
+
+    pipe, out, asked = _stress_pipeline(tmp_path, monkeypatch, [(0, True, "")] * 3)
+    with pytest.raises(StepFailed):
+        pipe._stress_attempts(None, {"parts": ["hostile"]}, out)  # type: ignore[arg-type]
+    assert len(asked) == 3 and pipe.record.stress is not None and pipe.record.stress["end_state"] is None
