@@ -137,6 +137,8 @@ class Pipeline:
         counts = self.record.counts()
         line = f"{counts['passed']} passed, {counts['failed']} failed, {counts['skipped']} skipped"
         ui.console.print((self.run_dir / "summary.md").read_text(), markup=False)
+        if excused := len(self.record.splats) - len(self.record.failing_splats()):
+            ui.info(f"{excused} splats came from attempts lost to the emulated CPU and rerun (listed in summary.md)")
         if self.record.status == "passed":
             ui.console.print(f"[green]PASSED[/]: {escape(str(self.run_dir))}/summary.json")
         else:
@@ -149,7 +151,7 @@ class Pipeline:
             for case in self.record.cases:
                 if case.status == "failed":
                     ui.failure("FAILED", f"test {case.level}/{case.name}: {case.message}")
-            for s in self.record.splats:
+            for s in self.record.failing_splats():
                 ui.failure("SPLAT", f"{s.level} {s.kind}: {s.line} ({s.source}:{s.line_no})")
             ui.info(f"results: {self.run_dir}")
         print(f"lab: {line}", flush=True)

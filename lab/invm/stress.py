@@ -472,7 +472,7 @@ def main(config_path: str) -> int:
     for name in cfg["parts"]:
         stress.run_part(Part(name), getattr(stress, name))
         # What is done survives a level 1 that dies later: the host reruns
-        # only the parts missing from this (lab.pipeline.run_stress).
+        # only the parts missing from this (Pipeline._stress_attempts).
         stress.write_logs()
         (out / PARTIAL_REPORT).write_text(json.dumps(stress.progress(), indent=2) + "\n")
     end = stress.end_state()
