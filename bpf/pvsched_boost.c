@@ -2,7 +2,11 @@
 /*
  * Loader for the pvsched boost policy (pvsched_boost.bpf.c).
  *
- * usage: pvsched_boost [-p PRIORITY] [-o STATS.json] [-i INTERVAL_MS]
+ * usage: pvsched_boost [-p PRIORITY] [-h HINT_PRIORITY] [-o STATS.json]
+ *                      [-i INTERVAL_MS]
+ *
+ * PRIORITY (10) is the SCHED_FIFO priority for a guest's RT work,
+ * HINT_PRIORITY (1) for its critical sections and bare requests.
  *
  * Attaches the policy, prints "attached" once it is live, rewrites the
  * per-vCPU statistics to STATS.json every INTERVAL_MS and on exit, and
@@ -30,12 +34,15 @@ int main(int argc, char **argv)
 	const char *stats = NULL;
 	struct pvsched_boost_bpf *skel;
 	struct bpf_link *link;
-	int opt, priority = 10, interval_ms = 200, err = 0;
+	int opt, priority = 10, hint = 1, interval_ms = 200, err = 0;
 
-	while ((opt = getopt(argc, argv, "p:o:i:")) != -1) {
+	while ((opt = getopt(argc, argv, "p:h:o:i:")) != -1) {
 		switch (opt) {
 		case 'p':
 			priority = atoi(optarg);
+			break;
+		case 'h':
+			hint = atoi(optarg);
 			break;
 		case 'o':
 			stats = optarg;
@@ -44,7 +51,8 @@ int main(int argc, char **argv)
 			interval_ms = atoi(optarg);
 			break;
 		default:
-			fprintf(stderr, "usage: %s [-p PRIORITY] [-o STATS.json] [-i MS]\n", argv[0]);
+			fprintf(stderr, "usage: %s [-p PRIORITY] [-h HINT_PRIORITY] [-o STATS.json] [-i MS]\n",
+				argv[0]);
 			return 2;
 		}
 	}
@@ -57,6 +65,7 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	skel->rodata->boost_priority = priority;
+	skel->rodata->hint_priority = hint;
 	err = pvsched_boost_bpf__load(skel);
 	if (err) {
 		fprintf(stderr, "pvsched_boost: load failed: %d\n", err);

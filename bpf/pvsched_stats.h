@@ -11,7 +11,7 @@ struct pvsched_vcpu_stats {
 	__s32 vcpu_id;
 	__s32 cpu;
 	__s32 registered;
-	__s32 wanted;
+	__s32 wanted;		/* boost: the priority asked for (0: none); scx: 1 */
 	__u64 registrations;
 	__u64 malformed;		/* copied from the kernel's count */
 	__s32 last_policy;

@@ -27,6 +27,7 @@ from lab.ktap import Case
 KVM_DEBUGFS = Path("/sys/kernel/debug/kvm_pvsched/vcpus")
 KVM_PARAMS = Path("/sys/module/kvm/parameters")
 SCHED_OTHER, SCHED_FIFO = 0, 1
+BOOST_PRIORITY, HINT_PRIORITY = 10, 1  # the boost policy's defaults (bpf/pvsched_boost.bpf.c)
 # The hostile phase runs with a small budget so throttling shows quickly.
 HOSTILE_BUDGET_US, HOSTILE_PERIOD_US = 20_000, 100_000
 
@@ -119,6 +120,10 @@ class Sample:
     t: float
     phase: str
     policies: dict[int, int | None]
+    priorities: dict[int, int | None] = field(default_factory=dict)
+
+    def fifo_priorities(self) -> set[int]:
+        return {p for t, p in self.priorities.items() if self.policies.get(t) == SCHED_FIFO and p}
 
 
 @dataclass
@@ -276,7 +281,8 @@ class PvschedObserver:
             except ValueError:
                 continue  # the last line of a killed sampler may be cut
             t = float(rec["t"])
-            self.samples.append(Sample(t, self.phase_at(t), {int(k): v for k, v in rec["policies"].items()}))
+            self.samples.append(Sample(t, self.phase_at(t), {int(k): v for k, v in rec["policies"].items()},
+                                       {int(k): v for k, v in rec.get("priorities", {}).items()}))  # fmt: skip
             vcpus = rec.get("vcpus") or []
             if self.rt_seen_after is None and rt_start is not None and any(v.get("rt_seen", 0) for v in vcpus):
                 self.rt_seen_after = t - rt_start
@@ -331,6 +337,13 @@ class PvschedObserver:
         fifo = [s for s in rt_samples if SCHED_FIFO in s.policies.values()]
         case("pvsched_boost_sets_vcpu_thread_fifo", bool(fifo),
              f"{len(rt_samples)} samples of the vCPU threads during the RT phase, none SCHED_FIFO")  # fmt: skip
+        # RT work is boosted at the policy's boost priority, a guest's bare
+        # requests (the hostile phase) only at its hint priority.
+        rt_prios = set().union(*(s.fifo_priorities() for s in rt_samples))
+        hint_prios = set().union(*(s.fifo_priorities() for s in self.samples if s.phase == "hostile"))
+        case("pvsched_rt_work_boosted_above_hints", BOOST_PRIORITY in rt_prios and HINT_PRIORITY in hint_prios,
+             f"FIFO priorities of vCPU threads: RT phase {sorted(rt_prios)}, hostile phase {sorted(hint_prios)} "
+             f"(want {BOOST_PRIORITY} and {HINT_PRIORITY})")  # fmt: skip
         # vCPU 1 ran the RT task; vCPU 0 may be boosted by its own interrupts.
         rt_tid = self.threads.get(1)
         # A window starting UNBOOST_SETTLE_S into rt-done (the guest's own check

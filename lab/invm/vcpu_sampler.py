@@ -4,7 +4,8 @@ Started by the pvsched observer inside level 1, before the guest boots, as
 `python -m lab.invm.vcpu_sampler OUT STATS INTERVAL`; it waits for one line
 of thread ids on stdin (the observer sends them once QMP has named them),
 raises itself to SCHED_FIFO above the boosts and appends one JSON line per
-sample to OUT: `{"t": monotonic, "policies": {tid: SCHED_*}}`, plus the
+sample to OUT: `{"t": monotonic, "policies": {tid: SCHED_*}, "priorities":
+{tid: RT priority}}`, plus the
 policy's per-vCPU statistics every fifth sample, until SIGTERM.
 
 A process of its own, started early: as a thread of the observer it shared
@@ -28,13 +29,20 @@ SAMPLER_PRIORITY = 20
 STATS_EVERY = 5  # the statistics file changes every 100 ms; parsing it costs
 
 
-def thread_policy(tid: int) -> int | None:
-    """SCHED_* of a thread from /proc/<tid>/stat (field 41), None if gone."""
+def thread_sched(tid: int) -> tuple[int, int] | None:
+    """(SCHED_*, RT priority) of a thread from /proc/<tid>/stat (fields 41, 40), None if gone."""
     try:
         stat = Path(f"/proc/{tid}/stat").read_text()
     except OSError:
         return None
-    return int(stat.rsplit(")", 1)[1].split()[38])
+    fields = stat.rsplit(")", 1)[1].split()
+    return int(fields[38]), int(fields[37])
+
+
+def thread_policy(tid: int) -> int | None:
+    """SCHED_* of a thread, None if gone."""
+    found = thread_sched(tid)
+    return found[0] if found else None
 
 
 def read_stats(stats: Path) -> list[dict[str, int]] | None:
@@ -56,7 +64,12 @@ def sample_forever(out: Path, stats: Path, interval: float, tids: list[int]) -> 
     n = 0
     with out.open("a") as f:
         while not stop:
-            record: dict[str, object] = {"t": time.monotonic(), "policies": {t: thread_policy(t) for t in tids}}
+            sched = {t: thread_sched(t) for t in tids}
+            record: dict[str, object] = {
+                "t": time.monotonic(),
+                "policies": {t: s[0] if s else None for t, s in sched.items()},
+                "priorities": {t: s[1] if s else None for t, s in sched.items()},
+            }
             if n % STATS_EVERY == 0:
                 record["vcpus"] = read_stats(stats)
             f.write(json.dumps(record) + "\n")

@@ -30,8 +30,9 @@ def _good_observer(tmp_path: Path) -> ph.PvschedObserver:
     obs.rt_seen_after = 0.05
     obs.rt_priorities = {50}
     obs.samples = [
-        ph.Sample(1.0, "rt", {11: 0, 12: 1}),
+        ph.Sample(1.0, "rt", {11: 0, 12: 1}, {11: 0, 12: 10}),
         ph.Sample(2.0, "rt-done", {11: 0, 12: 0}),
+        ph.Sample(11.0, "hostile", {11: 1, 12: 0}, {11: 1, 12: 0}),
         ph.Sample(100.2, "detach", {11: 0, 12: 0}),
     ]
     obs.phase_times = {"rt": 0.9, "rt-done": 1.5, "hostile": 10.0, "hostile-done": 12.0}
@@ -67,10 +68,15 @@ def test_healthy_run_passes_every_check(tmp_path: Path) -> None:
         (lambda o: o.samples.__setitem__(1, ph.Sample(2.0, "rt-done", {11: 0, 12: 1})),
          "pvsched_unboost_restores_vcpu_thread"),
         (lambda o: o.threads.pop(1), "pvsched_unboost_restores_vcpu_thread"),
-        (lambda o: o.samples.__setitem__(2, ph.Sample(100.2, "detach", {11: 1, 12: 0})),
+        (lambda o: o.samples.__setitem__(3, ph.Sample(100.2, "detach", {11: 1, 12: 0})),
          "pvsched_policy_detach_restores"),
-        (lambda o: o.samples.__setitem__(2, ph.Sample(100.2, "detach", {11: None, 12: None})),
+        (lambda o: o.samples.__setitem__(3, ph.Sample(100.2, "detach", {11: None, 12: None})),
          "pvsched_policy_detach_restores"),  # the VM was already gone: nothing was observed
+        # A hostile guest's requests boosted as high as RT work, or RT work only as high as hints.
+        (lambda o: o.samples.__setitem__(2, ph.Sample(11.0, "hostile", {11: 1, 12: 0}, {11: 10, 12: 0})),
+         "pvsched_rt_work_boosted_above_hints"),
+        (lambda o: o.samples.__setitem__(0, ph.Sample(1.0, "rt", {11: 0, 12: 1}, {11: 0, 12: 1})),
+         "pvsched_rt_work_boosted_above_hints"),
         (lambda o: setattr(o, "rt_priorities", {99}), "pvsched_rt_priority_visible_to_host"),
         (lambda o: o.snapshots.__setitem__("hostile-done", [_hostile_done(throttles=0, cpu_ns=0)]),
          "pvsched_hostile_guest_throttled"),
@@ -100,6 +106,7 @@ def test_thread_policy_reads_proc() -> None:
     import os
 
     assert vcpu_sampler.thread_policy(os.getpid()) == ph.SCHED_OTHER
+    assert vcpu_sampler.thread_sched(os.getpid()) == (ph.SCHED_OTHER, 0)
     assert vcpu_sampler.thread_policy(2**22 + 12345) is None
 
 
@@ -147,6 +154,7 @@ def test_sampler_process_records_policies_until_terminated(tmp_path: Path) -> No
     records = [json.loads(line) for line in out.read_text().splitlines()]
     assert len(records) >= 5
     assert records[0]["policies"] == {str(os.getpid()): ph.SCHED_OTHER}
+    assert records[0]["priorities"] == {str(os.getpid()): 0}
     assert records[0]["vcpus"][0]["tid"] == os.getpid() and "vcpus" not in records[1]
 
 
