@@ -222,7 +222,8 @@ def main(config_path: str) -> int:
         (out / "pvsched-samples.json").write_text(json.dumps({
             "phase_times": observer.phase_times,
             "threads": observer.threads,
-            "samples": [{"t": smp.t, "phase": smp.phase, "policies": smp.policies} for smp in observer.samples],
+            "samples": [{"t": smp.t, "phase": smp.phase, "policies": smp.policies, "priorities": smp.priorities}
+                        for smp in observer.samples],
         }))  # fmt: skip
         cases.extend(observer.cases())
         left = pvsched_host.read_kvm_vcpus()
