@@ -10,6 +10,7 @@ import sys
 
 from lab import doctor, ui
 from lab.errors import LabError
+from lab.invm.stress import HOSTILE_CAP
 from lab.paths import REPO, RESULTS_DIR
 from lab.pipeline import Options, Pipeline, StepFailed
 from lab.runner import Runner, reproducer
@@ -94,6 +95,8 @@ def parser() -> argparse.ArgumentParser:
     st.add_argument("--reloads", type=int, default=10, help="boost + sched_ext policy load/unload rounds under load")
     st.add_argument("--kills", type=int, default=5, help="VMM SIGKILLed while a vCPU thread is boosted")
     st.add_argument("--hostile-secs", type=int, default=20, help="seconds of host measurement, vanilla and hostile")
+    st.add_argument("--hostile-cap", default=HOSTILE_CAP, metavar="BUDGET_US/PERIOD_US",
+                    help="KVM's boost cap during the hostile part (default ChromeOS's critical-section figure)")  # fmt: skip
     st.add_argument("--hostile-rounds", type=int, default=2, help="interleaved vanilla/hostile measurement pairs")
     b = sub.add_parser("bisect", help="git bisect run with build + boot + test as the predicate")
     b.add_argument("--good", help="last good ref (default with the lab's tree: the pinned base)")
@@ -225,6 +228,7 @@ def main(argv: list[str] | None = None) -> int:
                 "reloads": args.reloads,
                 "kills": args.kills,
                 "hostile_secs": args.hostile_secs,
+                "hostile_cap": args.hostile_cap,
                 "hostile_rounds": args.hostile_rounds,
             }
             options = _options(args)
