@@ -27,12 +27,20 @@ from lab.runner import Runner
 
 READY = "LAB-GUEST-READY"
 DONE = "LAB-GUEST-DONE"
+# A guest under a TCG-emulated level 1 is descheduled for tens of seconds
+# at a time (the debug profile's guests reported soft lockups of their
+# idle task, "stuck for 25-31 s", while every test passed). The lockup and
+# RCU stall detectors get the longer thresholds syzkaller uses for VMs;
+# a real lockup is still reported, after 110 s instead of 20.
+SLOW_HOST_APPEND = "watchdog_thresh=55 rcupdate.rcu_cpu_stall_timeout=100"
 
 
 def qemu_command(cfg: dict[str, object], mode: str, extra_append: str = "", qmp: Path | None = None) -> list[str]:
     cpus, mem = int(cfg["guest_cpus"]), int(cfg["guest_mem_mb"])  # type: ignore[call-overload]
     append = f"console=ttyS0 loglevel=4 panic=-1 lab.cpus={cpus} lab.mem_mb={mem} {extra_append}".strip()
     cpu = "host" if mode == "kvm" else "max"
+    if cfg.get("level1_accel") == "tcg":
+        append += f" {SLOW_HOST_APPEND}"
     if mode == "kvm" and cfg.get("level1_accel") == "tcg":
         # KVM on TCG reports XSAVE sizes the features do not match ("XSAVE
         # consistency problem" WARNING in the guest): run the guest without XSAVE.

@@ -135,3 +135,13 @@ def test_the_last_attempt_is_never_excused(tmp_path, monkeypatch) -> None:  # ty
     with pytest.raises(StepFailed):
         pipe.run_vms(None, {})  # type: ignore[arg-type]
     assert pipe.record.status == "failed" and not any(s.attributed for s in pipe.record.splats)
+
+
+def test_guests_of_an_emulated_level1_get_slow_host_lockup_thresholds() -> None:
+    from lab.invm.level1 import SLOW_HOST_APPEND, qemu_command
+
+    cfg = {"guest_cpus": 2, "guest_mem_mb": 256, "qemu": "qemu", "guest_kernel": "k", "guest_initramfs": "i"}
+    emulated = qemu_command({**cfg, "level1_accel": "tcg"}, "kvm")
+    native = qemu_command({**cfg, "level1_accel": "kvm"}, "kvm")
+    assert SLOW_HOST_APPEND in emulated[emulated.index("-append") + 1]
+    assert "watchdog_thresh" not in native[native.index("-append") + 1]
