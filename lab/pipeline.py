@@ -304,8 +304,8 @@ class Pipeline:
         # wedged CPUs): the VM stage is rerun up to vm_retries times, every
         # attempt is kept, and summary.json says so. A kernel splat in any
         # attempt still fails the run (its console and dmesg are scanned),
-        # unless that attempt shows evidence of an emulator fault that no
-        # kernel can cause (lab.emulator_faults); those splats are listed.
+        # unless that attempt shows evidence of a fault of the emulated CPU
+        # (lab.emulator_faults); those splats are listed, not hidden.
         attempts: list[dict[str, Any]] = []
         mode = str(self.record.levels.get("1", {}).get("accel", ""))
         while True:
