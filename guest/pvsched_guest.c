@@ -45,7 +45,7 @@ MODULE_PARM_DESC(hostile, "always request a boost and write garbage (testing)");
  */
 static unsigned int rt_sleep_window_us = 10000;
 module_param(rt_sleep_window_us, uint, 0644);
-MODULE_PARM_DESC(rt_sleep_window_us, "keep RT_SLEEPING this long after an RT task slept on the vCPU");
+MODULE_PARM_DESC(rt_sleep_window_us, "idle within this long of an RT task's sleep is RT_SLEEPING");
 
 static DEFINE_PER_CPU(struct pvsched_vcpu_area *, pvsched_area);
 /* local_clock() when an RT task last went to sleep on this CPU. */
