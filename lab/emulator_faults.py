@@ -29,12 +29,13 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from lab.invm.watchdog import WEDGED
+from lab.monitor import LOST_WAKEUP_LINE
+
 # "Code: ... 65 48 8b 05 xx xx xx xx <48> 8b ..." : mov %gs:disp32,%rax
 # immediately followed by the faulting load through %rax.
 _GS_LOAD_THEN_FAULT = re.compile(r"Code: .*\b65 48 8b 05 (?:[0-9a-f]{2} ){4}<48> 8b ")
 _RAX_ZERO = re.compile(r"\bRAX: 0{16}\b")
-LOST_WAKEUP_MARK = "halted with a pending, deliverable interrupt"
-UNKILLABLE_MARK = "LAB-WEDGED"
 
 
 def null_percpu_oops(console: str) -> str:
@@ -61,9 +62,9 @@ def evidence(attempt_dir: Path, mode: str) -> list[str]:
     if code:
         found.append(f"null-percpu: an oops read NULL through %gs ({code[:120]})")
     cpus = attempt_dir / "level1-cpus.txt"
-    if cpus.exists() and LOST_WAKEUP_MARK in cpus.read_text(errors="replace"):
+    if cpus.exists() and LOST_WAKEUP_LINE in cpus.read_text(errors="replace"):
         found.append(f"lost-wakeup: a CPU halted with an interrupt pending and deliverable ({cpus.name})")
-    wedged = next((line for line in texts.splitlines() if UNKILLABLE_MARK in line), "")
+    wedged = next((line for line in texts.splitlines() if WEDGED in line), "")
     if wedged:
         found.append(f"unkillable-vcpu: {wedged.strip()[:160]}")
     return found

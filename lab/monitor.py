@@ -86,6 +86,10 @@ def lapic_vectors(lapic: str, register: str) -> list[int]:
     return []
 
 
+# Written into the dump when lost_wakeups() names CPUs (lab.emulator_faults reads it).
+LOST_WAKEUP_LINE = "halted with a pending, deliverable interrupt"
+
+
 def lost_wakeups(registers: str, lapics: list[str]) -> list[int]:
     """CPUs halted with IF set whose APIC has a requested interrupt above its
     processor priority (PPR) and none in service: a correct CPU would have
@@ -117,7 +121,7 @@ def dump_cpus(path: Path, dest: Path, system_map: Path | None) -> str:
         text += f"\n# info lapic {i}\n{lapic}"
     lost = lost_wakeups(regs, lapics)
     if lost:
-        text += f"\nhalted with a pending, deliverable interrupt (QEMU did not wake them): CPUs {lost}\n"
+        text += f"\n{LOST_WAKEUP_LINE} (QEMU did not wake them): CPUs {lost}\n"
     dest.write_text(text)
     named = [line.split(": ", 1)[1] for line in text.splitlines() if line.startswith("CPU#") and ": RIP" in line]
     summary = "; ".join(named) or f"registers in {dest.name}"

@@ -281,6 +281,20 @@ class Pipeline:
         if dump.exists():
             dump.rename(out / dump.name)
 
+    def _lost_attempt(
+        self, attempts: list[dict[str, Any]], kept: Path, failed: list[str], first_splat: int, first_case: int
+    ) -> dict[str, Any]:
+        """Record a failed attempt kept in `kept`; with evidence of an emulator
+        fault, the splats and splat checks recorded since the given indexes
+        are attributed to it. Appends to and returns from `attempts`."""
+        attempt: dict[str, Any] = {"failed": failed, "dir": str(kept)}
+        mode = str(self.record.levels.get("1", {}).get("accel", ""))
+        if evidence := emulator_faults.evidence(kept, mode):
+            attempt["emulator"] = evidence
+            self._attribute(first_splat, first_case, kept.name, f"attempt {len(attempts) + 1}: {evidence[0]}")
+        attempts.append(attempt)
+        return attempt
+
     def _attribute(self, first_splat: int, first_case: int, kept: str, why: str) -> None:
         """Splats and splat checks recorded since the given indexes came from an
         attempt lost to the emulator: listed as such, not failing the run."""
@@ -307,7 +321,6 @@ class Pipeline:
         # unless that attempt shows evidence of a fault of the emulated CPU
         # (lab.emulator_faults); those splats are listed, not hidden.
         attempts: list[dict[str, Any]] = []
-        mode = str(self.record.levels.get("1", {}).get("accel", ""))
         while True:
             last_chance = len(attempts) >= self.opts.vm_retries
             first_splat, first_case = len(self.record.splats), len(self.record.cases)
@@ -329,13 +342,8 @@ class Pipeline:
                 kept = self._keep_attempt(out, len(attempts) + 1)
                 self._scan((kept / "level1-dmesg.txt").read_text(), "level1", f"{kept.name}/level1-dmesg.txt")
                 self._scan((kept / "level2-dmesg.txt").read_text(), "level2", f"{kept.name}/level2-dmesg.txt")
-            attempt: dict[str, Any] = {"failed": failed, "dir": str(kept)}
-            evidence = emulator_faults.evidence(kept, mode)
-            if evidence:
-                attempt["emulator"] = evidence
-                self._attribute(first_splat, first_case, kept.name, f"attempt {len(attempts) + 1}: {evidence[0]}")
-            attempts.append(attempt)
-            lost = f" (lost to the emulator: {evidence[0]})" if evidence else ""
+            attempt = self._lost_attempt(attempts, kept, failed, first_splat, first_case)
+            lost = f" (lost to the emulator: {attempt['emulator'][0]})" if "emulator" in attempt else ""
             ui.info(f"attempt {len(attempts)} failed: {', '.join(failed)}{lost}; rerunning the VM stage (kept in {kept})")
         if attempts:
             self.record.retried = {
@@ -414,7 +422,6 @@ class Pipeline:
         done: list[dict[str, Any]] = []
         snapshots, inconsistent = 0, []
         attempts: list[dict[str, Any]] = []
-        mode = str(self.record.levels.get("1", {}).get("accel", ""))
         while True:
             first_splat, first_case = len(self.record.splats), len(self.record.cases)
             cfg["parts"] = remaining
@@ -442,12 +449,8 @@ class Pipeline:
                 for name in ("level1-dmesg.txt", "level2-dmesg.txt"):
                     if (kept / name).exists():
                         self._scan((kept / name).read_text(), name[:6], f"{kept.name}/{name}")
-                attempt: dict[str, Any] = {"failed": [why], "dir": str(kept), "finished_parts": sorted(finished)}
-                evidence = emulator_faults.evidence(kept, mode)
-                if evidence:
-                    attempt["emulator"] = evidence
-                    self._attribute(first_splat, first_case, kept.name, f"attempt {len(attempts) + 1}: {evidence[0]}")
-                attempts.append(attempt)
+                attempt = self._lost_attempt(attempts, kept, [why], first_splat, first_case)
+                attempt["finished_parts"] = sorted(finished)
                 ui.info(f"stress attempt {len(attempts)} failed: {why}; rerunning parts {remaining} (kept in {kept})")
         for part in report["parts"]:
             part["attempt"] = len(attempts) + 1

@@ -16,6 +16,7 @@ from pathlib import Path
 from lab import accel, ui
 from lab import monitor as monitor_lib
 from lab.errors import LabError
+from lab.invm.watchdog import WEDGED
 from lab.paths import REPO
 from lab.runner import Result, Runner
 
@@ -57,7 +58,7 @@ WEDGED_MARKS = ("rcu_sched detected stalls", "rcu: INFO: rcu_preempt detected st
 WEDGED_GRACE_S = 300.0
 # Level 1's watchdog saying a killed command survives SIGKILL
 # (lab.invm.watchdog.WEDGED): nothing in level 1 can finish after that.
-UNRECOVERABLE_MARK = "LAB-WEDGED"
+UNRECOVERABLE_MARK = WEDGED
 UNRECOVERABLE_GRACE_S = 20.0
 # An oops does not stop level 1, but where its CPUs are right then is worth keeping.
 OOPS_MARKS = ("BUG: ", "Oops: ", "general protection fault")
