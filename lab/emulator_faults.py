@@ -2,7 +2,7 @@
 
 Level 1 runs under QEMU TCG here, and TCG's nested SVM sometimes mishandles
 interrupts around VMRUN/#VMEXIT (seen with QEMU 7.2 and 10.0; README,
-"Known emulator faults"). Three signs point at the emulator rather than at
+"Known emulator faults"). Four signs point at the emulator rather than at
 the kernels under test:
 
 - `null-percpu`: an oops whose faulting instruction dereferences a value
@@ -12,6 +12,11 @@ the kernels under test:
   between KVM's VMLOAD of the guest's state and of the host's, while GIF
   is clear. (A KVM that failed to restore the host's GS base would show
   the same; our patches do not touch that path.)
+- `null-cs-frame`: an oops at either level whose saved frame has code
+  segment 0 (`RIP: 0000:...`). A 64-bit kernel cannot run with a null CS,
+  so no correct CPU pushes one; seen in a level-2 guest under level 1's
+  KVM on TCG, with an exception frame shifted as if an event had been
+  injected with the wrong error-code flag.
 - `lost-wakeup`: the lab's monitor dump found a CPU halted with interrupts
   enabled, an interrupt above its priority requested in its local APIC and
   none in service: a correct CPU takes that interrupt.
@@ -36,6 +41,8 @@ from lab.monitor import LOST_WAKEUP_LINE
 # immediately followed by the faulting load through %rax.
 _GS_LOAD_THEN_FAULT = re.compile(r"Code: .*\b65 48 8b 05 (?:[0-9a-f]{2} ){4}<48> 8b ")
 _RAX_ZERO = re.compile(r"\bRAX: 0{16}\b")
+# The oops header's "RIP: CS:address" with CS 0.
+_NULL_CS_RIP = re.compile(r"\bRIP: 0000:\S+")
 
 
 def null_percpu_oops(console: str) -> str:
@@ -48,19 +55,28 @@ def null_percpu_oops(console: str) -> str:
     return ""
 
 
+def null_cs_frame(console: str) -> str:
+    """The RIP line of an oops whose frame says CS was 0, or ''."""
+    m = _NULL_CS_RIP.search(console)
+    return m[0] if m else ""
+
+
+def _read(attempt_dir: Path, pattern: str) -> str:
+    return "\n".join(p.read_text(errors="replace") for p in sorted(attempt_dir.glob(pattern)))
+
+
 def evidence(attempt_dir: Path, mode: str) -> list[str]:
     """Why the attempt kept in `attempt_dir` is the emulator's fault; [] when nothing says so."""
     if mode != "tcg":
         return []
     found = []
-    texts = "\n".join(
-        (attempt_dir / name).read_text(errors="replace")
-        for name in ("level1-console.log", "level1-dmesg.txt")
-        if (attempt_dir / name).exists()
-    )
+    texts = _read(attempt_dir, "level1-console.log") + "\n" + _read(attempt_dir, "level1-dmesg.txt")
     code = null_percpu_oops(texts)
     if code:
         found.append(f"null-percpu: an oops read NULL through %gs ({code[:120]})")
+    rip = null_cs_frame(texts + "\n" + _read(attempt_dir, "level2-*"))
+    if rip:
+        found.append(f"null-cs-frame: an oops frame with code segment 0 ({rip})")
     cpus = attempt_dir / "level1-cpus.txt"
     if cpus.exists() and LOST_WAKEUP_LINE in cpus.read_text(errors="replace"):
         found.append(f"lost-wakeup: a CPU halted with an interrupt pending and deliverable ({cpus.name})")

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from oops_samples import NULL_PERCPU_OOPS
+from oops_samples import NULL_CS_FRAME_OOPS, NULL_PERCPU_OOPS
 
 from lab import emulator_faults
 
@@ -21,3 +21,16 @@ def test_evidence_reads_the_kept_attempt(tmp_path: Path) -> None:
     found = emulator_faults.evidence(tmp_path, "tcg")
     assert [f.split(":")[0] for f in found] == ["lost-wakeup", "unkillable-vcpu"]
     assert emulator_faults.evidence(tmp_path, "kvm") == []  # only the emulated CPU is suspected
+
+
+def test_null_cs_frame_is_told_from_an_ordinary_oops() -> None:
+    assert emulator_faults.null_cs_frame(NULL_CS_FRAME_OOPS) == "RIP: 0000:0xebea"
+    # An ordinary kernel oops: CS 0010.
+    assert emulator_faults.null_cs_frame(NULL_PERCPU_OOPS) == ""
+    assert emulator_faults.null_cs_frame(NULL_CS_FRAME_OOPS.replace("RIP: 0000:", "RIP: 0010:")) == ""
+
+
+def test_null_cs_frame_counts_in_a_level2_console(tmp_path: Path) -> None:
+    (tmp_path / "level2-console-kvm.log").write_text(NULL_CS_FRAME_OOPS)
+    assert [f.split(":")[0] for f in emulator_faults.evidence(tmp_path, "tcg")] == ["null-cs-frame"]
+    assert emulator_faults.evidence(tmp_path, "kvm") == []
