@@ -90,13 +90,17 @@ def stress_markdown(report: dict[str, Any]) -> str:
                      f"{p['seconds']} | {details} |")  # fmt: skip
     for i, a in enumerate(report.get("attempts", []), 1):
         lost = f"; lost to the emulator: {'; '.join(a['emulator'])}" if a.get("emulator") else ""
-        lines.append(
-            f"\nlevel-1 boot {i} ended early ({a['failed'][0]}) after {a['finished_parts'] or 'no part'}{lost}; kept in `{a['dir']}`"
-        )
+        if "failed_parts" in a:
+            what = f"finished, and was run again for {sorted(a['failed_parts'])} ({a['failed'][0]})"
+        else:
+            what = f"ended early ({a['failed'][0]}) after {a.get('finished_parts') or 'no part'}"
+        lines.append(f"\nlevel-1 boot {i} {what}{lost}; kept in `{a['dir']}`")
     for p in report["parts"]:
         for name, run in p["details"].items():
             if isinstance(run, dict):
                 lines.append(f"\n{p['name']} {name}: " + ", ".join(f"{k}={v}" for k, v in run.items()))
+    for i, end in enumerate(report.get("earlier_end_states", []), 1):
+        lines += ["", f"End state of finished boot {i}: " + ", ".join(f"{k}={v if not isinstance(v, list) else len(v)}" for k, v in end.items())]
     end = report["end_state"]
     lines += ["", "End state: " + ", ".join(f"{k}={v if not isinstance(v, list) else len(v)}" for k, v in end.items())]
     return "\n".join(lines)
@@ -389,12 +393,12 @@ class Pipeline:
         self.record.stress = report
         for part in report["parts"]:
             lost = part.get("lost", [])
-            # Every round lost to the environment is no test at all.
-            ok = not part["failures"] and part["rounds"] > len(lost)
+            ok = stress_lib.part_passed(part)
             why = "; ".join(part["failures"][:5] + ([f"{len(lost)} rounds lost: {lost[0]}"] if lost else []))
             self.record.cases.append(Case(f"stress_{part['name']}", "level1", "passed" if ok else "failed",
                                           f"{part['rounds']} rounds; {why}".rstrip("; "), part["seconds"]))  # fmt: skip
-        end = report["end_state"]
+        # Boots that finished before a rerun left their state too: all must be clean.
+        end = stress_lib.merged_end_state([*report.get("earlier_end_states", []), report["end_state"]])
         checks = {
             "stress_end_no_registered_areas": (end["registered_areas"] == 0, f"{end['registered_areas']} areas registered"),
             "stress_end_no_vm_left": (
@@ -416,11 +420,14 @@ class Pipeline:
     def _stress_attempts(self, level1: Level1, cfg: dict[str, Any], out: Path) -> dict[str, Any]:
         """Run the stress parts in level 1; a level 1 lost on the way (here:
         the emulated CPU, lab.emulator_faults) is rebooted for the parts it
-        had not finished, up to vm_retries times. Parts keep their results
-        from the boot that ran them; each attempt is kept and listed."""
+        had not finished, and a boot that finished with evidence of an
+        emulator fault for the parts that failed in it, up to vm_retries
+        times. Parts keep their results from the boot that ran them; each
+        attempt is kept and listed, and the last boot is never excused."""
         remaining = list(cfg["parts"])
         done: list[dict[str, Any]] = []
         snapshots, inconsistent = 0, []
+        earlier_end_states: list[dict[str, Any]] = []
         attempts: list[dict[str, Any]] = []
         while True:
             first_splat, first_case = len(self.record.splats), len(self.record.cases)
@@ -428,7 +435,6 @@ class Pipeline:
             try:
                 report = self.boot_level1(level1, "lab.invm.stress", cfg, out, "stress.json")
                 self._keep_cpu_dump(out)
-                break
             except StepFailed:
                 self._keep_cpu_dump(out)
                 partial_file = out / stress_lib.PARTIAL_REPORT
@@ -445,22 +451,48 @@ class Pipeline:
                     raise
                 why = self.record.failed_step["message"].splitlines()[0]
                 self.record.failed_step = None
-                kept = self._keep_attempt(out, len(attempts) + 1)
-                for name in ("level1-dmesg.txt", "level2-dmesg.txt"):
-                    if (kept / name).exists():
-                        self._scan((kept / name).read_text(), name[:6], f"{kept.name}/{name}")
-                attempt = self._lost_attempt(attempts, kept, [why], first_splat, first_case)
+                attempt = self._lose_stress_boot(out, attempts, why, first_splat, first_case)
                 attempt["finished_parts"] = sorted(finished)
-                ui.info(f"stress attempt {len(attempts)} failed: {why}; rerunning parts {remaining} (kept in {kept})")
+                ui.info(f"stress attempt {len(attempts)} failed: {why}; rerunning parts {remaining} (kept in {attempt['dir']})")
+                continue
+            failed = [part["name"] for part in report["parts"] if not stress_lib.part_passed(part)]
+            mode = str(self.record.levels.get("1", {}).get("accel", ""))
+            if not failed or len(attempts) >= self.opts.vm_retries or not emulator_faults.evidence(out, mode):
+                break
+            # The boot finished, but the emulated CPU faulted in it: what
+            # failed there is measured again in a new boot; what passed stands.
+            for part in report["parts"]:
+                part["attempt"] = len(attempts) + 1
+            done += [part for part in report["parts"] if part["name"] not in failed]
+            snapshots += int(report["end_state"]["counter_snapshots"])
+            inconsistent += report["end_state"]["inconsistent_counters"]
+            earlier_end_states.append(report["end_state"])
+            why = f"emulator fault in a boot where parts {failed} failed"
+            attempt = self._lose_stress_boot(out, attempts, why, first_splat, first_case)
+            attempt["failed_parts"] = {p["name"]: p["failures"][:3] for p in report["parts"] if p["name"] in failed}
+            remaining = failed
+            ui.info(f"stress attempt {len(attempts)}: {why}; rerunning {failed} (kept in {attempt['dir']})")
         for part in report["parts"]:
             part["attempt"] = len(attempts) + 1
         report["parts"] = done + report["parts"]
         report["end_state"]["counter_snapshots"] += snapshots
         report["end_state"]["inconsistent_counters"] = inconsistent + report["end_state"]["inconsistent_counters"]
+        if earlier_end_states:
+            report["earlier_end_states"] = earlier_end_states
         if attempts:
             report["attempts"] = attempts
             self.record.retried = {"failed_first": attempts[0]["failed"], "first_attempt": attempts[0]["dir"], "attempts": attempts}
         return report
+
+    def _lose_stress_boot(
+        self, out: Path, attempts: list[dict[str, Any]], why: str, first_splat: int, first_case: int
+    ) -> dict[str, Any]:
+        """Keep a stress boot that is to be run again, with its splats scanned."""
+        kept = self._keep_attempt(out, len(attempts) + 1)
+        for name in ("level1-dmesg.txt", "level2-dmesg.txt"):
+            if (kept / name).exists():
+                self._scan((kept / name).read_text(), name[:6], f"{kept.name}/{name}")
+        return self._lost_attempt(attempts, kept, [why], first_splat, first_case)
 
     def _scan(self, text: str, level: str, source: str) -> None:
         found = scan(text, level, source)

@@ -106,6 +106,26 @@ def hostile_verdict(
     return details, failures
 
 
+def part_passed(part: dict[str, Any]) -> bool:
+    """No failure, and at least one round not lost to the environment (a
+    part whose every round was lost tested nothing)."""
+    return not part["failures"] and part["rounds"] > len(part.get("lost", []))
+
+
+def merged_end_state(states: list[dict[str, Any]]) -> dict[str, Any]:
+    """The end states of several level-1 boots as one: anything left in any
+    boot counts; sched_ext is reported from the first boot that left it on."""
+    scx = next((s["scx_state"] for s in states if s["scx_state"] not in ("disabled", "unavailable")), states[-1]["scx_state"])
+    return {
+        "registered_areas": sum(int(s["registered_areas"]) for s in states),
+        "vms_left": [vm for s in states for vm in (s["vms_left"] or [])],
+        "qemu_processes_left": [pid for s in states for pid in s["qemu_processes_left"]],
+        "scx_state": scx,
+        "counter_snapshots": states[-1]["counter_snapshots"],
+        "inconsistent_counters": states[-1]["inconsistent_counters"],
+    }
+
+
 def counters_consistent(rows: list[dict[str, str]]) -> list[str]:
     """Every boost ends in an unboost or a throttle; a thread is RT only while boosted.
 

@@ -95,7 +95,8 @@ def _part(name: str) -> dict[str, object]:
 
 
 def _stress_pipeline(tmp_path, monkeypatch, boots):  # type: ignore[no-untyped-def]
-    """A Pipeline whose level-1 boots run `boots`: each (parts it finishes, whether it then dies, console)."""
+    """A Pipeline whose level-1 boots run `boots`: each (parts it finishes, whether it then dies, console[,
+    names of the parts that fail, end-state overrides])."""
     import json
 
     import lab.pipeline as pl
@@ -110,12 +111,19 @@ def _stress_pipeline(tmp_path, monkeypatch, boots):  # type: ignore[no-untyped-d
     asked: list[list[str]] = []
 
     def boot_level1(level1, module, cfg, out_dir, report):  # type: ignore[no-untyped-def]
-        finishes, dies, console = next(calls)
+        finishes, dies, console, *rest = next(calls)
+        failing = rest[0] if rest else ()
+        end_overrides = rest[1] if len(rest) > 1 else {}
         asked.append(list(cfg["parts"]))
         parts = [_part(n) for n in cfg["parts"][:finishes]]
+        for part in parts:
+            if part["name"] in failing:
+                part["failures"] = [f"{part['name']} failed"]
         (out_dir / "level1-console.log").write_text(console)
         for name in ("level1-dmesg.txt", "level2-dmesg.txt"):
             (out_dir / name).write_text("")
+        if not dies:  # a boot that finished saved its dmesg
+            (out_dir / "level1-dmesg.txt").write_text(console)
         progress = {"parts": parts, "counter_snapshots": 2 * len(parts), "inconsistent_counters": []}
         (out_dir / "stress-partial.json").write_text(json.dumps(progress))
         with pipe.step("boot level 1"):
@@ -123,7 +131,7 @@ def _stress_pipeline(tmp_path, monkeypatch, boots):  # type: ignore[no-untyped-d
                 pipe._scan(console, "level1", "vm/level1-console.log")
                 raise LabError("level 1 ended (timed out) without writing stress.json")
         end = {"registered_areas": 0, "vms_left": [], "qemu_processes_left": [], "scx_state": "disabled",
-               "counter_snapshots": 2 * len(parts), "inconsistent_counters": []}  # fmt: skip
+               "counter_snapshots": 2 * len(parts), "inconsistent_counters": [], **end_overrides}  # fmt: skip
         return {**progress, "end_state": end}
 
     monkeypatch.setattr(pipe, "boot_level1", boot_level1)
@@ -159,3 +167,47 @@ def test_stress_gives_up_after_the_retries(tmp_path, monkeypatch) -> None:  # ty
     with pytest.raises(StepFailed):
         pipe._stress_attempts(None, {"parts": ["hostile"]}, out)  # type: ignore[arg-type]
     assert len(asked) == 3 and pipe.record.stress is not None and pipe.record.stress["end_state"] is None
+
+
+def test_a_finished_boot_with_emulator_evidence_reruns_only_its_failed_parts(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from oops_samples import NULL_PERCPU_OOPS
+
+    from lab.pipeline import stress_markdown
+
+    boots = [(3, False, NULL_PERCPU_OOPS, {"hostile"}), (1, False, "")]
+    pipe, out, asked = _stress_pipeline(tmp_path, monkeypatch, boots)
+    report = pipe._stress_attempts(None, {"parts": ["hostile", "churn", "kill"]}, out)  # type: ignore[arg-type]
+    assert asked == [["hostile", "churn", "kill"], ["hostile"]]
+    assert [(p["name"], p["attempt"], p["failures"]) for p in report["parts"]] == [("churn", 1, []), ("kill", 1, []), ("hostile", 2, [])]
+    assert report["attempts"][0]["failed_parts"] == {"hostile": ["hostile failed"]}
+    assert pipe.record.splats and all(s.attributed for s in pipe.record.splats)
+    assert "run again for ['hostile']" in stress_markdown(report)
+
+
+def test_a_finished_boot_is_not_rerun_without_evidence_or_when_all_passed(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from oops_samples import NULL_PERCPU_OOPS
+
+    for boots in ([(2, False, "", {"hostile"})], [(2, False, NULL_PERCPU_OOPS)]):
+        pipe, out, asked = _stress_pipeline(tmp_path / str(len(boots[0])), monkeypatch, boots)
+        report = pipe._stress_attempts(None, {"parts": ["hostile", "churn"]}, out)  # type: ignore[arg-type]
+        assert len(asked) == 1 and "attempts" not in report
+
+
+def test_the_last_boot_with_evidence_is_not_excused_when_retries_run_out(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from oops_samples import NULL_PERCPU_OOPS
+
+    boots = [(1, False, NULL_PERCPU_OOPS, {"hostile"})] * 3
+    pipe, out, asked = _stress_pipeline(tmp_path, monkeypatch, boots)
+    report = pipe._stress_attempts(None, {"parts": ["hostile"]}, out)  # type: ignore[arg-type]
+    assert len(asked) == 3 and report["parts"][-1]["failures"] == ["hostile failed"] and report["parts"][-1]["attempt"] == 3
+
+
+def test_end_state_of_every_finished_boot_counts() -> None:
+    from lab.invm.stress import merged_end_state
+
+    clean = {"registered_areas": 0, "vms_left": [], "qemu_processes_left": [], "scx_state": "disabled",
+             "counter_snapshots": 9, "inconsistent_counters": []}  # fmt: skip
+    dirty = {**clean, "registered_areas": 2, "qemu_processes_left": ["151"], "scx_state": "enabled"}
+    merged = merged_end_state([dirty, clean])
+    assert merged["registered_areas"] == 2 and merged["qemu_processes_left"] == ["151"] and merged["scx_state"] == "enabled"
+    assert merged_end_state([clean, clean]) == clean
