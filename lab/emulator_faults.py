@@ -2,7 +2,7 @@
 
 Level 1 runs under QEMU TCG here, and TCG's nested SVM sometimes mishandles
 interrupts around VMRUN/#VMEXIT (seen with QEMU 7.2 and 10.0; README,
-"Known emulator faults"). Four signs point at the emulator rather than at
+"Known emulator faults"). Five signs point at the emulator rather than at
 the kernels under test:
 
 - `null-percpu`: an oops whose faulting instruction dereferences a value
@@ -17,6 +17,12 @@ the kernels under test:
   so no correct CPU pushes one; seen in a level-2 guest under level 1's
   KVM on TCG, with an exception frame shifted as if an event had been
   injected with the wrong error-code flag.
+- `nmi-never-left`: "scheduling while atomic" with the NMI bits of the
+  preempt count set. No NMI handler schedules, so the count says an NMI
+  was entered and its exit never ran: what happens when NMIs are not kept
+  blocked until the handler's IRET (seen with a CR2 at the bottom of a
+  CPU-entry-area IST stack, the context-tracking WARNING after it, as
+  after `null-percpu`).
 - `lost-wakeup`: the lab's monitor dump found a CPU halted with interrupts
   enabled, an interrupt above its priority requested in its local APIC and
   none in service: a correct CPU takes that interrupt.
@@ -41,6 +47,9 @@ from lab.monitor import LOST_WAKEUP_LINE
 # immediately followed by the faulting load through %rax.
 _GS_LOAD_THEN_FAULT = re.compile(r"Code: .*\b65 48 8b 05 (?:[0-9a-f]{2} ){4}<48> 8b ")
 _RAX_ZERO = re.compile(r"\bRAX: 0{16}\b")
+# "BUG: scheduling while atomic: comm/pid/0x00110000": the preempt count.
+_SCHED_ATOMIC = re.compile(r"BUG: scheduling while atomic: .*/(0x[0-9a-f]+)\s*$", re.MULTILINE)
+_NMI_MASK = 0x00F00000  # include/linux/preempt.h: NMI_BITS 4 at NMI_SHIFT 20
 # The oops header's "RIP: CS:address" with CS 0.
 _NULL_CS_RIP = re.compile(r"\bRIP: 0000:\S+")
 
@@ -61,6 +70,14 @@ def null_cs_frame(console: str) -> str:
     return m[0] if m else ""
 
 
+def nmi_never_left(console: str) -> str:
+    """The report of a task that scheduled with the preempt count inside an NMI, or ''."""
+    for m in _SCHED_ATOMIC.finditer(console):
+        if int(m[1], 16) & _NMI_MASK:
+            return m[0].strip()
+    return ""
+
+
 def _read(attempt_dir: Path, pattern: str) -> str:
     return "\n".join(p.read_text(errors="replace") for p in sorted(attempt_dir.glob(pattern)))
 
@@ -74,6 +91,9 @@ def evidence(attempt_dir: Path, mode: str) -> list[str]:
     code = null_percpu_oops(texts)
     if code:
         found.append(f"null-percpu: an oops read NULL through %gs ({code[:120]})")
+    nmi = nmi_never_left(texts)
+    if nmi:
+        found.append(f"nmi-never-left: {nmi[:120]}")
     rip = null_cs_frame(texts + "\n" + _read(attempt_dir, "level2-*"))
     if rip:
         found.append(f"null-cs-frame: an oops frame with code segment 0 ({rip})")

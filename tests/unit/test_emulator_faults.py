@@ -34,3 +34,12 @@ def test_null_cs_frame_counts_in_a_level2_console(tmp_path: Path) -> None:
     (tmp_path / "level2-console-kvm.log").write_text(NULL_CS_FRAME_OOPS)
     assert [f.split(":")[0] for f in emulator_faults.evidence(tmp_path, "tcg")] == ["null-cs-frame"]
     assert emulator_faults.evidence(tmp_path, "kvm") == []
+
+
+def test_nmi_never_left_needs_the_nmi_bits_of_the_preempt_count() -> None:
+    # Run 20261127T135930Z: NMI (0x100000) + hardirq (0x10000) in task context.
+    report = "[   80.500395] BUG: scheduling while atomic: qemu-system-x86/76/0x00110000\n[   80.500678] Modules linked in:\n"
+    assert emulator_faults.nmi_never_left(report) == "BUG: scheduling while atomic: qemu-system-x86/76/0x00110000"
+    # A spinlock held across schedule() is a kernel bug, whatever the CPU.
+    assert emulator_faults.nmi_never_left(report.replace("0x00110000", "0x00000002")) == ""
+    assert emulator_faults.nmi_never_left(report.replace("0x00110000", "0x00010001")) == ""
