@@ -200,10 +200,9 @@ def main(config_path: str) -> int:
     extra_dmesg = ""
     if pv is not None and kvm_ok:
         cases.extend(pvsched_host.static_checks(pv["loader"], pv["load_check"], pv["rejected"]))
-        # Statistics on level 1's tmpfs, read by the sampler several times a
-        # second, copied to the results at the end: 9p reads can sleep
-        # uninterruptibly, and the sampler has to die on time.
-        policy = pvsched_host.PolicyRun(pv["loader"], Path("/tmp/pvsched-boost-stats.json"))
+        # The sampler reads the statistics in memory (PolicyRun.live): 9p
+        # reads can sleep uninterruptibly, and the sampler has to die on time.
+        policy = pvsched_host.PolicyRun(pv["loader"], out / "pvsched-boost-stats.json")
         error = policy.start()
         cases.append(Case("pvsched_policy_attaches", "level1", "failed" if error else "passed", error))
         observer = pvsched_host.PvschedObserver(policy, Path("/tmp/lab-qmp.sock"))
@@ -223,9 +222,7 @@ def main(config_path: str) -> int:
             # would only redo minutes of work without pvsched: report it.
             break
     if observer is not None and pv is not None:
-        observer.finish()
-        if observer.policy.stats.exists():
-            shutil.copyfile(observer.policy.stats, out / "pvsched-boost-stats.json")
+        observer.finish()  # stops the policy: its statistics land in `out`
         # What the checks judged: every sample, and when each phase was seen.
         (out / "pvsched-samples.json").write_text(json.dumps({
             "phase_times": observer.phase_times,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -197,3 +198,27 @@ def test_a_short_irq_boost_in_the_window_does_not_fail_the_unboost_check(tmp_pat
     assert _verdicts(obs)["pvsched_unboost_restores_vcpu_thread"] == "passed"
     obs.samples[1:9] = [ph.Sample(1.8 + 0.05 * i, "rt-done", {11: 0, 12: 1}) for i in range(12)]  # stuck
     assert _verdicts(obs)["pvsched_unboost_restores_vcpu_thread"] == "failed"
+
+
+def test_policy_statistics_live_in_memory_and_land_in_the_results_at_stop(tmp_path: Path) -> None:
+    loader = tmp_path / "loader"
+    # A loader like ours: -o FILE -i MS; says "attached", rewrites FILE until SIGTERM.
+    loader.write_text(
+        '#!/bin/sh\nout=$2\necho attached\n'
+        'while :; do echo \'{"policy": "boost", "vcpus": [{"vcpu_id": 0}]}\' > "$out"; sleep 0.05; done\n'
+    )
+    loader.chmod(0o755)
+    results = tmp_path / "results"
+    results.mkdir()
+    policy = ph.PolicyRun(str(loader), results / "boost-stats.json")
+    assert policy.start(timeout=10) == ""
+    assert policy.live is not None and results not in policy.live.parents
+    live = policy.live
+    deadline = time.monotonic() + 10
+    while not policy.vcpus() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert policy.vcpus() == [{"vcpu_id": 0}]
+    assert not (results / "boost-stats.json").exists()  # nothing written to the results while it runs
+    policy.stop()
+    assert json.loads((results / "boost-stats.json").read_text())["vcpus"] == [{"vcpu_id": 0}]
+    assert policy.live is None and not live.parent.exists() and policy.vcpus() == [{"vcpu_id": 0}]
