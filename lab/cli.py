@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import shlex
+import signal
 import subprocess
 import sys
 
@@ -13,7 +14,7 @@ from lab.errors import LabError
 from lab.invm.stress import HOSTILE_CAP
 from lab.paths import REPO, RESULTS_DIR
 from lab.pipeline import Options, Pipeline, StepFailed
-from lab.runner import Runner, reproducer
+from lab.runner import Runner, reproducer, stop_all
 from lab.vm import Level1, vng_command
 
 
@@ -168,7 +169,26 @@ def checkpatch() -> int:
     return result.returncode or driver.returncode
 
 
+def _exit_on_signal(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run a lab command; whatever ends it (Ctrl-C, SIGTERM from a CI
+    timeout), no VM or build it started is left running."""
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _exit_on_signal)
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:
+        ui.failure("interrupted:", "stopping the commands still running")
+        return 130
+    finally:
+        if stopped := stop_all():
+            ui.info(f"stopped {len(stopped)} command(s) still running (process groups {stopped})")
+
+
+def _main(argv: list[str] | None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if "--container" in argv:
         # Any command, run inside the toolchain image with the same paths.

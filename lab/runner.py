@@ -84,6 +84,21 @@ _DEADLINES: dict[int, tuple[float, str]] = {}
 _DEADLINES_LOCK = threading.Lock()
 
 
+# Process groups of commands running now. Each runs in a session of its own
+# (so a timeout kills its whole tree), which also keeps a Ctrl-C or a
+# SIGTERM aimed at the lab from reaching it: stop_all() is the lab's way out.
+_RUNNING: set[int] = set()
+
+
+def stop_all() -> list[int]:
+    """Kill the process group of every command still running; returns their pids."""
+    with _DEADLINES_LOCK:
+        pids = sorted(_RUNNING)
+    for pid in pids:
+        _kill_group(pid)
+    return pids
+
+
 def reap_overdue(grace: float = 30.0) -> list[str]:
     """Kill the process groups of commands `grace` seconds past their timeout; says which."""
     now = time.monotonic()
@@ -183,6 +198,8 @@ class Runner:
             except FileNotFoundError as exc:
                 out.write(f"# not found: {argv[0]}\n")
                 raise LabError(f"{label}: command not found: {argv[0]}", fix="run `nox -s doctor`") from exc
+            with _DEADLINES_LOCK:
+                _RUNNING.add(proc.pid)
             if stdin_text is not None and proc.stdin is not None:
                 proc.stdin.write(stdin_text)
                 proc.stdin.close()
@@ -266,6 +283,8 @@ class Runner:
             except subprocess.TimeoutExpired:
                 rc = -signal.SIGKILL
                 stuck = stuck or f"did not exit after SIGKILL ({process_state(proc.pid)})"
+            with _DEADLINES_LOCK:
+                _RUNNING.discard(proc.pid)
             if stuck:
                 out.write(f"\n# lab: {stuck}\n")
             seconds = time.monotonic() - start

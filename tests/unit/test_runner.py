@@ -144,3 +144,37 @@ def test_survivors_names_live_commands_long_past_their_timeout() -> None:
         child.kill()
         with runner_mod._DEADLINES_LOCK:
             runner_mod._DEADLINES.pop(child.pid, None)
+
+
+def test_stop_all_kills_every_running_command_and_its_tree(runner: Runner, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import threading
+
+    pidfile = tmp_path / "child"
+    results: list[runner_mod.Result] = []
+    cmd = ["sh", "-c", f"sleep 60 & echo $! > {pidfile}; echo started; wait"]
+    thread = threading.Thread(target=lambda: results.append(runner.run(cmd, "long", check=False)))
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not (pidfile.exists() and pidfile.read_text().strip()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    child = int(pidfile.read_text())
+    assert len(runner_mod.stop_all()) == 1
+    thread.join(timeout=20)
+    assert results and not results[0].ok and results[0].seconds < 15
+    state = runner_mod.state_and_wchan(__import__("pathlib").Path(f"/proc/{child}"))
+    assert state is None or state[0] in ("Z", "X")  # the backgrounded child went with its group
+    assert runner_mod.stop_all() == []  # nothing left registered
+
+
+def test_the_cli_stops_running_commands_when_it_is_interrupted(monkeypatch: pytest.MonkeyPatch) -> None:
+    import lab.cli as cli
+
+    stopped: list[bool] = []
+
+    def interrupted(argv: list[str] | None) -> int:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "_main", interrupted)
+    monkeypatch.setattr(cli.signal, "signal", lambda *args: None)  # pytest keeps its own handlers
+    monkeypatch.setattr(cli, "stop_all", lambda: stopped.append(True) or [4242])
+    assert cli.main(["run"]) == 130 and stopped == [True]
