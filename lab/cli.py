@@ -28,6 +28,11 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--source-ref", default="HEAD", help="commit/tag/branch of --source-git")
 
 
+# Level 1 under TCG is lost about once per 15-20 minutes of stress load here
+# (README, "Known emulator faults"); a lost boot costs only its unfinished parts.
+STRESS_VM_RETRIES = 4
+
+
 def _options(args: argparse.Namespace) -> Options:
     opts = Options(
         profile=args.profile,
@@ -53,6 +58,8 @@ def _options(args: argparse.Namespace) -> Options:
         opts.level1.tcg_cpu = args.level1_cpu
     if getattr(args, "level1_append", None):
         opts.level1.append = args.level1_append
+    if getattr(args, "vm_retries", None) is not None:
+        opts.vm_retries = args.vm_retries
     return opts
 
 
@@ -79,6 +86,10 @@ def parser() -> argparse.ArgumentParser:
         r.add_argument("--level1-timeout", type=float, default=None, help="seconds before level 1 is killed")
         r.add_argument("--level1-cpu", help="QEMU -cpu of level 1 under TCG (default max,-la57; it needs SVM with NPT)")
         r.add_argument("--level1-append", help="extra kernel command line for level 1")
+        if name in ("run", "stress"):
+            r.add_argument("--vm-retries", type=int, default=None,
+                           help="level-1 boots after a lost one (default 2; stress 4: its parts take ~25 min of emulated "
+                                "load, and every boot runs only what is not done)")  # fmt: skip
         if name == "boot":
             r.add_argument("cmd", nargs=argparse.REMAINDER, help="command to run in level 1 (default: a shell)")
         if name == "bench":
@@ -254,6 +265,8 @@ def _main(argv: list[str] | None) -> int:
             options = _options(args)
             if args.level1_timeout is None:
                 options.level1.run_timeout = max(options.level1.run_timeout, 2400.0)
+            if args.vm_retries is None:
+                options.vm_retries = STRESS_VM_RETRIES
             return Pipeline(options).stress(opts)
         return Pipeline(_options(args)).run_all()
     except LabError as exc:

@@ -97,10 +97,13 @@ def evidence(attempt_dir: Path, mode: str) -> list[str]:
     rip = null_cs_frame(texts + "\n" + _read(attempt_dir, "level2-*"))
     if rip:
         found.append(f"null-cs-frame: an oops frame with code segment 0 ({rip})")
-    cpus = attempt_dir / "level1-cpus.txt"
-    if cpus.exists() and LOST_WAKEUP_LINE in cpus.read_text(errors="replace"):
-        found.append(f"lost-wakeup: a CPU halted with an interrupt pending and deliverable ({cpus.name})")
-    wedged = next((line for line in texts.splitlines() if WEDGED in line), "")
+    for cpus in sorted(attempt_dir.glob("level1-cpus*.txt")):
+        if LOST_WAKEUP_LINE in cpus.read_text(errors="replace"):
+            found.append(f"lost-wakeup: a CPU halted with an interrupt pending and deliverable ({cpus.name})")
+            break
+    # A stuck wait alone is no evidence (a kernel bug can strand a thread);
+    # the CPU dump taken then says whether a wakeup was lost.
+    wedged = next((line for line in texts.splitlines() if WEDGED in line and "survives SIGKILL" in line), "")
     if wedged:
         found.append(f"unkillable-vcpu: {wedged.strip()[:160]}")
     return found

@@ -280,9 +280,8 @@ class Pipeline:
         return data
 
     def _keep_cpu_dump(self, out: Path) -> None:
-        """Level 1's CPU dump (written at most once per boot) goes with its attempt."""
-        dump = self.runner.log_dir / "level1-cpus.txt"
-        if dump.exists():
+        """Level 1's CPU dumps (at most two per boot, lab.vm) go with its attempt."""
+        for dump in self.runner.log_dir.glob("level1-cpus*.txt"):
             dump.rename(out / dump.name)
 
     def _lost_attempt(

@@ -110,18 +110,24 @@ def reap_overdue(grace: float = 30.0) -> list[str]:
 
 
 def survivors(after: float) -> dict[int, str]:
-    """Commands still alive `after` seconds past their timeout although
-    reap_overdue has been killing them: a process that survives SIGKILL that
-    long is stuck in the kernel (seen here: a qemu in KVM_RUN on a level-1
-    CPU that never left its level-2 guest)."""
+    """Commands still registered `after` seconds past their timeout although
+    reap_overdue has been killing them, each with why it is stuck. The
+    runner returns within EXIT_WAIT_S of a kill, so this means either a
+    process that survives SIGKILL (stuck in the kernel; seen here: a qemu in
+    KVM_RUN on a level-1 CPU that never left its level-2 guest) or a
+    runner that never came back for a process already gone (its thread
+    asleep on a CPU that missed its wakeup, also seen here)."""
     now = time.monotonic()
     with _DEADLINES_LOCK:
         late = [(pid, deadline, label) for pid, (deadline, label) in _DEADLINES.items() if now > deadline + after]
     found = {}
     for pid, deadline, label in late:
         state = state_and_wchan(Path(f"/proc/{pid}"))
+        past = f"{now - deadline:.0f} s past its timeout"
         if state is not None and state[0] not in ("Z", "X"):
-            found[pid] = f"{label} (pid {pid}, state {state[0]}, wchan {state[1]}) {now - deadline:.0f} s past its timeout"
+            found[pid] = f"{label} (pid {pid}, state {state[0]}, wchan {state[1]}) {past}: it survives SIGKILL"
+        else:
+            found[pid] = f"{label} (pid {pid}, {'a zombie' if state else 'gone'}) {past}: the lab's wait for it never returned"
     return found
 
 

@@ -171,20 +171,22 @@ class Level1:
         dump_lock = threading.Lock()
         monitor = Path(f"/tmp/pvsched-lab-l1-monitor-{os.getpid()}.sock")  # short: unix socket paths are limited
 
-        def dump(why: str) -> None:
+        def dump(why: str, again: bool = False) -> None:
+            """Once per boot, and once more for a wedge (`again`): the CPUs
+            when a command is stuck say why, whatever an earlier oops showed."""
             with dump_lock:
-                if dumped:
+                if len(dumped) > (1 if again else 0):
                     return
-                dest = self.runner.log_dir / "level1-cpus.txt"
+                dest = self.runner.log_dir / ("level1-cpus.txt" if not dumped else "level1-cpus-wedged.txt")
                 dumped.append(monitor_lib.dump_cpus(monitor, dest, self.kernel.parent / "System.map"))
-            ui.info(f"level 1 {why}; its CPUs: {dumped[0]} ({dest})")
+            ui.info(f"level 1 {why}; its CPUs: {dumped[-1]} ({dest})")
 
         def watch(line: str) -> None:
             progress(line)
             if READY_MARK in line and not ready:
                 ready.append(time.monotonic() - start)
             if UNRECOVERABLE_MARK in line:
-                dump("has a process that survives SIGKILL")
+                dump("has a command stuck long past its timeout", again=True)
             elif any(m in line for m in WEDGED_MARKS):
                 dump("reports a stall")
             elif any(m in line for m in OOPS_MARKS):

@@ -71,7 +71,7 @@ def start(period: float, beat: float = 60.0) -> threading.Event:
             for pid, what in survivors(SURVIVOR_AFTER_S).items():
                 if pid not in told:
                     told.add(pid)
-                    print(f"{WEDGED} {what}: it survives SIGKILL, a level-1 CPU is stuck", flush=True)
+                    print(f"{WEDGED} {what}; a level-1 CPU is stuck", flush=True)
             if waited >= period:
                 waited = 0.0
                 report(sys.stdout, uptime)

@@ -16,7 +16,9 @@ def test_null_percpu_oops_needs_the_gs_load_and_a_zero_result() -> None:
 
 def test_evidence_reads_the_kept_attempt(tmp_path: Path) -> None:
     assert emulator_faults.evidence(tmp_path, "tcg") == []
-    (tmp_path / "level1-console.log").write_text("LAB-WEDGED level2 boot (kvm) (pid 83, state R, wchan 0) 170 s past its timeout\n")
+    (tmp_path / "level1-console.log").write_text(
+        "LAB-WEDGED level2 boot (kvm) (pid 83, state R, wchan 0) 170 s past its timeout: it survives SIGKILL; a level-1 CPU is stuck\n"
+    )
     (tmp_path / "level1-cpus.txt").write_text("halted with a pending, deliverable interrupt (QEMU did not wake them): CPUs [1]\n")
     found = emulator_faults.evidence(tmp_path, "tcg")
     assert [f.split(":")[0] for f in found] == ["lost-wakeup", "unkillable-vcpu"]
@@ -43,3 +45,11 @@ def test_nmi_never_left_needs_the_nmi_bits_of_the_preempt_count() -> None:
     # A spinlock held across schedule() is a kernel bug, whatever the CPU.
     assert emulator_faults.nmi_never_left(report.replace("0x00110000", "0x00000002")) == ""
     assert emulator_faults.nmi_never_left(report.replace("0x00110000", "0x00010001")) == ""
+
+
+def test_a_stuck_wait_alone_is_no_evidence(tmp_path: Path) -> None:
+    wedged = "LAB-WEDGED level2 boot (x) (pid 77, gone) 179 s past its timeout: the lab's wait for it never returned; a level-1 CPU is stuck\n"
+    (tmp_path / "level1-console.log").write_text(wedged)
+    assert emulator_faults.evidence(tmp_path, "tcg") == []
+    (tmp_path / "level1-cpus.txt").write_text("halted with a pending, deliverable interrupt (QEMU did not wake them): CPUs [0]\n")
+    assert [f.split(":")[0] for f in emulator_faults.evidence(tmp_path, "tcg")] == ["lost-wakeup"]

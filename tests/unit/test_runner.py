@@ -137,9 +137,14 @@ def test_survivors_names_live_commands_long_past_their_timeout() -> None:
         assert runner_mod.survivors(after=200) == {}  # not late enough yet
         found = runner_mod.survivors(after=50)
         assert list(found) == [child.pid] and found[child.pid].startswith(f"qemu stand-in (pid {child.pid}, state ")
+        assert found[child.pid].endswith("it survives SIGKILL")
         child.kill()
         child.wait()
-        assert runner_mod.survivors(after=50) == {}  # gone: nothing survives
+        # Gone, yet still registered: the runner waiting for it never came back.
+        assert runner_mod.survivors(after=50)[child.pid].endswith("(pid %d, gone) 100 s past its timeout: the lab's wait for it never returned" % child.pid)
+        with runner_mod._DEADLINES_LOCK:
+            runner_mod._DEADLINES.pop(child.pid)
+        assert runner_mod.survivors(after=50) == {}
     finally:
         child.kill()
         with runner_mod._DEADLINES_LOCK:

@@ -51,7 +51,7 @@ def test_kernel_threads_are_left_out() -> None:
 def test_a_command_surviving_sigkill_is_reported_wedged_once() -> None:
     code = (
         "import time; from lab.invm import watchdog;"
-        "watchdog.survivors = lambda after: {7: 'level2 boot (kvm) (pid 7, state R, wchan 0) 170 s past its timeout'};"
+        "watchdog.survivors = lambda after: {7: 'level2 boot (kvm) (pid 7, state R, wchan 0) 170 s past its timeout: it survives SIGKILL'};"
         "stop = watchdog.start(60, beat=0.1); time.sleep(0.55); stop.set(); time.sleep(0.2)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
