@@ -2,7 +2,7 @@
 
 Level 1 runs under QEMU TCG here, and TCG's nested SVM sometimes mishandles
 interrupts around VMRUN/#VMEXIT (seen with QEMU 7.2 and 10.0; README,
-"Known emulator faults"). Five signs point at the emulator rather than at
+"Known emulator faults"). Six signs point at the emulator rather than at
 the kernels under test:
 
 - `null-percpu`: an oops whose faulting instruction dereferences a value
@@ -23,6 +23,12 @@ the kernels under test:
   blocked until the handler's IRET (seen with a CR2 at the bottom of a
   CPU-entry-area IST stack, the context-tracking WARNING after it, as
   after `null-percpu`).
+- `stuck-in-guest`: level 1 reported an RCU stall on a CPU that its CPU
+  dump shows running at CPL 3. Level 1 counts a tick taken in user mode,
+  or in a guest, as a quiescent state, and KVM intercepts every interrupt
+  and NMI of a running guest: a correct CPU leaves the level-2 guest at
+  the next tick. Seen here with the guest's user code on that CPU for
+  minutes, deaf to the stall report's NMI.
 - `lost-wakeup`: the lab's monitor dump found a CPU halted with interrupts
   enabled, an interrupt above its priority requested in its local APIC and
   none in service: a correct CPU takes that interrupt.
@@ -50,6 +56,10 @@ _RAX_ZERO = re.compile(r"\bRAX: 0{16}\b")
 # "BUG: scheduling while atomic: comm/pid/0x00110000": the preempt count.
 _SCHED_ATOMIC = re.compile(r"BUG: scheduling while atomic: .*/(0x[0-9a-f]+)\s*$", re.MULTILINE)
 _NMI_MASK = 0x00F00000  # include/linux/preempt.h: NMI_BITS 4 at NMI_SHIFT 20
+# "rcu: \t0-...0: (4696 ticks this GP) ...": a stalled CPU.
+_RCU_STALLED_CPU = re.compile(r"rcu:\s+(\d+)-\S*: \(")
+# A CPU's header and its RIP line in the monitor dump (lab.monitor).
+_DUMP_CPU = re.compile(r"^CPU#(\d+)\n(?:.*\n){0,6}?RIP=\S+ .*\bCPL=(\d)", re.MULTILINE)
 # The oops header's "RIP: CS:address" with CS 0.
 _NULL_CS_RIP = re.compile(r"\bRIP: 0000:\S+")
 
@@ -78,6 +88,13 @@ def nmi_never_left(console: str) -> str:
     return ""
 
 
+def stuck_in_guest(console: str, cpu_dump: str) -> list[int]:
+    """CPUs level 1 reports stalled that the dump shows at CPL 3."""
+    stalled = {int(m[1]) for m in _RCU_STALLED_CPU.finditer(console)}
+    user = {int(m[1]) for m in _DUMP_CPU.finditer(cpu_dump) if m[2] == "3"}
+    return sorted(stalled & user)
+
+
 def _read(attempt_dir: Path, pattern: str) -> str:
     return "\n".join(p.read_text(errors="replace") for p in sorted(attempt_dir.glob(pattern)))
 
@@ -97,6 +114,10 @@ def evidence(attempt_dir: Path, mode: str) -> list[str]:
     rip = null_cs_frame(texts + "\n" + _read(attempt_dir, "level2-*"))
     if rip:
         found.append(f"null-cs-frame: an oops frame with code segment 0 ({rip})")
+    for cpus in sorted(attempt_dir.glob("level1-cpus*.txt")):
+        if stuck := stuck_in_guest(texts, cpus.read_text(errors="replace")):
+            found.append(f"stuck-in-guest: CPUs {stuck} stalled in level 1, running at CPL 3 in {cpus.name}")
+            break
     for cpus in sorted(attempt_dir.glob("level1-cpus*.txt")):
         if LOST_WAKEUP_LINE in cpus.read_text(errors="replace"):
             found.append(f"lost-wakeup: a CPU halted with an interrupt pending and deliverable ({cpus.name})")

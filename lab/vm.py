@@ -172,8 +172,8 @@ class Level1:
         monitor = Path(f"/tmp/pvsched-lab-l1-monitor-{os.getpid()}.sock")  # short: unix socket paths are limited
 
         def dump(why: str, again: bool = False) -> None:
-            """Once per boot, and once more for a wedge (`again`): the CPUs
-            when a command is stuck say why, whatever an earlier oops showed."""
+            """Once per boot, and once more for a wedge or a stall (`again`):
+            the CPUs then say why, whatever an earlier oops showed."""
             with dump_lock:
                 if len(dumped) > (1 if again else 0):
                     return
@@ -188,7 +188,7 @@ class Level1:
             if UNRECOVERABLE_MARK in line:
                 dump("has a command stuck long past its timeout", again=True)
             elif any(m in line for m in WEDGED_MARKS):
-                dump("reports a stall")
+                dump("reports a stall", again=True)
             elif any(m in line for m in OOPS_MARKS):
                 dump("reports an oops")
 

@@ -53,3 +53,24 @@ def test_a_stuck_wait_alone_is_no_evidence(tmp_path: Path) -> None:
     assert emulator_faults.evidence(tmp_path, "tcg") == []
     (tmp_path / "level1-cpus.txt").write_text("halted with a pending, deliverable interrupt (QEMU did not wake them): CPUs [0]\n")
     assert [f.split(":")[0] for f in emulator_faults.evidence(tmp_path, "tcg")] == ["lost-wakeup"]
+
+
+# Run 20261127T143457Z, attempt 1: level 1's CPU 0 in the level-2 guest's user code for minutes.
+STALL = "[  276.054864] rcu: \t0-...0: (4696 ticks this GP) idle=05ec/1/0x4000000000000000 softirq=15798/15799 fqs=1048\n"
+DUMP = """
+CPU#0
+RAX=000000000042d670 RBX=0000000000000000 RCX=0000000000000002 RDX=0000000005fdf710
+RIP=000000000042ebf0 RFL=00000206 [-----P-] CPL=3 II=0 A20=1 SMM=0 HLT=0
+CPU#1
+RAX=0000000000000000 RBX=0000000000000000 RCX=0000000000000000 RDX=0000000000000000
+RIP=ffffffff814f5aec RFL=00000097 [--S-APC] CPL=0 II=0 A20=1 SMM=0 HLT=0
+"""
+
+
+def test_stuck_in_guest_needs_a_stall_on_a_cpu_running_at_cpl3(tmp_path: Path) -> None:
+    assert emulator_faults.stuck_in_guest(STALL, DUMP) == [0]
+    assert emulator_faults.stuck_in_guest(STALL.replace("\t0-", "\t1-"), DUMP) == []  # CPU 1 is in the kernel
+    assert emulator_faults.stuck_in_guest("", DUMP) == []  # user code without a stall is normal
+    (tmp_path / "level1-console.log").write_text(STALL)
+    (tmp_path / "level1-cpus-wedged.txt").write_text(DUMP)
+    assert [f.split(":")[0] for f in emulator_faults.evidence(tmp_path, "tcg")] == ["stuck-in-guest"]
