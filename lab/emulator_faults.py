@@ -95,6 +95,19 @@ def stuck_in_guest(console: str, cpu_dump: str) -> list[int]:
     return sorted(stalled & user)
 
 
+def fault_line(console: str) -> int:
+    """The 1-based line of the first oops-type evidence in a console (the
+    `null-percpu` Code line, the `nmi-never-left` report, a `null-cs-frame`
+    RIP), or 0. From there on the machine is known broken."""
+    lines = console.splitlines()
+    for no, line in enumerate(lines, 1):
+        if (_GS_LOAD_THEN_FAULT.search(line) and any(_RAX_ZERO.search(after) for after in lines[no : no + 3])) or (
+            _NULL_CS_RIP.search(line) or nmi_never_left(line + "\n")
+        ):
+            return no
+    return 0
+
+
 def _read(attempt_dir: Path, pattern: str) -> str:
     return "\n".join(p.read_text(errors="replace") for p in sorted(attempt_dir.glob(pattern)))
 

@@ -220,6 +220,7 @@ class Runner:
             timer = None
             if timeout is not None:
                 timer = threading.Timer(timeout, _kill, (True,))
+                timer.daemon = True  # an interrupted lab must not wait for it to exit
                 timer.start()
                 with _DEADLINES_LOCK:
                     _DEADLINES[proc.pid] = (start + timeout, label)
@@ -277,6 +278,7 @@ class Runner:
                         grace_timer.cancel()
                     grace_ends = time.monotonic() + hit
                     grace_timer = threading.Timer(hit, _kill, (False,))
+                    grace_timer.daemon = True
                     grace_timer.start()
             if grace_timer is not None:
                 grace_timer.cancel()

@@ -195,6 +195,7 @@ class Level1:
         grace = [(DONE_MARK, 60.0), (UNRECOVERABLE_MARK, UNRECOVERABLE_GRACE_S), *((m, WEDGED_GRACE_S) for m in WEDGED_MARKS)]
         # Just before the timeout kills it, where are level 1's CPUs?
         before_kill = threading.Timer(max(self.settings.run_timeout - 20, 1), dump, ("is about to time out",))
+        before_kill.daemon = True  # an interrupted lab must not wait for it to exit
         before_kill.start()
         try:
             with ui.activity(f"{label} (level 1 under {mode})") as progress:

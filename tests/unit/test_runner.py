@@ -183,3 +183,29 @@ def test_the_cli_stops_running_commands_when_it_is_interrupted(monkeypatch: pyte
     monkeypatch.setattr(cli.signal, "signal", lambda *args: None)  # pytest keeps its own handlers
     monkeypatch.setattr(cli, "stop_all", lambda: stopped.append(True) or [4242])
     assert cli.main(["run"]) == 130 and stopped == [True]
+
+
+def test_sigterm_ends_the_lab_at_once_and_stops_its_commands(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import signal
+    import sys
+
+    pidfile = tmp_path / "child"
+    code = (
+        "import pathlib, lab.cli as cli, lab.runner as r;"
+        f"cli._main = lambda argv: r.Runner(pathlib.Path({str(tmp_path / 'logs')!r})).run("
+        f"['sh', '-c', 'echo $$ > {pidfile}; sleep 60'], 'long', timeout=600, check=False).returncode;"
+        "raise SystemExit(cli.main([]))"
+    )
+    lab = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 20
+    while not (pidfile.exists() and pidfile.read_text().strip()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    child = int(pidfile.read_text())
+    started = time.monotonic()
+    lab.send_signal(signal.SIGTERM)
+    out = lab.communicate(timeout=20)[0]
+    # No wait for the 600 s timeout timer; the command's group is gone.
+    assert lab.returncode == 128 + signal.SIGTERM and time.monotonic() - started < 10, out
+    assert "stopped 1 command(s)" in out
+    state = runner_mod.state_and_wchan(__import__("pathlib").Path(f"/proc/{child}"))
+    assert state is None or state[0] in ("Z", "X")

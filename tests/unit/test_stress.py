@@ -211,3 +211,22 @@ def test_end_state_of_every_finished_boot_counts() -> None:
     merged = merged_end_state([dirty, clean])
     assert merged["registered_areas"] == 2 and merged["qemu_processes_left"] == ["151"] and merged["scx_state"] == "enabled"
     assert merged_end_state([clean, clean]) == clean
+
+
+def test_last_boot_splats_from_an_emulator_fault_on_are_attributed_not_before(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from oops_samples import NULL_PERCPU_OOPS
+
+    aftermath = "[  142.9] WARNING: CPU: 0 PID: 0 at kernel/context_tracking.c:128 ct_kernel_exit.constprop.0+0x23/0x68\n"
+    earlier = "[   10.0] WARNING: CPU: 1 PID: 7 at arch/x86/kvm/pvsched.c:300 pvsched_apply+0x10/0x20\n"
+    pipe, _, _ = _stress_pipeline(tmp_path, monkeypatch, [])
+    pipe._scan_after_fault("[    1.0] boot\n" + NULL_PERCPU_OOPS + aftermath, "level1", "vm/level1-dmesg.txt")
+    assert pipe.record.splats and all(s.attributed.startswith("emulator fault at vm/level1-dmesg.txt:5") for s in pipe.record.splats)
+    assert pipe.record.cases[-1].status == "skipped"
+    pipe, _, _ = _stress_pipeline(tmp_path / "2", monkeypatch, [])
+    filler = "".join(f"[   20.{i}] ordinary line {i}\n" for i in range(20))
+    pipe._scan_after_fault(earlier + filler + NULL_PERCPU_OOPS + aftermath, "level1", "vm/level1-dmesg.txt")
+    assert [bool(s.attributed) for s in pipe.record.splats][0] is False and all(s.attributed for s in pipe.record.splats[1:])
+    assert pipe.record.cases[-1].status == "failed"  # the warning before the fault is ours to explain
+    pipe, _, _ = _stress_pipeline(tmp_path / "3", monkeypatch, [])
+    pipe._scan_after_fault(earlier + aftermath, "level1", "vm/level1-dmesg.txt")
+    assert not any(s.attributed for s in pipe.record.splats) and pipe.record.cases[-1].status == "failed"
