@@ -55,6 +55,9 @@ TCG_TSC_TOLERANCE_PPM = 10000
 # it gets this long to finish on its own before it is killed (instead of
 # the whole run timeout), and the lab first asks QEMU where the CPUs are.
 WEDGED_MARKS = ("rcu_sched detected stalls", "rcu: INFO: rcu_preempt detected stalls", "soft lockup", "hard LOCKUP")
+# A task blocked for minutes: level 1 may recover, so no kill, but the CPUs
+# are dumped (seen: synchronize_srcu() waiting on a CPU that lost a wakeup).
+HUNG_TASK_MARK = "blocked for more than"
 WEDGED_GRACE_S = 300.0
 # Level 1's watchdog saying a killed command survives SIGKILL
 # (lab.invm.watchdog.WEDGED): nothing in level 1 can finish after that.
@@ -189,6 +192,8 @@ class Level1:
                 dump("has a command stuck long past its timeout", again=True)
             elif any(m in line for m in WEDGED_MARKS):
                 dump("reports a stall", again=True)
+            elif HUNG_TASK_MARK in line:
+                dump("reports a hung task", again=True)
             elif any(m in line for m in OOPS_MARKS):
                 dump("reports an oops")
 
