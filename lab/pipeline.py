@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 import secrets
 import shutil
 from collections.abc import Iterator
@@ -35,7 +36,7 @@ from lab.paths import CONFIG_DIR, LOCK_FILE, PATCH_DIR, RESULTS_DIR, cache_dir
 from lab.results import RunRecord, write_results
 from lab.runner import Runner
 from lab.source import SourceManager, SourceTree
-from lab.splats import scan
+from lab.splats import Splat, scan
 from lab.vm import SILENCE_KILL_S, Level1, Level1Settings, python_exec
 
 
@@ -79,6 +80,12 @@ def effective_lock(opts: Options) -> Lock:
         src = SourceLock(kind="tarball", version=version, sha256=opts.source_sha256.lower(), url=opts.source_tarball)
         return replace(lock, source=src)
     return lock
+
+
+def _printk_seconds(line: str) -> float | None:
+    """The timestamp of a kernel log line ("[  137.283898] ..."), or None."""
+    m = re.match(r"\s*\[\s*(\d+\.\d+)\]", line)
+    return float(m[1]) if m else None
 
 
 def stress_markdown(report: dict[str, Any]) -> str:
@@ -429,14 +436,20 @@ class Pipeline:
         if not at:
             return
         found = self.record.splats[first:]
-        # The report's first line: splat lines (BUG:, Oops:) chained upwards
-        # from the evidence, each within a few lines of the next.
-        start = at
-        for no in sorted((s.line_no for s in found if s.line_no <= at), reverse=True):
-            if start - no <= 8:
-                start = no
+        # The fault's report begins a little before the evidence line (the
+        # oops header; for a preempt count left inside an NMI, the first
+        # warning it caused, 28 ms earlier in a real case): splats printed
+        # within a second before it belong to it.
+        fault_at = _printk_seconds(text.splitlines()[at - 1])
+
+        def part_of_fault(splat: Splat) -> bool:
+            if splat.line_no >= at:
+                return True
+            when = _printk_seconds(splat.line)
+            return fault_at is not None and when is not None and fault_at - 1.0 <= when <= fault_at
+
         why = f"emulator fault at {source}:{at}"
-        self.record.splats[first:] = [replace(s, attributed=why) if s.line_no >= start else s for s in found]
+        self.record.splats[first:] = [replace(s, attributed=why) if part_of_fault(s) else s for s in found]
         case = self.record.cases[-1]
         if case.status == "failed" and all(s.attributed for s in self.record.splats[first:]):
             self.record.cases[-1] = replace(case, status="skipped", message=f"{why}; {case.message}")

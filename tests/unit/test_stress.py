@@ -230,3 +230,15 @@ def test_last_boot_splats_from_an_emulator_fault_on_are_attributed_not_before(tm
     pipe, _, _ = _stress_pipeline(tmp_path / "3", monkeypatch, [])
     pipe._scan_after_fault(earlier + aftermath, "level1", "vm/level1-dmesg.txt")
     assert not any(s.attributed for s in pipe.record.splats) and pipe.record.cases[-1].status == "failed"
+
+
+def test_a_warning_just_before_the_fault_is_part_of_it(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    # Run 20261127T153237Z, boot 3: the preempt count left inside an NMI first tripped
+    # local_bh_enable's check, 28 ms (29 lines of its report) before "scheduling while atomic".
+    bh = "[  137.255598] WARNING: CPU: 1 PID: 108 at kernel/softirq.c:386 __local_bh_enable_ip+0x16/0x48\n"
+    report = "".join(f"[  137.2{i:02d}] ? frame {i}\n" for i in range(28))
+    bug = "[  137.283898] BUG: scheduling while atomic: qemu-system-x86/108/0x00110000\n"
+    older = "[  100.000000] WARNING: CPU: 0 PID: 9 at mm/page_alloc.c:1 x+0x1/0x2\n"
+    pipe, _, _ = _stress_pipeline(tmp_path, monkeypatch, [])
+    pipe._scan_after_fault(older + bh + report + bug, "level1", "vm/level1-dmesg.txt")
+    assert [(s.line_no, bool(s.attributed)) for s in pipe.record.splats] == [(1, False), (2, True), (31, True)]
