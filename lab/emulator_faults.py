@@ -64,14 +64,16 @@ _DUMP_CPU = re.compile(r"^CPU#(\d+)\n(?:.*\n){0,6}?RIP=\S+ .*\bCPL=(\d)", re.MUL
 _NULL_CS_RIP = re.compile(r"\bRIP: 0000:\S+")
 
 
+def _is_null_percpu_code(lines: list[str], i: int) -> bool:
+    """lines[i] is the Code line of an oops that read NULL through %gs (the
+    register dump follows it within a few lines)."""
+    return bool(_GS_LOAD_THEN_FAULT.search(lines[i])) and any(_RAX_ZERO.search(after) for after in lines[i + 1 : i + 4])
+
+
 def null_percpu_oops(console: str) -> str:
     """The Code line of an oops that read NULL through %gs, or ''."""
     lines = console.splitlines()
-    for i, line in enumerate(lines):
-        # The register dump follows the Code line within a few lines.
-        if _GS_LOAD_THEN_FAULT.search(line) and any(_RAX_ZERO.search(after) for after in lines[i + 1 : i + 4]):
-            return line.strip()
-    return ""
+    return next((lines[i].strip() for i in range(len(lines)) if _is_null_percpu_code(lines, i)), "")
 
 
 def null_cs_frame(console: str) -> str:
@@ -100,11 +102,9 @@ def fault_line(console: str) -> int:
     `null-percpu` Code line, the `nmi-never-left` report, a `null-cs-frame`
     RIP), or 0. From there on the machine is known broken."""
     lines = console.splitlines()
-    for no, line in enumerate(lines, 1):
-        if (_GS_LOAD_THEN_FAULT.search(line) and any(_RAX_ZERO.search(after) for after in lines[no : no + 3])) or (
-            _NULL_CS_RIP.search(line) or nmi_never_left(line + "\n")
-        ):
-            return no
+    for i, line in enumerate(lines):
+        if _is_null_percpu_code(lines, i) or _NULL_CS_RIP.search(line) or nmi_never_left(line + "\n"):
+            return i + 1
     return 0
 
 
@@ -127,14 +127,13 @@ def evidence(attempt_dir: Path, mode: str) -> list[str]:
     rip = null_cs_frame(texts + "\n" + _read(attempt_dir, "level2-*"))
     if rip:
         found.append(f"null-cs-frame: an oops frame with code segment 0 ({rip})")
-    for cpus in sorted(attempt_dir.glob("level1-cpus*.txt")):
-        if stuck := stuck_in_guest(texts, cpus.read_text(errors="replace")):
-            found.append(f"stuck-in-guest: CPUs {stuck} stalled in level 1, running at CPL 3 in {cpus.name}")
-            break
-    for cpus in sorted(attempt_dir.glob("level1-cpus*.txt")):
-        if LOST_WAKEUP_LINE in cpus.read_text(errors="replace"):
-            found.append(f"lost-wakeup: a CPU halted with an interrupt pending and deliverable ({cpus.name})")
-            break
+    dumps = {path.name: path.read_text(errors="replace") for path in sorted(attempt_dir.glob("level1-cpus*.txt"))}
+    stuck = next(((name, cpus) for name, dump in dumps.items() if (cpus := stuck_in_guest(texts, dump))), None)
+    if stuck:
+        found.append(f"stuck-in-guest: CPUs {stuck[1]} stalled in level 1, running at CPL 3 in {stuck[0]}")
+    halted = next((name for name, dump in dumps.items() if LOST_WAKEUP_LINE in dump), None)
+    if halted:
+        found.append(f"lost-wakeup: a CPU halted with an interrupt pending and deliverable ({halted})")
     # A stuck wait alone is no evidence (a kernel bug can strand a thread);
     # the CPU dump taken then says whether a wakeup was lost.
     wedged = next((line for line in texts.splitlines() if WEDGED in line and "survives SIGKILL" in line), "")

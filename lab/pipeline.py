@@ -106,10 +106,13 @@ def stress_markdown(report: dict[str, Any]) -> str:
         for name, run in p["details"].items():
             if isinstance(run, dict):
                 lines.append(f"\n{p['name']} {name}: " + ", ".join(f"{k}={v}" for k, v in run.items()))
+
+    def counts(end: dict[str, Any]) -> str:
+        return ", ".join(f"{k}={v if not isinstance(v, list) else len(v)}" for k, v in end.items())
+
     for i, end in enumerate(report.get("earlier_end_states", []), 1):
-        lines += ["", f"End state of finished boot {i}: " + ", ".join(f"{k}={v if not isinstance(v, list) else len(v)}" for k, v in end.items())]
-    end = report["end_state"]
-    lines += ["", "End state: " + ", ".join(f"{k}={v if not isinstance(v, list) else len(v)}" for k, v in end.items())]
+        lines += ["", f"End state of finished boot {i}: {counts(end)}"]
+    lines += ["", f"End state: {counts(report['end_state'])}"]
     return "\n".join(lines)
 
 
@@ -291,6 +294,9 @@ class Pipeline:
         for dump in self.runner.log_dir.glob("level1-cpus*.txt"):
             dump.rename(out / dump.name)
 
+    def _level1_accel(self) -> str:
+        return str(self.record.levels.get("1", {}).get("accel", ""))
+
     def _lost_attempt(
         self, attempts: list[dict[str, Any]], kept: Path, failed: list[str], first_splat: int, first_case: int
     ) -> dict[str, Any]:
@@ -298,8 +304,7 @@ class Pipeline:
         fault, the splats and splat checks recorded since the given indexes
         are attributed to it. Appends to and returns from `attempts`."""
         attempt: dict[str, Any] = {"failed": failed, "dir": str(kept)}
-        mode = str(self.record.levels.get("1", {}).get("accel", ""))
-        if evidence := emulator_faults.evidence(kept, mode):
+        if evidence := emulator_faults.evidence(kept, self._level1_accel()):
             attempt["emulator"] = evidence
             self._attribute(first_splat, first_case, kept.name, f"attempt {len(attempts) + 1}: {evidence[0]}")
         attempts.append(attempt)
@@ -431,8 +436,7 @@ class Pipeline:
         before it fail the run as usual."""
         first = len(self.record.splats)
         self._scan(text, level, source)
-        mode = str(self.record.levels.get("1", {}).get("accel", ""))
-        at = emulator_faults.fault_line(text) if mode == "tcg" else 0
+        at = emulator_faults.fault_line(text) if self._level1_accel() == "tcg" else 0
         if not at:
             return
         found = self.record.splats[first:]
@@ -493,8 +497,7 @@ class Pipeline:
                 ui.info(f"stress attempt {len(attempts)} failed: {why}; rerunning parts {remaining} (kept in {attempt['dir']})")
                 continue
             failed = [part["name"] for part in report["parts"] if not stress_lib.part_passed(part)]
-            mode = str(self.record.levels.get("1", {}).get("accel", ""))
-            if not failed or len(attempts) >= self.opts.vm_retries or not emulator_faults.evidence(out, mode):
+            if not failed or len(attempts) >= self.opts.vm_retries or not emulator_faults.evidence(out, self._level1_accel()):
                 break
             # The boot finished, but the emulated CPU faulted in it: what
             # failed there is measured again in a new boot; what passed stands.
@@ -521,9 +524,7 @@ class Pipeline:
             self.record.retried = {"failed_first": attempts[0]["failed"], "first_attempt": attempts[0]["dir"], "attempts": attempts}
         return report
 
-    def _lose_stress_boot(
-        self, out: Path, attempts: list[dict[str, Any]], why: str, first_splat: int, first_case: int
-    ) -> dict[str, Any]:
+    def _lose_stress_boot(self, out: Path, attempts: list[dict[str, Any]], why: str, first_splat: int, first_case: int) -> dict[str, Any]:
         """Keep a stress boot that is to be run again, with its splats scanned."""
         kept = self._keep_attempt(out, len(attempts) + 1)
         for name in ("level1-dmesg.txt", "level2-dmesg.txt"):

@@ -48,7 +48,9 @@ def test_nmi_never_left_needs_the_nmi_bits_of_the_preempt_count() -> None:
 
 
 def test_a_stuck_wait_alone_is_no_evidence(tmp_path: Path) -> None:
-    wedged = "LAB-WEDGED level2 boot (x) (pid 77, gone) 179 s past its timeout: the lab's wait for it never returned; a level-1 CPU is stuck\n"
+    wedged = (
+        "LAB-WEDGED level2 boot (x) (pid 77, gone) 179 s past its timeout: the lab's wait for it never returned; a level-1 CPU is stuck\n"
+    )
     (tmp_path / "level1-console.log").write_text(wedged)
     assert emulator_faults.evidence(tmp_path, "tcg") == []
     (tmp_path / "level1-cpus.txt").write_text("halted with a pending, deliverable interrupt (QEMU did not wake them): CPUs [0]\n")

@@ -204,8 +204,7 @@ def test_policy_statistics_live_in_memory_and_land_in_the_results_at_stop(tmp_pa
     loader = tmp_path / "loader"
     # A loader like ours: -o FILE -i MS; says "attached", rewrites FILE until SIGTERM.
     loader.write_text(
-        '#!/bin/sh\nout=$2\necho attached\n'
-        'while :; do echo \'{"policy": "boost", "vcpus": [{"vcpu_id": 0}]}\' > "$out"; sleep 0.05; done\n'
+        '#!/bin/sh\nout=$2\necho attached\nwhile :; do echo \'{"policy": "boost", "vcpus": [{"vcpu_id": 0}]}\' > "$out"; sleep 0.05; done\n'
     )
     loader.chmod(0o755)
     results = tmp_path / "results"

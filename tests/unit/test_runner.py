@@ -141,7 +141,9 @@ def test_survivors_names_live_commands_long_past_their_timeout() -> None:
         child.kill()
         child.wait()
         # Gone, yet still registered: the runner waiting for it never came back.
-        assert runner_mod.survivors(after=50)[child.pid].endswith("(pid %d, gone) 100 s past its timeout: the lab's wait for it never returned" % child.pid)
+        assert runner_mod.survivors(after=50)[child.pid].endswith(
+            f"(pid {child.pid}, gone) 100 s past its timeout: the lab's wait for it never returned"
+        )
         with runner_mod._DEADLINES_LOCK:
             runner_mod._DEADLINES.pop(child.pid)
         assert runner_mod.survivors(after=50) == {}
