@@ -103,6 +103,10 @@ def stress_markdown(report: dict[str, Any]) -> str:
             what = f"ended early ({a['failed'][0]}) after {a.get('finished_parts') or 'no part'}"
         lines.append(f"\nlevel-1 boot {i} {what}{lost}; kept in `{a['dir']}`")
     for p in report["parts"]:
+        for kept in p.get("kept_from", []):
+            dropped = f"; its failures, run again: {kept['failures_not_kept']}" if kept["failures_not_kept"] else ""
+            lines.append(f"\n{p['name']}: {kept['rounds']} clean rounds kept from level-1 boot {kept['attempt']}{dropped}")
+    for p in report["parts"]:
         for name, run in p["details"].items():
             if isinstance(run, dict):
                 lines.append(f"\n{p['name']} {name}: " + ", ".join(f"{k}={v}" for k, v in run.items()))
@@ -424,6 +428,10 @@ class Pipeline:
         }
         for name, (ok, why) in checks.items():
             self.record.cases.append(Case(name, "level1", "passed" if ok else "failed", "" if ok else why))
+        if not {part["name"] for part in report["parts"]} & stress_lib.COUNTER_PARTS:  # e.g. `--parts churn`
+            why = f"no part that reads the per-vCPU counters ran (of {sorted(stress_lib.COUNTER_PARTS)})"
+            counters = next(i for i, c in enumerate(self.record.cases) if c.name == "stress_counters_consistent")
+            self.record.cases[counters] = replace(self.record.cases[counters], status="skipped", message=why)
         self.record.extra_markdown = stress_markdown(report)
         self._scan_after_fault((out / "level1-dmesg.txt").read_text(), "level1", "vm/level1-dmesg.txt")
         self._scan((out / "level2-dmesg.txt").read_text(), "level2", "vm/level2-dmesg.txt")
@@ -470,9 +478,11 @@ class Pipeline:
         snapshots, inconsistent = 0, []
         earlier_end_states: list[dict[str, Any]] = []
         attempts: list[dict[str, Any]] = []
+        kept_rounds = stress_lib.KeptRounds()
         while True:
             first_splat, first_case = len(self.record.splats), len(self.record.cases)
             cfg["parts"] = remaining
+            cfg.update(kept_rounds.resume_options())
             try:
                 report = self.boot_level1(level1, "lab.invm.stress", cfg, out, "stress.json")
                 self._keep_cpu_dump(out)
@@ -482,13 +492,15 @@ class Pipeline:
                 partial = json.loads(partial_file.read_text()) if partial_file.exists() else {"parts": []}
                 for part in partial["parts"]:
                     part["attempt"] = len(attempts) + 1
-                done += partial["parts"]
+                done += [kept_rounds.merge(part) for part in partial["parts"]]
+                if "current" in partial:  # the part under way when the boot was lost
+                    kept_rounds.keep(partial["current"], len(attempts) + 1)
                 snapshots += int(partial.get("counter_snapshots", 0))
                 inconsistent += partial.get("inconsistent_counters", [])
                 finished = {part["name"] for part in partial["parts"]}
                 remaining = [name for name in remaining if name not in finished]
                 if len(attempts) >= self.opts.vm_retries or self.record.failed_step is None or not remaining:
-                    self.record.stress = {"parts": done, "end_state": None, "attempts": attempts}
+                    self.record.stress = {"parts": done, "end_state": None, "attempts": attempts, "kept_rounds": kept_rounds.kept}
                     raise
                 why = self.record.failed_step["message"].splitlines()[0]
                 self.record.failed_step = None
@@ -503,7 +515,9 @@ class Pipeline:
             # failed there is measured again in a new boot; what passed stands.
             for part in report["parts"]:
                 part["attempt"] = len(attempts) + 1
-            done += [part for part in report["parts"] if part["name"] not in failed]
+                if part["name"] in failed:
+                    kept_rounds.keep(part, len(attempts) + 1)
+            done += [kept_rounds.merge(part) for part in report["parts"] if part["name"] not in failed]
             snapshots += int(report["end_state"]["counter_snapshots"])
             inconsistent += report["end_state"]["inconsistent_counters"]
             earlier_end_states.append(report["end_state"])
@@ -514,7 +528,7 @@ class Pipeline:
             ui.info(f"stress attempt {len(attempts)}: {why}; rerunning {failed} (kept in {attempt['dir']})")
         for part in report["parts"]:
             part["attempt"] = len(attempts) + 1
-        report["parts"] = done + report["parts"]
+        report["parts"] = done + [kept_rounds.merge(part) for part in report["parts"]]
         report["end_state"]["counter_snapshots"] += snapshots
         report["end_state"]["inconsistent_counters"] = inconsistent + report["end_state"]["inconsistent_counters"]
         if earlier_end_states:

@@ -32,6 +32,7 @@ HOST_HIST_US = 50000  # histogram range of the host cyclictest (us)
 # The hostile part runs with ChromeOS's critical-section cap: 3 ms per 100 ms.
 HOSTILE_CAP = "3000/100000"  # BUDGET_US/PERIOD_US, the default of --hostile-cap
 PARTIAL_REPORT = "stress-partial.json"  # rewritten after every part
+COUNTER_PARTS = {"reload", "kill", "hostile"}  # the parts that snapshot the per-vCPU counters
 
 
 @dataclass
@@ -43,6 +44,9 @@ class Part:
     seconds: float = 0.0
 
     lost: list[str] = field(default_factory=list)  # rounds whose guest never got to pvsched
+    # Rounds that ended without a failure (lost ones included): what a part
+    # resumed in a later level-1 boot keeps from a boot that was lost.
+    clean_rounds: int = 0
 
     def fail(self, why: str) -> None:
         print(f"stress {self.name}: FAIL {why}", flush=True)
@@ -106,10 +110,66 @@ def hostile_verdict(
     return details, failures
 
 
+def part_record(part: Part) -> dict[str, Any]:
+    return {
+        "name": part.name,
+        "rounds": part.rounds,
+        "clean_rounds": part.clean_rounds,
+        "failures": part.failures,
+        "lost": part.lost,
+        "seconds": part.seconds,
+        "details": part.details,
+    }
+
+
 def part_passed(part: dict[str, Any]) -> bool:
     """No failure, and at least one round not lost to the environment (a
     part whose every round was lost tested nothing)."""
     return not part["failures"] and part["rounds"] > len(part.get("lost", []))
+
+
+# Parts whose rounds are independent, so a part cut short by a lost level-1
+# boot resumes in the next one: the option naming the first round it runs.
+RESUMABLE = {"churn": "churn_from"}
+
+
+class KeptRounds:
+    """Rounds of a resumable part kept from level-1 boots that did not finish
+    it: lost on the way, or finished with evidence of an emulator fault and a
+    failure in the part. Only rounds that ended clean are kept; the rounds
+    that failed there are run again, and their failures are listed with the
+    part (`kept_from`), not hidden."""
+
+    def __init__(self) -> None:
+        self.kept: dict[str, dict[str, Any]] = {}
+
+    def keep(self, part: dict[str, Any], attempt: int) -> None:
+        clean = int(part.get("clean_rounds", 0))
+        if part["name"] not in RESUMABLE or clean == 0:
+            return
+        kept = self.kept.setdefault(part["name"], {"rounds": 0, "lost": [], "seconds": 0.0, "from": []})
+        kept["rounds"] += clean
+        kept["lost"] += part.get("lost", [])
+        kept["seconds"] += float(part["seconds"])
+        kept["from"].append({"attempt": attempt, "rounds": clean, "failures_not_kept": part["failures"]})
+
+    def resume_options(self) -> dict[str, int]:
+        """Options for the next boot: where each resumable part starts."""
+        return {option: int(self.kept.get(name, {}).get("rounds", 0)) for name, option in RESUMABLE.items()}
+
+    def merge(self, part: dict[str, Any]) -> dict[str, Any]:
+        """A part as finished in a later boot, with the rounds kept for it."""
+        kept = self.kept.pop(part["name"], None)
+        if kept is None:
+            return part
+        return {
+            **part,
+            "rounds": part["rounds"] + kept["rounds"],
+            "clean_rounds": int(part.get("clean_rounds", 0)) + kept["rounds"],
+            "lost": kept["lost"] + part.get("lost", []),
+            "seconds": round(float(part["seconds"]) + kept["seconds"], 1),
+            "kept_from": kept["from"],
+        }
 
 
 def merged_end_state(states: list[dict[str, Any]]) -> dict[str, Any]:
@@ -246,16 +306,21 @@ class Stress:
         print(f"stress {part.name}: {part.rounds} rounds, {len(part.failures)} failures, {part.seconds} s", flush=True)
         self.parts.append(part)
 
-    def progress(self) -> dict[str, Any]:
-        """The parts done so far and the counter snapshots they took."""
-        return {
-            "parts": [
-                {"name": p.name, "rounds": p.rounds, "failures": p.failures, "lost": p.lost, "seconds": p.seconds, "details": p.details}
-                for p in self.parts
-            ],
+    def progress(self, current: Part | None = None) -> dict[str, Any]:
+        """The parts done so far, the part under way if any, and the counter snapshots they took."""
+        done: dict[str, Any] = {
+            "parts": [part_record(p) for p in self.parts],
             "counter_snapshots": self.snapshots,
             "inconsistent_counters": self.inconsistent,
         }
+        if current is not None:
+            done["current"] = part_record(current)
+        return done
+
+    def save_progress(self, current: Part | None = None) -> None:
+        """What is done survives a level 1 that dies later: the host reruns
+        only what is missing from this (Pipeline._stress_attempts)."""
+        (self.out / PARTIAL_REPORT).write_text(json.dumps(self.progress(current), indent=2) + "\n")
 
     def write_logs(self) -> None:
         (self.out / "level2-dmesg.txt").write_text("".join(self.guest_dmesg))
@@ -270,7 +335,9 @@ class Stress:
             part.fail(f"policy did not attach: {err}")
             return
         try:
-            for i in range(int(self.cfg["churn"])):
+            # A churn resumed in a new level-1 boot starts after the rounds kept from the lost one.
+            for i in range(int(self.cfg.get("churn_from", 0)), int(self.cfg["churn"])):
+                failures = len(part.failures)
                 probe, console = boot_guest(self.runner, self.cfg, "kvm", self.out, label=f"stress-churn-{i}",
                                             extra_append="lab.mode=churn", retry_without=DONE)  # fmt: skip
                 self.guest_dmesg.append(guest_dmesg(console))
@@ -281,6 +348,8 @@ class Stress:
                     part.fail(f"round {i}: registered {m[1]}; {probe.reason}")
                 self.settle(part, f"round {i}")
                 part.rounds += 1
+                part.clean_rounds += len(part.failures) == failures
+                self.save_progress(current=part)
         finally:
             policy.stop()
 
@@ -500,10 +569,8 @@ def main(config_path: str) -> int:
     watchdog.start(float(cfg.get("watchdog_s", 600)))  # where it is, if it hangs
     for name in cfg["parts"]:
         stress.run_part(Part(name), getattr(stress, name))
-        # What is done survives a level 1 that dies later: the host reruns
-        # only the parts missing from this (Pipeline._stress_attempts).
         stress.write_logs()
-        (out / PARTIAL_REPORT).write_text(json.dumps(stress.progress(), indent=2) + "\n")
+        stress.save_progress()
     end = stress.end_state()
     stress.write_logs()
     report = {**stress.progress(), "end_state": end}

@@ -91,12 +91,23 @@ def test_hostile_verdict_reports_the_median_ratio_when_measured() -> None:
 
 
 def _part(name: str) -> dict[str, object]:
-    return {"name": name, "rounds": 1, "failures": [], "lost": [], "seconds": 1.0, "details": {}}
+    return {"name": name, "rounds": 1, "clean_rounds": 1, "failures": [], "lost": [], "seconds": 1.0, "details": {}}
+
+
+class _Asked(list[list[str]]):
+    """The parts each fake boot was asked for; `cfgs`: the whole configs."""
+
+    cfgs: list[dict[str, object]]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.cfgs = []
 
 
 def _stress_pipeline(tmp_path, monkeypatch, boots):  # type: ignore[no-untyped-def]
     """A Pipeline whose level-1 boots run `boots`: each (parts it finishes, whether it then dies, console[,
-    names of the parts that fail, end-state overrides])."""
+    names of the parts that fail, end-state overrides, overrides of finished parts by name, the part under
+    way])."""
     import json
 
     import lab.pipeline as pl
@@ -108,23 +119,28 @@ def _stress_pipeline(tmp_path, monkeypatch, boots):  # type: ignore[no-untyped-d
     out = pipe.run_dir / "vm"
     out.mkdir(parents=True)
     calls = iter(boots)
-    asked: list[list[str]] = []
+    asked = _Asked()
 
     def boot_level1(level1, module, cfg, out_dir, report):  # type: ignore[no-untyped-def]
         finishes, dies, console, *rest = next(calls)
         failing = rest[0] if rest else ()
         end_overrides = rest[1] if len(rest) > 1 else {}
+        part_overrides = rest[2] if len(rest) > 2 else {}
         asked.append(list(cfg["parts"]))
+        asked.cfgs.append(dict(cfg))
         parts = [_part(n) for n in cfg["parts"][:finishes]]
         for part in parts:
             if part["name"] in failing:
                 part["failures"] = [f"{part['name']} failed"]
+            part.update(part_overrides.get(part["name"], {}))
         (out_dir / "level1-console.log").write_text(console)
         for name in ("level1-dmesg.txt", "level2-dmesg.txt"):
             (out_dir / name).write_text("")
         if not dies:  # a boot that finished saved its dmesg
             (out_dir / "level1-dmesg.txt").write_text(console)
         progress = {"parts": parts, "counter_snapshots": 2 * len(parts), "inconsistent_counters": []}
+        if len(rest) > 3:
+            progress["current"] = rest[3]
         (out_dir / "stress-partial.json").write_text(json.dumps(progress))
         with pipe.step("boot level 1"):
             if dies:
@@ -242,3 +258,45 @@ def test_a_warning_just_before_the_fault_is_part_of_it(tmp_path, monkeypatch) ->
     pipe, _, _ = _stress_pipeline(tmp_path, monkeypatch, [])
     pipe._scan_after_fault(older + bh + report + bug, "level1", "vm/level1-dmesg.txt")
     assert [(s.line_no, bool(s.attributed)) for s in pipe.record.splats] == [(1, False), (2, True), (31, True)]
+
+
+def test_a_churn_cut_short_resumes_after_its_clean_rounds(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from oops_samples import NULL_PERCPU_OOPS
+
+    # Boot 1 finished hostile, then lost level 1 in churn's fifth round: four
+    # rounds ended, one of them with a failure, one lost before the driver.
+    under_way = {"name": "churn", "rounds": 4, "clean_rounds": 3, "failures": ["round 2: registered 1"],
+                 "lost": ["round 0: no registration line"], "seconds": 120.0, "details": {}}  # fmt: skip
+    boots = [(1, True, NULL_PERCPU_OOPS, (), {}, {}, under_way), (2, False, "")]
+    pipe, out, asked = _stress_pipeline(tmp_path, monkeypatch, boots)
+    report = pipe._stress_attempts(None, {"parts": ["hostile", "churn", "kill"], "churn": 10}, out)  # type: ignore[arg-type]
+    assert asked == [["hostile", "churn", "kill"], ["churn", "kill"]]
+    assert [c["churn_from"] for c in asked.cfgs] == [0, 3]  # the failed round is run again
+    churn = report["parts"][1]
+    assert (churn["name"], churn["rounds"], churn["clean_rounds"], churn["failures"]) == ("churn", 4, 4, [])
+    assert churn["lost"] == ["round 0: no registration line"] and churn["seconds"] == 121.0
+    assert churn["kept_from"] == [{"attempt": 1, "rounds": 3, "failures_not_kept": ["round 2: registered 1"]}]
+    assert stress_markdown(report).count("3 clean rounds kept from level-1 boot 1; its failures, run again") == 1
+
+
+def test_a_failed_churn_in_a_boot_with_evidence_keeps_its_clean_rounds(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from oops_samples import NULL_PERCPU_OOPS
+
+    cut = {"churn": {"rounds": 10, "clean_rounds": 8}}
+    boots = [(2, False, NULL_PERCPU_OOPS, {"churn"}, {}, cut), (1, False, "")]
+    pipe, out, asked = _stress_pipeline(tmp_path, monkeypatch, boots)
+    report = pipe._stress_attempts(None, {"parts": ["hostile", "churn"], "churn": 10}, out)  # type: ignore[arg-type]
+    assert asked == [["hostile", "churn"], ["churn"]] and [c["churn_from"] for c in asked.cfgs] == [0, 8]
+    churn = report["parts"][-1]
+    assert (churn["rounds"], churn["failures"], churn["attempt"]) == (9, [], 2)
+    assert churn["kept_from"][0]["failures_not_kept"] == ["churn failed"]
+
+
+def test_parts_that_are_not_resumable_keep_nothing(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from oops_samples import NULL_PERCPU_OOPS
+
+    under_way = {"name": "hostile", "rounds": 1, "clean_rounds": 1, "failures": [], "lost": [], "seconds": 60.0, "details": {}}
+    boots = [(0, True, NULL_PERCPU_OOPS, (), {}, {}, under_way), (1, False, "")]
+    pipe, out, asked = _stress_pipeline(tmp_path, monkeypatch, boots)
+    report = pipe._stress_attempts(None, {"parts": ["hostile"]}, out)  # type: ignore[arg-type]
+    assert report["parts"][0]["rounds"] == 1 and "kept_from" not in report["parts"][0]
