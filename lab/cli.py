@@ -30,7 +30,6 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 # Level 1 under TCG is lost about once per 15-20 minutes of stress load here
 # (README, "Known emulator faults"); a lost boot costs only its unfinished parts.
-STRESS_VM_RETRIES = 4
 
 
 def _options(args: argparse.Namespace) -> Options:
@@ -88,8 +87,8 @@ def parser() -> argparse.ArgumentParser:
         r.add_argument("--level1-append", help="extra kernel command line for level 1")
         if name in ("run", "stress"):
             r.add_argument("--vm-retries", type=int, default=None,
-                           help="level-1 boots after a lost one (default 2; stress 4: its parts take ~25 min of emulated "
-                                "load, and every boot runs only what is not done)")  # fmt: skip
+                           help="level-1 boots after a lost one (default 4; every attempt is kept; stress reruns "
+                                "only what is not done)")  # fmt: skip
         if name == "boot":
             r.add_argument("cmd", nargs=argparse.REMAINDER, help="command to run in level 1 (default: a shell)")
         if name == "bench":
@@ -265,8 +264,6 @@ def _main(argv: list[str] | None) -> int:
             options = _options(args)
             if args.level1_timeout is None:
                 options.level1.run_timeout = max(options.level1.run_timeout, 2400.0)
-            if args.vm_retries is None:
-                options.vm_retries = STRESS_VM_RETRIES
             return Pipeline(options).stress(opts)
         return Pipeline(_options(args)).run_all()
     except LabError as exc:

@@ -55,7 +55,7 @@ class Options:
     level1: Level1Settings = field(default_factory=Level1Settings)
     level2_kvm_timeout: float = 120.0
     level2_tcg_timeout: float = 600.0
-    vm_retries: int = 2
+    vm_retries: int = 4  # nested KVM on an emulated CPU loses a level-1 boot now and then (README)
     series: bool = True  # apply kernel/patches/ (bisect steps build commits as they are)
     build_tag: str | None = None  # names the incremental build directory; default: the profile
     tree_name: str | None = None  # names the source tree directory; default: one per source

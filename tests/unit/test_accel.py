@@ -68,6 +68,6 @@ def test_level1_append_reaches_the_kernel_command_line(tmp_path: Path) -> None:
 def test_vm_retries_default_and_option() -> None:
     from lab.cli import _options, parser
 
-    assert _options(parser().parse_args(["run"])).vm_retries == 2
+    assert _options(parser().parse_args(["run"])).vm_retries == 4
     assert _options(parser().parse_args(["run", "--vm-retries", "0"])).vm_retries == 0
-    assert parser().parse_args(["stress"]).vm_retries is None  # the stress command picks STRESS_VM_RETRIES
+    assert _options(parser().parse_args(["stress", "--vm-retries", "1"])).vm_retries == 1

@@ -180,6 +180,7 @@ def test_stress_gives_up_after_the_retries(tmp_path, monkeypatch) -> None:  # ty
     from lab.pipeline import StepFailed
 
     pipe, out, asked = _stress_pipeline(tmp_path, monkeypatch, [(0, True, "")] * 3)
+    pipe.opts.vm_retries = 2
     with pytest.raises(StepFailed):
         pipe._stress_attempts(None, {"parts": ["hostile"]}, out)  # type: ignore[arg-type]
     assert len(asked) == 3 and pipe.record.stress is not None and pipe.record.stress["end_state"] is None
@@ -214,6 +215,7 @@ def test_the_last_boot_with_evidence_is_not_excused_when_retries_run_out(tmp_pat
 
     boots = [(1, False, NULL_PERCPU_OOPS, {"hostile"})] * 3
     pipe, out, asked = _stress_pipeline(tmp_path, monkeypatch, boots)
+    pipe.opts.vm_retries = 2
     report = pipe._stress_attempts(None, {"parts": ["hostile"]}, out)  # type: ignore[arg-type]
     assert len(asked) == 3 and report["parts"][-1]["failures"] == ["hostile failed"] and report["parts"][-1]["attempt"] == 3
 
@@ -300,3 +302,14 @@ def test_parts_that_are_not_resumable_keep_nothing(tmp_path, monkeypatch) -> Non
     pipe, out, asked = _stress_pipeline(tmp_path, monkeypatch, boots)
     report = pipe._stress_attempts(None, {"parts": ["hostile"]}, out)  # type: ignore[arg-type]
     assert report["parts"][0]["rounds"] == 1 and "kept_from" not in report["parts"][0]
+
+
+def test_hostile_rounds_alternate_their_order_so_a_drift_hits_every_variant_alike() -> None:
+    from lab.invm.stress import hostile_schedule
+
+    order = hostile_schedule(2)
+    assert [name for _, name in order] == ["vanilla", "policy", "hostile", "hostile", "policy", "vanilla"]
+    assert [i for i, _ in order] == [0, 0, 0, 1, 1, 1]
+    # A linear drift over the part: every variant's mean position is the same.
+    positions = {name: [pos for pos, (_, n) in enumerate(order) if n == name] for name in ("vanilla", "policy", "hostile")}
+    assert {sum(p) / len(p) for p in positions.values()} == {2.5}
