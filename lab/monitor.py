@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import bisect
 import re
+import shutil
 import socket
+import subprocess
 import time
 from pathlib import Path
 
@@ -107,6 +109,50 @@ def lost_wakeups(registers: str, lapics: list[str]) -> list[int]:
     return lost
 
 
+def qemu_pid(monitor: Path, proc: Path = Path("/proc")) -> int | None:
+    """The QEMU process serving `monitor` (its path is on QEMU's command line)."""
+    needle = str(monitor).encode()
+    for cmdline in proc.glob("[0-9]*/cmdline"):
+        try:
+            if needle in cmdline.read_bytes():
+                return int(cmdline.parent.name)
+        except OSError:
+            continue
+    return None
+
+
+def qemu_threads(pid: int, proc: Path = Path("/proc")) -> str:
+    """One line per thread of QEMU: name ("CPU 0/TCG"), state and where it sleeps in the host kernel.
+
+    For a lost wakeup this tells a vCPU thread QEMU put to sleep on its
+    halt condition (no work, as QEMU judged it; `futex_wait` in state S)
+    from one that is running or blocked elsewhere."""
+    lines = []
+    for task in sorted(proc.glob(f"{pid}/task/[0-9]*"), key=lambda t: int(t.name)):
+        try:
+            name = (task / "comm").read_text().strip()
+            state = (task / "stat").read_text().rsplit(")", 1)[1].split()[0]
+            wchan = (task / "wchan").read_text().strip() or "-"
+        except OSError:
+            continue
+        lines.append(f"{task.name} {name!r} state {state} wchan {wchan}")
+    return "\n".join(lines)
+
+
+def qemu_backtraces(pid: int, timeout: float = 60.0) -> str:
+    """Every QEMU thread's user-space backtrace, when gdb is installed (QEMU is
+    stripped, so frames in it are addresses; libc's name the wait)."""
+    gdb = shutil.which("gdb")
+    if not gdb:
+        return "gdb not installed: no backtraces (apt-get install gdb)"
+    cmd = [gdb, "-p", str(pid), "-batch", "-nx", "-ex", "set pagination off", "-ex", "thread apply all bt 12"]
+    try:
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
+    except subprocess.TimeoutExpired:
+        return f"gdb did not finish in {timeout:.0f} s: {' '.join(cmd)}"
+    return f"$ {' '.join(cmd)}\n{done.stdout}{done.stderr}"
+
+
 def dump_cpus(path: Path, dest: Path, system_map: Path | None) -> str:
     """Write every CPU's registers (named RIPs) and local APIC to dest; returns a one-line summary."""
     try:
@@ -122,6 +168,9 @@ def dump_cpus(path: Path, dest: Path, system_map: Path | None) -> str:
     lost = lost_wakeups(regs, lapics)
     if lost:
         text += f"\n{LOST_WAKEUP_LINE} (QEMU did not wake them): CPUs {lost}\n"
+        # Where QEMU's own threads are then: asleep on the halt condition, or stuck elsewhere.
+        if (pid := qemu_pid(path)) is not None:
+            text += f"\n# QEMU {pid}: threads\n{qemu_threads(pid)}\n\n# QEMU {pid}: backtraces\n{qemu_backtraces(pid)}\n"
     dest.write_text(text)
     named = [line.split(": ", 1)[1] for line in text.splitlines() if line.startswith("CPU#") and ": RIP" in line]
     summary = "; ".join(named) or f"registers in {dest.name}"

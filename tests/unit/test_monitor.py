@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 import threading
+import time
 from pathlib import Path
 
 from lab import monitor
@@ -77,3 +78,28 @@ def test_unreachable_monitor_is_reported_not_raised(tmp_path: Path) -> None:
 def test_level1_gets_a_monitor_socket(tmp_path: Path) -> None:
     cmd = vng_command(tmp_path / "bzImage", "tcg", Level1Settings(), "true", [], tmp_path / "m.sock")
     assert f"--qemu-opts=-monitor unix:{tmp_path / 'm.sock'},server=on,wait=off" in cmd
+
+
+def test_qemu_threads_and_backtraces_of_a_real_process(tmp_path: Path) -> None:
+    import shutil
+    import subprocess
+    import sys
+
+    import pytest
+
+    marker = tmp_path / "pvsched-lab-l1-monitor-test.sock"
+    # A stand-in for QEMU: a process whose command line names the monitor socket.
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)", str(marker)])
+    try:
+        time.sleep(0.2)
+        assert monitor.qemu_pid(marker) == child.pid
+        assert monitor.qemu_pid(tmp_path / "other.sock") is None
+        threads = monitor.qemu_threads(child.pid)
+        assert threads.startswith(f"{child.pid} 'python") and " state S wchan " in threads
+        if not shutil.which("gdb"):
+            pytest.skip("gdb not installed")
+        trace = monitor.qemu_backtraces(child.pid)
+        assert f"gdb -p {child.pid}" in trace and "nanosleep" in trace
+    finally:
+        child.kill()
+        child.wait()
