@@ -392,12 +392,15 @@ class Stress:
 
     def reload(self, part: Part) -> None:
         """Load/unload the boost and sched_ext policies repeatedly under load, a boosted guest running."""
-        guest = Guest(self.cfg, self.out, "reload", "lab.mode=soak")
+        # The guest boots before the host load starts (a boot under TCG with
+        # every level-1 CPU loaded can outlast the boot timeout), and a guest
+        # that does not start (nested KVM on TCG loses about one boot in ten)
+        # is replaced once; the rounds run under load.
+        guest = self.soak_guest(part, "reload")
+        if guest is None:
+            return
         load = pvsched_host.start_load("--cpu", str(os.cpu_count() or 1))
         try:
-            if not guest.wait_for("LAB-STRESS soak running", float(self.cfg["kvm_timeout"])):
-                part.fail("the soak guest did not start")
-                return
             threads = pvsched_host.qmp_vcpu_threads(guest.qmp)
             for i in range(int(self.cfg["reloads"])):
                 boost = self.policy("boost")
@@ -432,6 +435,19 @@ class Stress:
             guest.end()
         self.guest_dmesg.append(guest.console)
         self.settle(part, "after the reload guest")
+
+    def soak_guest(self, part: Part, label: str) -> Guest | None:
+        """A running soak guest, or None (its lost boots listed in `part`)."""
+        for attempt in (label, f"{label}-again"):
+            guest = Guest(self.cfg, self.out, attempt, "lab.mode=soak")
+            if guest.wait_for("LAB-STRESS soak running", float(self.cfg["kvm_timeout"])):
+                return guest
+            # Exit status 0 with an empty console: the guest reset in early boot (-no-reboot).
+            exited = f"exited with status {guest.proc.returncode}" if guest.proc.poll() is not None else "still silent"
+            guest.end()
+            self.guest_dmesg.append(guest.console)
+            part.lose(f"the soak guest {attempt} did not start ({exited}, {len(guest.lines)} console lines)")
+        return None
 
     def kill(self, part: Part) -> None:
         """SIGKILL the VMM while a vCPU thread is boosted."""
