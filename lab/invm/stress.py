@@ -47,6 +47,7 @@ class Part:
     # Rounds that ended without a failure (lost ones included): what a part
     # resumed in a later level-1 boot keeps from a boot that was lost.
     clean_rounds: int = 0
+    started: float = 0.0  # time.monotonic() when the part began; 0 before
 
     def fail(self, why: str) -> None:
         print(f"stress {self.name}: FAIL {why}", flush=True)
@@ -130,7 +131,8 @@ def part_record(part: Part) -> dict[str, Any]:
         "clean_rounds": part.clean_rounds,
         "failures": part.failures,
         "lost": part.lost,
-        "seconds": part.seconds,
+        # A part under way reports the time it has run so far.
+        "seconds": part.seconds or (round(time.monotonic() - part.started, 1) if part.started else 0.0),
         "details": part.details,
     }
 
@@ -310,12 +312,12 @@ class Stress:
 
     def run_part(self, part: Part, body: Any) -> None:
         print(f"stress {part.name}: start", flush=True)
-        start = time.monotonic()
+        part.started = time.monotonic()
         try:
             body(part)
         except Exception as exc:  # noqa: BLE001 - a broken part is a failure, the others still run
             part.fail(f"exception: {exc!r}")
-        part.seconds = round(time.monotonic() - start, 1)
+        part.seconds = round(time.monotonic() - part.started, 1)
         print(f"stress {part.name}: {part.rounds} rounds, {len(part.failures)} failures, {part.seconds} s", flush=True)
         self.parts.append(part)
 

@@ -313,3 +313,15 @@ def test_hostile_rounds_alternate_their_order_so_a_drift_hits_every_variant_alik
     # A linear drift over the part: every variant's mean position is the same.
     positions = {name: [pos for pos, (_, n) in enumerate(order) if n == name] for name in ("vanilla", "policy", "hostile")}
     assert {sum(p) / len(p) for p in positions.values()} == {2.5}
+
+
+def test_a_part_under_way_reports_the_time_it_has_run() -> None:
+    import time
+
+    from lab.invm.stress import Part, part_record
+
+    part = Part("churn", rounds=3, clean_rounds=3, started=time.monotonic() - 90)
+    assert 89 <= part_record(part)["seconds"] <= 91
+    part.seconds = 120.0  # finished: its own figure
+    assert part_record(part)["seconds"] == 120.0
+    assert part_record(Part("kill"))["seconds"] == 0.0  # not started
