@@ -108,7 +108,8 @@ def parser() -> argparse.ArgumentParser:
     st.add_argument("--hostile-secs", type=int, default=20, help="seconds of host measurement, vanilla and hostile")
     st.add_argument("--hostile-cap", default=HOSTILE_CAP, metavar="BUDGET_US/PERIOD_US",
                     help="KVM's boost cap during the hostile part (default ChromeOS's critical-section figure)")  # fmt: skip
-    st.add_argument("--hostile-rounds", type=int, default=2, help="interleaved vanilla/hostile measurement pairs")
+    st.add_argument("--hostile-rounds", type=int, default=4,
+                    help="rounds of vanilla, policy and hostile measurements (4: single 20 s rounds vary ~10 %% here)")  # fmt: skip
     b = sub.add_parser("bisect", help="git bisect run with build + boot + test as the predicate")
     b.add_argument("--good", help="last good ref (default with the lab's tree: the pinned base)")
     b.add_argument("--bad", help="first bad ref (default with the lab's tree: the series head)")

@@ -493,7 +493,7 @@ class Stress:
         try:
             # "policy": the policy loaded, the guest well-behaved (what the
             # policy costs by itself, apart from the hostility).
-            for i, name in hostile_schedule(int(self.cfg.get("hostile_rounds", 2))):
+            for i, name in hostile_schedule(int(self.cfg.get("hostile_rounds", 4))):
                 hostile = int(name == "hostile")
                 policy = self.policy("boost") if name != "vanilla" else None
                 if policy and (err := policy.start()):
