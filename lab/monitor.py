@@ -110,14 +110,16 @@ def lost_wakeups(registers: str, lapics: list[str]) -> list[int]:
 
 
 def qemu_pid(monitor: Path, proc: Path = Path("/proc")) -> int | None:
-    """The QEMU process serving `monitor` (its path is on QEMU's command line)."""
+    """The QEMU process serving `monitor`: its path is on QEMU's command line
+    (and on vng's, which started QEMU: the program's name tells them apart)."""
     needle = str(monitor).encode()
     for cmdline in proc.glob("[0-9]*/cmdline"):
         try:
-            if needle in cmdline.read_bytes():
-                return int(cmdline.parent.name)
+            argv = cmdline.read_bytes().split(b"\0")
         except OSError:
             continue
+        if Path(argv[0].decode(errors="replace")).name.startswith("qemu") and any(needle in arg for arg in argv):
+            return int(cmdline.parent.name)
     return None
 
 

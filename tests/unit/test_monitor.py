@@ -88,18 +88,23 @@ def test_qemu_threads_and_backtraces_of_a_real_process(tmp_path: Path) -> None:
     import pytest
 
     marker = tmp_path / "pvsched-lab-l1-monitor-test.sock"
-    # A stand-in for QEMU: a process whose command line names the monitor socket.
-    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)", str(marker)])
+    # A stand-in for QEMU: a process called qemu-* whose command line names the monitor socket.
+    fake_qemu = tmp_path / "qemu-system-x86_64"
+    fake_qemu.symlink_to(sys.executable)
+    child = subprocess.Popen([str(fake_qemu), "-c", "import time; time.sleep(30)", str(marker)])
+    # vng, which started QEMU, has the socket on its command line too.
+    launcher = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)", str(marker)])
     try:
         time.sleep(0.2)
         assert monitor.qemu_pid(marker) == child.pid
         assert monitor.qemu_pid(tmp_path / "other.sock") is None
         threads = monitor.qemu_threads(child.pid)
-        assert threads.startswith(f"{child.pid} 'python") and " state S wchan " in threads
+        assert threads.startswith(f"{child.pid} 'qemu-system-x86' state S wchan ")
         if not shutil.which("gdb"):
             pytest.skip("gdb not installed")
         trace = monitor.qemu_backtraces(child.pid)
         assert f"gdb -p {child.pid}" in trace and "nanosleep" in trace
     finally:
-        child.kill()
-        child.wait()
+        for proc in (child, launcher):
+            proc.kill()
+            proc.wait()
