@@ -19,6 +19,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from statistics import median
 from typing import Any
 
 from lab.invm import pvsched_host, vcpu_sampler, watchdog
@@ -73,10 +74,13 @@ def _spread(values: list[float]) -> float:
 def hostile_verdict(
     vanilla: list[dict[str, Any]], hostile: list[dict[str, Any]], policy: list[dict[str, Any]] | None = None
 ) -> tuple[dict[str, Any], list[str]]:
-    """Means over the interleaved rounds: host progress >= 0.9x, host latency <= 1.1x vanilla.
+    """Medians over the rounds: host progress >= 0.9x, host latency <= 1.1x vanilla.
 
-    The vanilla rounds' own spread is reported beside the ratios: on a
-    noisy machine it says how much of a ratio is the machine, not the guest.
+    Medians, because one round in a few here takes a stall of the emulated
+    machine (a 70 ms cyclictest maximum, its average up 30 %) that moves a
+    mean of four by 10 %, the whole criterion; the ratios of the means are
+    reported beside them. So is the vanilla rounds' own spread: on a noisy
+    machine it says how much of a ratio is the machine, not the guest.
     `policy`: rounds with the policy loaded and a well-behaved guest; their
     ratios to vanilla split the cost into the policy's and the hostility's.
     """
@@ -87,25 +91,27 @@ def hostile_verdict(
         return details, [f"measurement missing: vanilla {vanilla}, hostile {hostile}"]
     van_ops, hos_ops = [r["bogo_ops"] for r in vanilla], [r["bogo_ops"] for r in hostile]
     van_ct, hos_ct = [r["ct_avg_us"] for r in vanilla], [r["ct_avg_us"] for r in hostile]
-    progress, latency = _mean(hos_ops) / _mean(van_ops), _mean(hos_ct) / _mean(van_ct)
+    progress, latency = median(hos_ops) / median(van_ops), median(hos_ct) / median(van_ct)
     p50s = ([r.get("ct_p50_us") for r in vanilla], [r.get("ct_p50_us") for r in hostile])
     if all(p50s[0]) and all(p50s[1]):
-        details["host_p50_ratio"] = round(_mean(p50s[1]) / _mean(p50s[0]), 3)  # type: ignore[arg-type]
+        details["host_p50_ratio"] = round(median(p50s[1]) / median(p50s[0]), 3)  # type: ignore[arg-type]
     details.update({
         "progress_ratio": round(progress, 3),
         "host_latency_ratio": round(latency, 3),
+        "progress_ratio_of_means": round(_mean(hos_ops) / _mean(van_ops), 3),
+        "host_latency_ratio_of_means": round(_mean(hos_ct) / _mean(van_ct), 3),
         "vanilla_spread": {"bogo_ops": round(_spread(van_ops), 3), "ct_avg_us": round(_spread(van_ct), 3)},
         "throttles": sum(r.get("throttles", 0) for r in hostile),
     })  # fmt: skip
     if policy and all(r.get(k) for r in policy for k in needed):
         details["policy"] = policy
-        details["policy_progress_ratio"] = round(_mean([r["bogo_ops"] for r in policy]) / _mean(van_ops), 3)
-        details["policy_latency_ratio"] = round(_mean([r["ct_avg_us"] for r in policy]) / _mean(van_ct), 3)
+        details["policy_progress_ratio"] = round(median([r["bogo_ops"] for r in policy]) / median(van_ops), 3)
+        details["policy_latency_ratio"] = round(median([r["ct_avg_us"] for r in policy]) / median(van_ct), 3)
     failures = []
     if progress < 0.9:
-        failures.append(f"host stress-ng progress {progress:.2f}x of vanilla (< 0.9; vanilla rounds spread {_spread(van_ops):.0%})")
+        failures.append(f"host stress-ng progress {progress:.2f}x of vanilla (medians, < 0.9; vanilla spread {_spread(van_ops):.0%})")
     if latency > 1.1:
-        failures.append(f"host cyclictest avg {latency:.2f}x of vanilla (> 1.1; vanilla rounds spread {_spread(van_ct):.0%})")
+        failures.append(f"host cyclictest avg {latency:.2f}x of vanilla (medians, > 1.1; vanilla spread {_spread(van_ct):.0%})")
     if details["throttles"] == 0:
         failures.append("the hostile guest was never throttled")
     return details, failures

@@ -48,7 +48,21 @@ def _run(ops: int, ct: float, throttles: int = 0) -> dict[str, float]:
     return {"bogo_ops": ops, "ct_avg_us": ct, "throttles": throttles}
 
 
-def test_hostile_verdict_uses_means_over_rounds() -> None:
+def test_hostile_verdict_judges_medians_and_reports_means_beside_them() -> None:
+    from lab.invm.stress import hostile_verdict
+
+    # The rounds of run 20261127T174553Z: one hostile round took a 70 ms stall.
+    vanilla = [_run(811, 802), _run(762, 790), _run(722, 732), _run(693, 733)]
+    hostile = [_run(635, 1048, 180), _run(718, 700, 185), _run(772, 813, 190), _run(737, 807, 186)]
+    details, failures = hostile_verdict(vanilla, hostile)
+    assert details["host_latency_ratio_of_means"] == 1.102 and details["host_latency_ratio"] == 1.064
+    assert details["progress_ratio"] == 0.98 and failures == []
+    # A cost every round pays is not a stall: medians fail it too.
+    _, failures = hostile_verdict(vanilla, [_run(int(r["bogo_ops"] * 0.85), r["ct_avg_us"], 9) for r in vanilla])
+    assert len(failures) == 1 and "progress 0.85x" in failures[0]
+
+
+def test_hostile_verdict_over_two_rounds() -> None:
     from lab.invm.stress import hostile_verdict
 
     details, failures = hostile_verdict([_run(1000, 700), _run(800, 740)], [_run(880, 760, 9), _run(860, 730, 8)])
