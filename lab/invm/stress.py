@@ -92,9 +92,9 @@ def hostile_verdict(
     van_ops, hos_ops = [r["bogo_ops"] for r in vanilla], [r["bogo_ops"] for r in hostile]
     van_ct, hos_ct = [r["ct_avg_us"] for r in vanilla], [r["ct_avg_us"] for r in hostile]
     progress, latency = median(hos_ops) / median(van_ops), median(hos_ct) / median(van_ct)
-    p50s = ([r.get("ct_p50_us") for r in vanilla], [r.get("ct_p50_us") for r in hostile])
-    if all(p50s[0]) and all(p50s[1]):
-        details["host_p50_ratio"] = round(median(p50s[1]) / median(p50s[0]), 3)  # type: ignore[arg-type]
+    van_p50, hos_p50 = [float(r.get("ct_p50_us") or 0) for r in vanilla], [float(r.get("ct_p50_us") or 0) for r in hostile]
+    if all(van_p50) and all(hos_p50):
+        details["host_p50_ratio"] = round(median(hos_p50) / median(van_p50), 3)
     details.update({
         "progress_ratio": round(progress, 3),
         "host_latency_ratio": round(latency, 3),
