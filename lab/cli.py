@@ -28,10 +28,6 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--source-ref", default="HEAD", help="commit/tag/branch of --source-git")
 
 
-# Level 1 under TCG is lost about once per 15-20 minutes of stress load here
-# (README, "Known emulator faults"); a lost boot costs only its unfinished parts.
-
-
 def _options(args: argparse.Namespace) -> Options:
     opts = Options(
         profile=args.profile,

@@ -421,17 +421,18 @@ class Pipeline:
                 f"VMs {end['vms_left']}, qemu processes {end['qemu_processes_left']}",
             ),  # fmt: skip
             "stress_end_sched_ext_disabled": (end["scx_state"] in ("disabled", "unavailable"), f"state {end['scx_state']}"),
-            "stress_counters_consistent": (
+        }
+        counters_read = bool({part["name"] for part in report["parts"]} & stress_lib.COUNTER_PARTS)  # not with `--parts churn`
+        if counters_read:
+            checks["stress_counters_consistent"] = (
                 not end["inconsistent_counters"] and end["counter_snapshots"] > 0,
                 f"{end['counter_snapshots']} snapshots; {end['inconsistent_counters'][:3]}",
-            ),  # fmt: skip
-        }
+            )  # fmt: skip
         for name, (ok, why) in checks.items():
             self.record.cases.append(Case(name, "level1", "passed" if ok else "failed", "" if ok else why))
-        if not {part["name"] for part in report["parts"]} & stress_lib.COUNTER_PARTS:  # e.g. `--parts churn`
+        if not counters_read:
             why = f"no part that reads the per-vCPU counters ran (of {sorted(stress_lib.COUNTER_PARTS)})"
-            counters = next(i for i, c in enumerate(self.record.cases) if c.name == "stress_counters_consistent")
-            self.record.cases[counters] = replace(self.record.cases[counters], status="skipped", message=why)
+            self.record.cases.append(Case("stress_counters_consistent", "level1", "skipped", why))
         self.record.extra_markdown = stress_markdown(report)
         self._scan_after_fault((out / "level1-dmesg.txt").read_text(), "level1", "vm/level1-dmesg.txt")
         self._scan((out / "level2-dmesg.txt").read_text(), "level2", "vm/level2-dmesg.txt")
