@@ -13,7 +13,7 @@ import hashlib
 import json
 import os
 import shutil
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -30,11 +30,20 @@ def cache_key(parts: Mapping[str, str]) -> str:
 
 
 @contextmanager
-def file_lock(path: Path) -> Iterator[None]:
-    """An exclusive flock, released on exit or when the process dies."""
+def file_lock(path: Path, shared: bool = False, on_wait: Callable[[], None] | None = None) -> Iterator[None]:
+    """An flock, exclusive unless `shared`, released on exit or when the process dies.
+
+    `on_wait` is called once if the lock is held elsewhere, before blocking on it.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
+    mode = fcntl.LOCK_SH if shared else fcntl.LOCK_EX
     with path.open("a") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            fcntl.flock(f, mode | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if on_wait is not None:
+                on_wait()
+            fcntl.flock(f, mode)
         try:
             yield
         finally:

@@ -53,6 +53,8 @@ def _options(args: argparse.Namespace) -> Options:
         opts.level1.tcg_cpu = args.level1_cpu
     if getattr(args, "level1_append", None):
         opts.level1.append = args.level1_append
+    if getattr(args, "guest_append", None):
+        opts.guest_append = args.guest_append
     if getattr(args, "vm_retries", None) is not None:
         opts.vm_retries = args.vm_retries
     return opts
@@ -81,6 +83,7 @@ def parser() -> argparse.ArgumentParser:
         r.add_argument("--level1-timeout", type=float, default=None, help="seconds before level 1 is killed")
         r.add_argument("--level1-cpu", help="QEMU -cpu of level 1 under TCG (default max,-la57; it needs SVM with NPT)")
         r.add_argument("--level1-append", help="extra kernel command line for level 1")
+        r.add_argument("--guest-append", help="extra kernel command line for every level-2 guest")
         if name in ("run", "stress"):
             r.add_argument("--vm-retries", type=int, default=None,
                            help="level-1 boots after a lost one (default 4; every attempt is kept; stress reruns "
@@ -133,6 +136,7 @@ def boot(args: argparse.Namespace) -> int:
     try:
         pipe.doctor()
         builds = pipe.kernels(pipe.source())
+        pipe.release_tree()  # level 1 boots the cached bzImage, not the tree
         with pipe.step("probe level 1 accelerator"):
             level1 = Level1(pipe.cache, pipe.runner, builds["host"].bzimage, builds["host"].key, pipe.opts.level1)
             mode, _, _ = level1.probe(use_cache=not args.reprobe)

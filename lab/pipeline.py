@@ -13,7 +13,7 @@ import re
 import secrets
 import shutil
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -53,6 +53,7 @@ class Options:
     guest_mem_mb: int = 256
     reprobe: bool = False
     level1: Level1Settings = field(default_factory=Level1Settings)
+    guest_append: str = ""
     level2_kvm_timeout: float = 120.0
     level2_tcg_timeout: float = 600.0
     vm_retries: int = 4  # nested KVM on an emulated CPU loses a level-1 boot now and then (README)
@@ -139,6 +140,9 @@ class Pipeline:
         now = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
         self.record = RunRecord(run_id=self.run_dir.name, started=now, profile=opts.profile)
         ui.info(f"run {self.record.run_id}: results in {self.run_dir}")
+        self.source_manager: SourceManager | None = None
+        # Held from the kernel builds until the last build from the tree (lab.source).
+        self.tree_hold = ExitStack()
 
     @contextmanager
     def step(self, name: str) -> Iterator[None]:
@@ -149,7 +153,12 @@ class Pipeline:
             ui.failure(f"step '{name}' failed:", str(exc))
             raise StepFailed(name) from exc
 
+    def release_tree(self) -> None:
+        """Other runs may check out another series once this one no longer builds from it."""
+        self.tree_hold.close()
+
     def finish(self) -> int:
+        self.release_tree()
         self.record.finished = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
         write_results(self.run_dir, self.record)
         counts = self.record.counts()
@@ -186,7 +195,7 @@ class Pipeline:
             lock = effective_lock(self.opts)
             self.lock = lock
             with ui.activity(f"preparing kernel source ({lock.source.identity()[:60]})"):
-                manager = SourceManager(self.cache, self.runner, lock, self.opts.tree_name)
+                manager = self.source_manager = SourceManager(self.cache, self.runner, lock, self.opts.tree_name)
                 if self.opts.lab_tree_commit:
                     tree = manager.checkout_commit(Path(self.opts.lab_tree_commit[0]), self.opts.lab_tree_commit[1])
                 else:
@@ -204,6 +213,9 @@ class Pipeline:
         return KernelBuilder(self.cache, self.runner, self.lock, jobs=self.opts.jobs)
 
     def kernels(self, tree: SourceTree) -> dict[str, KernelBuild]:
+        if self.source_manager is not None:
+            with self.step("hold source tree"):
+                self.tree_hold.enter_context(self.source_manager.held(tree))
         builder = self.builder()
         configs: dict[str, str] = {}
         builds: dict[str, KernelBuild] = {}
@@ -240,6 +252,7 @@ class Pipeline:
         if pvsched:
             with self.step("build guest driver"):
                 extra = build_guest(self.cache, self.runner, tree, guest).initramfs_files()
+        self.release_tree()  # the last build from the tree
         with self.step("build guest initramfs"):
             if guest_binaries:
                 extra.update(with_libraries(self.runner, guest_binaries))
@@ -260,6 +273,7 @@ class Pipeline:
             "guest_mem_mb": self.opts.guest_mem_mb,
             "kvm_timeout": self.opts.level2_kvm_timeout,
             "tcg_timeout": self.opts.level2_tcg_timeout,
+            "guest_append": self.opts.guest_append,
             "bpf_hello": str(bpf_out / "hello"),
             "level1_accel": mode,
         }

@@ -11,13 +11,19 @@ import hashlib
 import os
 import shutil
 import urllib.request
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from lab import ui
 from lab.cache import file_lock
 from lab.errors import LabError
 from lab.lockfile import Lock, SourceLock, sha256_file, verify_sha256
+from lab.paths import LOCK_FILE, REPO
 from lab.runner import Runner
+
+LOCK_NAME = str(LOCK_FILE.relative_to(REPO))
 
 
 @dataclass(frozen=True)
@@ -86,14 +92,25 @@ class SourceManager:
         if target.exists():
             verify_sha256(target, src.sha256, "kernel tarball")
             return target
-        if src.kind == "debian":
-            self._fetch_debian(src, target)
-        else:
-            self._fetch_url(src, target)
-        verify_sha256(target, src.sha256, "kernel tarball")
+        # Fetched under a temporary name: only a file that is what the lock
+        # pins gets the pinned name, so a mismatch leaves nothing behind.
+        tmp = target.with_name(target.name + ".partial")
+        try:
+            origin = self._fetch_debian(src, tmp) if src.kind == "debian" else self._fetch_url(src, tmp)
+            actual = sha256_file(tmp)
+            if actual != src.sha256:
+                raise LabError(
+                    f"checksum mismatch for the kernel tarball from {origin}: expected {src.sha256}, got {actual} "
+                    "(the fetched file was discarded)",
+                    fix=f'if that source is intended, pin it: sha256 = "{actual}" in {LOCK_NAME} '
+                    "(or --source-sha256 for --source-tarball); otherwise check where the file comes from",
+                )
+            os.replace(tmp, target)
+        finally:
+            tmp.unlink(missing_ok=True)
         return target
 
-    def _fetch_debian(self, src: SourceLock, target: Path) -> None:
+    def _fetch_debian(self, src: SourceLock, dest: Path) -> str:
         deb_name = f"{src.package}_{src.package_version.replace(':', '%3a')}_all.deb"
         deb = self.downloads / deb_name
         if not deb.exists():
@@ -106,36 +123,34 @@ class SourceManager:
             if not result.ok or not deb.exists():
                 installed = Path("/") / src.member
                 if installed.exists() and sha256_file(installed) == src.sha256:
-                    shutil.copyfile(installed, target)  # the installed package is the pinned one
-                    return
+                    shutil.copyfile(installed, dest)  # the installed package is the pinned one
+                    return str(installed)
                 raise LabError(
                     f"could not download {src.package}={src.package_version}",
                     fix=f"run `apt-get update`, or pin the version `apt-cache policy {src.package}` "
-                    "offers in kernel/source.lock (package_version, package_sha256, sha256)",
+                    f"offers in {LOCK_NAME} (package_version, package_sha256, sha256)",
                     log=str(result.log),
                 )
         verify_sha256(deb, src.package_sha256, "Debian package")
-        tmp = target.with_suffix(".partial")
         self.runner.run(
-            ["sh", "-c", 'dpkg-deb --fsys-tarfile "$1" | tar -xO "$2" > "$3"', "sh", str(deb), src.member, str(tmp)],
+            ["sh", "-c", 'dpkg-deb --fsys-tarfile "$1" | tar -xO "$2" > "$3"', "sh", str(deb), src.member, str(dest)],
             "extract kernel tarball",
         )
-        os.replace(tmp, target)
+        return f"{src.member} in {deb}"
 
-    def _fetch_url(self, src: SourceLock, target: Path) -> None:
+    def _fetch_url(self, src: SourceLock, dest: Path) -> str:
         if src.url.startswith(("http://", "https://")):
-            tmp = target.with_suffix(".partial")
             try:
-                with urllib.request.urlopen(src.url, timeout=60) as resp, tmp.open("wb") as out:
+                with urllib.request.urlopen(src.url, timeout=60) as resp, dest.open("wb") as out:
                     shutil.copyfileobj(resp, out)
             except OSError as exc:
                 raise LabError(f"downloading {src.url} failed: {exc}", fix="check the URL and network") from exc
-            os.replace(tmp, target)
-        else:
-            path = Path(src.url).expanduser()
-            if not path.exists():
-                raise LabError(f"kernel tarball {path} not found", fix="give an existing path or URL")
-            shutil.copyfile(path, target)
+            return src.url
+        path = Path(src.url).expanduser()
+        if not path.exists():
+            raise LabError(f"kernel tarball {path} not found", fix="give an existing path or URL")
+        shutil.copyfile(path, dest)
+        return str(path)
 
     # -- the git tree ---------------------------------------------------------
 
@@ -197,7 +212,7 @@ class SourceManager:
         patches = read_series(patch_dir) if patch_dir else []
         digest = series_hash(base, patches)
         tag = f"lab/series-{digest[:16]}"
-        with file_lock(tree.with_name(tree.name + ".lock")):
+        with self._tree_lock(tree):
             exists = self._git(tree, ["rev-parse", "-q", "--verify", f"{tag}^{{commit}}"], "look up series", check=False)
             if exists:
                 self._git(tree, ["checkout", "-q", "-f", "--detach", tag], "checkout series")
@@ -215,6 +230,31 @@ class SourceManager:
             identity=f"{self.lock.source.identity()}+series:{digest}",
         )
 
+    def _tree_lock(self, tree: Path, shared: bool = False) -> AbstractContextManager[None]:
+        lock = tree.with_name(tree.name + ".lock")
+        return file_lock(lock, shared, lambda: ui.info(f"waiting for another lab run to finish with {tree} ({lock})"))
+
+    @contextmanager
+    def held(self, tree: SourceTree) -> Iterator[None]:
+        """`tree` stays checked out at its head while the caller builds from it.
+
+        Runs share one working tree per source: a run checking out another
+        series or commit needs the tree's lock exclusively, so it waits for
+        this build instead of changing files under it.
+        """
+        for _ in range(3):
+            with self._tree_lock(tree.path, shared=True):
+                if self._git(tree.path, ["rev-parse", "HEAD"], "check tree head") == tree.head:
+                    yield
+                    return
+            # Another run checked out something else since `prepare`.
+            with self._tree_lock(tree.path):
+                self._git(tree.path, ["checkout", "-q", "-f", "--detach", tree.head], "checkout head again")
+        raise LabError(
+            f"the source tree {tree.path} keeps being checked out by other lab runs",
+            fix="run one lab command at a time on this cache, or give each its own PVSCHED_LAB_CACHE",
+        )
+
     def checkout_commit(self, origin: Path, ref: str) -> SourceTree:
         """`ref` of `origin` (a clone of this tree) checked out as it is, without the series.
 
@@ -222,7 +262,7 @@ class SourceManager:
         then rebuild incrementally in the profile's usual build directory.
         """
         tree, base = self.base_tree()
-        with file_lock(tree.with_name(tree.name + ".lock")):
+        with self._tree_lock(tree):
             self._git(tree, ["fetch", "-q", "--no-tags", str(origin), ref], f"git fetch {ref}")
             head = self._git(tree, ["rev-parse", "FETCH_HEAD^{commit}"], "resolve commit")
             self._git(tree, ["checkout", "-q", "-f", "--detach", head], "checkout commit")

@@ -41,6 +41,8 @@ def qemu_command(cfg: dict[str, object], mode: str, extra_append: str = "", qmp:
     cpu = "host" if mode == "kvm" else "max"
     if cfg.get("level1_accel") == "tcg":
         append += f" {SLOW_HOST_APPEND}"
+    if cfg.get("guest_append"):
+        append += f" {cfg['guest_append']}"  # last, so the user's word wins
     if mode == "kvm" and cfg.get("level1_accel") == "tcg":
         # KVM on TCG reports XSAVE sizes the features do not match ("XSAVE
         # consistency problem" WARNING in the guest): run the guest without XSAVE.
@@ -95,15 +97,18 @@ def boot_guest(
         start = time.monotonic()
         result = runner.run(cmd, f"level2 boot ({name}, retry)", timeout=timeout, check=False, on_line=on_line)
     console = result.output
-    (out / f"level2-console-{name}.log").write_text(console)
+    console_log = out / f"level2-console-{name}.log"
+    console_log.write_text(console)
     if result.timed_out:
         reason = f"timed out after {timeout:.0f} s"
     elif "Kernel panic" in console:
-        reason = "guest kernel panicked"
+        reason = "guest kernel panicked: " + next(ln.strip() for ln in console.splitlines() if "Kernel panic" in ln)
     elif DONE not in console:
         reason = f"guest did not finish (qemu exit status {result.returncode})"
     else:
         reason = ""
+    if reason:
+        reason += f" (console {console_log})"
     seconds = ready_at[-1] if ready_at else result.seconds
     if retried and not reason:
         print(f"level2 {name}: {retried}", flush=True)

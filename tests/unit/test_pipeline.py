@@ -145,3 +145,36 @@ def test_guests_of_an_emulated_level1_get_slow_host_lockup_thresholds() -> None:
     native = qemu_command({**cfg, "level1_accel": "kvm"}, "kvm")
     assert SLOW_HOST_APPEND in emulated[emulated.index("-append") + 1]
     assert "watchdog_thresh" not in native[native.index("-append") + 1]
+
+
+def test_the_users_guest_append_comes_last_so_it_wins() -> None:
+    from lab.invm.level1 import qemu_command
+
+    cfg = {"guest_cpus": 2, "guest_mem_mb": 256, "qemu": "qemu", "guest_kernel": "k", "guest_initramfs": "i",
+           "level1_accel": "tcg", "guest_append": "panic=0 rdinit=/none"}  # fmt: skip
+    append = qemu_command(cfg, "kvm", "lab.mode=scx")
+    line = append[append.index("-append") + 1]
+    assert line.endswith("panic=0 rdinit=/none")
+    assert line.index("panic=-1") < line.index("panic=0")
+
+
+def test_a_guest_that_panics_is_reported_with_its_panic_line_and_console(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from lab.invm.level1 import boot_guest
+    from lab.runner import Result
+
+    console = "Run /init as init process\nKernel panic - not syncing: VFS: Unable to mount root fs\n"
+    calls: list[str] = []
+
+    class PanickingRunner:
+        def run(self, cmd, label, **_):  # type: ignore[no-untyped-def]
+            calls.append(label)
+            return Result(list(cmd), 0, console, 1.0, tmp_path / f"{len(calls)}.log")
+
+    cfg = {"guest_cpus": 1, "guest_mem_mb": 64, "qemu": "qemu", "guest_kernel": "k", "guest_initramfs": "i",
+           "kvm_timeout": 5, "tcg_timeout": 5}  # fmt: skip
+    probe, _ = boot_guest(PanickingRunner(), cfg, "kvm", tmp_path)  # type: ignore[arg-type]
+    assert not probe.ok
+    assert len(calls) == 2  # one retry, then the verdict
+    assert "Kernel panic - not syncing: VFS: Unable to mount root fs" in probe.reason
+    assert str(tmp_path / "level2-console-kvm.log") in probe.reason
+    assert (tmp_path / "level2-console-kvm.log").read_text() == console

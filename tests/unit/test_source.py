@@ -110,12 +110,55 @@ def test_patch_that_does_not_apply_is_named(tmp_path: Path, runner: Runner) -> N
 
 
 def test_checksum_mismatch_stops_before_unpacking(tmp_path: Path, runner: Runner) -> None:
-    with pytest.raises(LabError, match="checksum mismatch"):
+    with pytest.raises(LabError, match="checksum mismatch") as exc:
         manager(tmp_path, runner, sha="0" * 64).prepare(tmp_path)
+    assert str(tmp_path / "linux-0.1.tar.gz") in exc.value.message  # where it came from
+    assert exc.value.fix and f'sha256 = "{sha256_file(tmp_path / "linux-0.1.tar.gz")}"' in exc.value.fix
     assert not (tmp_path / "cache" / "src").exists()
+    # Nothing under the pinned name, nothing half-written: a rerun fetches again.
+    assert list((tmp_path / "cache" / "downloads").iterdir()) == []
+
+
+def test_a_good_fetch_is_kept_under_the_pinned_name(tmp_path: Path, runner: Runner) -> None:
+    tarball = manager(tmp_path, runner).fetch_tarball()
+    assert tarball.read_bytes() == (tmp_path / "linux-0.1.tar.gz").read_bytes()
+    assert [p.name for p in tarball.parent.iterdir()] == [tarball.name]
 
 
 def test_series_naming_a_missing_patch(tmp_path: Path) -> None:
     (tmp_path / "series").write_text("0001-gone.patch\n")
     with pytest.raises(LabError, match="0001-gone.patch"):
         read_series(tmp_path)
+
+
+def _head(tree: Path) -> str:
+    return subprocess.run(["git", "-C", tree, "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+
+
+def test_a_build_holding_the_tree_keeps_another_run_from_checking_out(tmp_path: Path, runner: Runner) -> None:
+    import threading
+
+    patches = tmp_path / "patches"
+    write_series(patches, "sched")
+    mgr = manager(tmp_path, runner)
+    patched = mgr.prepare(patches)
+    other_run = threading.Thread(target=mgr.prepare, args=(None,))  # wants the bare base
+    with mgr.held(patched):
+        other_run.start()
+        other_run.join(timeout=1.0)
+        assert other_run.is_alive(), "another series was checked out under a build"
+        assert _head(patched.path) == patched.head
+    other_run.join(timeout=10)
+    assert not other_run.is_alive()
+    assert _head(patched.path) == patched.base
+
+
+def test_holding_a_tree_another_run_moved_checks_it_out_again(tmp_path: Path, runner: Runner) -> None:
+    patches = tmp_path / "patches"
+    write_series(patches, "sched")
+    mgr = manager(tmp_path, runner)
+    patched = mgr.prepare(patches)
+    mgr.prepare(None)  # another run, between this run's prepare and its build
+    with mgr.held(patched):
+        assert _head(patched.path) == patched.head
+        assert (patched.path / "kernel" / "sched.c").read_text() == "int sched;\nint hello;\n"
