@@ -75,6 +75,13 @@ def image(session: nox.Session) -> None:
     _lab(session, "image")
 
 
+@nox.session
+def drills(session: nox.Session) -> None:
+    """Slow: bad input (checksum, patch, config, tool, hung VM, panicking guest) gives a clear error."""
+    session.install("-e", ".[test]")
+    session.run("pytest", "-v", "tests/vm/test_drills.py", "--junitxml=results/drills-junit.xml", *session.posargs)
+
+
 @nox.session(name="bisect_selftest")
 def bisect_selftest(session: nox.Session) -> None:
     """Slow: bisect finds a planted functional and a planted performance regression (real builds and boots)."""

@@ -150,6 +150,8 @@ class Pipeline:
             yield
         except LabError as exc:
             self.record.failed_step = {"step": name, "message": exc.message, "log": exc.log or str(self.runner.log_dir)}
+            if exc.fix:
+                self.record.failed_step["fix"] = exc.fix
             ui.failure(f"step '{name}' failed:", str(exc))
             raise StepFailed(name) from exc
 
@@ -174,6 +176,8 @@ class Pipeline:
                 # All of it, last: CI logs may keep only the end of the output.
                 ui.console.print("[red]FAILED[/]", end=" ")
                 ui.console.print(f"at step '{fs['step']}': {fs['message']}", markup=False, highlight=False)
+                if "fix" in fs:
+                    ui.info(f"fix: {fs['fix']}")
                 ui.info(f"log: {fs['log']}")
             for case in self.record.cases:
                 if case.status == "failed":

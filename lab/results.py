@@ -2,7 +2,7 @@
 
 summary.json schema (version 1; documented in docs/RESULTS.md):
   schema, run_id, started, finished, status ("passed" | "failed"), profile,
-  failed_step ({step, message, log} | null), source ({version, identity,
+  failed_step ({step, message, log, fix?} | null), source ({version, identity,
   base, head, patches}), build ({<kernel>: {key, cache, seconds,
   shared_with, bzimage_sha256}}), reproducible (null, or after
   --check-reproducible {builds: [{dir, bzimage_sha256, seconds}],
@@ -122,6 +122,8 @@ def markdown(record: RunRecord) -> str:
     if record.failed_step:
         lines += [f"**Failed step:** {record.failed_step['step']}: {record.failed_step['message']}",
                   f"(log: `{record.failed_step.get('log', '')}`)", ""]  # fmt: skip
+        if "fix" in record.failed_step:
+            lines[-2:-2] = [f"**Fix:** {record.failed_step['fix']}"]
     if record.build:
         lines += ["| kernel | cache | seconds | shared with |", "| --- | --- | --- | --- |"]
         for name, b in record.build.items():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -9,7 +10,9 @@ from contextlib import contextmanager
 from rich.console import Console
 from rich.markup import escape
 
-console = Console(stderr=True, highlight=False)
+# Off a terminal (CI logs, pipes) long lines stay whole: a wrapped path or
+# fix cannot be copied.
+console = Console(stderr=True, highlight=False, soft_wrap=not sys.stderr.isatty())
 
 
 def info(message: str) -> None:

@@ -10,7 +10,7 @@ import shutil
 import sys
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from lab import accel, ui
@@ -138,7 +138,9 @@ class Level1:
             timeout = accel.probe_timeout(mode, self.settings.kvm_probe_timeout, self.settings.tcg_probe_timeout)
             with ui.activity(f"probing level 1 under {mode} (timeout {timeout:.0f} s)") as progress:
                 res = self.runner.run(
-                    vng_command(self.kernel, mode, self.settings, f"echo {PROBE_MARK}", []),
+                    # Without the user's --level1-append: the probe asks which
+                    # accelerator boots this kernel, and its answer is cached.
+                    vng_command(self.kernel, mode, replace(self.settings, append=""), f"echo {PROBE_MARK}", []),
                     f"probe level1 {mode}",
                     timeout=timeout,
                     check=False,

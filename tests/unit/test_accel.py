@@ -71,3 +71,20 @@ def test_vm_retries_default_and_option() -> None:
     assert _options(parser().parse_args(["run"])).vm_retries == 4
     assert _options(parser().parse_args(["run", "--vm-retries", "0"])).vm_retries == 0
     assert _options(parser().parse_args(["stress", "--vm-retries", "1"])).vm_retries == 1
+
+
+def test_the_probe_boots_without_the_users_level1_append(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from lab.runner import Result
+    from lab.vm import PROBE_MARK, Level1, Level1Settings
+
+    seen: list[list[str]] = []
+
+    class BootingRunner:
+        def run(self, cmd, label, **_):  # type: ignore[no-untyped-def]
+            seen.append(list(cmd))
+            return Result(list(cmd), 0, f"{PROBE_MARK}\n", 1.0, tmp_path / "x.log")
+
+    level1 = Level1(tmp_path, BootingRunner(), tmp_path / "bzImage", "key", Level1Settings(append="panic=0 rootfstype=none"))  # type: ignore[arg-type]
+    mode, probes, cached = level1.probe(use_cache=False)
+    assert probes[-1].ok and not cached
+    assert seen and all("panic=0 rootfstype=none" not in " ".join(cmd) for cmd in seen)

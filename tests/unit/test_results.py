@@ -65,3 +65,13 @@ def test_junit_counts_failures_per_level() -> None:
     assert suites["level1"].get("skipped") == "1"
     failure = root.find(".//testcase[@name='x']/failure")
     assert failure is not None and failure.get("message") == "boom"
+
+
+def test_a_failed_step_reports_its_fix_and_log(tmp_path: Path) -> None:
+    rec = _record()
+    rec.failed_step = {"step": "source", "message": "checksum mismatch", "log": "logs/", "fix": 'sha256 = "ab"'}
+    write_results(tmp_path / "r", rec)
+    md = (tmp_path / "r" / "summary.md").read_text()
+    assert '**Fix:** sha256 = "ab"' in md and "(log: `logs/`)" in md
+    assert md.index("**Failed step:**") < md.index("**Fix:**") < md.index("(log:")
+    assert json.loads((tmp_path / "r" / "summary.json").read_text())["failed_step"]["fix"] == 'sha256 = "ab"'
