@@ -173,9 +173,13 @@ class Pipeline:
         else:
             if self.record.failed_step:
                 fs = self.record.failed_step
-                # All of it, last: CI logs may keep only the end of the output.
+                # CI logs may keep only the end of the output: the details (e.g.
+                # the end of a console) first, then the verdict, fix and log.
+                headline, _, details = fs["message"].partition("\n")
+                if details:
+                    ui.info(details)
                 ui.console.print("[red]FAILED[/]", end=" ")
-                ui.console.print(f"at step '{fs['step']}': {fs['message']}", markup=False, highlight=False)
+                ui.console.print(f"at step '{fs['step']}': {headline}", markup=False, highlight=False)
                 if "fix" in fs:
                     ui.info(f"fix: {fs['fix']}")
                 ui.info(f"log: {fs['log']}")

@@ -27,6 +27,7 @@ from lab.runner import Runner
 
 READY = "LAB-GUEST-READY"
 DONE = "LAB-GUEST-DONE"
+PANIC = "Kernel panic"
 # A guest under a TCG-emulated level 1 is descheduled for tens of seconds
 # at a time (the debug profile's guests reported soft lockups of their
 # idle task, "stuck for 25-31 s", while every test passed). The lockup and
@@ -92,7 +93,7 @@ def boot_guest(
     if retry_without not in result.output:
         # Nested KVM on TCG occasionally hangs or resets a guest (seen here,
         # about one boot in ten); one retry, and the report says so.
-        why = "hung" if result.timed_out else f"died (exit {result.returncode})"
+        why = "hung" if result.timed_out else "panicked" if PANIC in result.output else f"died (exit {result.returncode})"
         retried = f"{why} once (log {result.log.name}), retried; "
         start = time.monotonic()
         result = runner.run(cmd, f"level2 boot ({name}, retry)", timeout=timeout, check=False, on_line=on_line)
@@ -101,8 +102,8 @@ def boot_guest(
     console_log.write_text(console)
     if result.timed_out:
         reason = f"timed out after {timeout:.0f} s"
-    elif "Kernel panic" in console:
-        reason = "guest kernel panicked: " + next(ln.strip() for ln in console.splitlines() if "Kernel panic" in ln)
+    elif PANIC in console:
+        reason = "guest kernel panicked: " + next(ln[ln.index(PANIC) :].strip() for ln in console.splitlines() if PANIC in ln)
     elif DONE not in console:
         reason = f"guest did not finish (qemu exit status {result.returncode})"
     else:
@@ -221,10 +222,12 @@ def main(config_path: str) -> int:
         probe, console = boot_guest(runner, cfg, mode, out, qmp=use.qmp if use else None, watch=use.on_line if use else None)
         probes.append(probe)
         print(f"level2 {mode}: {'booted' if probe.ok else probe.reason} in {probe.seconds} s", flush=True)
-        if probe.ok or READY in console:
+        if probe.ok or READY in console or PANIC in console:
             # A guest that reached its tests under KVM proved KVM works; if it
             # died later (nested KVM on TCG resets a guest now and then), TCG
-            # would only redo minutes of work without pvsched: report it.
+            # would only redo minutes of work without pvsched: report it. A
+            # guest kernel that panicked ran under KVM too: TCG would only
+            # repeat the panic, minutes later here.
             break
     if observer is not None and pv is not None:
         observer.finish()  # stops the policy: its statistics land in `out`

@@ -162,7 +162,7 @@ def test_a_guest_that_panics_is_reported_with_its_panic_line_and_console(tmp_pat
     from lab.invm.level1 import boot_guest
     from lab.runner import Result
 
-    console = "Run /init as init process\nKernel panic - not syncing: VFS: Unable to mount root fs\n"
+    console = "Run /init as init process\n[    6.658939] Kernel panic - not syncing: VFS: Unable to mount root fs\n"
     calls: list[str] = []
 
     class PanickingRunner:
@@ -175,6 +175,26 @@ def test_a_guest_that_panics_is_reported_with_its_panic_line_and_console(tmp_pat
     probe, _ = boot_guest(PanickingRunner(), cfg, "kvm", tmp_path)  # type: ignore[arg-type]
     assert not probe.ok
     assert len(calls) == 2  # one retry, then the verdict
-    assert "Kernel panic - not syncing: VFS: Unable to mount root fs" in probe.reason
+    assert probe.reason.startswith("panicked once (log 1.log), retried; guest kernel panicked: Kernel panic - not syncing: VFS: ")
     assert str(tmp_path / "level2-console-kvm.log") in probe.reason
     assert (tmp_path / "level2-console-kvm.log").read_text() == console
+
+
+def test_the_last_lines_of_a_failed_run_name_the_step_fix_and_log_after_the_details(tmp_path, monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
+    from lab.errors import LabError
+    from lab.pipeline import StepFailed
+
+    pipe = _pipeline(tmp_path, monkeypatch, [])
+    console_end = "\n".join(f"    | [ {i}.0] line {i}" for i in range(60))
+    try:
+        with pipe.step("boot level 1"):
+            raise LabError(f"level 1 ended (timed out)\n{console_end}", fix="read the console", log="/x/010.log")
+    except StepFailed:
+        pass
+    assert pipe.finish() == 1
+    lines = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
+    verdict = next(i for i, ln in enumerate(lines) if ln.startswith("FAILED at step 'boot level 1'"))
+    assert lines[verdict] == "FAILED at step 'boot level 1': level 1 ended (timed out)"
+    assert lines[verdict + 1 : verdict + 3] == ["fix: read the console", "log: /x/010.log"]
+    assert lines[verdict - 1].endswith("line 59")  # the details come just before
+    assert len(lines) - verdict <= 6
