@@ -125,7 +125,7 @@ def markdown(record: RunRecord) -> str:
         if "fix" in record.failed_step:
             lines[-2:-2] = [f"**Fix:** {record.failed_step['fix']}"]
     if record.build:
-        lines += ["| kernel | cache | seconds | shared with |", "| --- | --- | --- | --- |"]
+        lines += ["| build | cache | seconds | shared with |", "| --- | --- | --- | --- |"]
         for name, b in record.build.items():
             lines.append(f"| {name} | {b.get('cache')} | {b.get('seconds')} | {b.get('shared_with') or ''} |")
         lines.append("")

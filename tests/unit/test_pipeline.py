@@ -198,3 +198,21 @@ def test_the_last_lines_of_a_failed_run_name_the_step_fix_and_log_after_the_deta
     assert lines[verdict + 1 : verdict + 3] == ["fix: read the console", "log: /x/010.log"]
     assert lines[verdict - 1].endswith("line 59")  # the details come just before
     assert len(lines) - verdict <= 6
+
+
+def test_artifacts_say_whether_they_came_from_the_cache(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import time
+
+    pipe = _pipeline(tmp_path, monkeypatch, [])
+    old = tmp_path / "entry-old"
+    old.write_text("built by an earlier run")
+    time.sleep(0.05)
+    with pipe._artifact("bpf") as note:
+        assert note(old) == old
+    with pipe._artifact("initramfs") as note:
+        fresh = tmp_path / "entry-new.tmp"
+        fresh.write_text("built now")
+        note(fresh.rename(tmp_path / "entry-new"))
+    assert pipe.record.build["bpf"]["cache"] == "hit"
+    assert pipe.record.build["initramfs"]["cache"] == "miss"
+    assert pipe.record.build["initramfs"]["path"] == str(tmp_path / "entry-new")
