@@ -22,6 +22,7 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -33,7 +34,7 @@ from lab.paths import LOCK_FILE, REPO, cache_dir
 class Outcome:
     returncode: int
     output: str
-    summary: dict  # type: ignore[type-arg]
+    summary: dict[str, Any]
 
     @property
     def tail(self) -> str:
