@@ -13,7 +13,7 @@ import re
 import secrets
 import shutil
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -254,20 +254,25 @@ class Pipeline:
         Returns level 1, the config handed to the in-VM runner, and its output directory.
         """
         host, guest = builds["host"], builds["guest"]
-        with self.step("build BPF"), self._artifact("bpf") as note:
-            bpf_out = note(build_bpf(self.cache, self.runner, host.btf, tree.path, tree.identity))
+        since = time.time()
+        with self.step("build BPF"):
+            bpf_out = build_bpf(self.cache, self.runner, host.btf, tree.path, tree.identity)
+        self._note_artifact("bpf", bpf_out, since)
         pvsched = (tree.path / "include/uapi/linux/pvsched.h").exists()
         extra: dict[str, Path] = {}
         if pvsched:
-            with self.step("build guest driver"), self._artifact("guest_driver") as note:
+            since = time.time()
+            with self.step("build guest driver"):
                 driver = build_guest(self.cache, self.runner, tree, guest)
-                note(driver.module.parent)
-                extra = driver.initramfs_files()
+            self._note_artifact("guest_driver", driver.module.parent, since)
+            extra = driver.initramfs_files()
         self.release_tree()  # the last build from the tree
-        with self.step("build guest initramfs"), self._artifact("initramfs") as note:
+        since = time.time()
+        with self.step("build guest initramfs"):
             if guest_binaries:
                 extra.update(with_libraries(self.runner, guest_binaries))
-            initramfs = note(build_initramfs(self.cache, self.runner, extra=extra))
+            initramfs = build_initramfs(self.cache, self.runner, extra=extra)
+        self._note_artifact("initramfs", initramfs, since)
         level1 = Level1(self.cache, self.runner, host.bzimage, host.key, self.opts.level1)
         with self.step("probe level 1 accelerator"):
             mode, probes, cached = level1.probe(use_cache=not self.opts.reprobe)
@@ -297,25 +302,12 @@ class Pipeline:
             }
         return level1, cfg, out
 
-    @contextmanager
-    def _artifact(self, name: str) -> Iterator[Callable[[Path], Path]]:
-        """Times one cached build and records whether it came from the cache.
-
-        The body passes the cache entry it got to the yielded callback: an
-        entry unchanged since before the step was there before it (entries
-        are renamed into place whole, which sets their ctime).
-        """
-        started, wall = time.time(), time.monotonic()
-        entries: list[Path] = []
-
-        def note(entry: Path) -> Path:
-            entries.append(entry)
-            return entry
-
-        yield note
-        hit = bool(entries) and max(entries[0].stat().st_mtime, entries[0].stat().st_ctime) < started
-        seconds = round(time.monotonic() - wall, 1)
-        self.record.build[name] = {"cache": "hit" if hit else "miss", "seconds": seconds, "path": str(entries[0]) if entries else None}
+    def _note_artifact(self, name: str, entry: Path, since: float) -> None:
+        """Records one cached build: a hit if `entry` is unchanged since the
+        step began (entries are renamed into place whole, which sets their ctime)."""
+        hit = entry.stat().st_ctime < since
+        seconds = round(time.time() - since, 1)
+        self.record.build[name] = {"cache": "hit" if hit else "miss", "seconds": seconds, "path": str(entry)}
         ui.info(f"{name}: cache {'hit' if hit else 'miss'}, {seconds:.0f} s")
 
     def boot_level1(self, level1: Level1, module: str, cfg: dict[str, Any], out: Path, report: str) -> dict[str, Any]:

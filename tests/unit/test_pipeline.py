@@ -207,12 +207,11 @@ def test_artifacts_say_whether_they_came_from_the_cache(tmp_path, monkeypatch) -
     old = tmp_path / "entry-old"
     old.write_text("built by an earlier run")
     time.sleep(0.05)
-    with pipe._artifact("bpf") as note:
-        assert note(old) == old
-    with pipe._artifact("initramfs") as note:
-        fresh = tmp_path / "entry-new.tmp"
-        fresh.write_text("built now")
-        note(fresh.rename(tmp_path / "entry-new"))
+    pipe._note_artifact("bpf", old, time.time())
+    since = time.time()
+    fresh = tmp_path / "entry-new.tmp"
+    fresh.write_text("built now")
+    pipe._note_artifact("initramfs", fresh.rename(tmp_path / "entry-new"), since)
     assert pipe.record.build["bpf"]["cache"] == "hit"
     assert pipe.record.build["initramfs"]["cache"] == "miss"
     assert pipe.record.build["initramfs"]["path"] == str(tmp_path / "entry-new")

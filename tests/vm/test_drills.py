@@ -114,7 +114,8 @@ def test_a_patch_that_does_not_apply_is_named_and_the_tree_is_left_clean(checkou
     victim.write_text("".join(lines))
     out = lab(checkout, "kernel", "--no-install")
     assert_failed_step(out, "source", f"patch {victim} does not apply", fix="git format-patch")
-    tree = cache_dir() / "src" / f"linux-{load_lock(LOCK_FILE).source.version}-{load_lock(LOCK_FILE).source.sha256[:16]}"
+    lock = load_lock(LOCK_FILE).source
+    tree = cache_dir() / "src" / f"linux-{lock.version}-{lock.sha256[:16]}"
     assert not (tree / ".git" / "rebase-apply").exists(), "git am was left half-done in the shared tree"
     log = Path(out.summary["failed_step"]["log"]).read_text()
     assert "patch does not apply" in log or "error:" in log
