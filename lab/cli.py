@@ -8,9 +8,11 @@ import shlex
 import signal
 import subprocess
 import sys
+from collections.abc import Callable
 
 from lab import doctor, ui
 from lab.errors import LabError
+from lab.invm.bench import MODES as BENCH_MODES
 from lab.invm.stress import HOSTILE_CAP
 from lab.paths import REPO, RESULTS_DIR
 from lab.pipeline import Options, Pipeline, StepFailed
@@ -57,7 +59,46 @@ def _options(args: argparse.Namespace) -> Options:
         opts.guest_append = args.guest_append
     if getattr(args, "vm_retries", None) is not None:
         opts.vm_retries = args.vm_retries
+    if getattr(args, "no_retry", False):
+        opts.vm_retries = 0
     return opts
+
+
+STRESS_PARTS = ("hostile", "churn", "hotplug", "reload", "kill")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
+def _names(allowed: tuple[str, ...]) -> Callable[[str], list[str]]:
+    """A comma-separated list of some of `allowed`, checked before anything is built or booted."""
+
+    def parse(text: str) -> list[str]:
+        names = [n.strip() for n in text.split(",") if n.strip()]
+        unknown = [n for n in names if n not in allowed]
+        if not names or unknown:
+            raise argparse.ArgumentTypeError(f"unknown {unknown or 'empty list'}; choose from {','.join(allowed)}")
+        return names
+
+    return parse
+
+
+def _cap(text: str) -> str:
+    """BUDGET_US/PERIOD_US with 0 < budget <= period (what KVM's cap can enforce)."""
+    try:
+        budget, period = (int(v) for v in text.split("/"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not BUDGET_US/PERIOD_US, e.g. {HOSTILE_CAP}") from None
+    if not 0 < budget <= period:
+        raise argparse.ArgumentTypeError(f"budget {budget} us must be above 0 and at most the period {period} us")
+    return text
 
 
 def parser() -> argparse.ArgumentParser:
@@ -86,28 +127,29 @@ def parser() -> argparse.ArgumentParser:
         r.add_argument("--guest-append", help="extra kernel command line for every level-2 guest")
         if name in ("run", "stress"):
             r.add_argument("--vm-retries", type=int, default=None,
-                           help="level-1 boots after a lost one (default 4; every attempt is kept; stress reruns "
-                                "only what is not done)")  # fmt: skip
+                           help="level-1 boots after one lost to a proven emulator fault (default 4; every attempt is "
+                                "kept; stress reruns only what is not done)")  # fmt: skip
+            r.add_argument("--no-retry", action="store_true", help="never rerun an attempt, whatever the evidence")
         if name == "boot":
             r.add_argument("cmd", nargs=argparse.REMAINDER, help="command to run in level 1 (default: a shell)")
         if name == "bench":
             r.set_defaults(guest_cpus=1)  # one vCPU, as measured in the issue
-            r.add_argument("--duration", type=int, default=20, help="seconds of cyclictest per mode")
-            r.add_argument("--interval-us", type=int, default=500, help="cyclictest -i")
-            r.add_argument("--hist-us", type=int, default=100000, help="cyclictest histogram range")
-            r.add_argument("--modes", default="idle,vanilla,pvsched,scx,static", help="comma-separated")
-            r.add_argument("--overhead-rounds", type=int, default=3, help="hackbench runs with and without the driver")
+            r.add_argument("--duration", type=_positive_int, default=20, help="seconds of cyclictest per mode")
+            r.add_argument("--interval-us", type=_positive_int, default=500, help="cyclictest -i")
+            r.add_argument("--hist-us", type=_positive_int, default=100000, help="cyclictest histogram range")
+            r.add_argument("--modes", type=_names(BENCH_MODES), default=list(BENCH_MODES), help="comma-separated")
+            r.add_argument("--overhead-rounds", type=_positive_int, default=3, help="hackbench runs with and without the driver")
             r.add_argument("--load-workers", type=int, default=1, help="stress-ng workers on the vCPU's host CPU")
     st = sub.choices["stress"]
-    st.add_argument("--parts", default="hostile,churn,hotplug,reload,kill", help="comma-separated, in order")
-    st.add_argument("--churn", type=int, default=10, help="guest create/destroy rounds")
-    st.add_argument("--hotplug", type=int, default=50, help="cpu1 offline/online rounds while an RT task runs")
-    st.add_argument("--reloads", type=int, default=10, help="boost + sched_ext policy load/unload rounds under load")
-    st.add_argument("--kills", type=int, default=5, help="VMM SIGKILLed while a vCPU thread is boosted")
-    st.add_argument("--hostile-secs", type=int, default=20, help="seconds of host measurement, vanilla and hostile")
-    st.add_argument("--hostile-cap", default=HOSTILE_CAP, metavar="BUDGET_US/PERIOD_US",
+    st.add_argument("--parts", type=_names(STRESS_PARTS), default=list(STRESS_PARTS), help="comma-separated, in order")
+    st.add_argument("--churn", type=_positive_int, default=10, help="guest create/destroy rounds")
+    st.add_argument("--hotplug", type=_positive_int, default=50, help="cpu1 offline/online rounds while an RT task runs")
+    st.add_argument("--reloads", type=_positive_int, default=10, help="boost + sched_ext policy load/unload rounds under load")
+    st.add_argument("--kills", type=_positive_int, default=5, help="VMM SIGKILLed while a vCPU thread is boosted")
+    st.add_argument("--hostile-secs", type=_positive_int, default=20, help="seconds of host measurement, vanilla and hostile")
+    st.add_argument("--hostile-cap", type=_cap, default=HOSTILE_CAP, metavar="BUDGET_US/PERIOD_US",
                     help="KVM's boost cap during the hostile part (default ChromeOS's critical-section figure)")  # fmt: skip
-    st.add_argument("--hostile-rounds", type=int, default=4,
+    st.add_argument("--hostile-rounds", type=_positive_int, default=4,
                     help="rounds of vanilla, policy and hostile measurements (4: single 20 s rounds vary ~10 %% here)")  # fmt: skip
     b = sub.add_parser("bisect", help="git bisect run with build + boot + test as the predicate")
     b.add_argument("--good", help="last good ref (default with the lab's tree: the pinned base)")
@@ -246,14 +288,14 @@ def _main(argv: list[str] | None) -> int:
                 "duration": args.duration,
                 "interval_us": args.interval_us,
                 "hist_us": args.hist_us,
-                "modes": args.modes.split(","),
+                "modes": args.modes,
                 "overhead_rounds": args.overhead_rounds,
                 "load_workers": args.load_workers,
             }
             return Pipeline(_options(args)).bench(opts)
         if args.command == "stress":
             opts = {
-                "parts": args.parts.split(","),
+                "parts": args.parts,
                 "churn": args.churn,
                 "hotplug": args.hotplug,
                 "reloads": args.reloads,

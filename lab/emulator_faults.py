@@ -2,57 +2,50 @@
 
 Level 1 runs under QEMU TCG here, and TCG's nested SVM sometimes mishandles
 interrupts around VMRUN/#VMEXIT (seen with QEMU 7.2 and 10.0; README,
-"Known emulator faults"). Six signs point at the emulator rather than at
-the kernels under test:
+"Known emulator faults"). Each sign below is one no correct CPU produces,
+and each is matched as narrowly as the text allows:
 
-- `null-percpu`: an oops whose faulting instruction dereferences a value
-  just read through %gs, and that value is 0. %gs:current_task is never 0
-  while the kernel runs with its own GS base; it reads 0 when the CPU runs
-  kernel code with the level-2 guest's GS base, i.e. an interrupt taken
-  between KVM's VMLOAD of the guest's state and of the host's, while GIF
-  is clear. (A KVM that failed to restore the host's GS base would show
-  the same; our patches do not touch that path.)
-- `null-cs-frame`: an oops at either level whose saved frame has code
-  segment 0 (`RIP: 0000:...`). A 64-bit kernel cannot run with a null CS,
-  so no correct CPU pushes one; seen in a level-2 guest under level 1's
-  KVM on TCG, with an exception frame shifted as if an event had been
-  injected with the wrong error-code flag.
+- `null-percpu`: an oops whose faulting instruction dereferences the value
+  just read from `current_task`'s per-CPU slot (the `mov %gs:disp(%rip)`
+  in the Code bytes must resolve, with the RIP and System.map, to
+  `pcpu_hot`), and that value is 0. `current` is never NULL while the
+  kernel runs with its own GS base; it reads 0 when the CPU runs kernel
+  code with the level-2 guest's GS base (an interrupt taken between KVM's
+  VMLOAD of the guest's state and of the host's, while GIF is clear). Any
+  other NULL per-CPU pointer is an ordinary kernel bug.
+- `null-cs-frame`: an oops whose saved frame has code segment 0 (`RIP:
+  0000:...`). A 64-bit kernel cannot run with a null CS.
 - `nmi-never-left`: "scheduling while atomic" with the NMI bits of the
-  preempt count set. No NMI handler schedules, so the count says an NMI
-  was entered and its exit never ran: what happens when NMIs are not kept
-  blocked until the handler's IRET (seen with a CR2 at the bottom of a
-  CPU-entry-area IST stack, the context-tracking WARNING after it, as
-  after `null-percpu`).
+  preempt count set: an NMI was entered and its exit never ran.
 - `stuck-in-guest`: level 1 reported an RCU stall on a CPU that its CPU
-  dump shows running at CPL 3. Level 1 counts a tick taken in user mode,
-  or in a guest, as a quiescent state, and KVM intercepts every interrupt
-  and NMI of a running guest: a correct CPU leaves the level-2 guest at
-  the next tick. Seen here with the guest's user code on that CPU for
-  minutes, deaf to the stall report's NMI.
-- `lost-wakeup`: the lab's monitor dump found a CPU halted with interrupts
-  enabled, an interrupt above its priority requested in its local APIC and
-  none in service: a correct CPU takes that interrupt.
-- `unkillable-vcpu`: level 1's watchdog found a killed VMM still running
-  long after SIGKILL (a CPU that never leaves its guest: KVM checks for
-  signals at every exit, and every host interrupt forces one).
+  dump shows running at CPL 3 (KVM intercepts every interrupt of a running
+  guest: a correct CPU leaves the level-2 guest at the next tick).
+- `lost-wakeup`: two CPU dumps, each taken with the VM stopped and at
+  least a second of running apart, show the same CPU halted with
+  interrupts enabled and the same interrupt above its priority requested
+  and none in service (lab.monitor): a correct CPU takes that interrupt.
+- `unkillable-vcpu`: level 1's watchdog found a killed VMM still *running*
+  (state R) long after SIGKILL: a CPU that never leaves its guest. A
+  thread asleep (state D, e.g. in our teardown) is a kernel bug, not this.
 
-An attempt with such evidence is rerun and its splats are listed with the
-evidence, not hidden; splats without evidence, and any in the last
-attempt, fail the run.
+Whether a sign may excuse anything (where it is, whose code is in its
+trace) is decided in lab.attempts.
 """
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 from lab.invm.watchdog import WEDGED
 from lab.monitor import LOST_WAKEUP_LINE
 
-# "Code: ... 65 48 8b 05 xx xx xx xx <48> 8b ..." : mov %gs:disp32,%rax
+# "Code: ... 65 48 8b 05 d0 d1 d2 d3 <48> 8b ...": mov %gs:disp32(%rip),%rax
 # immediately followed by the faulting load through %rax.
-_GS_LOAD_THEN_FAULT = re.compile(r"Code: .*\b65 48 8b 05 (?:[0-9a-f]{2} ){4}<48> 8b ")
+_GS_LOAD_THEN_FAULT = re.compile(r"Code: .*\b65 48 8b 05 ((?:[0-9a-f]{2} ){4})<48> 8b ")
 _RAX_ZERO = re.compile(r"\bRAX: 0{16}\b")
+_RIP_SYMBOL = re.compile(r"\bRIP: 0010:([A-Za-z0-9_.]+)\+0x([0-9a-f]+)/0x[0-9a-f]+")
 # "BUG: scheduling while atomic: comm/pid/0x00110000": the preempt count.
 _SCHED_ATOMIC = re.compile(r"BUG: scheduling while atomic: .*/(0x[0-9a-f]+)\s*$", re.MULTILINE)
 _NMI_MASK = 0x00F00000  # include/linux/preempt.h: NMI_BITS 4 at NMI_SHIFT 20
@@ -62,32 +55,83 @@ _RCU_STALLED_CPU = re.compile(r"rcu:\s+(\d+)-\S*: \(")
 _DUMP_CPU = re.compile(r"^CPU#(\d+)\n(?:.*\n){0,6}?RIP=\S+ .*\bCPL=(\d)", re.MULTILINE)
 # The oops header's "RIP: CS:address" with CS 0.
 _NULL_CS_RIP = re.compile(r"\bRIP: 0000:\S+")
+# The per-CPU structure whose first member is current_task (x86, 6.12).
+CURRENT_TASK_SYMBOL = "pcpu_hot"
+
+# Where the sign was found; line 0: at the end of the attempt (a CPU dump
+# or a watchdog report, which describe the machine as it was stopped).
+AT_END = 0
 
 
-def _is_null_percpu_code(lines: list[str], i: int) -> bool:
-    """lines[i] is the Code line of an oops that read NULL through %gs (the
-    register dump follows it within a few lines)."""
-    return bool(_GS_LOAD_THEN_FAULT.search(lines[i])) and any(_RAX_ZERO.search(after) for after in lines[i + 1 : i + 4])
+@dataclass(frozen=True)
+class Evidence:
+    signature: str
+    detail: str
+    source: str  # file name in the attempt's directory
+    line_no: int  # 1-based line of the sign in `source`, or AT_END
+
+    def describe(self) -> str:
+        where = f"{self.source}:{self.line_no}" if self.line_no else self.source
+        return f"{self.signature}: {self.detail} ({where})"
 
 
-def null_percpu_oops(console: str) -> str:
-    """The Code line of an oops that read NULL through %gs, or ''."""
+def read_symbols(system_map: Path | None) -> dict[str, int]:
+    """name -> address from a System.map (all symbol types)."""
+    if system_map is None or not system_map.exists():
+        return {}
+    symbols: dict[str, int] = {}
+    for line in system_map.read_text().splitlines():
+        parts = line.split()
+        if len(parts) == 3:
+            symbols.setdefault(parts[2], int(parts[0], 16))
+    return symbols
+
+
+def _displacement(code_bytes: str) -> int:
+    value = int.from_bytes(bytes(int(b, 16) for b in code_bytes.split()), "little", signed=True)
+    return value
+
+
+def _reads_current_task(lines: list[str], i: int, symbols: dict[str, int]) -> bool:
+    """The Code line lines[i] loads from pcpu_hot (current_task), by the
+    RIP of its oops (a few lines before) and the displacement."""
+    m = _GS_LOAD_THEN_FAULT.search(lines[i])
+    target = symbols.get(CURRENT_TASK_SYMBOL)
+    if not m or target is None:
+        return False
+    rip = next((r for line in reversed(lines[max(0, i - 4) : i]) if (r := _RIP_SYMBOL.search(line))), None)
+    if rip is None or rip[1] not in symbols:
+        return False
+    # RIP-relative: the displacement counts from the next instruction, the faulting one.
+    next_insn = symbols[rip[1]] + int(rip[2], 16)
+    return (next_insn + _displacement(m[1])) & (2**64 - 1) == target
+
+
+def _is_null_percpu_code(lines: list[str], i: int, symbols: dict[str, int]) -> bool:
+    return _reads_current_task(lines, i, symbols) and any(_RAX_ZERO.search(after) for after in lines[i + 1 : i + 4])
+
+
+def null_percpu_oops(console: str, symbols: dict[str, int]) -> tuple[int, str]:
+    """(1-based line, Code line) of an oops that read a NULL current_task, or (0, '')."""
     lines = console.splitlines()
-    return next((lines[i].strip() for i in range(len(lines)) if _is_null_percpu_code(lines, i)), "")
+    return next(((i + 1, lines[i].strip()) for i in range(len(lines)) if _is_null_percpu_code(lines, i, symbols)), (0, ""))
 
 
-def null_cs_frame(console: str) -> str:
-    """The RIP line of an oops whose frame says CS was 0, or ''."""
-    m = _NULL_CS_RIP.search(console)
-    return m[0] if m else ""
+def null_cs_frame(console: str) -> tuple[int, str]:
+    """(line, RIP line) of an oops whose frame says CS was 0, or (0, '')."""
+    for i, line in enumerate(console.splitlines()):
+        if m := _NULL_CS_RIP.search(line):
+            return i + 1, m[0]
+    return 0, ""
 
 
-def nmi_never_left(console: str) -> str:
-    """The report of a task that scheduled with the preempt count inside an NMI, or ''."""
-    for m in _SCHED_ATOMIC.finditer(console):
-        if int(m[1], 16) & _NMI_MASK:
-            return m[0].strip()
-    return ""
+def nmi_never_left(console: str) -> tuple[int, str]:
+    """(line, report) of a task that scheduled with the preempt count inside an NMI, or (0, '')."""
+    for i, line in enumerate(console.splitlines()):
+        m = _SCHED_ATOMIC.search(line)
+        if m and int(m[1], 16) & _NMI_MASK:
+            return i + 1, m[0].strip()
+    return 0, ""
 
 
 def stuck_in_guest(console: str, cpu_dump: str) -> list[int]:
@@ -97,46 +141,54 @@ def stuck_in_guest(console: str, cpu_dump: str) -> list[int]:
     return sorted(stalled & user)
 
 
-def fault_line(console: str) -> int:
-    """The 1-based line of the first oops-type evidence in a console (the
-    `null-percpu` Code line, the `nmi-never-left` report, a `null-cs-frame`
-    RIP), or 0. From there on the machine is known broken."""
-    lines = console.splitlines()
-    for i, line in enumerate(lines):
-        if _is_null_percpu_code(lines, i) or _NULL_CS_RIP.search(line) or nmi_never_left(line + "\n"):
-            return i + 1
-    return 0
+def unkillable_running(console: str) -> str:
+    """The watchdog's report of a killed command still running (state R) past SIGKILL, or ''."""
+    for line in console.splitlines():
+        if WEDGED in line and "survives SIGKILL" in line and re.search(r"\bstate R\b", line):
+            return line.strip()
+    return ""
 
 
-def _read(attempt_dir: Path, pattern: str) -> str:
-    return "\n".join(p.read_text(errors="replace") for p in sorted(attempt_dir.glob(pattern)))
+def _read(path: Path) -> str:
+    return path.read_text(errors="replace") if path.exists() else ""
 
 
-def evidence(attempt_dir: Path, mode: str) -> list[str]:
-    """Why the attempt kept in `attempt_dir` is the emulator's fault; [] when nothing says so."""
+def timeline_name(attempt_dir: Path) -> str:
+    """The level-1 log that orders an attempt's events: its dmesg when level 1
+    finished (every kernel message and the lab's failure marks), else its console."""
+    dmesg = attempt_dir / "level1-dmesg.txt"
+    return dmesg.name if dmesg.exists() and dmesg.stat().st_size else "level1-console.log"
+
+
+def find(attempt_dir: Path, mode: str, symbols: dict[str, int]) -> list[Evidence]:
+    """Every emulator sign in the attempt kept in `attempt_dir`; [] unless level 1 ran under TCG."""
     if mode != "tcg":
         return []
-    found = []
-    texts = _read(attempt_dir, "level1-console.log") + "\n" + _read(attempt_dir, "level1-dmesg.txt")
-    code = null_percpu_oops(texts)
-    if code:
-        found.append(f"null-percpu: an oops read NULL through %gs ({code[:120]})")
-    nmi = nmi_never_left(texts)
-    if nmi:
-        found.append(f"nmi-never-left: {nmi[:120]}")
-    rip = null_cs_frame(texts + "\n" + _read(attempt_dir, "level2-*"))
-    if rip:
-        found.append(f"null-cs-frame: an oops frame with code segment 0 ({rip})")
-    dumps = {path.name: path.read_text(errors="replace") for path in sorted(attempt_dir.glob("level1-cpus*.txt"))}
-    stuck = next(((name, cpus) for name, dump in dumps.items() if (cpus := stuck_in_guest(texts, dump))), None)
-    if stuck:
-        found.append(f"stuck-in-guest: CPUs {stuck[1]} stalled in level 1, running at CPL 3 in {stuck[0]}")
-    halted = next((name for name, dump in dumps.items() if LOST_WAKEUP_LINE in dump), None)
-    if halted:
-        found.append(f"lost-wakeup: a CPU halted with an interrupt pending and deliverable ({halted})")
-    # A stuck wait alone is no evidence (a kernel bug can strand a thread);
-    # the CPU dump taken then says whether a wakeup was lost.
-    wedged = next((line for line in texts.splitlines() if WEDGED in line and "survives SIGKILL" in line), "")
+    found: list[Evidence] = []
+    name = timeline_name(attempt_dir)
+    text = _read(attempt_dir / name)
+    console = _read(attempt_dir / "level1-console.log")
+    line, code = null_percpu_oops(text, symbols)
+    if line:
+        found.append(Evidence("null-percpu", f"an oops read a NULL current_task through %gs ({code[:100]})", name, line))
+    line, report = nmi_never_left(text)
+    if line:
+        found.append(Evidence("nmi-never-left", report[:120], name, line))
+    line, rip = null_cs_frame(text)
+    if line:
+        found.append(Evidence("null-cs-frame", f"an oops frame with code segment 0 ({rip})", name, line))
+    for guest in sorted(attempt_dir.glob("level2-console-*.log")):
+        line, rip = null_cs_frame(guest.read_text(errors="replace"))
+        if line:
+            found.append(Evidence("null-cs-frame", f"a level-2 oops frame with code segment 0 ({rip})", guest.name, line))
+    for dump in sorted(attempt_dir.glob("level1-cpus*.txt")):
+        cpus = stuck_in_guest(text + "\n" + console, dump.read_text(errors="replace"))
+        if cpus:
+            found.append(Evidence("stuck-in-guest", f"CPUs {cpus} stalled in level 1, running at CPL 3", dump.name, AT_END))
+    persistent = [d for d in sorted(attempt_dir.glob("level1-cpus*.txt")) if LOST_WAKEUP_LINE in _read(d)]
+    if persistent:
+        found.append(Evidence("lost-wakeup", "a CPU stayed halted with an interrupt pending and deliverable", persistent[0].name, AT_END))
+    wedged = unkillable_running(console)
     if wedged:
-        found.append(f"unkillable-vcpu: {wedged.strip()[:160]}")
+        found.append(Evidence("unkillable-vcpu", wedged[:160], "level1-console.log", AT_END))
     return found

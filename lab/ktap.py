@@ -15,6 +15,7 @@ class Case:
     status: str  # "passed", "failed", "skipped"
     message: str = ""
     seconds: float = 0.0
+    attempt: int = 0  # 0: the attempt whose verdict stands; N: attempt N, lost to the emulator and rerun
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -27,6 +28,7 @@ class Case:
             status=str(data["status"]),
             message=str(data.get("message", "")),
             seconds=float(data.get("seconds", 0.0)),  # type: ignore[arg-type]
+            attempt=int(data.get("attempt", 0)),  # type: ignore[call-overload]
         )
 
 

@@ -155,21 +155,51 @@ def qemu_backtraces(pid: int, timeout: float = 60.0) -> str:
     return f"$ {' '.join(cmd)}\n{done.stdout}{done.stderr}"
 
 
-def dump_cpus(path: Path, dest: Path, system_map: Path | None) -> str:
-    """Write every CPU's registers (named RIPs) and local APIC to dest; returns a one-line summary."""
+def _snapshot(path: Path) -> tuple[str, list[str]]:
+    """Registers and local APICs of every CPU, read with the VM stopped so
+    the two describe one instant (a CPU whose timer just fired is not caught
+    between its IRR update and its wakeup)."""
+    hmp(path, "stop")
     try:
         regs = hmp(path, "info registers -a")
         ncpus = len(re.findall(r"^CPU#\d+", regs, flags=re.M))
         lapics = [hmp(path, f"info lapic {i}") for i in range(ncpus)]
+    finally:
+        hmp(path, "cont")
+    return regs, lapics
+
+
+def _pending(regs: str, lapics: list[str]) -> dict[int, list[int]]:
+    return {cpu: lapic_vectors(lapics[cpu], "IRR") for cpu in lost_wakeups(regs, lapics)}
+
+
+def dump_cpus(path: Path, dest: Path, system_map: Path | None, recheck_after: float = 1.5) -> str:
+    """Write every CPU's registers (named RIPs) and local APIC to dest; returns a one-line summary.
+
+    A CPU is reported as a lost wakeup only if a second snapshot, taken
+    after `recheck_after` seconds of running, still shows it halted with the
+    same interrupts pending: once is a race, twice is a CPU QEMU does not wake."""
+    try:
+        regs, lapics = _snapshot(path)
+        first = _pending(regs, lapics)
+        if first:
+            time.sleep(recheck_after)
+            regs2, lapics2 = _snapshot(path)
+            again = _pending(regs2, lapics2)
+            still = {cpu: vectors for cpu, vectors in first.items() if again.get(cpu) == vectors}
+        else:
+            still = {}
     except OSError as exc:
         return f"monitor unreachable: {exc}"
     symbols = SymbolMap(system_map) if system_map and system_map.exists() else None
     text = annotate_rips(regs, symbols)
     for i, lapic in enumerate(lapics):
         text += f"\n# info lapic {i}\n{lapic}"
-    lost = lost_wakeups(regs, lapics)
+    lost = sorted(still)
+    if first and not lost:
+        text += f"\nCPUs {sorted(first)} were halted with interrupts pending, but not {recheck_after} s later: no lost wakeup\n"
     if lost:
-        text += f"\n{LOST_WAKEUP_LINE} (QEMU did not wake them): CPUs {lost}\n"
+        text += f"\n{LOST_WAKEUP_LINE} (QEMU did not wake them, in two snapshots {recheck_after} s apart): CPUs {lost}\n"
         # Where QEMU's own threads are then: asleep on the halt condition, or stuck elsewhere.
         if (pid := qemu_pid(path)) is not None:
             text += f"\n# QEMU {pid}: threads\n{qemu_threads(pid)}\n\n# QEMU {pid}: backtraces\n{qemu_backtraces(pid)}\n"
@@ -177,5 +207,5 @@ def dump_cpus(path: Path, dest: Path, system_map: Path | None) -> str:
     named = [line.split(": ", 1)[1] for line in text.splitlines() if line.startswith("CPU#") and ": RIP" in line]
     summary = "; ".join(named) or f"registers in {dest.name}"
     if lost:
-        summary += f"; CPUs {lost} halted with interrupts pending (IRR {[lapic_vectors(lapics[i], 'IRR') for i in lost]})"
+        summary += f"; CPUs {lost} halted with interrupts pending (IRR {[still[i] for i in lost]})"
     return summary

@@ -13,7 +13,8 @@ import re
 import secrets
 import shutil
 import time
-from collections.abc import Iterator
+import traceback
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -21,6 +22,7 @@ from typing import Any
 
 from rich.markup import escape
 
+from lab import attempts as attempts_lib
 from lab import doctor, emulator_faults, kconfig, ui
 from lab.bench import write as write_bench
 from lab.bpf import build_bpf
@@ -37,7 +39,7 @@ from lab.paths import CONFIG_DIR, LOCK_FILE, PATCH_DIR, RESULTS_DIR, cache_dir
 from lab.results import RunRecord, write_results
 from lab.runner import Runner
 from lab.source import SourceManager, SourceTree
-from lab.splats import Splat, scan
+from lab.splats import Splat, scan, scan_guest_console
 from lab.vm import SILENCE_KILL_S, Level1, Level1Settings, python_exec
 
 
@@ -142,11 +144,14 @@ class Pipeline:
         self.record = RunRecord(run_id=self.run_dir.name, started=now, profile=opts.profile)
         ui.info(f"run {self.record.run_id}: results in {self.run_dir}")
         self.source_manager: SourceManager | None = None
+        self.system_map: Path | None = None  # the host kernel's, once built: emulator signs need it
         # Held from the kernel builds until the last build from the tree (lab.source).
         self.tree_hold = ExitStack()
+        self.current_step = "start"
 
     @contextmanager
     def step(self, name: str) -> Iterator[None]:
+        self.current_step = name
         try:
             yield
         except LabError as exc:
@@ -190,8 +195,34 @@ class Pipeline:
             for s in self.record.failing_splats():
                 ui.failure("SPLAT", f"{s.level} {s.kind}: {s.line} ({s.source}:{s.line_no})")
             ui.info(f"results: {self.run_dir}")
+        if reruns := self.record.reruns():
+            signs = sorted({e.split(":")[0] for a in reruns for e in a.get("evidence", [])})
+            line += f"; FLAKY: {len(reruns)} attempt(s) lost to the emulator ({', '.join(signs)}) and rerun"
         print(f"lab: {line}", flush=True)
         return 0 if self.record.status == "passed" else 1
+
+    def guarded(self, body: Callable[[], None]) -> int:
+        """Run `body` (a command's steps) so that whatever ends it leaves a
+        verdict: a failed step, an exception (status "error") or a signal or
+        Ctrl-C (status "interrupted", then re-raised) all write summary.json,
+        junit.xml and summary.md and move results/latest."""
+        try:
+            body()
+        except StepFailed:
+            pass
+        except (KeyboardInterrupt, SystemExit) as exc:
+            why = "Ctrl-C" if isinstance(exc, KeyboardInterrupt) else f"exit {exc.code} (a signal: SIGTERM/SIGHUP)"
+            self._ended_by("interrupted", why)
+            self.finish()
+            raise
+        except Exception as exc:  # noqa: BLE001 - any bug of the lab must still leave a verdict
+            self._ended_by("error", f"{type(exc).__name__}: {exc}")
+        return self.finish()
+
+    def _ended_by(self, outcome: str, message: str) -> None:
+        self.record.outcome = outcome
+        self.record.error = {"step": self.current_step, "message": message, "traceback": traceback.format_exc()}
+        ui.failure(f"{outcome} in step '{self.current_step}':", message)
 
     # -- steps ------------------------------------------------------------------
 
@@ -254,6 +285,7 @@ class Pipeline:
         Returns level 1, the config handed to the in-VM runner, and its output directory.
         """
         host, guest = builds["host"], builds["guest"]
+        self.system_map = host.bzimage.parent / "System.map"
         since = time.time()
         with self.step("build BPF"):
             bpf_out = build_bpf(self.cache, self.runner, host.btf, tree.path, tree.identity)
@@ -339,29 +371,24 @@ class Pipeline:
     def _level1_accel(self) -> str:
         return str(self.record.levels.get("1", {}).get("accel", ""))
 
-    def _lost_attempt(
-        self, attempts: list[dict[str, Any]], kept: Path, failed: list[str], first_splat: int, first_case: int
-    ) -> dict[str, Any]:
-        """Record a failed attempt kept in `kept`; with evidence of an emulator
-        fault, the splats and splat checks recorded since the given indexes
-        are attributed to it. Appends to and returns from `attempts`."""
-        attempt: dict[str, Any] = {"failed": failed, "dir": str(kept)}
-        if evidence := emulator_faults.evidence(kept, self._level1_accel()):
-            attempt["emulator"] = evidence
-            self._attribute(first_splat, first_case, kept.name, f"attempt {len(attempts) + 1}: {evidence[0]}")
-        attempts.append(attempt)
-        return attempt
+    def _judge(self, out: Path, failed_checks: list[tuple[str, str]], first_splat: int, lost: str) -> attempts_lib.Judgement:
+        """Judge a failed attempt whose files are in `out` (lab.attempts)."""
+        signs = emulator_faults.find(out, self._level1_accel(), emulator_faults.read_symbols(self.system_map))
+        failures = attempts_lib.failures_of(out, failed_checks, self.record.splats[first_splat:], lost)
+        return attempts_lib.judge(out, signs, failures)
 
-    def _attribute(self, first_splat: int, first_case: int, kept: str, why: str) -> None:
-        """Splats and splat checks recorded since the given indexes came from an
-        attempt lost to the emulator: listed as such, not failing the run."""
+    def _excuse(self, first_splat: int, first_case: int, kept: str, why: str) -> None:
+        """The splats and checks recorded since the given indexes came from an
+        attempt lost to the emulator: listed as such (skipped, with why), not failing the run."""
         self.record.splats[first_splat:] = [
             replace(s, attributed=why, source=s.source.replace("vm/", f"{kept}/", 1)) for s in self.record.splats[first_splat:]
         ]
+        number = int(kept.removeprefix("vm-attempt"))
         for i in range(first_case, len(self.record.cases)):
-            case = self.record.cases[i]
-            if case.name.startswith("no_splats_") and case.status == "failed":
-                self.record.cases[i] = replace(case, status="skipped", message=f"{why}; {case.message}")
+            case = replace(self.record.cases[i], attempt=number)
+            if case.status == "failed":
+                case = replace(case, status="skipped", message=f"{why}; {case.message}")
+            self.record.cases[i] = case
 
     def _keep_attempt(self, out: Path, number: int) -> Path:
         kept = out.with_name(f"vm-attempt{number}")
@@ -369,54 +396,64 @@ class Pipeline:
         out.mkdir()
         return kept
 
+    def _scan_level2(self, out: Path) -> None:
+        """Every level-2 console of the attempt (each guest, each try), its dmesg part."""
+        found: list[Splat] = []
+        for console in sorted(out.glob("level2-console-*.log")):
+            found += scan_guest_console(console.read_text(errors="replace"), f"vm/{console.name}")
+        self.record.splats.extend(found)
+        detail = "; ".join(f"{s.kind}: {s.line}" for s in found[:3])
+        self.record.cases.append(Case("no_splats_level2", "level2", "failed" if found else "passed", detail))
+
     def run_vms(self, tree: SourceTree, builds: dict[str, KernelBuild]) -> None:
         level1, cfg, out = self.prepare_vms(tree, builds)
-        # Nested virtualization under TCG is flaky here (docs: lost interrupts,
-        # wedged CPUs): the VM stage is rerun up to vm_retries times, every
-        # attempt is kept, and summary.json says so. A kernel splat in any
-        # attempt still fails the run (its console and dmesg are scanned),
-        # unless that attempt shows evidence of a fault of the emulated CPU
-        # (lab.emulator_faults); those splats are listed, not hidden.
-        attempts: list[dict[str, Any]] = []
+        # An attempt that failed is run again only when every failure in it
+        # is explained by a sign of the emulated CPU (lab.attempts); then its
+        # checks are kept as skipped and its splats as attributed, with the
+        # sign. Without such evidence, and always in the last attempt, the
+        # verdict stands and the run fails.
+        attempts: list[dict[str, Any]] = self.record.attempts
         while True:
-            last_chance = len(attempts) >= self.opts.vm_retries
             first_splat, first_case = len(self.record.splats), len(self.record.cases)
+            lost, report = "", None
             try:
                 report = self.boot_level1(level1, "lab.invm.level1", cfg, out, "level1.json")
             except StepFailed:
-                self._keep_cpu_dump(out)
-                if last_chance or self.record.failed_step is None:
-                    raise
-                # Level 1 hung or died without a report; boot_level1 scanned its console.
-                failed = [self.record.failed_step["message"].splitlines()[0]]
-                self.record.failed_step = None
-                kept = self._keep_attempt(out, len(attempts) + 1)
-            else:
-                self._keep_cpu_dump(out)
-                failed = [c["name"] for c in report["tests"] if c["status"] == "failed"]
-                if not failed or last_chance:
-                    break
-                kept = self._keep_attempt(out, len(attempts) + 1)
-                self._scan((kept / "level1-dmesg.txt").read_text(), "level1", f"{kept.name}/level1-dmesg.txt")
-                self._scan((kept / "level2-dmesg.txt").read_text(), "level2", f"{kept.name}/level2-dmesg.txt")
-            attempt = self._lost_attempt(attempts, kept, failed, first_splat, first_case)
-            lost = f" (lost to the emulator: {attempt['emulator'][0]})" if "emulator" in attempt else ""
-            ui.info(f"attempt {len(attempts)} failed: {', '.join(failed)}{lost}; rerunning the VM stage (kept in {kept})")
-        if attempts:
-            self.record.retried = {
-                "failed_first": attempts[0]["failed"],
-                "first_attempt": attempts[0]["dir"],
-                "attempts": attempts,
-            }
-        self.record.levels["2"] = report["level2"]
+                assert self.record.failed_step is not None
+                lost = self.record.failed_step["message"].splitlines()[0]
+            self._keep_cpu_dump(out)
+            if report is not None:
+                self.record.levels["2"] = report["level2"]
+                self.record.cases.extend(Case.from_dict(c) for c in report["tests"])
+                self._scan((out / "level1-dmesg.txt").read_text(), "level1", "vm/level1-dmesg.txt")
+            self._scan_level2(out)
+            failed = [(c.level, c.name) for c in self.record.cases[first_case:]
+                      if c.status == "failed" and not c.name.startswith("no_splats_")]  # fmt: skip
+            if not failed and not lost:
+                break  # passed, or failed on splats alone: no rerun either way
+            judgement = self._judge(out, failed, first_splat, lost)
+            attempt: dict[str, Any] = {"failed": [f"{lv}/{n}" for lv, n in failed] + ([lost] if lost else []),
+                                       "evidence": [e.describe() for e in judgement.evidence], "verdict": judgement.summary()}  # fmt: skip
+            if not judgement.excused or len(attempts) >= self.opts.vm_retries:
+                attempt["dir"] = str(out)
+                if judgement.excused:
+                    attempt["verdict"] = "the last attempt is never excused; " + judgement.summary()
+                attempts.append(attempt)
+                ui.info(f"attempt {len(attempts)} failed and stands ({attempt['verdict']})")
+                if lost:
+                    raise StepFailed("boot level 1")
+                break
+            self.record.failed_step = None
+            kept = self._keep_attempt(out, len(attempts) + 1)
+            attempt["dir"] = str(kept)
+            attempts.append(attempt)
+            self._excuse(first_splat, first_case, kept.name, f"attempt {len(attempts)} {judgement.summary()}")
+            ui.info(f"attempt {len(attempts)} {judgement.summary()}; rerunning the VM stage (kept in {kept})")
         # Per-vCPU statistics the policies exported (their loaders' last dump).
         for name in ("boost", "scx"):
             stats = out / f"pvsched-{name}-stats.json"
             if stats.exists():
                 self.record.policies[name] = json.loads(stats.read_text())["vcpus"]
-        self.record.cases.extend(Case.from_dict(c) for c in report["tests"])
-        self._scan((out / "level1-dmesg.txt").read_text(), "level1", "vm/level1-dmesg.txt")
-        self._scan((out / "level2-dmesg.txt").read_text(), "level2", "vm/level2-dmesg.txt")
 
     def run_bench(self, tree: SourceTree, builds: dict[str, KernelBuild], bench_opts: dict[str, Any]) -> None:
         binaries = {f"bin/{name}": Path(shutil.which(name) or f"/usr/bin/{name}") for name in ("cyclictest", "hackbench")}
@@ -472,46 +509,16 @@ class Pipeline:
             why = f"no part that reads the per-vCPU counters ran (of {sorted(stress_lib.COUNTER_PARTS)})"
             self.record.cases.append(Case("stress_counters_consistent", "level1", "skipped", why))
         self.record.extra_markdown = stress_markdown(report)
-        self._scan_after_fault((out / "level1-dmesg.txt").read_text(), "level1", "vm/level1-dmesg.txt")
-        self._scan((out / "level2-dmesg.txt").read_text(), "level2", "vm/level2-dmesg.txt")
-
-    def _scan_after_fault(self, text: str, level: str, source: str) -> None:
-        """Scan the last stress boot's dmesg. A boot that ran every part it
-        had left may still have taken an emulator fault on the way (stress
-        runs ~25 min of emulated load; the faults come every 15-20 min here):
-        splats from the faulting report on are attributed to it; splats
-        before it fail the run as usual."""
-        first = len(self.record.splats)
-        self._scan(text, level, source)
-        at = emulator_faults.fault_line(text) if self._level1_accel() == "tcg" else 0
-        if not at:
-            return
-        found = self.record.splats[first:]
-        # The fault's report begins a little before the evidence line (the
-        # oops header; for a preempt count left inside an NMI, the first
-        # warning it caused, 28 ms earlier in a real case): splats printed
-        # within a second before it belong to it.
-        fault_at = _printk_seconds(text.splitlines()[at - 1])
-
-        def part_of_fault(splat: Splat) -> bool:
-            if splat.line_no >= at:
-                return True
-            when = _printk_seconds(splat.line)
-            return fault_at is not None and when is not None and fault_at - 1.0 <= when <= fault_at
-
-        why = f"emulator fault at {source}:{at}"
-        self.record.splats[first:] = [replace(s, attributed=why) if part_of_fault(s) else s for s in found]
-        case = self.record.cases[-1]
-        if case.status == "failed" and all(s.attributed for s in self.record.splats[first:]):
-            self.record.cases[-1] = replace(case, status="skipped", message=f"{why}; {case.message}")
+        self._scan((out / "level1-dmesg.txt").read_text(), "level1", "vm/level1-dmesg.txt")
+        self._scan_level2(out)
 
     def _stress_attempts(self, level1: Level1, cfg: dict[str, Any], out: Path) -> dict[str, Any]:
-        """Run the stress parts in level 1; a level 1 lost on the way (here:
-        the emulated CPU, lab.emulator_faults) is rebooted for the parts it
-        had not finished, and a boot that finished with evidence of an
-        emulator fault for the parts that failed in it, up to vm_retries
-        times. Parts keep their results from the boot that ran them; each
-        attempt is kept and listed, and the last boot is never excused."""
+        """Run the stress parts in level 1. A boot lost on the way, or one that
+        finished with failed parts, is rebooted for the parts it had not
+        finished or that failed only when lab.attempts excuses it (every
+        failure explained by an emulator sign), up to vm_retries times. Parts
+        keep their results from the boot that ran them; each attempt is kept
+        and listed, and the last boot is never excused."""
         remaining = list(cfg["parts"])
         done: list[dict[str, Any]] = []
         snapshots, inconsistent = 0, []
@@ -531,27 +538,47 @@ class Pipeline:
                 partial = json.loads(partial_file.read_text()) if partial_file.exists() else {"parts": []}
                 for part in partial["parts"]:
                     part["attempt"] = len(attempts) + 1
+                finished = {part["name"] for part in partial["parts"]}
+                failed_parts = [("stress", p["name"]) for p in partial["parts"] if not stress_lib.part_passed(p)]
+                if "current" in partial and partial["current"].get("failures"):
+                    failed_parts.append(("stress", partial["current"]["name"]))
+                why = (self.record.failed_step or {}).get("message", "level 1 lost").splitlines()[0]
+                self._scan_level2(out)
+                judgement = self._judge(out, failed_parts, first_splat, why)
+                attempt: dict[str, Any] = {"failed": [why], "evidence": [e.describe() for e in judgement.evidence],
+                                           "verdict": judgement.summary()}  # fmt: skip
+                retry = judgement.excused and len(attempts) < self.opts.vm_retries and [n for n in remaining if n not in finished]
+                if not retry:
+                    attempt["dir"] = str(out)
+                    attempts.append(attempt)
+                    done += [kept_rounds.merge(part) for part in partial["parts"]]
+                    self.record.stress = {"parts": done, "end_state": None, "attempts": attempts, "kept_rounds": kept_rounds.kept}
+                    self.record.attempts = attempts
+                    raise
                 done += [kept_rounds.merge(part) for part in partial["parts"]]
                 if "current" in partial:  # the part under way when the boot was lost
                     kept_rounds.keep(partial["current"], len(attempts) + 1)
                 snapshots += int(partial.get("counter_snapshots", 0))
                 inconsistent += partial.get("inconsistent_counters", [])
-                finished = {part["name"] for part in partial["parts"]}
                 remaining = [name for name in remaining if name not in finished]
-                if len(attempts) >= self.opts.vm_retries or self.record.failed_step is None or not remaining:
-                    self.record.stress = {"parts": done, "end_state": None, "attempts": attempts, "kept_rounds": kept_rounds.kept}
-                    raise
-                why = self.record.failed_step["message"].splitlines()[0]
                 self.record.failed_step = None
-                attempt = self._lose_stress_boot(out, attempts, why, first_splat, first_case)
                 attempt["finished_parts"] = sorted(finished)
-                ui.info(f"stress attempt {len(attempts)} failed: {why}; rerunning parts {remaining} (kept in {attempt['dir']})")
+                self._lose_stress_boot(out, attempts, attempt, first_splat, first_case)
+                ui.info(f"stress attempt {len(attempts)} {judgement.summary()}; rerunning parts {remaining} (kept in {attempt['dir']})")
                 continue
             failed = [part["name"] for part in report["parts"] if not stress_lib.part_passed(part)]
-            if not failed or len(attempts) >= self.opts.vm_retries or not emulator_faults.evidence(out, self._level1_accel()):
+            if not failed or len(attempts) >= self.opts.vm_retries:
                 break
-            # The boot finished, but the emulated CPU faulted in it: what
-            # failed there is measured again in a new boot; what passed stands.
+            self._scan((out / "level1-dmesg.txt").read_text(), "level1", "vm/level1-dmesg.txt")
+            self._scan_level2(out)
+            judgement = self._judge(out, [("stress", name) for name in failed], first_splat, "")
+            if not judgement.excused:
+                # The verdict stands: the splats are scanned again with the report below.
+                del self.record.splats[first_splat:], self.record.cases[first_case:]
+                ui.info(f"stress parts {failed} failed and stand ({judgement.summary()})")
+                break
+            # Every failure in the finished boot came after an emulator sign:
+            # what failed there is measured again in a new boot; what passed stands.
             for part in report["parts"]:
                 part["attempt"] = len(attempts) + 1
                 if part["name"] in failed:
@@ -560,11 +587,11 @@ class Pipeline:
             snapshots += int(report["end_state"]["counter_snapshots"])
             inconsistent += report["end_state"]["inconsistent_counters"]
             earlier_end_states.append(report["end_state"])
-            why = f"emulator fault in a boot where parts {failed} failed"
-            attempt = self._lose_stress_boot(out, attempts, why, first_splat, first_case)
-            attempt["failed_parts"] = {p["name"]: p["failures"][:3] for p in report["parts"] if p["name"] in failed}
+            attempt = {"failed": failed, "evidence": [e.describe() for e in judgement.evidence], "verdict": judgement.summary(),
+                       "failed_parts": {p["name"]: p["failures"][:3] for p in report["parts"] if p["name"] in failed}}  # fmt: skip
+            self._lose_stress_boot(out, attempts, attempt, first_splat, first_case)
             remaining = failed
-            ui.info(f"stress attempt {len(attempts)}: {why}; rerunning {failed} (kept in {attempt['dir']})")
+            ui.info(f"stress attempt {len(attempts)} {judgement.summary()}; rerunning {failed} (kept in {attempt['dir']})")
         for part in report["parts"]:
             part["attempt"] = len(attempts) + 1
         report["parts"] = done + [kept_rounds.merge(part) for part in report["parts"]]
@@ -574,16 +601,17 @@ class Pipeline:
             report["earlier_end_states"] = earlier_end_states
         if attempts:
             report["attempts"] = attempts
-            self.record.retried = {"failed_first": attempts[0]["failed"], "first_attempt": attempts[0]["dir"], "attempts": attempts}
+        self.record.attempts = attempts
         return report
 
-    def _lose_stress_boot(self, out: Path, attempts: list[dict[str, Any]], why: str, first_splat: int, first_case: int) -> dict[str, Any]:
-        """Keep a stress boot that is to be run again, with its splats scanned."""
+    def _lose_stress_boot(
+        self, out: Path, attempts: list[dict[str, Any]], attempt: dict[str, Any], first_splat: int, first_case: int
+    ) -> None:
+        """Keep an excused stress boot that is to be run again; its splats listed with the sign."""
         kept = self._keep_attempt(out, len(attempts) + 1)
-        for name in ("level1-dmesg.txt", "level2-dmesg.txt"):
-            if (kept / name).exists():
-                self._scan((kept / name).read_text(), name[:6], f"{kept.name}/{name}")
-        return self._lost_attempt(attempts, kept, [why], first_splat, first_case)
+        attempt["dir"] = str(kept)
+        attempts.append(attempt)
+        self._excuse(first_splat, first_case, kept.name, f"attempt {len(attempts)} {attempt['verdict']}")
 
     def _scan(self, text: str, level: str, source: str) -> None:
         found = scan(text, level, source)
@@ -594,56 +622,52 @@ class Pipeline:
     # -- entry points -------------------------------------------------------------
 
     def run_all(self) -> int:
-        try:
+        def body() -> None:
             self.doctor()
             tree = self.source()
             builds = self.kernels(tree)
             self.run_vms(tree, builds)
-        except StepFailed:
-            pass
-        return self.finish()
+
+        return self.guarded(body)
 
     def bench(self, bench_opts: dict[str, Any]) -> int:
-        try:
+        def body() -> None:
             self.doctor()
             tree = self.source()
             builds = self.kernels(tree)
             self.run_bench(tree, builds, bench_opts)
-        except StepFailed:
-            pass
-        return self.finish()
+
+        return self.guarded(body)
 
     def stress(self, stress_opts: dict[str, Any]) -> int:
-        try:
+        def body() -> None:
             self.doctor()
             tree = self.source()
             builds = self.kernels(tree)
             with self.step("stress"):
                 self.run_stress(tree, builds, stress_opts)
-        except StepFailed:
-            pass
-        return self.finish()
+
+        return self.guarded(body)
 
     def kernel_only(self, check_reproducible: bool) -> int:
-        try:
-            self.doctor()
-            tree = self.source()
-            builds = self.kernels(tree)
-            if check_reproducible:
-                with self.step("check reproducible"):
-                    config = (builds["host"].entry / "config").read_text()
-                    cached = str(Store.read_meta(builds["host"].entry)["bzimage_sha256"])
-                    fresh = self.builder().check_reproducible(tree, config)
-                    hashes = {h for _, h, _ in fresh} | {cached}
-                    detail = "; ".join(f"{d}: {h[:16]} in {s:.0f} s (cold, no ccache)" for d, h, s in fresh)
-                    detail += f"; cached ccache build: {cached[:16]}"
-                    self.record.reproducible = {
-                        "builds": [{"dir": d, "bzimage_sha256": h, "seconds": round(s, 1)} for d, h, s in fresh],
-                        "cached_bzimage_sha256": cached,
-                        "identical": len(hashes) == 1,
-                    }
-                    ui.info(f"reproducibility: {detail}")
-                    self.record.cases.append(Case("reproducible_bzimage", "host", "passed" if len(hashes) == 1 else "failed", detail))
-        except StepFailed:
-            pass
-        return self.finish()
+        return self.guarded(lambda: self._kernel_only(check_reproducible))
+
+    def _kernel_only(self, check_reproducible: bool) -> None:
+        self.doctor()
+        tree = self.source()
+        builds = self.kernels(tree)
+        if check_reproducible:
+            with self.step("check reproducible"):
+                config = (builds["host"].entry / "config").read_text()
+                cached = str(Store.read_meta(builds["host"].entry)["bzimage_sha256"])
+                fresh = self.builder().check_reproducible(tree, config)
+                hashes = {h for _, h, _ in fresh} | {cached}
+                detail = "; ".join(f"{d}: {h[:16]} in {s:.0f} s (cold, no ccache)" for d, h, s in fresh)
+                detail += f"; cached ccache build: {cached[:16]}"
+                self.record.reproducible = {
+                    "builds": [{"dir": d, "bzimage_sha256": h, "seconds": round(s, 1)} for d, h, s in fresh],
+                    "cached_bzimage_sha256": cached,
+                    "identical": len(hashes) == 1,
+                }
+                ui.info(f"reproducibility: {detail}")
+                self.record.cases.append(Case("reproducible_bzimage", "host", "passed" if len(hashes) == 1 else "failed", detail))

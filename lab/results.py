@@ -41,21 +41,34 @@ class RunRecord:
     splats: list[Splat] = field(default_factory=list)
     bench: dict[str, Any] | None = None
     policies: dict[str, Any] = field(default_factory=dict)
-    retried: dict[str, Any] | None = None
+    # Every failed attempt: what failed, the emulator signs, the verdict
+    # ("lost to the emulator: ..." when excused and rerun), its directory.
+    attempts: list[dict[str, Any]] = field(default_factory=list)
     extra_markdown: str = ""
     stress: dict[str, Any] | None = None
+    # Set when the run ended by an exception ("error") or a signal ("interrupted").
+    outcome: str = ""
+    error: dict[str, str] | None = None
 
     def failing_splats(self) -> list[Splat]:
         return [s for s in self.splats if not s.attributed]
 
     def counts(self) -> dict[str, int]:
+        """Of the cases whose verdict stands (not those of attempts lost to the emulator)."""
         counts = {"passed": 0, "failed": 0, "skipped": 0}
         for case in self.cases:
-            counts[case.status] += 1
+            if not case.attempt:
+                counts[case.status] += 1
         return counts
+
+    def reruns(self) -> list[dict[str, Any]]:
+        """The attempts excused by an emulator sign and run again."""
+        return [a for a in self.attempts if str(a.get("verdict", "")).startswith("lost to the emulator")]
 
     @property
     def status(self) -> str:
+        if self.outcome:
+            return self.outcome
         bad = self.failed_step is not None or self.counts()["failed"] > 0 or bool(self.failing_splats())
         return "failed" if bad else "passed"
 
@@ -75,7 +88,9 @@ class RunRecord:
             "tests": {**self.counts(), "cases": [c.to_dict() for c in self.cases]},
             "splats": [s.to_dict() for s in self.splats],
             "policies": self.policies,
-            "retried": self.retried,
+            "attempts": self.attempts,
+            "reruns": len(self.reruns()),
+            "error": self.error,
             **({"bench": self.bench} if self.bench is not None else {}),
             **({"stress": self.stress} if self.stress is not None else {}),
         }
@@ -83,16 +98,17 @@ class RunRecord:
 
 def junit_xml(record: RunRecord) -> str:
     suites = ET.Element("testsuites", name="pvsched-lab", tests=str(len(record.cases)))
-    levels = sorted({c.level for c in record.cases})
-    for level in levels:
-        cases = [c for c in record.cases if c.level == level]
+    groups = sorted({(c.attempt, c.level) for c in record.cases})
+    for attempt, level in groups:
+        cases = [c for c in record.cases if (c.attempt, c.level) == (attempt, level)]
+        name = f"attempt{attempt}/{level}" if attempt else level  # an attempt lost to the emulator, kept beside
         suite = ET.SubElement(
-            suites, "testsuite", name=level, tests=str(len(cases)),
+            suites, "testsuite", name=name, tests=str(len(cases)),
             failures=str(sum(c.status == "failed" for c in cases)),
             skipped=str(sum(c.status == "skipped" for c in cases)),
         )  # fmt: skip
         for case in cases:
-            el = ET.SubElement(suite, "testcase", classname=f"pvsched_lab.{level}", name=case.name, time=f"{case.seconds:.2f}")
+            el = ET.SubElement(suite, "testcase", classname=f"pvsched_lab.{name}", name=case.name, time=f"{case.seconds:.2f}")
             if case.status == "failed":
                 ET.SubElement(el, "failure", message=case.message[:500]).text = case.message
             elif case.status == "skipped":
@@ -113,12 +129,15 @@ def markdown(record: RunRecord) -> str:
         ),
         "",
     ]
-    if record.retried:
-        earlier = record.retried["attempts"]
-        lines += [f"**VM stage rerun {len(earlier)}x**; " + "; ".join(
-            f"attempt {i} failed {', '.join(a['failed'])} (kept in `{a['dir']}`)"
-            + (f", lost to the emulator: {'; '.join(a['emulator'])}" if a.get("emulator") else "")
-            for i, a in enumerate(earlier, 1)), ""]  # fmt: skip
+    if record.error:
+        lines += [f"**Run ended by {record.outcome}** at step {record.error.get('step')}: {record.error.get('message')}", "",
+                  "```", record.error.get("traceback", "").rstrip(), "```", ""]  # fmt: skip
+    if record.reruns():
+        lines += [f"**Flaky: passed only after {len(record.reruns())} rerun(s) excused by emulator signs**", ""]
+    for i, a in enumerate(record.attempts, 1):
+        lines += [f"- attempt {i} failed {', '.join(a['failed'])[:300]}: {a.get('verdict', '')} (kept in `{a.get('dir', '')}`)"]
+    if record.attempts:
+        lines.append("")
     if record.failed_step:
         lines += [f"**Failed step:** {record.failed_step['step']}: {record.failed_step['message']}",
                   f"(log: `{record.failed_step.get('log', '')}`)", ""]  # fmt: skip

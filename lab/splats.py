@@ -55,3 +55,19 @@ def scan(text: str, level: str, source: str) -> list[Splat]:
                 found.append(Splat(level, kind, no, line.strip()[:300], source))
                 break
     return found
+
+
+DMESG_BEGIN, DMESG_END = "LAB-GUEST-DMESG-BEGIN", "LAB-GUEST-DMESG-END"
+
+
+def scan_guest_console(console: str, source: str) -> list[Splat]:
+    """Splats of a level-2 console: its dmesg dump when it printed one (the
+    live console shows the same messages, filtered), else all it printed;
+    line numbers are the console's."""
+    lines = console.splitlines()
+    begin = next((i for i, line in enumerate(lines) if DMESG_BEGIN in line), None)
+    end = next((i for i, line in enumerate(lines) if DMESG_END in line), None)
+    if begin is None or end is None or end < begin:
+        return scan(console, "level2", source)
+    section = "\n".join(lines[begin + 1 : end])
+    return [Splat(s.level, s.kind, s.line_no + begin + 1, s.line, s.source) for s in scan(section, "level2", source)]

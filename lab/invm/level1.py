@@ -10,18 +10,19 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 from lab import accel
 from lab.errors import LabError
-from lab.invm import pvsched_host, watchdog
+from lab.invm import marks, pvsched_host, watchdog
 from lab.ktap import Case, parse_ktap, planned_count
 from lab.runner import Runner
 
@@ -58,6 +59,23 @@ def qemu_command(cfg: dict[str, object], mode: str, extra_append: str = "", qmp:
     return cmd
 
 
+class Verdicts(list[Case]):
+    """The cases of a level-1 run; a failed one is marked in the kernel log as
+    it is added, so the host can order it among the kernel's messages."""
+
+    def append(self, case: Case) -> None:
+        if case.status == "failed":
+            marks.failed(case.level, case.name)
+        super().append(case)
+
+    def extend(self, cases: Iterable[Case]) -> None:
+        for case in cases:
+            self.append(case)
+
+
+_NOT_OK = re.compile(r"^not ok \d+ (\S+)")
+
+
 def boot_guest(
     runner: Runner,
     cfg: dict[str, object],
@@ -69,36 +87,31 @@ def boot_guest(
     qmp: Path | None = None,
     watch: Callable[[str], None] | None = None,
     prefix: list[str] | None = None,
-    retry_without: str = READY,
 ) -> tuple[accel.Probe, str]:
     """One level-2 boot; the probe is 'ok' when the guest reached its tests and finished.
 
-    A boot whose console lacks `retry_without` is retried once: READY for
-    boots whose phases must not run twice, DONE for boots that may rerun.
-    """
+    No retry: a guest that hangs or resets fails its boot, and whether the
+    emulator is to blame is for the host to prove (lab.attempts). Its
+    console is kept as level2-console-<label>.log, its failed tests are
+    marked in the kernel log as they print."""
     start = time.monotonic()
     ready_at: list[float] = []
 
     def on_line(line: str) -> None:
         if READY in line:
             ready_at.append(time.monotonic() - start)
+        if m := _NOT_OK.match(line.strip()):
+            marks.failed("level2", m[1])
         if watch is not None:
             watch(line)
 
     name = label or mode
+    console_log = out / f"level2-console-{name}.log"
     timeout = accel.probe_timeout(mode, float(cfg["kvm_timeout"]), float(cfg["tcg_timeout"]))  # type: ignore[arg-type]
     cmd = [*(prefix or []), *qemu_command(cfg, mode, extra_append, qmp)]
+    marks.level2_begins(console_log.name)
     result = runner.run(cmd, f"level2 boot ({name})", timeout=timeout, check=False, on_line=on_line)
-    retried = ""
-    if retry_without not in result.output:
-        # Nested KVM on TCG occasionally hangs or resets a guest (seen here,
-        # about one boot in ten); one retry, and the report says so.
-        why = "hung" if result.timed_out else "panicked" if PANIC in result.output else f"died (exit {result.returncode})"
-        retried = f"{why} once (log {result.log.name}), retried; "
-        start = time.monotonic()
-        result = runner.run(cmd, f"level2 boot ({name}, retry)", timeout=timeout, check=False, on_line=on_line)
     console = result.output
-    console_log = out / f"level2-console-{name}.log"
     console_log.write_text(console)
     if result.timed_out:
         reason = f"timed out after {timeout:.0f} s"
@@ -111,9 +124,7 @@ def boot_guest(
     if reason:
         reason += f" (console {console_log})"
     seconds = ready_at[-1] if ready_at else result.seconds
-    if retried and not reason:
-        print(f"level2 {name}: {retried}", flush=True)
-    return accel.Probe(mode, not reason, round(seconds, 2), (retried + reason) if reason else ""), console
+    return accel.Probe(mode, not reason, round(seconds, 2), reason), console
 
 
 def check_bpf(runner: Runner, cfg: dict[str, object]) -> Case:
@@ -138,9 +149,7 @@ def unprivileged_vmm(runner: Runner, cfg: dict[str, object], out: Path) -> tuple
         local[key] = str(dest)
     os.chmod("/dev/kvm", 0o666)
     nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
-    probe, console = boot_guest(
-        runner, local, "kvm", out, label="unprivileged", extra_append="lab.mode=unpriv", prefix=nobody, retry_without=DONE
-    )
+    probe, console = boot_guest(runner, local, "kvm", out, label="unprivileged", extra_append="lab.mode=unpriv", prefix=nobody)
     cases = parse_ktap(console, "level2")
     if not probe.ok or not cases:
         return Case("pvsched_unprivileged_vmm_cannot_register", "level2", "failed", probe.reason or "no result"), console
@@ -152,8 +161,9 @@ def scx_policy(runner: Runner, cfg: dict[str, object], out: Path, loader: str) -
     policy = pvsched_host.PolicyRun(loader, out / "pvsched-scx-stats.json")
     error = policy.start()
     state = pvsched_host.scx_state()
-    cases = [Case("pvsched_scx_loads", "level1", "passed" if not error and state == "enabled" else "failed",
-                  f"{error} sched_ext state {state}".strip())]  # fmt: skip
+    cases = Verdicts()
+    cases.append(Case("pvsched_scx_loads", "level1", "passed" if not error and state == "enabled" else "failed",
+                      f"{error} sched_ext state {state}".strip()))  # fmt: skip
     console = ""
     if not error:
         # No host load here: this checks function (the policy sees the RT
@@ -161,7 +171,7 @@ def scx_policy(runner: Runner, cfg: dict[str, object], out: Path, loader: str) -
         # this phase (a CPU deaf even to NMIs). The level-1 oops seen in this
         # phase (README, stress) also came without load. `nox -s bench` (scx
         # mode) and `nox -s stress` (reloads) keep scx under load exercised.
-        probe, console = boot_guest(runner, cfg, "kvm", out, label="scx", extra_append="lab.mode=scx", retry_without=DONE)
+        probe, console = boot_guest(runner, cfg, "kvm", out, label="scx", extra_append="lab.mode=scx")
         cases.extend(parse_ktap(console, "level2") or [Case("pvsched_scx_guest_runs", "level2", "failed", probe.reason)])
         seen = sum(v.get("rt_seen", 0) for v in policy.vcpus())
         prioritized = sum(v.get("boost_requests", 0) for v in policy.vcpus())
@@ -193,7 +203,7 @@ def main(config_path: str) -> int:
     stop_watchdog = watchdog.start(float(str(cfg.get("watchdog_s", 240))))
     pvsched_host.observe_above_boosts()
     runner = Runner(out / "logs-level1")
-    cases: list[Case] = []
+    cases = Verdicts()
 
     has_kvm = os.path.exists("/dev/kvm")
     kvm_ok, why_not = accel.kvm_worth_trying(has_kvm, has_kvm and os.access("/dev/kvm", os.R_OK | os.W_OK))

@@ -22,9 +22,9 @@ from pathlib import Path
 from statistics import median
 from typing import Any
 
-from lab.invm import pvsched_host, vcpu_sampler, watchdog
+from lab.invm import marks, pvsched_host, vcpu_sampler, watchdog
 from lab.invm.bench import parse_histfile
-from lab.invm.level1 import DONE, boot_guest, guest_dmesg, qemu_command
+from lab.invm.level1 import boot_guest, guest_dmesg, qemu_command
 from lab.runner import Runner
 
 KVM_VM_DEBUGFS = Path("/sys/kernel/debug/kvm")
@@ -52,6 +52,8 @@ class Part:
 
     def fail(self, why: str) -> None:
         print(f"stress {self.name}: FAIL {why}", flush=True)
+        if not self.failures:
+            marks.failed("stress", self.name)
         self.failures.append(why)
 
     def lose(self, why: str) -> None:
@@ -233,6 +235,7 @@ class Guest:
         self.qmp = Path(f"/tmp/lab-stress-{label}.sock")
         self.qmp.unlink(missing_ok=True)
         self.log = out / f"level2-console-stress-{label}.log"
+        marks.level2_begins(self.log.name)
         self.lines: list[str] = []
         self.cmd = qemu_command(cfg, "kvm", append, self.qmp)
         print(f"stress: $ {' '.join(self.cmd)}", flush=True)
@@ -360,7 +363,7 @@ class Stress:
             for i in range(int(self.cfg.get("churn_from", 0)), int(self.cfg["churn"])):
                 failures = len(part.failures)
                 probe, console = boot_guest(self.runner, self.cfg, "kvm", self.out, label=f"stress-churn-{i}",
-                                            extra_append="lab.mode=churn", retry_without=DONE)  # fmt: skip
+                                            extra_append="lab.mode=churn")  # fmt: skip
                 self.guest_dmesg.append(guest_dmesg(console))
                 m = re.search(r"LAB-STRESS registered=(\d+)", console)
                 if not m:
@@ -383,7 +386,7 @@ class Stress:
         rounds = int(self.cfg["hotplug"])
         try:
             probe, console = boot_guest(self.runner, self.cfg, "kvm", self.out, label="stress-hotplug",
-                                        extra_append=f"lab.mode=hotplug lab.rounds={rounds}", retry_without=DONE)  # fmt: skip
+                                        extra_append=f"lab.mode=hotplug lab.rounds={rounds}")  # fmt: skip
         finally:
             policy.stop()
         self.guest_dmesg.append(guest_dmesg(console))

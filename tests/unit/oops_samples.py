@@ -21,3 +21,32 @@ NULL_CS_FRAME_OOPS = """[  230.715106] dmesg: Corrupted page table at address 0
 [  236.320998] RSP: 90ba:0000000000000008 EFLAGS: ffff88800d127c38
 [  239.507934] Kernel panic - not syncing: Fatal exception in interrupt
 """
+
+# System.map lines under which the sample's `mov %gs:0x7eafedc4(%rip),%rax`,
+# followed by the faulting load at exc_page_fault+0x1c, reads pcpu_hot
+# (current_task): 0xffffffff81522d3c + 0x7eafedc4 wraps to 0x21b00.
+SYSTEM_MAP = """0000000000021b00 D pcpu_hot
+0000000000021c40 D cpu_tlbstate
+ffffffff81522d20 T exc_page_fault
+ffffffff81522e40 T asm_exc_page_fault
+"""
+
+# The sample's report goes on with a call trace of KVM running level 2.
+NULL_PERCPU_TRACE = """[  103.940112] Call Trace:
+[  103.940380]  <#DF>
+[  103.940601]  ? die+0x36/0x90
+[  103.940902]  ? handle_stack_overflow+0x4d/0x60
+[  103.941210]  ? exc_double_fault+0x122/0x190
+[  103.941513]  ? asm_exc_double_fault+0x1f/0x30
+[  103.941804]  </#DF>
+[  103.942011]  <TASK>
+[  103.942233]  svm_vcpu_run+0x3a1/0x7a0
+[  103.942530]  vcpu_enter_guest+0x6b4/0x1430
+[  103.942839]  kvm_arch_vcpu_ioctl_run+0x1a5/0x4f0
+[  103.943161]  kvm_vcpu_ioctl+0x20a/0x6a0
+[  103.943460]  __x64_sys_ioctl+0x8f/0xd0
+[  103.943754]  do_syscall_64+0x4b/0x110
+[  103.944052]  entry_SYSCALL_64_after_hwframe+0x76/0x7e
+[  103.944388]  </TASK>
+[  103.944601] ---[ end trace 0000000000000000 ]---
+"""

@@ -2,49 +2,55 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from oops_samples import NULL_CS_FRAME_OOPS, NULL_PERCPU_OOPS
+from oops_samples import NULL_CS_FRAME_OOPS, NULL_PERCPU_OOPS, SYSTEM_MAP
 
 from lab import emulator_faults
 
 
-def test_null_percpu_oops_needs_the_gs_load_and_a_zero_result() -> None:
-    assert "65 48 8b 05 c4 ed af 7e <48> 8b 80" in emulator_faults.null_percpu_oops(NULL_PERCPU_OOPS)
-    assert emulator_faults.null_percpu_oops(NULL_PERCPU_OOPS.replace("RAX: 0000000000000000", "RAX: 0000000000000001")) == ""
+def _symbols(tmp_path: Path, text: str = SYSTEM_MAP) -> dict[str, int]:
+    (tmp_path / "System.map").write_text(text)
+    return emulator_faults.read_symbols(tmp_path / "System.map")
+
+
+def test_null_percpu_needs_a_load_of_current_task_and_a_zero_result(tmp_path: Path) -> None:
+    symbols = _symbols(tmp_path)
+    line, code = emulator_faults.null_percpu_oops(NULL_PERCPU_OOPS, symbols)
+    assert line == 4 and "65 48 8b 05 c4 ed af 7e <48> 8b 80" in code
+    assert emulator_faults.null_percpu_oops(NULL_PERCPU_OOPS.replace("RAX: 0000000000000000", "RAX: 0000000000000001"), symbols)[0] == 0
     # A NULL dereference not through %gs is an ordinary kernel bug.
-    assert emulator_faults.null_percpu_oops(NULL_PERCPU_OOPS.replace("65 48 8b 05", "90 48 8b 05")) == ""
+    assert emulator_faults.null_percpu_oops(NULL_PERCPU_OOPS.replace("65 48 8b 05", "90 48 8b 05"), symbols)[0] == 0
 
 
-def test_evidence_reads_the_kept_attempt(tmp_path: Path) -> None:
-    assert emulator_faults.evidence(tmp_path, "tcg") == []
-    (tmp_path / "level1-console.log").write_text(
+def test_a_null_read_of_another_per_cpu_variable_is_ours(tmp_path: Path) -> None:
+    # The same bytes with the displacement of cpu_tlbstate (0x140 further): a NULL per-CPU pointer of some code's own.
+    other = NULL_PERCPU_OOPS.replace("c4 ed af 7e", "04 ef af 7e")
+    assert emulator_faults.null_percpu_oops(other, _symbols(tmp_path))[0] == 0
+    # Without the kernel's System.map nothing proves which variable was read.
+    assert emulator_faults.null_percpu_oops(NULL_PERCPU_OOPS, {})[0] == 0
+    # Nor when the oops is in a function the map does not know.
+    assert emulator_faults.null_percpu_oops(NULL_PERCPU_OOPS.replace("exc_page_fault+", "pvsched_apply+"), _symbols(tmp_path))[0] == 0
+
+
+def test_unkillable_vcpu_needs_the_thread_running(tmp_path: Path) -> None:
+    running = (
         "LAB-WEDGED level2 boot (kvm) (pid 83, state R, wchan 0) 170 s past its timeout: it survives SIGKILL; a level-1 CPU is stuck\n"
     )
-    (tmp_path / "level1-cpus.txt").write_text("halted with a pending, deliverable interrupt (QEMU did not wake them): CPUs [1]\n")
-    found = emulator_faults.evidence(tmp_path, "tcg")
-    assert [f.split(":")[0] for f in found] == ["lost-wakeup", "unkillable-vcpu"]
-    assert emulator_faults.evidence(tmp_path, "kvm") == []  # only the emulated CPU is suspected
+    (tmp_path / "level1-console.log").write_text(running)
+    assert [e.signature for e in emulator_faults.find(tmp_path, "tcg", {})] == ["unkillable-vcpu"]
+    assert emulator_faults.find(tmp_path, "kvm", {}) == []  # only the emulated CPU is suspected
+    # Asleep in the kernel (our teardown, an srcu wait) is a kernel bug, not a CPU stuck in a guest.
+    (tmp_path / "level1-console.log").write_text(running.replace("state R, wchan 0", "state D, wchan __synchronize_srcu"))
+    assert emulator_faults.find(tmp_path, "tcg", {}) == []
 
 
-def test_null_cs_frame_is_told_from_an_ordinary_oops() -> None:
-    assert emulator_faults.null_cs_frame(NULL_CS_FRAME_OOPS) == "RIP: 0000:0xebea"
-    # An ordinary kernel oops: CS 0010.
-    assert emulator_faults.null_cs_frame(NULL_PERCPU_OOPS) == ""
-    assert emulator_faults.null_cs_frame(NULL_CS_FRAME_OOPS.replace("RIP: 0000:", "RIP: 0010:")) == ""
-
-
-def test_null_cs_frame_counts_in_a_level2_console(tmp_path: Path) -> None:
-    (tmp_path / "level2-console-kvm.log").write_text(NULL_CS_FRAME_OOPS)
-    assert [f.split(":")[0] for f in emulator_faults.evidence(tmp_path, "tcg")] == ["null-cs-frame"]
-    assert emulator_faults.evidence(tmp_path, "kvm") == []
-
-
-def test_nmi_never_left_needs_the_nmi_bits_of_the_preempt_count() -> None:
-    # Run 20261127T135930Z: NMI (0x100000) + hardirq (0x10000) in task context.
-    report = "[   80.500395] BUG: scheduling while atomic: qemu-system-x86/76/0x00110000\n[   80.500678] Modules linked in:\n"
-    assert emulator_faults.nmi_never_left(report) == "BUG: scheduling while atomic: qemu-system-x86/76/0x00110000"
-    # A spinlock held across schedule() is a kernel bug, whatever the CPU.
-    assert emulator_faults.nmi_never_left(report.replace("0x00110000", "0x00000002")) == ""
-    assert emulator_faults.nmi_never_left(report.replace("0x00110000", "0x00010001")) == ""
+def test_lost_wakeup_comes_from_a_dump_that_saw_it_twice(tmp_path: Path) -> None:
+    (tmp_path / "level1-cpus.txt").write_text("CPUs [1] were halted with interrupts pending, but not 1.5 s later: no lost wakeup\n")
+    assert emulator_faults.find(tmp_path, "tcg", {}) == []
+    (tmp_path / "level1-cpus.txt").write_text(
+        "halted with a pending, deliverable interrupt (QEMU did not wake them, in two snapshots 1.5 s apart): CPUs [1]\n"
+    )
+    found = emulator_faults.find(tmp_path, "tcg", {})
+    assert [(e.signature, e.line_no) for e in found] == [("lost-wakeup", emulator_faults.AT_END)]
 
 
 def test_a_stuck_wait_alone_is_no_evidence(tmp_path: Path) -> None:
@@ -52,9 +58,24 @@ def test_a_stuck_wait_alone_is_no_evidence(tmp_path: Path) -> None:
         "LAB-WEDGED level2 boot (x) (pid 77, gone) 179 s past its timeout: the lab's wait for it never returned; a level-1 CPU is stuck\n"
     )
     (tmp_path / "level1-console.log").write_text(wedged)
-    assert emulator_faults.evidence(tmp_path, "tcg") == []
-    (tmp_path / "level1-cpus.txt").write_text("halted with a pending, deliverable interrupt (QEMU did not wake them): CPUs [0]\n")
-    assert [f.split(":")[0] for f in emulator_faults.evidence(tmp_path, "tcg")] == ["lost-wakeup"]
+    assert emulator_faults.find(tmp_path, "tcg", {}) == []
+
+
+def test_null_cs_frame_is_told_from_an_ordinary_oops(tmp_path: Path) -> None:
+    assert emulator_faults.null_cs_frame(NULL_CS_FRAME_OOPS) == (5, "RIP: 0000:0xebea")
+    assert emulator_faults.null_cs_frame(NULL_PERCPU_OOPS) == (0, "")  # CS 0010
+    (tmp_path / "level2-console-kvm.log").write_text(NULL_CS_FRAME_OOPS)
+    found = emulator_faults.find(tmp_path, "tcg", {})
+    assert [(e.signature, e.source, e.line_no) for e in found] == [("null-cs-frame", "level2-console-kvm.log", 5)]
+
+
+def test_nmi_never_left_needs_the_nmi_bits_of_the_preempt_count() -> None:
+    # Run 20261127T135930Z: NMI (0x100000) + hardirq (0x10000) in task context.
+    report = "[   80.500395] BUG: scheduling while atomic: qemu-system-x86/76/0x00110000\n[   80.500678] Modules linked in:\n"
+    assert emulator_faults.nmi_never_left(report) == (1, "BUG: scheduling while atomic: qemu-system-x86/76/0x00110000")
+    # A spinlock held across schedule() is a kernel bug, whatever the CPU.
+    assert emulator_faults.nmi_never_left(report.replace("0x00110000", "0x00000002")) == (0, "")
+    assert emulator_faults.nmi_never_left(report.replace("0x00110000", "0x00010001")) == (0, "")
 
 
 # Run 20261127T143457Z, attempt 1: level 1's CPU 0 in the level-2 guest's user code for minutes.
@@ -75,4 +96,4 @@ def test_stuck_in_guest_needs_a_stall_on_a_cpu_running_at_cpl3(tmp_path: Path) -
     assert emulator_faults.stuck_in_guest("", DUMP) == []  # user code without a stall is normal
     (tmp_path / "level1-console.log").write_text(STALL)
     (tmp_path / "level1-cpus-wedged.txt").write_text(DUMP)
-    assert [f.split(":")[0] for f in emulator_faults.evidence(tmp_path, "tcg")] == ["stuck-in-guest"]
+    assert [e.signature for e in emulator_faults.find(tmp_path, "tcg", {})] == ["stuck-in-guest"]

@@ -19,41 +19,60 @@ LAPIC_STUCK = "dumping local APIC state for CPU 1\r\n\r\nISR\t (none)\r\nIRR\t 2
 LAPIC_IDLE = "dumping local APIC state for CPU 0\r\n\r\nISR\t (none)\r\nIRR\t (none)\r\n"
 
 
-def _fake_hmp(path: Path, commands: list[str], answers: dict[str, str]) -> threading.Thread:
+def _fake_hmp(path: Path, commands: list[str], answers: dict[str, list[str]]) -> threading.Thread:
+    """A monitor that answers each command with the next of its answers (stop and cont: nothing)."""
     server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     server.bind(str(path))
     server.listen(4)
+    snapshots = len(answers["info registers -a"])  # each: stop, registers, one lapic per CPU, cont
 
     def serve() -> None:
         with server:
-            for _ in range(len(answers)):
+            for _ in range(snapshots * (3 + len(answers) - 1)):
                 conn, _ = server.accept()
                 with conn:
                     conn.sendall(b"QEMU 7.2.0 monitor - type 'help' for more information\r\n(qemu) ")
                     cmd = conn.recv(1024).decode().strip()
                     commands.append(cmd)
-                    conn.sendall(cmd.encode() + b"\r\n" + answers[cmd].encode() + b"(qemu) ")
+                    answer = "" if cmd in ("stop", "cont") else answers[cmd].pop(0)
+                    conn.sendall(cmd.encode() + b"\r\n" + answer.encode() + b"(qemu) ")
 
     thread = threading.Thread(target=serve, daemon=True)
     thread.start()
     return thread
 
 
+SNAPSHOT = ["stop", "info registers -a", "info lapic 0", "info lapic 1", "cont"]
+SYMBOLS = "ffffffff81000100 T svm_vcpu_run\nffffffff81000200 t native_safe_halt\nffffffff81000300 D data\n"
+
+
 def test_dump_names_every_cpu_rip_and_a_cpu_qemu_did_not_wake(tmp_path: Path) -> None:
     sock = tmp_path / "mon.sock"
     commands: list[str] = []
-    answers = {"info registers -a": REGS, "info lapic 0": LAPIC_IDLE, "info lapic 1": LAPIC_STUCK}
+    answers = {"info registers -a": [REGS, REGS], "info lapic 0": [LAPIC_IDLE] * 2, "info lapic 1": [LAPIC_STUCK] * 2}
     thread = _fake_hmp(sock, commands, answers)
     system_map = tmp_path / "System.map"
-    system_map.write_text("ffffffff81000100 T svm_vcpu_run\nffffffff81000200 t native_safe_halt\nffffffff81000300 D data\n")
-    summary = monitor.dump_cpus(sock, tmp_path / "cpus.txt", system_map)
+    system_map.write_text(SYMBOLS)
+    summary = monitor.dump_cpus(sock, tmp_path / "cpus.txt", system_map, recheck_after=0.1)
     thread.join(5)
-    assert commands == ["info registers -a", "info lapic 0", "info lapic 1"]
+    assert commands == SNAPSHOT * 2  # read with the VM stopped, twice
     assert summary.startswith("RIP ffffffff81000120 = svm_vcpu_run+0x20; RIP ffffffff81000210 = native_safe_halt+0x10")
     assert summary.endswith("CPUs [1] halted with interrupts pending (IRR [[236, 253]])")
     text = (tmp_path / "cpus.txt").read_text()
     assert "RFL=00000246" in text and "(qemu)" not in text and "\r" not in text
-    assert "# info lapic 1" in text and "QEMU did not wake them): CPUs [1]" in text
+    assert "# info lapic 1" in text and "two snapshots 0.1 s apart): CPUs [1]" in text
+
+
+def test_a_cpu_that_woke_by_the_second_snapshot_is_no_lost_wakeup(tmp_path: Path) -> None:
+    sock = tmp_path / "mon.sock"
+    commands: list[str] = []
+    answers = {"info registers -a": [REGS, REGS], "info lapic 0": [LAPIC_IDLE] * 2, "info lapic 1": [LAPIC_STUCK, LAPIC_IDLE]}
+    thread = _fake_hmp(sock, commands, answers)
+    summary = monitor.dump_cpus(sock, tmp_path / "cpus.txt", None, recheck_after=0.1)
+    thread.join(5)
+    assert "halted with interrupts pending" not in summary
+    text = (tmp_path / "cpus.txt").read_text()
+    assert monitor.LOST_WAKEUP_LINE not in text and "no lost wakeup" in text
 
 
 def test_lost_wakeup_needs_halted_if_set_pending_and_nothing_in_service() -> None:

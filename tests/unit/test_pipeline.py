@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from oops_samples import NULL_PERCPU_OOPS
+from oops_samples import NULL_PERCPU_OOPS, NULL_PERCPU_TRACE, SYSTEM_MAP
 
 from lab.pipeline import console_tail
 
@@ -16,7 +16,8 @@ def test_console_tail_of_nothing_says_so() -> None:
 
 
 def _pipeline(tmp_path, monkeypatch, attempts):  # type: ignore[no-untyped-def]
-    """A Pipeline whose level 1 is replaced by `attempts`: each a report dict, or a str (level 1 hung with it)."""
+    """A Pipeline whose level 1 is replaced by `attempts`: each a report dict, or a str (level 1 hung with it),
+    or (kernel log, either of those): the log goes to the console of a hung level 1, to the dmesg of one that finished."""
     import lab.pipeline as pl
     from lab.errors import LabError
 
@@ -26,21 +27,22 @@ def _pipeline(tmp_path, monkeypatch, attempts):  # type: ignore[no-untyped-def]
     out.mkdir(parents=True)
     monkeypatch.setattr(pipe, "prepare_vms", lambda tree, builds: (None, {}, out))
     calls = iter(attempts)
-
     pipe.record.levels["1"] = {"accel": "tcg"}
+    pipe.system_map = tmp_path / "System.map"
+    pipe.system_map.write_text(SYSTEM_MAP)
 
     def boot_level1(level1, module, cfg, out_dir, report):  # type: ignore[no-untyped-def]
         attempt = next(calls)
-        console = "console\n"
-        if isinstance(attempt, tuple):  # (console text, outcome)
-            console, attempt = attempt
-        (out_dir / "level1-console.log").write_text(console)
+        log = "[    1.0] boot\n"
+        if isinstance(attempt, tuple):
+            log, attempt = attempt
         with pipe.step("boot level 1"):
             if isinstance(attempt, str):
-                pipe._scan(console, "level1", "vm/level1-console.log")  # as the real one does
+                (out_dir / "level1-console.log").write_text(log)
+                pipe._scan(log, "level1", "vm/level1-console.log")  # as the real one does
                 raise LabError(attempt)
-        for name in ("level1-dmesg.txt", "level2-dmesg.txt"):
-            (out_dir / name).write_text("")
+        (out_dir / "level1-console.log").write_text("LAB-LEVEL1-DONE\n")
+        (out_dir / "level1-dmesg.txt").write_text(log)
         return attempt
 
     monkeypatch.setattr(pipe, "boot_level1", boot_level1)
@@ -51,81 +53,61 @@ def _report(status: str) -> dict[str, object]:
     return {"level2": {"accel": "kvm"}, "tests": [{"name": "t", "level": "level2", "status": status, "message": ""}]}
 
 
-def test_a_level1_that_hangs_once_is_rerun_and_said(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+FAILED_T = "[  140.000000] LAB-FAILED level2/t\n"
+
+
+def test_a_level1_that_hangs_without_evidence_fails_the_run_at_once(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import pytest
+
+    from lab.pipeline import StepFailed
+
     pipe = _pipeline(tmp_path, monkeypatch, ["level 1 ended (timed out) without writing level1.json\n  | tail", _report("passed")])
-    pipe.run_vms(None, {})  # type: ignore[arg-type]
-    assert pipe.record.failed_step is None
-    assert pipe.record.retried is not None
-    assert pipe.record.retried["failed_first"] == ["level 1 ended (timed out) without writing level1.json"]
-    assert (pipe.run_dir / "vm-attempt1" / "level1-console.log").exists()
-    assert [c.status for c in pipe.record.cases if c.name == "t"] == ["passed"]
-
-
-def test_a_level1_that_hangs_twice_fails_the_run(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    import pytest
-
-    from lab.pipeline import StepFailed
-
-    pipe = _pipeline(tmp_path, monkeypatch, ["hung", "hung again"])
-    pipe.opts.vm_retries = 1
     with pytest.raises(StepFailed):
         pipe.run_vms(None, {})  # type: ignore[arg-type]
-    assert pipe.record.failed_step is not None and pipe.record.failed_step["message"] == "hung again"
+    assert pipe.record.failed_step is not None
+    assert len(pipe.record.attempts) == 1 and pipe.record.attempts[0]["verdict"].startswith("not excused")
+    assert pipe.record.attempts[0]["dir"] == str(pipe.run_dir / "vm")  # the attempt that stands stays in vm/
+    assert pipe.record.reruns() == []
 
 
-def test_without_retries_a_hang_fails_at_once(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    import pytest
-
-    from lab.pipeline import StepFailed
-
-    pipe = _pipeline(tmp_path, monkeypatch, ["hung", _report("passed")])
-    pipe.opts.vm_retries = 0
-    with pytest.raises(StepFailed):
-        pipe.run_vms(None, {})  # type: ignore[arg-type]
-    assert pipe.record.retried is None
-
-
-def test_failed_tests_are_rerun_once_as_before(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    pipe = _pipeline(tmp_path, monkeypatch, [_report("failed"), _report("passed")])
+def test_a_failed_test_without_evidence_is_not_rerun(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    pipe = _pipeline(tmp_path, monkeypatch, [("[   1.0] boot\n" + FAILED_T, _report("failed")), _report("passed")])
     pipe.run_vms(None, {})  # type: ignore[arg-type]
-    first = str(pipe.run_dir / "vm-attempt1")
-    assert pipe.record.retried == {"failed_first": ["t"], "first_attempt": first, "attempts": [{"failed": ["t"], "dir": first}]}
-    assert [c.status for c in pipe.record.cases if c.name == "t"] == ["passed"]
+    assert [c.status for c in pipe.record.cases if c.name == "t"] == ["failed"]
+    assert pipe.record.status == "failed"
+    assert "no emulator sign" in pipe.record.attempts[0]["verdict"]
+    assert not (pipe.run_dir / "vm-attempt1").exists()
 
 
-def test_four_reruns_by_default_then_the_last_verdict_stands(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    pipe = _pipeline(tmp_path, monkeypatch, ["hung", _report("failed"), _report("passed")])
-    pipe.run_vms(None, {})  # type: ignore[arg-type]
-    assert pipe.record.retried is not None
-    assert [a["failed"] for a in pipe.record.retried["attempts"]] == [["hung"], ["t"]]
-    assert (pipe.run_dir / "vm-attempt2").is_dir()
-    assert [c.status for c in pipe.record.cases if c.name == "t"] == ["passed"]
-    pipe = _pipeline(tmp_path / "b", monkeypatch, [_report("failed")] * 5)
-    pipe.run_vms(None, {})  # type: ignore[arg-type]
-    assert [c.status for c in pipe.record.cases if c.name == "t"] == ["failed"]  # the fifth attempt's verdict
-    assert len(pipe.record.retried["attempts"]) == 4  # type: ignore[index]
-
-
-def test_an_attempt_lost_to_the_emulator_is_rerun_and_its_splats_listed_not_failing(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    pipe = _pipeline(tmp_path, monkeypatch, [(NULL_PERCPU_OOPS, "level 1 ended (timed out)"), _report("passed")])
+def test_an_attempt_lost_to_the_emulator_is_rerun_and_everything_in_it_kept(tmp_path, monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
+    pipe = _pipeline(tmp_path, monkeypatch, [(NULL_PERCPU_OOPS + NULL_PERCPU_TRACE, "level 1 ended (timed out)"), _report("passed")])
     pipe.run_vms(None, {})  # type: ignore[arg-type]
     assert pipe.record.status == "passed"
-    assert pipe.record.splats and all(s.attributed.startswith("attempt 1: null-percpu") for s in pipe.record.splats)
+    assert pipe.record.splats and all(s.attributed.startswith("attempt 1 lost to the emulator: null-percpu") for s in pipe.record.splats)
     assert all(s.source == "vm-attempt1/level1-console.log" for s in pipe.record.splats)
-    assert pipe.record.retried["attempts"][0]["emulator"][0].startswith("null-percpu")  # type: ignore[index]
-    checks = [c for c in pipe.record.cases if c.name == "no_splats_level1"]
-    assert [c.status for c in checks] == ["skipped", "passed"] and "null-percpu" in checks[0].message  # then the clean rerun
+    assert pipe.record.reruns()[0]["evidence"][0].startswith("null-percpu")
+    checks = [(c.attempt, c.status) for c in pipe.record.cases if c.name == "no_splats_level1"]
+    assert checks == [(1, "skipped"), (0, "passed")]  # the lost attempt's check kept, then the clean rerun's
+    assert pipe.record.counts() == {"passed": 3, "failed": 0, "skipped": 0}  # the rerun's: t, no_splats x2
+    assert pipe.finish() == 0
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert last.startswith("lab: 3 passed, 0 failed, 0 skipped; FLAKY: 1 attempt(s) lost to the emulator (null-percpu)")
+    junit = (pipe.run_dir / "junit.xml").read_text()
+    assert 'name="attempt1/level1"' in junit
 
 
-def test_splats_without_emulator_evidence_fail_the_run_even_if_the_rerun_passes(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    oops_without_evidence = NULL_PERCPU_OOPS.replace("RAX: 0000000000000000", "RAX: ffff888100000000")
-    pipe = _pipeline(tmp_path, monkeypatch, [(oops_without_evidence, "level 1 ended (timed out)"), _report("passed")])
+def test_a_failed_test_is_rerun_only_when_it_failed_after_the_sign(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    oops = NULL_PERCPU_OOPS + NULL_PERCPU_TRACE
+    pipe = _pipeline(tmp_path, monkeypatch, [(oops + FAILED_T, _report("failed")), _report("passed")])
     pipe.run_vms(None, {})  # type: ignore[arg-type]
-    assert pipe.record.status == "failed"
-    assert pipe.record.splats and not any(s.attributed for s in pipe.record.splats)
+    assert [(c.attempt, c.status) for c in pipe.record.cases if c.name == "t"] == [(1, "skipped"), (0, "passed")]
+    pipe = _pipeline(tmp_path / "b", monkeypatch, [(FAILED_T.replace("140.0", "100.0") + oops, _report("failed")), _report("passed")])
+    pipe.run_vms(None, {})  # type: ignore[arg-type]
+    assert [c.status for c in pipe.record.cases if c.name == "t"] == ["failed"]
+    assert "at or before it" in pipe.record.attempts[0]["verdict"]
 
 
-def test_the_last_attempt_is_never_excused(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_no_retry_and_the_last_attempt_is_never_excused(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     import pytest
 
     from lab.pipeline import StepFailed
@@ -135,6 +117,49 @@ def test_the_last_attempt_is_never_excused(tmp_path, monkeypatch) -> None:  # ty
     with pytest.raises(StepFailed):
         pipe.run_vms(None, {})  # type: ignore[arg-type]
     assert pipe.record.status == "failed" and not any(s.attributed for s in pipe.record.splats)
+    assert pipe.record.attempts[0]["verdict"].startswith("the last attempt is never excused")
+
+
+def test_splats_without_emulator_evidence_fail_the_run(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import pytest
+
+    from lab.pipeline import StepFailed
+
+    oops_without_evidence = NULL_PERCPU_OOPS.replace("RAX: 0000000000000000", "RAX: ffff888100000000")
+    pipe = _pipeline(tmp_path, monkeypatch, [(oops_without_evidence, "level 1 ended (timed out)"), _report("passed")])
+    with pytest.raises(StepFailed):
+        pipe.run_vms(None, {})  # type: ignore[arg-type]
+    assert pipe.record.status == "failed"
+    assert pipe.record.splats and not any(s.attributed for s in pipe.record.splats)
+
+
+def test_any_exception_or_signal_still_leaves_a_verdict(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import json
+
+    import pytest
+
+    pipe = _pipeline(tmp_path, monkeypatch, [])
+
+    def truncated() -> None:
+        with pipe.step("boot level 1"):
+            json.loads('{"tests": [')
+
+    assert pipe.guarded(truncated) == 1
+    summary = json.loads((pipe.run_dir / "summary.json").read_text())
+    assert summary["status"] == "error" and summary["error"]["step"] == "boot level 1"
+    assert "JSONDecodeError" in summary["error"]["message"] and "Traceback" in summary["error"]["traceback"]
+    assert (pipe.run_dir.parent / "latest").resolve() == pipe.run_dir.resolve()
+
+    pipe = _pipeline(tmp_path / "b", monkeypatch, [])
+
+    def sigterm() -> None:
+        raise SystemExit(143)
+
+    with pytest.raises(SystemExit):
+        pipe.guarded(sigterm)
+    summary = json.loads((pipe.run_dir / "summary.json").read_text())
+    assert summary["status"] == "interrupted" and "SIGTERM" in summary["error"]["message"]
+    assert 'tests="0"' in (pipe.run_dir / "junit.xml").read_text()
 
 
 def test_guests_of_an_emulated_level1_get_slow_host_lockup_thresholds() -> None:
@@ -174,8 +199,8 @@ def test_a_guest_that_panics_is_reported_with_its_panic_line_and_console(tmp_pat
            "kvm_timeout": 5, "tcg_timeout": 5}  # fmt: skip
     probe, _ = boot_guest(PanickingRunner(), cfg, "kvm", tmp_path)  # type: ignore[arg-type]
     assert not probe.ok
-    assert len(calls) == 2  # one retry, then the verdict
-    assert probe.reason.startswith("panicked once (log 1.log), retried; guest kernel panicked: Kernel panic - not syncing: VFS: ")
+    assert len(calls) == 1  # no retry: whether to blame the emulator is for the host to prove
+    assert probe.reason.startswith("guest kernel panicked: Kernel panic - not syncing: VFS: ")
     assert str(tmp_path / "level2-console-kvm.log") in probe.reason
     assert (tmp_path / "level2-console-kvm.log").read_text() == console
 

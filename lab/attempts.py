@@ -1,0 +1,167 @@
+"""Whether a failed level-1 attempt may be run again: only on proven emulator faults.
+
+An attempt failed when a check failed, a splat was found, or level 1 ended
+without its report. It is excused, and run again, only when every one of
+those failures is explained by an emulator sign (lab.emulator_faults):
+
+- the sign's own report has no frame of our code in its trace (a splat
+  with `pvsched` or `sched_setattr_nopi` in its trace is ours, whatever
+  else it looks like), and neither has any splat it would excuse;
+- the sign comes at or before the failure in the same log: level 1's
+  kernel log carries a mark for each failed check and each level-2 boot
+  (lab.invm.marks), so a check that failed before the sign stands;
+- a sign read from a CPU dump or the watchdog (where the machine was when
+  it was stopped) explains only that level 1 was lost and the stall
+  reports of a stuck CPU, not a WARNING or a failed check.
+
+Otherwise the attempt's verdict stands and the run fails at once.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from lab.emulator_faults import AT_END, Evidence, timeline_name
+from lab.invm.marks import FAILED, LEVEL2_BEGIN
+from lab.splats import PATTERNS, Splat
+
+# Frames of the series, the guest driver and the BPF policies ("func+0x1/0x2",
+# a module tag, or a WARNING's "at arch/x86/kvm/pvsched.c:312"); not the
+# kernel's version string, which names the lab too.
+OUR_CODE = re.compile(r"\b\w*(?:pvsched|sched_setattr_nopi)\w*\+0x[0-9a-f]+/0x[0-9a-f]+|\[pvsched\w*\]|/pvsched[\w.]*:\d+")
+_PRINTK_TIME = re.compile(r"^\s*\[\s*(\d+\.\d+)\]")
+HEADER_WINDOW_S = 1.0  # an oops prints its headers within this long before its Code line
+# What a CPU that stopped running (a lost wakeup, a CPU stuck in a guest) makes the kernel print.
+STALL_KINDS = frozenset({"rcu-stall", "hung-task", "soft-lockup", "hard-lockup"})
+_ANY_SPLAT = re.compile("|".join(rx for _, rx in PATTERNS))
+_END_OF_REPORT = re.compile(r"---\[ end (trace|Kernel panic)")
+REPORT_LINES = 80  # a report's call trace ends within this many lines
+
+
+@dataclass(frozen=True)
+class Failure:
+    what: str
+    kind: str  # "check", "loss", or a splat kind
+    source: str  # file name in the attempt's directory
+    line_no: int  # 1-based; 0: not found in any log
+
+
+@dataclass
+class Judgement:
+    excused: bool
+    evidence: list[Evidence] = field(default_factory=list)  # the signs that may excuse
+    unexplained: list[str] = field(default_factory=list)  # failures no sign explains, and why
+
+    def summary(self) -> str:
+        if self.excused:
+            return "lost to the emulator: " + "; ".join(e.describe() for e in self.evidence)
+        return "not excused: " + "; ".join(self.unexplained[:3])
+
+
+def _lines(attempt_dir: Path, name: str) -> list[str]:
+    path = attempt_dir / name
+    return path.read_text(errors="replace").splitlines() if path.exists() else []
+
+
+def _seconds(line: str) -> float | None:
+    m = _PRINTK_TIME.match(line)
+    return float(m[1]) if m else None
+
+
+def report_start(lines: list[str], line_no: int) -> int:
+    """The first line of the report that `line_no` belongs to: the earliest
+    splat header above it, printed within HEADER_WINDOW_S before it, with no
+    earlier report's end in between (an oops prints "BUG: ...", "Oops: ..."
+    and "RIP:" before its Code line)."""
+    if not 0 < line_no <= len(lines):
+        return line_no
+    at = _seconds(lines[line_no - 1])
+    start = line_no
+    for i in range(line_no - 2, max(-1, line_no - 1 - REPORT_LINES), -1):
+        if _END_OF_REPORT.search(lines[i]):
+            break
+        when = _seconds(lines[i])
+        if at is not None and when is not None and at - when > HEADER_WINDOW_S:
+            break
+        if _ANY_SPLAT.search(lines[i]):
+            start = i + 1
+    return start
+
+
+def our_frame(lines: list[str], line_no: int) -> str:
+    """A line of our code in the report that contains `line_no` (from its header to its end), or ''."""
+    start = report_start(lines, line_no)
+    for i in range(start - 1, min(len(lines), start - 1 + REPORT_LINES)):
+        if i > start - 1 and (_END_OF_REPORT.search(lines[i]) or (i > line_no - 1 and _ANY_SPLAT.search(lines[i]))):
+            break
+        if OUR_CODE.search(lines[i]):
+            return lines[i].strip()
+    return ""
+
+
+def mark_line(lines: list[str], mark: str) -> int:
+    """The 1-based line of the first `mark` in a log, or 0."""
+    return next((i + 1 for i, line in enumerate(lines) if mark in line), 0)
+
+
+def failures_of(attempt_dir: Path, failed_checks: list[tuple[str, str]], splats: list[Splat], lost: str) -> list[Failure]:
+    """The attempt's failures, each placed in its log: checks by their marks
+    in the timeline, splats where they were found, a lost level 1 at the end."""
+    timeline = timeline_name(attempt_dir)
+    lines = _lines(attempt_dir, timeline)
+    found = [Failure(f"{level}/{name} failed", "check", timeline, mark_line(lines, f"{FAILED} {level}/{name}"))
+             for level, name in failed_checks]  # fmt: skip
+    found += [Failure(f"{s.kind}: {s.line[:100]}", s.kind, Path(s.source).name, s.line_no) for s in splats]
+    if lost:
+        found.append(Failure(f"level 1 lost: {lost}", "loss", timeline, AT_END))
+    return found
+
+
+def _explains(sign: Evidence, failure: Failure, attempt_dir: Path, timeline: list[str], timeline_file: str) -> bool:
+    if failure.kind == "loss":
+        return True
+    if sign.line_no == AT_END:
+        return failure.kind in STALL_KINDS
+    if failure.line_no == 0:
+        return False  # a failure we cannot place cannot be shown to come after the sign
+    sign_lines = _lines(attempt_dir, sign.source)
+    start = report_start(sign_lines, sign.line_no)
+    if failure.source == sign.source:
+        return failure.line_no >= start
+    if sign.source == timeline_file and failure.source.startswith("level2-console-"):
+        # A level-1 sign before that guest started came before all it printed.
+        begun = mark_line(timeline, f"{LEVEL2_BEGIN} {failure.source}")
+        return 0 < start <= begun
+    if failure.source == timeline_file and sign.source.startswith("level2-console-"):
+        # A guest's sign explains what failed after that guest started.
+        begun = mark_line(timeline, f"{LEVEL2_BEGIN} {sign.source}")
+        return 0 < begun <= failure.line_no
+    return False
+
+
+def judge(attempt_dir: Path, signs: list[Evidence], failures: list[Failure]) -> Judgement:
+    """Excused only if every failure is explained by a sign free of our code."""
+    timeline_file = timeline_name(attempt_dir)
+    timeline = _lines(attempt_dir, timeline_file)
+    unexplained: list[str] = []
+    usable: list[Evidence] = []
+    for sign in signs:
+        frame = our_frame(_lines(attempt_dir, sign.source), sign.line_no) if sign.line_no else ""
+        if frame:
+            unexplained.append(f"{sign.signature} with our code in its trace ({frame[:100]}) is not the emulator's")
+        else:
+            usable.append(sign)
+    for failure in failures:
+        if failure.kind not in ("check", "loss"):
+            frame = our_frame(_lines(attempt_dir, failure.source), failure.line_no) if failure.line_no else ""
+            if frame:
+                unexplained.append(f"{failure.what}: our code in its trace ({frame[:100]})")
+                continue
+        if not any(_explains(sign, failure, attempt_dir, timeline, timeline_file) for sign in usable):
+            where = f"{failure.source}:{failure.line_no}" if failure.line_no else "no mark in the kernel log"
+            why = "no emulator sign" if not usable else "no emulator sign at or before it"
+            unexplained.append(f"{failure.what} ({where}): {why}")
+    excused = bool(usable) and not unexplained and bool(failures)
+    return Judgement(excused, usable if excused else signs, unexplained)

@@ -1,0 +1,34 @@
+"""Failure marks in level 1's kernel log. Stdlib only: level 1 imports it.
+
+Level 1 writes a line to /dev/kmsg when a check fails and when a level-2
+guest starts, so the kernel log orders the lab's verdicts among the
+kernel's own messages: the host can then tell whether an emulator sign
+came before the failure it would excuse (lab.attempts). Err level, so the
+line also reaches a console that prints only errors.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+FAILED = "LAB-FAILED"
+LEVEL2_BEGIN = "LAB-LEVEL2-BEGIN"
+KMSG = Path("/dev/kmsg")
+
+
+def _write(text: str) -> None:
+    try:
+        with KMSG.open("w") as kmsg:
+            kmsg.write(f"<3>{text}\n")
+    except OSError:
+        print(f"{text} (not in the kernel log: /dev/kmsg not writable)", flush=True)
+
+
+def failed(level: str, name: str) -> None:
+    """`level/name` failed now."""
+    _write(f"{FAILED} {level}/{name}")
+
+
+def level2_begins(console_name: str) -> None:
+    """A level-2 guest whose console is `console_name` starts now."""
+    _write(f"{LEVEL2_BEGIN} {console_name}")

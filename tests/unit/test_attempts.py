@@ -1,0 +1,111 @@
+"""The retry rules (lab.attempts) on kept attempts' text: what may excuse what."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from oops_samples import NULL_PERCPU_OOPS, NULL_PERCPU_TRACE, SYSTEM_MAP
+
+from lab import attempts, emulator_faults
+from lab.splats import scan
+
+OOPS = NULL_PERCPU_OOPS + NULL_PERCPU_TRACE
+MARK_BEFORE = "[   90.100000] LAB-FAILED level1/pvsched_unboost_restores_vcpu_thread\n"
+MARK_AFTER = "[  140.000000] LAB-FAILED level1/pvsched_unboost_restores_vcpu_thread\n"
+CHECK = [("level1", "pvsched_unboost_restores_vcpu_thread")]
+
+
+def _judge(tmp_path: Path, dmesg: str, checks: list[tuple[str, str]], lost: str = "") -> attempts.Judgement:
+    (tmp_path / "System.map").write_text(SYSTEM_MAP)
+    (tmp_path / "level1-dmesg.txt").write_text(dmesg)
+    (tmp_path / "level1-console.log").write_text("")
+    signs = emulator_faults.find(tmp_path, "tcg", emulator_faults.read_symbols(tmp_path / "System.map"))
+    failures = attempts.failures_of(tmp_path, checks, scan(dmesg, "level1", "vm/level1-dmesg.txt"), lost)
+    return attempts.judge(tmp_path, signs, failures)
+
+
+def test_a_check_that_failed_after_the_sign_is_excused_with_the_oops(tmp_path: Path) -> None:
+    verdict = _judge(tmp_path, "[   1.0] boot\n" + OOPS + MARK_AFTER, CHECK)
+    assert verdict.excused, verdict.unexplained
+    assert [e.signature for e in verdict.evidence] == ["null-percpu"]
+    assert verdict.summary().startswith("lost to the emulator: null-percpu")
+
+
+def test_a_check_that_failed_before_the_sign_stands(tmp_path: Path) -> None:
+    verdict = _judge(tmp_path, "[   1.0] boot\n" + MARK_BEFORE + OOPS, CHECK)
+    assert not verdict.excused
+    assert "no emulator sign at or before it" in verdict.unexplained[0]
+
+
+def test_a_failure_with_no_mark_in_the_kernel_log_cannot_be_placed_and_stands(tmp_path: Path) -> None:
+    verdict = _judge(tmp_path, "[   1.0] boot\n" + OOPS, CHECK)
+    assert not verdict.excused and "no mark in the kernel log" in verdict.unexplained[0]
+
+
+def test_no_sign_no_excuse(tmp_path: Path) -> None:
+    verdict = _judge(tmp_path, "[   1.0] boot\n" + MARK_AFTER, CHECK)
+    assert not verdict.excused and verdict.unexplained == [
+        "level1/pvsched_unboost_restores_vcpu_thread failed (level1-dmesg.txt:2): no emulator sign"
+    ]
+
+
+def test_the_signature_with_our_code_in_its_trace_is_never_the_emulators(tmp_path: Path) -> None:
+    ours = OOPS.replace("svm_vcpu_run+0x3a1/0x7a0", "__kvm_pvsched_event+0x51/0x190")
+    verdict = _judge(tmp_path, "[   1.0] boot\n" + ours + MARK_AFTER, CHECK)
+    assert not verdict.excused
+    assert any("our code in its trace" in why and "__kvm_pvsched_event" in why for why in verdict.unexplained)
+
+
+def test_a_splat_of_ours_after_the_sign_is_not_excused_by_it(tmp_path: Path) -> None:
+    warning = """[  120.000000] ------------[ cut here ]------------
+[  120.000100] WARNING: CPU: 1 PID: 77 at arch/x86/kvm/pvsched.c:312 pvsched_apply+0x1f0/0x230
+[  120.000300] Call Trace:
+[  120.000400]  pvsched_apply_work+0x2a/0x40
+[  120.000500] ---[ end trace 0000000000000000 ]---
+"""
+    verdict = _judge(tmp_path, "[   1.0] boot\n" + OOPS + warning + MARK_AFTER, CHECK)
+    assert not verdict.excused
+    assert any("pvsched" in why for why in verdict.unexplained)
+
+
+def test_splats_before_the_sign_stand_those_of_its_own_report_do_not(tmp_path: Path) -> None:
+    earlier = "[   50.000000] WARNING: CPU: 0 PID: 1 at kernel/sched/core.c:100 something+0x1/0x2\n"
+    verdict = _judge(tmp_path, "[   1.0] boot\n" + earlier + OOPS, [], lost="level 1 ended (timed out)")
+    assert not verdict.excused and "level1-dmesg.txt:2" in verdict.unexplained[0]
+    # The oops header ("BUG: TASK stack guard page", "Oops:") precedes its Code line: it belongs to the sign.
+    verdict = _judge(tmp_path, "[   1.0] boot\n" + OOPS, [], lost="level 1 ended (timed out)")
+    assert verdict.excused, verdict.unexplained
+
+
+def test_a_dump_explains_a_lost_level1_and_its_stalls_not_a_warning(tmp_path: Path) -> None:
+    (tmp_path / "level1-cpus.txt").write_text(
+        "halted with a pending, deliverable interrupt (QEMU did not wake them, in two snapshots 1.5 s apart): CPUs [0]\n"
+    )
+    stall = "[  300.000000] rcu: INFO: rcu_preempt detected stalls on CPUs/tasks:\n[  300.1] rcu: \t0-...0: (4696 ticks this GP)\n"
+    verdict = _judge(tmp_path, "[   1.0] boot\n" + stall, [], lost="level 1 ended (timed out)")
+    assert verdict.excused, verdict.unexplained
+    warning = "[  250.000000] WARNING: CPU: 0 PID: 1 at mm/slub.c:1 x+0x1/0x2\n"
+    verdict = _judge(tmp_path, "[   1.0] boot\n" + warning + stall, [], lost="level 1 ended (timed out)")
+    assert not verdict.excused
+    # A task hung in our teardown is ours, whatever the dump says.
+    hung = """[  400.000000] INFO: task qemu-system-x86:316 blocked for more than 120 seconds.
+[  400.000100] Call Trace:
+[  400.000200]  __synchronize_srcu+0x8e/0xd0
+[  400.000300]  kvm_pvsched_unregister+0x44/0x120
+[  400.000400]  kvm_arch_vcpu_destroy+0x13/0x60
+"""
+    verdict = _judge(tmp_path, "[   1.0] boot\n" + hung, [], lost="level 1 ended (timed out)")
+    assert not verdict.excused and "kvm_pvsched_unregister" in verdict.unexplained[0]
+
+
+def test_a_level2_sign_explains_only_what_failed_after_that_guest_started(tmp_path: Path) -> None:
+    from oops_samples import NULL_CS_FRAME_OOPS
+
+    (tmp_path / "level2-console-kvm.log").write_text("LAB-GUEST-READY\n" + NULL_CS_FRAME_OOPS)
+    begin = "[   60.0] LAB-LEVEL2-BEGIN level2-console-kvm.log\n"
+    after = "[  200.0] LAB-FAILED level2/pvsched_unboost_after_rt\n"
+    verdict = _judge(tmp_path, "[   1.0] boot\n" + begin + after, [("level2", "pvsched_unboost_after_rt")])
+    assert verdict.excused, verdict.unexplained
+    before = "[   30.0] LAB-FAILED level1/bpf_program_loads\n"
+    verdict = _judge(tmp_path, "[   1.0] boot\n" + before + begin + after, [("level1", "bpf_program_loads")])
+    assert not verdict.excused
