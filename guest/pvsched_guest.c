@@ -62,6 +62,7 @@ struct pvsched_stats {
 static DEFINE_PER_CPU(struct pvsched_stats, pvsched_stats);
 static atomic_t registered_cpus;
 static atomic64_t reg_failures;
+static atomic64_t unreg_failures;
 static enum cpuhp_state pvsched_hp_state;
 static struct dentry *pvsched_dir;
 /* While set, probes leave areas alone so injected garbage stays visible. */
@@ -239,9 +240,10 @@ static int pvsched_cpu_online(unsigned int cpu)
 	area->guest.policy = current->policy;
 	ret = wrmsrl_safe(MSR_KVM_PVSCHED, __pa(area) | PVSCHED_MSR_ENABLE);
 	if (ret) {
+		/* The MSR exists (checked at init): the host said no. */
 		atomic64_inc(&reg_failures);
 		kfree(area);
-		return -ENODEV;
+		return -EPERM;
 	}
 	this_cpu_write(pvsched_area, area);
 	atomic_inc(&registered_cpus);
@@ -259,8 +261,15 @@ static int pvsched_cpu_offline(unsigned int cpu)
 	local_irq_restore(irqflags);
 	if (!area)
 		return 0;
-	/* The host is done with the area when the write returns. */
-	wrmsrl_safe(MSR_KVM_PVSCHED, 0);
+	/*
+	 * The host is done with the area when the write returns. If it
+	 * faulted, the host may still write the area: leak it rather than
+	 * hand the page back, and keep counting the vCPU as registered.
+	 */
+	if (wrmsrl_safe(MSR_KVM_PVSCHED, 0)) {
+		atomic64_inc(&unreg_failures);
+		return 0;
+	}
 	kfree(area);
 	atomic_dec(&registered_cpus);
 	return 0;
@@ -306,10 +315,12 @@ static int counters_show(struct seq_file *m, void *unused)
 		sum.softirqs += s->softirqs;
 	}
 	seq_printf(m, "registered_cpus %d\nswitches %llu\nrt_switches %llu\n"
-		   "hardirqs %llu\nsoftirqs %llu\nregister_failures %lld\n",
+		   "hardirqs %llu\nsoftirqs %llu\nregister_failures %lld\n"
+		   "unregister_failures %lld\n",
 		   atomic_read(&registered_cpus), sum.switches,
 		   sum.rt_switches, sum.hardirqs, sum.softirqs,
-		   atomic64_read(&reg_failures));
+		   atomic64_read(&reg_failures),
+		   atomic64_read(&unreg_failures));
 	return 0;
 }
 DEFINE_SHOW_ATTRIBUTE(counters);
@@ -376,8 +387,14 @@ static const struct file_operations corrupt_fops = {
 
 static int __init pvsched_guest_init(void)
 {
+	u64 msr;
 	int ret;
 
+	/* Tell a host without pvsched from one that refuses this VMM. */
+	if (rdmsrl_safe(MSR_KVM_PVSCHED, &msr)) {
+		pr_err("the host has no pvsched MSR\n");
+		return -EOPNOTSUPP;
+	}
 	INIT_DELAYED_WORK(&thaw_work, thaw);
 	ret = register_probes();
 	if (ret)
@@ -385,7 +402,7 @@ static int __init pvsched_guest_init(void)
 	ret = cpuhp_setup_state(CPUHP_AP_ONLINE_DYN, "virt/pvsched:online",
 				pvsched_cpu_online, pvsched_cpu_offline);
 	if (ret < 0) {
-		pr_err("host refused registration (no pvsched, or the VMM lacks CAP_SYS_NICE): %d\n",
+		pr_err("host refused registration (the VMM lacks CAP_SYS_NICE?): %d\n",
 		       ret);
 		unregister_probes();
 		return ret;

@@ -492,7 +492,7 @@ class Pipeline:
         checks = {
             "stress_end_no_registered_areas": (end["registered_areas"] == 0, f"{end['registered_areas']} areas registered"),
             "stress_end_no_vm_left": (
-                not end["vms_left"] and not end["qemu_processes_left"],
+                end["vms_left"] == [] and not end["qemu_processes_left"],
                 f"VMs {end['vms_left']}, qemu processes {end['qemu_processes_left']}",
             ),  # fmt: skip
             "stress_end_sched_ext_disabled": (end["scx_state"] in ("disabled", "unavailable"), f"state {end['scx_state']}"),

@@ -155,7 +155,11 @@ class ModeRun:
             )  # fmt: skip
         elif "LAB-BENCH-DONE" in line:
             self.exits_at_end = kvm_exits(self.vm_pid) if self.vm_pid else None
-            rows = pvsched_host.read_kvm_vcpus()
+            try:
+                rows = pvsched_host.read_kvm_vcpus()
+            except pvsched_host.DebugfsUnreadable as exc:
+                print(f"bench: {exc}", flush=True)
+                rows = []
             self.boosts = sum(int(r.get("boosts", 0)) for r in rows)
             # Throttled = the kernel's cap cut a boost short: the guest's RT
             # task then competes with the host load again.

@@ -186,6 +186,22 @@ def scx_policy(runner: Runner, cfg: dict[str, object], out: Path, loader: str) -
     return cases, console
 
 
+def destroy_case(observer: pvsched_host.PvschedObserver) -> Case:
+    """The guest powered off with its areas registered (guest_init.sh): after
+    its VM is destroyed KVM must list none. Needs both readings: the areas
+    while the guest ran (the last phase's snapshot) and KVM's list after."""
+    name = "pvsched_vm_destroy_unregisters"
+    before = observer.snapshots.get("detach")
+    if not before:
+        return Case(name, "level1", "failed", f"no area registered in KVM's snapshot at the guest's last phase: {before}")
+    try:
+        left = pvsched_host.read_kvm_vcpus()
+    except pvsched_host.DebugfsUnreadable as exc:
+        return Case(name, "level1", "failed", str(exc))
+    why = f"{len(before)} areas registered before the VM was destroyed, {len(left)} after: {left}"
+    return Case(name, "level1", "failed" if left else "passed", why)
+
+
 def guest_dmesg(console: str) -> str:
     begin, end = "LAB-GUEST-DMESG-BEGIN", "LAB-GUEST-DMESG-END"
     if begin in console and end in console:
@@ -249,8 +265,7 @@ def main(config_path: str) -> int:
                         for smp in observer.samples],
         }))  # fmt: skip
         cases.extend(observer.cases())
-        left = pvsched_host.read_kvm_vcpus()
-        cases.append(Case("pvsched_vm_destroy_unregisters", "level1", "failed" if left else "passed", str(left)))
+        cases.append(destroy_case(observer))
         unpriv_case, unpriv_console = unprivileged_vmm(runner, cfg, out)
         cases.append(unpriv_case)
         scx_cases, scx_console = scx_policy(runner, cfg, out, str(pv["scx_loader"]))

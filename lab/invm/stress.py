@@ -199,9 +199,11 @@ def merged_end_state(states: list[dict[str, Any]]) -> dict[str, Any]:
     """The end states of several level-1 boots as one: anything left in any
     boot counts; sched_ext is reported from the first boot that left it on."""
     scx = next((s["scx_state"] for s in states if s["scx_state"] not in ("disabled", "unavailable")), states[-1]["scx_state"])
+    unread = any(s["registered_areas"] is None for s in states)
     return {
-        "registered_areas": sum(int(s["registered_areas"]) for s in states),
-        "vms_left": [vm for s in states for vm in (s["vms_left"] or [])],
+        # None: some boot's KVM debugfs could not be read, which fails the check.
+        "registered_areas": None if unread else sum(int(s["registered_areas"]) for s in states),
+        "vms_left": None if any(s["vms_left"] is None for s in states) else [vm for s in states for vm in s["vms_left"]],
         "qemu_processes_left": [pid for s in states for pid in s["qemu_processes_left"]],
         "scx_state": scx,
         "counter_snapshots": states[-1]["counter_snapshots"],
@@ -291,7 +293,11 @@ class Stress:
     # -- helpers ----------------------------------------------------------------
 
     def snapshot(self) -> list[dict[str, str]]:
-        rows = pvsched_host.read_kvm_vcpus()
+        try:
+            rows = pvsched_host.read_kvm_vcpus()
+        except pvsched_host.DebugfsUnreadable as exc:
+            self.inconsistent.append(str(exc))  # no data: the counter check fails
+            return []
         self.snapshots += 1
         self.inconsistent += counters_consistent(rows)
         return rows
@@ -300,21 +306,30 @@ class Stress:
         loader = self.cfg["pvsched"]["loader" if name == "boost" else "scx_loader"]
         return pvsched_host.PolicyRun(loader, self.out / f"stress-{name}-stats.json")
 
-    def vm_left(self) -> list[str]:
+    def vm_left(self) -> list[str] | None:
+        """VMs in KVM's debugfs; None when it cannot be read (no data: the checks fail)."""
         try:
             return [p.name for p in KVM_VM_DEBUGFS.iterdir() if re.fullmatch(r"\d+-\d+", p.name)]
         except OSError:
-            return []
+            return None
+
+    def registered(self) -> int | None:
+        """Areas KVM lists; None when its debugfs cannot be read."""
+        try:
+            return len(pvsched_host.read_kvm_vcpus())
+        except pvsched_host.DebugfsUnreadable:
+            return None
 
     def settle(self, part: Part, what: str, timeout: float = 5.0) -> None:
         """After a guest is gone: no area registered, no VM left in KVM."""
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and (pvsched_host.read_kvm_vcpus() or self.vm_left()):
+        while time.monotonic() < deadline and (self.registered() != 0 or self.vm_left() != []):
             time.sleep(0.1)
-        if rows := pvsched_host.read_kvm_vcpus():
-            part.fail(f"{what}: {len(rows)} vCPU areas still registered")
-        if vms := self.vm_left():
-            part.fail(f"{what}: VMs left in KVM debugfs: {vms}")
+        areas, vms = self.registered(), self.vm_left()
+        if areas != 0:
+            part.fail(f"{what}: {'KVM debugfs unreadable' if areas is None else f'{areas} vCPU areas still registered'}")
+        if vms != []:
+            part.fail(f"{what}: {'KVM VM debugfs unreadable' if vms is None else f'VMs left in KVM debugfs: {vms}'}")
 
     def boosted_tids(self, threads: dict[int, int]) -> list[int]:
         return [t for t in threads.values() if vcpu_sampler.thread_policy(t) == pvsched_host.SCHED_FIFO]
@@ -589,7 +604,7 @@ class Stress:
             except OSError:
                 continue
         return {
-            "registered_areas": len(pvsched_host.read_kvm_vcpus()),
+            "registered_areas": self.registered(),
             "vms_left": self.vm_left(),
             "qemu_processes_left": qemu_pids,
             "scx_state": pvsched_host.scx_state(),

@@ -35,12 +35,23 @@ def _good_observer(tmp_path: Path) -> ph.PvschedObserver:
         ph.Sample(2.0, "rt-done", {11: 0, 12: 0}),
         ph.Sample(11.0, "hostile", {11: 1, 12: 0}, {11: 1, 12: 0}),
         ph.Sample(100.2, "detach", {11: 0, 12: 0}),
+        # The unboost window (0.3-0.8 s into rt-done) holds at least three samples.
+        ph.Sample(1.9, "rt-done", {11: 0, 12: 0}),
+        ph.Sample(2.1, "rt-done", {11: 0, 12: 0}),
     ]
-    obs.phase_times = {"rt": 0.9, "rt-done": 1.5, "hostile": 10.0, "hostile-done": 12.0}
+    obs.phase_times = {"rt": 0.9, "rt-done": 1.5, "malformed": 3.0, "malformed-done": 4.0, "hostile": 10.0,
+                       "hostile-done": 12.0, "detach": 99.0}  # fmt: skip
+    # What the policy's statistics said over time: IRQ bits before the malformed phase, requests in the hostile one.
+    obs.policy_samples = [
+        (2.5, [_vcpu(0, 11, softirq_seen=5), _vcpu(1, 12, rt_seen=40)]),
+        (9.0, [_vcpu(0, 11, softirq_seen=9, request_seen=1), _vcpu(1, 12, rt_seen=40)]),
+        (11.5, [_vcpu(0, 11, softirq_seen=9, request_seen=4), _vcpu(1, 12, rt_seen=40)]),
+    ]
     row = {"tid": "11", "throttles": "0", "boosted_ns": "0", "boosted_cpu_ns": "0"}
     # Boosted 0.9 s of wall time but 0.4 s of CPU time: the cap is on CPU time.
     done = {"tid": "11", "throttles": "15", "boosted_ns": "900000000", "boosted_cpu_ns": "400000000"}
-    obs.snapshots = {"hostile": [row], "hostile-done": [done]}
+    obs.snapshots = {"hostile": [row], "hostile-done": [done], "detach": [row],
+                     "malformed": [{"tid": "11", "malformed": "0"}], "malformed-done": [{"tid": "11", "malformed": "3"}]}  # fmt: skip
     return obs
 
 
@@ -55,6 +66,7 @@ def _verdicts(obs: ph.PvschedObserver) -> dict[str, str]:
 def test_healthy_run_passes_every_check(tmp_path: Path) -> None:
     obs = _good_observer(tmp_path)
     obs.samples[1] = ph.Sample(2.0, "rt-done", {11: 1, 12: 0})  # vCPU 0 boosted by an interrupt is fine
+    obs.samples[4] = ph.Sample(1.9, "rt-done", {11: 0, 12: 1})  # and vCPU 1 for one critical section
     verdicts = _verdicts(obs)
     assert set(verdicts.values()) == {"passed"}, verdicts
     assert len(verdicts) >= 13
@@ -66,8 +78,19 @@ def test_healthy_run_passes_every_check(tmp_path: Path) -> None:
         (lambda o: o.threads.update({2: 13}), "pvsched_host_sees_every_vcpu"),
         (lambda o: setattr(o, "samples", [ph.Sample(1.0, "rt", {11: 0, 12: 0})] + o.samples[1:]),
          "pvsched_boost_sets_vcpu_thread_fifo"),
-        (lambda o: o.samples.__setitem__(1, ph.Sample(2.0, "rt-done", {11: 0, 12: 1})),
-         "pvsched_unboost_restores_vcpu_thread"),
+        (lambda o: [o.samples.__setitem__(i, ph.Sample(t, "rt-done", {11: 0, 12: 1})) for i, t in ((1, 2.0), (4, 1.9))],
+         "pvsched_unboost_restores_vcpu_thread"),  # most samples still FIFO
+        (lambda o: o.samples.__setitem__(4, ph.Sample(1.9, "rt-done", {11: 0, 12: None})),
+         "pvsched_unboost_restores_vcpu_thread"),  # an unsampled thread is no evidence: two samples are too few
+        # RT seen only after its phase, or never by vCPU 1's task.
+        (lambda o: setattr(o, "rt_seen_after", 0.7), "pvsched_rt_task_visible_to_host"),
+        (lambda o: setattr(o, "rt_seen_after", None), "pvsched_rt_task_visible_to_host"),
+        # IRQ bits or requests that appear only with the garbage of the malformed phase.
+        (lambda o: o.policy_samples.__setitem__(0, (2.5, [_vcpu(0, 11), _vcpu(1, 12)])), "pvsched_host_sees_irq_bits"),
+        (lambda o: o.policy_samples.__setitem__(2, (11.5, [_vcpu(0, 11, request_seen=1)])), "pvsched_request_flag_seen"),
+        # The policy's read errors are not KVM counting malformed areas; no snapshot is no data.
+        (lambda o: o.snapshots.__setitem__("malformed-done", [{"tid": "11", "malformed": "0"}]), "pvsched_malformed_areas_counted"),
+        (lambda o: o.snapshots.pop("malformed"), "pvsched_malformed_areas_counted"),
         (lambda o: o.threads.pop(1), "pvsched_unboost_restores_vcpu_thread"),
         (lambda o: o.samples.__setitem__(3, ph.Sample(100.2, "detach", {11: 1, 12: 0})),
          "pvsched_policy_detach_restores"),
@@ -97,9 +120,11 @@ def test_each_broken_observation_fails_its_check(tmp_path: Path, breakage, faili
 def test_missing_stats_fail_instead_of_passing(tmp_path: Path) -> None:
     obs = _good_observer(tmp_path)
     obs.policy.stats.unlink()
+    obs.policy_samples, obs.snapshots, obs.rt_seen_after = [], {}, None
     verdicts = _verdicts(obs)
     for name in ("pvsched_host_sees_every_vcpu", "pvsched_rt_task_visible_to_host", "pvsched_host_sees_irq_bits",
-                 "pvsched_malformed_areas_counted", "pvsched_hotplug_reregisters"):  # fmt: skip
+                 "pvsched_malformed_areas_counted", "pvsched_hotplug_reregisters", "pvsched_request_flag_seen",
+                 "pvsched_hostile_guest_throttled"):  # fmt: skip
         assert verdicts[name] == "failed", name
 
 
@@ -175,28 +200,29 @@ def test_kernel_stack_names_the_state_of_a_sleeping_task() -> None:
     assert ph.kernel_stack(2**22 + 54321).startswith("stat (No such file or directory)")
 
 
+def _with_rt_done(obs: ph.PvschedObserver, samples: list[ph.Sample]) -> ph.PvschedObserver:
+    obs.samples = [s for s in obs.samples if s.phase != "rt-done"] + samples
+    return obs
+
+
 def test_unboost_is_judged_in_a_settled_window_of_rt_done(tmp_path: Path) -> None:
-    obs = _good_observer(tmp_path)
     # Still FIFO right after the RT task ended, and again at the end of the
     # phase (the malformed phase's RT writes, seen before its late console line).
-    obs.samples[1:2] = [
-        ph.Sample(1.6, "rt-done", {11: 0, 12: 1}),
-        ph.Sample(1.85, "rt-done", {11: 0, 12: 0}),
-        ph.Sample(2.5, "rt-done", {11: 0, 12: 1}),
-    ]
+    settled = [ph.Sample(1.85 + 0.1 * i, "rt-done", {11: 0, 12: 0}) for i in range(4)]
+    obs = _with_rt_done(_good_observer(tmp_path), [ph.Sample(1.6, "rt-done", {11: 0, 12: 1}), *settled,
+                                                   ph.Sample(2.5, "rt-done", {11: 0, 12: 1})])  # fmt: skip
     assert _verdicts(obs)["pvsched_unboost_restores_vcpu_thread"] == "passed"
-    obs.samples[2] = ph.Sample(1.85, "rt-done", {11: 0, 12: 1})
+    obs = _with_rt_done(_good_observer(tmp_path), [ph.Sample(s.t, "rt-done", {11: 0, 12: 1}) for s in settled])
     assert _verdicts(obs)["pvsched_unboost_restores_vcpu_thread"] == "failed"
-    obs.samples[1:4] = [ph.Sample(1.6, "rt-done", {11: 0, 12: 0})]  # nothing settled to judge
+    obs = _with_rt_done(_good_observer(tmp_path), [ph.Sample(1.6, "rt-done", {11: 0, 12: 0})])  # nothing settled to judge
     assert _verdicts(obs)["pvsched_unboost_restores_vcpu_thread"] == "failed"
 
 
 def test_a_short_irq_boost_in_the_window_does_not_fail_the_unboost_check(tmp_path: Path) -> None:
-    obs = _good_observer(tmp_path)
     # Seen in a rehearsal: both vCPUs FIFO for 150 ms right at the settle point.
-    obs.samples[1:2] = [ph.Sample(1.8 + 0.05 * i, "rt-done", {11: 1, 12: 1 if i < 3 else 0}) for i in range(8)]
+    obs = _with_rt_done(_good_observer(tmp_path), [ph.Sample(1.8 + 0.05 * i, "rt-done", {11: 1, 12: 1 if i < 3 else 0}) for i in range(8)])
     assert _verdicts(obs)["pvsched_unboost_restores_vcpu_thread"] == "passed"
-    obs.samples[1:9] = [ph.Sample(1.8 + 0.05 * i, "rt-done", {11: 0, 12: 1}) for i in range(12)]  # stuck
+    obs = _with_rt_done(_good_observer(tmp_path), [ph.Sample(1.8 + 0.05 * i, "rt-done", {11: 0, 12: 1}) for i in range(12)])  # stuck
     assert _verdicts(obs)["pvsched_unboost_restores_vcpu_thread"] == "failed"
 
 
@@ -221,3 +247,23 @@ def test_policy_statistics_live_in_memory_and_land_in_the_results_at_stop(tmp_pa
     policy.stop()
     assert json.loads((results / "boost-stats.json").read_text())["vcpus"] == [{"vcpu_id": 0}]
     assert policy.live is None and not live.parent.exists() and policy.vcpus() == [{"vcpu_id": 0}]
+
+
+def test_unreadable_kvm_debugfs_is_no_data_and_fails_the_destroy_check(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from lab.invm.level1 import destroy_case
+
+    monkeypatch.setattr(ph, "KVM_DEBUGFS", tmp_path / "absent")
+    with pytest.raises(ph.DebugfsUnreadable):
+        ph.read_kvm_vcpus()
+    obs = _good_observer(tmp_path)
+    case = destroy_case(obs)
+    assert case.status == "failed" and "cannot read" in case.message
+    debugfs = tmp_path / "vcpus"
+    monkeypatch.setattr(ph, "KVM_DEBUGFS", debugfs)
+    debugfs.write_text("tid vm_pid vcpu\n")
+    assert destroy_case(obs).status == "passed"
+    debugfs.write_text("tid vm_pid vcpu\n12 100 1\n")  # the destroyed VM's area is still registered
+    assert destroy_case(obs).status == "failed"
+    obs.snapshots.pop("detach")  # the guest never had an area registered: nothing was destroyed with one
+    debugfs.write_text("tid vm_pid vcpu\n")
+    assert destroy_case(obs).status == "failed"
