@@ -82,6 +82,13 @@ def drills(session: nox.Session) -> None:
     session.run("pytest", "-v", "tests/vm/test_drills.py", "--junitxml=results/drills-junit.xml", *session.posargs)
 
 
+@nox.session
+def mutants(session: nox.Session) -> None:
+    """Slow: each planted defect of tests/mutants/ in a copy of the lab, the real lab run on it; a kill table.
+    `-- --only NAME` runs one."""
+    _lab(session, "mutants")
+
+
 @nox.session(name="bisect_selftest")
 def bisect_selftest(session: nox.Session) -> None:
     """Slow: bisect finds a planted functional and a planted performance regression (real builds and boots)."""

@@ -167,6 +167,10 @@ def parser() -> argparse.ArgumentParser:
                    help="auto: mmdebstrap when installed (no registry needed), else the Containerfile")  # fmt: skip
     i.add_argument("--engine", choices=("docker", "podman"), help="default: the first that works")
     i.add_argument("--mirror", help="Debian mirror for mmdebstrap (default: the one this host's apt uses)")
+    m = sub.add_parser("mutants", help="plant each defect of tests/mutants/ in a copy of the lab and run the lab on it")
+    m.add_argument("--only", action="append", default=[], metavar="NAME", help="this mutant only (repeatable)")
+    m.add_argument("--no-control", action="store_true", help="skip the run of the unmodified tree")
+    m.add_argument("lab_args", nargs=argparse.REMAINDER, help="after --: options for each `lab run`")
     s = sub.add_parser("bisect-step", help="one bisect step (git bisect run calls this)")
     s.add_argument("--state", required=True, help="the bisect's state directory")
     s.add_argument("--commit", help="judge this commit instead of BISECT_HEAD (reproduces a verdict)")
@@ -269,6 +273,10 @@ def _main(argv: list[str] | None) -> int:
             return 0
         if args.command == "checkpatch":
             return checkpatch()
+        if args.command == "mutants":
+            from lab import mutants
+
+            return mutants.run(args.only, [a for a in args.lab_args if a != "--"], control=not args.no_control)
         if args.command == "kernel":
             return Pipeline(_options(args)).kernel_only(args.check_reproducible)
         if args.command == "boot":

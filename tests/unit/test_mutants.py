@@ -1,0 +1,43 @@
+"""The planted-defect catalogue and its kill table (no VM)."""
+
+from __future__ import annotations
+
+import subprocess
+
+from lab import mutants
+from lab.paths import REPO
+
+
+def test_the_catalogue_covers_what_the_lab_must_catch() -> None:
+    catalogue = mutants.load_catalogue()
+    assert len(catalogue) >= 15 and sum(m.flaky for m in catalogue) >= 3
+    covers = " ".join(m.covers for m in catalogue)
+    for area in ("registration", "the mapping", "hook: VM entry", "hook: VM exit", "hook: halt", "hook: interrupt",
+                 "allowlist", "boost path", "unboost path", "cap: budget", "cap: period", "sanitizing", "privilege",
+                 "hotplug", "missing unregister", "leaked boost", "policy's decision"):  # fmt: skip
+        assert area in covers, area
+    assert all(m.expect for m in catalogue)
+
+
+def test_every_mutant_applies_to_the_current_tree_and_changes_it() -> None:
+    for mutant in mutants.load_catalogue():
+        assert mutant.patch is not None
+        check = subprocess.run(["git", "apply", "--check", str(mutant.patch)], cwd=REPO, capture_output=True, text=True)
+        assert check.returncode == 0, f"{mutant.name}: {check.stderr}"
+
+
+def _summary(status: str, failed: list[str], reruns: int = 0, lost: list[str] = ()) -> dict:  # type: ignore[type-arg, assignment]
+    cases = [{"name": n, "status": "failed"} for n in failed] + [{"name": n, "status": "skipped", "attempt": 1} for n in lost]
+    return {"status": status, "tests": {"cases": cases}, "failed_step": None, "reruns": reruns}
+
+
+def test_a_mutant_is_killed_when_the_run_does_not_pass() -> None:
+    m = mutants.Mutant("cap-never-throttles", "the cap: period", "x", ["pvsched_hostile_guest_throttled"], REPO / "x.patch")
+    killed = mutants.outcome_of(m, _summary("failed", ["pvsched_hostile_guest_throttled"]), 4.0, "r")
+    assert killed.killed and killed.expected_seen == ["pvsched_hostile_guest_throttled"]
+    # Rerun away: the failure of a lost attempt does not count, the run passed: it survived.
+    survived = mutants.outcome_of(m, _summary("passed", [], reruns=1, lost=["pvsched_hostile_guest_throttled"]), 9.0, "r")
+    assert not survived.killed and survived.failed == []
+    assert mutants.outcome_of(m, None, 1.0, "").killed  # no summary is no pass
+    table = mutants.kill_table([killed, survived])
+    assert "| yes |" in table and "| **no** |" in table and "1 of 2 mutants killed" in table
