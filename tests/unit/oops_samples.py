@@ -50,3 +50,13 @@ NULL_PERCPU_TRACE = """[  103.940112] Call Trace:
 [  103.944388]  </TASK>
 [  103.944601] ---[ end trace 0000000000000000 ]---
 """
+
+# The lab's own host kernel (6.12.117, kernel/configs, built 2026-12-02): its
+# System.map and `objdump -d` of exc_page_fault, where current is read by
+# `65 48 8b 05 b9 0f b3 7e  mov %gs:0x7eb30fb9(%rip),%rax  # 2ac00 <pcpu_hot>`
+# and dereferenced at exc_page_fault+0x1c, as in the oops above.
+SYSTEM_MAP_LAB_BUILD = """000000000002ac00 D const_pcpu_hot
+000000000002ac00 D pcpu_hot
+ffffffff814f9c2b T exc_page_fault
+"""
+NULL_PERCPU_OOPS_LAB_BUILD = NULL_PERCPU_OOPS.replace("c4 ed af 7e", "b9 0f b3 7e")

@@ -97,3 +97,12 @@ def test_stuck_in_guest_needs_a_stall_on_a_cpu_running_at_cpl3(tmp_path: Path) -
     (tmp_path / "level1-console.log").write_text(STALL)
     (tmp_path / "level1-cpus-wedged.txt").write_text(DUMP)
     assert [e.signature for e in emulator_faults.find(tmp_path, "tcg", {})] == ["stuck-in-guest"]
+
+
+def test_null_percpu_on_the_labs_own_kernel_build(tmp_path: Path) -> None:
+    from oops_samples import NULL_PERCPU_OOPS_LAB_BUILD, SYSTEM_MAP_LAB_BUILD
+
+    symbols = _symbols(tmp_path, SYSTEM_MAP_LAB_BUILD)
+    assert emulator_faults.null_percpu_oops(NULL_PERCPU_OOPS_LAB_BUILD, symbols)[0] == 4
+    # The older build's bytes do not resolve to pcpu_hot in this kernel: no sign.
+    assert emulator_faults.null_percpu_oops(NULL_PERCPU_OOPS, symbols)[0] == 0
