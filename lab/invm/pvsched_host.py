@@ -242,6 +242,8 @@ class PvschedObserver:
     _sampler: subprocess.Popen[str] | None = None
     _sample_file: Path = Path("/tmp/lab-vcpu-samples.jsonl")
     _saved_params: dict[str, str] = field(default_factory=dict)
+    pinned_cpu: int | None = None  # where vCPU 0's thread was moved in the malformed phase
+    _saved_affinity: set[int] = field(default_factory=set)
 
     def on_line(self, line: str) -> None:
         if "LAB-GUEST-READY" in line and not self.threads:
@@ -278,8 +280,30 @@ class PvschedObserver:
         elif name == "hostile-done":
             for p, v in self._saved_params.items():
                 set_kvm_param(p, int(v))
+        elif name == "malformed":
+            self._move_vcpu0()
+        elif name == "malformed-done":
+            self._release_vcpu0()
         elif name == "detach":
             self.policy.stop()
+
+    def _move_vcpu0(self) -> None:
+        """Pin vCPU 0's thread to a CPU other than the one KVM reports for it:
+        its next VM entry must report the new one (pvsched_host_knows_pcpu,
+        judged on the snapshot taken when the next phase begins)."""
+        tid = self.threads.get(0)
+        rows = {int(r["tid"]): r for r in self.snapshots.get("malformed") or []}
+        if tid is None or tid not in rows or (os.cpu_count() or 1) < 2:
+            self.errors.append(f"cannot move vCPU 0 (tid {tid}, KVM rows {sorted(rows)}, {os.cpu_count()} CPUs)")
+            return
+        self.pinned_cpu = (int(rows[tid]["cpu"]) + 1) % (os.cpu_count() or 2)
+        self._saved_affinity = os.sched_getaffinity(tid)
+        os.sched_setaffinity(tid, {self.pinned_cpu})
+
+    def _release_vcpu0(self) -> None:
+        tid = self.threads.get(0)
+        if tid is not None and self._saved_affinity:
+            os.sched_setaffinity(tid, self._saved_affinity)
 
     def start_sampler(self) -> None:
         """Start the sampler process now, so it is up before the guest's phases."""
@@ -367,8 +391,7 @@ class PvschedObserver:
         seen = {int(v["tid"]) for v in stats}
         case("pvsched_host_sees_every_vcpu", bool(tids) and tids <= seen,
              f"QMP vCPU threads {sorted(tids)}, policy saw {sorted(seen)}")  # fmt: skip
-        case("pvsched_host_knows_pcpu", bool(stats) and all(0 <= int(v["cpu"]) < (os.cpu_count() or 1) for v in stats),
-             f"pCPUs {[v['cpu'] for v in stats]}")  # fmt: skip
+        cases.append(self._pcpu_case())
         rt_window = self._window("rt", "rt-done")
         seen_in_time = self.rt_seen_after is not None and rt_window is not None and self.rt_seen_after <= rt_window
         case("pvsched_rt_task_visible_to_host", seen_in_time,
@@ -437,6 +460,17 @@ class PvschedObserver:
         if not after:
             return None
         return sum(int(v.get(key, 0)) for v in after) - sum(int(v.get(key, 0)) for v in before)
+
+    def _pcpu_case(self) -> Case:
+        """KVM follows the vCPU thread: after it was moved to another CPU, KVM reports that CPU."""
+        name, tid = "pvsched_host_knows_pcpu", self.threads.get(0)
+        before = {int(r["tid"]): r.get("cpu") for r in self.snapshots.get("malformed") or []}
+        after = {int(r["tid"]): r.get("cpu") for r in self.snapshots.get("malformed-done") or []}
+        if self.pinned_cpu is None or after.get(tid) is None:
+            return Case(name, "level1", "failed", f"vCPU 0 (tid {tid}) was not moved or not read after: {before} -> {after}")
+        ok = int(after[tid]) == self.pinned_cpu
+        why = f"vCPU 0 reported on CPU {before.get(tid)}, moved to CPU {self.pinned_cpu}, then reported on CPU {after[tid]}"
+        return Case(name, "level1", "passed" if ok else "failed", why)
 
     def _malformed_case(self) -> Case:
         """KVM's own count of malformed areas grew over the malformed phase (read errors are not malformed areas)."""

@@ -51,7 +51,9 @@ def _good_observer(tmp_path: Path) -> ph.PvschedObserver:
     # Boosted 0.9 s of wall time but 0.4 s of CPU time: the cap is on CPU time.
     done = {"tid": "11", "throttles": "15", "boosted_ns": "900000000", "boosted_cpu_ns": "400000000"}
     obs.snapshots = {"hostile": [row], "hostile-done": [done], "detach": [row],
-                     "malformed": [{"tid": "11", "malformed": "0"}], "malformed-done": [{"tid": "11", "malformed": "3"}]}  # fmt: skip
+                     "malformed": [{"tid": "11", "malformed": "0", "cpu": "0"}],
+                     "malformed-done": [{"tid": "11", "malformed": "3", "cpu": "1"}]}  # fmt: skip
+    obs.pinned_cpu = 1  # vCPU 0 (tid 11) moved from CPU 0 to CPU 1, and KVM followed
     return obs
 
 
@@ -91,6 +93,9 @@ def test_healthy_run_passes_every_check(tmp_path: Path) -> None:
         # The policy's read errors are not KVM counting malformed areas; no snapshot is no data.
         (lambda o: o.snapshots.__setitem__("malformed-done", [{"tid": "11", "malformed": "0"}]), "pvsched_malformed_areas_counted"),
         (lambda o: o.snapshots.pop("malformed"), "pvsched_malformed_areas_counted"),
+        # KVM still reports the CPU of the registration (or of an old entry) after the thread moved.
+        (lambda o: o.snapshots.__setitem__("malformed-done", [{"tid": "11", "malformed": "3", "cpu": "0"}]), "pvsched_host_knows_pcpu"),
+        (lambda o: setattr(o, "pinned_cpu", None), "pvsched_host_knows_pcpu"),
         (lambda o: o.threads.pop(1), "pvsched_unboost_restores_vcpu_thread"),
         (lambda o: o.samples.__setitem__(3, ph.Sample(100.2, "detach", {11: 1, 12: 0})),
          "pvsched_policy_detach_restores"),
