@@ -82,7 +82,8 @@ void BPF_PROG(boost_notify, struct kvm_pvsched_vcpu *pv, __u32 event)
 	}
 	rt = g.policy == SCHED_FIFO || g.policy == SCHED_RR;
 	s->last_policy = g.policy;
-	s->last_rt_priority = g.rt_priority;
+	if (rt)
+		s->last_rt_priority = g.rt_priority;
 	if (rt)
 		s->rt_seen++;
 	if (g.cs & PVSCHED_CS_HARDIRQ)

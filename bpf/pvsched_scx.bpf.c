@@ -183,7 +183,8 @@ void BPF_PROG(pvscx_notify, struct kvm_pvsched_vcpu *pv, u32 event)
 	if (rt)
 		s->rt_seen++;
 	s->last_policy = g.policy;
-	s->last_rt_priority = g.rt_priority;
+	if (rt)
+		s->last_rt_priority = g.rt_priority;
 	want = vcpu_needs_help(&g, rt, event);
 	h->wanted = want;
 	s->wanted = want;

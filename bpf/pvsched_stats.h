@@ -15,7 +15,7 @@ struct pvsched_vcpu_stats {
 	__u64 registrations;
 	__u64 malformed;		/* copied from the kernel's count */
 	__s32 last_policy;
-	__s32 last_rt_priority;
+	__s32 last_rt_priority;	/* of the last RT task seen (kept across non-RT events) */
 	__u64 events[4];	/* vmenter, vmexit, halt, intr_inj */
 	__u64 rt_seen;
 	__u64 hardirq_seen;

@@ -345,10 +345,11 @@ class PvschedObserver:
             self.samples.append(Sample(t, self.phase_at(t), {int(k): v for k, v in rec["policies"].items()},
                                        {int(k): v for k, v in rec.get("priorities", {}).items()}))  # fmt: skip
             vcpus = rec.get("vcpus") or []
-            self.policy_samples.append((t, vcpus))
+            if vcpus:  # the sampler reads the policy's statistics every few samples only
+                self.policy_samples.append((t, vcpus))
             # The guest's RT task (priority 50, on vCPU 1), not any FIFO thread of the guest (its kthreads are FIFO 99).
             ours = [v for v in vcpus if int(v.get("vcpu_id", -1)) == 1 and v.get("rt_seen", 0)
-                    and v.get("last_policy") in (1, 2) and int(v.get("last_rt_priority", 0)) == GUEST_RT_PRIORITY]  # fmt: skip
+                    and int(v.get("last_rt_priority", 0)) == GUEST_RT_PRIORITY]  # fmt: skip
             if self.rt_seen_after is None and rt_start is not None and t >= rt_start and ours:
                 self.rt_seen_after = t - rt_start
             self.rt_priorities |= {int(v["last_rt_priority"]) for v in vcpus if v.get("last_policy") in (1, 2)}

@@ -143,7 +143,7 @@ def test_thread_policy_reads_proc() -> None:
 
 def test_samples_get_the_phase_announced_before_them(tmp_path: Path) -> None:
     obs = _good_observer(tmp_path)
-    obs.samples, obs.rt_seen_after, obs.rt_priorities = [], None, set()
+    obs.samples, obs.rt_seen_after, obs.rt_priorities, obs.policy_samples = [], None, set(), []
     obs.phase_times = {"rt": 10.0, "rt-done": 20.0, "detach": 30.0}
     lines = [
         {"t": 9.0, "policies": {"12": 0}},
@@ -158,6 +158,8 @@ def test_samples_get_the_phase_announced_before_them(tmp_path: Path) -> None:
         ("boot", {12: 0}), ("rt", {12: 1}), ("rt", {12: 1}), ("rt-done", {12: 0})
     ]  # fmt: skip
     assert obs.rt_seen_after == 1.0 and obs.rt_priorities == {50}
+    # Only samples that read the policy's statistics count as its view (the sampler reads them every few samples).
+    assert [t for t, _ in obs.policy_samples] == [10.5, 11.0]
 
 
 def test_sampler_process_records_policies_until_terminated(tmp_path: Path) -> None:
