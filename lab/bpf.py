@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shutil
 from pathlib import Path
 
+from lab.cache import publish
 from lab.doctor import TOOLS, check_tool
 from lab.errors import LabError
 from lab.paths import REPO
@@ -35,16 +35,15 @@ def build_bpf(cache: Path, runner: Runner, btf: Path, ksrc: Path, source_identit
             h.update(path.name.encode() + b"\0" + path.read_bytes())
     h.update(btf.read_bytes())
     out = cache / "bpf" / h.hexdigest()[:24]
-    if (out / ".done").exists():
-        return out
-    tmp = out.with_name(out.name + f".tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    runner.run(
-        ["make", "-C", str(BPF_DIR), f"-j{os.cpu_count() or 1}", f"OUT={tmp}", f"BTF={btf}", f"KSRC={ksrc}", f"CLANG={clang}"],
-        "build BPF programs",
-    )
-    (tmp / ".done").write_text("")
-    shutil.rmtree(out, ignore_errors=True)
-    os.rename(tmp, out)
+
+    def make(tmp: Path) -> None:
+        tmp.mkdir(parents=True)
+        runner.run(
+            ["make", "-C", str(BPF_DIR), f"-j{os.cpu_count() or 1}", f"OUT={tmp}", f"BTF={btf}", f"KSRC={ksrc}", f"CLANG={clang}"],
+            "build BPF programs",
+        )
+        (tmp / ".done").write_text("")
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    publish(out, make, lambda path: (path / ".done").exists())
     return out

@@ -28,6 +28,17 @@ TOOLCHAIN_PROBES = {
 }
 
 
+# In a kernel build directory: the cache key of the build it holds.
+BUILD_KEY_FILE = ".lab-build-key"
+
+
+def read_build_key(bdir: Path) -> str:
+    try:
+        return (bdir / BUILD_KEY_FILE).read_text().strip()
+    except OSError:
+        return ""
+
+
 @dataclass
 class KernelBuild:
     name: str
@@ -192,8 +203,16 @@ class KernelBuilder:
             builds.append((str(bdir), sha256_file(bdir / "arch/x86/boot/bzImage"), time.monotonic() - start))
         return builds
 
+    def resync(self, name: str, tree: SourceTree, config: str, bdir: Path, key: str) -> None:
+        """Bring `bdir` back to the build of `key` (another run may have built
+        another series or config in it since); the caller holds its lock."""
+        if read_build_key(bdir) != key:
+            self.make(name, tree, config, bdir)
+            (bdir / BUILD_KEY_FILE).write_text(key)
+
     def _compile(self, name: str, tree: SourceTree, config: str, bdir: Path, key: str) -> Path:
         make = self.make(name, tree, config, bdir)
+        (bdir / BUILD_KEY_FILE).write_text(key)  # what the directory holds now
         release = self.runner.run([*make, "-s", "kernelrelease"], "kernelrelease", env_extra=self.env()).output.strip()
         with self.store.writing(key) as tmp:
             shutil.copyfile(bdir / "arch/x86/boot/bzImage", tmp / "bzImage")

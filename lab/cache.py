@@ -97,3 +97,36 @@ class Store:
     def read_meta(entry: Path) -> dict[str, object]:
         data: dict[str, object] = json.loads((entry / "meta.json").read_text())
         return data
+
+
+def publish(target: Path, build: Callable[[Path], None], done: Callable[[Path], bool] | None = None) -> bool:
+    """Build `target` (a file or directory) once, whatever other runs do at the same time.
+
+    `build(tmp)` writes a temporary path of this process; it is renamed to
+    `target` under a lock of its own, after checking again that no other
+    run published it meanwhile. A published target is never removed or
+    rewritten, so a run reading it is never left without it. Returns
+    whether this call built it (False: it was there, or another run made it).
+    """
+    is_done = done or (lambda path: path.exists())
+    if is_done(target):
+        return False
+    with file_lock(target.with_name(f".{target.name}.lock")):
+        if is_done(target):
+            return False
+        tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
+        _remove(tmp)
+        try:
+            build(tmp)
+            _remove(target)  # an unfinished leftover (no `done` mark), never a published one
+            os.rename(tmp, target)
+        finally:
+            _remove(tmp)
+    return True
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import hashlib
-import os
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from lab.build import KernelBuild
-from lab.cache import Store, file_lock
+from lab import ui
+from lab.build import KernelBuild, read_build_key
+from lab.cache import Store, file_lock, publish
 from lab.errors import LabError
 from lab.paths import REPO
 from lab.runner import Runner
@@ -35,21 +36,29 @@ def _digest(kernel_key: str) -> str:
     return h.hexdigest()[:24]
 
 
-def build_guest(cache: Path, runner: Runner, tree: SourceTree, guest: KernelBuild) -> GuestArtifacts:
-    """Out-of-tree module against the guest kernel's build directory, plus static tools."""
+def build_guest(cache: Path, runner: Runner, tree: SourceTree, guest: KernelBuild, resync: Callable[[Path], None]) -> GuestArtifacts:
+    """Out-of-tree module against the guest kernel's build directory, plus static tools.
+
+    The build directory is shared by every series and config of a profile:
+    before the module is built there, `resync(bdir)` brings it back to the
+    build of `guest.key` if another run built something else in it since,
+    so the module is cached under the key of the build it was built against.
+    """
     out = cache / "guest" / _digest(guest.key)
     done = GuestArtifacts(out / "pvsched_guest.ko", out / "rtspin")
-    if done.module.exists() and done.rtspin.exists():
-        return done
     bdir = Path(str(Store.read_meta(guest.entry)["build_dir"]))
-    if not (bdir / "Module.symvers").exists():
-        raise LabError(f"guest kernel build directory {bdir} is gone", fix=f"rm -r {guest.entry} and rerun")
-    tmp = out.with_name(out.name + f".tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    shutil.copytree(GUEST_DIR, tmp)
-    with file_lock(bdir.with_name(bdir.name + ".lock")):
-        runner.run(["make", "-C", str(tree.path), f"O={bdir}", f"M={tmp}", "modules"], "build guest module")
-    runner.run(["gcc", "-O2", "-static", "-Wall", "-o", str(tmp / "rtspin"), str(tmp / "tools/rtspin.c")], "build rtspin")
-    shutil.rmtree(out, ignore_errors=True)
-    os.rename(tmp, out)
+
+    def make(tmp: Path) -> None:
+        if not (bdir / "Module.symvers").exists():
+            raise LabError(f"guest kernel build directory {bdir} is gone", fix=f"rm -r {guest.entry} and rerun")
+        shutil.copytree(GUEST_DIR, tmp)
+        with file_lock(bdir.with_name(bdir.name + ".lock")):
+            if read_build_key(bdir) != guest.key:
+                ui.info(f"the kernel build directory {bdir} holds another build: rebuilding {guest.name} there first")
+                resync(bdir)
+            runner.run(["make", "-C", str(tree.path), f"O={bdir}", f"M={tmp}", "modules"], "build guest module")
+        runner.run(["gcc", "-O2", "-static", "-Wall", "-o", str(tmp / "rtspin"), str(tmp / "tools/rtspin.c")], "build rtspin")
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    publish(out, make, lambda path: (path / "pvsched_guest.ko").exists() and (path / "rtspin").exists())
     return done

@@ -11,6 +11,7 @@ import os
 import shutil
 from pathlib import Path
 
+from lab.cache import publish
 from lab.errors import LabError
 from lab.runner import Runner
 
@@ -60,8 +61,33 @@ def build_initramfs(cache: Path, runner: Runner, busybox: str | None = None, ext
     extra = extra or {}
     digest = inputs_digest(bb, extra)[:24]
     target = cache / "initramfs" / f"guest-{digest}.cpio.gz"
-    if target.exists():
-        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+
+    def pack(tmp: Path) -> None:
+        stage = target.with_name(f".stage-{digest}-{os.getpid()}")
+        shutil.rmtree(stage, ignore_errors=True)
+        for d in DIRS:
+            (stage / d).mkdir(parents=True)
+        shutil.copy2(bb, stage / "bin" / "busybox")
+        (stage / "bin" / "sh").symlink_to("busybox")
+        shutil.copyfile(INIT, stage / "init")
+        (stage / "init").chmod(0o755)
+        for inside, host in extra.items():
+            dest = stage / inside
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(host, dest)
+        # Sorted names, owner root, fixed mtimes: the same inputs give the same bytes.
+        runner.run(
+            ["sh", "-c",
+             'find . -exec touch -h -d @0 {} + && find . | LC_ALL=C sort | '
+             'cpio --quiet -o -H newc -R 0:0 --reproducible | gzip -9n > "$1"', "sh", str(tmp)],
+            "build guest initramfs",
+            cwd=stage,
+        )  # fmt: skip
+        shutil.rmtree(stage, ignore_errors=True)
+
+    publish(target, pack)
+    return target
     stage = target.with_name(f".stage-{digest}-{os.getpid()}")
     shutil.rmtree(stage, ignore_errors=True)
     for d in DIRS:

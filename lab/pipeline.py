@@ -295,7 +295,9 @@ class Pipeline:
         if pvsched:
             since = time.time()
             with self.step("build guest driver"):
-                driver = build_guest(self.cache, self.runner, tree, guest)
+                config = (guest.entry / "config").read_text()
+                driver = build_guest(self.cache, self.runner, tree, guest,
+                                     lambda bdir: self.builder().resync("guest", tree, config, bdir, guest.key))  # fmt: skip
             self._note_artifact("guest_driver", driver.module.parent, since)
             extra = driver.initramfs_files()
         self.release_tree()  # the last build from the tree

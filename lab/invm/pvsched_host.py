@@ -467,10 +467,11 @@ class PvschedObserver:
         name, tid = "pvsched_host_knows_pcpu", self.threads.get(0)
         before = {int(r["tid"]): r.get("cpu") for r in self.snapshots.get("malformed") or []}
         after = {int(r["tid"]): r.get("cpu") for r in self.snapshots.get("malformed-done") or []}
-        if self.pinned_cpu is None or after.get(tid) is None:
+        now = after.get(tid) if tid is not None else None
+        if self.pinned_cpu is None or tid is None or now is None:
             return Case(name, "level1", "failed", f"vCPU 0 (tid {tid}) was not moved or not read after: {before} -> {after}")
-        ok = int(after[tid]) == self.pinned_cpu
-        why = f"vCPU 0 reported on CPU {before.get(tid)}, moved to CPU {self.pinned_cpu}, then reported on CPU {after[tid]}"
+        ok = int(now) == self.pinned_cpu
+        why = f"vCPU 0 reported on CPU {before.get(tid)}, moved to CPU {self.pinned_cpu}, then reported on CPU {now}"
         return Case(name, "level1", "passed" if ok else "failed", why)
 
     def _malformed_case(self) -> Case:
