@@ -124,6 +124,9 @@ def stress_markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+COARSE_CLOCK_S = 0.02  # at least one tick at HZ=100
+
+
 def new_run_id() -> str:
     return dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(2)
 
@@ -339,7 +342,9 @@ class Pipeline:
     def _note_artifact(self, name: str, entry: Path, since: float) -> None:
         """Records one cached build: a hit if `entry` is unchanged since the
         step began (entries are renamed into place whole, which sets their ctime)."""
-        hit = entry.stat().st_ctime < since
+        # File times come from the kernel's coarse clock, up to a tick behind
+        # time.time(): an entry made just after `since` can look older than it.
+        hit = entry.stat().st_ctime < since - COARSE_CLOCK_S
         seconds = round(time.time() - since, 1)
         self.record.build[name] = {"cache": "hit" if hit else "miss", "seconds": seconds, "path": str(entry)}
         ui.info(f"{name}: cache {'hit' if hit else 'miss'}, {seconds:.0f} s")
