@@ -382,7 +382,9 @@ class Stress:
                 self.guest_dmesg.append(guest_dmesg(console))
                 m = re.search(r"LAB-STRESS registered=(\d+)", console)
                 if not m:
-                    part.lose(f"round {i}: {probe.reason or 'no registration line'}")
+                    # A guest that never reached its driver is a failed round, not the environment's:
+                    # only the host may excuse it, with an emulator sign (lab.attempts).
+                    part.fail(f"round {i}: no registration line; {probe.reason or 'the guest ended without it'}")
                 elif int(m[1]) != int(self.cfg["guest_cpus"]) or not probe.ok:
                     part.fail(f"round {i}: registered {m[1]}; {probe.reason}")
                 self.settle(part, f"round {i}")
