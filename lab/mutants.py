@@ -104,13 +104,26 @@ def kill_table(outcomes: list[Outcome]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def plant(runner: Runner, mutant: Mutant, scratch: Path) -> None:
+    """Apply the mutant's patch to the copy, and check that it is there."""
+    if mutant.patch is None:
+        return
+    # A repository of its own: git apply in a directory inside another
+    # repository skips the paths outside it, silently (it did, here).
+    runner.run(["git", "init", "-q"], f"scratch repository for {mutant.name}", cwd=scratch)
+    runner.run(["git", "apply", "--verbose", str(mutant.patch)], f"plant {mutant.name}", cwd=scratch)
+    planted = runner.run(["git", "apply", "--check", "--reverse", str(mutant.patch)], f"check {mutant.name} is planted",
+                         cwd=scratch, check=False)  # fmt: skip
+    if not planted.ok:
+        raise LabError(f"mutant {mutant.name} is not in the copy {scratch}: {planted.output.strip()[-300:]}", log=str(planted.log))
+
+
 def run_one(runner: Runner, mutant: Mutant, scratch: Path, lab_args: list[str]) -> Outcome:
     """Copy the lab, plant the mutant, run the lab on the copy."""
     if scratch.exists():
         shutil.rmtree(scratch)
     shutil.copytree(REPO, scratch, ignore=_NOT_COPIED)
-    if mutant.patch is not None:
-        runner.run(["git", "apply", "--verbose", str(mutant.patch)], f"plant {mutant.name}", cwd=scratch)
+    plant(runner, mutant, scratch)
     start = time.monotonic()
     # The copy's own lab package: `-m` puts the working directory first on sys.path.
     runner.run([sys.executable, "-m", "lab", "run", *lab_args], f"lab run on {mutant.name}", cwd=scratch, check=False)

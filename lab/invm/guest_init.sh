@@ -58,6 +58,16 @@ registered_is() { [ "$(counter registered_cpus)" = "$1" ]; }
 
 phase() { echo "LAB-PHASE $1"; sleep "${2:-0}"; }
 
+# The last line, then power off only once the console has sent everything:
+# `poweroff -f` drops what the tty still holds, and under a loaded host the
+# tail of a dmesg dump (and LAB-GUEST-DONE) was lost that way. stty changes
+# a setting with TCSADRAIN, which waits until the UART has sent it all.
+finish() {
+	echo "LAB-GUEST-DONE"
+	stty -F /dev/console -echo 2>/dev/null || sleep 2
+	poweroff -f
+}
+
 pvsched_tests() {
 	check pvsched_guest_registers_every_vcpu "registered $(counter registered_cpus 2>/dev/null) of $want_cpus" \
 		sh -c "insmod $MOD && [ \"\$(sed -n 's/^registered_cpus //p' $PV/counters)\" = $want_cpus ]"
@@ -135,8 +145,7 @@ if [ "$mode" = bench ]; then
 	echo "LAB-GUEST-DMESG-BEGIN"
 	dmesg
 	echo "LAB-GUEST-DMESG-END"
-	echo "LAB-GUEST-DONE"
-	poweroff -f
+	finish
 elif [ "$mode" = overhead ]; then
 	# Interleaved so drift hits both sides alike.
 	for r in $(seq "$(param lab.overhead_rounds)"); do
@@ -152,8 +161,7 @@ elif [ "$mode" = overhead ]; then
 			[ $which = with ] && rmmod pvsched_guest
 		done
 	done
-	echo "LAB-GUEST-DONE"
-	poweroff -f
+	finish
 elif [ "$mode" = scx ]; then
 	echo "KTAP version 1"
 	echo "1..1"
@@ -229,5 +237,4 @@ fi
 echo "LAB-GUEST-DMESG-BEGIN"
 dmesg
 echo "LAB-GUEST-DMESG-END"
-echo "LAB-GUEST-DONE"
-poweroff -f
+finish

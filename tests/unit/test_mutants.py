@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+from pathlib import Path
 
 from lab import mutants
 from lab.paths import REPO
@@ -41,3 +42,27 @@ def test_a_mutant_is_killed_when_the_run_does_not_pass() -> None:
     assert mutants.outcome_of(m, None, 1.0, "").killed  # no summary is no pass
     table = mutants.kill_table([killed, survived])
     assert "| yes |" in table and "| **no** |" in table and "1 of 2 mutants killed" in table
+
+
+def test_a_mutant_is_planted_in_a_copy_inside_another_repository(tmp_path: Path) -> None:
+    """Where nox -s mutants puts its copies: results/ of the lab's own checkout, a repository."""
+    import shutil
+
+    import pytest
+
+    from lab.errors import LabError
+    from lab.runner import Runner
+
+    outer = tmp_path / "checkout"
+    subprocess.run(["git", "init", "-q", str(outer)], check=True)
+    mutant = next(m for m in mutants.load_catalogue() if m.name == "guest-no-hardirq-bit")
+    scratch = outer / "results" / "scratch" / mutant.name
+    shutil.copytree(REPO / "guest", scratch / "guest")
+    runner = Runner(tmp_path / "logs")
+    # Plain `git apply` there skips the file and exits 0: the copy would run unmodified.
+    skipped = runner.run(["git", "apply", "--verbose", str(mutant.patch)], "plain apply", cwd=scratch)
+    assert "Skipped patch" in skipped.output and "cs_update(0, 0);" not in (scratch / "guest/pvsched_guest.c").read_text()
+    mutants.plant(runner, mutant, scratch)
+    assert "cs_update(0, 0);" in (scratch / "guest/pvsched_guest.c").read_text()
+    with pytest.raises(LabError, match="plant guest-no-hardirq-bit failed"):
+        mutants.plant(runner, mutant, scratch)  # already applied: the patch does not apply twice
