@@ -45,15 +45,26 @@ mode=$(param lab.mode)
 counter() { sed -n "s/^$1 //p" $PV/counters; }
 # The host's status for vCPU 1 (where the RT task runs), as the guest sees it.
 cpu1_boosted() { awk 'NR > 1 && $1 == 1 && and($8, 2) { f = 1 } END { exit !f }' $PV/status 2>/dev/null; }
-host_boosted_seen() { # samples it $1 times, every 20 ms
+host_boosted_seen() { # samples it $1 times, every 20 ms; boost_polls: how many it took
+	boost_polls=0
+	while [ $boost_polls -lt "$1" ]; do
+		cpu1_boosted && return 0
+		boost_polls=$((boost_polls + 1)); usleep 20000
+	done
+	return 1
+}
+# The unboost gets the time the boost took to show, five times over (at
+# least 300 ms): a bound from this run's own pace, not a fixed sleep that a
+# loaded host misses.
+unboost_polls() { n=$((5 * (boost_polls + 1))); [ $n -lt 15 ] && n=15; echo $n; }
+host_unboosted_within() { # samples it up to $1 times, every 20 ms
 	i=0
 	while [ $i -lt "$1" ]; do
-		cpu1_boosted && return 0
+		cpu1_boosted || return 0
 		i=$((i + 1)); usleep 20000
 	done
 	return 1
 }
-cpu1_not_boosted() { ! cpu1_boosted; }
 registered_is() { [ "$(counter registered_cpus)" = "$1" ]; }
 
 phase() { echo "LAB-PHASE $1"; sleep "${2:-0}"; }
@@ -75,11 +86,13 @@ pvsched_tests() {
 	rtspin 50 1 1500 4000 1000 > /tmp/rtspin.out &
 	check pvsched_guest_sees_host_boost "host never reported BOOSTED while an RT task ran" host_boosted_seen 60
 	wait
-	phase rt-done 0.3
-	check pvsched_unboost_after_rt "vCPU 1 is still boosted 300 ms after its RT task ended" cpu1_not_boosted
+	phase rt-done
+	polls=$(unboost_polls)
+	check pvsched_unboost_after_rt "vCPU 1 still boosted $((polls * 20)) ms after its RT task ended (the boost showed after $((boost_polls * 20)) ms)" \
+		host_unboosted_within "$polls"
 	check pvsched_guest_irq_bits "hardirqs=$(counter hardirqs) softirqs=$(counter softirqs)" \
 		sh -c "[ \$(sed -n 's/^hardirqs //p' $PV/counters) -gt 0 ] && [ \$(sed -n 's/^softirqs //p' $PV/counters) -gt 0 ]"
-	sleep 0.5	# quiet: the host's unboost check samples here, before the RT writes of the next phase
+	sleep 0.8	# quiet: the host's unboost check samples 0.3-0.8 s into rt-done, before the RT writes of the next phase
 	phase malformed
 	check pvsched_guest_wrote_malformed_areas "a write to $PV/corrupt failed" corrupt_all
 	phase malformed-done
