@@ -18,7 +18,7 @@ KMSG = Path("/dev/kmsg")
 
 def _write(text: str) -> None:
     try:
-        with KMSG.open("w") as kmsg:
+        with KMSG.open("a") as kmsg:
             kmsg.write(f"<3>{text}\n")
     except OSError:
         print(f"{text} (not in the kernel log: /dev/kmsg not writable)", flush=True)
