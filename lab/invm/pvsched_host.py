@@ -352,7 +352,8 @@ class PvschedObserver:
                     and int(v.get("last_rt_priority", 0)) == GUEST_RT_PRIORITY]  # fmt: skip
             if self.rt_seen_after is None and rt_start is not None and t >= rt_start and ours:
                 self.rt_seen_after = t - rt_start
-            self.rt_priorities |= {int(v["last_rt_priority"]) for v in vcpus if v.get("last_policy") in (1, 2)}
+            # last_rt_priority: of the last RT task the policy saw (kept across non-RT events).
+            self.rt_priorities |= {int(v["last_rt_priority"]) for v in vcpus if v.get("rt_seen", 0) and v.get("last_rt_priority")}
 
     def finish(self) -> None:
         if self._sampler is not None:
@@ -430,9 +431,11 @@ class PvschedObserver:
              f"phase: {done or 'no samples'} (want at least {UNBOOST_MIN_SAMPLES} sampled, most SCHED_OTHER)")  # fmt: skip
         # Judged on what the policy saw before the malformed phase, whose garbage sets any bit.
         before_garbage = self._stats_before("malformed")
-        irq = sum(v.get("hardirq_seen", 0) + v.get("softirq_seen", 0) for v in before_garbage)
-        case("pvsched_host_sees_irq_bits", irq > 0,
-             f"no event saw the guest in a hard or soft IRQ before the malformed phase ({len(before_garbage)} vCPUs)")  # fmt: skip
+        hard = sum(v.get("hardirq_seen", 0) for v in before_garbage)
+        soft = sum(v.get("softirq_seen", 0) for v in before_garbage)
+        case("pvsched_host_sees_irq_bits", hard > 0 and soft > 0,
+             f"events that saw the guest in a hard IRQ: {hard}, in a soft IRQ: {soft}, before the malformed phase "
+             f"({len(before_garbage)} vCPUs)")  # fmt: skip
         cases.append(self._malformed_case())
         cpu1 = by_vcpu.get(1, {})
         case("pvsched_hotplug_reregisters", int(cpu1.get("registrations", 0)) >= 3,

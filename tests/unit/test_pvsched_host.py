@@ -43,9 +43,9 @@ def _good_observer(tmp_path: Path) -> ph.PvschedObserver:
                        "hostile-done": 12.0, "detach": 99.0}  # fmt: skip
     # What the policy's statistics said over time: IRQ bits before the malformed phase, requests in the hostile one.
     obs.policy_samples = [
-        (2.5, [_vcpu(0, 11, softirq_seen=5), _vcpu(1, 12, rt_seen=40)]),
-        (9.0, [_vcpu(0, 11, softirq_seen=9, request_seen=1), _vcpu(1, 12, rt_seen=40)]),
-        (11.5, [_vcpu(0, 11, softirq_seen=9, request_seen=4), _vcpu(1, 12, rt_seen=40)]),
+        (2.5, [_vcpu(0, 11, softirq_seen=5, hardirq_seen=3), _vcpu(1, 12, rt_seen=40)]),
+        (9.0, [_vcpu(0, 11, softirq_seen=9, hardirq_seen=3, request_seen=1), _vcpu(1, 12, rt_seen=40)]),
+        (11.5, [_vcpu(0, 11, softirq_seen=9, hardirq_seen=3, request_seen=4), _vcpu(1, 12, rt_seen=40)]),
     ]
     row = {"tid": "11", "throttles": "0", "boosted_ns": "0", "boosted_cpu_ns": "0"}
     # Boosted 0.9 s of wall time but 0.4 s of CPU time: the cap is on CPU time.
@@ -89,6 +89,8 @@ def test_healthy_run_passes_every_check(tmp_path: Path) -> None:
         (lambda o: setattr(o, "rt_seen_after", None), "pvsched_rt_task_visible_to_host"),
         # IRQ bits or requests that appear only with the garbage of the malformed phase.
         (lambda o: o.policy_samples.__setitem__(0, (2.5, [_vcpu(0, 11), _vcpu(1, 12)])), "pvsched_host_sees_irq_bits"),
+        # A guest that never publishes one of the two (mutant guest-no-hardirq-bit).
+        (lambda o: o.policy_samples.__setitem__(0, (2.5, [_vcpu(0, 11, softirq_seen=5), _vcpu(1, 12)])), "pvsched_host_sees_irq_bits"),
         (lambda o: o.policy_samples.__setitem__(2, (11.5, [_vcpu(0, 11, request_seen=1)])), "pvsched_request_flag_seen"),
         # The policy's read errors are not KVM counting malformed areas; no snapshot is no data.
         (lambda o: o.snapshots.__setitem__("malformed-done", [{"tid": "11", "malformed": "0"}]), "pvsched_malformed_areas_counted"),
@@ -148,7 +150,7 @@ def test_samples_get_the_phase_announced_before_them(tmp_path: Path) -> None:
     lines = [
         {"t": 9.0, "policies": {"12": 0}},
         {"t": 10.5, "policies": {"12": 1}, "vcpus": [_vcpu(1, 12)]},
-        {"t": 11.0, "policies": {"12": 1}, "vcpus": [_vcpu(1, 12, rt_seen=3, last_policy=1, last_rt_priority=50)]},
+        {"t": 11.0, "policies": {"12": 1}, "vcpus": [_vcpu(1, 12, rt_seen=3, last_policy=0, last_rt_priority=50)]},
         {"t": 25.0, "policies": {"12": 0}},
     ]
     path = tmp_path / "samples.jsonl"
