@@ -10,3 +10,11 @@ from lab.runner import Runner
 @pytest.fixture
 def runner(tmp_path: Path) -> Runner:
     return Runner(tmp_path / "logs")
+
+
+@pytest.fixture(autouse=True)
+def _kernel_log_is_a_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Level 1's marks (lab.invm.marks) go to a file here, not to this machine's kernel log."""
+    from lab.invm import marks
+
+    monkeypatch.setattr(marks, "KMSG", tmp_path / "kmsg")
