@@ -88,7 +88,10 @@ dump_dmesg() {
 # a setting with TCSADRAIN, which waits until the UART has sent it all.
 finish() {
 	echo "LAB-GUEST-DONE"
-	stty -F /dev/console -echo 2>/dev/null || sleep 2
+	stty -F /dev/console -echo 2>/dev/null
+	# The drain alone did not keep the tail of a long dump (seen three times):
+	# give QEMU's UART a moment to hand the last bytes to its output.
+	sleep 1
 	poweroff -f
 }
 
