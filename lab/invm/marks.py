@@ -9,6 +9,7 @@ line also reaches a console that prints only errors.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 FAILED = "LAB-FAILED"
@@ -17,9 +18,14 @@ KMSG = Path("/dev/kmsg")
 
 
 def _write(text: str) -> None:
+    # One write(2), no seek: /dev/kmsg takes each write as a record and
+    # refuses the lseek(SEEK_CUR) a Python text file makes (ESPIPE).
     try:
-        with KMSG.open("a") as kmsg:
-            kmsg.write(f"<3>{text}\n")
+        fd = os.open(KMSG, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        try:
+            os.write(fd, f"<3>{text}\n".encode())
+        finally:
+            os.close(fd)
     except OSError:
         print(f"{text} (not in the kernel log: /dev/kmsg not writable)", flush=True)
 
