@@ -33,6 +33,7 @@ SCHED_OTHER, SCHED_FIFO = 0, 1
 BOOST_PRIORITY, HINT_PRIORITY = 10, 1  # the boost policy's defaults (bpf/pvsched_boost.bpf.c)
 GUEST_RT_PRIORITY = 50  # the guest's RT task (rtspin 50 in guest_init.sh)
 UNBOOST_MIN_SAMPLES = 3
+HOOKS = ("vmenter", "vmexit", "halt", "intr_inj")  # the policy's per-event counts (bpf/pvsched_stats.h)
 # The hostile phase runs with a small budget so throttling shows quickly.
 HOSTILE_BUDGET_US, HOSTILE_PERIOD_US = 20_000, 100_000
 
@@ -393,6 +394,10 @@ class PvschedObserver:
         seen = {int(v["tid"]) for v in stats}
         case("pvsched_host_sees_every_vcpu", bool(tids) and tids <= seen,
              f"QMP vCPU threads {sorted(tids)}, policy saw {sorted(seen)}")  # fmt: skip
+        # Each of KVM's four hooks called the policy for every vCPU (a missing hook leaves the others working).
+        silent = [f"vCPU {v['vcpu_id']} {hook}" for v in stats for hook in HOOKS if not int(v.get(hook, 0))]
+        case("pvsched_policy_called_at_every_hook", bool(stats) and not silent,
+             f"never called: {silent or 'no statistics'}")  # fmt: skip
         cases.append(self._pcpu_case())
         rt_window = self._window("rt", "rt-done")
         seen_in_time = self.rt_seen_after is not None and rt_window is not None and self.rt_seen_after <= rt_window

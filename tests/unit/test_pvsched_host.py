@@ -14,6 +14,7 @@ from lab.invm import vcpu_sampler
 
 def _vcpu(vcpu_id: int, tid: int, **kw: int) -> dict[str, int]:
     base = {"tid": tid, "vm_pid": 100, "vcpu_id": vcpu_id, "cpu": 0, "registered": 1, "wanted": 0,
+            "vmenter": 5861, "vmexit": 5801, "halt": 916, "intr_inj": 2077,
             "registrations": 1, "malformed": 0, "last_policy": 0, "last_rt_priority": 0, "rt_seen": 0,
             "hardirq_seen": 0, "softirq_seen": 0, "request_seen": 0, "read_errors": 0}  # fmt: skip
     return {**base, **kw}
@@ -276,3 +277,16 @@ def test_unreadable_kvm_debugfs_is_no_data_and_fails_the_destroy_check(tmp_path:
     obs.snapshots.pop("detach")  # the guest never had an area registered: nothing was destroyed with one
     debugfs.write_text("tid vm_pid vcpu\n")
     assert destroy_case(obs).status == "failed"
+
+
+def test_a_hook_that_never_called_the_policy_fails(tmp_path: Path) -> None:
+    """The statistics of the mutant vmexit-hook-missing's run (mutants in /tmp/mut3, 2026-12-02): every
+    other check passed."""
+    obs = _good_observer(tmp_path)
+    obs.policy.stats.write_text(json.dumps({"policy": "boost", "vcpus": [
+        _vcpu(1, 12, rt_seen=40, registrations=4, vmenter=5769, vmexit=0, halt=1257, intr_inj=2028),
+        _vcpu(0, 11, softirq_seen=5, vmenter=6264, vmexit=0, halt=980, intr_inj=2432),
+    ]}))  # fmt: skip
+    case = next(c for c in obs.cases() if c.name == "pvsched_policy_called_at_every_hook")
+    assert case.status == "failed" and case.message == "never called: ['vCPU 1 vmexit', 'vCPU 0 vmexit']"
+    assert _verdicts(_good_observer(tmp_path))["pvsched_policy_called_at_every_hook"] == "passed"
