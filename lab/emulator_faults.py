@@ -88,8 +88,7 @@ def read_symbols(system_map: Path | None) -> dict[str, int]:
 
 
 def _displacement(code_bytes: str) -> int:
-    value = int.from_bytes(bytes(int(b, 16) for b in code_bytes.split()), "little", signed=True)
-    return value
+    return int.from_bytes(bytes.fromhex(code_bytes), "little", signed=True)
 
 
 def _reads_current_task(lines: list[str], i: int, symbols: dict[str, int]) -> bool:

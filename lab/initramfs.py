@@ -88,27 +88,3 @@ def build_initramfs(cache: Path, runner: Runner, busybox: str | None = None, ext
 
     publish(target, pack)
     return target
-    stage = target.with_name(f".stage-{digest}-{os.getpid()}")
-    shutil.rmtree(stage, ignore_errors=True)
-    for d in DIRS:
-        (stage / d).mkdir(parents=True)
-    shutil.copy2(bb, stage / "bin" / "busybox")
-    (stage / "bin" / "sh").symlink_to("busybox")
-    shutil.copyfile(INIT, stage / "init")
-    (stage / "init").chmod(0o755)
-    for inside, host in extra.items():
-        dest = stage / inside
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(host, dest)
-    tmp = target.with_suffix(f".tmp-{os.getpid()}")
-    # Sorted names, owner root, fixed mtimes: the same inputs give the same bytes.
-    runner.run(
-        ["sh", "-c",
-         'find . -exec touch -h -d @0 {} + && find . | LC_ALL=C sort | '
-         'cpio --quiet -o -H newc -R 0:0 --reproducible | gzip -9n > "$1"', "sh", str(tmp)],
-        "build guest initramfs",
-        cwd=stage,
-    )  # fmt: skip
-    os.replace(tmp, target)
-    shutil.rmtree(stage, ignore_errors=True)
-    return target
