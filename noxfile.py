@@ -71,6 +71,12 @@ def stress(session: nox.Session) -> None:
 
 
 @nox.session
+def emulator_control(session: nox.Session) -> None:
+    """The nested workload on the unpatched kernel and with each policy: how often each emulator sign occurs."""
+    _lab(session, "emulator-control")
+
+
+@nox.session
 def image(session: nox.Session) -> None:
     """Build the toolchain image (images/) with docker or podman; `-- --method containerfile|mmdebstrap`."""
     _lab(session, "image")

@@ -11,6 +11,7 @@ import sys
 from collections.abc import Callable
 
 from lab import doctor, ui
+from lab.emulator_control import CELLS as CONTROL_CELLS
 from lab.errors import LabError
 from lab.invm.bench import MODES as BENCH_MODES
 from lab.invm.stress import HOSTILE_CAP
@@ -53,6 +54,8 @@ def _options(args: argparse.Namespace) -> Options:
         opts.level1.run_timeout = args.level1_timeout
     if getattr(args, "level1_cpu", None):
         opts.level1.tcg_cpu = args.level1_cpu
+    if getattr(args, "tcg_threads", None):
+        opts.level1.tcg_threads = args.tcg_threads
     if getattr(args, "level1_append", None):
         opts.level1.append = args.level1_append
     if getattr(args, "guest_append", None):
@@ -115,6 +118,7 @@ def parser() -> argparse.ArgumentParser:
         ("boot", "boot level 1"),
         ("bench", "latency benchmark: idle, vanilla, pvsched, scx, static in one run"),
         ("stress", "stress suite: hostile guest, VM churn, hotplug, policy reload, VMM killed while boosted"),
+        ("emulator-control", "count emulator signs on the unpatched kernel and with each policy, same workload"),
     ):
         r = sub.add_parser(name, help=help_text)
         _common(r)
@@ -124,6 +128,8 @@ def parser() -> argparse.ArgumentParser:
         r.add_argument("--level1-timeout", type=float, default=None, help="seconds before level 1 is killed")
         r.add_argument("--level1-cpu", help="QEMU -cpu of level 1 under TCG (default max,-la57; it needs SVM with NPT)")
         r.add_argument("--level1-append", help="extra kernel command line for level 1")
+        r.add_argument("--tcg-threads", choices=("multi", "single"), default=None,
+                       help="QEMU TCG threading of level 1 when it runs under TCG (default multi)")  # fmt: skip
         r.add_argument("--guest-append", help="extra kernel command line for every level-2 guest")
         if name in ("run", "stress"):
             r.add_argument("--vm-retries", type=int, default=None,
@@ -140,6 +146,10 @@ def parser() -> argparse.ArgumentParser:
             r.add_argument("--modes", type=_names(BENCH_MODES), default=list(BENCH_MODES), help="comma-separated")
             r.add_argument("--overhead-rounds", type=_positive_int, default=3, help="hackbench runs with and without the driver")
             r.add_argument("--load-workers", type=int, default=1, help="stress-ng workers on the vCPU's host CPU")
+    ec = sub.choices["emulator-control"]
+    ec.add_argument("--runs", type=_positive_int, default=4, help="level-1 boots per cell (4 x 4 cells: about 30 min here)")
+    ec.add_argument("--boots", type=_positive_int, default=3, help="level-2 guests per level-1 boot")
+    ec.add_argument("--cells", type=_names(CONTROL_CELLS), default=list(CONTROL_CELLS), help="comma-separated")
     st = sub.choices["stress"]
     st.add_argument("--parts", type=_names(STRESS_PARTS), default=list(STRESS_PARTS), help="comma-separated, in order")
     st.add_argument("--churn", type=_positive_int, default=10, help="guest create/destroy rounds")
@@ -301,6 +311,10 @@ def _main(argv: list[str] | None) -> int:
                 "load_workers": args.load_workers,
             }
             return Pipeline(_options(args)).bench(opts)
+        if args.command == "emulator-control":
+            from lab.emulator_control import ControlRun
+
+            return ControlRun(_options(args), args.cells, args.runs, args.boots).run()
         if args.command == "stress":
             opts = {
                 "parts": args.parts,

@@ -64,6 +64,26 @@ def fragments_for(config_dir: Path, profile: str, kernel: str) -> list[Fragment]
     return frags
 
 
+def without(fragments: list[Fragment], options: tuple[str, ...], dest: Path) -> list[Fragment]:
+    """`fragments` with `options` removed (written under `dest`): the unpatched
+    base kernel has no Kconfig symbol for what the series adds, and kconfig
+    would otherwise rightly report them dropped."""
+    if not options:
+        return fragments
+    dest.mkdir(parents=True, exist_ok=True)
+    out = []
+    for frag in fragments:
+        lines = frag.path.read_text().splitlines(keepends=True)
+        kept = [ln for ln in lines if not any(ln.startswith(f"{o}=") or ln.startswith(f"# {o} is not set") for o in options)]
+        if len(kept) == len(lines):
+            out.append(frag)
+            continue
+        path = dest / f"{frag.name}.config"
+        path.write_text("".join(kept))
+        out.append(Fragment(frag.name, path))
+    return out
+
+
 def requested(fragments: list[Fragment]) -> dict[str, tuple[str, str]]:
     """Option -> (value, fragment that set it); later fragments win, as in merge_config.sh."""
     wanted: dict[str, tuple[str, str]] = {}

@@ -61,6 +61,8 @@ class Options:
     level2_tcg_timeout: float = 600.0
     vm_retries: int = 4  # nested KVM on an emulated CPU loses a level-1 boot now and then (README)
     series: bool = True  # apply kernel/patches/ (bisect steps build commits as they are)
+    # Options of the fragments the kernel being built cannot have (the series' own, for the unpatched base).
+    drop_options: tuple[str, ...] = ()
     build_tag: str | None = None  # names the incremental build directory; default: the profile
     tree_name: str | None = None  # names the source tree directory; default: one per source
     # (clone, ref): build that commit of a clone of the lab's own tree as it is (bisect)
@@ -264,7 +266,9 @@ class Pipeline:
         builds: dict[str, KernelBuild] = {}
         for name in ("host", "guest"):
             with self.step(f"config {name}"):
-                configs[name] = builder.merged_config(tree, kconfig.fragments_for(CONFIG_DIR, self.opts.profile, name))
+                fragments = kconfig.fragments_for(CONFIG_DIR, self.opts.profile, name)
+                fragments = kconfig.without(fragments, self.opts.drop_options, self.run_dir / "fragments")
+                configs[name] = builder.merged_config(tree, fragments)
             same = next((other for other, cfg in configs.items() if other != name and cfg == configs[name]), None)
             if same is not None:
                 shared = builds[same]

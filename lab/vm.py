@@ -38,6 +38,10 @@ class Level1Settings:
     # (`current` = NULL, recursive page faults up to the stack guard page;
     # KASAN wild accesses in early boot), see README.
     tcg_cpu: str = "max,-la57"
+    # QEMU's TCG threading for level 1: "multi" (a host thread per vCPU, the
+    # default) or "single" (one thread runs every vCPU in turn: no cross-thread
+    # interrupt delivery races, at a cost in speed; `nox -s emulator_control`).
+    tcg_threads: str = "multi"
     # Extra kernel command line for level 1 (e.g. debugging options).
     append: str = ""
 
@@ -91,6 +95,8 @@ def vng_command(
         # NPT, and every level-2 guest then triple-faulted in its BIOS.
         # Level 2 (`-cpu host`) inherits level 1's features, la57 included.
         cmd += ["--disable-kvm", f"--qemu-opts=-cpu {settings.tcg_cpu}"]
+        if settings.tcg_threads != "multi":
+            cmd.append(f"--qemu-opts=-accel tcg,thread={settings.tcg_threads}")
         cmd += ["--append", f"kvm.tsc_tolerance_ppm={TCG_TSC_TOLERANCE_PPM}"]
     if settings.append:
         cmd += ["--append", settings.append]
@@ -119,7 +125,9 @@ class Level1:
     def _probe_cache(self) -> Path:
         # Valid until the machine reboots or the kernel or QEMU changes.
         qemu = shutil.which("qemu-system-x86_64") or ""
-        ident = f"{_boot_id()}|{self.kernel_key}|{qemu}|{os.stat(qemu).st_mtime if qemu else 0}|{self.settings.tcg_cpu}"
+        ident = f"{_boot_id()}|{self.kernel_key}|{qemu}|{os.stat(qemu).st_mtime if qemu else 0}|{self.settings.tcg_cpu}" + (
+            "" if self.settings.tcg_threads == "multi" else f"|{self.settings.tcg_threads}"
+        )
         return self.cache / "probes" / (hashlib.sha256(ident.encode()).hexdigest()[:24] + ".json")
 
     def probe(self, use_cache: bool = True) -> tuple[str, list[accel.Probe], bool]:

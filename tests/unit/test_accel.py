@@ -88,3 +88,13 @@ def test_the_probe_boots_without_the_users_level1_append(tmp_path) -> None:  # t
     mode, probes, cached = level1.probe(use_cache=False)
     assert probes[-1].ok and not cached
     assert seen and all("panic=0 rootfstype=none" not in " ".join(cmd) for cmd in seen)
+
+
+def test_single_threaded_tcg_is_asked_of_qemu_only_when_chosen(tmp_path: Path) -> None:
+    from lab.vm import Level1Settings, vng_command
+
+    kernel = tmp_path / "bzImage"
+    single = vng_command(kernel, "tcg", Level1Settings(tcg_threads="single"), "true", [])
+    assert "--qemu-opts=-accel tcg,thread=single" in single
+    assert not any("thread=" in a for a in vng_command(kernel, "tcg", Level1Settings(), "true", []))
+    assert not any("thread=" in a for a in vng_command(kernel, "kvm", Level1Settings(tcg_threads="single"), "true", []))

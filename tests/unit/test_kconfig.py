@@ -60,3 +60,13 @@ def test_repo_fragments_cover_what_the_system_needs() -> None:
     assert {k: v for k, (v, _) in host.items()} == {k: v for k, (v, _) in guest.items()}
     debug = kconfig.requested(kconfig.fragments_for(CONFIG_DIR, "debug", "host"))
     assert debug["CONFIG_PROVE_LOCKING"][0] == "y" and debug["CONFIG_KASAN"][0] == "y"
+
+
+def test_without_drops_only_the_named_options_into_new_fragments(tmp_path: Path) -> None:
+    host = _frag(tmp_path, "host", "CONFIG_KVM=y\nCONFIG_KVM_PVSCHED=y\n")
+    common = _frag(tmp_path, "common", "CONFIG_SMP=y\n")
+    out = kconfig.without([common, host], ("CONFIG_KVM_PVSCHED",), tmp_path / "derived")
+    assert out[0] == common  # untouched fragments are used as they are
+    assert out[1].name == "host" and out[1].path != host.path
+    assert kconfig.requested(out) == {"CONFIG_SMP": ("y", "common"), "CONFIG_KVM": ("y", "host")}
+    assert kconfig.without([host], (), tmp_path / "none") == [host]

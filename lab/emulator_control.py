@@ -1,0 +1,189 @@
+"""`nox -s emulator_control`: how often each emulator sign occurs without our code.
+
+The same nested workload (level 1 under this machine's accelerator, level-2
+guests with an RT task, hotplug and every vCPU busy: lab.invm.control) runs
+in four cells, interleaved round by round so drift hits every cell alike:
+
+  base      the unpatched kernel: no series, no guest driver, no policy
+  nopolicy  the series and the guest driver, no policy attached
+  boost     ... with the boost policy attached
+  scx       ... with the sched_ext policy attached
+
+Each run counts the emulator signs (lab.emulator_faults), the splats (and
+whether our code is in their trace), lost level-1 boots and failed level-2
+boots. A sign that never occurs in the base cell cannot excuse anything
+(emulator_faults.ATTRIBUTABLE, checked against the README's table).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from lab import attempts as attempts_lib
+from lab import emulator_faults, ui
+from lab.ktap import Case
+from lab.paths import REPO
+from lab.pipeline import Options, Pipeline, StepFailed
+from lab.splats import scan, scan_guest_console
+from lab.vm import Level1
+
+CELLS = ("base", "nopolicy", "boost", "scx")
+POLICY = {"base": "none", "nopolicy": "none", "boost": "boost", "scx": "scx"}
+# What the series adds to kconfig: the unpatched base has no such symbol.
+SERIES_OPTIONS = ("CONFIG_KVM_PVSCHED",)
+
+
+@dataclass
+class Cell:
+    """What one cell boots: level 1's kernel and the config for lab.invm.control."""
+
+    name: str
+    level1: Level1
+    cfg: dict[str, Any]
+    system_map: Path | None
+    levels: dict[str, Any]
+    kernel_key: str
+
+
+def rounds(cells: list[str], runs: int) -> Iterator[tuple[int, str]]:
+    """(run number, cell): every cell once per round, the order rotated each round."""
+    for r in range(runs):
+        for i in range(len(cells)):
+            yield r + 1, cells[(i + r) % len(cells)]
+
+
+def classify(out: Path, mode: str, system_map: Path | None, lost: str, report: dict[str, Any] | None) -> dict[str, Any]:
+    """What one run showed: emulator signs, splats (ours or not), lost and failed boots."""
+    signs = emulator_faults.find(out, mode, emulator_faults.read_symbols(system_map))
+    timeline = emulator_faults.timeline_name(out)
+    text = (out / timeline).read_text(errors="replace") if (out / timeline).exists() else ""
+    splats = scan(text, "level1", timeline)
+    for console in sorted(out.glob("level2-console-*.log")):
+        splats += scan_guest_console(console.read_text(errors="replace"), console.name)
+    splat_rows = []
+    for s in splats:
+        lines = (out / s.source).read_text(errors="replace").splitlines()
+        splat_rows.append({"level": s.level, "kind": s.kind, "line": s.line, "source": s.source,
+                           "ours": attempts_lib.our_frame(lines, s.line_no)})  # fmt: skip
+    boots = (report or {}).get("boots", [])
+    return {
+        "lost": lost,
+        "policy_error": (report or {}).get("policy_error", ""),
+        "boots": len(boots),
+        "boots_failed": [b["reason"] for b in boots if not b["ok"]],
+        "signs": [{"signature": e.signature, "where": e.describe()} for e in signs],
+        "splats": splat_rows,
+    }
+
+
+def events(run: dict[str, Any]) -> set[str]:
+    """The table's row names this run counts in (each at most once per run)."""
+    names = {f"sign: {s['signature']}" for s in run["signs"]}
+    names |= {f"splat: {s['kind']}{' (our code in trace)' if s['ours'] else ''}" for s in run["splats"]}
+    if run["lost"]:
+        names.add("level 1 lost" + ("" if run["signs"] else " (no sign)"))
+    if run["boots_failed"]:
+        names.add("level-2 boot failed" + ("" if run["signs"] else " (no sign)"))
+    return names
+
+
+def table(runs: list[dict[str, Any]], cells: list[str]) -> str:
+    """Markdown: per event, in how many runs of each cell it occurred."""
+    per_cell = {c: [r for r in runs if r["cell"] == c] for c in cells}
+    rows = sorted({e for r in runs for e in events(r)})
+    head = "| event | " + " | ".join(f"{c} ({len(per_cell[c])} runs)" for c in cells) + " |"
+    lines = [head, "|---|" + "---|" * len(cells)]
+    for name in rows or ["(nothing: no sign, splat or loss in any run)"]:
+        counts = [sum(1 for r in per_cell[c] if name in events(r)) for c in cells]
+        lines.append(f"| {name} | " + " | ".join(str(n) for n in counts) + " |")
+    minutes = [sum(r["seconds"] for r in per_cell[c]) / 60 for c in cells]
+    lines.append("| minutes of level 1 | " + " | ".join(f"{m:.1f}" for m in minutes) + " |")
+    return "\n".join(lines) + "\n"
+
+
+class ControlRun:
+    def __init__(self, opts: Options, cells: list[str], runs: int, boots: int) -> None:
+        self.pipe = Pipeline(opts)
+        self.cells, self.runs, self.boots = cells, runs, boots
+        self.results: list[dict[str, Any]] = []
+
+    def _cell(self, name: str, series: bool) -> Cell:
+        pipe = self.pipe
+        pipe.opts.series = series
+        pipe.opts.drop_options = () if series else SERIES_OPTIONS
+        tree = pipe.source()
+        builds = pipe.kernels(tree)
+        binaries = {}
+        if not series:
+            # rtspin is built with the guest driver; the base has none, so the same tool is built here.
+            rtspin = pipe.run_dir / "rtspin"
+            with pipe.step("build rtspin"):
+                pipe.runner.run(["gcc", "-O2", "-static", "-Wall", "-o", str(rtspin), str(REPO / "guest/tools/rtspin.c")], "build rtspin")
+            binaries["bin/rtspin"] = rtspin
+        level1, cfg, _ = pipe.prepare_vms(tree, builds, binaries)
+        return Cell(name, level1, cfg, pipe.system_map, dict(pipe.record.levels["1"]), builds["host"].key)
+
+    def _one(self, cell: Cell, number: int) -> dict[str, Any]:
+        pipe = self.pipe
+        out = pipe.run_dir / f"{cell.name}-{number}"
+        out.mkdir()
+        cfg = {**cell.cfg, "out": str(out), "control": {"policy": POLICY[cell.name], "boots": self.boots}}
+        if cell.name == "base":
+            cfg.pop("pvsched", None)
+        pipe.record.levels["1"] = dict(cell.levels)
+        start = time.monotonic()
+        lost, report = "", None
+        try:
+            report = pipe.boot_level1(cell.level1, "lab.invm.control", cfg, out, "control.json")
+        except StepFailed:
+            assert pipe.record.failed_step is not None
+            lost = pipe.record.failed_step["message"].splitlines()[0]
+            pipe.record.failed_step = None  # a lost boot is what this counts, not a failed step
+        pipe._keep_cpu_dump(out)
+        row = {"cell": cell.name, "run": number, "seconds": round(time.monotonic() - start, 1), "dir": out.name,
+               **classify(out, str(cell.levels["accel"]), cell.system_map, lost, report)}  # fmt: skip
+        shown = sorted(events(row)) or ["clean"]
+        ui.info(f"control {cell.name} run {number}: {', '.join(shown)} ({row['seconds']:.0f} s)")
+        return row
+
+    def body(self) -> None:
+        pipe = self.pipe
+        pipe.doctor()
+        setups: dict[str, Cell] = {}
+        patched = [c for c in self.cells if c != "base"]
+        if "base" in self.cells:
+            setups["base"] = self._cell("base", series=False)
+        if patched:
+            cell = self._cell("patched", series=True)
+            setups.update({c: Cell(c, cell.level1, cell.cfg, cell.system_map, cell.levels, cell.kernel_key) for c in patched})
+        for number, name in rounds(self.cells, self.runs):
+            self.results.append(self._one(setups[name], number))
+            self._write(setups)
+        for name in self.cells:
+            mine = [r for r in self.results if r["cell"] == name]
+            ours = [s["line"] for r in mine for s in r["splats"] if s["ours"]]
+            why = f"{len(mine)} runs; splats with our code: {ours[:2]}" if ours else f"{len(mine)} runs"
+            # A measurement, except that a splat with our code in its trace is ours whatever the cell.
+            pipe.record.cases.append(Case(f"control_{name}_no_splat_of_ours", "level1", "failed" if ours else "passed", why))
+
+    def _write(self, setups: dict[str, Cell]) -> None:
+        data = {
+            "cells": self.cells,
+            "runs_per_cell": self.runs,
+            "boots_per_run": self.boots,
+            "tcg_threads": self.pipe.opts.level1.tcg_threads,
+            "kernels": {name: cell.kernel_key for name, cell in setups.items()},
+            "runs": self.results,
+        }
+        (self.pipe.run_dir / "control.json").write_text(json.dumps(data, indent=2) + "\n")
+        md = f"## Emulator control (level 1 TCG threads: {self.pipe.opts.level1.tcg_threads})\n\n" + table(self.results, self.cells)
+        (self.pipe.run_dir / "control.md").write_text(md)
+        self.pipe.record.extra_markdown = md
+
+    def run(self) -> int:
+        return self.pipe.guarded(self.body)

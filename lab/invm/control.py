@@ -1,0 +1,74 @@
+"""`nox -s emulator_control` inside level 1: the same nested workload, a few
+level-2 boots in a row, with one policy attached or none.
+
+Stdlib only, like level1.py. It decides nothing about the emulator: it
+records each boot's outcome and the kernel log, and the host counts the
+signs (lab.emulator_control).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+from lab.errors import LabError
+from lab.invm import level1, pvsched_host, watchdog
+from lab.ktap import parse_ktap
+from lab.runner import Runner
+
+POLICIES = ("none", "boost", "scx")
+
+
+def main(config_path: str) -> int:
+    cfg: dict[str, object] = json.loads(Path(config_path).read_text())
+    out = Path(str(cfg["out"]))
+    out.mkdir(parents=True, exist_ok=True)
+    print(f"LAB-LEVEL1-READY {Path('/proc/uptime').read_text().split()[0]}", flush=True)
+    stop_watchdog = watchdog.start(float(str(cfg.get("watchdog_s", 240))))
+    control: dict[str, object] = cfg["control"]  # type: ignore[assignment]
+    policy_name, boots = str(control["policy"]), int(str(control["boots"]))
+    pv = cfg.get("pvsched")
+    runner = Runner(out / "logs-level1")
+    policy = None
+    policy_error = ""
+    if policy_name != "none":
+        if not isinstance(pv, dict):
+            raise LabError(f"policy {policy_name} needs the pvsched kernel")
+        loader = pv["loader"] if policy_name == "boost" else pv["scx_loader"]
+        policy = pvsched_host.PolicyRun(str(loader), out / f"pvsched-{policy_name}-stats.json")
+        policy_error = policy.start()
+    driver = "1" if isinstance(pv, dict) else "0"
+    results = []
+    for i in range(boots):
+        start = time.monotonic()
+        probe, console = level1.boot_guest(
+            runner, cfg, "kvm", out, label=f"control-{i}", extra_append=f"lab.mode=control lab.control_driver={driver}"
+        )
+        cases = parse_ktap(console, "level2")
+        results.append({
+            "boot": i,
+            "ok": probe.ok,
+            "reason": probe.reason,
+            "seconds": round(time.monotonic() - start, 2),
+            "workload": [c.to_dict() for c in cases],
+        })  # fmt: skip
+        print(f"control boot {i}: {'ok' if probe.ok else probe.reason}", flush=True)
+    if policy is not None:
+        policy.stop()
+    dmesg = runner.run(["dmesg"], "dmesg").output
+    (out / "level1-dmesg.txt").write_text(dmesg)
+    report = {"policy": policy_name, "policy_error": policy_error, "driver": driver == "1", "boots": results}
+    (out / "control.json").write_text(json.dumps(report, indent=2) + "\n")
+    print("LAB-LEVEL1-DONE", flush=True)
+    stop_watchdog.set()
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        raise SystemExit(main(sys.argv[1]))
+    except LabError as exc:
+        print(f"control: {exc}", file=sys.stderr)
+        raise SystemExit(1) from exc

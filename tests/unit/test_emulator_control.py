@@ -1,0 +1,63 @@
+"""The emulator control's bookkeeping: interleaving, counting, the table."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from oops_samples import NULL_PERCPU_OOPS, NULL_PERCPU_TRACE, SYSTEM_MAP
+
+from lab import emulator_control as ctl
+
+
+def test_every_cell_runs_once_per_round_in_a_rotated_order() -> None:
+    order = list(ctl.rounds(["base", "boost", "scx"], 3))
+    assert order[:3] == [(1, "base"), (1, "boost"), (1, "scx")]
+    assert order[3:6] == [(2, "boost"), (2, "scx"), (2, "base")]
+    assert [cell for _, cell in order].count("scx") == 3
+
+
+def _run_dir(tmp_path: Path, dmesg: str, guest: str = "") -> Path:
+    out = tmp_path / "boost-1"
+    out.mkdir()
+    (out / "level1-dmesg.txt").write_text(dmesg)
+    (out / "level1-console.log").write_text("")
+    (out / "level2-console-control-0.log").write_text(guest)
+    (tmp_path / "System.map").write_text(SYSTEM_MAP)
+    return out
+
+
+def test_a_run_with_the_oops_counts_the_sign_and_the_splat(tmp_path: Path) -> None:
+    out = _run_dir(tmp_path, "[    1.0] boot\n" + NULL_PERCPU_OOPS + NULL_PERCPU_TRACE)
+    row = {"cell": "boost", "run": 1, "seconds": 60.0, **ctl.classify(out, "tcg", tmp_path / "System.map", "", {"boots": []})}
+    names = ctl.events(row)
+    assert "sign: null-percpu" in names
+    assert any(n.startswith("splat: ") and "our code" not in n for n in names)
+
+
+def test_a_splat_with_our_frame_is_counted_as_ours(tmp_path: Path) -> None:
+    ours = (NULL_PERCPU_OOPS + NULL_PERCPU_TRACE).replace("svm_vcpu_run+0x3a1/0x7a0", "__kvm_pvsched_event+0x51/0x190")
+    out = _run_dir(tmp_path, "[    1.0] boot\n" + ours)
+    row = {"cell": "boost", "run": 1, "seconds": 60.0, **ctl.classify(out, "tcg", tmp_path / "System.map", "", {"boots": []})}
+    assert any("(our code in trace)" in n for n in ctl.events(row))
+
+
+def test_a_lost_boot_without_a_sign_is_its_own_row() -> None:
+    row = {"cell": "base", "run": 1, "seconds": 10.0, "lost": "timed out", "signs": [], "splats": [], "boots_failed": ["hang"]}
+    assert ctl.events(row) == {"level 1 lost (no sign)", "level-2 boot failed (no sign)"}
+
+
+def test_the_table_counts_runs_per_cell_not_occurrences() -> None:
+    clean = {"lost": "", "signs": [], "splats": [], "boots_failed": []}
+    sign = {**clean, "signs": [{"signature": "null-percpu", "where": "x"}, {"signature": "null-percpu", "where": "y"}]}
+    runs = [
+        {"cell": "base", "run": 1, "seconds": 60.0, **clean},
+        {"cell": "base", "run": 2, "seconds": 60.0, **clean},
+        {"cell": "boost", "run": 1, "seconds": 90.0, **sign},
+        {"cell": "boost", "run": 2, "seconds": 90.0, **sign},
+    ]
+    md = ctl.table(runs, ["base", "boost"])
+    assert "| event | base (2 runs) | boost (2 runs) |" in md
+    assert "| sign: null-percpu | 0 | 2 |" in md
+    assert "| minutes of level 1 | 2.0 | 3.0 |" in md
+    empty = ctl.table([{"cell": "base", "run": 1, "seconds": 60.0, **clean}], ["base"])
+    assert "(nothing: no sign, splat or loss in any run) | 0 |" in empty
