@@ -23,6 +23,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from lab import emulator_faults
 from lab.emulator_faults import AT_END, Evidence, timeline_name
 from lab.invm.marks import FAILED, LEVEL2_BEGIN
 from lab.splats import PATTERNS, Splat
@@ -151,6 +152,8 @@ def judge(attempt_dir: Path, signs: list[Evidence], failures: list[Failure]) -> 
         frame = our_frame(_lines(attempt_dir, sign.source), sign.line_no) if sign.line_no else ""
         if frame:
             unexplained.append(f"{sign.signature} with our code in its trace ({frame[:100]}) is not the emulator's")
+        elif sign.signature not in emulator_faults.ATTRIBUTABLE:
+            unexplained.append(f"{sign.signature} was never seen on the unpatched kernel (README, emulator control): not proof")
         else:
             usable.append(sign)
     for failure in failures:

@@ -18,3 +18,13 @@ def _kernel_log_is_a_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> No
     from lab.invm import marks
 
     monkeypatch.setattr(marks, "KMSG", tmp_path / "kmsg")
+
+
+@pytest.fixture
+def every_sign_attributable(monkeypatch: pytest.MonkeyPatch) -> None:
+    """As if the emulator control had seen every signature on the unpatched
+    kernel: for tests of how a sign excuses, not of which signs may."""
+    from lab import emulator_faults
+
+    every = {"null-percpu", "nmi-never-left", "null-cs-frame", "stuck-in-guest", "lost-wakeup", "unkillable-vcpu"}
+    monkeypatch.setattr(emulator_faults, "ATTRIBUTABLE", frozenset(every))

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from oops_samples import NULL_PERCPU_OOPS, NULL_PERCPU_TRACE, SYSTEM_MAP
 
 from lab import attempts, emulator_faults
 from lab.splats import scan
+
+# How signs excuse; which signs may is the emulator control's (test at the end).
+pytestmark = pytest.mark.usefixtures("every_sign_attributable")
 
 OOPS = NULL_PERCPU_OOPS + NULL_PERCPU_TRACE
 MARK_BEFORE = "[   90.100000] LAB-FAILED level1/pvsched_unboost_restores_vcpu_thread\n"
@@ -109,3 +113,10 @@ def test_a_level2_sign_explains_only_what_failed_after_that_guest_started(tmp_pa
     before = "[   30.0] LAB-FAILED level1/bpf_program_loads\n"
     verdict = _judge(tmp_path, "[   1.0] boot\n" + before + begin + after, [("level1", "bpf_program_loads")])
     assert not verdict.excused
+
+
+def test_a_sign_the_control_never_saw_on_the_unpatched_kernel_excuses_nothing(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setattr(emulator_faults, "ATTRIBUTABLE", frozenset({"stuck-in-guest"}))
+    verdict = _judge(tmp_path, "[   1.0] boot\n" + OOPS + MARK_AFTER, CHECK)
+    assert not verdict.excused
+    assert verdict.unexplained[0].startswith("null-percpu was never seen on the unpatched kernel")

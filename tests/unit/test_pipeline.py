@@ -1,8 +1,12 @@
 from __future__ import annotations
 
+import pytest
 from oops_samples import NULL_PERCPU_OOPS, NULL_PERCPU_TRACE, SYSTEM_MAP
 
 from lab.pipeline import console_tail
+
+# Reruns on a sign as if the emulator control had seen it on the unpatched kernel (lab.emulator_faults.ATTRIBUTABLE).
+pytestmark = pytest.mark.usefixtures("every_sign_attributable")
 
 
 def test_console_tail_keeps_the_last_non_blank_lines_indented() -> None:

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import pytest
 from oops_samples import SYSTEM_MAP
 
 from lab.invm.stress import counters_consistent
 from lab.pipeline import stress_markdown
+
+# Reruns on a sign as if the emulator control had seen it on the unpatched kernel (lab.emulator_faults.ATTRIBUTABLE).
+pytestmark = pytest.mark.usefixtures("every_sign_attributable")
 
 
 def row(state: str = "none", policy: int = 0, boosts: int = 0, unboosts: int = 0, throttles: int = 0) -> dict[str, str]:
