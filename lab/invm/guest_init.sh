@@ -120,6 +120,12 @@ pvsched_tests() {
 			[ \"\$(sed -n 's/^unregister_failures //p' $PV/counters)\" = 0 ]"
 	echo 1 > /sys/devices/system/cpu/cpu1/online
 	check pvsched_hotplug_online_registers "registered $(counter registered_cpus) after cpu1 online" registered_is "$want_cpus"
+	# One RT task spinning without a break: a boost that lasts for periods.
+	# The host sets its test cap on rt-long, before the task starts.
+	phase rt-long 1
+	phase rt-long-spin
+	rtspin 50 1 1500 1500000 0 > /dev/null
+	phase rt-long-done
 	rmmod pvsched_guest
 	phase hostile 0.2
 	insmod $MOD hostile=1
@@ -239,6 +245,26 @@ elif [ "$mode" = load ]; then
 	wait
 	echo "LAB-STRESS load done switches=$(counter switches)"
 	rmmod pvsched_guest
+elif [ "$mode" = control ]; then
+	# `nox -s emulator_control`: the functional run's kinds of activity (an
+	# RT task, hotplug, every vCPU busy, a second RT task) with the driver
+	# when this kernel has one and the host asks for it, so that emulator
+	# faults can be counted with and without pvsched under the same load.
+	echo "KTAP version 1"
+	echo "1..1"
+	driver=0
+	[ "$(param lab.control_driver)" = 1 ] && [ -e $MOD ] && insmod $MOD && driver=1
+	rtspin 50 1 1500 4000 1000 > /dev/null
+	echo 0 > /sys/devices/system/cpu/cpu1/online
+	echo 1 > /sys/devices/system/cpu/cpu1/online
+	c=0
+	while [ $c -lt "$want_cpus" ]; do
+		taskset -c $c timeout 2 sh -c 'while :; do :; done' &
+		c=$((c + 1))
+	done
+	wait
+	rtspin 50 1 1500 1000 1000 > /tmp/rtspin.out
+	check control_workload "driver=$driver; $(cat /tmp/rtspin.out)" grep -q cycles /tmp/rtspin.out
 elif [ "$mode" = unpriv ]; then
 	echo "KTAP version 1"
 	echo "1..1"

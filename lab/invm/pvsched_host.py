@@ -36,6 +36,8 @@ UNBOOST_MIN_SAMPLES = 3
 HOOKS = ("vmenter", "vmexit", "halt", "intr_inj")  # the policy's per-event counts (bpf/pvsched_stats.h)
 # The hostile phase runs with a small budget so throttling shows quickly.
 HOSTILE_BUDGET_US, HOSTILE_PERIOD_US = 20_000, 100_000
+# The phases that run under that cap (the guest's phase line -> its end).
+TEST_CAP_PHASES = {"hostile": "hostile-done", "rt-long": "rt-long-done"}
 
 
 SAMPLE_INTERVAL = 0.05
@@ -244,6 +246,7 @@ class PvschedObserver:
     _sample_file: Path = Path("/tmp/lab-vcpu-samples.jsonl")
     _saved_params: dict[str, str] = field(default_factory=dict)
     pinned_cpu: int | None = None  # where vCPU 0's thread was moved in the malformed phase
+    test_cap_at: dict[str, float] = field(default_factory=dict)  # when the test cap was set, per phase
     _saved_affinity: set[int] = field(default_factory=set)
 
     def on_line(self, line: str) -> None:
@@ -273,12 +276,13 @@ class PvschedObserver:
     def _enter(self, name: str) -> None:
         if name == "rt" and not self.threads:
             self._learn_threads()
-        elif name == "hostile":
+        elif name in TEST_CAP_PHASES:
             for p in ("pvsched_budget_us", "pvsched_period_us"):
                 self._saved_params[p] = (KVM_PARAMS / p).read_text().strip()
             set_kvm_param("pvsched_budget_us", HOSTILE_BUDGET_US)
             set_kvm_param("pvsched_period_us", HOSTILE_PERIOD_US)
-        elif name == "hostile-done":
+            self.test_cap_at[name] = time.monotonic()
+        elif name in TEST_CAP_PHASES.values():
             for p, v in self._saved_params.items():
                 set_kvm_param(p, int(v))
         elif name == "malformed":
@@ -446,6 +450,7 @@ class PvschedObserver:
         case("pvsched_hotplug_reregisters", int(cpu1.get("registrations", 0)) >= 3,
              f"vCPU 1 registered {cpu1.get('registrations')} times (expected load, hotplug online, reload: >= 3)")  # fmt: skip
         cases.append(self._hostile_case())
+        cases.extend(self._long_boost_cases())
         cases.append(self._detach_case())
         # The hostile guest's requests, counted over its phase only (the malformed phase's garbage sets the flag too).
         requests = self._stat_delta("request_seen", "hostile", "hostile-done")
@@ -512,6 +517,39 @@ class PvschedObserver:
         return Case("pvsched_hostile_guest_throttled", "level1", "passed" if ok else "failed",
                     f"throttles={throttles}, most boosted vCPU used {cpu_s:.3f} s CPU ({wall_s:.3f} s wall) boosted, "
                     f"cap {cap_s:.3f} s CPU over {end - start:.2f} s")  # fmt: skip
+
+    def _long_boost_cases(self) -> list[Case]:
+        """vCPU 1 runs one RT task without a break under the test cap: KVM must
+        throttle it at the budget in every period (not only when the guest asks
+        again), and boost it again when each throttle ends."""
+        names = ("pvsched_long_boost_capped", "pvsched_boost_resumes_after_throttle")
+        tid = self.threads.get(1)
+        before = {int(r["tid"]): r for r in self.snapshots.get("rt-long-spin", [])}
+        after = {int(r["tid"]): r for r in self.snapshots.get("rt-long-done", [])}
+        start, end = self.phase_times.get("rt-long-spin"), self.phase_times.get("rt-long-done")
+        cap_at = self.test_cap_at.get("rt-long")
+        if tid is None or tid not in before or tid not in after or start is None or end is None:
+            why = f"no KVM row of vCPU 1 (tid {tid}) around the long RT phase: {sorted(before)} -> {sorted(after)}"
+            return [Case(n, "level1", "failed", why) for n in names]
+        if cap_at is None or cap_at > start:
+            why = f"the test cap was set at {cap_at}, not before the RT task started at {start}"
+            return [Case(n, "level1", "failed", why) for n in names]
+
+        def grew(key: str) -> int:
+            return int(after[tid][key]) - int(before[tid][key])
+
+        periods = (end - start) / (HOSTILE_PERIOD_US / 1e6)
+        cpu_s, throttles, boosts = grew("boosted_cpu_ns") / 1e9, grew("throttles"), grew("boosts")
+        cap_s = (periods + 1) * HOSTILE_BUDGET_US / 1e6
+        seen = f"{end - start:.2f} s ({periods:.1f} periods): boosts={boosts}, throttles={throttles}, {cpu_s:.3f} s CPU boosted"
+        capped = throttles > 0 and cpu_s <= cap_s * 1.2
+        # Each throttle's end boosts again from the standing request; a third
+        # of the periods leaves room for a vCPU thread that did not run.
+        resumed = boosts >= max(3, periods / 3)
+        return [
+            Case(names[0], "level1", "passed" if capped else "failed", f"{seen}; cap {cap_s:.3f} s CPU"),
+            Case(names[1], "level1", "passed" if resumed else "failed", f"{seen}; want >= {max(3, periods / 3):.1f} boosts"),
+        ]
 
     def _detach_case(self) -> Case:
         if self.policy.stopped_at is None:

@@ -40,8 +40,10 @@ def _good_observer(tmp_path: Path) -> ph.PvschedObserver:
         ph.Sample(1.9, "rt-done", {11: 0, 12: 0}),
         ph.Sample(2.1, "rt-done", {11: 0, 12: 0}),
     ]
-    obs.phase_times = {"rt": 0.9, "rt-done": 1.5, "malformed": 3.0, "malformed-done": 4.0, "hostile": 10.0,
-                       "hostile-done": 12.0, "detach": 99.0}  # fmt: skip
+    obs.phase_times = {"rt": 0.9, "rt-done": 1.5, "malformed": 3.0, "malformed-done": 4.0, "rt-long": 5.0,
+                       "rt-long-spin": 6.0, "rt-long-done": 7.6, "hostile": 10.0, "hostile-done": 12.0,
+                       "detach": 99.0}  # fmt: skip
+    obs.test_cap_at = {"rt-long": 5.1, "hostile": 10.1}
     # What the policy's statistics said over time: IRQ bits before the malformed phase, requests in the hostile one.
     obs.policy_samples = [
         (2.5, [_vcpu(0, 11, softirq_seen=5, hardirq_seen=3), _vcpu(1, 12, rt_seen=40)]),
@@ -53,9 +55,16 @@ def _good_observer(tmp_path: Path) -> ph.PvschedObserver:
     done = {"tid": "11", "throttles": "15", "boosted_ns": "900000000", "boosted_cpu_ns": "400000000"}
     obs.snapshots = {"hostile": [row], "hostile-done": [done], "detach": [row],
                      "malformed": [{"tid": "11", "malformed": "0", "cpu": "0"}],
-                     "malformed-done": [{"tid": "11", "malformed": "3", "cpu": "1"}]}  # fmt: skip
+                     "malformed-done": [{"tid": "11", "malformed": "3", "cpu": "1"}],
+                     # 1.6 s (16 periods) of one RT task on vCPU 1: 16 throttles, boosted again after each, 0.33 s CPU.
+                     "rt-long-spin": [_long(boosts=5, throttles=2, cpu_ns=100_000_000)],
+                     "rt-long-done": [_long(boosts=21, throttles=18, cpu_ns=430_000_000)]}  # fmt: skip
     obs.pinned_cpu = 1  # vCPU 0 (tid 11) moved from CPU 0 to CPU 1, and KVM followed
     return obs
+
+
+def _long(boosts: int, throttles: int, cpu_ns: int) -> dict[str, str]:
+    return {"tid": "12", "boosts": str(boosts), "throttles": str(throttles), "boosted_cpu_ns": str(cpu_ns)}
 
 
 def _hostile_done(throttles: int, cpu_ns: int) -> dict[str, str]:
@@ -116,6 +125,17 @@ def test_healthy_run_passes_every_check(tmp_path: Path) -> None:
         (lambda o: o.snapshots.__setitem__("hostile-done", [_hostile_done(throttles=3, cpu_ns=1_500_000_000)]),
          "pvsched_hostile_guest_throttled"),
         (lambda o: o.errors.append("boom"), "pvsched_host_observer"),
+        # A boost that ran on past the budget (mutant cap-budget-is-the-period): 1.2 s of CPU in 16 periods.
+        (lambda o: o.snapshots.__setitem__("rt-long-done", [_long(boosts=8, throttles=3, cpu_ns=1_300_000_000)]),
+         "pvsched_long_boost_capped"),
+        (lambda o: o.snapshots.__setitem__("rt-long-done", [_long(boosts=21, throttles=2, cpu_ns=200_000_000)]),
+         "pvsched_long_boost_capped"),  # never throttled
+        # A dropped boost nobody asks for again (mutant flaky-boost-dropped): no boost after some throttle.
+        (lambda o: o.snapshots.__setitem__("rt-long-done", [_long(boosts=7, throttles=4, cpu_ns=160_000_000)]),
+         "pvsched_boost_resumes_after_throttle"),
+        # The cap set only after the RT task started: the phase ran under the shipped cap.
+        (lambda o: o.test_cap_at.__setitem__("rt-long", 6.5), "pvsched_long_boost_capped"),
+        (lambda o: o.snapshots.pop("rt-long-done"), "pvsched_boost_resumes_after_throttle"),
     ],
 )  # fmt: skip
 def test_each_broken_observation_fails_its_check(tmp_path: Path, breakage, failing: str) -> None:  # type: ignore[no-untyped-def]
@@ -132,7 +152,8 @@ def test_missing_stats_fail_instead_of_passing(tmp_path: Path) -> None:
     verdicts = _verdicts(obs)
     for name in ("pvsched_host_sees_every_vcpu", "pvsched_rt_task_visible_to_host", "pvsched_host_sees_irq_bits",
                  "pvsched_malformed_areas_counted", "pvsched_hotplug_reregisters", "pvsched_request_flag_seen",
-                 "pvsched_hostile_guest_throttled"):  # fmt: skip
+                 "pvsched_hostile_guest_throttled", "pvsched_long_boost_capped",
+                 "pvsched_boost_resumes_after_throttle"):  # fmt: skip
         assert verdicts[name] == "failed", name
 
 
