@@ -8,17 +8,26 @@ import os
 import shlex
 import shutil
 import sys
+import tempfile
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from lab import accel, ui
 from lab import monitor as monitor_lib
+from lab.cache import file_lock
 from lab.errors import LabError
 from lab.invm.watchdog import WEDGED
 from lab.paths import REPO
 from lab.runner import Result, Runner
+
+# A level 1 under TCG keeps every CPU of this machine busy: a second one
+# beside it (another lab run, whatever its cache) makes both slow enough to
+# fail timing checks, so level-1 runs under TCG take turns, machine-wide.
+TCG_TURN_LOCK = Path(tempfile.gettempdir()) / "pvsched-lab-level1-tcg.lock"
 
 PROBE_MARK = "LAB-PROBE-OK"
 READY_MARK = "LAB-LEVEL1-READY"
@@ -178,6 +187,10 @@ class Level1:
 
         `silence_timeout`: kill level 1 when its console is silent that long
         (for commands that print a heartbeat), after dumping its CPUs."""
+        with tcg_turn(mode, label):
+            return self._run(mode, exec_cmd, rwdirs, label, silence_timeout)
+
+    def _run(self, mode: str, exec_cmd: str, rwdirs: list[Path], label: str, silence_timeout: float | None) -> tuple[Result, float | None]:
         start = time.monotonic()
         ready: list[float] = []
         dumped: list[str] = []
@@ -228,6 +241,24 @@ class Level1:
             before_kill.cancel()
             monitor.unlink(missing_ok=True)
         return result, (round(ready[0], 2) if ready else None)
+
+
+@contextmanager
+def tcg_turn(mode: str, label: str, lock: Path = TCG_TURN_LOCK) -> Iterator[None]:
+    """Under TCG, this machine's turn to run a level 1 (TCG_TURN_LOCK); says when it waits."""
+    if mode != "tcg":
+        yield
+        return
+    since, waited = time.monotonic(), []
+
+    def waiting() -> None:
+        waited.append(True)
+        ui.info(f"{label}: another lab run's level 1 runs under TCG on this machine; waiting for it to end ({lock})")
+
+    with file_lock(lock, on_wait=waiting):
+        if waited:
+            ui.info(f"{label}: waited {time.monotonic() - since:.1f} s for the other run's level 1")
+        yield
 
 
 def python_exec(module: str, *args: str) -> str:
