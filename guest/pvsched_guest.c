@@ -9,7 +9,10 @@
  * context switch and device interrupt/softirq entry and exit with plain
  * stores to this CPU's own area; the host reads it whenever it needs to.
  *
- * Counters and per-vCPU state: /sys/kernel/debug/pvsched/.
+ * Counters and per-vCPU state: /sys/kernel/debug/pvsched/, with two
+ * test knobs for the host's lifetimes: bad_write (a registration that
+ * faults must change nothing) and abandon (an area left registered across
+ * a CPU's INIT must be released by the host).
  * hostile=1 makes this vCPU ask for a boost all the time and write garbage
  * now and then, to test that the host throttles and sanitizes.
  */
@@ -65,6 +68,13 @@ static atomic64_t reg_failures;
 static atomic64_t unreg_failures;
 static enum cpuhp_state pvsched_hp_state;
 static struct dentry *pvsched_dir;
+/*
+ * The abandon test: the CPU named here leaves its area registered when it
+ * goes offline and does not register when it comes back, as a kernel that
+ * lost track of it would (kexec, a crash); the area is kept here.
+ */
+static int abandon_cpu = -1;
+static struct pvsched_vcpu_area *abandoned;
 /* While set, probes leave areas alone so injected garbage stays visible. */
 static bool frozen;
 static struct delayed_work thaw_work;
@@ -236,6 +246,11 @@ static int pvsched_cpu_online(unsigned int cpu)
 	area = kzalloc(sizeof(*area), GFP_KERNEL);
 	if (!area)
 		return -ENOMEM;
+	if (READ_ONCE(abandon_cpu) == cpu) {
+		WRITE_ONCE(abandon_cpu, -1);
+		kfree(area);
+		return 0;
+	}
 	area->guest.version = PVSCHED_ABI_VERSION;
 	area->guest.policy = current->policy;
 	ret = wrmsrl_safe(MSR_KVM_PVSCHED, __pa(area) | PVSCHED_MSR_ENABLE);
@@ -261,6 +276,11 @@ static int pvsched_cpu_offline(unsigned int cpu)
 	local_irq_restore(irqflags);
 	if (!area)
 		return 0;
+	if (READ_ONCE(abandon_cpu) == cpu && !abandoned) {
+		abandoned = area;	/* never freed: the host may write it */
+		atomic_dec(&registered_cpus);
+		return 0;
+	}
 	/*
 	 * The host is done with the area when the write returns. If it
 	 * faulted, the host may still write the area: leak it rather than
@@ -385,6 +405,96 @@ static const struct file_operations corrupt_fops = {
 	.write = corrupt_write,
 };
 
+/*
+ * Write anything: every online vCPU writes a GPA beyond its RAM to the
+ * MSR. The write must fault and leave the MSR (the registration) as it
+ * was; -EIO if it did not.
+ */
+static void bad_write_one(void *failed)
+{
+	u64 before, after;
+
+	if (rdmsrl_safe(MSR_KVM_PVSCHED, &before) ||
+	    !wrmsrl_safe(MSR_KVM_PVSCHED, BIT_ULL(32) | PVSCHED_MSR_ENABLE) ||
+	    rdmsrl_safe(MSR_KVM_PVSCHED, &after) || after != before)
+		atomic_inc(failed);
+}
+
+static ssize_t bad_write_write(struct file *file, const char __user *ubuf,
+			       size_t len, loff_t *ppos)
+{
+	atomic_t failed = ATOMIC_INIT(0);
+
+	cpus_read_lock();
+	on_each_cpu(bad_write_one, &failed, 1);
+	cpus_read_unlock();
+	return atomic_read(&failed) ? -EIO : len;
+}
+
+static const struct file_operations bad_write_fops = {
+	.owner = THIS_MODULE,
+	.write = bad_write_write,
+};
+
+/*
+ * Write a CPU number to abandon that CPU's area at its next offline and
+ * online; write "canary" to fill the abandoned area's host half with a
+ * pattern, and read "intact" or "overwritten" back.
+ */
+#define CANARY 0xa5
+
+static int abandon_show(struct seq_file *m, void *unused)
+{
+	const u8 *host;
+	size_t i;
+
+	if (!abandoned) {
+		seq_puts(m, "none\n");
+		return 0;
+	}
+	host = (const u8 *)&abandoned->host;
+	for (i = 0; i < sizeof(abandoned->host); i++)
+		if (READ_ONCE(host[i]) != CANARY)
+			break;
+	seq_puts(m, i == sizeof(abandoned->host) ? "intact\n" : "overwritten\n");
+	return 0;
+}
+
+static int abandon_open(struct inode *inode, struct file *file)
+{
+	return single_open(file, abandon_show, NULL);
+}
+
+static ssize_t abandon_write(struct file *file, const char __user *ubuf,
+			     size_t len, loff_t *ppos)
+{
+	char buf[16] = {};
+	int cpu;
+
+	if (copy_from_user(buf, ubuf, min(len, sizeof(buf) - 1)))
+		return -EFAULT;
+	strim(buf);
+	if (!strcmp(buf, "canary")) {
+		if (!abandoned)
+			return -ENOENT;
+		memset(&abandoned->host, CANARY, sizeof(abandoned->host));
+		return len;
+	}
+	if (kstrtoint(buf, 10, &cpu) || cpu < 0 || cpu >= nr_cpu_ids)
+		return -EINVAL;
+	WRITE_ONCE(abandon_cpu, cpu);
+	return len;
+}
+
+static const struct file_operations abandon_fops = {
+	.owner = THIS_MODULE,
+	.open = abandon_open,
+	.read = seq_read,
+	.llseek = seq_lseek,
+	.release = single_release,
+	.write = abandon_write,
+};
+
 static int __init pvsched_guest_init(void)
 {
 	u64 msr;
@@ -413,6 +523,8 @@ static int __init pvsched_guest_init(void)
 	debugfs_create_file("counters", 0444, pvsched_dir, NULL,
 			    &counters_fops);
 	debugfs_create_file("corrupt", 0200, pvsched_dir, NULL, &corrupt_fops);
+	debugfs_create_file("bad_write", 0200, pvsched_dir, NULL, &bad_write_fops);
+	debugfs_create_file("abandon", 0600, pvsched_dir, NULL, &abandon_fops);
 	pr_info("registered %d vCPUs\n", atomic_read(&registered_cpus));
 	return 0;
 }

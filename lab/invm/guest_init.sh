@@ -120,6 +120,19 @@ pvsched_tests() {
 			[ \"\$(sed -n 's/^unregister_failures //p' $PV/counters)\" = 0 ]"
 	echo 1 > /sys/devices/system/cpu/cpu1/online
 	check pvsched_hotplug_online_registers "registered $(counter registered_cpus) after cpu1 online" registered_is "$want_cpus"
+	check pvsched_faulting_msr_write_changes_nothing "a registration at 4 GiB did not fault, or changed the MSR" \
+		sh -c "echo 1 > $PV/bad_write && [ \"\$(sed -n 's/^registered_cpus //p' $PV/counters)\" = $want_cpus ]"
+	# vCPU 1's area stays registered through its offline and INIT (the
+	# online), as after a kexec; the host must stop writing it at the INIT.
+	echo 1 > $PV/abandon
+	echo 0 > /sys/devices/system/cpu/cpu1/online
+	echo 1 > /sys/devices/system/cpu/cpu1/online
+	echo canary > $PV/abandon
+	sleep 0.5
+	check pvsched_reset_unregisters "the host wrote vCPU 1's old area after its INIT: $(cat $PV/abandon)" \
+		sh -c "[ \"\$(cat $PV/abandon)\" = intact ]"
+	echo 0 > /sys/devices/system/cpu/cpu1/online	# and registers again when it comes back
+	echo 1 > /sys/devices/system/cpu/cpu1/online
 	# One RT task spinning without a break: a boost that lasts for periods.
 	# The host sets its test cap on rt-long, before the task starts.
 	phase rt-long 1
@@ -278,7 +291,7 @@ elif [ "$mode" = unpriv ]; then
 	fi
 else
 	planned=3
-	[ -e $MOD ] && planned=$((planned + 10))
+	[ -e $MOD ] && planned=$((planned + 12))
 	echo "KTAP version 1"
 	echo "1..$planned"
 	check guest_under_kvm "no 'Hypervisor detected: KVM' or no kvm-clock" under_kvm
