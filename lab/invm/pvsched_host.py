@@ -9,6 +9,7 @@ test cases.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import queue
@@ -130,6 +131,22 @@ def set_kvm_param(name: str, value: int) -> None:
     (KVM_PARAMS / name).write_text(str(value))
 
 
+def read_cap() -> tuple[int, int]:
+    """KVM's boost cap: (budget, period) in microseconds."""
+    return int((KVM_PARAMS / "pvsched_budget_us").read_text()), int((KVM_PARAMS / "pvsched_period_us").read_text())
+
+
+def set_cap(budget_us: int, period_us: int) -> None:
+    """Set KVM's cap in the order that keeps budget <= period after each write (KVM refuses otherwise)."""
+    _, current_period = read_cap()
+    if budget_us > current_period:
+        set_kvm_param("pvsched_period_us", period_us)
+        set_kvm_param("pvsched_budget_us", budget_us)
+    else:
+        set_kvm_param("pvsched_budget_us", budget_us)
+        set_kvm_param("pvsched_period_us", period_us)
+
+
 @dataclass
 class Sample:
     t: float
@@ -244,7 +261,7 @@ class PvschedObserver:
     max_sample_gap: float = 0.0
     _sampler: subprocess.Popen[str] | None = None
     _sample_file: Path = Path("/tmp/lab-vcpu-samples.jsonl")
-    _saved_params: dict[str, str] = field(default_factory=dict)
+    _saved_cap: tuple[int, int] | None = None
     pinned_cpu: int | None = None  # where vCPU 0's thread was moved in the malformed phase
     test_cap_at: dict[str, float] = field(default_factory=dict)  # when the test cap was set, per phase
     _saved_affinity: set[int] = field(default_factory=set)
@@ -277,14 +294,11 @@ class PvschedObserver:
         if name == "rt" and not self.threads:
             self._learn_threads()
         elif name in TEST_CAP_PHASES:
-            for p in ("pvsched_budget_us", "pvsched_period_us"):
-                self._saved_params[p] = (KVM_PARAMS / p).read_text().strip()
-            set_kvm_param("pvsched_budget_us", HOSTILE_BUDGET_US)
-            set_kvm_param("pvsched_period_us", HOSTILE_PERIOD_US)
+            self._saved_cap = read_cap()
+            set_cap(HOSTILE_BUDGET_US, HOSTILE_PERIOD_US)
             self.test_cap_at[name] = time.monotonic()
-        elif name in TEST_CAP_PHASES.values():
-            for p, v in self._saved_params.items():
-                set_kvm_param(p, int(v))
+        elif name in TEST_CAP_PHASES.values() and self._saved_cap is not None:
+            set_cap(*self._saved_cap)
         elif name == "malformed":
             self._move_vcpu0()
         elif name == "malformed-done":
@@ -588,7 +602,31 @@ def static_checks(loader: str, load_check: str, rejected: list[str]) -> list[Cas
     ok = res.returncode != 0 and "attached" not in res.stdout and refused is not None
     cases.append(Case("pvsched_unprivileged_cannot_load_policy", "level1", "passed" if ok else "failed",
                       "" if ok else f"exit {res.returncode}, no EPERM/EACCES: {log[-300:]}"))  # fmt: skip
+    cases.append(cap_refuses_budget_above_period())
     return cases
+
+
+def cap_refuses_budget_above_period() -> Case:
+    """KVM refuses a budget above the period (a cap that cannot bind), from either side, and keeps its cap."""
+    name = "pvsched_cap_refuses_budget_above_period"
+    try:
+        before = read_cap()
+    except (OSError, ValueError) as exc:
+        return Case(name, "level1", "failed", f"cannot read the cap: {exc}")
+    budget, period = before
+    accepted = []
+    for param, value in (("pvsched_budget_us", period + 1), ("pvsched_period_us", budget - 1)):
+        try:
+            set_kvm_param(param, value)
+            accepted.append(f"{param}={value}")
+        except OSError as exc:
+            if exc.errno != errno.EINVAL:
+                accepted.append(f"{param}={value} failed with {exc} (want EINVAL)")
+    after = read_cap()
+    if accepted:
+        set_cap(*before)
+    ok = not accepted and after == before
+    return Case(name, "level1", "passed" if ok else "failed", f"cap {before} -> {after}; accepted: {accepted or 'none'}")
 
 
 SCX_STATE = Path("/sys/kernel/sched_ext/state")

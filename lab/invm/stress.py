@@ -511,10 +511,9 @@ class Stress:
 
     def hostile(self, part: Part) -> None:
         """A guest asking for boosts all the time must cost the host no more than the cap allows."""
-        saved = {p: (pvsched_host.KVM_PARAMS / p).read_text().strip() for p in ("pvsched_budget_us", "pvsched_period_us")}
+        saved = pvsched_host.read_cap()
         budget_us, period_us = (int(v) for v in str(self.cfg.get("hostile_cap", HOSTILE_CAP)).split("/"))
-        pvsched_host.set_kvm_param("pvsched_budget_us", budget_us)
-        pvsched_host.set_kvm_param("pvsched_period_us", period_us)
+        pvsched_host.set_cap(budget_us, period_us)
         runs: dict[str, list[dict[str, Any]]] = {"vanilla": [], "policy": [], "hostile": []}
         try:
             # "policy": the policy loaded, the guest well-behaved (what the
@@ -538,8 +537,7 @@ class Stress:
                         policy.stop()
                 part.rounds += 1
         finally:
-            for p, v in saved.items():
-                pvsched_host.set_kvm_param(p, int(v))
+            pvsched_host.set_cap(*saved)
         details, failures = hostile_verdict(runs["vanilla"], runs["hostile"], runs["policy"])
         part.details.update(details)
         part.details["cap"] = f"{budget_us} us per {period_us} us"

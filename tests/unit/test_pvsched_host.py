@@ -311,3 +311,42 @@ def test_a_hook_that_never_called_the_policy_fails(tmp_path: Path) -> None:
     case = next(c for c in obs.cases() if c.name == "pvsched_policy_called_at_every_hook")
     assert case.status == "failed" and case.message == "never called: ['vCPU 1 vmexit', 'vCPU 0 vmexit']"
     assert _verdicts(_good_observer(tmp_path))["pvsched_policy_called_at_every_hook"] == "passed"
+
+
+@pytest.mark.parametrize(("start", "target"), [((500_000, 1_000_000), (20_000, 100_000)), ((20_000, 100_000), (500_000, 1_000_000))])
+def test_the_cap_is_changed_so_that_budget_never_exceeds_period(tmp_path: Path, monkeypatch, start, target) -> None:  # type: ignore[no-untyped-def]
+    """KVM refuses a budget above the period: every single write must keep budget <= period."""
+    monkeypatch.setattr(ph, "KVM_PARAMS", tmp_path)
+    (tmp_path / "pvsched_budget_us").write_text(str(start[0]))
+    (tmp_path / "pvsched_period_us").write_text(str(start[1]))
+
+    def kernel_write(name: str, value: int) -> None:
+        budget, period = ph.read_cap()
+        budget, period = (value, period) if name == "pvsched_budget_us" else (budget, value)
+        assert budget <= period, f"KVM would refuse {name}={value}"
+        (tmp_path / name).write_text(str(value))
+
+    monkeypatch.setattr(ph, "set_kvm_param", kernel_write)
+    ph.set_cap(*target)
+    assert ph.read_cap() == target
+
+
+@pytest.mark.parametrize("kernel_checks", [True, False])
+def test_a_kernel_that_accepts_a_budget_above_the_period_fails_the_cap_check(tmp_path: Path, monkeypatch, kernel_checks) -> None:  # type: ignore[no-untyped-def]
+    import errno
+
+    monkeypatch.setattr(ph, "KVM_PARAMS", tmp_path)
+    (tmp_path / "pvsched_budget_us").write_text("500000")
+    (tmp_path / "pvsched_period_us").write_text("1000000")
+
+    def kernel_write(name: str, value: int) -> None:
+        budget, period = ph.read_cap()
+        budget, period = (value, period) if name == "pvsched_budget_us" else (budget, value)
+        if kernel_checks and budget > period:
+            raise OSError(errno.EINVAL, "Invalid argument")
+        (tmp_path / name).write_text(str(value))
+
+    monkeypatch.setattr(ph, "set_kvm_param", kernel_write)
+    case = ph.cap_refuses_budget_above_period()
+    assert case.status == ("passed" if kernel_checks else "failed"), case.message
+    assert ph.read_cap() == (500_000, 1_000_000)  # put back either way
