@@ -61,3 +61,32 @@ def test_the_table_counts_runs_per_cell_not_occurrences() -> None:
     assert "| minutes of level 1 | 2.0 | 3.0 |" in md
     empty = ctl.table([{"cell": "base", "run": 1, "seconds": 60.0, **clean}], ["base"])
     assert "(nothing: no sign, splat or loss in any run) | 0 |" in empty
+
+
+def readme_control_table(text: str) -> dict[str, dict[str, int]]:
+    """The README's emulator control table: event -> cell -> runs it occurred in."""
+    section = text.split("### Which signs may excuse: the emulator control", 1)[1].splitlines()
+    start = next(i for i, ln in enumerate(section) if ln.startswith("| event |"))
+    rows = []
+    for ln in section[start:]:
+        if not ln.startswith("|"):
+            break  # the first table only
+        rows.append(ln)
+    cells = [c.strip().split(" (")[0] for c in rows[0].strip("|").split("|")[1:]]
+    table = {}
+    for row in rows[1:]:
+        parts = [p.strip() for p in row.strip("|").split("|")]
+        if parts[0].startswith("---") or not parts[1].isdigit():
+            continue
+        table[parts[0]] = dict(zip(cells, (int(p) for p in parts[1:]), strict=True))
+    return table
+
+
+def test_only_signs_seen_on_the_unpatched_kernel_may_excuse() -> None:
+    from lab import emulator_faults
+    from lab.paths import REPO
+
+    table = readme_control_table((REPO / "README.md").read_text())
+    assert table, "the README has no emulator control table"
+    seen_on_base = {event.removeprefix("sign: ") for event, counts in table.items() if event.startswith("sign: ") and counts["base"] > 0}
+    assert emulator_faults.ATTRIBUTABLE == seen_on_base
