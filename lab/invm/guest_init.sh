@@ -137,7 +137,10 @@ pvsched_tests() {
 	# The host sets its test cap on rt-long, before the task starts.
 	phase rt-long 1
 	phase rt-long-spin
-	rtspin 50 1 1500 1500000 0 > /dev/null
+	rtspin 50 1 1500 1500000 0 > /dev/null &
+	sleep 0.5	# a few periods in, before the guest's own RT throttling (0.95 s)
+	phase rt-long-mid
+	wait
 	phase rt-long-done
 	rmmod pvsched_guest
 	phase hostile 0.2

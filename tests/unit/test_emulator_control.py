@@ -89,4 +89,4 @@ def test_only_signs_seen_on_the_unpatched_kernel_may_excuse() -> None:
     table = readme_control_table((REPO / "README.md").read_text())
     assert table, "the README has no emulator control table"
     seen_on_base = {event.removeprefix("sign: ") for event, counts in table.items() if event.startswith("sign: ") and counts["base"] > 0}
-    assert emulator_faults.ATTRIBUTABLE == seen_on_base
+    assert seen_on_base == emulator_faults.ATTRIBUTABLE

@@ -58,13 +58,14 @@ def _good_observer(tmp_path: Path) -> ph.PvschedObserver:
                      "malformed-done": [{"tid": "11", "malformed": "3", "cpu": "1"}],
                      # 1.6 s (16 periods) of one RT task on vCPU 1: 16 throttles, boosted again after each, 0.33 s CPU.
                      "rt-long-spin": [_long(boosts=5, throttles=2, cpu_ns=100_000_000)],
+                     "rt-long-mid": [_long(boosts=9, throttles=6, cpu_ns=180_000_000, state="throttled")],
                      "rt-long-done": [_long(boosts=21, throttles=18, cpu_ns=430_000_000)]}  # fmt: skip
     obs.pinned_cpu = 1  # vCPU 0 (tid 11) moved from CPU 0 to CPU 1, and KVM followed
     return obs
 
 
-def _long(boosts: int, throttles: int, cpu_ns: int) -> dict[str, str]:
-    return {"tid": "12", "boosts": str(boosts), "throttles": str(throttles), "boosted_cpu_ns": str(cpu_ns)}
+def _long(boosts: int, throttles: int, cpu_ns: int, state: str = "none") -> dict[str, str]:
+    return {"tid": "12", "boosts": str(boosts), "throttles": str(throttles), "boosted_cpu_ns": str(cpu_ns), "state": state}
 
 
 def _hostile_done(throttles: int, cpu_ns: int) -> dict[str, str]:
@@ -130,9 +131,10 @@ def test_healthy_run_passes_every_check(tmp_path: Path) -> None:
          "pvsched_long_boost_capped"),
         (lambda o: o.snapshots.__setitem__("rt-long-done", [_long(boosts=21, throttles=2, cpu_ns=200_000_000)]),
          "pvsched_long_boost_capped"),  # never throttled
-        # A dropped boost nobody asks for again (mutant flaky-boost-dropped): no boost after some throttle.
-        (lambda o: o.snapshots.__setitem__("rt-long-done", [_long(boosts=7, throttles=4, cpu_ns=160_000_000)]),
+        # A dropped boost nobody asks for again (mutant flaky-boost-dropped): halfway, neither boosted nor throttled.
+        (lambda o: o.snapshots.__setitem__("rt-long-mid", [_long(boosts=7, throttles=4, cpu_ns=160_000_000, state="none")]),
          "pvsched_boost_resumes_after_throttle"),
+        (lambda o: o.snapshots.pop("rt-long-mid"), "pvsched_boost_resumes_after_throttle"),
         # The cap set only after the RT task started: the phase ran under the shipped cap.
         (lambda o: o.test_cap_at.__setitem__("rt-long", 6.5), "pvsched_long_boost_capped"),
         (lambda o: o.snapshots.pop("rt-long-done"), "pvsched_boost_resumes_after_throttle"),
