@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import nox
 
+# Debian 12's packaged nox: the README's install line on a stock system.
+nox.needs_version = ">=2022.11.21"
 nox.options.sessions = ["lab"]
 nox.options.reuse_existing_virtualenvs = True
 
