@@ -137,11 +137,18 @@ pvsched_tests() {
 	# The host sets its test cap on rt-long, before the task starts.
 	phase rt-long 1
 	phase rt-long-spin
-	rtspin 50 1 1500 1500000 0 > /dev/null &
-	sleep 0.5	# a few periods in, before the guest's own RT throttling (0.95 s)
-	phase rt-long-mid
-	wait
+	rtspin 50 1 1500 1500000 0 > /dev/null
 	phase rt-long-done
+	# The admin's word on vCPU 1's thread stands: nice 5 set on it comes back
+	# after a boost, and SCHED_FIFO 60 set on it is never lowered to a boost.
+	# Each change is made with the thread unboosted: the RT task ended 0.5 s before.
+	sleep 0.5
+	phase admin-nice 1
+	rtspin 50 1 600 1500 4000 > /dev/null
+	sleep 0.5
+	phase admin-fifo 1
+	rtspin 50 1 600 1500 4000 > /dev/null
+	phase admin-done 0.3
 	rmmod pvsched_guest
 	phase hostile 0.2
 	insmod $MOD hostile=1

@@ -44,6 +44,10 @@ def _good_observer(tmp_path: Path) -> ph.PvschedObserver:
                        "rt-long-spin": 6.0, "rt-long-done": 7.6, "hostile": 10.0, "hostile-done": 12.0,
                        "detach": 99.0}  # fmt: skip
     obs.test_cap_at = {"rt-long": 5.1, "hostile": 10.1}
+    obs.phase_times.update({"admin-nice": 8.0, "admin-fifo": 9.0, "admin-done": 9.9})
+    # nice 5 came back after a boost; FIFO 60 held through the guest's RT task.
+    obs.admin = {"nice_set": 5, "nice_after_boost": 5, "policy_after_boost": 0, "fifo_after_boost": (1, 60)}
+    obs.samples += [ph.Sample(t, "admin-fifo", {11: 0, 12: 1}, {11: 0, 12: 60}) for t in (9.2, 9.4, 9.6)]
     # What the policy's statistics said over time: IRQ bits before the malformed phase, requests in the hostile one.
     obs.policy_samples = [
         (2.5, [_vcpu(0, 11, softirq_seen=5, hardirq_seen=3), _vcpu(1, 12, rt_seen=40)]),
@@ -53,19 +57,22 @@ def _good_observer(tmp_path: Path) -> ph.PvschedObserver:
     row = {"tid": "11", "throttles": "0", "boosted_ns": "0", "boosted_cpu_ns": "0"}
     # Boosted 0.9 s of wall time but 0.4 s of CPU time: the cap is on CPU time.
     done = {"tid": "11", "throttles": "15", "boosted_ns": "900000000", "boosted_cpu_ns": "400000000"}
-    obs.snapshots = {"hostile": [row], "hostile-done": [done], "detach": [row],
+    detach = {**row, "boosts": "40", "setattr_failures": "0"}
+    obs.snapshots = {"hostile": [row], "hostile-done": [done], "detach": [detach],
+                     "admin-nice": [{"tid": "12", "boosts": "30", "kept_rt": "0"}],
+                     "admin-fifo": [{"tid": "12", "boosts": "31", "kept_rt": "0"}],
+                     "admin-done": [{"tid": "12", "boosts": "31", "kept_rt": "2"}],
                      "malformed": [{"tid": "11", "malformed": "0", "cpu": "0"}],
                      "malformed-done": [{"tid": "11", "malformed": "3", "cpu": "1"}],
                      # 1.6 s (16 periods) of one RT task on vCPU 1: 16 throttles, boosted again after each, 0.33 s CPU.
                      "rt-long-spin": [_long(boosts=5, throttles=2, cpu_ns=100_000_000)],
-                     "rt-long-mid": [_long(boosts=9, throttles=6, cpu_ns=180_000_000, state="throttled")],
                      "rt-long-done": [_long(boosts=21, throttles=18, cpu_ns=430_000_000)]}  # fmt: skip
     obs.pinned_cpu = 1  # vCPU 0 (tid 11) moved from CPU 0 to CPU 1, and KVM followed
     return obs
 
 
-def _long(boosts: int, throttles: int, cpu_ns: int, state: str = "none") -> dict[str, str]:
-    return {"tid": "12", "boosts": str(boosts), "throttles": str(throttles), "boosted_cpu_ns": str(cpu_ns), "state": state}
+def _long(boosts: int, throttles: int, cpu_ns: int) -> dict[str, str]:
+    return {"tid": "12", "boosts": str(boosts), "throttles": str(throttles), "boosted_cpu_ns": str(cpu_ns)}
 
 
 def _hostile_done(throttles: int, cpu_ns: int) -> dict[str, str]:
@@ -131,13 +138,23 @@ def test_healthy_run_passes_every_check(tmp_path: Path) -> None:
          "pvsched_long_boost_capped"),
         (lambda o: o.snapshots.__setitem__("rt-long-done", [_long(boosts=21, throttles=2, cpu_ns=200_000_000)]),
          "pvsched_long_boost_capped"),  # never throttled
-        # A dropped boost nobody asks for again (mutant flaky-boost-dropped): halfway, neither boosted nor throttled.
-        (lambda o: o.snapshots.__setitem__("rt-long-mid", [_long(boosts=7, throttles=4, cpu_ns=160_000_000, state="none")]),
-         "pvsched_boost_resumes_after_throttle"),
-        (lambda o: o.snapshots.pop("rt-long-mid"), "pvsched_boost_resumes_after_throttle"),
+        # The restore put back the nice of the registration, not the admin's.
+        (lambda o: o.admin.__setitem__("nice_after_boost", 0), "pvsched_restore_keeps_admin_nice"),
+        (lambda o: o.snapshots.__setitem__("admin-fifo", [{"tid": "12", "boosts": "30", "kept_rt": "0"}]),
+         "pvsched_restore_keeps_admin_nice"),  # no boost in between: nothing was restored
+        # A boost lowered the admin's FIFO 60 to the boost priority.
+        (lambda o: o.samples.__setitem__(-2, ph.Sample(9.4, "admin-fifo", {11: 0, 12: 1}, {11: 0, 12: 10})),
+         "pvsched_boost_never_lowers_rt_thread"),
+        (lambda o: o.admin.__setitem__("fifo_after_boost", (0, 0)), "pvsched_boost_never_lowers_rt_thread"),
+        (lambda o: o.snapshots.__setitem__("admin-done", [{"tid": "12", "boosts": "31", "kept_rt": "0"}]),
+         "pvsched_boost_never_lowers_rt_thread"),  # the guest's RT task never asked KVM: not exercised
+        # The scheduler refused a boost (mutant flaky-boost-dropped), or a kernel that does not count refusals.
+        (lambda o: o.snapshots.__setitem__("detach", [{"tid": "11", "boosts": "40", "setattr_failures": "3"}]),
+         "pvsched_scheduler_applied_every_boost"),
+        (lambda o: o.snapshots.__setitem__("detach", [{"tid": "11", "boosts": "40"}]), "pvsched_scheduler_applied_every_boost"),
         # The cap set only after the RT task started: the phase ran under the shipped cap.
         (lambda o: o.test_cap_at.__setitem__("rt-long", 6.5), "pvsched_long_boost_capped"),
-        (lambda o: o.snapshots.pop("rt-long-done"), "pvsched_boost_resumes_after_throttle"),
+        (lambda o: o.snapshots.pop("rt-long-done"), "pvsched_long_boost_capped"),
     ],
 )  # fmt: skip
 def test_each_broken_observation_fails_its_check(tmp_path: Path, breakage, failing: str) -> None:  # type: ignore[no-untyped-def]
@@ -155,7 +172,7 @@ def test_missing_stats_fail_instead_of_passing(tmp_path: Path) -> None:
     for name in ("pvsched_host_sees_every_vcpu", "pvsched_rt_task_visible_to_host", "pvsched_host_sees_irq_bits",
                  "pvsched_malformed_areas_counted", "pvsched_hotplug_reregisters", "pvsched_request_flag_seen",
                  "pvsched_hostile_guest_throttled", "pvsched_long_boost_capped",
-                 "pvsched_boost_resumes_after_throttle"):  # fmt: skip
+                 "pvsched_scheduler_applied_every_boost", "pvsched_restore_keeps_admin_nice"):  # fmt: skip
         assert verdicts[name] == "failed", name
 
 
