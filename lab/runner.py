@@ -90,13 +90,41 @@ _DEADLINES_LOCK = threading.Lock()
 _RUNNING: set[int] = set()
 
 
-def stop_all() -> list[int]:
-    """Kill the process group of every command still running; returns their pids."""
+STOP_GRACE_S = 15.0
+
+
+def stop_all(grace: float = STOP_GRACE_S) -> list[int]:
+    """Stop every command still running; returns their pids.
+
+    SIGTERM to each process group first: a lab run started by another (`lab
+    mutants`) then stops its own VMs, which run in sessions of their own and
+    would outlive a SIGKILLed parent. SIGKILL to what is left after `grace`."""
     with _DEADLINES_LOCK:
         pids = sorted(_RUNNING)
     for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline and any(_group_running(pid) for pid in pids):
+        time.sleep(0.1)
+    for pid in pids:
         _kill_group(pid)
     return pids
+
+
+def _group_running(pgid: int) -> bool:
+    """Whether any process of group `pgid` is alive (zombies do not count: a
+    command interrupted in the main thread is never reaped there)."""
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            fields = (proc / "stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if len(fields) > 2 and int(fields[2]) == pgid and fields[0] not in ("Z", "X"):
+            return True
+    return False
 
 
 def reap_overdue(grace: float = 30.0) -> list[str]:

@@ -211,3 +211,19 @@ def test_sigterm_ends_the_lab_at_once_and_stops_its_commands(tmp_path) -> None: 
     assert "stopped 1 command(s)" in out
     state = runner_mod.state_and_wchan(__import__("pathlib").Path(f"/proc/{child}"))
     assert state is None or state[0] in ("Z", "X")
+
+
+def test_stop_all_lets_a_command_clean_up_before_it_is_killed(runner: Runner, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A nested lab run (`lab mutants`) stops its own VMs on SIGTERM; a SIGKILL would orphan them."""
+    import threading
+
+    cleaned, ready = tmp_path / "cleaned", tmp_path / "ready"
+    script = f"trap 'echo done > {cleaned}; exit 0' TERM; touch {ready}; while :; do sleep 0.1; done"
+    thread = threading.Thread(target=lambda: runner.run(["sh", "-c", script], "cleans up", check=False))
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not ready.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert runner_mod.stop_all(grace=5) != []
+    thread.join(timeout=20)
+    assert cleaned.exists()
