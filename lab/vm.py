@@ -49,7 +49,8 @@ class Level1Settings:
     tcg_cpu: str = "max,-la57"
     # QEMU's TCG threading for level 1: "multi" (a host thread per vCPU, the
     # default) or "single" (one thread runs every vCPU in turn: no cross-thread
-    # interrupt delivery races, at a cost in speed; `nox -s emulator_control`).
+    # interrupt delivery races; here no level-2 guest printed anything under
+    # it, README "emulator control").
     tcg_threads: str = "multi"
     # Extra kernel command line for level 1 (e.g. debugging options).
     append: str = ""
