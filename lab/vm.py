@@ -178,7 +178,10 @@ class Level1:
                 log=str(self.runner.log_dir),
             )
         cached.parent.mkdir(parents=True, exist_ok=True)
-        cached.write_text(json.dumps({"accel": chosen, "probes": [p.to_dict() for p in probes]}))
+        # Whole or not at all: a concurrent run may be reading it.
+        tmp = cached.with_name(f"{cached.name}.tmp-{os.getpid()}")
+        tmp.write_text(json.dumps({"accel": chosen, "probes": [p.to_dict() for p in probes]}))
+        os.replace(tmp, cached)
         return chosen, probes, False
 
     def run(
