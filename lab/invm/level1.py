@@ -277,7 +277,9 @@ def main(config_path: str) -> int:
         Case("level2_boots", "level1", "passed" if booted else "failed",
              "" if booted else "; ".join(f"{p.accel}: {p.reason}" for p in probes))
     )  # fmt: skip
-    guest_cases = parse_ktap(console, "level2") if booted else []
+    # A guest that printed verdicts and then died keeps them: the failure
+    # that killed it is reported beside them (level2_boots, the splats).
+    guest_cases = parse_ktap(console, "level2")
     planned = planned_count(console)
     if booted and planned is not None and planned != len(guest_cases):
         cases.append(Case("level2_all_tests_reported", "level2", "failed", f"planned {planned}, got {len(guest_cases)}"))
