@@ -340,6 +340,7 @@ class PvschedObserver:
         self.admin["nice_after_boost"] = os.getpriority(os.PRIO_PROCESS, tid)
         self.admin["policy_after_boost"] = os.sched_getscheduler(tid)
         os.sched_setscheduler(tid, os.SCHED_FIFO, os.sched_param(ADMIN_RT_PRIORITY))
+        self.admin["fifo_set_at"] = time.monotonic()
 
     def _admin_done(self) -> None:
         """The thread kept the admin's SCHED_FIFO 60 through the guest's RT task; then back to normal."""
@@ -364,7 +365,10 @@ class PvschedObserver:
         nice_case = Case("pvsched_restore_keeps_admin_nice", "level1", "passed" if ok else "failed",
                          f"nice {self.admin.get('nice_set')} set, {boosted} boosts, then nice {nice} "
                          f"(policy {self.admin.get('policy_after_boost')}) {'; '.join(errors)}".strip())  # fmt: skip
-        fifo = [s for s in self.samples if s.phase == "admin-fifo" and s.policies.get(tid or -1) is not None]
+        # Samples from after the admin's change (the boost of the previous RT task may last until then).
+        set_at = self.admin.get("fifo_set_at")
+        fifo = [s for s in self.samples if s.phase == "admin-fifo" and s.policies.get(tid or -1) is not None
+                and isinstance(set_at, float) and s.t > set_at]  # fmt: skip
         lowered = [(s.policies.get(tid or -1), s.priorities.get(tid or -1)) for s in fifo
                    if (s.policies.get(tid or -1), s.priorities.get(tid or -1)) != (SCHED_FIFO, ADMIN_RT_PRIORITY)]  # fmt: skip
         kept = grew("kept_rt", "admin-fifo", "admin-done")

@@ -46,7 +46,9 @@ def _good_observer(tmp_path: Path) -> ph.PvschedObserver:
     obs.test_cap_at = {"rt-long": 5.1, "hostile": 10.1}
     obs.phase_times.update({"admin-nice": 8.0, "admin-fifo": 9.0, "admin-done": 9.9})
     # nice 5 came back after a boost; FIFO 60 held through the guest's RT task.
-    obs.admin = {"nice_set": 5, "nice_after_boost": 5, "policy_after_boost": 0, "fifo_after_boost": (1, 60)}
+    obs.admin = {"nice_set": 5, "nice_after_boost": 5, "policy_after_boost": 0, "fifo_after_boost": (1, 60), "fifo_set_at": 9.1}
+    # Still boosted at 10 before the admin's change (the last RT task's boost), FIFO 60 after.
+    obs.samples += [ph.Sample(9.05, "admin-fifo", {11: 0, 12: 1}, {11: 0, 12: 10})]
     obs.samples += [ph.Sample(t, "admin-fifo", {11: 0, 12: 1}, {11: 0, 12: 60}) for t in (9.2, 9.4, 9.6)]
     # What the policy's statistics said over time: IRQ bits before the malformed phase, requests in the hostile one.
     obs.policy_samples = [
