@@ -527,6 +527,7 @@ class PvschedObserver:
         cases.extend(self._long_boost_cases())
         cases.extend(self._admin_cases())
         cases.append(self._setattr_case())
+        cases.append(self._stale_throttle_case())
         cases.append(self._detach_case())
         # The hostile guest's requests, counted over its phase only (the malformed phase's garbage sets the flag too).
         requests = self._stat_delta("request_seen", "hostile", "hostile-done")
@@ -632,6 +633,21 @@ class PvschedObserver:
         boosts = sum(int(r["boosts"]) for r in rows)
         ok = boosts > 0 and not any(failures.values())
         return Case(name, "level1", "passed" if ok else "failed", f"{boosts} boosts; refused by the scheduler per thread: {failures}")
+
+    def _stale_throttle_case(self) -> Case:
+        """Every throttle lasted until its period's end: KVM counts one that would
+        have ended before it began (a period not rolled over first)."""
+        # At the end of the two phases that throttle (each registration counts afresh).
+        name = "pvsched_throttles_last_their_period"
+        rows = (self.snapshots.get("rt-long-done") or []) + (self.snapshots.get("hostile-done") or [])
+        if not rows or any("stale_throttles" not in r for r in rows):
+            return Case(name, "level1", "failed", f"no KVM counts of stale throttles after the throttling phases: {rows[:2]}")
+        stale = [int(r["stale_throttles"]) for r in rows]
+        throttles = sum(int(r["throttles"]) for r in rows)
+        ok = throttles > 0 and not any(stale)
+        return Case(
+            name, "level1", "passed" if ok else "failed", f"{throttles} throttles; ended before they began, per vCPU and phase: {stale}"
+        )
 
     def _detach_case(self) -> Case:
         if self.policy.stopped_at is None:

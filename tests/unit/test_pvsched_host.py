@@ -58,7 +58,7 @@ def _good_observer(tmp_path: Path) -> ph.PvschedObserver:
     ]
     row = {"tid": "11", "throttles": "0", "boosted_ns": "0", "boosted_cpu_ns": "0"}
     # Boosted 0.9 s of wall time but 0.4 s of CPU time: the cap is on CPU time.
-    done = {"tid": "11", "throttles": "15", "boosted_ns": "900000000", "boosted_cpu_ns": "400000000"}
+    done = {"tid": "11", "throttles": "15", "boosted_ns": "900000000", "boosted_cpu_ns": "400000000", "stale_throttles": "0"}
     detach = {**row, "boosts": "40", "setattr_failures": "0"}
     obs.snapshots = {"hostile": [row], "hostile-done": [done], "detach": [detach],
                      "admin-nice": [{"tid": "12", "boosts": "30", "kept_rt": "0"}],
@@ -74,7 +74,7 @@ def _good_observer(tmp_path: Path) -> ph.PvschedObserver:
 
 
 def _long(boosts: int, throttles: int, cpu_ns: int) -> dict[str, str]:
-    return {"tid": "12", "boosts": str(boosts), "throttles": str(throttles), "boosted_cpu_ns": str(cpu_ns)}
+    return {"tid": "12", "boosts": str(boosts), "throttles": str(throttles), "boosted_cpu_ns": str(cpu_ns), "stale_throttles": "0"}
 
 
 def _hostile_done(throttles: int, cpu_ns: int) -> dict[str, str]:
@@ -154,6 +154,10 @@ def test_healthy_run_passes_every_check(tmp_path: Path) -> None:
         (lambda o: o.snapshots.__setitem__("detach", [{"tid": "11", "boosts": "40", "setattr_failures": "3"}]),
          "pvsched_scheduler_applied_every_boost"),
         (lambda o: o.snapshots.__setitem__("detach", [{"tid": "11", "boosts": "40"}]), "pvsched_scheduler_applied_every_boost"),
+        # Throttles that ended at once (mutant period-rolls-only-on-boost), or a kernel that does not count them.
+        (lambda o: o.snapshots["rt-long-done"][0].__setitem__("stale_throttles", "4"), "pvsched_throttles_last_their_period"),
+        (lambda o: o.snapshots.__setitem__("hostile-done", [_hostile_done(throttles=15, cpu_ns=400_000_000)]),
+         "pvsched_throttles_last_their_period"),  # a kernel that does not count them
         # The cap set only after the RT task started: the phase ran under the shipped cap.
         (lambda o: o.test_cap_at.__setitem__("rt-long", 6.5), "pvsched_long_boost_capped"),
         (lambda o: o.snapshots.pop("rt-long-done"), "pvsched_long_boost_capped"),
