@@ -619,9 +619,6 @@ class PvschedObserver:
         cap_s = (periods + 1) * HOSTILE_BUDGET_US / 1e6
         seen = f"{end - start:.2f} s ({periods:.1f} periods): boosts={boosts}, throttles={throttles}, {cpu_s:.3f} s CPU boosted"
         capped = throttles > 0 and cpu_s <= cap_s * 1.2
-        # While the RT task runs, its vCPU is boosted or throttled, never
-        # neither: each throttle's end boosts again from the standing request
-        # (the policy does not ask twice). Judged halfway through the task.
         return [Case(names[0], "level1", "passed" if capped else "failed", f"{seen}; cap {cap_s:.3f} s CPU")]
 
     def _setattr_case(self) -> Case:
