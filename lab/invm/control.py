@@ -9,12 +9,10 @@ signs (lab.emulator_control).
 from __future__ import annotations
 
 import json
-import sys
 import time
-from pathlib import Path
 
 from lab.errors import LabError
-from lab.invm import level1, pvsched_host, watchdog
+from lab.invm import level1, pvsched_host
 from lab.ktap import parse_ktap
 from lab.runner import Runner
 
@@ -22,11 +20,8 @@ POLICIES = ("none", "boost", "scx")
 
 
 def main(config_path: str) -> int:
-    cfg: dict[str, object] = json.loads(Path(config_path).read_text())
-    out = Path(str(cfg["out"]))
-    out.mkdir(parents=True, exist_ok=True)
-    print(f"LAB-LEVEL1-READY {Path('/proc/uptime').read_text().split()[0]}", flush=True)
-    stop_watchdog = watchdog.start(float(str(cfg.get("watchdog_s", 240))))
+    cfg, out = level1.begin(config_path)
+    stop_watchdog = level1.start_watchdog(cfg)
     control: dict[str, object] = cfg["control"]  # type: ignore[assignment]
     policy_name, boots = str(control["policy"]), int(str(control["boots"]))
     pv = cfg.get("pvsched")
@@ -67,8 +62,4 @@ def main(config_path: str) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        raise SystemExit(main(sys.argv[1]))
-    except LabError as exc:
-        print(f"control: {exc}", file=sys.stderr)
-        raise SystemExit(1) from exc
+    level1.run_as_script(main, "control")

@@ -209,14 +209,34 @@ def guest_dmesg(console: str) -> str:
     return console  # the guest died before dumping it: scan what it printed
 
 
-def main(config_path: str) -> int:
+def begin(config_path: str) -> tuple[dict[str, object], Path]:
+    """What every level-1 runner does first: read its config, make its output
+    directory, tell the host it is ready."""
     cfg: dict[str, object] = json.loads(Path(config_path).read_text())
     out = Path(str(cfg["out"]))
     out.mkdir(parents=True, exist_ok=True)
     print(f"LAB-LEVEL1-READY {Path('/proc/uptime').read_text().split()[0]}", flush=True)
+    return cfg, out
+
+
+def start_watchdog(cfg: dict[str, object]) -> threading.Event:
+    return watchdog.start(float(str(cfg.get("watchdog_s", 240))))
+
+
+def run_as_script(main: Callable[[str], int], name: str) -> None:
+    """`python -m <runner> CONFIG`: a LabError is one line on stderr and exit 1."""
+    try:
+        raise SystemExit(main(sys.argv[1]))
+    except LabError as exc:
+        print(f"{name}: {exc}", file=sys.stderr)
+        raise SystemExit(1) from exc
+
+
+def main(config_path: str) -> int:
+    cfg, out = begin(config_path)
     # If this runner ever blocks, its console shows where (a CI run here sat
     # for 25 minutes and left nothing else to go on).
-    stop_watchdog = watchdog.start(float(str(cfg.get("watchdog_s", 240))))
+    stop_watchdog = start_watchdog(cfg)
     pvsched_host.observe_above_boosts()
     runner = Runner(out / "logs-level1")
     cases = Verdicts()
@@ -306,8 +326,4 @@ def main(config_path: str) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        raise SystemExit(main(sys.argv[1]))
-    except LabError as exc:
-        print(f"level1: {exc}", file=sys.stderr)
-        raise SystemExit(1) from exc
+    run_as_script(main, "level1")
