@@ -147,7 +147,7 @@ def parser() -> argparse.ArgumentParser:
             r.add_argument("--overhead-rounds", type=_positive_int, default=3, help="hackbench runs with and without the driver")
             r.add_argument("--load-workers", type=int, default=1, help="stress-ng workers on the vCPU's host CPU")
     ec = sub.choices["emulator-control"]
-    ec.add_argument("--runs", type=_positive_int, default=4, help="level-1 boots per cell (4 x 4 cells: about 30 min here)")
+    ec.add_argument("--runs", type=_positive_int, default=4, help="level-1 boots per cell (4 x 5 cells: about 40 min here)")
     ec.add_argument("--boots", type=_positive_int, default=3, help="level-2 guests per level-1 boot")
     ec.add_argument("--cells", type=_names(CONTROL_CELLS), default=list(CONTROL_CELLS), help="comma-separated")
     st = sub.choices["stress"]

@@ -5,6 +5,9 @@ guests with an RT task, hotplug and every vCPU busy: lab.invm.control) runs
 in four cells, interleaved round by round so drift hits every cell alike:
 
   base      the unpatched kernel: no series, no guest driver, no policy
+  base-ipi  ... while two level-1 tasks wake each other across the CPUs the
+            vCPUs run on (lab.invm.ipi_storm): the host interrupts our
+            policies raise, raised with none of our code
   nopolicy  the series and the guest driver, no policy attached
   boost     ... with the boost policy attached
   scx       ... with the sched_ext policy attached
@@ -32,8 +35,10 @@ from lab.pipeline import Options, Pipeline, StepFailed
 from lab.splats import scan, scan_guest_console
 from lab.vm import Level1
 
-CELLS = ("base", "nopolicy", "boost", "scx")
-POLICY = {"base": "none", "nopolicy": "none", "boost": "boost", "scx": "scx"}
+CELLS = ("base", "base-ipi", "nopolicy", "boost", "scx")
+POLICY = {"base": "none", "base-ipi": "none", "nopolicy": "none", "boost": "boost", "scx": "scx"}
+# The cells that run the unpatched kernel: only signs seen there may excuse.
+UNPATCHED = ("base", "base-ipi")
 # What the series adds to kconfig: the unpatched base has no such symbol.
 SERIES_OPTIONS = ("CONFIG_KVM_PVSCHED",)
 
@@ -76,6 +81,7 @@ def classify(out: Path, mode: str, system_map: Path | None, lost: str, report: d
         "policy_error": (report or {}).get("policy_error", ""),
         "boots": len(boots),
         "boots_failed": [b["reason"] for b in boots if not b["ok"]],
+        "ipi_storm_trips": (report or {}).get("ipi_storm_trips"),
         "signs": [{"signature": e.signature, "where": e.describe()} for e in signs],
         "splats": splat_rows,
     }
@@ -132,8 +138,9 @@ class ControlRun:
         pipe = self.pipe
         out = pipe.run_dir / f"{cell.name}-{number}"
         out.mkdir()
-        cfg = {**cell.cfg, "out": str(out), "control": {"policy": POLICY[cell.name], "boots": self.boots}}
-        if cell.name == "base":
+        control = {"policy": POLICY[cell.name], "boots": self.boots, "ipi_storm": cell.name == "base-ipi"}
+        cfg = {**cell.cfg, "out": str(out), "control": control}
+        if cell.name in UNPATCHED:
             cfg.pop("pvsched", None)
         pipe.record.levels["1"] = dict(cell.levels)
         start = time.monotonic()
@@ -155,9 +162,11 @@ class ControlRun:
         pipe = self.pipe
         pipe.doctor()
         setups: dict[str, Cell] = {}
-        patched = [c for c in self.cells if c != "base"]
-        if "base" in self.cells:
-            setups["base"] = self._cell("base", series=False)
+        patched = [c for c in self.cells if c not in UNPATCHED]
+        unpatched = [c for c in self.cells if c in UNPATCHED]
+        if unpatched:
+            cell = self._cell("base", series=False)
+            setups.update({c: Cell(c, cell.level1, cell.cfg, cell.system_map, cell.levels, cell.kernel_key) for c in unpatched})
         if patched:
             cell = self._cell("patched", series=True)
             setups.update({c: Cell(c, cell.level1, cell.cfg, cell.system_map, cell.levels, cell.kernel_key) for c in patched})

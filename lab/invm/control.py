@@ -13,6 +13,7 @@ import time
 
 from lab.errors import LabError
 from lab.invm import level1, pvsched_host
+from lab.invm.ipi_storm import IpiStorm
 from lab.ktap import parse_ktap
 from lab.runner import Runner
 
@@ -35,6 +36,9 @@ def main(config_path: str) -> int:
         policy = pvsched_host.PolicyRun(str(loader), out / f"pvsched-{policy_name}-stats.json")
         policy_error = policy.start()
     driver = "1" if isinstance(pv, dict) else "0"
+    storm = IpiStorm((0, 1), out / "ipi-storm-trips.txt") if control.get("ipi_storm") else None
+    if storm is not None:
+        storm.start()
     results = []
     for i in range(boots):
         start = time.monotonic()
@@ -50,11 +54,12 @@ def main(config_path: str) -> int:
             "workload": [c.to_dict() for c in cases],
         })  # fmt: skip
         print(f"control boot {i}: {'ok' if probe.ok else probe.reason}", flush=True)
+    trips = storm.stop() if storm is not None else None
     if policy is not None:
         policy.stop()
     dmesg = runner.run(["dmesg"], "dmesg").output
     (out / "level1-dmesg.txt").write_text(dmesg)
-    report = {"policy": policy_name, "policy_error": policy_error, "driver": driver == "1", "boots": results}
+    report = {"policy": policy_name, "policy_error": policy_error, "driver": driver == "1", "ipi_storm_trips": trips, "boots": results}
     (out / "control.json").write_text(json.dumps(report, indent=2) + "\n")
     print("LAB-LEVEL1-DONE", flush=True)
     stop_watchdog.set()
