@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -50,7 +49,7 @@ def run_step(state_dir: Path, commit: str | None = None) -> int:
     bisector = Bisector(Runner(state_dir / "step-logs"), state_dir)
     src = bisector.src
     sha = pin_step_commit(bisector.runner, src, commit or "BISECT_HEAD")
-    subject = _git(src, "log", "-1", "--format=%s", sha)
+    subject = _git(bisector.runner, src, "log", "-1", "--format=%s", sha)
     ui.info(f"bisect step: {sha[:12]} {subject} ({state.criterion.describe()} = bad)")
     start = time.monotonic()
     verdicts: list[int | None] = []
@@ -130,16 +129,15 @@ def judge_once(state: BisectState, src: Path) -> tuple[int | None, dict[str, Any
     return verdict, info
 
 
-def _git(tree: Path, *args: str) -> str:
-    out = subprocess.run(["git", "-C", str(tree), *args], capture_output=True, text=True, check=False)
+def _git(runner: Runner, tree: Path, *args: str) -> str:
+    out = runner.run(["git", "-C", str(tree), *args], f"git {args[0]}", check=False)
     if out.returncode != 0:
-        raise LabError(f"git {' '.join(args)} failed in {tree}: {out.stderr.strip()}")
-    return out.stdout.strip()
+        raise LabError(f"git {' '.join(args)} failed in {tree}: {out.output.strip()}")
+    return out.output.strip()
 
 
-def _descends(tree: Path, base: str, ref: str) -> bool:
-    out = subprocess.run(["git", "-C", str(tree), "merge-base", "--is-ancestor", base, ref], capture_output=True, check=False)
-    return out.returncode == 0
+def _descends(runner: Runner, tree: Path, base: str, ref: str) -> bool:
+    return runner.run(["git", "-C", str(tree), "merge-base", "--is-ancestor", base, ref], "git merge-base", check=False).returncode == 0
 
 
 def run_bisect(
@@ -177,7 +175,7 @@ def run_bisect(
     state = BisectState(str(tree_path), good, bad, criterion, retries, profile, time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
     # A clone of the lab's tree (e.g. a series on top of ours) builds in the
     # lab's tree; an unrelated kernel tree in a checkout of its own.
-    state.extra["lab_tree"] = tree is None or _descends(tree_path, source.base, good)
+    state.extra["lab_tree"] = tree is None or _descends(runner, tree_path, source.base, good)
     ui.info(f"bisect {good}..{bad} in {tree_path}: bad = {criterion.describe()}; state in {state_dir}")
     bisector.start(state)
     bisector.run(predicate_argv(state_dir))

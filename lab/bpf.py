@@ -15,8 +15,8 @@ from lab.runner import Runner
 BPF_DIR = REPO / "bpf"
 
 
-def find_clang() -> str:
-    check = check_tool(next(t for t in TOOLS if t.name == "clang"))
+def find_clang(runner: Runner) -> str:
+    check = check_tool(next(t for t in TOOLS if t.name == "clang"), runner)
     if not check.ok or check.path is None:
         raise LabError(f"clang >= 16 needed for BPF: {check.problem}", fix="nox -s doctor")
     return check.path
@@ -28,7 +28,7 @@ def build_bpf(cache: Path, runner: Runner, btf: Path, ksrc: Path, source_identit
     `ksrc` is the kernel tree (libbpf and the pvsched ABI header come from
     it), `source_identity` what identifies its content (source + series).
     """
-    clang = find_clang()
+    clang = find_clang(runner)
     h = hashlib.sha256(clang.encode() + source_identity.encode())
     for path in sorted(BPF_DIR.iterdir()):
         if path.is_file():

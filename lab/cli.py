@@ -6,7 +6,6 @@ import argparse
 import os
 import shlex
 import signal
-import subprocess
 import sys
 from collections.abc import Callable
 
@@ -205,7 +204,7 @@ def boot(args: argparse.Namespace) -> int:
         return result.returncode
     argv = vng_command(builds["host"].bzimage, mode, pipe.opts.level1, None, [REPO])
     ui.info(f"interactive level 1 ({mode}); rerun by hand: {reproducer(argv, REPO, None)}")
-    return subprocess.call(argv, cwd=REPO)
+    return pipe.runner.interactive(argv, "interactive level 1", cwd=REPO)
 
 
 def checkpatch() -> int:
@@ -275,11 +274,11 @@ def _main(argv: list[str] | None) -> int:
             from lab.container import build_image, detect
 
             runner = Runner(RESULTS_DIR / "image-logs")
-            tag = build_image(runner, detect(args.engine), args.method, args.mirror)
+            tag = build_image(runner, detect(runner, args.engine), args.method, args.mirror)
             print(f"image: {tag}", flush=True)
             return 0
         if args.command == "doctor":
-            doctor.doctor(None if args.no_install else _doctor_runner(), install=not args.no_install)
+            doctor.doctor(_doctor_runner(), install=not args.no_install)
             return 0
         if args.command == "checkpatch":
             return checkpatch()

@@ -12,7 +12,6 @@ import hashlib
 import os
 import re
 import shutil
-import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -81,18 +80,17 @@ class Engine:
     def cmd(self, *args: str) -> list[str]:
         return [self.name, *args]
 
-    def works(self) -> tuple[bool, str]:
+    def works(self, runner: Runner) -> tuple[bool, str]:
         if not shutil.which(self.name):
             return False, f"{self.name} not installed"
-        out = subprocess.run(self.cmd("info"), capture_output=True, text=True, env={**os.environ, **self.env}, check=False)
+        out = runner.run(self.cmd("info"), f"{self.name} info", env_extra=self.env, check=False)
         if out.returncode != 0:
-            last = (out.stderr.strip().splitlines() or ["no output"])[-1]
+            last = (out.output.strip().splitlines() or ["no output"])[-1]
             return False, f"`{self.name} info` failed: {last}"
         return True, ""
 
-    def has_image(self, tag: str) -> bool:
-        out = subprocess.run(self.cmd("image", "inspect", tag), capture_output=True, env={**os.environ, **self.env}, check=False)
-        return out.returncode == 0
+    def has_image(self, runner: Runner, tag: str) -> bool:
+        return runner.run(self.cmd("image", "inspect", tag), f"{self.name} image inspect", env_extra=self.env, check=False).ok
 
     def run_argv(self, tag: str, cmd: list[str], mounts: list[Path], env: dict[str, str], workdir: Path) -> list[str]:
         argv = self.cmd("run", "--rm", "-i", "--security-opt", "label=disable")
@@ -107,13 +105,13 @@ class Engine:
         return [*argv, "-w", str(workdir), tag, *cmd]
 
 
-def detect(preferred: str | None = None) -> Engine:
+def detect(runner: Runner, preferred: str | None = None) -> Engine:
     """The first engine that answers `info`; docker first unless told otherwise."""
     names = [preferred] if preferred else ["docker", "podman"]
     problems = []
     for name in names:
         engine = Engine(name)
-        ok, why = engine.works()
+        ok, why = engine.works(runner)
         if ok:
             return engine
         problems.append(why)
@@ -127,7 +125,7 @@ def detect(preferred: str | None = None) -> Engine:
 def build_image(runner: Runner, engine: Engine, method: str = "auto", mirror: str | None = None) -> str:
     """Build the image unless its tag exists; returns the tag."""
     tag = image_tag()
-    if engine.has_image(tag):
+    if engine.has_image(runner, tag):
         ui.info(f"image {tag}: present")
         return tag
     if method == "auto":
@@ -176,7 +174,7 @@ def build_image(runner: Runner, engine: Engine, method: str = "auto", mirror: st
 def run_lab(argv: list[str], engine_name: str | None = None) -> int:
     """Re-run `python -m lab ARGV` inside the image: same paths, same cache, results on the host."""
     runner = Runner(REPO / "results" / "container-logs")
-    engine = detect(engine_name)
+    engine = detect(runner, engine_name)
     tag = build_image(runner, engine)
     cache = cache_dir()
     cache.mkdir(parents=True, exist_ok=True)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -111,7 +110,7 @@ def is_static_elf(path: Path) -> bool:
     return True
 
 
-def check_tool(tool: Tool) -> Check:
+def check_tool(tool: Tool, runner: Runner) -> Check:
     if tool.header:
         ok = Path(tool.header).exists()
         return Check(tool, tool.header if ok else None, None, None if ok else f"{tool.header} missing")
@@ -122,10 +121,12 @@ def check_tool(tool: Tool) -> Check:
     else:
         return Check(tool, None, None, "not found")
     try:
-        out = subprocess.run([path, *tool.version_args], capture_output=True, text=True, timeout=30)
-        text = out.stdout + out.stderr
-    except (OSError, subprocess.TimeoutExpired) as exc:
+        out = runner.run([path, *tool.version_args], f"version of {tool.name}", timeout=30, check=False)
+    except (OSError, LabError) as exc:
         return Check(tool, path, None, f"cannot run: {exc}")
+    if out.timed_out:
+        return Check(tool, path, None, f"cannot run: `{path} {' '.join(tool.version_args)}` timed out")
+    text = out.output
     version = parse_version(text)
     if tool.minimum and (version is None or version < tool.minimum):
         shown = ".".join(map(str, version)) if version else "unknown"
@@ -143,18 +144,18 @@ def is_debian_like() -> bool:
     return bool(re.search(r"^(ID|ID_LIKE)=.*\b(debian|ubuntu)\b", text, re.M))
 
 
-def apt_candidate(package: str) -> bool:
-    out = subprocess.run(["apt-cache", "policy", package], capture_output=True, text=True)
-    m = re.search(r"Candidate:\s*(\S+)", out.stdout)
+def apt_candidate(package: str, runner: Runner) -> bool:
+    out = runner.run(["apt-cache", "policy", package], f"apt-cache policy {package}", check=False)
+    m = re.search(r"Candidate:\s*(\S+)", out.output)
     return bool(m and m.group(1) != "(none)")
 
 
-def packages_for(missing: list[Check]) -> tuple[list[str], list[str]]:
+def packages_for(missing: list[Check], runner: Runner) -> tuple[list[str], list[str]]:
     """(apt packages to install, tools apt cannot provide)."""
     pkgs: list[str] = []
     unavailable: list[str] = []
     for check in missing:
-        choices = [p for p in check.tool.packages if apt_candidate(p)]
+        choices = [p for p in check.tool.packages if apt_candidate(p, runner)]
         if choices:
             pkgs.append(choices[0])
         else:
@@ -177,12 +178,12 @@ def report(checks: list[Check]) -> None:
     ui.console.print(table)
 
 
-def doctor(runner: Runner | None, install: bool) -> list[Check]:
-    checks = [check_tool(t) for t in TOOLS]
+def doctor(runner: Runner, install: bool) -> list[Check]:
+    checks = [check_tool(t, runner) for t in TOOLS]
     missing = [c for c in checks if not c.ok]
-    if missing and install and is_debian_like() and runner is not None:
+    if missing and install and is_debian_like():
         runner.run([*sudo_prefix(), "apt-get", "update", "-q"], "apt-get update")
-        pkgs, _ = packages_for(missing)
+        pkgs, _ = packages_for(missing, runner)
         if pkgs:
             with ui.activity("installing " + " ".join(pkgs)) as progress:
                 runner.run(
@@ -191,7 +192,7 @@ def doctor(runner: Runner | None, install: bool) -> list[Check]:
                     env_extra={"DEBIAN_FRONTEND": "noninteractive"},
                     on_line=progress,
                 )
-        checks = [check_tool(t) for t in TOOLS]
+        checks = [check_tool(t, runner) for t in TOOLS]
         missing = [c for c in checks if not c.ok]
     report(checks)
     if missing:

@@ -15,9 +15,10 @@ import bisect
 import re
 import shutil
 import socket
-import subprocess
 import time
 from pathlib import Path
+
+from lab.runner import Runner
 
 PROMPT = b"(qemu) "
 
@@ -141,18 +142,17 @@ def qemu_threads(pid: int, proc: Path = Path("/proc")) -> str:
     return "\n".join(lines)
 
 
-def qemu_backtraces(pid: int, timeout: float = 60.0) -> str:
+def qemu_backtraces(pid: int, runner: Runner, timeout: float = 60.0) -> str:
     """Every QEMU thread's user-space backtrace, when gdb is installed (QEMU is
     stripped, so frames in it are addresses; libc's name the wait)."""
     gdb = shutil.which("gdb")
     if not gdb:
         return "gdb not installed: no backtraces (apt-get install gdb)"
     cmd = [gdb, "-p", str(pid), "-batch", "-nx", "-ex", "set pagination off", "-ex", "thread apply all bt 12"]
-    try:
-        done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
-    except subprocess.TimeoutExpired:
+    done = runner.run(cmd, f"backtraces of qemu {pid}", timeout=timeout, check=False)
+    if done.timed_out:
         return f"gdb did not finish in {timeout:.0f} s: {' '.join(cmd)}"
-    return f"$ {' '.join(cmd)}\n{done.stdout}{done.stderr}"
+    return f"$ {' '.join(cmd)}\n{done.output}"
 
 
 def _snapshot(path: Path) -> tuple[str, list[str]]:
@@ -173,7 +173,7 @@ def _pending(regs: str, lapics: list[str]) -> dict[int, list[int]]:
     return {cpu: lapic_vectors(lapics[cpu], "IRR") for cpu in lost_wakeups(regs, lapics)}
 
 
-def dump_cpus(path: Path, dest: Path, system_map: Path | None, recheck_after: float = 1.5) -> str:
+def dump_cpus(path: Path, dest: Path, system_map: Path | None, runner: Runner, recheck_after: float = 1.5) -> str:
     """Write every CPU's registers (named RIPs) and local APIC to dest; returns a one-line summary.
 
     A CPU is reported as a lost wakeup only if a second snapshot, taken
@@ -202,7 +202,7 @@ def dump_cpus(path: Path, dest: Path, system_map: Path | None, recheck_after: fl
         text += f"\n{LOST_WAKEUP_LINE} (QEMU did not wake them, in two snapshots {recheck_after} s apart): CPUs {lost}\n"
         # Where QEMU's own threads are then: asleep on the halt condition, or stuck elsewhere.
         if (pid := qemu_pid(path)) is not None:
-            text += f"\n# QEMU {pid}: threads\n{qemu_threads(pid)}\n\n# QEMU {pid}: backtraces\n{qemu_backtraces(pid)}\n"
+            text += f"\n# QEMU {pid}: threads\n{qemu_threads(pid)}\n\n# QEMU {pid}: backtraces\n{qemu_backtraces(pid, runner)}\n"
     dest.write_text(text)
     named = [line.split(": ", 1)[1] for line in text.splitlines() if line.startswith("CPU#") and ": RIP" in line]
     summary = "; ".join(named) or f"registers in {dest.name}"

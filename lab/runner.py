@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 from lab.errors import LabError
 
@@ -163,6 +164,101 @@ def _slug(label: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", label).strip("-")[:60] or "cmd"
 
 
+class Background:
+    """A command the lab started and goes on beside (a VM, a policy loader,
+    host load); its output goes to its log as it comes, and stays readable
+    through `output` and `wait_for`. Runs in a session of its own, so
+    stop() and stop_all() end its whole tree."""
+
+    def __init__(self, proc: subprocess.Popen[str], log: Path, label: str, on_line: Callable[[str], None] | None, tee: Path | None) -> None:
+        self.proc, self.log, self.label, self.tee = proc, log, label, tee
+        self._lines: list[str] = []
+        self._lines_lock = threading.Lock()
+        self._start = time.monotonic()
+        self._on_line = on_line
+        self._closed = threading.Event()
+        self._reader = threading.Thread(target=self._pump, name=f"output of {label}", daemon=True)
+        self._reader.start()
+
+    def _pump(self) -> None:
+        assert self.proc.stdout is not None
+        with self.log.open("a", errors="replace") as out, contextlib.ExitStack() as stack:
+            tee = stack.enter_context(self.tee.open("w", errors="replace")) if self.tee is not None else None
+            for text in self.proc.stdout:
+                out.write(text)
+                out.flush()
+                if tee is not None:
+                    tee.write(text)
+                    tee.flush()
+                with self._lines_lock:
+                    self._lines.append(text)
+                if self._on_line is not None:
+                    self._on_line(text.rstrip("\n"))
+        self._closed.set()
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    @property
+    def stdin(self) -> IO[str] | None:
+        return self.proc.stdin
+
+    @property
+    def output(self) -> str:
+        with self._lines_lock:
+            return "".join(self._lines)
+
+    def poll(self) -> int | None:
+        return self.proc.poll()
+
+    def seen(self, marker: str, whole_line: bool = False) -> bool:
+        """Whether a line so far holds `marker` (is exactly it, with `whole_line`)."""
+        with self._lines_lock:
+            if whole_line:
+                return any(text.strip() == marker for text in self._lines)
+            return any(marker in text for text in self._lines)
+
+    def wait_for(self, marker: str, timeout: float, whole_line: bool = False) -> bool:
+        """Whether a line holding `marker` arrives within `timeout` s (False at once when the command ended without it)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.seen(marker, whole_line):
+                return True
+            if self._closed.is_set() or time.monotonic() >= deadline:
+                return self.seen(marker, whole_line)
+            self._closed.wait(0.1)
+
+    def wait(self, timeout: float | None = None) -> int | None:
+        """The exit status, or None if it is still running after `timeout` s."""
+        try:
+            rc = self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return None
+        self._finish(rc)
+        return rc
+
+    def stop(self, sig: int = signal.SIGTERM, grace: float = 30.0) -> int | None:
+        """`sig` to its process group, SIGKILL after `grace` s; the exit status, None if it survives SIGKILL."""
+        if self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, sig)
+        rc = self.wait(grace)
+        if rc is None:
+            _kill_group(self.proc.pid)
+            rc = self.wait(grace)
+        return rc
+
+    def _finish(self, rc: int) -> None:
+        with _DEADLINES_LOCK:
+            if self.proc.pid not in _RUNNING:
+                return
+            _RUNNING.discard(self.proc.pid)
+        self._closed.wait(EXIT_WAIT_S)
+        with self.log.open("a") as out:
+            out.write(f"\n# exit status {rc}, {time.monotonic() - self._start:.1f} s\n")
+
+
 class Runner:
     """Runs commands with logging; one per lab run, owning its logs/ directory."""
 
@@ -180,6 +276,62 @@ class Runner:
         with self._lock:
             self._count += 1
             return self.log_dir / f"{self._count:03d}-{_slug(label)}.log"
+
+    def _announce(self, argv: list[str], label: str, cwd: Path | None, env_extra: Mapping[str, str] | None) -> tuple[Path, str]:
+        log = self._next_log(label)
+        line = reproducer(argv, cwd, env_extra)
+        with (self.log_dir / "commands.sh").open("a") as script:
+            script.write(f"\n# {log.name}\n{line}\n")
+        return log, line
+
+    def start(
+        self,
+        cmd: Sequence[str | os.PathLike[str]],
+        label: str,
+        *,
+        cwd: Path | None = None,
+        env_extra: Mapping[str, str] | None = None,
+        stdin: bool = False,
+        on_line: Callable[[str], None] | None = None,
+        tee: Path | None = None,
+    ) -> Background:
+        """Start `cmd` in the background, logged like run(); `stdin=True` gives
+        it a pipe to write to; `tee`: a file that gets its output alone too
+        (a console that the splat scanners read)."""
+        argv = [str(c) for c in cmd]
+        log, line = self._announce(argv, label, cwd, env_extra)
+        log.write_text(f"# {label} (background)\n# reproduce: {line}\n\n")
+        env = dict(os.environ)
+        if env_extra:
+            env.update(env_extra)
+        try:
+            proc = subprocess.Popen(
+                argv,
+                cwd=cwd,
+                env=env,
+                stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+                errors="replace",
+                start_new_session=True,
+            )
+        except FileNotFoundError as exc:
+            raise LabError(f"{label}: command not found: {argv[0]}", fix="run `nox -s doctor`") from exc
+        with _DEADLINES_LOCK:
+            _RUNNING.add(proc.pid)
+        return Background(proc, log, label, on_line, tee)
+
+    def interactive(self, cmd: Sequence[str | os.PathLike[str]], label: str, *, cwd: Path | None = None) -> int:
+        """Run `cmd` on the user's terminal (a shell in a VM); logged, its output not captured."""
+        argv = [str(c) for c in cmd]
+        log, line = self._announce(argv, label, cwd, None)
+        log.write_text(f"# {label} (interactive: output on the terminal)\n# reproduce: {line}\n")
+        start = time.monotonic()
+        rc = subprocess.call(argv, cwd=cwd)
+        with log.open("a") as out:
+            out.write(f"\n# exit status {rc}, {time.monotonic() - start:.1f} s\n")
+        return rc
 
     def run(
         self,
@@ -204,10 +356,7 @@ class Runner:
         `idle_timeout`: a command silent that long is killed (after
         `on_idle()`, e.g. to record where it hangs)."""
         argv = [str(c) for c in cmd]
-        log = self._next_log(label)
-        line = reproducer(argv, cwd, env_extra)
-        with (self.log_dir / "commands.sh").open("a") as script:
-            script.write(f"\n# {log.name}\n{line}\n")
+        log, line = self._announce(argv, label, cwd, env_extra)
         env = dict(os.environ)
         if env_extra:
             env.update(env_extra)

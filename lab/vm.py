@@ -208,7 +208,7 @@ class Level1:
                 if len(dumped) > (1 if again else 0):
                     return
                 dest = self.runner.log_dir / ("level1-cpus.txt" if not dumped else "level1-cpus-wedged.txt")
-                dumped.append(monitor_lib.dump_cpus(monitor, dest, self.kernel.parent / "System.map"))
+                dumped.append(monitor_lib.dump_cpus(monitor, dest, self.kernel.parent / "System.map", self.runner))
             ui.info(f"level 1 {why}; its CPUs: {dumped[-1]} ({dest})")
 
         def watch(line: str) -> None:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
+import signal
 import sys
 import time
 from pathlib import Path
@@ -27,7 +27,7 @@ from typing import Any
 
 from lab.invm import pvsched_host, watchdog
 from lab.invm.level1 import boot_guest
-from lab.runner import Runner
+from lab.runner import Background, Runner
 
 MODES = ("idle", "vanilla", "pvsched", "scx", "static")
 STATIC_PRIORITY = 10  # the same priority the boost policy uses
@@ -103,11 +103,11 @@ def kvm_exits(vm_pid: int) -> int | None:
 class ModeRun:
     """What level 1 does around one guest boot in one mode."""
 
-    def __init__(self, mode: str, cfg: dict[str, Any], out: Path) -> None:
-        self.mode, self.cfg, self.out = mode, cfg, out
+    def __init__(self, runner: Runner, mode: str, cfg: dict[str, Any], out: Path) -> None:
+        self.runner, self.mode, self.cfg, self.out = runner, mode, cfg, out
         self.policy: pvsched_host.PolicyRun | None = None
-        self.load: list[subprocess.Popen[bytes]] = []
-        self.host_ct: subprocess.Popen[bytes] | None = None
+        self.load: list[Background] = []
+        self.host_ct: Background | None = None
         self.hist = out / f"bench-host-{mode}.hist"
         self.qmp = Path(f"/tmp/lab-bench-{mode}.sock")
         self.exits_at_start: int | None = None
@@ -126,6 +126,7 @@ class ModeRun:
             vcpu_cpu = contended_cpu()
             self.load = [
                 pvsched_host.start_load(
+                    self.runner,
                     "--cpu",
                     str(int(self.cfg.get("load_workers", 1)) if cpu == vcpu_cpu else 1),
                     "--taskset",
@@ -137,7 +138,7 @@ class ModeRun:
             ]
         loader = {"pvsched": self.cfg["boost_loader"], "scx": self.cfg["scx_loader"]}.get(self.mode)
         if loader:
-            self.policy = pvsched_host.PolicyRun(str(loader), self.out / f"bench-{self.mode}-stats.json")
+            self.policy = pvsched_host.PolicyRun(self.runner, str(loader), self.out / f"bench-{self.mode}-stats.json")
             self.error = self.policy.start()
 
     def on_line(self, line: str) -> None:
@@ -148,10 +149,10 @@ class ModeRun:
                     os.sched_setscheduler(tid, os.SCHED_FIFO, os.sched_param(STATIC_PRIORITY))
             self.vm_pid = _qemu_pid(self.qmp)
             self.exits_at_start = kvm_exits(self.vm_pid) if self.vm_pid else None
-            self.host_ct = subprocess.Popen(
+            self.host_ct = self.runner.start(
                 ["cyclictest", "-m", "-p", str(HOST_PRIORITY), "-i", str(int(self.cfg["interval_us"]) * HOST_INTERVAL_FACTOR),
                  "-D", str(self.cfg["duration"]), "-q", "-h", str(self.cfg["hist_us"]), f"--histfile={self.hist}"],
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                f"host cyclictest ({self.mode})",
             )  # fmt: skip
         elif "LAB-BENCH-DONE" in line:
             self.exits_at_end = kvm_exits(self.vm_pid) if self.vm_pid else None
@@ -167,16 +168,12 @@ class ModeRun:
             self.boosted_ms = round(sum(int(r.get("boosted_ns", 0)) for r in rows) / 1e6, 1)
 
     def after_boot(self) -> dict[str, Any]:
-        if self.host_ct is not None:
-            try:
-                self.host_ct.wait(timeout=int(self.cfg["duration"]) + 60)
-            except subprocess.TimeoutExpired:
-                self.host_ct.kill()
+        if self.host_ct is not None and self.host_ct.wait(int(self.cfg["duration"]) + 60) is None:
+            self.host_ct.stop(signal.SIGKILL)
         if self.policy is not None:
             self.policy.stop()
         for proc in self.load:
-            proc.kill()
-            proc.wait()
+            proc.stop(signal.SIGKILL)
         host = parse_histfile(self.hist.read_text()) if self.hist.exists() else None
         exits = None
         if self.exits_at_start is not None and self.exits_at_end is not None:
@@ -206,7 +203,7 @@ def _qemu_pid(qmp: Path) -> int | None:
 
 def run_mode(runner: Runner, cfg: dict[str, Any], out: Path, mode: str) -> dict[str, Any]:
     pvsched_host.observe_above_boosts()
-    run = ModeRun(mode, cfg, out)
+    run = ModeRun(runner, mode, cfg, out)
     run.before_boot()
     driver = 1 if mode in ("pvsched", "scx") else 0
     append = (f"lab.mode=bench lab.bench_secs={cfg['duration']} lab.bench_interval={cfg['interval_us']} "

@@ -33,7 +33,7 @@ def main(config_path: str) -> int:
         if not isinstance(pv, dict):
             raise LabError(f"policy {policy_name} needs the pvsched kernel")
         loader = pv["loader"] if policy_name == "boost" else pv["scx_loader"]
-        policy = pvsched_host.PolicyRun(str(loader), out / f"pvsched-{policy_name}-stats.json")
+        policy = pvsched_host.PolicyRun(runner, str(loader), out / f"pvsched-{policy_name}-stats.json")
         policy_error = policy.start()
     driver = "1" if isinstance(pv, dict) else "0"
     storm = IpiStorm((0, 1), out / "ipi-storm-trips.txt") if control.get("ipi_storm") else None

@@ -12,7 +12,6 @@ import json
 import os
 import re
 import shutil
-import subprocess
 import sys
 import threading
 import time
@@ -158,7 +157,7 @@ def unprivileged_vmm(runner: Runner, cfg: dict[str, object], out: Path) -> tuple
 
 def scx_policy(runner: Runner, cfg: dict[str, object], out: Path, loader: str) -> tuple[list[Case], str]:
     """The sched_ext policy loads, runs a guest with an RT task, and unloads cleanly."""
-    policy = pvsched_host.PolicyRun(loader, out / "pvsched-scx-stats.json")
+    policy = pvsched_host.PolicyRun(runner, loader, out / "pvsched-scx-stats.json")
     error = policy.start()
     state = pvsched_host.scx_state()
     cases = Verdicts()
@@ -251,10 +250,10 @@ def main(config_path: str) -> int:
     observer = None
     extra_dmesg = ""
     if pv is not None and kvm_ok:
-        cases.extend(pvsched_host.static_checks(pv["loader"], pv["load_check"], pv["rejected"]))
+        cases.extend(pvsched_host.static_checks(runner, pv["loader"], pv["load_check"], pv["rejected"]))
         # The sampler reads the statistics in memory (PolicyRun.live): 9p
         # reads can sleep uninterruptibly, and the sampler has to die on time.
-        policy = pvsched_host.PolicyRun(pv["loader"], out / "pvsched-boost-stats.json")
+        policy = pvsched_host.PolicyRun(runner, pv["loader"], out / "pvsched-boost-stats.json")
         error = policy.start()
         cases.append(Case("pvsched_policy_attaches", "level1", "failed" if error else "passed", error))
         observer = pvsched_host.PvschedObserver(policy, Path("/tmp/lab-qmp.sock"))
@@ -305,7 +304,7 @@ def main(config_path: str) -> int:
         cases.append(Case("level2_all_tests_reported", "level2", "failed", f"planned {planned}, got {len(guest_cases)}"))
     cases.extend(guest_cases)
     (out / "level2-dmesg.txt").write_text(guest_dmesg(console) + extra_dmesg)
-    dmesg = subprocess.run(["dmesg"], capture_output=True, text=True).stdout
+    dmesg = runner.run(["dmesg"], "dmesg", check=False).output
     (out / "level1-dmesg.txt").write_text(dmesg)
     chosen_probe = next((p for p in probes if p.accel == chosen), None)
     report = {

@@ -12,21 +12,19 @@ from __future__ import annotations
 import errno
 import json
 import os
-import queue
 import re
 import shutil
 import signal
 import socket
-import subprocess
 import sys
 import tempfile
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from lab.invm.vcpu_sampler import SAMPLER_PRIORITY as OBSERVER_PRIORITY
 from lab.ktap import Case
+from lab.runner import Background, Runner
 
 KVM_DEBUGFS = Path("/sys/kernel/debug/kvm_pvsched/vcpus")
 KVM_PARAMS = Path("/sys/module/kvm/parameters")
@@ -79,21 +77,18 @@ def qmp_vcpu_threads(sock_path: Path, timeout: float = 10.0) -> dict[int, int]:
     return {int(c["cpu-index"]): int(c["thread-id"]) for c in reply.get("return", [])}
 
 
-def start_load(*args: str, settle: float = 0.5) -> subprocess.Popen[bytes]:
+def start_load(runner: Runner, *args: str, settle: float = 0.5) -> Background:
     """stress-ng ARGS as host load; raises if it does not keep running.
 
     stress-ng refuses to start in a directory it cannot write (level 1's
     working directory is the read-only repo) and says so only on its output:
     a silently missing load once made "loaded" runs equal idle ones.
     """
-    proc = subprocess.Popen(["stress-ng", "--temp-path", "/tmp", *args], cwd="/tmp",
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)  # fmt: skip
+    proc = runner.start(["stress-ng", "--temp-path", "/tmp", *args], "host load", cwd=Path("/tmp"))
     time.sleep(settle)
-    if proc.poll() is not None:
-        out = proc.stdout.read().decode(errors="replace") if proc.stdout else ""
-        raise RuntimeError(f"stress-ng {' '.join(args)} exited {proc.returncode}: {out.strip()[-300:]}")
-    # Keep reading its output so a chatty stress-ng never blocks on a full pipe.
-    threading.Thread(target=lambda: proc.stdout and proc.stdout.read(), daemon=True).start()
+    if (rc := proc.poll()) is not None:
+        proc.wait(5)
+        raise RuntimeError(f"stress-ng {' '.join(args)} exited {rc}: {proc.output.strip()[-300:]}")
     return proc
 
 
@@ -177,59 +172,29 @@ class PolicyRun:
     stress suite's hostile part charged to the policy (docs/pvsched.md).
     """
 
+    runner: Runner
     loader: str
     stats: Path
-    proc: subprocess.Popen[str] | None = None
+    proc: Background | None = None
     stopped_at: float | None = None
     live: Path | None = None  # while the loader runs
 
     def start(self, timeout: float = 60.0) -> str:
         self.live = Path(tempfile.mkdtemp(prefix="pvsched-policy-", dir=_memory_dir())) / self.stats.name
-        self.proc = subprocess.Popen(
-            [self.loader, "-o", str(self.live), "-i", "100"],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        # A thread reads the loader's output for its whole life: the deadline
-        # holds even if it prints nothing, and its pipe never fills.
-        lines: queue.Queue[str | None] = queue.Queue()
-        pipe = self.proc.stdout
-        assert pipe is not None
-
-        def pump() -> None:
-            for text in pipe:
-                lines.put(text)
-            lines.put(None)
-
-        threading.Thread(target=pump, name=f"output of {Path(self.loader).name}", daemon=True).start()
-        deadline = time.monotonic() + timeout
-        out = []
-        while (left := deadline - time.monotonic()) > 0:
-            try:
-                line = lines.get(timeout=left)
-            except queue.Empty:
-                break
-            if line is None:
-                break
-            out.append(line)
-            if line.strip() == "attached":
-                return ""
-        self.proc.kill()
-        return "".join(out)[-500:] or f"loader printed nothing in {timeout:.0f} s"
+        self.proc = self.runner.start([self.loader, "-o", str(self.live), "-i", "100"], f"policy {Path(self.loader).name}")
+        # The runner reads the loader's output for its whole life: the
+        # deadline holds even if it prints nothing, and its pipe never fills.
+        if self.proc.wait_for("attached", timeout, whole_line=True):
+            return ""
+        self.proc.stop(signal.SIGKILL)
+        return self.proc.output[-500:] or f"loader printed nothing in {timeout:.0f} s"
 
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                # Report through the checks (detach restores, scx unloads), not a traceback.
-                self.proc.kill()
-                try:
-                    self.proc.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    print(f"pvsched: loader {self.proc.pid} survives SIGKILL: {kernel_stack(self.proc.pid)}", flush=True)
+            # A loader that will not stop is reported through the checks
+            # (detach restores, scx unloads), not a traceback.
+            if self.proc.stop(signal.SIGTERM, grace=30) is None:
+                print(f"pvsched: loader {self.proc.pid} survives SIGKILL: {kernel_stack(self.proc.pid)}", flush=True)
             self.stopped_at = time.monotonic()
         if self.live is not None:
             if self.live.exists():
@@ -261,7 +226,7 @@ class PvschedObserver:
     rt_priorities: set[int] = field(default_factory=set)
     errors: list[str] = field(default_factory=list)
     max_sample_gap: float = 0.0
-    _sampler: subprocess.Popen[str] | None = None
+    _sampler: Background | None = None
     _sample_file: Path = Path("/tmp/lab-vcpu-samples.jsonl")
     _saved_cap: tuple[int, int] | None = None
     pinned_cpu: int | None = None  # where vCPU 0's thread was moved in the malformed phase
@@ -389,9 +354,7 @@ class PvschedObserver:
         self._sample_file.unlink(missing_ok=True)
         argv = [sys.executable, "-m", "lab.invm.vcpu_sampler", str(self._sample_file), str(self.policy.live or self.policy.stats),
                 str(SAMPLE_INTERVAL)]  # fmt: skip
-        # stderr to a file: a pipe left for finish() to drain can block it.
-        with self._sample_file.with_suffix(".err").open("w") as err:
-            self._sampler = subprocess.Popen(argv, stdin=subprocess.PIPE, stderr=err, text=True)
+        self._sampler = self.policy.runner.start(argv, "vcpu sampler", stdin=True)
 
     def _learn_threads(self) -> None:
         self.threads = qmp_vcpu_threads(self.qmp)
@@ -436,19 +399,12 @@ class PvschedObserver:
 
     def finish(self) -> None:
         if self._sampler is not None:
-            self._sampler.terminate()
-            try:
-                self._sampler.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self._sampler.kill()
-                try:
-                    self._sampler.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    # Unkillable: asleep in the kernel. Say where, and go on.
-                    self.errors.append(f"sampler stuck in the kernel: {kernel_stack(self._sampler.pid)}")
-            err = self._sample_file.with_suffix(".err").read_text(errors="replace")
-            if self._sampler.returncode not in (0, -signal.SIGTERM, None):
-                self.errors.append(f"sampler exited {self._sampler.returncode}: {err.strip()[-300:]}")
+            rc = self._sampler.stop(signal.SIGTERM, grace=10)
+            if rc is None:
+                # Unkillable: asleep in the kernel. Say where, and go on.
+                self.errors.append(f"sampler stuck in the kernel: {kernel_stack(self._sampler.pid)}")
+            elif rc not in (0, -signal.SIGTERM):
+                self.errors.append(f"sampler exited {rc}: {self._sampler.output.strip()[-300:]}")
             self.load_samples(self._sample_file)
             gaps = [b.t - a.t for a, b in zip(self.samples, self.samples[1:], strict=False)]
             self.max_sample_gap = max(gaps, default=0.0)
@@ -664,23 +620,21 @@ class PvschedObserver:
                     f"{len(after)} samples after detach, {len(bad)} with a SCHED_FIFO vCPU thread; kvm: {state}")  # fmt: skip
 
 
-def static_checks(loader: str, load_check: str, rejected: list[str]) -> list[Case]:
+def static_checks(runner: Runner, loader: str, load_check: str, rejected: list[str]) -> list[Case]:
     """Checks that need no guest: the verifier allowlist and privilege."""
     cases = []
     for obj in rejected:
-        res = subprocess.run([load_check, obj], capture_output=True, text=True, timeout=120)
-        log = res.stdout + res.stderr
+        res = runner.run([load_check, obj], f"verifier rejects {Path(obj).name}", timeout=120, check=False)
+        log = res.output
         ok = res.returncode == 1 and "not allowed" in log
         cases.append(Case(f"pvsched_verifier_rejects_{Path(obj).name.removesuffix('.bpf.o')}", "level1",
                           "passed" if ok else "failed", "" if ok else log[-400:]))  # fmt: skip
-    res = subprocess.run(
-        ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", loader, "-o", "/dev/null"],
-        capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
-    log = res.stdout + res.stderr
+    res = runner.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", loader, "-o", "/dev/null"],
+                     "unprivileged policy load", timeout=60, check=False)  # fmt: skip
+    log = res.output
     # Refused by the kernel for want of privilege, not failing for any other reason.
     refused = re.search(r"Operation not permitted|Permission denied|failed: -(1|13)\b|-EPERM|-EACCES", log)
-    ok = res.returncode != 0 and "attached" not in res.stdout and refused is not None
+    ok = res.returncode != 0 and "attached" not in log.splitlines() and refused is not None
     cases.append(Case("pvsched_unprivileged_cannot_load_policy", "level1", "passed" if ok else "failed",
                       "" if ok else f"exit {res.returncode}, no EPERM/EACCES: {log[-300:]}"))  # fmt: skip
     cases.append(cap_refuses_budget_above_period())

@@ -13,9 +13,7 @@ import json
 import os
 import re
 import signal
-import subprocess
 import sys
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -233,51 +231,24 @@ def counters_consistent(rows: list[dict[str, str]]) -> list[str]:
 class Guest:
     """A level-2 guest started in the background, with its console watched."""
 
-    def __init__(self, cfg: dict[str, Any], out: Path, label: str, append: str) -> None:
+    def __init__(self, runner: Runner, cfg: dict[str, Any], out: Path, label: str, append: str) -> None:
         self.qmp = Path(f"/tmp/lab-stress-{label}.sock")
         self.qmp.unlink(missing_ok=True)
         self.log = out / f"level2-console-stress-{label}.log"
         marks.level2_begins(self.log.name)
-        self.lines: list[str] = []
         self.cmd = qemu_command(cfg, "kvm", append, self.qmp)
-        print(f"stress: $ {' '.join(self.cmd)}", flush=True)
-        self.proc = subprocess.Popen(self.cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                     stdin=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        with self.log.open("w") as f:
-            for line in self.proc.stdout:
-                self.lines.append(line)
-                f.write(line)
-                f.flush()
+        self.proc = runner.start(self.cmd, f"level2 stress {label}", tee=self.log)
 
     def wait_for(self, marker: str, timeout: float) -> bool:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if any(marker in line for line in self.lines):
-                return True
-            if self.proc.poll() is not None and not self._reader.is_alive():
-                return any(marker in line for line in self.lines)
-            time.sleep(0.1)
-        return False
+        return self.proc.wait_for(marker, timeout)
 
-    def end(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, sig)
-        try:
-            return self.proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            return self.proc.wait()
-        finally:
-            self._reader.join(timeout=5)
+    def end(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int | None:
+        """Stop QEMU (SIGKILL after `timeout` s); None if it survives that too."""
+        return self.proc.stop(sig, grace=timeout)
 
     @property
     def console(self) -> str:
-        return "".join(self.lines)
+        return self.proc.output
 
 
 class Stress:
@@ -304,7 +275,7 @@ class Stress:
 
     def policy(self, name: str) -> pvsched_host.PolicyRun:
         loader = self.cfg["pvsched"]["loader" if name == "boost" else "scx_loader"]
-        return pvsched_host.PolicyRun(loader, self.out / f"stress-{name}-stats.json")
+        return pvsched_host.PolicyRun(self.runner, loader, self.out / f"stress-{name}-stats.json")
 
     def vm_left(self) -> list[str] | None:
         """VMs in KVM's debugfs; None when it cannot be read (no data: the checks fail)."""
@@ -363,7 +334,7 @@ class Stress:
 
     def write_logs(self) -> None:
         (self.out / "level2-dmesg.txt").write_text("".join(self.guest_dmesg))
-        (self.out / "level1-dmesg.txt").write_text(subprocess.run(["dmesg"], capture_output=True, text=True).stdout)
+        (self.out / "level1-dmesg.txt").write_text(self.runner.run(["dmesg"], "dmesg", check=False).output)
 
     # -- parts -------------------------------------------------------------------
 
@@ -427,7 +398,7 @@ class Stress:
         guest = self.soak_guest(part, "reload")
         if guest is None:
             return
-        load = pvsched_host.start_load("--cpu", str(os.cpu_count() or 1))
+        load = pvsched_host.start_load(self.runner, "--cpu", str(os.cpu_count() or 1))
         try:
             threads = pvsched_host.qmp_vcpu_threads(guest.qmp)
             for i in range(int(self.cfg["reloads"])):
@@ -458,8 +429,7 @@ class Stress:
                     break
                 part.rounds += 1
         finally:
-            load.kill()
-            load.wait()
+            load.stop(signal.SIGKILL)
             guest.end()
         self.guest_dmesg.append(guest.console)
         self.settle(part, "after the reload guest")
@@ -467,14 +437,15 @@ class Stress:
     def soak_guest(self, part: Part, label: str) -> Guest | None:
         """A running soak guest, or None (its lost boots listed in `part`)."""
         for attempt in (label, f"{label}-again"):
-            guest = Guest(self.cfg, self.out, attempt, "lab.mode=soak")
+            guest = Guest(self.runner, self.cfg, self.out, attempt, "lab.mode=soak")
             if guest.wait_for("LAB-STRESS soak running", float(self.cfg["kvm_timeout"])):
                 return guest
             # Exit status 0 with an empty console: the guest reset in early boot (-no-reboot).
-            exited = f"exited with status {guest.proc.returncode}" if guest.proc.poll() is not None else "still silent"
+            rc = guest.proc.poll()
+            exited = f"exited with status {rc}" if rc is not None else "still silent"
             guest.end()
             self.guest_dmesg.append(guest.console)
-            part.lose(f"the soak guest {attempt} did not start ({exited}, {len(guest.lines)} console lines)")
+            part.lose(f"the soak guest {attempt} did not start ({exited}, {len(guest.console.splitlines())} console lines)")
         return None
 
     def kill(self, part: Part) -> None:
@@ -486,7 +457,7 @@ class Stress:
         boosted_at_kill = 0
         try:
             for i in range(int(self.cfg["kills"])):
-                guest = Guest(self.cfg, self.out, f"kill-{i}", "lab.mode=soak")
+                guest = Guest(self.runner, self.cfg, self.out, f"kill-{i}", "lab.mode=soak")
                 try:
                     if not guest.wait_for("LAB-STRESS soak running", float(self.cfg["kvm_timeout"])):
                         part.lose(f"round {i}: the soak guest did not start")
@@ -549,7 +520,7 @@ class Stress:
         # The guest's load outlasts the host's measurement by a margin: its
         # KVM counters vanish with the VM, and a guest that finished first
         # left an empty after-snapshot (0 throttles in all 4 rounds of a run).
-        guest = Guest(self.cfg, self.out, label, f"lab.mode=load lab.hostile={hostile} lab.secs={secs + 15}")
+        guest = Guest(self.runner, self.cfg, self.out, label, f"lab.mode=load lab.hostile={hostile} lab.secs={secs + 15}")
         result: dict[str, Any] = {}
         try:
             if not guest.wait_for("LAB-STRESS load start", float(self.cfg["kvm_timeout"])):
@@ -557,24 +528,26 @@ class Stress:
             time.sleep(1)
             before = {r["tid"]: r for r in self.snapshot()}
             ncpu = str(os.cpu_count() or 1)
-            sng = subprocess.Popen(["stress-ng", "--temp-path", "/tmp", "--cpu", ncpu, "--timeout", str(secs), "--metrics-brief"],
-                                   cwd="/tmp", stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
+            sng = self.runner.start(["stress-ng", "--temp-path", "/tmp", "--cpu", ncpu, "--timeout", str(secs), "--metrics-brief"],
+                                    f"host load {label}", cwd=Path("/tmp"))  # fmt: skip
             hist = self.out / f"stress-{label}-host.hist"
-            ct = subprocess.run(["cyclictest", "-m", "-p", str(HOST_CT_PRIORITY), "-i", "1000", "-D", str(secs), "-q",
-                                 "-h", str(HOST_HIST_US), f"--histfile={hist}"],
-                                capture_output=True, text=True, timeout=secs + 60)  # fmt: skip
+            ct = self.runner.run(["cyclictest", "-m", "-p", str(HOST_CT_PRIORITY), "-i", "1000", "-D", str(secs), "-q",
+                                  "-h", str(HOST_HIST_US), f"--histfile={hist}"],
+                                 f"host cyclictest {label}", timeout=secs + 60, check=False)  # fmt: skip
             after = self.snapshot()
-            sng_out = sng.communicate(timeout=60)[0]
+            if sng.wait(60) is None:
+                sng.stop(signal.SIGKILL)
+            sng_out = sng.output
             if not after:
                 exited = guest.proc.poll()
                 gone = f", its QEMU exited with status {exited}" if exited is not None else ""
                 result["error"] = f"no KVM snapshot after the measurement (the guest was gone{gone})"
-            (self.out / f"stress-{label}-host.txt").write_text(sng_out + "\n" + ct.stdout + ct.stderr)
+            (self.out / f"stress-{label}-host.txt").write_text(sng_out + "\n" + ct.output)
             m = re.search(r"\bcpu\s+(\d+)\s", sng_out)
             result["bogo_ops"] = int(m[1]) if m else None
-            avgs = [int(a) for a in re.findall(r"Avg:\s*(\d+)", ct.stdout)]
+            avgs = [int(a) for a in re.findall(r"Avg:\s*(\d+)", ct.output)]
             result["ct_avg_us"] = sum(avgs) / len(avgs) if avgs else None
-            maxs = [int(a) for a in re.findall(r"Max:\s*(\d+)", ct.stdout)]
+            maxs = [int(a) for a in re.findall(r"Max:\s*(\d+)", ct.output)]
             result["ct_max_us"] = max(maxs) if maxs else None
             if hist.exists():
                 # Percentiles too: under TCG a few stalls of tens of ms move the average.

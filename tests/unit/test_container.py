@@ -9,6 +9,7 @@ import pytest
 from lab import container
 from lab.container import Engine, host_mirror, image_tag, read_packages
 from lab.errors import LabError
+from lab.runner import Runner
 
 
 def test_repo_package_list_is_fully_pinned() -> None:
@@ -69,8 +70,8 @@ def test_podman_uses_the_labs_config() -> None:
     assert 'runtime = "runc"' in conf and "default_ulimits = []" in conf
 
 
-def test_missing_engine_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_missing_engine_is_a_clear_error(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setattr(container.shutil, "which", lambda name: None)
     with pytest.raises(LabError, match="no working container engine") as exc:
-        container.detect()
+        container.detect(Runner(tmp_path / "logs"))
     assert "apt-get install -y podman" in str(exc.value)

@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 from lab import monitor
+from lab.runner import Runner
 from lab.vm import Level1Settings, vng_command
 
 REGS = (
@@ -53,7 +54,7 @@ def test_dump_names_every_cpu_rip_and_a_cpu_qemu_did_not_wake(tmp_path: Path) ->
     thread = _fake_hmp(sock, commands, answers)
     system_map = tmp_path / "System.map"
     system_map.write_text(SYMBOLS)
-    summary = monitor.dump_cpus(sock, tmp_path / "cpus.txt", system_map, recheck_after=0.1)
+    summary = monitor.dump_cpus(sock, tmp_path / "cpus.txt", system_map, Runner(tmp_path / "logs"), recheck_after=0.1)
     thread.join(5)
     assert commands == SNAPSHOT * 2  # read with the VM stopped, twice
     assert summary.startswith("RIP ffffffff81000120 = svm_vcpu_run+0x20; RIP ffffffff81000210 = native_safe_halt+0x10")
@@ -68,7 +69,7 @@ def test_a_cpu_that_woke_by_the_second_snapshot_is_no_lost_wakeup(tmp_path: Path
     commands: list[str] = []
     answers = {"info registers -a": [REGS, REGS], "info lapic 0": [LAPIC_IDLE] * 2, "info lapic 1": [LAPIC_STUCK, LAPIC_IDLE]}
     thread = _fake_hmp(sock, commands, answers)
-    summary = monitor.dump_cpus(sock, tmp_path / "cpus.txt", None, recheck_after=0.1)
+    summary = monitor.dump_cpus(sock, tmp_path / "cpus.txt", None, Runner(tmp_path / "logs"), recheck_after=0.1)
     thread.join(5)
     assert "halted with interrupts pending" not in summary
     text = (tmp_path / "cpus.txt").read_text()
@@ -91,7 +92,9 @@ def test_lost_wakeup_needs_halted_if_set_pending_and_nothing_in_service() -> Non
 
 
 def test_unreachable_monitor_is_reported_not_raised(tmp_path: Path) -> None:
-    assert monitor.dump_cpus(tmp_path / "absent.sock", tmp_path / "cpus.txt", None).startswith("monitor unreachable")
+    assert monitor.dump_cpus(tmp_path / "absent.sock", tmp_path / "cpus.txt", None, Runner(tmp_path / "logs")).startswith(
+        "monitor unreachable"
+    )
 
 
 def test_level1_gets_a_monitor_socket(tmp_path: Path) -> None:
@@ -121,7 +124,7 @@ def test_qemu_threads_and_backtraces_of_a_real_process(tmp_path: Path) -> None:
         assert threads.startswith(f"{child.pid} 'qemu-system-x86' state S wchan ")
         if not shutil.which("gdb"):
             pytest.skip("gdb not installed")
-        trace = monitor.qemu_backtraces(child.pid)
+        trace = monitor.qemu_backtraces(child.pid, Runner(tmp_path / "logs"))
         assert f"gdb -p {child.pid}" in trace and "nanosleep" in trace
     finally:
         for proc in (child, launcher):

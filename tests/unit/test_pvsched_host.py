@@ -10,6 +10,7 @@ import pytest
 
 from lab.invm import pvsched_host as ph
 from lab.invm import vcpu_sampler
+from lab.runner import Runner
 
 
 def _vcpu(vcpu_id: int, tid: int, **kw: int) -> dict[str, int]:
@@ -26,7 +27,7 @@ def _good_observer(tmp_path: Path) -> ph.PvschedObserver:
         _vcpu(0, 11, softirq_seen=5, request_seen=3),
         _vcpu(1, 12, rt_seen=40, registrations=4, malformed=2),
     ]}))  # fmt: skip
-    policy = ph.PolicyRun("loader", stats, stopped_at=100.0)
+    policy = ph.PolicyRun(Runner(tmp_path / "logs"), "loader", stats, stopped_at=100.0)
     obs = ph.PvschedObserver(policy, tmp_path / "qmp")
     obs.threads = {0: 11, 1: 12}
     obs.rt_seen_after = 0.05
@@ -291,7 +292,8 @@ def test_policy_statistics_live_in_memory_and_land_in_the_results_at_stop(tmp_pa
     loader.chmod(0o755)
     results = tmp_path / "results"
     results.mkdir()
-    policy = ph.PolicyRun(str(loader), results / "boost-stats.json")
+    runner = Runner(tmp_path / "logs")
+    policy = ph.PolicyRun(runner, str(loader), results / "boost-stats.json")
     assert policy.start(timeout=10) == ""
     assert policy.live is not None and results not in policy.live.parents
     live = policy.live
@@ -303,6 +305,10 @@ def test_policy_statistics_live_in_memory_and_land_in_the_results_at_stop(tmp_pa
     policy.stop()
     assert json.loads((results / "boost-stats.json").read_text())["vcpus"] == [{"vcpu_id": 0}]
     assert policy.live is None and not live.parent.exists() and policy.vcpus() == [{"vcpu_id": 0}]
+    # Started through the runner: its command line is logged to be rerun by hand.
+    (log,) = (tmp_path / "logs").glob("*-policy-loader.log")
+    assert f"# reproduce: {loader} -o " in log.read_text() and "attached" in log.read_text()
+    assert str(loader) in (tmp_path / "logs" / "commands.sh").read_text()
 
 
 def test_unreadable_kvm_debugfs_is_no_data_and_fails_the_destroy_check(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]

@@ -227,3 +227,49 @@ def test_stop_all_lets_a_command_clean_up_before_it_is_killed(runner: Runner, tm
     assert runner_mod.stop_all(grace=5) != []
     thread.join(timeout=20)
     assert cleaned.exists()
+
+
+def test_a_background_command_is_logged_teed_and_stopped_with_its_tree(runner: Runner, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import signal
+
+    from lab.runner import _RUNNING
+
+    console = tmp_path / "console.log"
+    script = "echo ready; sleep 1000 & while :; do echo tick; sleep 0.05; done"
+    bg = runner.start(["sh", "-c", script], "background thing", tee=console)
+    assert bg.wait_for("ready", 10, whole_line=True)
+    assert not bg.wait_for("never printed", 0.3)
+    assert bg.pid in _RUNNING
+    assert bg.stop(signal.SIGTERM, grace=5) is not None
+    assert bg.pid not in _RUNNING
+    log = next(runner.log_dir.glob("*-background-thing.log")).read_text()
+    assert "# reproduce: sh -c" in log and "ready" in log and "# exit status" in log
+    assert console.read_text().startswith("ready\ntick\n")  # the output alone, no header
+    assert "sh -c" in (runner.log_dir / "commands.sh").read_text()
+
+
+def test_wait_for_returns_as_soon_as_the_command_ends_without_the_marker(runner: Runner) -> None:
+    import time
+
+    bg = runner.start(["sh", "-c", "echo attached-not; exit 3"], "ends early")
+    start = time.monotonic()
+    assert not bg.wait_for("attached", 30, whole_line=True)
+    assert time.monotonic() - start < 10
+    assert bg.wait(10) == 3
+
+
+def test_every_external_command_goes_through_the_runner() -> None:
+    """Only lab/runner.py may start processes: everything else is logged with `# reproduce:`."""
+    import re
+
+    from lab.paths import REPO
+
+    starts = re.compile(r"\bimport subprocess\b|\bsubprocess\.|\bos\.(system|popen|exec\w*|spawn\w*)\(")
+    offenders = [
+        f"{path.relative_to(REPO)}:{no}"
+        for path in sorted((REPO / "lab").rglob("*.py"))
+        if path.name != "runner.py"
+        for no, line in enumerate(path.read_text().splitlines(), 1)
+        if starts.search(line)
+    ]
+    assert offenders == []
