@@ -139,6 +139,13 @@ pvsched_tests() {
 	phase rt-long-spin
 	rtspin 50 1 1500 1500000 0 > /dev/null
 	phase rt-long-done
+	# The same while a host RT task holds vCPU 1's CPU 90 % of the time: a
+	# boost that outlasts periods on less than the budget in each. The period
+	# must roll over under it: no throttle may end before it begins.
+	phase rt-shared 1
+	phase rt-shared-spin
+	rtspin 50 1 2000 2000000 0 > /dev/null
+	phase rt-shared-done
 	# The admin's word on vCPU 1's thread stands: nice 5 set on it comes back
 	# after a boost, and SCHED_FIFO 60 set on it is never lowered to a boost.
 	# Each change is made with the thread unboosted: the RT task ended 0.5 s before.

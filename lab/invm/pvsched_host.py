@@ -22,6 +22,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from lab.invm.cpu_hog import RtHog
 from lab.invm.vcpu_sampler import SAMPLER_PRIORITY as OBSERVER_PRIORITY
 from lab.ktap import Case
 from lab.runner import Background, Runner
@@ -38,7 +39,11 @@ HOSTILE_BUDGET_US, HOSTILE_PERIOD_US = 20_000, 100_000
 # What the admin phases set on vCPU 1's thread: a nice value, and an RT priority above any boost.
 ADMIN_NICE, ADMIN_RT_PRIORITY = 5, 60
 # The phases that run under that cap (the guest's phase line -> its end).
-TEST_CAP_PHASES = {"hostile": "hostile-done", "rt-long": "rt-long-done"}
+TEST_CAP_PHASES = {"hostile": "hostile-done", "rt-long": "rt-long-done", "rt-shared": "rt-shared-done"}
+# The rt-shared phase: a host RT task above any boost holds vCPU 1's CPU
+# this much of every 100 ms, leaving its boosted thread under the test
+# budget (20 ms) in every period while the boost lasts.
+SHARED_HOG_PRIORITY, SHARED_HOG_BUSY_S, SHARED_HOG_IDLE_S = 90, 0.09, 0.008
 
 
 SAMPLE_INTERVAL = 0.05
@@ -233,6 +238,8 @@ class PvschedObserver:
     test_cap_at: dict[str, float] = field(default_factory=dict)  # when the test cap was set, per phase
     admin: dict[str, object] = field(default_factory=dict)  # what the admin phases set and read
     _saved_affinity: set[int] = field(default_factory=set)
+    _hog: RtHog | None = None
+    _vcpu1_affinity: set[int] = field(default_factory=set)
 
     def on_line(self, line: str) -> None:
         if "LAB-GUEST-READY" in line and not self.threads:
@@ -266,6 +273,7 @@ class PvschedObserver:
             set_cap(HOSTILE_BUDGET_US, HOSTILE_PERIOD_US)
             self.test_cap_at[name] = time.monotonic()
         elif name in TEST_CAP_PHASES.values() and self._saved_cap is not None:
+            self._end_sharing()
             set_cap(*self._saved_cap)
         elif name == "admin-nice":
             self._admin_nice()
@@ -273,12 +281,32 @@ class PvschedObserver:
             self._admin_fifo()
         elif name == "admin-done":
             self._admin_done()
+        elif name == "rt-shared-spin":
+            self._share_vcpu1_cpu()
         elif name == "malformed":
             self._move_vcpu0()
         elif name == "malformed-done":
             self._release_vcpu0()
         elif name == "detach":
             self.policy.stop()
+
+    def _share_vcpu1_cpu(self) -> None:
+        """vCPU 1's thread pinned where it runs, a host RT task above it on that CPU."""
+        tid = self.threads[1]
+        rows = {int(r["tid"]): r for r in self.snapshots.get("rt-shared-spin") or []}
+        cpu = int(rows[tid]["cpu"]) if tid in rows else min(os.sched_getaffinity(tid))
+        self._vcpu1_affinity = os.sched_getaffinity(tid)
+        os.sched_setaffinity(tid, {cpu})
+        self._hog = RtHog(cpu, SHARED_HOG_PRIORITY, SHARED_HOG_BUSY_S, SHARED_HOG_IDLE_S)
+        self._hog.start()
+
+    def _end_sharing(self) -> None:
+        if self._hog is not None:
+            self._hog.stop()
+            self._hog = None
+        if self._vcpu1_affinity:
+            os.sched_setaffinity(self.threads[1], self._vcpu1_affinity)
+            self._vcpu1_affinity = set()
 
     def _move_vcpu0(self) -> None:
         """Pin vCPU 0's thread to a CPU other than the one KVM reports for it:
@@ -398,6 +426,7 @@ class PvschedObserver:
             self.rt_priorities |= {int(v["last_rt_priority"]) for v in vcpus if v.get("rt_seen", 0) and v.get("last_rt_priority")}
 
     def finish(self) -> None:
+        self._end_sharing()  # a guest that died in the shared-CPU phase
         if self._sampler is not None:
             rc = self._sampler.stop(signal.SIGTERM, grace=10)
             if rc is None:
@@ -489,6 +518,9 @@ class PvschedObserver:
         requests = self._stat_delta("request_seen", "hostile", "hostile-done")
         case("pvsched_request_flag_seen", bool(requests), f"boost requests the policy saw during the hostile phase: {requests}")
         return cases
+
+    def _hog_missing(self) -> bool:
+        return any("rt-shared" in e for e in self.errors)
 
     def _window(self, start: str, end: str) -> float | None:
         """Seconds between two phases' console lines, or None if either was not seen."""
@@ -590,16 +622,31 @@ class PvschedObserver:
     def _stale_throttle_case(self) -> Case:
         """Every throttle lasted until its period's end: KVM counts one that would
         have ended before it began (a period not rolled over first)."""
-        # At the end of the two phases that throttle (each registration counts afresh).
+        # At the end of the phases under the test cap (each registration counts afresh).
         name = "pvsched_throttles_last_their_period"
-        rows = (self.snapshots.get("rt-long-done") or []) + (self.snapshots.get("hostile-done") or [])
+        rows = [r for end in TEST_CAP_PHASES.values() for r in self.snapshots.get(end) or []]
         if not rows or any("stale_throttles" not in r for r in rows):
             return Case(name, "level1", "failed", f"no KVM counts of stale throttles after the throttling phases: {rows[:2]}")
+        # rt-shared must have held vCPU 1 boosted across periods on less than
+        # the budget in each: the case that needs the period rolled under a boost.
+        tid = self.threads.get(1, -1)
+        before = {int(r["tid"]): r for r in self.snapshots.get("rt-shared-spin") or []}.get(tid)
+        after = {int(r["tid"]): r for r in self.snapshots.get("rt-shared-done") or []}.get(tid)
+        if before is None or after is None or self._hog_missing():
+            return Case(
+                name, "level1", "failed", f"no KVM rows of vCPU 1 around the shared-CPU phase, or no host RT task: {self.errors[-1:]}"
+            )
+        held_s = (int(after["boosted_ns"]) - int(before["boosted_ns"])) / 1e9
         stale = [int(r["stale_throttles"]) for r in rows]
         throttles = sum(int(r["throttles"]) for r in rows)
-        ok = throttles > 0 and not any(stale)
+        periods = held_s / (HOSTILE_PERIOD_US / 1e6)
+        ok = throttles > 0 and periods >= 2 and not any(stale)
         return Case(
-            name, "level1", "passed" if ok else "failed", f"{throttles} throttles; ended before they began, per vCPU and phase: {stale}"
+            name,
+            "level1",
+            "passed" if ok else "failed",
+            f"{throttles} throttles; ended before they began, per vCPU and phase: {stale}; "
+            f"vCPU 1 boosted {held_s:.2f} s ({periods:.0f} periods) beside the host RT task",
         )
 
     def _detach_case(self) -> Case:

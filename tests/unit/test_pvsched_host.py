@@ -69,13 +69,22 @@ def _good_observer(tmp_path: Path) -> ph.PvschedObserver:
                      "malformed-done": [{"tid": "11", "malformed": "3", "cpu": "1"}],
                      # 1.6 s (16 periods) of one RT task on vCPU 1: 16 throttles, boosted again after each, 0.33 s CPU.
                      "rt-long-spin": [_long(boosts=5, throttles=2, cpu_ns=100_000_000)],
-                     "rt-long-done": [_long(boosts=21, throttles=18, cpu_ns=430_000_000)]}  # fmt: skip
+                     "rt-long-done": [_long(boosts=21, throttles=18, cpu_ns=430_000_000)],
+                     # 2 s of one RT task beside a host RT task: boosted all along, 0.2 s CPU, no throttle.
+                     "rt-shared-spin": [_shared(boosts=21, boosted_ns=0, stale=0)],
+                     "rt-shared-done": [_shared(boosts=22, boosted_ns=1_900_000_000, stale=0)]}  # fmt: skip
+    obs.phase_times.update({"rt-shared": 7.7, "rt-shared-spin": 7.8, "rt-shared-done": 7.95})
+    obs.test_cap_at["rt-shared"] = 7.75
     obs.pinned_cpu = 1  # vCPU 0 (tid 11) moved from CPU 0 to CPU 1, and KVM followed
     return obs
 
 
 def _long(boosts: int, throttles: int, cpu_ns: int) -> dict[str, str]:
     return {"tid": "12", "boosts": str(boosts), "throttles": str(throttles), "boosted_cpu_ns": str(cpu_ns), "stale_throttles": "0"}
+
+
+def _shared(boosts: int, boosted_ns: int, stale: int) -> dict[str, str]:
+    return {"tid": "12", "boosts": str(boosts), "throttles": "18", "boosted_ns": str(boosted_ns), "stale_throttles": str(stale)}
 
 
 def _hostile_done(throttles: int, cpu_ns: int) -> dict[str, str]:
@@ -162,6 +171,14 @@ def test_healthy_run_passes_every_check(tmp_path: Path) -> None:
         # The cap set only after the RT task started: the phase ran under the shipped cap.
         (lambda o: o.test_cap_at.__setitem__("rt-long", 6.5), "pvsched_long_boost_capped"),
         (lambda o: o.snapshots.pop("rt-long-done"), "pvsched_long_boost_capped"),
+        # A boost beside the host RT task whose throttle ended before it began (mutant period-rolls-only-on-boost).
+        (lambda o: o.snapshots.__setitem__("rt-shared-done", [_shared(boosts=30, boosted_ns=1_900_000_000, stale=8)]),
+         "pvsched_throttles_last_their_period"),
+        # The phase did not hold a boost across periods: it tested nothing.
+        (lambda o: o.snapshots.__setitem__("rt-shared-done", [_shared(boosts=22, boosted_ns=150_000_000, stale=0)]),
+         "pvsched_throttles_last_their_period"),
+        (lambda o: o.snapshots.pop("rt-shared-spin"), "pvsched_throttles_last_their_period"),
+        (lambda o: o.errors.append("phase rt-shared-spin: [Errno 1] Operation not permitted"), "pvsched_throttles_last_their_period"),
     ],
 )  # fmt: skip
 def test_each_broken_observation_fails_its_check(tmp_path: Path, breakage, failing: str) -> None:  # type: ignore[no-untyped-def]
