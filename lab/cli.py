@@ -293,8 +293,8 @@ def _main(argv: list[str] | None) -> int:
         if args.command in ("bisect", "bisect-step"):
             from pathlib import Path
 
-            from lab.bisect import Criterion
-            from lab.bisect_lab import run_bisect, run_step
+            from lab.bisect_step import run_bisect, run_step
+            from lab.bisector import Criterion
 
             if args.command == "bisect-step":
                 return run_step(Path(args.state), args.commit)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from lab.bisect import (
+from lab.bisector import (
     BAD,
     GOOD,
     SKIP,

@@ -15,7 +15,7 @@ from typing import Any
 from rich.markup import escape
 
 from lab import ui
-from lab.bisect import (
+from lab.bisector import (
     BAD,
     GOOD,
     SKIP,
