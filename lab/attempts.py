@@ -25,7 +25,7 @@ from pathlib import Path
 
 from lab import emulator_faults
 from lab.emulator_faults import AT_END, Evidence, timeline_name
-from lab.invm.marks import FAILED, LEVEL2_BEGIN
+from lab.protocol import FAILED, LEVEL2_BEGIN
 from lab.splats import PATTERNS, Splat
 
 # Frames of the series, the guest driver and the BPF policies ("func+0x1/0x2",

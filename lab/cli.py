@@ -12,10 +12,9 @@ from collections.abc import Callable
 from lab import doctor, ui
 from lab.emulator_control import CELLS as CONTROL_CELLS
 from lab.errors import LabError
-from lab.invm.bench import MODES as BENCH_MODES
-from lab.invm.stress import HOSTILE_CAP
 from lab.paths import REPO, RESULTS_DIR
 from lab.pipeline import Options, Pipeline, StepFailed
+from lab.protocol import BENCH_MODES, HOSTILE_CAP
 from lab.runner import Runner, reproducer, stop_all
 from lab.vm import Level1, vng_command
 

@@ -38,8 +38,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from lab.invm.watchdog import WEDGED
 from lab.monitor import LOST_WAKEUP_LINE
+from lab.protocol import WEDGED
 
 # "Code: ... 65 48 8b 05 d0 d1 d2 d3 <48> 8b ...": mov %gs:disp32(%rip),%rax
 # immediately followed by the faulting load through %rax.

@@ -23,7 +23,7 @@ from typing import Any
 from rich.markup import escape
 
 from lab import attempts as attempts_lib
-from lab import doctor, emulator_faults, kconfig, ui
+from lab import doctor, emulator_faults, kconfig, stress_resume, ui
 from lab.bench import write as write_bench
 from lab.bpf import build_bpf
 from lab.build import KernelBuild, KernelBuilder
@@ -32,10 +32,10 @@ from lab.container import in_container
 from lab.errors import LabError
 from lab.guest import build_guest
 from lab.initramfs import build_initramfs, with_libraries
-from lab.invm import stress as stress_lib
 from lab.ktap import Case
 from lab.lockfile import Lock, SourceLock, load_lock
 from lab.paths import CONFIG_DIR, LOCK_FILE, PATCH_DIR, RESULTS_DIR, cache_dir
+from lab.protocol import STRESS_COUNTER_PARTS, STRESS_PARTIAL_REPORT
 from lab.results import RunRecord, write_results
 from lab.runner import Runner
 from lab.source import SourceManager, SourceTree
@@ -494,12 +494,12 @@ class Pipeline:
         self.record.stress = report
         for part in report["parts"]:
             lost = part.get("lost", [])
-            ok = stress_lib.part_passed(part)
+            ok = stress_resume.part_passed(part)
             why = "; ".join(part["failures"][:5] + ([f"{len(lost)} rounds lost: {lost[0]}"] if lost else []))
             self.record.cases.append(Case(f"stress_{part['name']}", "level1", "passed" if ok else "failed",
                                           f"{part['rounds']} rounds; {why}".rstrip("; "), part["seconds"]))  # fmt: skip
         # Boots that finished before a rerun left their state too: all must be clean.
-        end = stress_lib.merged_end_state([*report.get("earlier_end_states", []), report["end_state"]])
+        end = stress_resume.merged_end_state([*report.get("earlier_end_states", []), report["end_state"]])
         checks = {
             "stress_end_no_registered_areas": (end["registered_areas"] == 0, f"{end['registered_areas']} areas registered"),
             "stress_end_no_vm_left": (
@@ -508,7 +508,7 @@ class Pipeline:
             ),  # fmt: skip
             "stress_end_sched_ext_disabled": (end["scx_state"] in ("disabled", "unavailable"), f"state {end['scx_state']}"),
         }
-        counters_read = bool({part["name"] for part in report["parts"]} & stress_lib.COUNTER_PARTS)  # not with `--parts churn`
+        counters_read = bool({part["name"] for part in report["parts"]} & STRESS_COUNTER_PARTS)  # not with `--parts churn`
         if counters_read:
             checks["stress_counters_consistent"] = (
                 not end["inconsistent_counters"] and end["counter_snapshots"] > 0,
@@ -517,7 +517,7 @@ class Pipeline:
         for name, (ok, why) in checks.items():
             self.record.cases.append(Case(name, "level1", "passed" if ok else "failed", "" if ok else why))
         if not counters_read:
-            why = f"no part that reads the per-vCPU counters ran (of {sorted(stress_lib.COUNTER_PARTS)})"
+            why = f"no part that reads the per-vCPU counters ran (of {sorted(STRESS_COUNTER_PARTS)})"
             self.record.cases.append(Case("stress_counters_consistent", "level1", "skipped", why))
         self.record.extra_markdown = stress_markdown(report)
         self._scan((out / "level1-dmesg.txt").read_text(), "level1", "vm/level1-dmesg.txt")
@@ -535,7 +535,7 @@ class Pipeline:
         snapshots, inconsistent = 0, []
         earlier_end_states: list[dict[str, Any]] = []
         attempts: list[dict[str, Any]] = []
-        kept_rounds = stress_lib.KeptRounds()
+        kept_rounds = stress_resume.KeptRounds()
         while True:
             first_splat, first_case = len(self.record.splats), len(self.record.cases)
             cfg["parts"] = remaining
@@ -545,12 +545,12 @@ class Pipeline:
                 self._keep_cpu_dump(out)
             except StepFailed:
                 self._keep_cpu_dump(out)
-                partial_file = out / stress_lib.PARTIAL_REPORT
+                partial_file = out / STRESS_PARTIAL_REPORT
                 partial = json.loads(partial_file.read_text()) if partial_file.exists() else {"parts": []}
                 for part in partial["parts"]:
                     part["attempt"] = len(attempts) + 1
                 finished = {part["name"] for part in partial["parts"]}
-                failed_parts = [("stress", p["name"]) for p in partial["parts"] if not stress_lib.part_passed(p)]
+                failed_parts = [("stress", p["name"]) for p in partial["parts"] if not stress_resume.part_passed(p)]
                 if "current" in partial and partial["current"].get("failures"):
                     failed_parts.append(("stress", partial["current"]["name"]))
                 why = (self.record.failed_step or {}).get("message", "level 1 lost").splitlines()[0]
@@ -577,7 +577,7 @@ class Pipeline:
                 self._lose_stress_boot(out, attempts, attempt, first_splat, first_case)
                 ui.info(f"stress attempt {len(attempts)} {judgement.summary()}; rerunning parts {remaining} (kept in {attempt['dir']})")
                 continue
-            failed = [part["name"] for part in report["parts"] if not stress_lib.part_passed(part)]
+            failed = [part["name"] for part in report["parts"] if not stress_resume.part_passed(part)]
             if not failed or len(attempts) >= self.opts.vm_retries:
                 break
             self._scan((out / "level1-dmesg.txt").read_text(), "level1", "vm/level1-dmesg.txt")

@@ -8,6 +8,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from lab.protocol import GUEST_DMESG_BEGIN, GUEST_DMESG_END
+
 PATTERNS: tuple[tuple[str, str], ...] = (
     ("bug", r"\bBUG: |kernel BUG at "),
     ("warning", r"WARNING: CPU: \d+ PID: \d+|------------\[ cut here \]------------"),
@@ -57,7 +59,7 @@ def scan(text: str, level: str, source: str) -> list[Splat]:
     return found
 
 
-DMESG_BEGIN, DMESG_END = "LAB-GUEST-DMESG-BEGIN", "LAB-GUEST-DMESG-END"
+DMESG_BEGIN, DMESG_END = GUEST_DMESG_BEGIN, GUEST_DMESG_END
 
 
 def scan_guest_console(console: str, source: str) -> list[Splat]:

@@ -20,8 +20,8 @@ from lab import accel, ui
 from lab import monitor as monitor_lib
 from lab.cache import file_lock
 from lab.errors import LabError
-from lab.invm.watchdog import WEDGED
 from lab.paths import REPO
+from lab.protocol import LEVEL1_DONE, LEVEL1_READY, PROBE_OK, WEDGED
 from lab.runner import Result, Runner
 
 # A level 1 under TCG keeps every CPU of this machine busy: a second one
@@ -29,9 +29,7 @@ from lab.runner import Result, Runner
 # fail timing checks, so level-1 runs under TCG take turns, machine-wide.
 TCG_TURN_LOCK = Path(tempfile.gettempdir()) / "pvsched-lab-level1-tcg.lock"
 
-PROBE_MARK = "LAB-PROBE-OK"
-READY_MARK = "LAB-LEVEL1-READY"
-DONE_MARK = "LAB-LEVEL1-DONE"
+PROBE_MARK, READY_MARK, DONE_MARK = PROBE_OK, LEVEL1_READY, LEVEL1_DONE
 
 
 @dataclass

@@ -27,9 +27,10 @@ from typing import Any
 
 from lab.invm import pvsched_host, watchdog
 from lab.invm.level1 import boot_guest
+from lab.protocol import BENCH_MODES, LEVEL1_DONE, LEVEL1_READY
 from lab.runner import Background, Runner
 
-MODES = ("idle", "vanilla", "pvsched", "scx", "static")
+MODES = BENCH_MODES
 STATIC_PRIORITY = 10  # the same priority the boost policy uses
 # The host's own real-time work, below the boost priority: what a boost costs it.
 HOST_PRIORITY = 5
@@ -282,7 +283,7 @@ def main(config_path: str) -> int:
     cfg: dict[str, Any] = json.loads(Path(config_path).read_text())
     out = Path(cfg["out"])
     out.mkdir(parents=True, exist_ok=True)
-    print("LAB-LEVEL1-READY", flush=True)
+    print(LEVEL1_READY, flush=True)
     watchdog.start(float(cfg.get("watchdog_s", 600)))  # where it is, if it hangs
     runner = Runner(out / "logs-level1")
     results: dict[str, Any] = {"modes": {}}
@@ -293,7 +294,7 @@ def main(config_path: str) -> int:
         print("bench: overhead", flush=True)
         results["overhead"] = run_overhead(runner, cfg, out)
     (out / "bench-level1.json").write_text(json.dumps(results, indent=2) + "\n")
-    print("LAB-LEVEL1-DONE", flush=True)
+    print(LEVEL1_DONE, flush=True)
     return 0
 
 

@@ -15,6 +15,7 @@ from lab.errors import LabError
 from lab.invm import level1, pvsched_host
 from lab.invm.ipi_storm import IpiStorm
 from lab.ktap import parse_ktap
+from lab.protocol import LEVEL1_DONE
 from lab.runner import Runner
 
 POLICIES = ("none", "boost", "scx")
@@ -61,7 +62,7 @@ def main(config_path: str) -> int:
     (out / "level1-dmesg.txt").write_text(dmesg)
     report = {"policy": policy_name, "policy_error": policy_error, "driver": driver == "1", "ipi_storm_trips": trips, "boots": results}
     (out / "control.json").write_text(json.dumps(report, indent=2) + "\n")
-    print("LAB-LEVEL1-DONE", flush=True)
+    print(LEVEL1_DONE, flush=True)
     stop_watchdog.set()
     return 0
 

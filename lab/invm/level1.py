@@ -23,10 +23,11 @@ from lab import accel
 from lab.errors import LabError
 from lab.invm import marks, pvsched_host, watchdog
 from lab.ktap import Case, parse_ktap, planned_count
+from lab.protocol import GUEST_DMESG_BEGIN, GUEST_DMESG_END, GUEST_DONE, GUEST_READY, LEVEL1_DONE, LEVEL1_READY
 from lab.runner import Runner
 
-READY = "LAB-GUEST-READY"
-DONE = "LAB-GUEST-DONE"
+READY = GUEST_READY
+DONE = GUEST_DONE
 PANIC = "Kernel panic"
 # A guest under a TCG-emulated level 1 is descheduled for tens of seconds
 # at a time (the debug profile's guests reported soft lockups of their
@@ -202,7 +203,7 @@ def destroy_case(observer: pvsched_host.PvschedObserver) -> Case:
 
 
 def guest_dmesg(console: str) -> str:
-    begin, end = "LAB-GUEST-DMESG-BEGIN", "LAB-GUEST-DMESG-END"
+    begin, end = GUEST_DMESG_BEGIN, GUEST_DMESG_END
     if begin in console and end in console:
         return console.split(begin, 1)[1].split(end, 1)[0]
     return console  # the guest died before dumping it: scan what it printed
@@ -214,7 +215,7 @@ def begin(config_path: str) -> tuple[dict[str, object], Path]:
     cfg: dict[str, object] = json.loads(Path(config_path).read_text())
     out = Path(str(cfg["out"]))
     out.mkdir(parents=True, exist_ok=True)
-    print(f"LAB-LEVEL1-READY {Path('/proc/uptime').read_text().split()[0]}", flush=True)
+    print(f"{LEVEL1_READY} {Path('/proc/uptime').read_text().split()[0]}", flush=True)
     return cfg, out
 
 
@@ -316,7 +317,7 @@ def main(config_path: str) -> int:
         "tests": [c.to_dict() for c in cases],
     }
     (out / "level1.json").write_text(json.dumps(report, indent=2) + "\n")
-    print("LAB-LEVEL1-DONE", flush=True)
+    print(LEVEL1_DONE, flush=True)
     stop_watchdog.set()
     threads_left = [t.name for t in threading.enumerate() if t is not threading.main_thread() and t.daemon is False]
     if threads_left:

@@ -12,8 +12,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-FAILED = "LAB-FAILED"
-LEVEL2_BEGIN = "LAB-LEVEL2-BEGIN"
+from lab.protocol import FAILED, LEVEL2_BEGIN
+
+__all__ = ["FAILED", "LEVEL2_BEGIN", "failed", "level2_begins"]
+
 KMSG = Path("/dev/kmsg")
 
 

@@ -25,6 +25,7 @@ from pathlib import Path
 from lab.invm.cpu_hog import RtHog
 from lab.invm.vcpu_sampler import SAMPLER_PRIORITY as OBSERVER_PRIORITY
 from lab.ktap import Case
+from lab.protocol import GUEST_PHASE, GUEST_READY
 from lab.runner import Background, Runner
 
 KVM_DEBUGFS = Path("/sys/kernel/debug/kvm_pvsched/vcpus")
@@ -242,7 +243,7 @@ class PvschedObserver:
     _vcpu1_affinity: set[int] = field(default_factory=set)
 
     def on_line(self, line: str) -> None:
-        if "LAB-GUEST-READY" in line and not self.threads:
+        if GUEST_READY in line and not self.threads:
             # Ask QMP now, while the guest idles: during the RT phase QEMU's
             # main loop (a normal thread) starves behind boosted vCPU threads,
             # and one query there held this reader up until the guest's last
@@ -252,9 +253,9 @@ class PvschedObserver:
             except Exception as exc:  # noqa: BLE001 - report, never kill the boot
                 self.errors.append(f"vCPU threads at guest ready: {exc}")
             return
-        if "LAB-PHASE " not in line:
+        if GUEST_PHASE not in line:
             return
-        name = line.split("LAB-PHASE ", 1)[1].split()[0]
+        name = line.split(GUEST_PHASE, 1)[1].split()[0]
         self.phase_times[name] = time.monotonic()
         try:
             self.snapshots[name] = read_kvm_vcpus()

@@ -23,15 +23,14 @@ from typing import Any
 from lab.invm import marks, pvsched_host, vcpu_sampler, watchdog
 from lab.invm.bench import parse_histfile
 from lab.invm.level1 import boot_guest, guest_dmesg, qemu_command
+from lab.protocol import GUEST_DONE, HOSTILE_CAP, LEVEL1_DONE, LEVEL1_READY, STRESS_PARTIAL_REPORT
 from lab.runner import Runner
 
 KVM_VM_DEBUGFS = Path("/sys/kernel/debug/kvm")
 HOST_CT_PRIORITY = 5  # below boosts, as in the benchmark: boosts can hurt it
 HOST_HIST_US = 50000  # histogram range of the host cyclictest (us)
 # The hostile part runs with ChromeOS's critical-section cap: 3 ms per 100 ms.
-HOSTILE_CAP = "3000/100000"  # BUDGET_US/PERIOD_US, the default of --hostile-cap
-PARTIAL_REPORT = "stress-partial.json"  # rewritten after every part
-COUNTER_PARTS = {"reload", "kill", "hostile"}  # the parts that snapshot the per-vCPU counters
+PARTIAL_REPORT = STRESS_PARTIAL_REPORT
 
 
 @dataclass
@@ -140,72 +139,6 @@ def part_record(part: Part) -> dict[str, Any]:
         # A part under way reports the time it has run so far.
         "seconds": part.seconds or (round(time.monotonic() - part.started, 1) if part.started else 0.0),
         "details": part.details,
-    }
-
-
-def part_passed(part: dict[str, Any]) -> bool:
-    """No failure, and at least one round not lost to the environment (a
-    part whose every round was lost tested nothing)."""
-    return not part["failures"] and part["rounds"] > len(part.get("lost", []))
-
-
-# Parts whose rounds are independent, so a part cut short by a lost level-1
-# boot resumes in the next one: the option naming the first round it runs.
-RESUMABLE = {"churn": "churn_from"}
-
-
-class KeptRounds:
-    """Rounds of a resumable part kept from level-1 boots that did not finish
-    it: lost on the way, or finished with evidence of an emulator fault and a
-    failure in the part. Only rounds that ended clean are kept; the rounds
-    that failed there are run again, and their failures are listed with the
-    part (`kept_from`), not hidden."""
-
-    def __init__(self) -> None:
-        self.kept: dict[str, dict[str, Any]] = {}
-
-    def keep(self, part: dict[str, Any], attempt: int) -> None:
-        clean = int(part.get("clean_rounds", 0))
-        if part["name"] not in RESUMABLE or clean == 0:
-            return
-        kept = self.kept.setdefault(part["name"], {"rounds": 0, "lost": [], "seconds": 0.0, "from": []})
-        kept["rounds"] += clean
-        kept["lost"] += part.get("lost", [])
-        kept["seconds"] += float(part["seconds"])
-        kept["from"].append({"attempt": attempt, "rounds": clean, "failures_not_kept": part["failures"]})
-
-    def resume_options(self) -> dict[str, int]:
-        """Options for the next boot: where each resumable part starts."""
-        return {option: int(self.kept.get(name, {}).get("rounds", 0)) for name, option in RESUMABLE.items()}
-
-    def merge(self, part: dict[str, Any]) -> dict[str, Any]:
-        """A part as finished in a later boot, with the rounds kept for it."""
-        kept = self.kept.pop(part["name"], None)
-        if kept is None:
-            return part
-        return {
-            **part,
-            "rounds": part["rounds"] + kept["rounds"],
-            "clean_rounds": int(part.get("clean_rounds", 0)) + kept["rounds"],
-            "lost": kept["lost"] + part.get("lost", []),
-            "seconds": round(float(part["seconds"]) + kept["seconds"], 1),
-            "kept_from": kept["from"],
-        }
-
-
-def merged_end_state(states: list[dict[str, Any]]) -> dict[str, Any]:
-    """The end states of several level-1 boots as one: anything left in any
-    boot counts; sched_ext is reported from the first boot that left it on."""
-    scx = next((s["scx_state"] for s in states if s["scx_state"] not in ("disabled", "unavailable")), states[-1]["scx_state"])
-    unread = any(s["registered_areas"] is None for s in states)
-    return {
-        # None: some boot's KVM debugfs could not be read, which fails the check.
-        "registered_areas": None if unread else sum(int(s["registered_areas"]) for s in states),
-        "vms_left": None if any(s["vms_left"] is None for s in states) else [vm for s in states for vm in s["vms_left"]],
-        "qemu_processes_left": [pid for s in states for pid in s["qemu_processes_left"]],
-        "scx_state": scx,
-        "counter_snapshots": states[-1]["counter_snapshots"],
-        "inconsistent_counters": states[-1]["inconsistent_counters"],
     }
 
 
@@ -559,7 +492,7 @@ class Stress:
             result["boosted_ms"] = round(
                 sum(int(r["boosted_ns"]) - int(before.get(r["tid"], {}).get("boosted_ns", 0)) for r in after) / 1e6, 1
             )
-            guest.wait_for("LAB-GUEST-DONE", 60)
+            guest.wait_for(GUEST_DONE, 60)
         finally:
             guest.end()
         self.guest_dmesg.append(guest_dmesg(guest.console))
@@ -590,7 +523,7 @@ def main(config_path: str) -> int:
     cfg: dict[str, Any] = json.loads(Path(config_path).read_text())
     out = Path(cfg["out"])
     out.mkdir(parents=True, exist_ok=True)
-    print(f"LAB-LEVEL1-READY {Path('/proc/uptime').read_text().split()[0]}", flush=True)
+    print(f"{LEVEL1_READY} {Path('/proc/uptime').read_text().split()[0]}", flush=True)
     pvsched_host.observe_above_boosts()
     stress = Stress(cfg)
     watchdog.start(float(cfg.get("watchdog_s", 600)))  # where it is, if it hangs
@@ -602,7 +535,7 @@ def main(config_path: str) -> int:
     stress.write_logs()
     report = {**stress.progress(), "end_state": end}
     (out / "stress.json").write_text(json.dumps(report, indent=2) + "\n")
-    print("LAB-LEVEL1-DONE", flush=True)
+    print(LEVEL1_DONE, flush=True)
     return 0
 
 

@@ -14,7 +14,10 @@ import threading
 from pathlib import Path
 from typing import TextIO
 
+from lab.protocol import WEDGED
 from lab.runner import reap_overdue, state_and_wchan, survivors
+
+__all__ = ["WEDGED"]
 
 
 def process_table(proc: Path = Path("/proc")) -> list[str]:
@@ -47,7 +50,6 @@ HEARTBEAT = "LAB-HEARTBEAT"
 # Printed when a killed command is still alive this long past its timeout:
 # level 1 cannot recover, and the host stops it at once (lab.vm) instead of
 # waiting out the whole run timeout (seen in CI: 15 minutes lost).
-WEDGED = "LAB-WEDGED"
 SURVIVOR_AFTER_S = 150.0
 
 

@@ -253,7 +253,7 @@ def test_the_last_boot_with_evidence_is_not_excused_when_retries_run_out(tmp_pat
 
 
 def test_end_state_of_every_finished_boot_counts() -> None:
-    from lab.invm.stress import merged_end_state
+    from lab.stress_resume import merged_end_state
 
     clean = {"registered_areas": 0, "vms_left": [], "qemu_processes_left": [], "scx_state": "disabled",
              "counter_snapshots": 9, "inconsistent_counters": []}  # fmt: skip

@@ -1,0 +1,35 @@
+"""Every string and constant that the host side and level 1 (lab/invm/)
+both use: console markers, kernel-log marks, file names and the defaults
+both sides must agree on. Stdlib only (nothing at all): level 1 imports it.
+
+Level 2 speaks to level 1 through lab/invm/guest_init.sh; the markers that
+only those two share stay beside the code that reads them.
+"""
+
+from __future__ import annotations
+
+# Level 1's console (lab.vm reads them; lab/invm prints them).
+LEVEL1_READY = "LAB-LEVEL1-READY"  # level 1 booted and its script started
+LEVEL1_DONE = "LAB-LEVEL1-DONE"  # its results are written
+PROBE_OK = "LAB-PROBE-OK"  # the accelerator probe's command ran
+WEDGED = "LAB-WEDGED"  # level 1's watchdog: this kernel can no longer be trusted to finish
+
+# Level 1's kernel log (lab.invm.marks writes them; lab.attempts orders evidence by them).
+FAILED = "LAB-FAILED"  # "LAB-FAILED level/check"
+LEVEL2_BEGIN = "LAB-LEVEL2-BEGIN"  # "LAB-LEVEL2-BEGIN <console file>"
+
+# A level-2 guest's console (guest_init.sh prints them).
+GUEST_READY = "LAB-GUEST-READY"
+GUEST_DONE = "LAB-GUEST-DONE"
+GUEST_PHASE = "LAB-PHASE "  # "LAB-PHASE <name>": the pvsched tests' phases
+GUEST_DMESG_BEGIN, GUEST_DMESG_END = "LAB-GUEST-DMESG-BEGIN", "LAB-GUEST-DMESG-END"
+
+# The stress suite: the hostile guest's cap (BUDGET_US/PERIOD_US, the
+# default of --hostile-cap), the report rewritten after every part, and the
+# parts that snapshot the per-vCPU counters.
+HOSTILE_CAP = "3000/100000"
+STRESS_PARTIAL_REPORT = "stress-partial.json"
+STRESS_COUNTER_PARTS = frozenset({"reload", "kill", "hostile"})
+
+# The benchmark's modes, in their default order.
+BENCH_MODES = ("idle", "vanilla", "pvsched", "scx", "static")

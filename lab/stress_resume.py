@@ -1,0 +1,73 @@
+"""The stress suite's bookkeeping across level-1 boots, on the host: which
+parts passed, the rounds kept from a boot that was lost, and the end states
+of several boots as one. Level 1 runs the parts (lab.invm.stress)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def part_passed(part: dict[str, Any]) -> bool:
+    """No failure, and at least one round not lost to the environment (a
+    part whose every round was lost tested nothing)."""
+    return not part["failures"] and part["rounds"] > len(part.get("lost", []))
+
+
+# Parts whose rounds are independent, so a part cut short by a lost level-1
+# boot resumes in the next one: the option naming the first round it runs.
+RESUMABLE = {"churn": "churn_from"}
+
+
+class KeptRounds:
+    """Rounds of a resumable part kept from level-1 boots that did not finish
+    it: lost on the way, or finished with evidence of an emulator fault and a
+    failure in the part. Only rounds that ended clean are kept; the rounds
+    that failed there are run again, and their failures are listed with the
+    part (`kept_from`), not hidden."""
+
+    def __init__(self) -> None:
+        self.kept: dict[str, dict[str, Any]] = {}
+
+    def keep(self, part: dict[str, Any], attempt: int) -> None:
+        clean = int(part.get("clean_rounds", 0))
+        if part["name"] not in RESUMABLE or clean == 0:
+            return
+        kept = self.kept.setdefault(part["name"], {"rounds": 0, "lost": [], "seconds": 0.0, "from": []})
+        kept["rounds"] += clean
+        kept["lost"] += part.get("lost", [])
+        kept["seconds"] += float(part["seconds"])
+        kept["from"].append({"attempt": attempt, "rounds": clean, "failures_not_kept": part["failures"]})
+
+    def resume_options(self) -> dict[str, int]:
+        """Options for the next boot: where each resumable part starts."""
+        return {option: int(self.kept.get(name, {}).get("rounds", 0)) for name, option in RESUMABLE.items()}
+
+    def merge(self, part: dict[str, Any]) -> dict[str, Any]:
+        """A part as finished in a later boot, with the rounds kept for it."""
+        kept = self.kept.pop(part["name"], None)
+        if kept is None:
+            return part
+        return {
+            **part,
+            "rounds": part["rounds"] + kept["rounds"],
+            "clean_rounds": int(part.get("clean_rounds", 0)) + kept["rounds"],
+            "lost": kept["lost"] + part.get("lost", []),
+            "seconds": round(float(part["seconds"]) + kept["seconds"], 1),
+            "kept_from": kept["from"],
+        }
+
+
+def merged_end_state(states: list[dict[str, Any]]) -> dict[str, Any]:
+    """The end states of several level-1 boots as one: anything left in any
+    boot counts; sched_ext is reported from the first boot that left it on."""
+    scx = next((s["scx_state"] for s in states if s["scx_state"] not in ("disabled", "unavailable")), states[-1]["scx_state"])
+    unread = any(s["registered_areas"] is None for s in states)
+    return {
+        # None: some boot's KVM debugfs could not be read, which fails the check.
+        "registered_areas": None if unread else sum(int(s["registered_areas"]) for s in states),
+        "vms_left": None if any(s["vms_left"] is None for s in states) else [vm for s in states for vm in s["vms_left"]],
+        "qemu_processes_left": [pid for s in states for pid in s["qemu_processes_left"]],
+        "scx_state": scx,
+        "counter_snapshots": states[-1]["counter_snapshots"],
+        "inconsistent_counters": states[-1]["inconsistent_counters"],
+    }
