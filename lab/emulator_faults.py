@@ -17,6 +17,12 @@ and each is matched as narrowly as the text allows:
   0000:...`). A 64-bit kernel cannot run with a null CS.
 - `nmi-never-left`: "scheduling while atomic" with the NMI bits of the
   preempt count set: an NMI was entered and its exit never ran.
+- `wild-return-from-halt`: an oops in an idle task (`swapper/N`) fetching
+  an instruction at a raw address that is no code (`RIP: 0010:0x...`, no
+  symbol), whose trace starts at the idle loop's HLT
+  (`pv_native_safe_halt`): the CPU came back from HLT, through an
+  interrupt, somewhere no kernel code jumps. Seen on the unpatched kernel
+  (the emulator control's base-ipi cell), always with the same address.
 - `stuck-in-guest`: level 1 reported an RCU stall on a CPU that its CPU
   dump shows running at CPL 3 (KVM intercepts every interrupt of a running
   guest: a correct CPU leaves the level-2 guest at the next tick).
@@ -55,6 +61,10 @@ _RCU_STALLED_CPU = re.compile(r"rcu:\s+(\d+)-\S*: \(")
 _DUMP_CPU = re.compile(r"^CPU#(\d+)\n(?:.*\n){0,6}?RIP=\S+ .*\bCPL=(\d)", re.MULTILINE)
 # The oops header's "RIP: CS:address" with CS 0.
 _NULL_CS_RIP = re.compile(r"\bRIP: 0000:\S+")
+# "RIP: 0010:0xffff8c8b919a899a": a kernel-half address with no symbol.
+_RAW_KERNEL_RIP = re.compile(r"\bRIP: 0010:(0xffff[0-9a-f]{12})\b")
+# The idle loop's HLT, where an interrupt returns to the idle task.
+_HALT_FRAME = re.compile(r"^\s*(?:\[[\s\d.]+\]\s*)?\??\s*(pv_native_safe_halt|native_safe_halt|default_idle)\+0x")
 # The per-CPU structure whose first member is current_task (x86, 6.12).
 CURRENT_TASK_SYMBOL = "pcpu_hot"
 
@@ -130,6 +140,26 @@ def null_cs_frame(console: str) -> tuple[int, str]:
     return 0, ""
 
 
+def wild_return_from_halt(console: str) -> tuple[int, str]:
+    """(line, RIP) of an idle task's oops fetching code at a raw address, its
+    trace starting at the idle HLT, or (0, '')."""
+    lines = console.splitlines()
+    for i, line in enumerate(lines):
+        m = _RAW_KERNEL_RIP.search(line)
+        if not m:
+            continue
+        header = lines[max(0, i - 10) : i]
+        if not any("#PF: supervisor instruction fetch" in h for h in header) or not any("Comm: swapper/" in h for h in header):
+            continue
+        trace = next((j for j in range(i + 1, min(len(lines), i + 30)) if "Call Trace:" in lines[j]), None)
+        if trace is None:
+            continue
+        first = next((f for f in lines[trace + 1 : trace + 6] if not re.search(r"<(TASK|IRQ)>\s*$", f)), "")
+        if _HALT_FRAME.search(first):
+            return i + 1, m[1]
+    return 0, ""
+
+
 def nmi_never_left(console: str) -> tuple[int, str]:
     """(line, report) of a task that scheduled with the preempt count inside an NMI, or (0, '')."""
     for i, line in enumerate(console.splitlines()):
@@ -176,6 +206,9 @@ def find(attempt_dir: Path, mode: str, symbols: dict[str, int]) -> list[Evidence
     line, code = null_percpu_oops(text, symbols)
     if line:
         found.append(Evidence("null-percpu", f"an oops read a NULL current_task through %gs ({code[:100]})", name, line))
+    line, rip = wild_return_from_halt(text)
+    if line:
+        found.append(Evidence("wild-return-from-halt", f"an idle CPU came back from HLT to {rip}, which is no code", name, line))
     line, report = nmi_never_left(text)
     if line:
         found.append(Evidence("nmi-never-left", report[:120], name, line))

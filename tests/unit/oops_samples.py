@@ -60,3 +60,41 @@ SYSTEM_MAP_LAB_BUILD = """000000000002ac00 D const_pcpu_hot
 ffffffff814f9c2b T exc_page_fault
 """
 NULL_PERCPU_OOPS_LAB_BUILD = NULL_PERCPU_OOPS.replace("c4 ed af 7e", "b9 0f b3 7e")
+
+# Level 1, emulator control run 20261202T214625Z-3331, cell base-ipi (the
+# unpatched kernel, no driver, no policy): the idle task came back from HLT
+# to an address that is no code (the same value was seen on patched runs).
+WILD_RETURN_FROM_HALT_OOPS = """[   40.578253] BUG: unable to handle page fault for address: ffff8c8b919a899a
+[   40.578794] #PF: supervisor instruction fetch in kernel mode
+[   40.578970] #PF: error_code(0x0010) - not-present page
+[   40.579182] PGD 0 P4D 0 
+[   40.584358] Thread overran stack, or stack corrupted
+[   40.584589] Oops: Oops: 0010 [#1] SMP
+[   40.585081] CPU: 0 UID: 0 PID: 0 Comm: swapper/0 Not tainted 6.12.117-pvsched-lab+ #1 
+[   40.585786] RIP: 0010:0xffff8c8b919a899a
+[   40.586847] Code: Unable to access opcode bytes at 0xffff8c8b919a8970.
+[   40.587069] RSP: 0018:ffffffff81e03e30 EFLAGS: 00000046
+[   40.591432] RAX: ffff88810124c000 RBX: 0000000000000000 RCX: 0000000000000000
+[   40.591704] RDX: 0000000000000000 RSI: 0000000055555554 RDI: 0000000000000000
+[   40.591955] RBP: 0000000000000000 R08: 0000000000000000 R09: 0000000000000000
+[   40.592140] R10: 0000000000000000 R11: 0000000000000000 R12: ffffffff81e0a940
+[   40.592328] R13: 0000000000000000 R14: 0000000000000000 R15: 0000000000013b70
+[   40.592600] FS:  0000000000000000(0000) GS:ffff88813cc00000(0000) knlGS:0000000000000000
+[   40.592809] CS:  0010 DS: 0000 ES: 0000 CR0: 0000000080050033
+[   40.592958] CR2: ffff8c8b919a8970 CR3: 0000000101fc3000 CR4: 00000000007506b0
+[   40.593206] PKRU: 55555554
+[   40.593391] Call Trace:
+[   40.594338]  <TASK>
+[   40.594568]  ? pv_native_safe_halt+0x17/0x18
+[   40.594929]  ? do_idle+0x136/0x13e
+[   40.595065]  ? cpu_startup_entry+0x2d/0x2f
+[   40.599332]  ? rest_init+0xa3/0xa3
+[   40.599582]  ? start_kernel+0x648/0x648
+[   40.599735]  ? x86_64_start_reservations+0x24/0x24
+[   40.599865]  ? x86_64_start_kernel+0x8b/0x8b
+[   40.599983]  ? common_startup_64+0x13b/0x148
+[   40.600166]  </TASK>
+[   40.600312] Modules linked in:
+[   40.600657] CR2: ffff8c8b919a899a
+[   40.601007] ---[ end trace 0000000000000000 ]---
+"""

@@ -106,3 +106,19 @@ def test_null_percpu_on_the_labs_own_kernel_build(tmp_path: Path) -> None:
     assert emulator_faults.null_percpu_oops(NULL_PERCPU_OOPS_LAB_BUILD, symbols)[0] == 4
     # The older build's bytes do not resolve to pcpu_hot in this kernel: no sign.
     assert emulator_faults.null_percpu_oops(NULL_PERCPU_OOPS, symbols)[0] == 0
+
+
+def test_wild_return_from_halt_needs_the_idle_task_its_halt_and_a_raw_address() -> None:
+    from oops_samples import WILD_RETURN_FROM_HALT_OOPS as oops
+
+    line, rip = emulator_faults.wild_return_from_halt(oops)
+    assert rip == "0xffff8c8b919a899a" and "RIP: 0010:0xffff8c8b919a899a" in oops.splitlines()[line - 1]
+    # Not the idle task: some task's code jumped there (a corrupted pointer of ours, say).
+    assert emulator_faults.wild_return_from_halt(oops.replace("Comm: swapper/0", "Comm: qemu-system-x86")) == (0, "")
+    # A trace that does not start at the idle HLT: a call through a bad pointer.
+    called = oops.replace("? pv_native_safe_halt+0x17/0x18", "? kvm_pvsched_event+0x40/0x90")
+    assert emulator_faults.wild_return_from_halt(called) == (0, "")
+    # A symbolized RIP is an ordinary oops in known code.
+    assert emulator_faults.wild_return_from_halt(oops.replace("RIP: 0010:0xffff8c8b919a899a", "RIP: 0010:do_idle+0x10/0x13e")) == (0, "")
+    # A data access, not an instruction fetch.
+    assert emulator_faults.wild_return_from_halt(oops.replace("supervisor instruction fetch", "supervisor read access")) == (0, "")

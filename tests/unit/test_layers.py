@@ -37,10 +37,7 @@ def module_name(path: Path) -> str:
 
 
 def test_the_host_side_never_imports_level_one_code() -> None:
-    offenders = {
-        module_name(p): sorted(n for n in imports(p) if n.startswith("lab.invm"))
-        for p in sorted(LAB.glob("*.py"))
-    }
+    offenders = {module_name(p): sorted(n for n in imports(p) if n.startswith("lab.invm")) for p in sorted(LAB.glob("*.py"))}
     assert {m: bad for m, bad in offenders.items() if bad} == {}
 
 
