@@ -67,10 +67,10 @@ NULL_PERCPU_OOPS_LAB_BUILD = NULL_PERCPU_OOPS.replace("c4 ed af 7e", "b9 0f b3 7
 WILD_RETURN_FROM_HALT_OOPS = """[   40.578253] BUG: unable to handle page fault for address: ffff8c8b919a899a
 [   40.578794] #PF: supervisor instruction fetch in kernel mode
 [   40.578970] #PF: error_code(0x0010) - not-present page
-[   40.579182] PGD 0 P4D 0 
+[   40.579182] PGD 0 P4D 0
 [   40.584358] Thread overran stack, or stack corrupted
 [   40.584589] Oops: Oops: 0010 [#1] SMP
-[   40.585081] CPU: 0 UID: 0 PID: 0 Comm: swapper/0 Not tainted 6.12.117-pvsched-lab+ #1 
+[   40.585081] CPU: 0 UID: 0 PID: 0 Comm: swapper/0 Not tainted 6.12.117-pvsched-lab+ #1
 [   40.585786] RIP: 0010:0xffff8c8b919a899a
 [   40.586847] Code: Unable to access opcode bytes at 0xffff8c8b919a8970.
 [   40.587069] RSP: 0018:ffffffff81e03e30 EFLAGS: 00000046
