@@ -8,11 +8,12 @@ import shlex
 import signal
 import sys
 from collections.abc import Callable
+from pathlib import Path
 
 from lab import doctor, ui
 from lab.emulator_control import CELLS as CONTROL_CELLS
 from lab.errors import LabError
-from lab.paths import REPO, RESULTS_DIR
+from lab.paths import REPO, RESULTS_DIR, cache_dir
 from lab.pipeline import Options, Pipeline, StepFailed
 from lab.protocol import BENCH_MODES, HOSTILE_CAP
 from lab.runner import Runner, reproducer, stop_all
@@ -148,6 +149,8 @@ def parser() -> argparse.ArgumentParser:
     ec.add_argument("--runs", type=_positive_int, default=4, help="level-1 boots per cell (4 x 5 cells: about 40 min here)")
     ec.add_argument("--boots", type=_positive_int, default=3, help="level-2 guests per level-1 boot")
     ec.add_argument("--cells", type=_names(CONTROL_CELLS), default=list(CONTROL_CELLS), help="comma-separated")
+    ec.add_argument("--rescan", type=Path, metavar="RESULTS_DIR",
+                    help="count a finished run again with today's signs, from what it kept (no VM)")  # fmt: skip
     st = sub.choices["stress"]
     st.add_argument("--parts", type=_names(STRESS_PARTS), default=list(STRESS_PARTS), help="comma-separated, in order")
     st.add_argument("--churn", type=_positive_int, default=10, help="guest create/destroy rounds")
@@ -311,6 +314,12 @@ def _main(argv: list[str] | None) -> int:
             return Pipeline(_options(args)).bench(opts)
         if args.command == "emulator-control":
             from lab.emulator_control import ControlRun
+
+            if args.rescan:
+                from lab.emulator_control import rescan
+
+                print(rescan(args.rescan, cache_dir() / "kernels"), end="")
+                return 0
 
             return ControlRun(_options(args), args.cells, args.runs, args.boots).run()
         if args.command == "stress":

@@ -112,6 +112,31 @@ def table(runs: list[dict[str, Any]], cells: list[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def rescan(run_dir: Path, kernels_dir: Path) -> str:
+    """Count a finished control run again with today's signs (lab.emulator_faults),
+    from the consoles and dumps it kept: no VM. Rewrites control.json and
+    control.md (the counts of the run as recorded stay in control-as-run.json)."""
+    data = json.loads((run_dir / "control.json").read_text())
+    original = run_dir / "control-as-run.json"
+    if not original.exists():
+        original.write_text(json.dumps(data, indent=2) + "\n")
+    rows = []
+    for row in data["runs"]:
+        key = data["kernels"].get(row["cell"]) or data["kernels"].get("patched" if row["cell"] not in UNPATCHED else "base")
+        system_map = kernels_dir / key / "System.map" if key else None
+        report = None
+        if (run_dir / row["dir"] / "control.json").exists():
+            report = json.loads((run_dir / row["dir"] / "control.json").read_text())
+        rows.append({**row, **classify(run_dir / row["dir"], "tcg", system_map, row["lost"], report)})
+    data["runs"] = rows
+    data["rescanned"] = True
+    (run_dir / "control.json").write_text(json.dumps(data, indent=2) + "\n")
+    md = f"## Emulator control (level 1 TCG threads: {data['tcg_threads']}; counted again with today's signs)\n\n"
+    md += table(rows, list(data["cells"]))
+    (run_dir / "control.md").write_text(md)
+    return md
+
+
 class ControlRun:
     def __init__(self, opts: Options, cells: list[str], runs: int, boots: int) -> None:
         self.pipe = Pipeline(opts)

@@ -111,3 +111,27 @@ def test_ipi_storm_bounces_between_two_processes_and_reports_its_trips(tmp_path:
     trips = storm.stop()
     assert trips > 100
     assert storm.pids == []
+
+
+def test_rescan_counts_a_finished_run_again_with_todays_signs(tmp_path: Path) -> None:
+    import json
+
+    from oops_samples import WILD_RETURN_FROM_HALT_OOPS
+
+    run = tmp_path / "run"
+    (run / "base-ipi-1").mkdir(parents=True)
+    (run / "base-ipi-1" / "level1-console.log").write_text("booting\n" + WILD_RETURN_FROM_HALT_OOPS)
+    as_run = {"cell": "base-ipi", "run": 1, "seconds": 60.0, "dir": "base-ipi-1", "lost": "level 1 ended", "signs": [],
+              "splats": [], "boots_failed": [], "policy_error": "", "boots": 0, "ipi_storm_trips": None}  # fmt: skip
+    data = {
+        "cells": ["base-ipi"],
+        "runs_per_cell": 1,
+        "boots_per_run": 3,
+        "tcg_threads": "multi",
+        "kernels": {"base-ipi": "k"},
+        "runs": [as_run],
+    }
+    (run / "control.json").write_text(json.dumps(data))
+    md = ctl.rescan(run, tmp_path / "kernels")
+    assert "| sign: wild-return-from-halt | 1 |" in md and "| level 1 lost | 1 |" in md
+    assert json.loads((run / "control-as-run.json").read_text())["runs"][0]["signs"] == []  # what the run itself counted stays
