@@ -1,17 +1,26 @@
-"""Benchmark report: bench.json, the RFC v1-style table, and latency plots.
+"""Benchmark report: bench.json, the table with intervals, and latency plots.
 
-Ratios are what we claim: absolute microseconds on a TCG-emulated host are
-not comparable to bare metal. Besides vanilla/mode we report the share of
-the achievable gain, (vanilla - mode) / (vanilla - idle), which travels
-between machines because it is relative to this machine's own floor.
+Rounds are the unit: every mode is measured once per round (lab.invm.bench),
+each mode's figure is the median of its rounds with a 95 % bootstrap
+interval, and every comparison resamples whole rounds (lab.bench_stats). A
+comparison whose interval holds its null value (1.0 for a ratio, 0 for a
+share) is "not resolved", not a number. Ratios are what we claim: absolute
+microseconds on a TCG-emulated host are not comparable to bare metal.
+
+Shares of a gain: (vanilla - mode) / (vanilla - reference), with idle (no
+load: a floor no scheduler reaches) and static (every vCPU thread FIFO, no
+cap: what host scheduling alone reaches here) as references.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import statistics
 from pathlib import Path
 from typing import Any
+
+from lab import bench_stats as bs
 
 # RFC v1 cover letter (../shared/REFERENCE.md): cyclictest -i 500 in a
 # 4-vCPU guest, host loaded with stress-ng; vanilla / dynamic / static.
@@ -20,7 +29,9 @@ PUBLISHED = {
     "pvsched": {"avg_us": 21, "max_us": 13978},
     "static": {"avg_us": 25, "max_us": 1728},
 }
-SUMMARY_KEYS = ("avg_us", "p50_us", "p99_us", "max_us", "samples")
+STATS = ("avg_us", "p50_us", "p99_us", "max_us")
+# What each comparison is made on: the guest's average and p99, the host's p99.
+COMPARED = (("guest", "avg_us"), ("guest", "p99_us"), ("host", "p99_us"))
 
 
 def ratio(a: float | None, b: float | None) -> float | None:
@@ -34,47 +45,106 @@ def gain_share(vanilla: float | None, mode: float | None, idle: float | None) ->
     return round((vanilla - mode) / (vanilla - idle), 3)
 
 
+def measured_rounds(raw: dict[str, Any]) -> list[dict[str, Any]]:
+    """The rounds that count: not the warmup, and the guest booted."""
+    return [r for r in raw.get("rounds", []) if r["round"] >= int(raw.get("warmup_rounds", 0))]
+
+
+def series(rounds: list[dict[str, Any]], mode: str, side: str, stat: str) -> list[float] | None:
+    """One figure of a mode, a value per round; None if any round lacks it (absence of data is no data)."""
+    values = []
+    for r in rounds:
+        window = r["modes"].get(mode) or {}
+        data = window.get(side)
+        if not data or data.get(stat) is None or window.get("error"):
+            return None
+        values.append(float(data[stat]))
+    return values or None
+
+
 def summarize(raw: dict[str, Any]) -> dict[str, Any]:
-    """bench.json from the level-1 report: per-mode summaries and the derived figures."""
+    """bench.json from the level-1 report: per mode the median of its rounds
+    with intervals, and every comparison with its interval."""
+    rounds = measured_rounds(raw)
+    names = list(rounds[0]["modes"]) if rounds else []
+    names = sorted(names, key=lambda m: list(PUBLISHED_ORDER).index(m) if m in PUBLISHED_ORDER else len(PUBLISHED_ORDER))
     modes: dict[str, Any] = {}
-    for name, run in raw["modes"].items():
+    for name in names:
+        windows = [r["modes"][name] for r in rounds]
         entry: dict[str, Any] = {
-            "vm_exits": run.get("vm_exits"),
-            "boosts": run.get("boosts"),
-            "throttles": run.get("throttles"),
-            "boosted_ms": run.get("boosted_ms"),
-            "error": run.get("error", ""),
+            "rounds": len(windows),
+            "errors": [w["error"] for w in windows if w.get("error")],
+            "boosts": [w.get("boosts") for w in windows],
+            "throttles": [w.get("throttles") for w in windows],
+            "vm_exits": [w.get("vm_exits") for w in windows],
         }
         for side in ("guest", "host"):
-            data = run.get(side)
-            entry[side] = {k: data[k] for k in SUMMARY_KEYS} if data else None
-        guest = entry["guest"]
-        # Exits per guest wakeup: comparable between modes, unlike raw counts
-        # (a guest kept waiting exits less).
-        if entry["vm_exits"] is not None and guest and guest.get("samples"):
-            entry["vm_exits_per_sample"] = round(entry["vm_exits"] / guest["samples"], 3)
+            per_round = {stat: series(rounds, name, side, stat) for stat in STATS}
+            if per_round["avg_us"] is None:
+                entry[side] = None
+                continue
+            # The median of the rounds, where bisect and the table read it; intervals beside.
+            entry[side] = {stat: statistics.median(v) for stat, v in per_round.items() if v}
+            entry[side]["per_round"] = per_round
+            entry[side]["ci95"] = {stat: iv.to_dict() for stat, v in per_round.items() if v and (iv := bs.median_interval(v))}
         modes[name] = entry
 
-    def metric(mode: str, side: str, key: str) -> float | None:
-        data = modes.get(mode, {}).get(side)
-        return float(data[key]) if data and data.get(key) is not None else None
+    def col(mode: str, side: str, stat: str) -> list[float] | None:
+        return series(rounds, mode, side, stat) if mode in modes else None
 
-    derived: dict[str, Any] = {}
+    comparisons: dict[str, Any] = {}
     for name in modes:
         if name in ("idle", "vanilla"):
             continue
-        derived[name] = {
-            "guest_avg_ratio": ratio(metric("vanilla", "guest", "avg_us"), metric(name, "guest", "avg_us")),
-            "guest_max_ratio": ratio(metric("vanilla", "guest", "max_us"), metric(name, "guest", "max_us")),
-            "guest_avg_gain_share": gain_share(
-                metric("vanilla", "guest", "avg_us"), metric(name, "guest", "avg_us"), metric("idle", "guest", "avg_us")
-            ),  # fmt: skip
-            "guest_max_gain_share": gain_share(
-                metric("vanilla", "guest", "max_us"), metric(name, "guest", "max_us"), metric("idle", "guest", "max_us")
-            ),  # fmt: skip
-            "host_p99_vs_vanilla": ratio(metric(name, "host", "p99_us"), metric("vanilla", "host", "p99_us")),
-        }
-    return {"modes": modes, "ratios": derived, "overhead": raw.get("overhead"), "published_rfc_v1": PUBLISHED}
+        c: dict[str, Any] = {}
+        for side, stat in COMPARED:
+            van, mode = col("vanilla", side, stat), col(name, side, stat)
+            key = f"{side}_{stat.removesuffix('_us')}"
+            if van and mode:
+                iv = bs.ratio_interval(van, mode) if side == "guest" else bs.ratio_interval(mode, van)
+                c[f"{key}_ratio" if side == "guest" else f"{key}_vs_vanilla"] = iv.to_dict() if iv else None
+        van, mode = col("vanilla", "guest", "avg_us"), col(name, "guest", "avg_us")
+        for ref in ("idle", "static"):
+            other = col(ref, "guest", "avg_us")
+            if van and mode and other and ref != name:
+                iv = bs.share_interval(van, mode, other)
+                c[f"guest_avg_share_of_{ref}_gain"] = iv.to_dict() if iv else None
+        comparisons[name] = c
+    return {
+        "schema": 2,
+        "rounds": len(rounds),
+        "warmup_rounds": int(raw.get("warmup_rounds", 0)),
+        "orders": [r["order"] for r in raw.get("rounds", [])],
+        "rounds_lost": [{"round": r["round"], "reason": r.get("reason", "")} for r in raw.get("rounds", []) if not r.get("boot_ok")],
+        "shipped_cap_us": raw.get("shipped_cap_us"),
+        "modes": modes,
+        "comparisons": comparisons,
+        "overhead": overhead(raw.get("overhead")),
+        "published_rfc_v1": PUBLISHED,
+    }
+
+
+PUBLISHED_ORDER = ("idle", "vanilla", "pvsched", "pvsched-nocap", "scx", "static")
+
+
+def overhead(raw: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The guest driver's cost on an idle host: hackbench with / without, paired by round."""
+    if not raw:
+        return None
+    result = dict(raw)
+    times = raw.get("seconds") or {}
+    without, with_ = times.get("without") or [], times.get("with") or []
+    if without and len(without) == len(with_):
+        iv = bs.ratio_interval(with_, without)
+        if iv is not None:
+            result["with_vs_without"] = iv.to_dict()
+    return result
+
+
+def _interval(iv: dict[str, float] | None, null: float) -> str:
+    if not iv:
+        return "n/a"
+    return bs.shown(bs.Interval(iv["value"], iv["low"], iv["high"]), null)
 
 
 def _fmt(v: Any) -> str:
@@ -86,33 +156,55 @@ def _fmt(v: Any) -> str:
 
 
 def markdown(bench: dict[str, Any], command: str) -> str:
-    modes, ratios = bench["modes"], bench["ratios"]
+    modes, comps = bench["modes"], bench["comparisons"]
+    cap = bench.get("shipped_cap_us") or ["?", "?"]
     lines = [
         "## Latency benchmark",
         "",
-        f"`{command}`. Guest: cyclictest at SCHED_FIFO 90 in a 1-vCPU KVM guest whose vCPU thread shares a host CPU with a",
-        "stress-ng worker; host: cyclictest at SCHED_FIFO 5 (below the boost priority 10, 4x the guest's interval) at the same time.",
-        "Absolute microseconds here are on a TCG-emulated host; compare ratios. RFC v1 (4-core bare metal) in brackets.",
+        f"`{command}`: {bench['rounds']} rounds (after {bench['warmup_rounds']} warmup), every mode once per round in a rotated",
+        "order. Guest: cyclictest at SCHED_FIFO 90 in a 1-vCPU KVM guest whose vCPU thread shares a host CPU with a stress-ng",
+        "worker; host: cyclictest at SCHED_FIFO 5 (below the boost priority 10) in the same window. Each figure is the median",
+        "of the rounds [95 % bootstrap interval]; comparisons resample whole rounds. `pvsched` runs at KVM's shipped cap",
+        f"({cap[0]} us per {cap[1]} us), `pvsched-nocap` with budget = period. Absolute microseconds are on a TCG-emulated host;",
+        "compare ratios. RFC v1 (4-core bare metal) in parentheses.",
         "",
-        "| mode | guest avg us | guest p99 us | guest max us | host p99 us | host max us | VM exits / sample "
-        "| boosts / throttles | avg ratio | max ratio | avg gain share | max gain share |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| mode | guest avg us | guest p99 us | guest max us | host p99 us | boosts / throttles per round |",
+        "| --- | --- | --- | --- | --- | --- |",
     ]
     for name, m in modes.items():
         g, h = m.get("guest") or {}, m.get("host") or {}
         pub = PUBLISHED.get(name, {})
-        avg = _fmt(g.get("avg_us")) + (f" [{pub['avg_us']}]" if pub else "")
-        mx = _fmt(g.get("max_us")) + (f" [{pub['max_us']}]" if pub else "")
-        r = ratios.get(name, {})
+
+        def cell(side: dict[str, Any], stat: str) -> str:
+            if not side:
+                return "no data"
+            iv = side.get("ci95", {}).get(stat)
+            text = _fmt(side.get(stat)) + (f" [{_fmt(iv['low'])}, {_fmt(iv['high'])}]" if iv else "")
+            return text
+
+        avg = cell(g, "avg_us") + (f" ({pub['avg_us']})" if pub else "")
+        counts = "-" if name not in ("pvsched", "pvsched-nocap", "scx") else (
+            f"{_fmt(_median(m.get('boosts')))} / {_fmt(_median(m.get('throttles')))}")  # fmt: skip
+        lines.append(f"| {name} | {avg} | {cell(g, 'p99_us')} | {cell(g, 'max_us')} | {cell(h, 'p99_us')} | {counts} |")
+    lines += [
+        "",
+        "| mode | guest avg: vanilla / mode | guest p99: vanilla / mode | host p99: mode / vanilla "
+        "| share of static's gain (avg) | share of idle's gap (avg) |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for name, c in comps.items():
         lines.append(
-            f"| {name} | {avg} | {_fmt(g.get('p99_us'))} | {mx} | {_fmt(h.get('p99_us'))} | {_fmt(h.get('max_us'))} | "
-            f"{_fmt(m.get('vm_exits_per_sample'))} | {_fmt(m.get('boosts'))} / {_fmt(m.get('throttles'))} | "
-            f"{_fmt(r.get('guest_avg_ratio'))} | {_fmt(r.get('guest_max_ratio'))} | "
-            f"{_fmt(r.get('guest_avg_gain_share'))} | {_fmt(r.get('guest_max_gain_share'))} |"
+            f"| {name} | {_interval(c.get('guest_avg_ratio'), 1.0)} | {_interval(c.get('guest_p99_ratio'), 1.0)} | "
+            f"{_interval(c.get('host_p99_vs_vanilla'), 1.0)} | {_interval(c.get('guest_avg_share_of_static_gain'), 0.0)} | "
+            f"{_interval(c.get('guest_avg_share_of_idle_gain'), 0.0)} |"
         )
+    errors = {name: m["errors"] for name, m in modes.items() if m.get("errors")}
+    if errors or bench.get("rounds_lost"):
+        lines += ["", f"Windows without data: {errors or 'none'}; rounds lost: {bench.get('rounds_lost') or 'none'}."]
     over = bench.get("overhead") or {}
-    if "overhead_pct" in over:
-        lines += ["", f"Guest driver overhead on an idle host (hackbench, best of runs): {over['overhead_pct']} %"]
+    if "with_vs_without" in over:
+        lines += ["", "Guest driver overhead on an idle host (hackbench time with / without, paired by round): "
+                  f"{_interval(over['with_vs_without'], 1.0)}"]  # fmt: skip
     if "extra_exits_per_switch" in over:
         lines += [
             "",
@@ -120,35 +212,73 @@ def markdown(bench: dict[str, Any], command: str) -> str:
             f"{over['exits_per_switch_with']} with it: {over['extra_exits_per_switch']} extra per switch "
             "(each switch writes the shared area).",
         ]
-    lines += ["", "![guest latency](bench-guest.png) ![host latency](bench-host.png)", ""]
+    lines += [
+        "",
+        "![medians and intervals](bench-intervals.png)",
+        "",
+        "![guest latency](bench-guest.png) ![host latency](bench-host.png)",
+        "",
+    ]
     return "\n".join(lines)
 
 
-def plot(raw: dict[str, Any], out: Path) -> list[Path]:
-    """Latency CDFs per mode on a log axis, guest and host. Needs matplotlib."""
+def _median(values: list[Any] | None) -> float | None:
+    got = [float(v) for v in values or [] if v is not None]
+    return statistics.median(got) if got else None
+
+
+def pooled_histogram(rounds: list[dict[str, Any]], mode: str, side: str) -> list[tuple[float, int]]:
+    """A mode's histogram over all measured rounds, bucket by bucket."""
+    counts: dict[float, int] = {}
+    for r in rounds:
+        data = (r["modes"].get(mode) or {}).get(side) or {}
+        for us, count in data.get("histogram") or []:
+            counts[float(us)] = counts.get(float(us), 0) + int(count)
+    return sorted(counts.items())
+
+
+def plot(bench: dict[str, Any], raw: dict[str, Any], out: Path) -> list[Path]:
+    """Per mode the medians with their intervals, and latency CDFs pooled over rounds. Needs matplotlib."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     written = []
+    names = list(bench["modes"])
+    fig, axes = plt.subplots(1, len(COMPARED), figsize=(4 * len(COMPARED), 0.5 * len(names) + 1.8), sharey=True)
+    for ax, (side, stat) in zip(axes, COMPARED, strict=True):
+        for y, name in enumerate(names):
+            iv = ((bench["modes"][name].get(side) or {}).get("ci95") or {}).get(stat)
+            if iv:
+                ax.errorbar([iv["value"]], [y], xerr=[[iv["value"] - iv["low"]], [iv["high"] - iv["value"]]], fmt="o", capsize=4)
+        ax.set_yticks(range(len(names)), names)
+        ax.set_xscale("log")
+        ax.set_title(f"{side} {stat.removesuffix('_us')} (us)")
+        ax.grid(True, which="both", alpha=0.3)
+    fig.suptitle(f"median of {bench['rounds']} rounds, 95 % bootstrap interval")
+    fig.tight_layout()
+    path = out / "bench-intervals.png"
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    written.append(path)
+    rounds = measured_rounds(raw)
     for side in ("guest", "host"):
         fig, ax = plt.subplots(figsize=(7, 4.5))
-        for name, run in raw["modes"].items():
-            data = run.get(side)
-            if not data or not data.get("histogram"):
-                continue
-            total = sum(c for _, c in data["histogram"]) or 1
+        for name in names:
+            hist = pooled_histogram(rounds, name, side)
+            total = sum(c for _, c in hist) or 1
             xs, ys, seen = [], [], 0
-            for us, count in data["histogram"]:
+            for us, count in hist:
                 seen += count
                 xs.append(max(us, 1))
                 ys.append(seen / total)
-            ax.step(xs, ys, where="post", label=name)
+            if xs:
+                ax.step(xs, ys, where="post", label=name)
         ax.set_xscale("log")
         ax.set_xlabel("latency (us)")
         ax.set_ylabel("fraction of samples")
-        ax.set_title(f"{side} cyclictest latency CDF")
+        ax.set_title(f"{side} cyclictest latency CDF, {len(rounds)} rounds pooled")
         ax.grid(True, which="both", alpha=0.3)
         ax.legend()
         path = out / f"bench-{side}.png"
@@ -163,7 +293,7 @@ def write(out: Path, raw: dict[str, Any], command: str) -> tuple[dict[str, Any],
     bench = summarize(raw)
     (out / "bench.json").write_text(json.dumps(bench, indent=2) + "\n")
     with contextlib.suppress(ImportError):  # the table still stands; `nox -s bench` installs matplotlib
-        plot(raw, out)
+        plot(bench, raw, out)
     md = markdown(bench, command)
     (out / "bench.md").write_text(md)
     return bench, md

@@ -36,6 +36,9 @@ from lab.pipeline import Options, Pipeline, StepFailed
 from lab.runner import Runner
 
 ABORT = 128
+# A bench step measures its one mode this many times and judges the median.
+BISECT_BENCH_ROUNDS = 3
+
 # A failed step decides the verdict: the machine cannot run the lab (abort
 # the bisect), the commit cannot be built as configured (skip it), or the
 # built kernel failed to boot or run (bad, once the retries also failed).
@@ -97,8 +100,8 @@ def judge_once(state: BisectState, src: Path) -> tuple[int | None, dict[str, Any
     pipe = Pipeline(opts)
     if crit.bench:
         mode = crit.bench_parts()[0]
-        pipe.bench({"duration": crit.duration, "interval_us": 500, "hist_us": 100000, "modes": [mode],
-                    "overhead_rounds": 0, "load_workers": 1})  # fmt: skip
+        pipe.bench({"duration": crit.duration, "rounds": BISECT_BENCH_ROUNDS, "warmup": 0, "settle_s": 5, "interval_us": 500,
+                    "hist_us": 100000, "modes": [mode], "overhead_rounds": 0, "load_workers": 1})  # fmt: skip
     else:
         pipe.run_all()
     record = pipe.record
@@ -115,7 +118,7 @@ def judge_once(state: BisectState, src: Path) -> tuple[int | None, dict[str, Any
     if crit.bench:
         verdict, value = crit.judge_bench(record.bench or {})
         info["value"] = value
-        info["why"] = f"{crit.bench} = {value}"
+        info["why"] = f"{crit.bench} = {value} (median of {(record.bench or {}).get('rounds', 0)} rounds)"
         if verdict is None:
             # The kernel booted but the guest could not be measured (it stalled
             # or timed out): as bad a regression as a number over the threshold.

@@ -27,7 +27,7 @@ from lab.errors import LabError
 from lab.runner import Runner
 
 GOOD, BAD, SKIP = 0, 1, 125
-METRIC = re.compile(r"^(?P<mode>[a-z]+)\.(?P<side>guest|host)\.(?P<stat>avg_us|p50_us|p99_us|max_us)$")
+METRIC = re.compile(r"^(?P<mode>[a-z][a-z-]*)\.(?P<side>guest|host)\.(?P<stat>avg_us|p50_us|p99_us|max_us)$")
 FIRST_BAD = re.compile(r"^([0-9a-f]{40}) is the first bad commit$", re.M)
 ONLY_SKIPPED = "There are only 'skip'ped commits left to test."
 

@@ -139,7 +139,11 @@ def parser() -> argparse.ArgumentParser:
             r.add_argument("cmd", nargs=argparse.REMAINDER, help="command to run in level 1 (default: a shell)")
         if name == "bench":
             r.set_defaults(guest_cpus=1)  # one vCPU, as measured in the issue
-            r.add_argument("--duration", type=_positive_int, default=20, help="seconds of cyclictest per mode")
+            r.add_argument("--duration", type=_positive_int, default=12, help="seconds of cyclictest per mode and round")
+            r.add_argument("--rounds", type=_positive_int, default=5, help="measured rounds, every mode once per round")
+            r.add_argument("--warmup", type=int, default=1, help="rounds run first and discarded")
+            r.add_argument("--settle", type=_positive_int, default=5, dest="settle_s",
+                           help="seconds the guest waits for level 1 to set up each mode before its window")  # fmt: skip
             r.add_argument("--interval-us", type=_positive_int, default=500, help="cyclictest -i")
             r.add_argument("--hist-us", type=_positive_int, default=100000, help="cyclictest histogram range")
             r.add_argument("--modes", type=_names(BENCH_MODES), default=list(BENCH_MODES), help="comma-separated")
@@ -305,6 +309,9 @@ def _main(argv: list[str] | None) -> int:
         if args.command == "bench":
             opts = {
                 "duration": args.duration,
+                "rounds": args.rounds,
+                "warmup": args.warmup,
+                "settle_s": args.settle_s,
                 "interval_us": args.interval_us,
                 "hist_us": args.hist_us,
                 "modes": args.modes,

@@ -25,6 +25,7 @@ from rich.markup import escape
 from lab import attempts as attempts_lib
 from lab import doctor, emulator_faults, kconfig, stress_resume, ui
 from lab.bench import write as write_bench
+from lab.bench_stats import round_orders
 from lab.bpf import build_bpf
 from lab.build import KernelBuild, KernelBuilder
 from lab.cache import Store
@@ -472,15 +473,24 @@ class Pipeline:
         cfg.update(bench_opts)
         cfg["boost_loader"] = cfg["pvsched"]["loader"]
         cfg["scx_loader"] = cfg["pvsched"]["scx_loader"]
+        # The host chooses every round's order; level 1 follows it.
+        cfg["orders"] = round_orders(list(bench_opts["modes"]), int(bench_opts["warmup"]) + int(bench_opts["rounds"]))
         raw = self.boot_level1(level1, "lab.invm.bench", cfg, out, "bench-level1.json")
         command = "nox -s bench -- " + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in bench_opts.items() if k != "modes")
         bench, md = write_bench(self.run_dir, raw, command)
         self.record.bench = bench
         self.record.extra_markdown = md
         for name, m in bench["modes"].items():
-            ok = bool(m.get("guest")) and bool(m.get("host")) and not m.get("error")
-            why = f"guest={bool(m.get('guest'))} host={bool(m.get('host'))} {m.get('error', '')}"
+            # Every measured round must have measured the mode: a missing window is no data.
+            ok = bool(m.get("guest")) and bool(m.get("host")) and not m.get("errors") and m["rounds"] == bench_opts["rounds"]
+            why = (
+                f"{m['rounds']} of {bench_opts['rounds']} rounds, guest={bool(m.get('guest'))} host={bool(m.get('host'))} {m.get('errors')}"
+            )
             self.record.cases.append(Case(f"bench_{name}_measured", "level1", "passed" if ok else "failed", "" if ok else why))
+        lost = bench["rounds_lost"]
+        self.record.cases.append(Case("bench_rounds_booted", "level1", "failed" if lost else "passed", str(lost) if lost else ""))
+        # A splat anywhere during the bench fails it, as in a test run.
+        self._scan((out / "level1-console.log").read_text(errors="replace"), "level1", "vm/level1-console.log")
         dmesg = "".join(p.read_text() for p in sorted(out.glob("level2-console-bench-*.log")))
         self._scan(dmesg, "level2", "vm/level2-console-bench-*.log")
 

@@ -1,26 +1,31 @@
 """The latency benchmark inside level 1 (`nox -s bench`). Stdlib only.
 
-For each mode, one guest boot: the guest runs cyclictest at an RT priority
-while level 1 runs its own cyclictest at the same time (what the host pays)
-and, except in `idle`, stress-ng on every host CPU at normal priority:
+Rounds: each one guest boot whose cyclictest measures one window per mode,
+in the order the host chose for that round (rotated round by round). Level
+1 sets each mode up when the guest announces the window (LAB-BENCH-PREPARE)
+and the guest waits a settle time before it opens it (START), so static's
+priorities and the policies are in place before the window, and the host's
+own cyclictest runs in the same window:
 
-  idle     no host load: the floor
-  vanilla  host loaded, no policy
-  pvsched  host loaded, the boost policy attached
-  scx      host loaded, the sched_ext policy attached
-  static   host loaded, every vCPU thread made SCHED_FIFO by hand
+  idle           no host load: the floor
+  vanilla        host loaded, no policy
+  pvsched        host loaded, the boost policy attached, KVM's shipped cap
+  pvsched-nocap  the same with budget = period (the mechanism without its cap)
+  scx            host loaded, the sched_ext policy attached
+  static         host loaded, every vCPU thread SCHED_FIFO by hand (no cap)
 
-plus an `overhead` boot on an idle host: a guest throughput workload
-(hackbench) with and without the guest driver loaded. Every boot has a
-timeout. Results go to <out>/bench-level1.json.
+The guest driver is loaded for the pvsched modes and scx only. Plus an
+`overhead` boot on an idle host: a guest throughput workload (hackbench)
+with and without the guest driver. Results go to <out>/bench-level1.json.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import re
 import signal
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -81,13 +86,12 @@ def parse_histfile(text: str) -> dict[str, Any]:
     }
 
 
-def parse_guest_result(console: str) -> dict[str, Any] | None:
-    """The guest prints its histfile between LAB-BENCH-HIST markers."""
-    begin, end = "LAB-BENCH-HIST-BEGIN", "LAB-BENCH-HIST-END"
-    if begin not in console or end not in console:
-        return None
-    body = console.split(begin, 1)[1].split(end, 1)[0]
-    return parse_histfile("\n".join(line.strip() for line in body.splitlines()))
+def parse_guest_windows(console: str) -> dict[str, dict[str, Any]]:
+    """Each window's guest histogram, printed between LAB-BENCH-HIST markers naming its mode."""
+    found = {}
+    for m in re.finditer(r"LAB-BENCH-HIST-BEGIN (\S+)\n(.*?)LAB-BENCH-HIST-END \1", console, re.DOTALL):
+        found[m[1]] = parse_histfile("\n".join(line.strip() for line in m[2].splitlines()))
+    return found
 
 
 def kvm_exits(vm_pid: int) -> int | None:
@@ -101,92 +105,174 @@ def kvm_exits(vm_pid: int) -> int | None:
     return None
 
 
-class ModeRun:
-    """What level 1 does around one guest boot in one mode."""
+class Window:
+    """One mode's window in one round: level 1's side of it."""
 
-    def __init__(self, runner: Runner, mode: str, cfg: dict[str, Any], out: Path) -> None:
-        self.runner, self.mode, self.cfg, self.out = runner, mode, cfg, out
+    def __init__(self, bench: RoundRun, mode: str) -> None:
+        self.bench, self.mode = bench, mode
         self.policy: pvsched_host.PolicyRun | None = None
         self.load: list[Background] = []
         self.host_ct: Background | None = None
-        self.hist = out / f"bench-host-{mode}.hist"
-        self.qmp = Path(f"/tmp/lab-bench-{mode}.sock")
+        self.hist = bench.out / f"bench-host-r{bench.number}-{mode}.hist"
+        self.ready_at: float | None = None
+        self.started_at: float | None = None
         self.exits_at_start: int | None = None
         self.exits_at_end: int | None = None
-        self.boosts: int = 0
-        self.throttles: int = 0
-        self.boosted_ms: float = 0.0
-        self.vm_pid: int | None = None
+        self.rows_at_start: list[dict[str, str]] = []
+        self.counters: dict[str, float] = {}
         self.error = ""
 
-    def before_boot(self) -> None:
-        secs = int(self.cfg["duration"])
+    def prepare(self) -> None:
+        """The mode's host side, all of it in place before the window opens."""
+        cfg, runner = self.bench.cfg, self.bench.runner
+        secs = int(cfg["duration"]) + int(cfg["settle_s"]) + 60
         if self.mode != "idle":
             # Normal-priority workers pinned to every host CPU, `load_workers` of
             # them on the vCPU's: contended whatever the balancer would do.
             vcpu_cpu = contended_cpu()
             self.load = [
                 pvsched_host.start_load(
-                    self.runner,
-                    "--cpu",
-                    str(int(self.cfg.get("load_workers", 1)) if cpu == vcpu_cpu else 1),
-                    "--taskset",
-                    str(cpu),
-                    "--timeout",
-                    str(secs * 4 + 120),
-                )  # fmt: skip
+                    runner, "--cpu", str(int(cfg.get("load_workers", 1)) if cpu == vcpu_cpu else 1),
+                    "--taskset", str(cpu), "--timeout", str(secs),
+                )
                 for cpu in sorted(os.sched_getaffinity(0))
-            ]
-        loader = {"pvsched": self.cfg["boost_loader"], "scx": self.cfg["scx_loader"]}.get(self.mode)
+            ]  # fmt: skip
+        # pvsched at the kernel's shipped cap; pvsched-nocap with budget = period.
+        budget, period = self.bench.shipped_cap
+        pvsched_host.set_cap(period if self.mode == "pvsched-nocap" else budget, period)
+        loader = {"pvsched": cfg["boost_loader"], "pvsched-nocap": cfg["boost_loader"], "scx": cfg["scx_loader"]}.get(self.mode)
         if loader:
-            self.policy = pvsched_host.PolicyRun(self.runner, str(loader), self.out / f"bench-{self.mode}-stats.json")
+            self.policy = pvsched_host.PolicyRun(runner, str(loader), self.bench.out / f"bench-r{self.bench.number}-{self.mode}-stats.json")
             self.error = self.policy.start()
+        if self.mode == "static":
+            for tid in self.bench.vcpu_threads().values():
+                os.sched_setscheduler(tid, os.SCHED_FIFO, os.sched_param(STATIC_PRIORITY))
+        self.ready_at = time.monotonic()
 
-    def on_line(self, line: str) -> None:
-        if "LAB-BENCH-START" in line:
-            threads = pvsched_host.qmp_vcpu_threads(self.qmp)
-            if self.mode == "static":
-                for tid in threads.values():
-                    os.sched_setscheduler(tid, os.SCHED_FIFO, os.sched_param(STATIC_PRIORITY))
-            self.vm_pid = _qemu_pid(self.qmp)
-            self.exits_at_start = kvm_exits(self.vm_pid) if self.vm_pid else None
-            self.host_ct = self.runner.start(
-                ["cyclictest", "-m", "-p", str(HOST_PRIORITY), "-i", str(int(self.cfg["interval_us"]) * HOST_INTERVAL_FACTOR),
-                 "-D", str(self.cfg["duration"]), "-q", "-h", str(self.cfg["hist_us"]), f"--histfile={self.hist}"],
-                f"host cyclictest ({self.mode})",
-            )  # fmt: skip
-        elif "LAB-BENCH-DONE" in line:
-            self.exits_at_end = kvm_exits(self.vm_pid) if self.vm_pid else None
-            try:
-                rows = pvsched_host.read_kvm_vcpus()
-            except pvsched_host.DebugfsUnreadable as exc:
-                print(f"bench: {exc}", flush=True)
-                rows = []
-            self.boosts = sum(int(r.get("boosts", 0)) for r in rows)
-            # Throttled = the kernel's cap cut a boost short: the guest's RT
-            # task then competes with the host load again.
-            self.throttles = sum(int(r.get("throttles", 0)) for r in rows)
-            self.boosted_ms = round(sum(int(r.get("boosted_ns", 0)) for r in rows) / 1e6, 1)
+    def start(self) -> None:
+        cfg = self.bench.cfg
+        self.started_at = time.monotonic()
+        vm_pid = self.bench.vm_pid()
+        self.exits_at_start = kvm_exits(vm_pid) if vm_pid else None
+        self.rows_at_start = self.bench.kvm_rows()
+        self.host_ct = self.bench.runner.start(
+            ["cyclictest", "-m", "-p", str(HOST_PRIORITY), "-i", str(int(cfg["interval_us"]) * HOST_INTERVAL_FACTOR),
+             "-D", str(cfg["duration"]), "-q", "-h", str(cfg["hist_us"]), f"--histfile={self.hist}"],
+            f"host cyclictest (round {self.bench.number}, {self.mode})",
+        )  # fmt: skip
 
-    def after_boot(self) -> dict[str, Any]:
-        if self.host_ct is not None and self.host_ct.wait(int(self.cfg["duration"]) + 60) is None:
+    def done(self) -> None:
+        vm_pid = self.bench.vm_pid()
+        self.exits_at_end = kvm_exits(vm_pid) if vm_pid else None
+        before = {r["tid"]: r for r in self.rows_at_start}
+        for key in ("boosts", "throttles", "boosted_ns"):
+            total = 0
+            for row in self.bench.kvm_rows():
+                now, then = int(row.get(key, 0)), int(before.get(row["tid"], {}).get(key, 0))
+                total += now - then if now >= then else now  # registered again: counted afresh
+            self.counters[key] = total
+
+    def teardown(self) -> None:
+        if self.host_ct is not None and self.host_ct.wait(int(self.bench.cfg["duration"]) + 60) is None:
             self.host_ct.stop(signal.SIGKILL)
         if self.policy is not None:
             self.policy.stop()
         for proc in self.load:
             proc.stop(signal.SIGKILL)
+        if self.mode == "static":
+            for tid in self.bench.vcpu_threads().values():
+                with contextlib.suppress(OSError):
+                    os.sched_setscheduler(tid, os.SCHED_OTHER, os.sched_param(0))
+        pvsched_host.set_cap(*self.bench.shipped_cap)
+
+    def result(self, guest: dict[str, Any] | None) -> dict[str, Any]:
         host = parse_histfile(self.hist.read_text()) if self.hist.exists() else None
         exits = None
         if self.exits_at_start is not None and self.exits_at_end is not None:
             exits = self.exits_at_end - self.exits_at_start
+        late = self.ready_at is None or self.started_at is None or self.ready_at > self.started_at
+        error = self.error or ("the mode was not in place when the window opened" if late else "")
         return {
+            "guest": guest,
             "host": host,
             "vm_exits": exits,
-            "boosts": self.boosts,
-            "throttles": self.throttles,
-            "boosted_ms": self.boosted_ms,
-            "error": self.error,
+            "boosts": self.counters.get("boosts"),
+            "throttles": self.counters.get("throttles"),
+            "boosted_ms": round(self.counters.get("boosted_ns", 0) / 1e6, 1) if self.counters else None,
+            "settled_s": round(self.started_at - self.ready_at, 2) if not late else None,  # type: ignore[operator]
+            "error": error,
         }
+
+
+class RoundRun:
+    """One guest boot that measures every mode once, in the round's order."""
+
+    def __init__(self, runner: Runner, cfg: dict[str, Any], out: Path, number: int, order: list[str],
+                 shipped_cap: tuple[int, int]) -> None:  # fmt: skip
+        self.runner, self.cfg, self.out, self.number, self.order = runner, cfg, out, number, order
+        self.shipped_cap = shipped_cap
+        self.qmp = Path(f"/tmp/lab-bench-r{number}.sock")
+        self.windows = {mode: Window(self, mode) for mode in order}
+        self._threads: dict[int, int] = {}
+        self._vm_pid: int | None = None
+        self.current: Window | None = None
+
+    def vcpu_threads(self) -> dict[int, int]:
+        if not self._threads:
+            self._threads = pvsched_host.qmp_vcpu_threads(self.qmp)
+        return self._threads
+
+    def vm_pid(self) -> int | None:
+        if self._vm_pid is None:
+            self._vm_pid = _qemu_pid(self.qmp)
+        return self._vm_pid
+
+    def kvm_rows(self) -> list[dict[str, str]]:
+        try:
+            return pvsched_host.read_kvm_vcpus()
+        except pvsched_host.DebugfsUnreadable as exc:
+            print(f"bench: {exc}", flush=True)
+            return []
+
+    def on_line(self, line: str) -> None:
+        m = re.search(r"LAB-BENCH-(PREPARE|START|DONE) (\S+)", line)
+        if not m or m[2] not in self.windows:
+            return
+        window = self.windows[m[2]]
+        try:
+            if m[1] == "PREPARE":
+                if self.current is not None:
+                    self.current.teardown()
+                self.current = window
+                window.prepare()
+            elif m[1] == "START":
+                window.start()
+            else:
+                window.done()
+        except Exception as exc:  # noqa: BLE001 - a window without its setup is reported, the round goes on
+            window.error = f"{m[1].lower()}: {exc}"
+
+    def run(self) -> dict[str, Any]:
+        cfg = self.cfg
+        append = (f"lab.mode=bench lab.bench_schedule={','.join(self.order)} lab.bench_secs={cfg['duration']} "
+                  f"lab.bench_settle={cfg['settle_s']} lab.bench_interval={cfg['interval_us']} "
+                  f"lab.bench_hist={cfg['hist_us']}")  # fmt: skip
+        start = time.monotonic()
+        per_window = int(cfg["duration"]) + int(cfg["settle_s"]) + 30
+        boot_cfg = {**cfg, "kvm_timeout": float(cfg["kvm_timeout"]) + len(self.order) * per_window + 60}
+        # QEMU starts pinned: moving a running vCPU thread between level-1 CPUs
+        # stopped the guest's timer under TCG (RCU stalls, seen here).
+        pin = ["taskset", "-c", str(contended_cpu())]
+        try:
+            probe, console = boot_guest(self.runner, boot_cfg, "kvm", self.out, label=f"bench-r{self.number}",
+                                        extra_append=append, qmp=self.qmp, watch=self.on_line, prefix=pin)  # fmt: skip
+        finally:
+            if self.current is not None:
+                self.current.teardown()
+        guests = parse_guest_windows(console)
+        modes = {mode: w.result(guests.get(mode)) for mode, w in self.windows.items()}
+        return {"round": self.number, "order": self.order, "boot_ok": probe.ok, "reason": probe.reason,
+                "seconds": round(time.monotonic() - start, 1), "modes": modes}  # fmt: skip
 
 
 def _qemu_pid(qmp: Path) -> int | None:
@@ -200,30 +286,6 @@ def _qemu_pid(qmp: Path) -> int | None:
         except OSError:
             continue
     return None
-
-
-def run_mode(runner: Runner, cfg: dict[str, Any], out: Path, mode: str) -> dict[str, Any]:
-    pvsched_host.observe_above_boosts()
-    run = ModeRun(runner, mode, cfg, out)
-    run.before_boot()
-    driver = 1 if mode in ("pvsched", "scx") else 0
-    append = (f"lab.mode=bench lab.bench_secs={cfg['duration']} lab.bench_interval={cfg['interval_us']} "
-              f"lab.bench_hist={cfg['hist_us']} lab.bench_driver={driver}")  # fmt: skip
-    start = time.monotonic()
-    # boot + the measurement + the histogram over a slow serial console
-    cfg = {**cfg, "kvm_timeout": float(cfg["kvm_timeout"]) + 3 * int(cfg["duration"]) + 60}
-    # QEMU starts pinned: moving a running vCPU thread between level-1 CPUs
-    # stopped the guest's timer under TCG (RCU stalls, seen here).
-    pin = ["taskset", "-c", str(contended_cpu())]
-    probe, console = boot_guest(runner, cfg, "kvm", out, label=f"bench-{mode}", extra_append=append,
-                                qmp=run.qmp, watch=run.on_line, prefix=pin)  # fmt: skip
-    result = run.after_boot()
-    result["guest"] = parse_guest_result(console)
-    result["boot_ok"] = probe.ok
-    result["seconds"] = round(time.monotonic() - start, 1)
-    if not probe.ok:
-        result["error"] = (result["error"] + " " + probe.reason).strip()
-    return result
 
 
 def run_overhead(runner: Runner, cfg: dict[str, Any], out: Path) -> dict[str, Any]:
@@ -286,17 +348,17 @@ def main(config_path: str) -> int:
     print(LEVEL1_READY, flush=True)
     watchdog.start(float(cfg.get("watchdog_s", 600)))  # where it is, if it hangs
     runner = Runner(out / "logs-level1")
-    results: dict[str, Any] = {"modes": {}}
-    for mode in cfg["modes"]:
-        print(f"bench: mode {mode}", flush=True)
-        results["modes"][mode] = run_mode(runner, cfg, out, mode)
+    pvsched_host.observe_above_boosts()
+    shipped_cap = pvsched_host.read_cap()
+    results: dict[str, Any] = {"shipped_cap_us": list(shipped_cap), "warmup_rounds": int(cfg["warmup"]), "rounds": []}
+    # The host chose the rounds' orders (lab.bench_stats.round_orders).
+    for number, order in enumerate(cfg["orders"]):
+        print(f"bench: round {number} ({'warmup' if number < int(cfg['warmup']) else 'measured'}): {' '.join(order)}", flush=True)
+        results["rounds"].append(RoundRun(runner, cfg, out, number, order, shipped_cap).run())
+        (out / "bench-level1.json").write_text(json.dumps(results, indent=2) + "\n")
     if cfg.get("overhead_rounds"):
         print("bench: overhead", flush=True)
         results["overhead"] = run_overhead(runner, cfg, out)
     (out / "bench-level1.json").write_text(json.dumps(results, indent=2) + "\n")
     print(LEVEL1_DONE, flush=True)
     return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main(sys.argv[1]))

@@ -199,14 +199,27 @@ bin_histfile() {
 }
 
 if [ "$mode" = bench ]; then
-	[ "$(param lab.bench_driver)" = 1 ] && insmod $MOD
-	echo "LAB-BENCH-START"
-	cyclictest -m -p 90 -i "$(param lab.bench_interval)" -D "$(param lab.bench_secs)" -q \
-		-h "$(param lab.bench_hist)" --histfile=/tmp/hist > /dev/null 2>&1
-	echo "LAB-BENCH-DONE"
-	echo "LAB-BENCH-HIST-BEGIN"
-	bin_histfile /tmp/hist
-	echo "LAB-BENCH-HIST-END"
+	# One round: every mode's window in the order the host chose. Level 1 sets
+	# each mode up on PREPARE (host load, policy, cap, static priorities) and
+	# has the settle time to do it; the window is START to DONE for both.
+	loaded=0
+	for m in $(param lab.bench_schedule | tr , ' '); do
+		case $m in
+		pvsched|pvsched-nocap|scx) want=1 ;;
+		*) want=0 ;;
+		esac
+		[ $want = 1 ] && [ $loaded = 0 ] && insmod $MOD && loaded=1
+		[ $want = 0 ] && [ $loaded = 1 ] && rmmod pvsched_guest && loaded=0
+		echo "LAB-BENCH-PREPARE $m"
+		sleep "$(param lab.bench_settle)"
+		echo "LAB-BENCH-START $m"
+		cyclictest -m -p 90 -i "$(param lab.bench_interval)" -D "$(param lab.bench_secs)" -q \
+			-h "$(param lab.bench_hist)" --histfile=/tmp/hist > /dev/null 2>&1
+		echo "LAB-BENCH-DONE $m"
+		echo "LAB-BENCH-HIST-BEGIN $m"
+		bin_histfile /tmp/hist
+		echo "LAB-BENCH-HIST-END $m"
+	done
 	dump_dmesg
 	finish
 elif [ "$mode" = overhead ]; then

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from lab.bench import gain_share, markdown, ratio, summarize
-from lab.invm.bench import parse_guest_result, parse_histfile
+from lab.invm.bench import parse_guest_windows, parse_histfile
 
 HIST = """\
 000010 000050
@@ -25,10 +25,13 @@ def test_histfile_percentiles_and_summary() -> None:
     assert h["overflows"] == 1
 
 
-def test_guest_result_between_markers() -> None:
-    console = "boot noise\nLAB-BENCH-HIST-BEGIN\n" + HIST + "LAB-BENCH-HIST-END\nLAB-GUEST-DONE\n"
-    assert parse_guest_result(console)["max_us"] == 34332
-    assert parse_guest_result("LAB-BENCH-HIST-BEGIN only") is None
+def test_guest_windows_between_markers_named_by_mode() -> None:
+    console = ("boot noise\nLAB-BENCH-HIST-BEGIN vanilla\n" + HIST + "LAB-BENCH-HIST-END vanilla\n"
+               "LAB-BENCH-HIST-BEGIN pvsched-nocap\n" + HIST.replace("34332", "999") + "LAB-BENCH-HIST-END pvsched-nocap\n"
+               "LAB-BENCH-HIST-BEGIN static\n000010 000050\n")  # fmt: skip
+    windows = parse_guest_windows(console)
+    assert windows["vanilla"]["max_us"] == 34332 and windows["pvsched-nocap"]["max_us"] == 999
+    assert "static" not in windows  # cut short: no data, not a partial histogram
 
 
 def test_ratios_and_gain_share() -> None:
@@ -40,23 +43,56 @@ def test_ratios_and_gain_share() -> None:
     assert gain_share(800, 700, 848) is None  # load did no harm: no share to claim
 
 
-def _run(avg: float, mx: float, p99: float) -> dict[str, object]:
-    side = {"samples": 10, "avg_us": avg, "p50_us": avg, "p99_us": p99, "max_us": mx, "overflows": 0, "histogram": [[avg, 10]]}
-    return {"guest": side, "host": dict(side), "vm_exits": 1000, "boosts": 5, "error": ""}
+def _window(avg: float, p99: float | None = None, error: str = "") -> dict[str, object]:
+    side = {"samples": 10, "avg_us": avg, "p50_us": avg, "p99_us": p99 or 2 * avg, "max_us": 10 * avg, "overflows": 0,
+            "histogram": [[avg, 10]]}  # fmt: skip
+    return {"guest": side, "host": dict(side), "vm_exits": 1000, "boosts": 5, "throttles": 1, "error": error}
 
 
-def test_summary_and_table_side_by_side() -> None:
-    raw = {"modes": {"idle": _run(848, 7770, 900), "vanilla": _run(2393, 34332, 3000), "pvsched": _run(1000, 9000, 3100)}}
+def _raw(per_mode: dict[str, list[float]], warmup_value: float = 99999.0) -> dict[str, object]:
+    """Round 0 is the warmup (absurd values that must not count), then one round per value."""
+    names = list(per_mode)
+    rounds = [{"round": 0, "order": names, "boot_ok": True, "modes": {m: _window(warmup_value) for m in names}}]
+    for i in range(len(next(iter(per_mode.values())))):
+        order = names[i % len(names) :] + names[: i % len(names)]
+        rounds.append({"round": i + 1, "order": order, "boot_ok": True, "modes": {m: _window(per_mode[m][i]) for m in names}})
+    return {"warmup_rounds": 1, "shipped_cap_us": [500000, 1000000], "rounds": rounds}
+
+
+def test_summary_medians_intervals_and_comparisons() -> None:
+    drift = [1.0, 1.3, 0.8, 1.1, 0.9]
+    raw = _raw({
+        "idle": [800 * d for d in drift],
+        "vanilla": [2400 * d for d in drift],
+        "pvsched": [1200 * d for d in drift],  # half of vanilla in every round
+        "scx": [2400 * d * f for d, f in zip(drift, [1.1, 0.9, 1.05, 0.95, 1.0], strict=True)],  # vanilla within noise
+        "static": [1000 * d for d in drift],
+    })  # fmt: skip
     bench = summarize(raw)
-    r = bench["ratios"]["pvsched"]
-    assert r["guest_avg_ratio"] == 2.39
-    assert r["guest_avg_gain_share"] == 0.902
-    assert r["host_p99_vs_vanilla"] == 1.03
-    assert "idle" not in bench["ratios"] and "vanilla" not in bench["ratios"]
+    assert bench["rounds"] == 5 and bench["warmup_rounds"] == 1
+    pv = bench["modes"]["pvsched"]["guest"]
+    assert pv["avg_us"] == 1200.0  # the median of the rounds; the warmup's 99999 is not among them
+    assert pv["ci95"]["avg_us"]["low"] <= 1200.0 <= pv["ci95"]["avg_us"]["high"]
+    c = bench["comparisons"]["pvsched"]
+    assert abs(c["guest_avg_ratio"]["value"] - 2.0) < 1e-6 and c["guest_avg_ratio"]["low"] > 1.0
+    # (2400 - 1200) / (2400 - 1000) of static's gain, (2400 - 1200) / (2400 - 800) of the idle gap.
+    assert abs(c["guest_avg_share_of_static_gain"]["value"] - 1200 / 1400) < 1e-3
+    assert abs(c["guest_avg_share_of_idle_gain"]["value"] - 0.75) < 1e-3
+    assert "idle" not in bench["comparisons"] and "vanilla" not in bench["comparisons"]
     table = markdown(bench, "nox -s bench")
-    assert "| pvsched | 1000 [21] |" in table  # ours beside RFC v1's published figure
-    assert bench["modes"]["pvsched"]["vm_exits_per_sample"] == 100.0
-    assert "| 100 | 5 / n/a |" in table  # exits per sample, boosts / throttles
+    assert "| pvsched | 1200 [" in table and "(21) |" in table  # ours with its interval, RFC v1's beside
+    # scx: vanilla within noise, so not printed as a number.
+    assert "| scx | not resolved (" in table
+    assert "| pvsched | 2.00 [" in table
+
+
+def test_a_window_without_data_is_no_data_for_the_mode() -> None:
+    raw = _raw({"vanilla": [2400.0, 2500.0], "pvsched": [1200.0, 1300.0]})
+    raw["rounds"][2]["modes"]["pvsched"] = _window(1300.0, error="start: policy did not attach")  # type: ignore[index]
+    bench = summarize(raw)
+    assert bench["modes"]["pvsched"]["guest"] is None
+    assert bench["modes"]["pvsched"]["errors"] == ["start: policy did not attach"]
+    assert "guest_avg_ratio" not in bench["comparisons"]["pvsched"]
 
 
 def test_exits_per_switch_with_and_without_the_driver() -> None:
