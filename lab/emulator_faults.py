@@ -72,7 +72,7 @@ CURRENT_TASK_SYMBOL = "pcpu_hot"
 # "Emulator control"; tests/unit/test_emulator_control.py holds this to the
 # table): only these may excuse an attempt. A sign seen only with our code
 # attached is ours until a control shows otherwise.
-ATTRIBUTABLE: frozenset[str] = frozenset()
+ATTRIBUTABLE: frozenset[str] = frozenset({"nmi-never-left", "wild-return-from-halt"})
 
 # Where the sign was found; line 0: at the end of the attempt (a CPU dump
 # or a watchdog report, which describe the machine as it was stopped).
