@@ -98,3 +98,36 @@ WILD_RETURN_FROM_HALT_OOPS = """[   40.578253] BUG: unable to handle page fault 
 [   40.600657] CR2: ffff8c8b919a899a
 [   40.601007] ---[ end trace 0000000000000000 ]---
 """
+
+# Level 1, mutants-20261202T220256Z's unmodified tree (the patched kernel):
+# the same return from HLT, to 0x1e0.
+WILD_RETURN_FROM_HALT_LOW_OOPS = """[   71.005051] BUG: kernel NULL pointer dereference, address: 00000000000001e0
+[   71.007151] #PF: supervisor instruction fetch in kernel mode
+[   71.007739] #PF: error_code(0x0010) - not-present page
+[   71.008025] PGD 0 P4D 0
+[   71.009048] Oops: Oops: 0010 [#1] SMP
+[   71.016702] CPU: 1 UID: 0 PID: 0 Comm: swapper/1 Not tainted 6.12.117-pvsched-lab+ #1
+[   71.018451] RIP: 0010:0x1e0
+[   71.021602] Code: Unable to access opcode bytes at 0x1b6.
+[   71.021808] RSP: 0018:ffffc900000a3e80 EFLAGS: 00000046
+[   71.022029] RAX: ffff88810137e000 RBX: 0000000000000000 RCX: 0000000000000000
+[   71.022266] RDX: 0000000000000000 RSI: 0000000055555554 RDI: 0000000000000000
+[   71.022477] RBP: 0000000000000000 R08: 0000000000000000 R09: 0000000000000000
+[   71.022670] R10: 0000000000000000 R11: ffffc9000020fdb8 R12: ffff8880002f6000
+[   71.025805] R13: 0000000000000001 R14: 0000000000000000 R15: 0000000000000000
+[   71.026125] FS:  0000000000000000(0000) GS:ffff88813cd00000(0000) knlGS:0000000000000000
+[   71.026364] CS:  0010 DS: 0000 ES: 0000 CR0: 0000000080050033
+[   71.026521] CR2: 00000000000001e0 CR3: 0000000103d40000 CR4: 00000000007506b0
+[   71.026814] PKRU: 55555554
+[   71.027009] Call Trace:
+[   71.027864]  <TASK>
+[   71.028067]  ? pv_native_safe_halt+0x17/0x18
+[   71.028430]  ? do_idle+0x136/0x13e
+[   71.028561]  ? cpu_startup_entry+0x2d/0x2f
+[   71.028682]  ? start_secondary+0xdf/0xdf
+[   71.028799]  ? common_startup_64+0x13b/0x148
+[   71.028961]  </TASK>
+[   71.029119] Modules linked in:
+[   71.033171] CR2: 00000000000001e0
+[   71.033617] ---[ end trace 0000000000000000 ]---
+"""

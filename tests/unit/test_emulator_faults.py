@@ -120,5 +120,8 @@ def test_wild_return_from_halt_needs_the_idle_task_its_halt_and_a_raw_address() 
     assert emulator_faults.wild_return_from_halt(called) == (0, "")
     # A symbolized RIP is an ordinary oops in known code.
     assert emulator_faults.wild_return_from_halt(oops.replace("RIP: 0010:0xffff8c8b919a899a", "RIP: 0010:do_idle+0x10/0x13e")) == (0, "")
+    from oops_samples import WILD_RETURN_FROM_HALT_LOW_OOPS as low
+
+    assert emulator_faults.wild_return_from_halt(low)[1] == "0x1e0"
     # A data access, not an instruction fetch.
     assert emulator_faults.wild_return_from_halt(oops.replace("supervisor instruction fetch", "supervisor read access")) == (0, "")
