@@ -26,6 +26,7 @@ import json
 import os
 import re
 import signal
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -362,3 +363,7 @@ def main(config_path: str) -> int:
     (out / "bench-level1.json").write_text(json.dumps(results, indent=2) + "\n")
     print(LEVEL1_DONE, flush=True)
     return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1]))

@@ -56,3 +56,14 @@ def test_level_one_needs_only_the_stdlib_and_the_shared_modules() -> None:
 
 def test_the_protocol_imports_nothing() -> None:
     assert non_stdlib(imports(LAB / "protocol.py")) == set()
+
+
+def test_every_level1_entry_point_runs_as_a_script() -> None:
+    """Level 1 runs `python -m lab.invm.<module>`: a module without its
+    __main__ block exits 0 having done nothing (seen: a bench that ran no round)."""
+    import re
+
+    entries = set(re.findall(r'"(lab\.invm\.\w+)"', "".join(p.read_text() for p in LAB.glob("*.py"))))
+    assert entries, "no level-1 entry point named by the host"
+    missing = [e for e in sorted(entries) if 'if __name__ == "__main__":' not in (REPO / (e.replace(".", "/") + ".py")).read_text()]
+    assert missing == []
