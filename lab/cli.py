@@ -262,11 +262,14 @@ def main(argv: list[str] | None = None) -> int:
 
 def _main(argv: list[str] | None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if "--container" in argv:
+    # `--container` is the lab's option only before a `--` (after it, the
+    # words belong to a command, e.g. `boot -- CMD --container`).
+    lab_part = argv[: argv.index("--")] if "--" in argv else argv
+    if "--container" in lab_part:
         # Any command, run inside the toolchain image with the same paths.
         from lab.container import in_container, run_lab
 
-        argv.remove("--container")
+        del argv[lab_part.index("--container")]
         try:
             if in_container():
                 raise LabError("--container given inside the lab's container", fix="drop --container")

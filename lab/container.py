@@ -28,6 +28,8 @@ PODMAN_CONF = IMAGE_DIR / "podman-containers.conf"
 IMAGE_NAME = "localhost/pvsched-lab"
 SUITE = "trixie"
 IN_CONTAINER_ENV = "PVSCHED_LAB_IN_CONTAINER"
+# "ENGINE IMAGE": what the lab inside the container records as its runtime.
+RUNTIME_ENV = "PVSCHED_LAB_RUNTIME"
 
 
 def read_packages(path: Path = PACKAGES) -> list[str]:
@@ -53,6 +55,14 @@ def image_tag(files: tuple[Path, ...] = (PACKAGES, CONTAINERFILE)) -> str:
 
 def in_container() -> bool:
     return os.environ.get(IN_CONTAINER_ENV) == "1"
+
+
+def runtime() -> dict[str, str]:
+    """Where this lab process runs, for summary.json: native, or the engine and image."""
+    if not in_container():
+        return {"kind": "native"}
+    engine, _, image = os.environ.get(RUNTIME_ENV, "unknown unknown").partition(" ")
+    return {"kind": "container", "engine": engine, "image": image}
 
 
 def host_mirror(sources: tuple[Path, ...] = (Path("/etc/apt/sources.list"), Path("/etc/apt/sources.list.d"))) -> str | None:
@@ -181,6 +191,7 @@ def run_lab(argv: list[str], engine_name: str | None = None) -> int:
     env = {
         "PVSCHED_LAB_CACHE": str(cache),
         IN_CONTAINER_ENV: "1",
+        RUNTIME_ENV: f"{engine.name} {tag}",
         "PYTHONUNBUFFERED": "1",  # progress lines reach the terminal as they happen
         # The workspace and cache may belong to another uid (CI runners).
         "GIT_CONFIG_COUNT": "1",

@@ -30,6 +30,7 @@ from lab.bpf import build_bpf
 from lab.build import KernelBuild, KernelBuilder
 from lab.cache import Store
 from lab.container import in_container
+from lab.container import runtime as container_runtime
 from lab.errors import LabError
 from lab.guest import build_guest
 from lab.initramfs import build_initramfs, with_libraries
@@ -147,7 +148,7 @@ class Pipeline:
         self.run_dir = RESULTS_DIR / new_run_id()
         self.runner = Runner(self.run_dir / "logs")
         now = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
-        self.record = RunRecord(run_id=self.run_dir.name, started=now, profile=opts.profile)
+        self.record = RunRecord(run_id=self.run_dir.name, started=now, profile=opts.profile, runtime=container_runtime())
         ui.info(f"run {self.record.run_id}: results in {self.run_dir}")
         self.source_manager: SourceManager | None = None
         self.system_map: Path | None = None  # the host kernel's, once built: emulator signs need it
@@ -278,7 +279,8 @@ class Pipeline:
             with self.step(f"build {name}"):
                 # The container's compiler gets its own build directory: sharing one
                 # with the host's would rebuild everything at each switch.
-                tag = self.opts.build_tag or self.opts.profile + ("-container" if in_container() else "")
+                # A bisect's build tag too: its O= directory is as compiler-bound.
+                tag = (self.opts.build_tag or self.opts.profile) + ("-container" if in_container() else "")
                 builds[name] = builder.build(name, tree, configs[name], profile=tag)
             b = builds[name]
             ui.info(f"{name} kernel: cache {'hit' if b.cache_hit else 'miss'}, {b.seconds:.0f} s")

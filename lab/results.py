@@ -37,6 +37,7 @@ class RunRecord:
     build: dict[str, dict[str, object]] = field(default_factory=dict)
     reproducible: dict[str, object] | None = None
     levels: dict[str, dict[str, object]] = field(default_factory=dict)
+    runtime: dict[str, str] = field(default_factory=lambda: {"kind": "native"})  # or container: engine, image
     cases: list[Case] = field(default_factory=list)
     splats: list[Splat] = field(default_factory=list)
     bench: dict[str, Any] | None = None
@@ -80,6 +81,7 @@ class RunRecord:
             "finished": self.finished,
             "status": self.status,
             "profile": self.profile,
+            "runtime": self.runtime,
             "failed_step": self.failed_step,
             "source": self.source,
             "build": self.build,

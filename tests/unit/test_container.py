@@ -75,3 +75,26 @@ def test_missing_engine_is_a_clear_error(monkeypatch: pytest.MonkeyPatch, tmp_pa
     with pytest.raises(LabError, match="no working container engine") as exc:
         container.detect(Runner(tmp_path / "logs"))
     assert "apt-get install -y podman" in str(exc.value)
+
+
+def test_container_is_the_labs_option_only_before_the_command(monkeypatch: pytest.MonkeyPatch) -> None:
+    from lab import cli
+
+    calls: list[list[str]] = []
+    monkeypatch.setattr(container, "run_lab", lambda argv, engine=None: calls.append(argv) or 0)
+    monkeypatch.setattr(container, "in_container", lambda: False)
+    assert cli._main(["run", "--container", "--no-retry"]) == 0
+    assert calls == [["run", "--no-retry"]]
+    # After `--`, `--container` is a word of the command run in level 1, not the lab's option.
+    seen: list[object] = []
+    monkeypatch.setattr(cli, "boot", lambda args: seen.append(args.cmd) or 0)
+    assert cli._main(["boot", "--", "echo", "--container"]) == 0
+    assert calls == [["run", "--no-retry"]] and seen == [["--", "echo", "--container"]]
+
+
+def test_the_runtime_is_recorded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(container.IN_CONTAINER_ENV, raising=False)
+    assert container.runtime() == {"kind": "native"}
+    monkeypatch.setenv(container.IN_CONTAINER_ENV, "1")
+    monkeypatch.setenv(container.RUNTIME_ENV, "podman localhost/pvsched-lab:0123456789abcdef")
+    assert container.runtime() == {"kind": "container", "engine": "podman", "image": "localhost/pvsched-lab:0123456789abcdef"}
