@@ -43,12 +43,6 @@ def _options(args: argparse.Namespace) -> Options:
     for name in ("guest_cpus", "guest_mem_mb", "reprobe"):
         if hasattr(args, name):
             setattr(opts, name, getattr(args, name))
-    if opts.profile == "debug":
-        # KASAN and lockdep make every boot several times slower.
-        opts.level2_kvm_timeout *= 3
-        opts.level2_tcg_timeout *= 3
-        opts.level1.run_timeout *= 3
-        opts.level1.tcg_probe_timeout *= 3
     if getattr(args, "level1_timeout", None):
         opts.level1.run_timeout = args.level1_timeout
     if getattr(args, "level1_cpu", None):

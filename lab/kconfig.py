@@ -11,6 +11,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from lab import profiles
 from lab.errors import LabError
 
 _SET = re.compile(r"^(CONFIG_[A-Za-z0-9_]+)=(.*)$")
@@ -19,18 +20,6 @@ _UNSET = re.compile(r"^# (CONFIG_[A-Za-z0-9_]+) is not set$")
 # Which fragments make each kernel, in merge order.  Host and guest carry the
 # same options on purpose (the guest can nest KVM, the host boots under
 # virtme-ng with virtio and 9p), so by default both are one build.
-PROFILES: dict[str, dict[str, list[str]]] = {
-    "default": {
-        "host": ["common", "host", "guest"],
-        "guest": ["common", "guest", "host"],
-    },
-    "debug": {
-        "host": ["common", "host", "guest", "debug"],
-        "guest": ["common", "guest", "host", "debug"],
-    },
-}
-
-
 def parse_config(text: str) -> dict[str, str]:
     """Options of a fragment or .config; "n" stands for `# ... is not set`."""
     options: dict[str, str] = {}
@@ -53,10 +42,8 @@ class Fragment:
 
 
 def fragments_for(config_dir: Path, profile: str, kernel: str) -> list[Fragment]:
-    if profile not in PROFILES:
-        raise LabError(f"unknown profile '{profile}'", fix=f"use one of {', '.join(PROFILES)}")
     frags = []
-    for name in PROFILES[profile][kernel]:
+    for name in profiles.get(profile).fragments[kernel]:
         path = config_dir / f"{name}.config"
         if not path.exists():
             raise LabError(f"config fragment {path} is missing", fix=f"restore it: git checkout {path}")

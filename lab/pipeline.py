@@ -23,7 +23,7 @@ from typing import Any
 from rich.markup import escape
 
 from lab import attempts as attempts_lib
-from lab import doctor, emulator_faults, kconfig, stress_resume, ui
+from lab import doctor, emulator_faults, kconfig, profiles, stress_resume, ui
 from lab.bench import write as write_bench
 from lab.bench_stats import round_orders
 from lab.bpf import build_bpf
@@ -69,6 +69,14 @@ class Options:
     tree_name: str | None = None  # names the source tree directory; default: one per source
     # (clone, ref): build that commit of a clone of the lab's own tree as it is (bisect)
     lab_tree_commit: tuple[str, str] | None = None
+
+    def __post_init__(self) -> None:
+        # The profile's VM timeouts, whoever builds the Options (the CLI, a bisect step).
+        factor = profiles.get(self.profile).timeout_factor
+        self.level2_kvm_timeout *= factor
+        self.level2_tcg_timeout *= factor
+        self.level1 = replace(self.level1, run_timeout=self.level1.run_timeout * factor,
+                              tcg_probe_timeout=self.level1.tcg_probe_timeout * factor)  # fmt: skip
 
 
 class StepFailed(Exception):
@@ -279,8 +287,7 @@ class Pipeline:
             with self.step(f"build {name}"):
                 # The container's compiler gets its own build directory: sharing one
                 # with the host's would rebuild everything at each switch.
-                # A bisect's build tag too: its O= directory is as compiler-bound.
-                tag = (self.opts.build_tag or self.opts.profile) + ("-container" if in_container() else "")
+                tag = profiles.build_tag(self.opts.profile, self.opts.build_tag, in_container())
                 builds[name] = builder.build(name, tree, configs[name], profile=tag)
             b = builds[name]
             ui.info(f"{name} kernel: cache {'hit' if b.cache_hit else 'miss'}, {b.seconds:.0f} s")
