@@ -184,7 +184,7 @@ def markdown(bench: dict[str, Any], command: str) -> str:
 
         avg = cell(g, "avg_us") + (f" ({pub['avg_us']})" if pub else "")
         counts = "-" if name not in ("pvsched", "pvsched-nocap", "scx") else (
-            f"{_fmt(_median(m.get('boosts')))} / {_fmt(_median(m.get('throttles')))}")  # fmt: skip
+            f"{_count(_median(m.get('boosts')))} / {_count(_median(m.get('throttles')))}")  # fmt: skip
         lines.append(f"| {name} | {avg} | {cell(g, 'p99_us')} | {cell(g, 'max_us')} | {cell(h, 'p99_us')} | {counts} |")
     lines += [
         "",
@@ -220,6 +220,10 @@ def markdown(bench: dict[str, Any], command: str) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _count(v: float | None) -> str:
+    return "n/a" if v is None else f"{v:.0f}"
 
 
 def _median(values: list[Any] | None) -> float | None:

@@ -14,6 +14,9 @@ from dataclasses import dataclass
 
 RESAMPLES = 4000
 CONFIDENCE = 0.95
+# Fewer rounds than this give no interval at all: a resample of one or two
+# rounds is the data again, an interval of zero width that proves nothing.
+MIN_ROUNDS = 3
 
 
 def round_orders(modes: Sequence[str], rounds: int) -> list[list[str]]:
@@ -54,10 +57,10 @@ def bootstrap(
 ) -> Interval | None:
     """`statistic` of the rounds, with a percentile bootstrap interval over
     rounds: every resample draws round indices with replacement and applies
-    them to every column alike (paired). None without data or when the
-    statistic is undefined on the data itself."""
+    them to every column alike (paired). None with fewer than MIN_ROUNDS
+    rounds or when the statistic is undefined on the data itself."""
     n = len(next(iter(columns.values()), []))
-    if n == 0 or any(len(c) != n for c in columns.values()):
+    if n < MIN_ROUNDS or any(len(c) != n for c in columns.values()):
         return None
     point = statistic(columns)
     if point is None:

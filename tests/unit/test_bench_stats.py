@@ -25,6 +25,7 @@ def test_bootstrap_interval_of_a_median_holds_the_median_and_narrows_with_agreei
     assert spread.low >= 90.0 and spread.high <= 160.0  # a median's resamples stay within the data
     assert tight.high - tight.low < (spread.high - spread.low) / 5
     assert bs.median_interval([]) is None
+    assert bs.median_interval([120.0, 130.0]) is None  # two rounds: no interval, not a zero-width one
 
 
 def test_a_constant_effect_is_resolved_and_noise_is_not() -> None:
