@@ -34,6 +34,8 @@ from lab.errors import LabError
 from lab.paths import cache_dir
 from lab.pipeline import Options, Pipeline, StepFailed
 from lab.runner import Runner
+from lab.suites import bench as bench_suite
+from lab.suites import functional
 
 ABORT = 128
 # A bench step measures its one mode this many times and judges the median.
@@ -100,10 +102,10 @@ def judge_once(state: BisectState, src: Path) -> tuple[int | None, dict[str, Any
     pipe = Pipeline(opts)
     if crit.bench:
         mode = crit.bench_parts()[0]
-        pipe.bench({"duration": crit.duration, "rounds": BISECT_BENCH_ROUNDS, "warmup": 0, "settle_s": 5, "interval_us": 500,
+        bench_suite.run(pipe, {"duration": crit.duration, "rounds": BISECT_BENCH_ROUNDS, "warmup": 0, "settle_s": 5, "interval_us": 500,
                     "hist_us": 100000, "modes": [mode], "overhead_rounds": 0, "load_workers": 1})  # fmt: skip
     else:
-        pipe.run_all()
+        functional.run(pipe)
     record = pipe.record
     info: dict[str, Any] = {"run": str(pipe.run_dir), "status": record.status}
     failed = record.failed_step

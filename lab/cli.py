@@ -290,7 +290,9 @@ def _main(argv: list[str] | None) -> int:
 
             return mutants.run(args.only, [a for a in args.lab_args if a != "--"], control=not args.no_control)
         if args.command == "kernel":
-            return Pipeline(_options(args)).kernel_only(args.check_reproducible)
+            from lab.suites import kernel as kernel_suite
+
+            return kernel_suite.run(Pipeline(_options(args)), args.check_reproducible)
         if args.command == "boot":
             return boot(args)
         if args.command in ("bisect", "bisect-step"):
@@ -315,7 +317,9 @@ def _main(argv: list[str] | None) -> int:
                 "overhead_rounds": args.overhead_rounds,
                 "load_workers": args.load_workers,
             }
-            return Pipeline(_options(args)).bench(opts)
+            from lab.suites import bench as bench_suite
+
+            return bench_suite.run(Pipeline(_options(args)), opts)
         if args.command == "emulator-control":
             from lab.emulator_control import ControlRun
 
@@ -340,8 +344,12 @@ def _main(argv: list[str] | None) -> int:
             options = _options(args)
             if args.level1_timeout is None:
                 options.level1.run_timeout = max(options.level1.run_timeout, 2400.0)
-            return Pipeline(options).stress(opts)
-        return Pipeline(_options(args)).run_all()
+            from lab.suites import stress as stress_suite
+
+            return stress_suite.run(Pipeline(options), opts)
+        from lab.suites import functional
+
+        return functional.run(Pipeline(_options(args)))
     except LabError as exc:
         ui.failure("error:", str(exc))
         return 2

@@ -176,7 +176,7 @@ class ControlRun:
             assert pipe.record.failed_step is not None
             lost = pipe.record.failed_step["message"].splitlines()[0]
             pipe.record.failed_step = None  # a lost boot is what this counts, not a failed step
-        pipe._keep_cpu_dump(out)
+        pipe.keep_cpu_dump(out)
         row = {"cell": cell.name, "run": number, "seconds": round(time.monotonic() - start, 1), "dir": out.name,
                **classify(out, str(cell.levels["accel"]), cell.system_map, lost, report)}  # fmt: skip
         shown = sorted(events(row)) or ["clean"]

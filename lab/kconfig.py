@@ -17,6 +17,7 @@ from lab.errors import LabError
 _SET = re.compile(r"^(CONFIG_[A-Za-z0-9_]+)=(.*)$")
 _UNSET = re.compile(r"^# (CONFIG_[A-Za-z0-9_]+) is not set$")
 
+
 # Which fragments make each kernel, in merge order.  Host and guest carry the
 # same options on purpose (the guest can nest KVM, the host boots under
 # virtme-ng with virtio and 9p), so by default both are one build.

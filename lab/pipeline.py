@@ -2,7 +2,10 @@
 -> probe -> boot level 1 (which boots level 2) -> scan -> results.
 
 Each step runs inside `Pipeline.step`, which records which step failed and
-where its log is, so the last lines of a failed run say exactly that.
+where its log is, so the last lines of a failed run say exactly that. The
+suites (lab/suites/: functional, bench, stress, kernel) run after the
+shared steps through `Pipeline.run_suite`; the record of an attempt (kept,
+judged, excused) is here, the rules of judging in lab.attempts.
 """
 
 from __future__ import annotations
@@ -11,7 +14,6 @@ import datetime as dt
 import json
 import re
 import secrets
-import shutil
 import time
 import traceback
 from collections.abc import Callable, Iterator
@@ -23,12 +25,9 @@ from typing import Any
 from rich.markup import escape
 
 from lab import attempts as attempts_lib
-from lab import doctor, emulator_faults, kconfig, profiles, stress_resume, ui
-from lab.bench import write as write_bench
-from lab.bench_stats import round_orders
+from lab import doctor, emulator_faults, kconfig, profiles, ui
 from lab.bpf import build_bpf
 from lab.build import KernelBuild, KernelBuilder
-from lab.cache import Store
 from lab.container import in_container
 from lab.container import runtime as container_runtime
 from lab.errors import LabError
@@ -37,7 +36,6 @@ from lab.initramfs import build_initramfs, with_libraries
 from lab.ktap import Case
 from lab.lockfile import Lock, SourceLock, load_lock
 from lab.paths import CONFIG_DIR, LOCK_FILE, PATCH_DIR, RESULTS_DIR, cache_dir
-from lab.protocol import STRESS_COUNTER_PARTS, STRESS_PARTIAL_REPORT
 from lab.results import RunRecord, write_results
 from lab.runner import Runner
 from lab.source import SourceManager, SourceTree
@@ -102,38 +100,6 @@ def _printk_seconds(line: str) -> float | None:
     """The timestamp of a kernel log line ("[  137.283898] ..."), or None."""
     m = re.match(r"\s*\[\s*(\d+\.\d+)\]", line)
     return float(m[1]) if m else None
-
-
-def stress_markdown(report: dict[str, Any]) -> str:
-    lines = ["## Stress", "", "| part | level-1 boot | rounds | failures | lost rounds | seconds | details |",
-             "| --- | --- | --- | --- | --- | --- | --- |"]  # fmt: skip
-    for p in report["parts"]:
-        details = ", ".join(f"{k}={v}" for k, v in p["details"].items() if not isinstance(v, dict))
-        lines.append(f"| {p['name']} | {p.get('attempt', 1)} | {p['rounds']} | {len(p['failures'])} | {len(p.get('lost', []))} | "
-                     f"{p['seconds']} | {details} |")  # fmt: skip
-    for i, a in enumerate(report.get("attempts", []), 1):
-        lost = f"; lost to the emulator: {'; '.join(a['emulator'])}" if a.get("emulator") else ""
-        if "failed_parts" in a:
-            what = f"finished, and was run again for {sorted(a['failed_parts'])} ({a['failed'][0]})"
-        else:
-            what = f"ended early ({a['failed'][0]}) after {a.get('finished_parts') or 'no part'}"
-        lines.append(f"\nlevel-1 boot {i} {what}{lost}; kept in `{a['dir']}`")
-    for p in report["parts"]:
-        for kept in p.get("kept_from", []):
-            dropped = f"; its failures, run again: {kept['failures_not_kept']}" if kept["failures_not_kept"] else ""
-            lines.append(f"\n{p['name']}: {kept['rounds']} clean rounds kept from level-1 boot {kept['attempt']}{dropped}")
-    for p in report["parts"]:
-        for name, run in p["details"].items():
-            if isinstance(run, dict):
-                lines.append(f"\n{p['name']} {name}: " + ", ".join(f"{k}={v}" for k, v in run.items()))
-
-    def counts(end: dict[str, Any]) -> str:
-        return ", ".join(f"{k}={v if not isinstance(v, list) else len(v)}" for k, v in end.items())
-
-    for i, end in enumerate(report.get("earlier_end_states", []), 1):
-        lines += ["", f"End state of finished boot {i}: {counts(end)}"]
-    lines += ["", f"End state: {counts(report['end_state'])}"]
-    return "\n".join(lines)
 
 
 COARSE_CLOCK_S = 0.02  # at least one tick at HZ=100
@@ -374,7 +340,7 @@ class Pipeline:
             self.record.levels["1"].update({"boot_seconds": ready, "exit_status": result.returncode})
             report_path = out / report
             if not report_path.exists():
-                self._scan(result.output, "level1", "vm/level1-console.log")
+                self.scan_log(result.output, "level1", "vm/level1-console.log")
                 why = "timed out" if result.timed_out else f"exit status {result.returncode}"
                 # Its console is the only witness (CI keeps just this output).
                 raise LabError(
@@ -384,21 +350,21 @@ class Pipeline:
         data: dict[str, Any] = json.loads(report_path.read_text())
         return data
 
-    def _keep_cpu_dump(self, out: Path) -> None:
+    def keep_cpu_dump(self, out: Path) -> None:
         """Level 1's CPU dumps (at most two per boot, lab.vm) go with its attempt."""
         for dump in self.runner.log_dir.glob("level1-cpus*.txt"):
             dump.rename(out / dump.name)
 
-    def _level1_accel(self) -> str:
+    def level1_accel(self) -> str:
         return str(self.record.levels.get("1", {}).get("accel", ""))
 
-    def _judge(self, out: Path, failed_checks: list[tuple[str, str]], first_splat: int, lost: str) -> attempts_lib.Judgement:
+    def judge_attempt(self, out: Path, failed_checks: list[tuple[str, str]], first_splat: int, lost: str) -> attempts_lib.Judgement:
         """Judge a failed attempt whose files are in `out` (lab.attempts)."""
-        signs = emulator_faults.find(out, self._level1_accel(), emulator_faults.read_symbols(self.system_map))
+        signs = emulator_faults.find(out, self.level1_accel(), emulator_faults.read_symbols(self.system_map))
         failures = attempts_lib.failures_of(out, failed_checks, self.record.splats[first_splat:], lost)
         return attempts_lib.judge(out, signs, failures)
 
-    def _excuse(self, first_splat: int, first_case: int, kept: str, why: str) -> None:
+    def excuse_attempt(self, first_splat: int, first_case: int, kept: str, why: str) -> None:
         """The splats and checks recorded since the given indexes came from an
         attempt lost to the emulator: listed as such (skipped, with why), not failing the run."""
         self.record.splats[first_splat:] = [
@@ -411,13 +377,13 @@ class Pipeline:
                 case = replace(case, status="skipped", message=f"{why}; {case.message}")
             self.record.cases[i] = case
 
-    def _keep_attempt(self, out: Path, number: int) -> Path:
+    def keep_attempt(self, out: Path, number: int) -> Path:
         kept = out.with_name(f"vm-attempt{number}")
         out.rename(kept)
         out.mkdir()
         return kept
 
-    def _scan_level2(self, out: Path) -> None:
+    def scan_level2(self, out: Path) -> None:
         """Every level-2 console of the attempt (each guest, each try), its dmesg part."""
         found: list[Splat] = []
         for console in sorted(out.glob("level2-console-*.log")):
@@ -426,278 +392,20 @@ class Pipeline:
         detail = "; ".join(f"{s.kind}: {s.line}" for s in found[:3])
         self.record.cases.append(Case("no_splats_level2", "level2", "failed" if found else "passed", detail))
 
-    def run_vms(self, tree: SourceTree, builds: dict[str, KernelBuild]) -> None:
-        level1, cfg, out = self.prepare_vms(tree, builds)
-        # An attempt that failed is run again only when every failure in it
-        # is explained by a sign of the emulated CPU (lab.attempts); then its
-        # checks are kept as skipped and its splats as attributed, with the
-        # sign. Without such evidence, and always in the last attempt, the
-        # verdict stands and the run fails.
-        attempts: list[dict[str, Any]] = self.record.attempts
-        while True:
-            first_splat, first_case = len(self.record.splats), len(self.record.cases)
-            lost, report = "", None
-            try:
-                report = self.boot_level1(level1, "lab.invm.level1", cfg, out, "level1.json")
-            except StepFailed:
-                assert self.record.failed_step is not None
-                lost = self.record.failed_step["message"].splitlines()[0]
-            self._keep_cpu_dump(out)
-            if report is not None:
-                self.record.levels["2"] = report["level2"]
-                self.record.cases.extend(Case.from_dict(c) for c in report["tests"])
-                self._scan((out / "level1-dmesg.txt").read_text(), "level1", "vm/level1-dmesg.txt")
-            self._scan_level2(out)
-            failed = [(c.level, c.name) for c in self.record.cases[first_case:]
-                      if c.status == "failed" and not c.name.startswith("no_splats_")]  # fmt: skip
-            if not failed and not lost:
-                break  # passed, or failed on splats alone: no rerun either way
-            judgement = self._judge(out, failed, first_splat, lost)
-            attempt: dict[str, Any] = {"failed": [f"{lv}/{n}" for lv, n in failed] + ([lost] if lost else []),
-                                       "evidence": [e.describe() for e in judgement.evidence], "verdict": judgement.summary()}  # fmt: skip
-            if not judgement.excused or len(attempts) >= self.opts.vm_retries:
-                attempt["dir"] = str(out)
-                if judgement.excused:
-                    attempt["verdict"] = "the last attempt is never excused; " + judgement.summary()
-                attempts.append(attempt)
-                ui.info(f"attempt {len(attempts)} failed and stands ({attempt['verdict']})")
-                if lost:
-                    raise StepFailed("boot level 1")
-                break
-            self.record.failed_step = None
-            kept = self._keep_attempt(out, len(attempts) + 1)
-            attempt["dir"] = str(kept)
-            attempts.append(attempt)
-            self._excuse(first_splat, first_case, kept.name, f"attempt {len(attempts)} {judgement.summary()}")
-            ui.info(f"attempt {len(attempts)} {judgement.summary()}; rerunning the VM stage (kept in {kept})")
-        # Per-vCPU statistics the policies exported (their loaders' last dump).
-        for name in ("boost", "scx"):
-            stats = out / f"pvsched-{name}-stats.json"
-            if stats.exists():
-                self.record.policies[name] = json.loads(stats.read_text())["vcpus"]
-
-    def run_bench(self, tree: SourceTree, builds: dict[str, KernelBuild], bench_opts: dict[str, Any]) -> None:
-        binaries = {f"bin/{name}": Path(shutil.which(name) or f"/usr/bin/{name}") for name in ("cyclictest", "hackbench")}
-        level1, cfg, out = self.prepare_vms(tree, builds, binaries)
-        cfg.update(bench_opts)
-        cfg["boost_loader"] = cfg["pvsched"]["loader"]
-        cfg["scx_loader"] = cfg["pvsched"]["scx_loader"]
-        # The host chooses every round's order; level 1 follows it.
-        cfg["orders"] = round_orders(list(bench_opts["modes"]), int(bench_opts["warmup"]) + int(bench_opts["rounds"]))
-        raw = self.boot_level1(level1, "lab.invm.bench", cfg, out, "bench-level1.json")
-        command = "nox -s bench -- " + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in bench_opts.items() if k != "modes")
-        bench, md = write_bench(self.run_dir, raw, command)
-        self.record.bench = bench
-        self.record.extra_markdown = md
-        for name, m in bench["modes"].items():
-            # Every measured round must have measured the mode: a missing window is no data.
-            ok = bool(m.get("guest")) and bool(m.get("host")) and not m.get("errors") and m["rounds"] == bench_opts["rounds"]
-            why = (
-                f"{m['rounds']} of {bench_opts['rounds']} rounds, guest={bool(m.get('guest'))} host={bool(m.get('host'))} {m.get('errors')}"
-            )
-            self.record.cases.append(Case(f"bench_{name}_measured", "level1", "passed" if ok else "failed", "" if ok else why))
-        lost = bench["rounds_lost"]
-        self.record.cases.append(Case("bench_rounds_booted", "level1", "failed" if lost else "passed", str(lost) if lost else ""))
-        # A splat anywhere during the bench fails it, as in a test run.
-        self._scan((out / "level1-console.log").read_text(errors="replace"), "level1", "vm/level1-console.log")
-        dmesg = "".join(p.read_text() for p in sorted(out.glob("level2-console-bench-*.log")))
-        self._scan(dmesg, "level2", "vm/level2-console-bench-*.log")
-
-    def run_stress(self, tree: SourceTree, builds: dict[str, KernelBuild], stress_opts: dict[str, Any]) -> None:
-        binaries = {f"bin/{name}": Path(shutil.which(name) or f"/usr/bin/{name}") for name in ("cyclictest",)}
-        level1, cfg, out = self.prepare_vms(tree, builds, binaries)
-        if "pvsched" not in cfg:
-            raise LabError("the stress suite needs the pvsched patches (include/uapi/linux/pvsched.h)", fix="restore kernel/patches/series")
-        cfg.update(stress_opts)
-        report = self._stress_attempts(level1, cfg, out)
-        self.record.stress = report
-        for part in report["parts"]:
-            lost = part.get("lost", [])
-            ok = stress_resume.part_passed(part)
-            why = "; ".join(part["failures"][:5] + ([f"{len(lost)} rounds lost: {lost[0]}"] if lost else []))
-            self.record.cases.append(Case(f"stress_{part['name']}", "level1", "passed" if ok else "failed",
-                                          f"{part['rounds']} rounds; {why}".rstrip("; "), part["seconds"]))  # fmt: skip
-        # Boots that finished before a rerun left their state too: all must be clean.
-        end = stress_resume.merged_end_state([*report.get("earlier_end_states", []), report["end_state"]])
-        checks = {
-            "stress_end_no_registered_areas": (end["registered_areas"] == 0, f"{end['registered_areas']} areas registered"),
-            "stress_end_no_vm_left": (
-                end["vms_left"] == [] and not end["qemu_processes_left"],
-                f"VMs {end['vms_left']}, qemu processes {end['qemu_processes_left']}",
-            ),  # fmt: skip
-            "stress_end_sched_ext_disabled": (end["scx_state"] in ("disabled", "unavailable"), f"state {end['scx_state']}"),
-        }
-        counters_read = bool({part["name"] for part in report["parts"]} & STRESS_COUNTER_PARTS)  # not with `--parts churn`
-        if counters_read:
-            checks["stress_counters_consistent"] = (
-                not end["inconsistent_counters"] and end["counter_snapshots"] > 0,
-                f"{end['counter_snapshots']} snapshots; {end['inconsistent_counters'][:3]}",
-            )  # fmt: skip
-        for name, (ok, why) in checks.items():
-            self.record.cases.append(Case(name, "level1", "passed" if ok else "failed", "" if ok else why))
-        if not counters_read:
-            why = f"no part that reads the per-vCPU counters ran (of {sorted(STRESS_COUNTER_PARTS)})"
-            self.record.cases.append(Case("stress_counters_consistent", "level1", "skipped", why))
-        self.record.extra_markdown = stress_markdown(report)
-        self._scan((out / "level1-dmesg.txt").read_text(), "level1", "vm/level1-dmesg.txt")
-        self._scan_level2(out)
-
-    def _stress_attempts(self, level1: Level1, cfg: dict[str, Any], out: Path) -> dict[str, Any]:
-        """Run the stress parts in level 1. A boot lost on the way, or one that
-        finished with failed parts, is rebooted for the parts it had not
-        finished or that failed only when lab.attempts excuses it (every
-        failure explained by an emulator sign), up to vm_retries times. Parts
-        keep their results from the boot that ran them; each attempt is kept
-        and listed, and the last boot is never excused."""
-        remaining = list(cfg["parts"])
-        done: list[dict[str, Any]] = []
-        snapshots, inconsistent = 0, []
-        earlier_end_states: list[dict[str, Any]] = []
-        attempts: list[dict[str, Any]] = []
-        kept_rounds = stress_resume.KeptRounds()
-        while True:
-            first_splat, first_case = len(self.record.splats), len(self.record.cases)
-            cfg["parts"] = remaining
-            cfg.update(kept_rounds.resume_options())
-            try:
-                report = self.boot_level1(level1, "lab.invm.stress", cfg, out, "stress.json")
-                self._keep_cpu_dump(out)
-            except StepFailed:
-                self._keep_cpu_dump(out)
-                partial_file = out / STRESS_PARTIAL_REPORT
-                partial = json.loads(partial_file.read_text()) if partial_file.exists() else {"parts": []}
-                for part in partial["parts"]:
-                    part["attempt"] = len(attempts) + 1
-                finished = {part["name"] for part in partial["parts"]}
-                failed_parts = [("stress", p["name"]) for p in partial["parts"] if not stress_resume.part_passed(p)]
-                if "current" in partial and partial["current"].get("failures"):
-                    failed_parts.append(("stress", partial["current"]["name"]))
-                why = (self.record.failed_step or {}).get("message", "level 1 lost").splitlines()[0]
-                self._scan_level2(out)
-                judgement = self._judge(out, failed_parts, first_splat, why)
-                attempt: dict[str, Any] = {"failed": [why], "evidence": [e.describe() for e in judgement.evidence],
-                                           "verdict": judgement.summary()}  # fmt: skip
-                retry = judgement.excused and len(attempts) < self.opts.vm_retries and [n for n in remaining if n not in finished]
-                if not retry:
-                    attempt["dir"] = str(out)
-                    attempts.append(attempt)
-                    done += [kept_rounds.merge(part) for part in partial["parts"]]
-                    self.record.stress = {"parts": done, "end_state": None, "attempts": attempts, "kept_rounds": kept_rounds.kept}
-                    self.record.attempts = attempts
-                    raise
-                done += [kept_rounds.merge(part) for part in partial["parts"]]
-                if "current" in partial:  # the part under way when the boot was lost
-                    kept_rounds.keep(partial["current"], len(attempts) + 1)
-                snapshots += int(partial.get("counter_snapshots", 0))
-                inconsistent += partial.get("inconsistent_counters", [])
-                remaining = [name for name in remaining if name not in finished]
-                self.record.failed_step = None
-                attempt["finished_parts"] = sorted(finished)
-                self._lose_stress_boot(out, attempts, attempt, first_splat, first_case)
-                ui.info(f"stress attempt {len(attempts)} {judgement.summary()}; rerunning parts {remaining} (kept in {attempt['dir']})")
-                continue
-            failed = [part["name"] for part in report["parts"] if not stress_resume.part_passed(part)]
-            if not failed or len(attempts) >= self.opts.vm_retries:
-                break
-            self._scan((out / "level1-dmesg.txt").read_text(), "level1", "vm/level1-dmesg.txt")
-            self._scan_level2(out)
-            judgement = self._judge(out, [("stress", name) for name in failed], first_splat, "")
-            if not judgement.excused:
-                # The verdict stands: the splats are scanned again with the report below.
-                del self.record.splats[first_splat:], self.record.cases[first_case:]
-                ui.info(f"stress parts {failed} failed and stand ({judgement.summary()})")
-                break
-            # Every failure in the finished boot came after an emulator sign:
-            # what failed there is measured again in a new boot; what passed stands.
-            for part in report["parts"]:
-                part["attempt"] = len(attempts) + 1
-                if part["name"] in failed:
-                    kept_rounds.keep(part, len(attempts) + 1)
-            done += [kept_rounds.merge(part) for part in report["parts"] if part["name"] not in failed]
-            snapshots += int(report["end_state"]["counter_snapshots"])
-            inconsistent += report["end_state"]["inconsistent_counters"]
-            earlier_end_states.append(report["end_state"])
-            attempt = {"failed": failed, "evidence": [e.describe() for e in judgement.evidence], "verdict": judgement.summary(),
-                       "failed_parts": {p["name"]: p["failures"][:3] for p in report["parts"] if p["name"] in failed}}  # fmt: skip
-            self._lose_stress_boot(out, attempts, attempt, first_splat, first_case)
-            remaining = failed
-            ui.info(f"stress attempt {len(attempts)} {judgement.summary()}; rerunning {failed} (kept in {attempt['dir']})")
-        for part in report["parts"]:
-            part["attempt"] = len(attempts) + 1
-        report["parts"] = done + [kept_rounds.merge(part) for part in report["parts"]]
-        report["end_state"]["counter_snapshots"] += snapshots
-        report["end_state"]["inconsistent_counters"] = inconsistent + report["end_state"]["inconsistent_counters"]
-        if earlier_end_states:
-            report["earlier_end_states"] = earlier_end_states
-        if attempts:
-            report["attempts"] = attempts
-        self.record.attempts = attempts
-        return report
-
-    def _lose_stress_boot(
-        self, out: Path, attempts: list[dict[str, Any]], attempt: dict[str, Any], first_splat: int, first_case: int
-    ) -> None:
-        """Keep an excused stress boot that is to be run again; its splats listed with the sign."""
-        kept = self._keep_attempt(out, len(attempts) + 1)
-        attempt["dir"] = str(kept)
-        attempts.append(attempt)
-        self._excuse(first_splat, first_case, kept.name, f"attempt {len(attempts)} {attempt['verdict']}")
-
-    def _scan(self, text: str, level: str, source: str) -> None:
+    def scan_log(self, text: str, level: str, source: str) -> None:
         found = scan(text, level, source)
         self.record.splats.extend(found)
         detail = "; ".join(f"{s.kind}: {s.line}" for s in found[:3])
         self.record.cases.append(Case(f"no_splats_{level}", level, "failed" if found else "passed", detail))
 
-    # -- entry points -------------------------------------------------------------
+    # -- the one entry point --------------------------------------------------------
 
-    def run_all(self) -> int:
+    def run_suite(self, suite: Callable[[SourceTree, dict[str, KernelBuild]], None]) -> int:
+        """doctor -> source -> kernels, then `suite` with the tree and the builds; the verdict."""
+
         def body() -> None:
             self.doctor()
             tree = self.source()
-            builds = self.kernels(tree)
-            self.run_vms(tree, builds)
+            suite(tree, self.kernels(tree))
 
         return self.guarded(body)
-
-    def bench(self, bench_opts: dict[str, Any]) -> int:
-        def body() -> None:
-            self.doctor()
-            tree = self.source()
-            builds = self.kernels(tree)
-            self.run_bench(tree, builds, bench_opts)
-
-        return self.guarded(body)
-
-    def stress(self, stress_opts: dict[str, Any]) -> int:
-        def body() -> None:
-            self.doctor()
-            tree = self.source()
-            builds = self.kernels(tree)
-            with self.step("stress"):
-                self.run_stress(tree, builds, stress_opts)
-
-        return self.guarded(body)
-
-    def kernel_only(self, check_reproducible: bool) -> int:
-        return self.guarded(lambda: self._kernel_only(check_reproducible))
-
-    def _kernel_only(self, check_reproducible: bool) -> None:
-        self.doctor()
-        tree = self.source()
-        builds = self.kernels(tree)
-        if check_reproducible:
-            with self.step("check reproducible"):
-                config = (builds["host"].entry / "config").read_text()
-                cached = str(Store.read_meta(builds["host"].entry)["bzimage_sha256"])
-                fresh = self.builder().check_reproducible(tree, config)
-                hashes = {h for _, h, _ in fresh} | {cached}
-                detail = "; ".join(f"{d}: {h[:16]} in {s:.0f} s (cold, no ccache)" for d, h, s in fresh)
-                detail += f"; cached ccache build: {cached[:16]}"
-                self.record.reproducible = {
-                    "builds": [{"dir": d, "bzimage_sha256": h, "seconds": round(s, 1)} for d, h, s in fresh],
-                    "cached_bzimage_sha256": cached,
-                    "identical": len(hashes) == 1,
-                }
-                ui.info(f"reproducibility: {detail}")
-                self.record.cases.append(Case("reproducible_bzimage", "host", "passed" if len(hashes) == 1 else "failed", detail))

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from lab.bench import gain_share, markdown, ratio, summarize
+from lab.bench_report import gain_share, markdown, ratio, summarize
 from lab.invm.bench import parse_guest_windows, parse_histfile
 
 HIST = """\

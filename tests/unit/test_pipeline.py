@@ -4,6 +4,7 @@ import pytest
 from oops_samples import NULL_PERCPU_OOPS, NULL_PERCPU_TRACE, SYSTEM_MAP
 
 from lab.pipeline import console_tail
+from lab.suites import functional
 
 # Reruns on a sign as if the emulator control had seen it on the unpatched kernel (lab.emulator_faults.ATTRIBUTABLE).
 pytestmark = pytest.mark.usefixtures("every_sign_attributable")
@@ -43,7 +44,7 @@ def _pipeline(tmp_path, monkeypatch, attempts):  # type: ignore[no-untyped-def]
         with pipe.step("boot level 1"):
             if isinstance(attempt, str):
                 (out_dir / "level1-console.log").write_text(log)
-                pipe._scan(log, "level1", "vm/level1-console.log")  # as the real one does
+                pipe.scan_log(log, "level1", "vm/level1-console.log")  # as the real one does
                 raise LabError(attempt)
         (out_dir / "level1-console.log").write_text("LAB-LEVEL1-DONE\n")
         (out_dir / "level1-dmesg.txt").write_text(log)
@@ -67,7 +68,7 @@ def test_a_level1_that_hangs_without_evidence_fails_the_run_at_once(tmp_path, mo
 
     pipe = _pipeline(tmp_path, monkeypatch, ["level 1 ended (timed out) without writing level1.json\n  | tail", _report("passed")])
     with pytest.raises(StepFailed):
-        pipe.run_vms(None, {})  # type: ignore[arg-type]
+        functional.run_vms(pipe, None, {})  # type: ignore[arg-type]
     assert pipe.record.failed_step is not None
     assert len(pipe.record.attempts) == 1 and pipe.record.attempts[0]["verdict"].startswith("not excused")
     assert pipe.record.attempts[0]["dir"] == str(pipe.run_dir / "vm")  # the attempt that stands stays in vm/
@@ -76,7 +77,7 @@ def test_a_level1_that_hangs_without_evidence_fails_the_run_at_once(tmp_path, mo
 
 def test_a_failed_test_without_evidence_is_not_rerun(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     pipe = _pipeline(tmp_path, monkeypatch, [("[   1.0] boot\n" + FAILED_T, _report("failed")), _report("passed")])
-    pipe.run_vms(None, {})  # type: ignore[arg-type]
+    functional.run_vms(pipe, None, {})  # type: ignore[arg-type]
     assert [c.status for c in pipe.record.cases if c.name == "t"] == ["failed"]
     assert pipe.record.status == "failed"
     assert "no emulator sign" in pipe.record.attempts[0]["verdict"]
@@ -85,7 +86,7 @@ def test_a_failed_test_without_evidence_is_not_rerun(tmp_path, monkeypatch) -> N
 
 def test_an_attempt_lost_to_the_emulator_is_rerun_and_everything_in_it_kept(tmp_path, monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
     pipe = _pipeline(tmp_path, monkeypatch, [(NULL_PERCPU_OOPS + NULL_PERCPU_TRACE, "level 1 ended (timed out)"), _report("passed")])
-    pipe.run_vms(None, {})  # type: ignore[arg-type]
+    functional.run_vms(pipe, None, {})  # type: ignore[arg-type]
     assert pipe.record.status == "passed"
     assert pipe.record.splats and all(s.attributed.startswith("attempt 1 lost to the emulator: null-percpu") for s in pipe.record.splats)
     assert all(s.source == "vm-attempt1/level1-console.log" for s in pipe.record.splats)
@@ -103,10 +104,10 @@ def test_an_attempt_lost_to_the_emulator_is_rerun_and_everything_in_it_kept(tmp_
 def test_a_failed_test_is_rerun_only_when_it_failed_after_the_sign(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     oops = NULL_PERCPU_OOPS + NULL_PERCPU_TRACE
     pipe = _pipeline(tmp_path, monkeypatch, [(oops + FAILED_T, _report("failed")), _report("passed")])
-    pipe.run_vms(None, {})  # type: ignore[arg-type]
+    functional.run_vms(pipe, None, {})  # type: ignore[arg-type]
     assert [(c.attempt, c.status) for c in pipe.record.cases if c.name == "t"] == [(1, "skipped"), (0, "passed")]
     pipe = _pipeline(tmp_path / "b", monkeypatch, [(FAILED_T.replace("140.0", "100.0") + oops, _report("failed")), _report("passed")])
-    pipe.run_vms(None, {})  # type: ignore[arg-type]
+    functional.run_vms(pipe, None, {})  # type: ignore[arg-type]
     assert [c.status for c in pipe.record.cases if c.name == "t"] == ["failed"]
     assert "at or before it" in pipe.record.attempts[0]["verdict"]
 
@@ -119,7 +120,7 @@ def test_no_retry_and_the_last_attempt_is_never_excused(tmp_path, monkeypatch) -
     pipe = _pipeline(tmp_path, monkeypatch, [(NULL_PERCPU_OOPS, "hung")])
     pipe.opts.vm_retries = 0
     with pytest.raises(StepFailed):
-        pipe.run_vms(None, {})  # type: ignore[arg-type]
+        functional.run_vms(pipe, None, {})  # type: ignore[arg-type]
     assert pipe.record.status == "failed" and not any(s.attributed for s in pipe.record.splats)
     assert pipe.record.attempts[0]["verdict"].startswith("the last attempt is never excused")
 
@@ -132,7 +133,7 @@ def test_splats_without_emulator_evidence_fail_the_run(tmp_path, monkeypatch) ->
     oops_without_evidence = NULL_PERCPU_OOPS.replace("RAX: 0000000000000000", "RAX: ffff888100000000")
     pipe = _pipeline(tmp_path, monkeypatch, [(oops_without_evidence, "level 1 ended (timed out)"), _report("passed")])
     with pytest.raises(StepFailed):
-        pipe.run_vms(None, {})  # type: ignore[arg-type]
+        functional.run_vms(pipe, None, {})  # type: ignore[arg-type]
     assert pipe.record.status == "failed"
     assert pipe.record.splats and not any(s.attributed for s in pipe.record.splats)
 

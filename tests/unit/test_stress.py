@@ -6,7 +6,8 @@ import pytest
 from oops_samples import SYSTEM_MAP
 
 from lab.invm.stress import counters_consistent
-from lab.pipeline import stress_markdown
+from lab.suites import stress as stress_suite
+from lab.suites.stress import stress_markdown
 
 # Reruns on a sign as if the emulator control had seen it on the unpatched kernel (lab.emulator_faults.ATTRIBUTABLE).
 pytestmark = pytest.mark.usefixtures("every_sign_attributable")
@@ -169,7 +170,7 @@ def _stress_pipeline(tmp_path, monkeypatch, boots):  # type: ignore[no-untyped-d
         (out_dir / "stress-partial.json").write_text(json.dumps(progress))
         with pipe.step("boot level 1"):
             if dies:
-                pipe._scan(console, "level1", "vm/level1-console.log")
+                pipe.scan_log(console, "level1", "vm/level1-console.log")
                 raise LabError("level 1 ended (timed out) without writing stress.json")
         end = {"registered_areas": 0, "vms_left": [], "qemu_processes_left": [], "scx_state": "disabled",
                "counter_snapshots": 2 * len(parts), "inconsistent_counters": [], **end_overrides}  # fmt: skip
@@ -183,7 +184,7 @@ def test_a_lost_level1_reruns_only_the_parts_it_had_not_finished(tmp_path, monke
     from oops_samples import NULL_PERCPU_OOPS
 
     pipe, out, asked = _stress_pipeline(tmp_path, monkeypatch, [(1, True, NULL_PERCPU_OOPS), (2, False, "")])
-    report = pipe._stress_attempts(None, {"parts": ["hostile", "churn", "kill"]}, out)  # type: ignore[arg-type]
+    report = stress_suite.stress_attempts(pipe, None, {"parts": ["hostile", "churn", "kill"]}, out)  # type: ignore[arg-type]
     assert asked == [["hostile", "churn", "kill"], ["churn", "kill"]]
     assert [(p["name"], p["attempt"]) for p in report["parts"]] == [("hostile", 1), ("churn", 2), ("kill", 2)]
     assert report["end_state"]["counter_snapshots"] == 6  # 2 from the lost boot, 4 from the last
@@ -200,7 +201,7 @@ def test_a_stress_boot_lost_without_evidence_fails_at_once_on_its_splats(tmp_pat
     console = "[ 5.0] BUG: kernel NULL pointer dereference, address: 0000000000000008\n"
     pipe, out, asked = _stress_pipeline(tmp_path, monkeypatch, [(0, True, console), (3, False, "")])
     with pytest.raises(StepFailed):
-        pipe._stress_attempts(None, {"parts": ["hostile", "churn", "kill"]}, out)  # type: ignore[arg-type]
+        stress_suite.stress_attempts(pipe, None, {"parts": ["hostile", "churn", "kill"]}, out)  # type: ignore[arg-type]
     assert len(asked) == 1 and pipe.record.status == "failed" and not any(s.attributed for s in pipe.record.splats)
     assert pipe.record.attempts[0]["verdict"].startswith("not excused")
 
@@ -214,18 +215,18 @@ def test_stress_gives_up_after_the_retries(tmp_path, monkeypatch) -> None:  # ty
     pipe, out, asked = _stress_pipeline(tmp_path, monkeypatch, [(0, True, NULL_PERCPU_OOPS)] * 3)
     pipe.opts.vm_retries = 2
     with pytest.raises(StepFailed):
-        pipe._stress_attempts(None, {"parts": ["hostile"]}, out)  # type: ignore[arg-type]
+        stress_suite.stress_attempts(pipe, None, {"parts": ["hostile"]}, out)  # type: ignore[arg-type]
     assert len(asked) == 3 and pipe.record.stress is not None and pipe.record.stress["end_state"] is None
 
 
 def test_a_finished_boot_with_emulator_evidence_reruns_only_its_failed_parts(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     from oops_samples import NULL_PERCPU_OOPS
 
-    from lab.pipeline import stress_markdown
+    from lab.suites.stress import stress_markdown
 
     boots = [(3, False, NULL_PERCPU_OOPS, {"hostile"}), (1, False, "")]
     pipe, out, asked = _stress_pipeline(tmp_path, monkeypatch, boots)
-    report = pipe._stress_attempts(None, {"parts": ["hostile", "churn", "kill"]}, out)  # type: ignore[arg-type]
+    report = stress_suite.stress_attempts(pipe, None, {"parts": ["hostile", "churn", "kill"]}, out)  # type: ignore[arg-type]
     assert asked == [["hostile", "churn", "kill"], ["hostile"]]
     assert [(p["name"], p["attempt"], p["failures"]) for p in report["parts"]] == [("churn", 1, []), ("kill", 1, []), ("hostile", 2, [])]
     assert report["attempts"][0]["failed_parts"] == {"hostile": ["hostile failed"]}
@@ -238,7 +239,7 @@ def test_a_finished_boot_is_not_rerun_without_evidence_or_when_all_passed(tmp_pa
 
     for boots in ([(2, False, "", {"hostile"})], [(2, False, NULL_PERCPU_OOPS)]):
         pipe, out, asked = _stress_pipeline(tmp_path / str(len(boots[0])), monkeypatch, boots)
-        report = pipe._stress_attempts(None, {"parts": ["hostile", "churn"]}, out)  # type: ignore[arg-type]
+        report = stress_suite.stress_attempts(pipe, None, {"parts": ["hostile", "churn"]}, out)  # type: ignore[arg-type]
         assert len(asked) == 1 and "attempts" not in report
 
 
@@ -248,7 +249,7 @@ def test_the_last_boot_with_evidence_is_not_excused_when_retries_run_out(tmp_pat
     boots = [(1, False, NULL_PERCPU_OOPS, {"hostile"})] * 3
     pipe, out, asked = _stress_pipeline(tmp_path, monkeypatch, boots)
     pipe.opts.vm_retries = 2
-    report = pipe._stress_attempts(None, {"parts": ["hostile"]}, out)  # type: ignore[arg-type]
+    report = stress_suite.stress_attempts(pipe, None, {"parts": ["hostile"]}, out)  # type: ignore[arg-type]
     assert len(asked) == 3 and report["parts"][-1]["failures"] == ["hostile failed"] and report["parts"][-1]["attempt"] == 3
 
 
@@ -269,8 +270,8 @@ def test_the_last_stress_boot_is_never_excused_even_with_a_sign(tmp_path, monkey
     # Run 20261127T181020Z passed on the strength of a sign like this one; now its splats fail the run.
     aftermath = "[  142.9] WARNING: CPU: 0 PID: 0 at kernel/context_tracking.c:128 ct_kernel_exit.constprop.0+0x23/0x68\n"
     pipe, out, _ = _stress_pipeline(tmp_path, monkeypatch, [(1, False, NULL_PERCPU_OOPS + aftermath)])
-    pipe._stress_attempts(None, {"parts": ["hostile"]}, out)  # type: ignore[arg-type]
-    pipe._scan((out / "level1-dmesg.txt").read_text(), "level1", "vm/level1-dmesg.txt")
+    stress_suite.stress_attempts(pipe, None, {"parts": ["hostile"]}, out)  # type: ignore[arg-type]
+    pipe.scan_log((out / "level1-dmesg.txt").read_text(), "level1", "vm/level1-dmesg.txt")
     assert pipe.record.splats and not any(s.attributed for s in pipe.record.splats)
     assert pipe.record.status == "failed"
 
@@ -284,7 +285,7 @@ def test_a_churn_cut_short_resumes_after_its_clean_rounds(tmp_path, monkeypatch)
                  "lost": ["round 0: no registration line"], "seconds": 120.0, "details": {}}  # fmt: skip
     boots = [(1, True, NULL_PERCPU_OOPS, (), {}, {}, under_way), (2, False, "")]
     pipe, out, asked = _stress_pipeline(tmp_path, monkeypatch, boots)
-    report = pipe._stress_attempts(None, {"parts": ["hostile", "churn", "kill"], "churn": 10}, out)  # type: ignore[arg-type]
+    report = stress_suite.stress_attempts(pipe, None, {"parts": ["hostile", "churn", "kill"], "churn": 10}, out)  # type: ignore[arg-type]
     assert asked == [["hostile", "churn", "kill"], ["churn", "kill"]]
     assert [c["churn_from"] for c in asked.cfgs] == [0, 3]  # the failed round is run again
     churn = report["parts"][1]
@@ -300,7 +301,7 @@ def test_a_failed_churn_in_a_boot_with_evidence_keeps_its_clean_rounds(tmp_path,
     cut = {"churn": {"rounds": 10, "clean_rounds": 8}}
     boots = [(2, False, NULL_PERCPU_OOPS, {"churn"}, {}, cut), (1, False, "")]
     pipe, out, asked = _stress_pipeline(tmp_path, monkeypatch, boots)
-    report = pipe._stress_attempts(None, {"parts": ["hostile", "churn"], "churn": 10}, out)  # type: ignore[arg-type]
+    report = stress_suite.stress_attempts(pipe, None, {"parts": ["hostile", "churn"], "churn": 10}, out)  # type: ignore[arg-type]
     assert asked == [["hostile", "churn"], ["churn"]] and [c["churn_from"] for c in asked.cfgs] == [0, 8]
     churn = report["parts"][-1]
     assert (churn["rounds"], churn["failures"], churn["attempt"]) == (9, [], 2)
@@ -313,7 +314,7 @@ def test_parts_that_are_not_resumable_keep_nothing(tmp_path, monkeypatch) -> Non
     under_way = {"name": "hostile", "rounds": 1, "clean_rounds": 1, "failures": [], "lost": [], "seconds": 60.0, "details": {}}
     boots = [(0, True, NULL_PERCPU_OOPS, (), {}, {}, under_way), (1, False, "")]
     pipe, out, asked = _stress_pipeline(tmp_path, monkeypatch, boots)
-    report = pipe._stress_attempts(None, {"parts": ["hostile"]}, out)  # type: ignore[arg-type]
+    report = stress_suite.stress_attempts(pipe, None, {"parts": ["hostile"]}, out)  # type: ignore[arg-type]
     assert report["parts"][0]["rounds"] == 1 and "kept_from" not in report["parts"][0]
 
 

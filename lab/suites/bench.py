@@ -1,0 +1,45 @@
+"""The benchmark (`nox -s bench`): level 1 measures the rounds
+(lab.invm.bench); the report is lab.bench_report."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+from lab.bench_report import write as write_bench
+from lab.bench_stats import round_orders
+from lab.build import KernelBuild
+from lab.ktap import Case
+from lab.pipeline import Pipeline
+from lab.source import SourceTree
+
+
+def run(pipe: Pipeline, bench_opts: dict[str, Any]) -> int:
+    return pipe.run_suite(lambda tree, builds: run_bench(pipe, tree, builds, bench_opts))
+
+
+def run_bench(pipe: Pipeline, tree: SourceTree, builds: dict[str, KernelBuild], bench_opts: dict[str, Any]) -> None:
+    binaries = {f"bin/{name}": Path(shutil.which(name) or f"/usr/bin/{name}") for name in ("cyclictest", "hackbench")}
+    level1, cfg, out = pipe.prepare_vms(tree, builds, binaries)
+    cfg.update(bench_opts)
+    cfg["boost_loader"] = cfg["pvsched"]["loader"]
+    cfg["scx_loader"] = cfg["pvsched"]["scx_loader"]
+    # The host chooses every round's order; level 1 follows it.
+    cfg["orders"] = round_orders(list(bench_opts["modes"]), int(bench_opts["warmup"]) + int(bench_opts["rounds"]))
+    raw = pipe.boot_level1(level1, "lab.invm.bench", cfg, out, "bench-level1.json")
+    command = "nox -s bench -- " + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in bench_opts.items() if k != "modes")
+    bench, md = write_bench(pipe.run_dir, raw, command)
+    pipe.record.bench = bench
+    pipe.record.extra_markdown = md
+    for name, m in bench["modes"].items():
+        # Every measured round must have measured the mode: a missing window is no data.
+        ok = bool(m.get("guest")) and bool(m.get("host")) and not m.get("errors") and m["rounds"] == bench_opts["rounds"]
+        why = f"{m['rounds']} of {bench_opts['rounds']} rounds, guest={bool(m.get('guest'))} host={bool(m.get('host'))} {m.get('errors')}"
+        pipe.record.cases.append(Case(f"bench_{name}_measured", "level1", "passed" if ok else "failed", "" if ok else why))
+    lost = bench["rounds_lost"]
+    pipe.record.cases.append(Case("bench_rounds_booted", "level1", "failed" if lost else "passed", str(lost) if lost else ""))
+    # A splat anywhere during the bench fails it, as in a test run.
+    pipe.scan_log((out / "level1-console.log").read_text(errors="replace"), "level1", "vm/level1-console.log")
+    dmesg = "".join(p.read_text() for p in sorted(out.glob("level2-console-bench-*.log")))
+    pipe.scan_log(dmesg, "level2", "vm/level2-console-bench-*.log")

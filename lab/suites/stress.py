@@ -1,0 +1,202 @@
+"""The stress suite (`nox -s stress`): level 1 runs the parts
+(lab.invm.stress); a lost level-1 boot reruns only what it did not finish
+(lab.stress_resume), on proof of an emulator fault."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+from lab import stress_resume, ui
+from lab.build import KernelBuild
+from lab.errors import LabError
+from lab.ktap import Case
+from lab.pipeline import Pipeline, StepFailed
+from lab.protocol import STRESS_COUNTER_PARTS, STRESS_PARTIAL_REPORT
+from lab.source import SourceTree
+from lab.vm import Level1
+
+
+def run(pipe: Pipeline, stress_opts: dict[str, Any]) -> int:
+    def suite(tree: SourceTree, builds: dict[str, KernelBuild]) -> None:
+        with pipe.step("stress"):
+            run_stress(pipe, tree, builds, stress_opts)
+
+    return pipe.run_suite(suite)
+
+
+def stress_markdown(report: dict[str, Any]) -> str:
+    lines = ["## Stress", "", "| part | level-1 boot | rounds | failures | lost rounds | seconds | details |",
+             "| --- | --- | --- | --- | --- | --- | --- |"]  # fmt: skip
+    for p in report["parts"]:
+        details = ", ".join(f"{k}={v}" for k, v in p["details"].items() if not isinstance(v, dict))
+        lines.append(f"| {p['name']} | {p.get('attempt', 1)} | {p['rounds']} | {len(p['failures'])} | {len(p.get('lost', []))} | "
+                     f"{p['seconds']} | {details} |")  # fmt: skip
+    for i, a in enumerate(report.get("attempts", []), 1):
+        lost = f"; lost to the emulator: {'; '.join(a['emulator'])}" if a.get("emulator") else ""
+        if "failed_parts" in a:
+            what = f"finished, and was run again for {sorted(a['failed_parts'])} ({a['failed'][0]})"
+        else:
+            what = f"ended early ({a['failed'][0]}) after {a.get('finished_parts') or 'no part'}"
+        lines.append(f"\nlevel-1 boot {i} {what}{lost}; kept in `{a['dir']}`")
+    for p in report["parts"]:
+        for kept in p.get("kept_from", []):
+            dropped = f"; its failures, run again: {kept['failures_not_kept']}" if kept["failures_not_kept"] else ""
+            lines.append(f"\n{p['name']}: {kept['rounds']} clean rounds kept from level-1 boot {kept['attempt']}{dropped}")
+    for p in report["parts"]:
+        for name, run in p["details"].items():
+            if isinstance(run, dict):
+                lines.append(f"\n{p['name']} {name}: " + ", ".join(f"{k}={v}" for k, v in run.items()))
+
+    def counts(end: dict[str, Any]) -> str:
+        return ", ".join(f"{k}={v if not isinstance(v, list) else len(v)}" for k, v in end.items())
+
+    for i, end in enumerate(report.get("earlier_end_states", []), 1):
+        lines += ["", f"End state of finished boot {i}: {counts(end)}"]
+    lines += ["", f"End state: {counts(report['end_state'])}"]
+    return "\n".join(lines)
+
+
+def run_stress(pipe: Pipeline, tree: SourceTree, builds: dict[str, KernelBuild], stress_opts: dict[str, Any]) -> None:
+    binaries = {f"bin/{name}": Path(shutil.which(name) or f"/usr/bin/{name}") for name in ("cyclictest",)}
+    level1, cfg, out = pipe.prepare_vms(tree, builds, binaries)
+    if "pvsched" not in cfg:
+        raise LabError("the stress suite needs the pvsched patches (include/uapi/linux/pvsched.h)", fix="restore kernel/patches/series")
+    cfg.update(stress_opts)
+    report = stress_attempts(pipe, level1, cfg, out)
+    pipe.record.stress = report
+    for part in report["parts"]:
+        lost = part.get("lost", [])
+        ok = stress_resume.part_passed(part)
+        why = "; ".join(part["failures"][:5] + ([f"{len(lost)} rounds lost: {lost[0]}"] if lost else []))
+        pipe.record.cases.append(Case(f"stress_{part['name']}", "level1", "passed" if ok else "failed",
+                                      f"{part['rounds']} rounds; {why}".rstrip("; "), part["seconds"]))  # fmt: skip
+    # Boots that finished before a rerun left their state too: all must be clean.
+    end = stress_resume.merged_end_state([*report.get("earlier_end_states", []), report["end_state"]])
+    checks = {
+        "stress_end_no_registered_areas": (end["registered_areas"] == 0, f"{end['registered_areas']} areas registered"),
+        "stress_end_no_vm_left": (
+            end["vms_left"] == [] and not end["qemu_processes_left"],
+            f"VMs {end['vms_left']}, qemu processes {end['qemu_processes_left']}",
+        ),  # fmt: skip
+        "stress_end_sched_ext_disabled": (end["scx_state"] in ("disabled", "unavailable"), f"state {end['scx_state']}"),
+    }
+    counters_read = bool({part["name"] for part in report["parts"]} & STRESS_COUNTER_PARTS)  # not with `--parts churn`
+    if counters_read:
+        checks["stress_counters_consistent"] = (
+            not end["inconsistent_counters"] and end["counter_snapshots"] > 0,
+            f"{end['counter_snapshots']} snapshots; {end['inconsistent_counters'][:3]}",
+        )  # fmt: skip
+    for name, (ok, why) in checks.items():
+        pipe.record.cases.append(Case(name, "level1", "passed" if ok else "failed", "" if ok else why))
+    if not counters_read:
+        why = f"no part that reads the per-vCPU counters ran (of {sorted(STRESS_COUNTER_PARTS)})"
+        pipe.record.cases.append(Case("stress_counters_consistent", "level1", "skipped", why))
+    pipe.record.extra_markdown = stress_markdown(report)
+    pipe.scan_log((out / "level1-dmesg.txt").read_text(), "level1", "vm/level1-dmesg.txt")
+    pipe.scan_level2(out)
+
+
+def stress_attempts(pipe: Pipeline, level1: Level1, cfg: dict[str, Any], out: Path) -> dict[str, Any]:
+    """Run the stress parts in level 1. A boot lost on the way, or one that
+    finished with failed parts, is rebooted for the parts it had not
+    finished or that failed only when lab.attempts excuses it (every
+    failure explained by an emulator sign), up to vm_retries times. Parts
+    keep their results from the boot that ran them; each attempt is kept
+    and listed, and the last boot is never excused."""
+    remaining = list(cfg["parts"])
+    done: list[dict[str, Any]] = []
+    snapshots, inconsistent = 0, []
+    earlier_end_states: list[dict[str, Any]] = []
+    attempts: list[dict[str, Any]] = []
+    kept_rounds = stress_resume.KeptRounds()
+    while True:
+        first_splat, first_case = len(pipe.record.splats), len(pipe.record.cases)
+        cfg["parts"] = remaining
+        cfg.update(kept_rounds.resume_options())
+        try:
+            report = pipe.boot_level1(level1, "lab.invm.stress", cfg, out, "stress.json")
+            pipe.keep_cpu_dump(out)
+        except StepFailed:
+            pipe.keep_cpu_dump(out)
+            partial_file = out / STRESS_PARTIAL_REPORT
+            partial = json.loads(partial_file.read_text()) if partial_file.exists() else {"parts": []}
+            for part in partial["parts"]:
+                part["attempt"] = len(attempts) + 1
+            finished = {part["name"] for part in partial["parts"]}
+            failed_parts = [("stress", p["name"]) for p in partial["parts"] if not stress_resume.part_passed(p)]
+            if "current" in partial and partial["current"].get("failures"):
+                failed_parts.append(("stress", partial["current"]["name"]))
+            why = (pipe.record.failed_step or {}).get("message", "level 1 lost").splitlines()[0]
+            pipe.scan_level2(out)
+            judgement = pipe.judge_attempt(out, failed_parts, first_splat, why)
+            attempt: dict[str, Any] = {"failed": [why], "evidence": [e.describe() for e in judgement.evidence],
+                                       "verdict": judgement.summary()}  # fmt: skip
+            retry = judgement.excused and len(attempts) < pipe.opts.vm_retries and [n for n in remaining if n not in finished]
+            if not retry:
+                attempt["dir"] = str(out)
+                attempts.append(attempt)
+                done += [kept_rounds.merge(part) for part in partial["parts"]]
+                pipe.record.stress = {"parts": done, "end_state": None, "attempts": attempts, "kept_rounds": kept_rounds.kept}
+                pipe.record.attempts = attempts
+                raise
+            done += [kept_rounds.merge(part) for part in partial["parts"]]
+            if "current" in partial:  # the part under way when the boot was lost
+                kept_rounds.keep(partial["current"], len(attempts) + 1)
+            snapshots += int(partial.get("counter_snapshots", 0))
+            inconsistent += partial.get("inconsistent_counters", [])
+            remaining = [name for name in remaining if name not in finished]
+            pipe.record.failed_step = None
+            attempt["finished_parts"] = sorted(finished)
+            _lose_stress_boot(pipe, out, attempts, attempt, first_splat, first_case)
+            ui.info(f"stress attempt {len(attempts)} {judgement.summary()}; rerunning parts {remaining} (kept in {attempt['dir']})")
+            continue
+        failed = [part["name"] for part in report["parts"] if not stress_resume.part_passed(part)]
+        if not failed or len(attempts) >= pipe.opts.vm_retries:
+            break
+        pipe.scan_log((out / "level1-dmesg.txt").read_text(), "level1", "vm/level1-dmesg.txt")
+        pipe.scan_level2(out)
+        judgement = pipe.judge_attempt(out, [("stress", name) for name in failed], first_splat, "")
+        if not judgement.excused:
+            # The verdict stands: the splats are scanned again with the report below.
+            del pipe.record.splats[first_splat:], pipe.record.cases[first_case:]
+            ui.info(f"stress parts {failed} failed and stand ({judgement.summary()})")
+            break
+        # Every failure in the finished boot came after an emulator sign:
+        # what failed there is measured again in a new boot; what passed stands.
+        for part in report["parts"]:
+            part["attempt"] = len(attempts) + 1
+            if part["name"] in failed:
+                kept_rounds.keep(part, len(attempts) + 1)
+        done += [kept_rounds.merge(part) for part in report["parts"] if part["name"] not in failed]
+        snapshots += int(report["end_state"]["counter_snapshots"])
+        inconsistent += report["end_state"]["inconsistent_counters"]
+        earlier_end_states.append(report["end_state"])
+        attempt = {"failed": failed, "evidence": [e.describe() for e in judgement.evidence], "verdict": judgement.summary(),
+                   "failed_parts": {p["name"]: p["failures"][:3] for p in report["parts"] if p["name"] in failed}}  # fmt: skip
+        _lose_stress_boot(pipe, out, attempts, attempt, first_splat, first_case)
+        remaining = failed
+        ui.info(f"stress attempt {len(attempts)} {judgement.summary()}; rerunning {failed} (kept in {attempt['dir']})")
+    for part in report["parts"]:
+        part["attempt"] = len(attempts) + 1
+    report["parts"] = done + [kept_rounds.merge(part) for part in report["parts"]]
+    report["end_state"]["counter_snapshots"] += snapshots
+    report["end_state"]["inconsistent_counters"] = inconsistent + report["end_state"]["inconsistent_counters"]
+    if earlier_end_states:
+        report["earlier_end_states"] = earlier_end_states
+    if attempts:
+        report["attempts"] = attempts
+    pipe.record.attempts = attempts
+    return report
+
+
+def _lose_stress_boot(
+    pipe: Pipeline, out: Path, attempts: list[dict[str, Any]], attempt: dict[str, Any], first_splat: int, first_case: int
+) -> None:
+    """Keep an excused stress boot that is to be run again; its splats listed with the sign."""
+    kept = pipe.keep_attempt(out, len(attempts) + 1)
+    attempt["dir"] = str(kept)
+    attempts.append(attempt)
+    pipe.excuse_attempt(first_splat, first_case, kept.name, f"attempt {len(attempts)} {attempt['verdict']}")
