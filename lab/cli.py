@@ -109,7 +109,7 @@ def parser() -> argparse.ArgumentParser:
     for name, help_text in (
         ("run", "everything: build, boot both levels, test, report"),
         ("boot", "boot level 1"),
-        ("bench", "latency benchmark: idle, vanilla, pvsched, scx, static in one run"),
+        ("bench", "latency benchmark: six modes in interleaved rounds, medians with intervals"),
         ("stress", "stress suite: hostile guest, VM churn, hotplug, policy reload, VMM killed while boosted"),
         ("emulator-control", "count emulator signs on the unpatched kernel and with each policy, same workload"),
     ):
@@ -180,6 +180,12 @@ def parser() -> argparse.ArgumentParser:
     m.add_argument("--only", action="append", default=[], metavar="NAME", help="this mutant only (repeatable)")
     m.add_argument("--no-control", action="store_true", help="skip the run of the unmodified tree")
     m.add_argument("lab_args", nargs=argparse.REMAINDER, help="after --: options for each `lab run`")
+    mg = sub.add_parser("merge", help="many runs' results as one: junit.xml, summary.md, merged.json")
+    mg.add_argument("dirs", nargs="+", type=Path, help="results/<run-id> directories")
+    mg.add_argument("-o", "--out", type=Path, default=RESULTS_DIR / "merged", help="where the merged report goes")
+    kc = sub.add_parser("kcidb", help="runs as KCIDB I/O JSON (schema v5) for KernelCI's database")
+    kc.add_argument("dirs", nargs="+", type=Path, help="results/<run-id> directories")
+    kc.add_argument("-o", "--out", type=Path, default=RESULTS_DIR / "kcidb.json")
     s = sub.add_parser("bisect-step", help="one bisect step (git bisect run calls this)")
     s.add_argument("--state", required=True, help="the bisect's state directory")
     s.add_argument("--commit", help="judge this commit instead of BISECT_HEAD (reproduces a verdict)")
@@ -279,6 +285,18 @@ def _main(argv: list[str] | None) -> int:
             runner = Runner(RESULTS_DIR / "image-logs")
             tag = build_image(runner, detect(runner, args.engine), args.method, args.mirror)
             print(f"image: {tag}", flush=True)
+            return 0
+        if args.command == "merge":
+            from lab.merge import merge
+
+            merged = merge(args.dirs, args.out)
+            print(f"{len(merged['runs'])} runs, {merged['status']}: {args.out}/summary.md, junit.xml")
+            return 0 if merged["status"] == "passed" else 1
+        if args.command == "kcidb":
+            from lab.kcidb import write as write_kcidb
+
+            data = write_kcidb(args.dirs, args.out)
+            print(f"{len(data['builds'])} builds, {len(data['tests'])} tests: {args.out}")
             return 0
         if args.command == "doctor":
             doctor.doctor(_doctor_runner(), install=not args.no_install)

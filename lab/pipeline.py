@@ -25,7 +25,7 @@ from typing import Any
 from rich.markup import escape
 
 from lab import attempts as attempts_lib
-from lab import doctor, emulator_faults, kconfig, profiles, ui
+from lab import doctor, emulator_faults, hostinfo, kconfig, profiles, ui
 from lab.bpf import build_bpf
 from lab.build import KernelBuild, KernelBuilder
 from lab.container import in_container
@@ -209,7 +209,7 @@ class Pipeline:
 
     def doctor(self) -> None:
         with self.step("doctor"):
-            doctor.doctor(self.runner, install=self.opts.install)
+            self.record.host = hostinfo.collect(doctor.doctor(self.runner, install=self.opts.install))
 
     def source(self) -> SourceTree:
         with self.step("source"):

@@ -38,6 +38,7 @@ class RunRecord:
     reproducible: dict[str, object] | None = None
     levels: dict[str, dict[str, object]] = field(default_factory=dict)
     runtime: dict[str, str] = field(default_factory=lambda: {"kind": "native"})  # or container: engine, image
+    host: dict[str, str] = field(default_factory=dict)  # lab.hostinfo: CPU, kernel, nested, QEMU, virtme-ng, runner
     cases: list[Case] = field(default_factory=list)
     splats: list[Splat] = field(default_factory=list)
     bench: dict[str, Any] | None = None
@@ -82,6 +83,7 @@ class RunRecord:
             "status": self.status,
             "profile": self.profile,
             "runtime": self.runtime,
+            "host": self.host,
             "failed_step": self.failed_step,
             "source": self.source,
             "build": self.build,
@@ -101,6 +103,11 @@ class RunRecord:
 def junit_xml(record: RunRecord) -> str:
     suites = ET.Element("testsuites", name="pvsched-lab", tests=str(len(record.cases)))
     groups = sorted({(c.attempt, c.level) for c in record.cases})
+    if record.failed_step is not None:
+        # A step that failed is a result too: an <error> case, so a CI report shows it beside the tests.
+        step = ET.SubElement(suites, "testsuite", name="steps", tests="1", failures="0", errors="1", skipped="0")
+        el = ET.SubElement(step, "testcase", classname="pvsched_lab.steps", name=record.failed_step["step"], time="0.00")
+        ET.SubElement(el, "error", message=record.failed_step["message"][:500]).text = record.failed_step["message"]
     for attempt, level in groups:
         cases = [c for c in record.cases if (c.attempt, c.level) == (attempt, level)]
         name = f"attempt{attempt}/{level}" if attempt else level  # an attempt lost to the emulator, kept beside
