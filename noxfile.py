@@ -53,6 +53,13 @@ def tests(session: nox.Session) -> None:
 
 
 @nox.session
+def unit(session: nox.Session) -> None:
+    """The unit tests of lab/ alone: seconds, no VM (CI's fast job)."""
+    session.install("-e", ".[test]")
+    session.run("pytest", "-q", "tests/unit", "--junitxml=results/unit-junit.xml", *session.posargs)
+
+
+@nox.session
 def bench(session: nox.Session) -> None:
     """Latency benchmark, all modes side by side in one run; bench.json, table, plots."""
     session.install("-e", ".[bench]")
