@@ -72,14 +72,8 @@ TOOLS: tuple[Tool, ...] = (
         minimum=(16,),
         why="BPF programs (sched_ext needs >= 16)",
     ),
-    Tool(
-        "bpftool",
-        ("bpftool", "/usr/sbin/bpftool"),
-        ("bpftool",),
-        version_args=("version",),
-        why="BPF skeletons and loading",
-    ),
-    Tool("libbpf", (), ("libbpf-dev",), header="/usr/include/bpf/libbpf.h", why="BPF loaders"),
+    # bpftool and libbpf are built from the kernel tree (bpf/Makefile): they need zlib, not packages of their own.
+    Tool("zlib", (), ("zlib1g-dev",), header="/usr/include/zlib.h", why="bpftool and libbpf, built from the kernel tree"),
     Tool("cyclictest", ("cyclictest",), ("rt-tests",), version_args=("--help",), why="latency benchmark"),
     Tool("stress-ng", ("stress-ng",), ("stress-ng",), version_args=("--version",), why="host load"),
 )
@@ -163,11 +157,47 @@ def packages_for(missing: list[Check], runner: Runner) -> tuple[list[str], list[
     return pkgs, unavailable
 
 
+def install_fix(missing: list[Check], debian_like: bool) -> str:
+    """The exact line for Debian/Ubuntu; elsewhere what to look for, or the container."""
+    pkgs = sorted({p for c in missing for p in c.tool.packages[:1]})
+    pip = " ; python3 -m pip install virtme-ng" if any(c.tool.name == "vng" for c in missing) else ""
+    if debian_like:
+        return (f"{' '.join(sudo_prefix())} apt-get install -y {' '.join(pkgs)}".strip() if pkgs else "") + pip or pip.lstrip(" ;")
+    wanted = ", ".join(f"{c.tool.name} ({c.tool.why})" for c in missing)
+    return (f"install with your distribution's package manager: {wanted} (Debian calls them {' '.join(pkgs) or 'nothing'}); "
+            "or run any session in the lab's image instead: nox -s lab -- --container")  # fmt: skip
+
+
 def sudo_prefix() -> list[str]:
     return [] if os.geteuid() == 0 else ["sudo"]
 
 
-def report(checks: list[Check]) -> None:
+@dataclass(frozen=True)
+class KvmAccess:
+    """Whether level 1 can use KVM here, and the exact fix when it cannot
+    (the lab still runs: its probe falls back to TCG, much slower)."""
+
+    problem: str | None
+    fix: str
+
+
+def check_kvm(dev: Path = Path("/dev/kvm"), sys_module: Path = Path("/sys/module"), user: str | None = None) -> KvmAccess:
+    who = user or os.environ.get("SUDO_USER") or os.environ.get("USER") or "$USER"
+    if not dev.exists():
+        return KvmAccess("no /dev/kvm", "enable virtualization in the firmware and load kvm_intel or kvm_amd (sudo modprobe kvm_amd)")
+    if not os.access(dev, os.R_OK | os.W_OK):
+        return KvmAccess(f"{dev} not readable and writable by this user",
+                         f"sudo usermod -aG kvm {who}, then log in again (or a udev rule giving {dev} mode 0666)")  # fmt: skip
+    for module in ("kvm_amd", "kvm_intel"):
+        param = sys_module / module / "parameters" / "nested"
+        if param.exists() and param.read_text().strip() not in ("1", "Y", "y"):
+            return KvmAccess(f"{module}: nested virtualization is off (level 1 runs KVM for level 2)",
+                             f"echo 'options {module} nested=1' | sudo tee /etc/modprobe.d/pvsched-lab.conf && "
+                             f"sudo modprobe -r {module} && sudo modprobe {module}")  # fmt: skip
+    return KvmAccess(None, "")
+
+
+def report(checks: list[Check], kvm: KvmAccess | None = None) -> None:
     table = Table(title="lab doctor")
     for col in ("tool", "status", "version", "path", "needed for"):
         table.add_column(col)
@@ -175,6 +205,9 @@ def report(checks: list[Check]) -> None:
         status = "[green]ok[/]" if c.ok else f"[red]{c.problem}[/]"
         version = ".".join(map(str, c.version)) if c.version else ""
         table.add_row(c.tool.name, status, version, c.path or "", c.tool.why)
+    if kvm is not None:
+        status = "[green]ok[/]" if kvm.problem is None else f"[yellow]{kvm.problem}; fix: {kvm.fix}[/]"
+        table.add_row("kvm", status, "", "/dev/kvm", "level 1 under KVM (else TCG, much slower)")
     ui.console.print(table)
 
 
@@ -194,12 +227,8 @@ def doctor(runner: Runner, install: bool) -> list[Check]:
                 )
         checks = [check_tool(t, runner) for t in TOOLS]
         missing = [c for c in checks if not c.ok]
-    report(checks)
+    report(checks, check_kvm())
     if missing:
         names = ", ".join(c.tool.name for c in missing)
-        pkgs = sorted({p for c in missing for p in c.tool.packages[:1]})
-        fix = f"{' '.join(sudo_prefix())} apt-get install -y {' '.join(pkgs)}".strip() if pkgs else ""
-        if any(c.tool.name == "vng" for c in missing):
-            fix += " ; python3 -m pip install virtme-ng"
-        raise LabError(f"missing or too old: {names}", fix=fix or "install them with your package manager")
+        raise LabError(f"missing or too old: {names}", fix=install_fix(missing, is_debian_like()))
     return checks

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -44,3 +45,37 @@ def test_clang_requirement_is_at_least_16() -> None:
     clang = next(t for t in TOOLS if t.name == "clang")
     assert clang.minimum >= (16,)
     assert "clang-14" not in clang.commands
+
+
+def test_kvm_access_names_the_exact_fix(tmp_path: Path) -> None:
+    from lab.doctor import check_kvm
+
+    assert check_kvm(tmp_path / "kvm", tmp_path).problem == "no /dev/kvm"
+    dev = tmp_path / "kvm"
+    dev.write_text("")
+    mod = tmp_path / "kvm_amd" / "parameters"
+    mod.mkdir(parents=True)
+    (mod / "nested").write_text("0\n")
+    off = check_kvm(dev, tmp_path, user="alice")
+    assert off.problem is not None and "nested" in off.problem and "options kvm_amd nested=1" in off.fix
+    (mod / "nested").write_text("1\n")
+    assert check_kvm(dev, tmp_path, user="alice").problem is None
+    if os.geteuid() != 0:  # root can open anything
+        dev.chmod(0o000)
+        closed = check_kvm(dev, tmp_path, user="alice")
+        assert closed.problem is not None and "usermod -aG kvm alice" in closed.fix
+
+
+def test_install_fix_is_true_for_the_system() -> None:
+    from lab.doctor import install_fix
+
+    missing = [check_tool(Tool("ghost", ("no-such-binary-xyz",), ("ghost-pkg",), why="haunting"), Runner(Path("/tmp/doctor-logs")))]
+    assert "apt-get install -y ghost-pkg" in install_fix(missing, debian_like=True)
+    other = install_fix(missing, debian_like=False)
+    assert "apt-get" not in other.split("(Debian calls")[0] and "ghost (haunting)" in other and "--container" in other
+
+
+def test_the_doctor_does_not_ask_for_what_the_lab_builds_itself() -> None:
+    names = {t.name for t in TOOLS}
+    assert "bpftool" not in names and "libbpf" not in names  # bpf/Makefile builds both from the kernel tree
+    assert "zlib" in names  # which they need
