@@ -308,6 +308,7 @@ class Pipeline:
             "tcg_timeout": self.opts.level2_tcg_timeout,
             "guest_append": self.opts.guest_append,
             "bpf_hello": str(bpf_out / "hello"),
+            "irq_latency": str(bpf_out / "irq_latency"),
             "level1_accel": mode,
         }
         if pvsched:

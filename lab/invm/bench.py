@@ -87,6 +87,42 @@ def parse_histfile(text: str) -> dict[str, Any]:
     }
 
 
+def irq_bucket_bounds(idx: int) -> tuple[int, int]:
+    """[low, high) in us of a bucket of bpf/irq_latency.h's log-linear histogram."""
+    if idx < 4:
+        return idx, idx + 1
+    if idx < 8:
+        return 4, 4  # never filled: 4-7 us land in buckets 8-11
+    m, f = divmod(idx, 4)
+    return (4 + f) << (m - 2), (5 + f) << (m - 2)
+
+
+def parse_irq_latency(data: dict[str, Any]) -> dict[str, Any] | None:
+    """bpf/irq_latency's dump as a side of the bench: injection to VM entry, in us.
+    Percentiles are the upper bound of their bucket (at most 25 % above the truth)."""
+    count = int(data.get("count", 0))
+    if not count:
+        return None
+    buckets = sorted((int(i), int(c)) for i, c in data["buckets"])
+
+    def percentile(q: float) -> float:
+        seen = 0
+        for idx, c in buckets:
+            seen += c
+            if seen >= q * count:
+                return float(irq_bucket_bounds(idx)[1])
+        return float(data["max_us"])
+
+    return {
+        "samples": count,
+        "avg_us": round(int(data["sum_us"]) / count, 1),
+        "p50_us": percentile(0.50),
+        "p99_us": percentile(0.99),
+        "max_us": float(data["max_us"]),
+        "histogram": [[irq_bucket_bounds(idx)[0], c] for idx, c in buckets],
+    }
+
+
 def parse_guest_windows(console: str) -> dict[str, dict[str, Any]]:
     """Each window's guest histogram, printed between LAB-BENCH-HIST markers naming its mode."""
     found = {}
@@ -114,6 +150,8 @@ class Window:
         self.policy: pvsched_host.PolicyRun | None = None
         self.load: list[Background] = []
         self.host_ct: Background | None = None
+        self.irq: Background | None = None
+        self.irq_json = bench.out / f"bench-kvm-r{bench.number}-{mode}.json"
         self.hist = bench.out / f"bench-host-r{bench.number}-{mode}.hist"
         self.ready_at: float | None = None
         self.started_at: float | None = None
@@ -148,10 +186,18 @@ class Window:
         if self.mode == "static":
             for tid in self.bench.vcpu_threads().values():
                 os.sched_setscheduler(tid, os.SCHED_FIFO, os.sched_param(STATIC_PRIORITY))
+        # KVM's own view, the same in every mode: interrupt accepted -> next VM entry.
+        self.irq = runner.start(
+            [str(cfg["irq_latency"]), "-o", str(self.irq_json)], f"irq latency (round {self.bench.number}, {self.mode})"
+        )
+        if not self.irq.wait_for("attached", 60, whole_line=True):
+            self.error = f"irq_latency did not attach: {self.irq.output[-300:]}"
         self.ready_at = time.monotonic()
 
     def start(self) -> None:
         cfg = self.bench.cfg
+        if self.irq is not None and self.irq.poll() is None:
+            os.kill(self.irq.pid, signal.SIGUSR1)  # count from the window's start
         self.started_at = time.monotonic()
         vm_pid = self.bench.vm_pid()
         self.exits_at_start = kvm_exits(vm_pid) if vm_pid else None
@@ -163,6 +209,8 @@ class Window:
         )  # fmt: skip
 
     def done(self) -> None:
+        if self.irq is not None:
+            self.irq.stop(signal.SIGTERM, grace=30)
         vm_pid = self.bench.vm_pid()
         self.exits_at_end = kvm_exits(vm_pid) if vm_pid else None
         before = {r["tid"]: r for r in self.rows_at_start}
@@ -176,6 +224,8 @@ class Window:
     def teardown(self) -> None:
         if self.host_ct is not None and self.host_ct.wait(int(self.bench.cfg["duration"]) + 60) is None:
             self.host_ct.stop(signal.SIGKILL)
+        if self.irq is not None:
+            self.irq.stop(signal.SIGTERM, grace=30)
         if self.policy is not None:
             self.policy.stop()
         for proc in self.load:
@@ -188,6 +238,9 @@ class Window:
 
     def result(self, guest: dict[str, Any] | None) -> dict[str, Any]:
         host = parse_histfile(self.hist.read_text()) if self.hist.exists() else None
+        kvm = None
+        with contextlib.suppress(OSError, ValueError, KeyError):
+            kvm = parse_irq_latency(json.loads(self.irq_json.read_text()))
         exits = None
         if self.exits_at_start is not None and self.exits_at_end is not None:
             exits = self.exits_at_end - self.exits_at_start
@@ -196,6 +249,7 @@ class Window:
         return {
             "guest": guest,
             "host": host,
+            "kvm": kvm,
             "vm_exits": exits,
             "boosts": self.counters.get("boosts"),
             "throttles": self.counters.get("throttles"),

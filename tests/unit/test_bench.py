@@ -104,3 +104,31 @@ def test_exits_per_switch_with_and_without_the_driver() -> None:
     assert got["extra_exits_per_switch"] == 0.7  # a driver that exited on 7 of 10 switches shows
     assert exits_per_switch({"without": [500], "with": []}, {"without": [1000], "with": []}) == {}
     assert exits_per_switch({"without": [5], "with": [5, 6]}, {"without": [10], "with": [10]}) == {}  # rounds must pair
+
+
+def test_irq_latency_buckets_and_summary() -> None:
+    from lab.invm.bench import irq_bucket_bounds, parse_irq_latency
+
+    assert irq_bucket_bounds(3) == (3, 4)
+    assert irq_bucket_bounds(8) == (4, 5) and irq_bucket_bounds(11) == (7, 8)  # 4..7 us, one bucket each
+    assert irq_bucket_bounds(4 * 10 + 2) == (6 << 8, 7 << 8)  # [1536, 1792) us
+    bounds = [irq_bucket_bounds(idx) for idx in [0, 1, 2, 3, *range(8, 160)]]  # the buckets bpf/irq_latency.bpf.c fills
+    assert all(lo < hi for lo, hi in bounds)
+    assert all(a[1] == b[0] for a, b in zip(bounds, bounds[1:], strict=False))  # contiguous
+    # 98 entries within 3 us, one at 1.6 ms, one at 20 ms: p99 is the 1.6 ms bucket's top.
+    dump = {"count": 100, "sum_us": 98 * 2 + 1600 + 20000, "max_us": 20000, "buckets": [[2, 98], [42, 1], [4 * 14 + 0, 1]]}
+    side = parse_irq_latency(dump)
+    assert side is not None and side["samples"] == 100 and side["avg_us"] == 218.0
+    assert side["p50_us"] == 3.0 and side["p99_us"] == 1792.0 and side["max_us"] == 20000.0
+    assert parse_irq_latency({"count": 0, "sum_us": 0, "max_us": 0, "buckets": []}) is None  # no data is no data
+
+
+def test_kvm_view_is_compared_as_a_gain() -> None:
+    drift = [1.0, 1.3, 0.8, 1.1, 0.9]
+    raw = _raw({"vanilla": [2400 * d for d in drift], "pvsched": [1200 * d for d in drift]})
+    for r in raw["rounds"]:  # type: ignore[union-attr]
+        for w in r["modes"].values():
+            w["kvm"] = dict(w["guest"], avg_us=w["guest"]["avg_us"] / 10)
+    bench = summarize(raw)
+    assert abs(bench["comparisons"]["pvsched"]["kvm_avg_ratio"]["value"] - 2.0) < 1e-3
+    assert "| pvsched | 2.00 [" in markdown(bench, "nox -s bench")
