@@ -13,6 +13,12 @@
  * test knobs for the host's lifetimes: bad_write (a registration that
  * faults must change nothing) and abandon (an area left registered across
  * a CPU's INIT must be released by the host).
+ *
+ * Before a reboot, halt or kexec every vCPU unregisters (a reboot
+ * notifier): the VMM does not reset an MSR it does not know, so the host
+ * would otherwise go on writing the old areas, which the next kernel
+ * owns. A registration found already in place when a vCPU registers (a
+ * previous kernel that did not unregister) is counted as stale.
  * hostile=1 makes this vCPU ask for a boost all the time and write garbage
  * now and then, to test that the host throttles and sanitizes.
  */
@@ -25,6 +31,7 @@
 #include <linux/module.h>
 #include <linux/percpu.h>
 #include <linux/random.h>
+#include <linux/reboot.h>
 #include <linux/sched.h>
 #include <linux/sched/clock.h>
 #include <linux/slab.h>
@@ -66,6 +73,8 @@ static DEFINE_PER_CPU(struct pvsched_stats, pvsched_stats);
 static atomic_t registered_cpus;
 static atomic64_t reg_failures;
 static atomic64_t unreg_failures;
+/* vCPUs that found a registration in place when they registered. */
+static atomic64_t stale_registrations;
 static enum cpuhp_state pvsched_hp_state;
 static struct dentry *pvsched_dir;
 /*
@@ -240,6 +249,7 @@ fail:
 static int pvsched_cpu_online(unsigned int cpu)
 {
 	struct pvsched_vcpu_area *area;
+	u64 old;
 	int ret;
 
 	/* kmalloc aligns power-of-two sizes naturally: no page crossing. */
@@ -253,6 +263,11 @@ static int pvsched_cpu_online(unsigned int cpu)
 	}
 	area->guest.version = PVSCHED_ABI_VERSION;
 	area->guest.policy = current->policy;
+	if (!rdmsrl_safe(MSR_KVM_PVSCHED, &old) && (old & PVSCHED_MSR_ENABLE)) {
+		atomic64_inc(&stale_registrations);
+		pr_warn("vCPU %u: a previous kernel left area 0x%llx registered\n",
+			cpu, old & ~(u64)PVSCHED_MSR_ENABLE);
+	}
 	ret = wrmsrl_safe(MSR_KVM_PVSCHED, __pa(area) | PVSCHED_MSR_ENABLE);
 	if (ret) {
 		/* The MSR exists (checked at init): the host said no. */
@@ -295,6 +310,33 @@ static int pvsched_cpu_offline(unsigned int cpu)
 	return 0;
 }
 
+/*
+ * Going down (reboot, halt, power off, kexec): every vCPU stops the host
+ * writing its area, which the next kernel will own. The areas are not
+ * freed: this kernel is done with its memory.
+ */
+static void unregister_this_cpu(void *unused)
+{
+	if (!this_cpu_read(pvsched_area))
+		return;
+	this_cpu_write(pvsched_area, NULL);
+	if (wrmsrl_safe(MSR_KVM_PVSCHED, 0))
+		atomic64_inc(&unreg_failures);
+	else
+		atomic_dec(&registered_cpus);
+}
+
+static int pvsched_reboot(struct notifier_block *nb, unsigned long action,
+			  void *data)
+{
+	on_each_cpu(unregister_this_cpu, NULL, 1);
+	return NOTIFY_DONE;
+}
+
+static struct notifier_block pvsched_reboot_nb = {
+	.notifier_call = pvsched_reboot,
+};
+
 /* debugfs */
 
 static int status_show(struct seq_file *m, void *unused)
@@ -336,11 +378,12 @@ static int counters_show(struct seq_file *m, void *unused)
 	}
 	seq_printf(m, "registered_cpus %d\nswitches %llu\nrt_switches %llu\n"
 		   "hardirqs %llu\nsoftirqs %llu\nregister_failures %lld\n"
-		   "unregister_failures %lld\n",
+		   "unregister_failures %lld\nstale_registrations %lld\n",
 		   atomic_read(&registered_cpus), sum.switches,
 		   sum.rt_switches, sum.hardirqs, sum.softirqs,
 		   atomic64_read(&reg_failures),
-		   atomic64_read(&unreg_failures));
+		   atomic64_read(&unreg_failures),
+		   atomic64_read(&stale_registrations));
 	return 0;
 }
 DEFINE_SHOW_ATTRIBUTE(counters);
@@ -518,6 +561,7 @@ static int __init pvsched_guest_init(void)
 		return ret;
 	}
 	pvsched_hp_state = ret;
+	register_reboot_notifier(&pvsched_reboot_nb);
 	pvsched_dir = debugfs_create_dir("pvsched", NULL);
 	debugfs_create_file("status", 0444, pvsched_dir, NULL, &status_fops);
 	debugfs_create_file("counters", 0444, pvsched_dir, NULL,
@@ -531,6 +575,7 @@ static int __init pvsched_guest_init(void)
 
 static void __exit pvsched_guest_exit(void)
 {
+	unregister_reboot_notifier(&pvsched_reboot_nb);
 	debugfs_remove_recursive(pvsched_dir);
 	cancel_delayed_work_sync(&thaw_work);
 	unregister_probes();

@@ -308,6 +308,14 @@ elif [ "$mode" = control ]; then
 	wait
 	rtspin 50 1 1500 1000 1000 > /tmp/rtspin.out
 	check control_workload "driver=$driver; $(cat /tmp/rtspin.out)" grep -q cycles /tmp/rtspin.out
+elif [ "$mode" = reboot ]; then
+	# Every boot: register, say whether a registration was already in place,
+	# reboot (QEMU keeps running). Level 1 judges the second boot's line.
+	insmod $MOD
+	echo "LAB-REBOOT-BOOT stale=$(counter stale_registrations) registered=$(counter registered_cpus)"
+	sleep 0.5
+	reboot -f
+	sleep 30	# the reboot takes the guest; this never ends
 elif [ "$mode" = unpriv ]; then
 	echo "KTAP version 1"
 	echo "1..1"
