@@ -144,7 +144,7 @@ pvsched_tests() {
 	# must roll over under it: no throttle may end before it begins.
 	phase rt-shared 1
 	phase rt-shared-spin
-	rtspin 50 1 1200 1200000 0 > /dev/null
+	rtspin 50 1 2000 2000000 0 > /dev/null
 	phase rt-shared-done
 	# The admin's word on vCPU 1's thread stands: nice 5 set on it comes back
 	# after a boost, and SCHED_FIFO 60 set on it is never lowered to a boost.

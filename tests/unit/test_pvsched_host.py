@@ -70,7 +70,7 @@ def _good_observer(tmp_path: Path) -> ph.PvschedObserver:
                      # 1.6 s (16 periods) of one RT task on vCPU 1: 16 throttles, boosted again after each, 0.33 s CPU.
                      "rt-long-spin": [_long(boosts=5, throttles=2, cpu_ns=100_000_000)],
                      "rt-long-done": [_long(boosts=21, throttles=18, cpu_ns=430_000_000)],
-                     # 1.2 s of one RT task beside a host RT task: boosted all along, 0.2 s CPU, no throttle.
+                     # 2 s of one RT task beside a host RT task: boosted all along, 0.2 s CPU, no throttle.
                      "rt-shared-spin": [_shared(boosts=21, boosted_ns=0, stale=0)],
                      "rt-shared-done": [_shared(boosts=22, boosted_ns=1_900_000_000, stale=0)]}  # fmt: skip
     obs.phase_times.update({"rt-shared": 7.7, "rt-shared-spin": 7.8, "rt-shared-done": 7.95})
