@@ -301,9 +301,7 @@ class Runner:
         argv = [str(c) for c in cmd]
         log, line = self._announce(argv, label, cwd, env_extra)
         log.write_text(f"# {label} (background)\n# reproduce: {line}\n\n")
-        env = dict(os.environ)
-        if env_extra:
-            env.update(env_extra)
+        env = {**os.environ, **(env_extra or {})}
         try:
             proc = subprocess.Popen(
                 argv,
@@ -357,9 +355,7 @@ class Runner:
         `on_idle()`, e.g. to record where it hangs)."""
         argv = [str(c) for c in cmd]
         log, line = self._announce(argv, label, cwd, env_extra)
-        env = dict(os.environ)
-        if env_extra:
-            env.update(env_extra)
+        env = {**os.environ, **(env_extra or {})}
         start = time.monotonic()
         chunks: list[str] = []
         timed_out = False
