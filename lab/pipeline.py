@@ -104,6 +104,10 @@ def _printk_seconds(line: str) -> float | None:
 
 COARSE_CLOCK_S = 0.02  # at least one tick at HZ=100
 
+# BPF objects the verifier must refuse (bpf/Makefile's REJECTED): a pvsched
+# callback outside the allowlist, a tracing program, a sched_ext scheduler.
+REJECTED_BPF = ("pvsched_bad_register", "pvsched_bad_tracing", "pvsched_bad_scx")
+
 
 def new_run_id() -> str:
     return dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(2)
@@ -316,7 +320,7 @@ class Pipeline:
                 "loader": str(bpf_out / "pvsched_boost"),
                 "scx_loader": str(bpf_out / "pvsched_scx"),
                 "load_check": str(bpf_out / "load_check"),
-                "rejected": [str(bpf_out / f"{name}.bpf.o") for name in ("pvsched_bad_register", "pvsched_bad_tracing")],
+                "rejected": [str(bpf_out / f"{name}.bpf.o") for name in REJECTED_BPF],
             }
         return level1, cfg, out
 

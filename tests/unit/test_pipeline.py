@@ -1,8 +1,12 @@
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import pytest
 from oops_samples import NULL_PERCPU_OOPS, NULL_PERCPU_TRACE, SYSTEM_MAP
 
+from lab import pipeline
 from lab.pipeline import console_tail
 from lab.suites import functional
 
@@ -245,3 +249,13 @@ def test_artifacts_say_whether_they_came_from_the_cache(tmp_path, monkeypatch) -
     assert pipe.record.build["bpf"]["cache"] == "hit"
     assert pipe.record.build["initramfs"]["cache"] == "miss"
     assert pipe.record.build["initramfs"]["path"] == str(tmp_path / "entry-new")
+
+
+def test_every_object_the_makefile_builds_to_be_refused_is_tried_in_level1():
+    """A refused object left out of the level-1 config would be a check that never runs."""
+    makefile = (Path(__file__).parents[2] / "bpf" / "Makefile").read_text()
+    line = next(ln for ln in makefile.splitlines() if ln.startswith("REJECTED :="))
+    built = set(re.findall(r"pvsched_bad_\w+", line))
+    assert built == set(pipeline.REJECTED_BPF)
+    for name in built:
+        assert (Path(__file__).parents[2] / "bpf" / f"{name}.bpf.c").is_file()
