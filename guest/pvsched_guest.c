@@ -20,7 +20,10 @@
  * owns. A registration found already in place when a vCPU registers (a
  * previous kernel that did not unregister) is counted as stale.
  * hostile=1 makes this vCPU ask for a boost all the time and write garbage
- * now and then, to test that the host throttles and sanitizes.
+ * now and then, to test that the host throttles and sanitizes; with
+ * dodge_cap=1 a vCPU the host throttles registers again at once (by a
+ * write of 0 first every other time), to test that the cap belongs to the
+ * vCPU and not to the registration.
  */
 
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
@@ -43,6 +46,10 @@
 static bool hostile;
 module_param(hostile, bool, 0644);
 MODULE_PARM_DESC(hostile, "always request a boost and write garbage (testing)");
+
+static bool dodge_cap;
+module_param(dodge_cap, bool, 0644);
+MODULE_PARM_DESC(dodge_cap, "register again whenever the host throttles (testing)");
 
 /*
  * RT_SLEEPING is set when the vCPU goes idle within this long of an RT
@@ -68,8 +75,10 @@ struct pvsched_stats {
 	u64 hardirqs;
 	u64 softirqs;
 	u64 hostile_writes;
+	u64 cap_dodges;
 };
 static DEFINE_PER_CPU(struct pvsched_stats, pvsched_stats);
+static DEFINE_PER_CPU(struct work_struct, dodge_work);
 static atomic_t registered_cpus;
 static atomic64_t reg_failures;
 static atomic64_t unreg_failures;
@@ -116,6 +125,7 @@ static void probe_sched_switch(void *data, bool preempt,
 			       unsigned int prev_state)
 {
 	struct pvsched_guest_state *g = this_guest_state();
+	struct pvsched_host_state *host;
 	u64 now;
 	u32 flags;
 
@@ -141,11 +151,33 @@ static void probe_sched_switch(void *data, bool preempt,
 		flags |= PVSCHED_GUEST_BOOST_REQUEST;
 		hostile_scribble(g);
 	}
+	host = &container_of(g, struct pvsched_vcpu_area, guest)->host;
+	if (READ_ONCE(dodge_cap) &&
+	    (READ_ONCE(host->status) & PVSCHED_HOST_THROTTLED))
+		queue_work_on(smp_processor_id(), system_highpri_wq,
+			      this_cpu_ptr(&dodge_work));
 	WRITE_ONCE(g->flags, flags);
 	WRITE_ONCE(g->seq, g->seq + 1);
 	this_cpu_inc(pvsched_stats.switches);
 	if (is_rt_policy(next->policy))
 		this_cpu_inc(pvsched_stats.rt_switches);
+}
+
+/* dodge_cap: register this vCPU's area again, as a new registration. */
+static void dodge_one(struct work_struct *work)
+{
+	struct pvsched_vcpu_area *area;
+
+	preempt_disable();
+	area = this_cpu_read(pvsched_area);
+	if (area && READ_ONCE(dodge_cap)) {
+		if (this_cpu_inc_return(pvsched_stats.cap_dodges) % 2)
+			wrmsrl_safe(MSR_KVM_PVSCHED, 0);
+		if (wrmsrl_safe(MSR_KVM_PVSCHED,
+				__pa(area) | PVSCHED_MSR_ENABLE))
+			atomic64_inc(&reg_failures);
+	}
+	preempt_enable();
 }
 
 /* Critical-section bits: RMW of this CPU's word with interrupts off. */
@@ -375,15 +407,17 @@ static int counters_show(struct seq_file *m, void *unused)
 		sum.rt_switches += s->rt_switches;
 		sum.hardirqs += s->hardirqs;
 		sum.softirqs += s->softirqs;
+		sum.cap_dodges += s->cap_dodges;
 	}
 	seq_printf(m, "registered_cpus %d\nswitches %llu\nrt_switches %llu\n"
 		   "hardirqs %llu\nsoftirqs %llu\nregister_failures %lld\n"
-		   "unregister_failures %lld\nstale_registrations %lld\n",
+		   "unregister_failures %lld\nstale_registrations %lld\n"
+		   "cap_dodges %llu\n",
 		   atomic_read(&registered_cpus), sum.switches,
 		   sum.rt_switches, sum.hardirqs, sum.softirqs,
 		   atomic64_read(&reg_failures),
 		   atomic64_read(&unreg_failures),
-		   atomic64_read(&stale_registrations));
+		   atomic64_read(&stale_registrations), sum.cap_dodges);
 	return 0;
 }
 DEFINE_SHOW_ATTRIBUTE(counters);
@@ -541,7 +575,7 @@ static const struct file_operations abandon_fops = {
 static int __init pvsched_guest_init(void)
 {
 	u64 msr;
-	int ret;
+	int cpu, ret;
 
 	/* Tell a host without pvsched from one that refuses this VMM. */
 	if (rdmsrl_safe(MSR_KVM_PVSCHED, &msr)) {
@@ -549,6 +583,8 @@ static int __init pvsched_guest_init(void)
 		return -EOPNOTSUPP;
 	}
 	INIT_DELAYED_WORK(&thaw_work, thaw);
+	for_each_possible_cpu(cpu)
+		INIT_WORK(per_cpu_ptr(&dodge_work, cpu), dodge_one);
 	ret = register_probes();
 	if (ret)
 		return ret;
@@ -575,10 +611,14 @@ static int __init pvsched_guest_init(void)
 
 static void __exit pvsched_guest_exit(void)
 {
+	int cpu;
+
 	unregister_reboot_notifier(&pvsched_reboot_nb);
 	debugfs_remove_recursive(pvsched_dir);
 	cancel_delayed_work_sync(&thaw_work);
 	unregister_probes();
+	for_each_possible_cpu(cpu)
+		cancel_work_sync(per_cpu_ptr(&dodge_work, cpu));
 	cpuhp_remove_state(pvsched_hp_state);
 	pr_info("unregistered\n");
 }

@@ -161,6 +161,13 @@ pvsched_tests() {
 	insmod $MOD hostile=1
 	timeout 2 sh -c 'while :; do :; done'	# fair CPU work the host must throttle
 	phase hostile-done
+	# The same guest registering again each time it is throttled: the cap
+	# is the vCPU's, not the registration's.
+	phase dodge 0.2
+	echo 1 > /sys/module/pvsched_guest/parameters/dodge_cap
+	timeout 2 sh -c 'while :; do :; done'
+	echo 0 > /sys/module/pvsched_guest/parameters/dodge_cap
+	phase dodge-done
 	check pvsched_module_unload "rmmod failed" rmmod pvsched_guest
 	check pvsched_module_reload "insmod failed" insmod $MOD
 	rtspin 50 1 1500 1000 1000 > /tmp/rtspin.out &

@@ -76,7 +76,22 @@ def _good_observer(tmp_path: Path) -> ph.PvschedObserver:
     obs.phase_times.update({"rt-shared": 7.7, "rt-shared-spin": 7.8, "rt-shared-done": 7.95})
     obs.test_cap_at["rt-shared"] = 7.75
     obs.pinned_cpu = 1  # vCPU 0 (tid 11) moved from CPU 0 to CPU 1, and KVM followed
+    # The dodge phase: 2 s, both vCPUs registering again when throttled, capped all the same.
+    obs.phase_times.update({"dodge": 12.1, "dodge-done": 14.1})
+    obs.snapshots["dodge"] = [_dodging(11, 5, 15, 400_000_000), _dodging(12, 4, 18, 430_000_000)]
+    obs.snapshots["dodge-done"] = [_dodging(11, 25, 35, 800_000_000), _dodging(12, 24, 38, 850_000_000)]
+    obs.samples += [ph.Sample(12.2 + i / 10, "dodge", {11: int(i < 2), 12: int(i == 3)}) for i in range(10)]
     return obs
+
+
+def _dodging(tid: int, registrations: int, throttles: int, cpu_ns: int) -> dict[str, str]:
+    return {
+        "tid": str(tid),
+        "registrations": str(registrations),
+        "throttles": str(throttles),
+        "boosted_cpu_ns": str(cpu_ns),
+        "stale_throttles": "0",
+    }
 
 
 def _long(boosts: int, throttles: int, cpu_ns: int) -> dict[str, str]:
@@ -179,6 +194,19 @@ def test_healthy_run_passes_every_check(tmp_path: Path) -> None:
          "pvsched_throttles_last_their_period"),
         (lambda o: o.snapshots.pop("rt-shared-spin"), "pvsched_throttles_last_their_period"),
         (lambda o: o.errors.append("phase rt-shared-spin: [Errno 1] Operation not permitted"), "pvsched_throttles_last_their_period"),
+        # Registering again refilled the budget (mutant reregister-refills-budget): 1.6 s boosted in 2 s.
+        (lambda o: o.snapshots["dodge-done"].__setitem__(0, _dodging(11, 25, 35, 2_000_000_000)),
+         "pvsched_reregistering_guest_still_capped"),
+        # ... which the vCPU threads' sampled policies show too, whatever KVM's counters say.
+        (lambda o: setattr(o, "samples", [ph.Sample(s.t, s.phase, {11: 1, 12: 0}) if s.phase == "dodge" else s for s in o.samples]),
+         "pvsched_reregistering_guest_still_capped"),
+        # A kernel whose counters restart with each registration, a guest that never registered again, too few samples.
+        (lambda o: [r.pop("registrations") for r in o.snapshots["dodge-done"]], "pvsched_reregistering_guest_still_capped"),
+        (lambda o: o.snapshots.__setitem__("dodge-done", [_dodging(11, 5, 35, 800_000_000), _dodging(12, 4, 38, 850_000_000)]),
+         "pvsched_reregistering_guest_still_capped"),
+        (lambda o: setattr(o, "samples", [s for s in o.samples if s.phase != "dodge"][:] + o.samples[-3:]),
+         "pvsched_reregistering_guest_still_capped"),
+        (lambda o: o.snapshots.pop("dodge"), "pvsched_reregistering_guest_still_capped"),
     ],
 )  # fmt: skip
 def test_each_broken_observation_fails_its_check(tmp_path: Path, breakage, failing: str) -> None:  # type: ignore[no-untyped-def]
@@ -196,7 +224,8 @@ def test_missing_stats_fail_instead_of_passing(tmp_path: Path) -> None:
     for name in ("pvsched_host_sees_every_vcpu", "pvsched_rt_task_visible_to_host", "pvsched_host_sees_irq_bits",
                  "pvsched_malformed_areas_counted", "pvsched_hotplug_reregisters", "pvsched_request_flag_seen",
                  "pvsched_hostile_guest_throttled", "pvsched_long_boost_capped",
-                 "pvsched_scheduler_applied_every_boost", "pvsched_restore_keeps_admin_nice"):  # fmt: skip
+                 "pvsched_scheduler_applied_every_boost", "pvsched_restore_keeps_admin_nice",
+                 "pvsched_reregistering_guest_still_capped"):  # fmt: skip
         assert verdicts[name] == "failed", name
 
 
