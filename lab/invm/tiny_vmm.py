@@ -1,0 +1,150 @@
+"""A VMM of a few hundred bytes of guest code, for pvsched's lifetimes at
+scale: `python -m lab.invm.tiny_vmm VCPUS` makes one VM whose every vCPU
+registers a pvsched area saying "an RT task runs here" (SCHED_FIFO 50)
+and then halts with interrupts off, so its thread sleeps in KVM_RUN until
+the process dies. Level 1 starts many of these to create and destroy
+hundreds of vCPU threads in seconds, which real guests cannot do here.
+
+Prints `TINY-VMM running TID...` once every vCPU thread is about to enter
+the guest; any failure is one line on stderr and exit 1.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import fcntl
+import mmap
+import os
+import struct
+import sys
+import threading
+
+KVMIO = 0xAE
+
+
+def _io(nr: int) -> int:
+    return (KVMIO << 8) | nr
+
+
+def _iow(nr: int, size: int) -> int:
+    return (1 << 30) | (size << 16) | (KVMIO << 8) | nr
+
+
+def _ior(nr: int, size: int) -> int:
+    return (2 << 30) | (size << 16) | (KVMIO << 8) | nr
+
+
+REGS_SIZE, SREGS_SIZE = 18 * 8, 312  # struct kvm_regs, struct kvm_sregs
+KVM_CREATE_VM = _io(0x01)
+KVM_GET_VCPU_MMAP_SIZE = _io(0x04)
+KVM_CREATE_VCPU = _io(0x41)
+KVM_SET_USER_MEMORY_REGION = _iow(0x46, 32)
+KVM_CREATE_IRQCHIP = _io(0x60)
+KVM_RUN = _io(0x80)
+KVM_SET_REGS = _iow(0x82, REGS_SIZE)
+KVM_GET_SREGS = _ior(0x83, SREGS_SIZE)
+KVM_SET_SREGS = _iow(0x84, SREGS_SIZE)
+KVM_SET_MP_STATE = _iow(0x99, 4)
+
+# include/uapi/linux/pvsched.h
+MSR_KVM_PVSCHED, PVSCHED_MSR_ENABLE, PVSCHED_ABI_VERSION = 0x4B564DF0, 1, 1
+AREA_SIZE, SCHED_FIFO, GUEST_RT_PRIORITY = 128, 1, 50
+
+MEM_SIZE = 0x10000
+CODE_GPA, AREAS_GPA = 0x1000, 0x2000
+# Real mode, from CODE_GPA: wrmsr (edx:eax to ecx, set by KVM_SET_REGS); hlt; jmp back to the hlt.
+GUEST_CODE = bytes([0x0F, 0x30, 0xF4, 0xEB, 0xFD])
+MAX_VCPUS = (MEM_SIZE - AREAS_GPA) // AREA_SIZE
+
+
+def guest_state() -> bytes:
+    """struct pvsched_guest_state: version, seq, cs, flags, policy, rt_priority, nice."""
+    return struct.pack("<IIIIiii", PVSCHED_ABI_VERSION, 1, 0, 0, SCHED_FIFO, GUEST_RT_PRIORITY, 0)
+
+
+def regs_for(area_gpa: int) -> bytes:
+    """struct kvm_regs: rax, rbx, rcx, rdx, ..., rip, rflags (bit 1 is always set)."""
+    regs = [0] * 18
+    regs[0] = area_gpa | PVSCHED_MSR_ENABLE  # rax: low half of the MSR value
+    regs[2] = MSR_KVM_PVSCHED  # rcx
+    regs[16], regs[17] = CODE_GPA, 0x2
+    return struct.pack("<18Q", *regs)
+
+
+def real_mode_at_zero(sregs: bytes) -> bytes:
+    """The reset state's CS (base 0xffff0000) moved to base 0, selector 0."""
+    buf = bytearray(sregs)
+    struct.pack_into("<Q", buf, 0, 0)  # cs.base
+    struct.pack_into("<H", buf, 12, 0)  # cs.selector
+    return bytes(buf)
+
+
+class TinyVm:
+    def __init__(self, vcpus: int) -> None:
+        if not 1 <= vcpus <= MAX_VCPUS:
+            raise ValueError(f"1..{MAX_VCPUS} vCPUs, not {vcpus}")
+        self.kvm = os.open("/dev/kvm", os.O_RDWR | os.O_CLOEXEC)
+        self.vm = fcntl.ioctl(self.kvm, KVM_CREATE_VM, 0)
+        self.mem = mmap.mmap(-1, MEM_SIZE, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+        self.mem[CODE_GPA : CODE_GPA + len(GUEST_CODE)] = GUEST_CODE
+        host_addr = _address_of(self.mem)
+        region = struct.pack("<IIQQQ", 0, 0, 0, MEM_SIZE, host_addr)  # slot, flags, gpa, size, userspace address
+        fcntl.ioctl(self.vm, KVM_SET_USER_MEMORY_REGION, region)
+        # In-kernel LAPIC: a halted vCPU sleeps in KVM, where pvsched's halt hook runs.
+        fcntl.ioctl(self.vm, KVM_CREATE_IRQCHIP, 0)
+        self.run_size = fcntl.ioctl(self.kvm, KVM_GET_VCPU_MMAP_SIZE, 0)
+        self.vcpus = []
+        for i in range(vcpus):
+            area = AREAS_GPA + i * AREA_SIZE
+            self.mem[area : area + len(guest_state())] = guest_state()
+            fd = fcntl.ioctl(self.vm, KVM_CREATE_VCPU, i)
+            sregs = bytearray(SREGS_SIZE)
+            fcntl.ioctl(fd, KVM_GET_SREGS, sregs)
+            fcntl.ioctl(fd, KVM_SET_SREGS, real_mode_at_zero(bytes(sregs)))
+            fcntl.ioctl(fd, KVM_SET_REGS, regs_for(area))
+            fcntl.ioctl(fd, KVM_SET_MP_STATE, struct.pack("<I", 0))  # RUNNABLE: no INIT/SIPI for the APs
+            self.vcpus.append(fd)
+
+    def run(self) -> None:
+        """Every vCPU in a thread of its own; returns once all are about to run."""
+        tids: list[int] = []
+        ready = threading.Barrier(len(self.vcpus) + 1)
+
+        def vcpu_thread(fd: int) -> None:
+            tids.append(threading.get_native_id())
+            run = mmap.mmap(fd, self.run_size, flags=mmap.MAP_SHARED, prot=mmap.PROT_READ)
+            ready.wait()
+            while True:
+                fcntl.ioctl(fd, KVM_RUN, 0)
+                # The guest halts with interrupts off: it never leaves KVM_RUN
+                # on its own. Any exit here is something this VMM cannot handle.
+                reason = struct.unpack_from("<I", run, 8)[0]
+                print(f"tiny_vmm: unexpected exit {reason}", file=sys.stderr, flush=True)
+                os._exit(1)
+
+        for fd in self.vcpus:
+            threading.Thread(target=vcpu_thread, args=(fd,), daemon=True).start()
+        ready.wait()
+        print("TINY-VMM running " + " ".join(str(t) for t in sorted(tids)), flush=True)
+
+
+def _address_of(mem: mmap.mmap) -> int:
+    return ctypes.addressof(ctypes.c_char.from_buffer(mem))
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 1 or not argv[0].isdigit():
+        print(f"usage: python -m lab.invm.tiny_vmm VCPUS (1..{MAX_VCPUS})", file=sys.stderr)
+        return 2
+    try:
+        vm = TinyVm(int(argv[0]))
+        vm.run()
+    except (OSError, ValueError) as exc:
+        print(f"tiny_vmm: {exc}", file=sys.stderr, flush=True)
+        return 1
+    threading.Event().wait()  # until killed: the lab destroys the VM with SIGKILL
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
