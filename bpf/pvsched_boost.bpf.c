@@ -66,15 +66,14 @@ void BPF_PROG(boost_unregister, struct kvm_pvsched_vcpu *pv)
 SEC("struct_ops/notify")
 void BPF_PROG(boost_notify, struct kvm_pvsched_vcpu *pv, __u32 event)
 {
+	struct pvsched_vcpu_stats scratch, *s;
 	struct pvsched_guest_state g;
-	struct pvsched_vcpu_stats *s;
 	bool rt, want, cs_only = false, rt_work = false;
 	int prio;
 	__u64 now;
 
-	s = vcpu_stats_event(pv, event);
-	if (!s)
-		return;
+	/* Without statistics (scratch) it still decides, by this event alone. */
+	s = vcpu_stats_event(pv, event, &scratch);
 	if (bpf_pvsched_read_guest(pv, &g)) {
 		s->read_errors++;
 		want = false;

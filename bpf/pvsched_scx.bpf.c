@@ -164,15 +164,15 @@ void BPF_PROG(pvscx_vcpu_unregister, struct kvm_pvsched_vcpu *pv)
 SEC("struct_ops/notify")
 void BPF_PROG(pvscx_notify, struct kvm_pvsched_vcpu *pv, u32 event)
 {
+	struct pvsched_vcpu_stats scratch, *s;
 	struct pvsched_guest_state g;
-	struct pvsched_vcpu_stats *s;
 	s32 tid = pv->tid;
 	struct help *h;
 	bool rt, want;
 
 	h = bpf_map_lookup_elem(&help, &tid);
-	s = vcpu_stats_event(pv, event);
-	if (!h || !s)
+	s = vcpu_stats_event(pv, event, &scratch);
+	if (!h)
 		return;
 	if (bpf_pvsched_read_guest(pv, &g)) {
 		s->read_errors++;

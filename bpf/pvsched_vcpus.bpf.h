@@ -2,6 +2,12 @@
 /*
  * The per-vCPU statistics map both pvsched policies keep, and its upkeep
  * from their kvm_pvsched_ops callbacks. Their loaders dump it as JSON.
+ *
+ * Entries outlive their vCPU (the report wants the counters of VMs that
+ * are gone), so the map is an LRU: past PVSCHED_MAX_VCPUS threads the
+ * least recently seen entry, a gone vCPU's, makes room. A vCPU whose entry
+ * went anyway gets a new one at its next event, and a policy decides for a
+ * vCPU without statistics all the same.
  */
 #ifndef __PVSCHED_VCPUS_BPF_H
 #define __PVSCHED_VCPUS_BPF_H
@@ -9,26 +15,38 @@
 #include "pvsched_stats.h"
 
 struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, PVSCHED_MAX_VCPUS);
 	__type(key, __s32);
 	__type(value, struct pvsched_vcpu_stats);
 } vcpus SEC(".maps");
 
-/* A vCPU registered; one that comes back (CPU hotplug) keeps its counters. */
-static __always_inline void vcpu_stats_register(struct kvm_pvsched_vcpu *pv)
+/* The vCPU's entry, created if it has none (NULL only if that fails). */
+static __always_inline struct pvsched_vcpu_stats *
+vcpu_stats_get(struct kvm_pvsched_vcpu *pv)
 {
 	struct pvsched_vcpu_stats fresh = {}, *s;
 	__s32 tid = pv->tid;
 
 	s = bpf_map_lookup_elem(&vcpus, &tid);
-	if (!s) {
-		bpf_map_update_elem(&vcpus, &tid, &fresh, BPF_NOEXIST);
-		s = bpf_map_lookup_elem(&vcpus, &tid);
-		if (!s)
-			return;
-	}
-	s->tid = tid;
+	if (s)
+		return s;
+	fresh.tid = tid;
+	fresh.vm_pid = pv->vm_pid;
+	fresh.vcpu_id = pv->vcpu_id;
+	fresh.registered = 1;
+	bpf_map_update_elem(&vcpus, &tid, &fresh, BPF_NOEXIST);
+	return bpf_map_lookup_elem(&vcpus, &tid);
+}
+
+/* A vCPU registered; one that comes back (CPU hotplug) keeps its counters. */
+static __always_inline void vcpu_stats_register(struct kvm_pvsched_vcpu *pv)
+{
+	struct pvsched_vcpu_stats *s = vcpu_stats_get(pv);
+
+	if (!s)
+		return;
+	s->tid = pv->tid;
 	s->vm_pid = pv->vm_pid;
 	s->vcpu_id = pv->vcpu_id;
 	s->cpu = pv->cpu;
@@ -47,18 +65,23 @@ static __always_inline void vcpu_stats_unregister(struct kvm_pvsched_vcpu *pv)
 		s->registered = 0;
 }
 
-/* An event: where the vCPU runs, and the kernel's own accounting of it. */
+/*
+ * An event: where the vCPU runs, and the kernel's own accounting of it.
+ * Returns the vCPU's entry, or `scratch` (zeroed) if it has none.
+ */
 static __always_inline struct pvsched_vcpu_stats *
-vcpu_stats_event(struct kvm_pvsched_vcpu *pv, __u32 event)
+vcpu_stats_event(struct kvm_pvsched_vcpu *pv, __u32 event,
+		 struct pvsched_vcpu_stats *scratch)
 {
-	__s32 tid = pv->tid;
-	struct pvsched_vcpu_stats *s = bpf_map_lookup_elem(&vcpus, &tid);
+	struct pvsched_vcpu_stats *s = vcpu_stats_get(pv);
 	int idx = event == PVSCHED_EVENT_VMENTER ? 0 :
 		  event == PVSCHED_EVENT_VMEXIT ? 1 :
 		  event == PVSCHED_EVENT_HALT ? 2 : 3;
 
-	if (!s)
-		return NULL;
+	if (!s) {
+		__builtin_memset(scratch, 0, sizeof(*scratch));
+		s = scratch;
+	}
 	s->cpu = pv->cpu;
 	s->malformed = pv->malformed;
 	s->kernel_boosts = pv->boosts;
