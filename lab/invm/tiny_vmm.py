@@ -1,9 +1,12 @@
 """A VMM of a few hundred bytes of guest code, for pvsched's lifetimes at
-scale: `python -m lab.invm.tiny_vmm VCPUS` makes one VM whose every vCPU
-registers a pvsched area saying "an RT task runs here" (SCHED_FIFO 50)
-and then halts with interrupts off, so its thread sleeps in KVM_RUN until
-the process dies. Level 1 starts many of these to create and destroy
-hundreds of vCPU threads in seconds, which real guests cannot do here.
+scale: `python -m lab.invm.tiny_vmm VCPUS [halt|spin]` makes one VM whose
+every vCPU registers a pvsched area saying "an RT task runs here"
+(SCHED_FIFO 50) and then halts with interrupts off, so its thread sleeps
+in KVM_RUN until the process dies (`halt`), or spins in the guest, so a
+boost uses its budget and is throttled (`spin`). Level 1 starts many of
+these to create and destroy hundreds of vCPU threads in seconds, and to
+destroy VMs in the middle of boosts and throttles, which real guests
+cannot do here.
 
 Prints `TINY-VMM running TID...` once every vCPU thread is about to enter
 the guest; any failure is one line on stderr and exit 1.
@@ -51,9 +54,13 @@ MSR_KVM_PVSCHED, PVSCHED_MSR_ENABLE, PVSCHED_ABI_VERSION = 0x4B564DF0, 1, 1
 AREA_SIZE, SCHED_FIFO, GUEST_RT_PRIORITY = 128, 1, 50
 
 MEM_SIZE = 0x10000
-CODE_GPA, AREAS_GPA = 0x1000, 0x2000
-# Real mode, from CODE_GPA: wrmsr (edx:eax to ecx, set by KVM_SET_REGS); hlt; jmp back to the hlt.
-GUEST_CODE = bytes([0x0F, 0x30, 0xF4, 0xEB, 0xFD])
+CODE_GPA, FAULT_GPA, AREAS_GPA = 0x1000, 0x1100, 0x2000
+# Every exception (a refused registration is a #GP) ends in a halt loop:
+# the real-mode IVT at 0 points all 256 vectors to it.
+FAULT_CODE = bytes([0xF4, 0xEB, 0xFD])
+# Real mode, from CODE_GPA: wrmsr (edx:eax to ecx, set by KVM_SET_REGS),
+# then hlt and a jump back to it, or a jump to itself.
+GUEST_CODE = {"halt": bytes([0x0F, 0x30, 0xF4, 0xEB, 0xFD]), "spin": bytes([0x0F, 0x30, 0xEB, 0xFE])}
 MAX_VCPUS = (MEM_SIZE - AREAS_GPA) // AREA_SIZE
 
 
@@ -80,13 +87,18 @@ def real_mode_at_zero(sregs: bytes) -> bytes:
 
 
 class TinyVm:
-    def __init__(self, vcpus: int) -> None:
+    def __init__(self, vcpus: int, mode: str = "halt") -> None:
         if not 1 <= vcpus <= MAX_VCPUS:
             raise ValueError(f"1..{MAX_VCPUS} vCPUs, not {vcpus}")
+        if mode not in GUEST_CODE:
+            raise ValueError(f"mode {mode!r} is not one of {', '.join(GUEST_CODE)}")
+        code = GUEST_CODE[mode]
         self.kvm = os.open("/dev/kvm", os.O_RDWR | os.O_CLOEXEC)
         self.vm = fcntl.ioctl(self.kvm, KVM_CREATE_VM, 0)
         self.mem = mmap.mmap(-1, MEM_SIZE, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
-        self.mem[CODE_GPA : CODE_GPA + len(GUEST_CODE)] = GUEST_CODE
+        self.mem[CODE_GPA : CODE_GPA + len(code)] = code
+        self.mem[FAULT_GPA : FAULT_GPA + len(FAULT_CODE)] = FAULT_CODE
+        self.mem[0 : 256 * 4] = struct.pack("<HH", FAULT_GPA, 0) * 256
         host_addr = _address_of(self.mem)
         region = struct.pack("<IIQQQ", 0, 0, 0, MEM_SIZE, host_addr)  # slot, flags, gpa, size, userspace address
         fcntl.ioctl(self.vm, KVM_SET_USER_MEMORY_REGION, region)
@@ -116,8 +128,8 @@ class TinyVm:
             ready.wait()
             while True:
                 fcntl.ioctl(fd, KVM_RUN, 0)
-                # The guest halts with interrupts off: it never leaves KVM_RUN
-                # on its own. Any exit here is something this VMM cannot handle.
+                # The guest halts with interrupts off or spins: it never leaves
+                # KVM_RUN on its own. Any exit here is one this VMM cannot handle.
                 reason = struct.unpack_from("<I", run, 8)[0]
                 print(f"tiny_vmm: unexpected exit {reason}", file=sys.stderr, flush=True)
                 os._exit(1)
@@ -133,11 +145,11 @@ def _address_of(mem: mmap.mmap) -> int:
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) != 1 or not argv[0].isdigit():
-        print(f"usage: python -m lab.invm.tiny_vmm VCPUS (1..{MAX_VCPUS})", file=sys.stderr)
+    if not 1 <= len(argv) <= 2 or not argv[0].isdigit():
+        print(f"usage: python -m lab.invm.tiny_vmm VCPUS (1..{MAX_VCPUS}) [{'|'.join(GUEST_CODE)}]", file=sys.stderr)
         return 2
     try:
-        vm = TinyVm(int(argv[0]))
+        vm = TinyVm(int(argv[0]), *argv[1:])
         vm.run()
     except (OSError, ValueError) as exc:
         print(f"tiny_vmm: {exc}", file=sys.stderr, flush=True)

@@ -25,12 +25,13 @@ REGISTER_WAIT_S, BOOST_WAIT_S, DESTROY_WAIT_S = 60.0, 30.0, 60.0
 POLL_S = 0.1
 
 
-def await_true(what: Callable[[], bool], timeout: float) -> bool:
+def await_true(what: Callable[[], bool], timeout: float, poll: float | None = None) -> bool:
+    """Whether `what` holds within `timeout` s, checked every `poll` s."""
     deadline = time.monotonic() + timeout
     while not what():
         if time.monotonic() >= deadline:
             return what()
-        time.sleep(POLL_S)
+        time.sleep(POLL_S if poll is None else poll)
     return True
 
 

@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from lab.invm import tiny_vmm, vcpu_churn
+from lab.invm import boosted_teardown, tiny_vmm, vcpu_churn
 
 
 @dataclass
@@ -94,3 +94,48 @@ def test_tiny_vm_registers_its_own_area_through_the_msr() -> None:
 def test_tiny_vmm_refuses_a_vcpu_count_its_memory_cannot_hold() -> None:
     assert tiny_vmm.main(["0"]) == 1
     assert tiny_vmm.main(["x"]) == 2
+
+
+@dataclass
+class SpinningHost(FakeHost):
+    """Tiny VMs whose vCPUs go boosted, throttled, boosted... at each reading of KVM's list."""
+
+    throttles: int = 1
+    readings: int = 0
+
+    def rows(self, pid: int) -> list[dict[str, str]]:
+        vm = next(v for v in self.vms if v.pid == pid)
+        if vm.killed and not self.leak_rows:
+            return []
+        self.readings += 1
+        state = ("boosted", "throttled")[self.readings % 2]
+        return [{"vm_pid": str(pid), "state": state, "throttles": str(self.throttles)}] * self.vcpus
+
+
+@pytest.fixture
+def spinning(monkeypatch: pytest.MonkeyPatch) -> SpinningHost:
+    fake = SpinningHost(vcpus=boosted_teardown.VCPUS)
+    monkeypatch.setattr(boosted_teardown, "rows_of", fake.rows)
+    monkeypatch.setattr(vcpu_churn, "POLL_S", 0.01)
+    monkeypatch.setattr(boosted_teardown, "STATES_WAIT_S", 0.2)
+    monkeypatch.setattr(boosted_teardown, "DESTROY_WAIT_S", 0.2)
+    return fake
+
+
+def test_teardown_kills_vms_caught_boosted_and_throttled(spinning: SpinningHost) -> None:
+    status, why = boosted_teardown._rounds(spinning, 4)  # type: ignore[arg-type]
+    assert status == "passed", why
+    assert "boosted+boosted" in why and "throttled+throttled" in why
+    assert all(vm.killed for vm in spinning.vms)
+
+
+def test_teardown_of_vcpus_never_throttled_tests_nothing_and_fails(spinning: SpinningHost) -> None:
+    spinning.throttles = 0  # a cap that does not bind: no throttle to tear down
+    status, why = boosted_teardown._rounds(spinning, 4)  # type: ignore[arg-type]
+    assert status == "failed" and "no vCPU boosted after a throttle" in why
+
+
+def test_teardown_that_leaves_vcpus_registered_fails(spinning: SpinningHost) -> None:
+    spinning.leak_rows = True
+    status, why = boosted_teardown._rounds(spinning, 4)  # type: ignore[arg-type]
+    assert status == "failed" and "still registered" in why
