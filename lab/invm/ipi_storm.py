@@ -19,29 +19,30 @@ import signal
 from pathlib import Path
 
 
-def _bounce(cpu: int, read_fd: int, write_fd: int, serve: bool, count_path: Path | None) -> None:
-    os.sched_setaffinity(0, {cpu})
+class _Stop(Exception):
+    """Raised by SIGTERM: a handler that only set a flag left os.read()
+    blocked (it retries after EINTR), and a unit test run hung there."""
+
+
+def _on_term(_signum: int, _frame: object) -> None:
+    raise _Stop
+
+
+def _bounce(cpu: int, read_fd: int, write_fd: int, serve: bool, count_path: Path | None, others: list[int]) -> None:
+    signal.signal(signal.SIGTERM, _on_term)
     trips = 0
-    stop = False
-
-    def on_term(_signum: int, _frame: object) -> None:
-        nonlocal stop
-        stop = True
-
-    signal.signal(signal.SIGTERM, on_term)
     try:
+        # Only its own two ends: a peer that is gone is then EOF, not a wait forever.
+        for fd in others:
+            os.close(fd)
+        os.sched_setaffinity(0, {cpu})
         if serve:
             os.write(write_fd, b"x")
-        while not stop:
-            try:
-                if not os.read(read_fd, 1):
-                    break
-                os.write(write_fd, b"x")
-            except InterruptedError:
-                continue
-            except OSError:
-                break
+        while os.read(read_fd, 1):
+            os.write(write_fd, b"x")
             trips += 1
+    except (_Stop, OSError):
+        pass
     finally:
         if count_path is not None:
             count_path.write_text(f"{trips}\n")
@@ -59,15 +60,16 @@ class IpiStorm:
     def start(self) -> None:
         a_to_b_r, a_to_b_w = os.pipe()
         b_to_a_r, b_to_a_w = os.pipe()
+        ends = [a_to_b_r, a_to_b_w, b_to_a_r, b_to_a_w]
         for cpu, read_fd, write_fd, serve, count in (
             (self.cpus[0], b_to_a_r, a_to_b_w, True, self.count_path),
             (self.cpus[1], a_to_b_r, b_to_a_w, False, None),
         ):
             pid = os.fork()
             if pid == 0:
-                _bounce(cpu, read_fd, write_fd, serve, count)
+                _bounce(cpu, read_fd, write_fd, serve, count, [fd for fd in ends if fd not in (read_fd, write_fd)])
             self.pids.append(pid)
-        for fd in (a_to_b_r, a_to_b_w, b_to_a_r, b_to_a_w):
+        for fd in ends:
             os.close(fd)
 
     def stop(self) -> int:

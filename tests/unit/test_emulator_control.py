@@ -113,6 +113,36 @@ def test_ipi_storm_bounces_between_two_processes_and_reports_its_trips(tmp_path:
     assert storm.pids == []
 
 
+def test_ipi_storm_ends_when_its_peer_dies_and_on_sigterm_while_blocked(tmp_path: Path) -> None:
+    """A process of the storm blocked in read() must end on EOF when its peer
+    dies and on SIGTERM; a unit run hung here when it held its peer's pipe end."""
+    import os
+    import signal
+    import time
+
+    from lab.invm.ipi_storm import IpiStorm
+
+    def ended(pid: int, within: float) -> bool:
+        deadline = time.monotonic() + within
+        while time.monotonic() < deadline:
+            if os.waitpid(pid, os.WNOHANG)[0] == pid:
+                return True
+            time.sleep(0.02)
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        return False
+
+    cpu = min(os.sched_getaffinity(0))
+    storm = IpiStorm((cpu, cpu), tmp_path / "trips.txt")
+    storm.start()
+    time.sleep(0.1)
+    first, second = storm.pids
+    os.kill(second, signal.SIGKILL)
+    os.waitpid(second, 0)
+    assert ended(first, 5.0), "the survivor never saw its peer's end"
+    storm.pids = []
+
+
 def test_rescan_counts_a_finished_run_again_with_todays_signs(tmp_path: Path) -> None:
     import json
 
