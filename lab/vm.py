@@ -96,6 +96,8 @@ def vng_command(
         vng, "--run", str(kernel), "--disable-microvm", "--verbose",
         "--cpus", str(settings.cpus), "--memory", f"{settings.memory_mb}M",
         "--append", "panic=-1", "--cwd", str(REPO),
+        # The series' host switch (off by default); an unpatched kernel ignores it.
+        "--append", "kvm.pvsched=1",
     ]  # fmt: skip
     if mode == "tcg":
         # The emulated CPU must be `max` (SVM with nested paging): virtme-ng

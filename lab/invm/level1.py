@@ -22,7 +22,7 @@ from typing import Any
 
 from lab import accel
 from lab.errors import LabError
-from lab.invm import boosted_teardown, marks, pvsched_host, vcpu_churn, watchdog
+from lab.invm import boosted_teardown, marks, pvsched_host, pvsched_switch, vcpu_churn, watchdog
 from lab.ktap import Case, parse_ktap, planned_count
 from lab.protocol import GUEST_DMESG_BEGIN, GUEST_DMESG_END, GUEST_DONE, GUEST_READY, LEVEL1_DONE, LEVEL1_READY
 from lab.runner import Runner
@@ -325,6 +325,7 @@ def main(config_path: str) -> int:
         cases.extend(scx_cases)
         cases.append(vcpu_churn.churn_case(runner, str(pv["loader"]), out))
         cases.append(boosted_teardown.destroy_case(runner, str(pv["loader"]), out))
+        cases.extend(pvsched_switch.cases(runner))
         extra_dmesg = guest_dmesg(unpriv_console) + guest_dmesg(scx_console) + guest_dmesg(reboot_console)
     chosen = accel.choose(probes)
     booted = chosen is not None

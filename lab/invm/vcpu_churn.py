@@ -39,6 +39,12 @@ def rows_of(vm_pid: int) -> list[dict[str, str]]:
     return [r for r in pvsched_host.read_kvm_vcpus() if r.get("vm_pid") == str(vm_pid)]
 
 
+def running_tids(output: str) -> list[int]:
+    """The vCPU thread ids of a tiny VM's `TINY-VMM running` line."""
+    line = next(ln for ln in output.splitlines() if ln.startswith("TINY-VMM running"))
+    return [int(t) for t in line.split()[2:]]
+
+
 def unboosted(tids: list[int]) -> list[int]:
     return [t for t in tids if thread_policy(t) != pvsched_host.SCHED_FIFO]
 
@@ -73,7 +79,7 @@ def _one_vm(runner: Runner, label: str, vcpus: int, threads_before: int, must_bo
     try:
         if not vm.wait_for("TINY-VMM running", REGISTER_WAIT_S):
             return f"{label} did not start: {vm.output[-300:]}"
-        tids = [int(t) for t in vm.output.split("TINY-VMM running", 1)[1].split()]
+        tids = running_tids(vm.output)
         if not await_true(lambda: len(rows_of(vm.pid)) == vcpus, REGISTER_WAIT_S):
             return f"{label}: {len(rows_of(vm.pid))} of {vcpus} vCPUs registered in {REGISTER_WAIT_S:.0f} s"
         if must_boost and not await_true(lambda: not unboosted(tids), BOOST_WAIT_S):

@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from lab.invm import boosted_teardown, tiny_vmm, vcpu_churn
+from lab.invm import boosted_teardown, pvsched_switch, tiny_vmm, vcpu_churn
 
 
 @dataclass
@@ -139,3 +139,50 @@ def test_teardown_that_leaves_vcpus_registered_fails(spinning: SpinningHost) -> 
     spinning.leak_rows = True
     status, why = boosted_teardown._rounds(spinning, 4)  # type: ignore[arg-type]
     assert status == "failed" and "still registered" in why
+
+
+@dataclass
+class OneVm:
+    """A tiny VM whose vCPUs registered (KVM lists them) or were refused (they said so)."""
+
+    listed: int
+    refused: int
+    pid: int = 4242
+    rc: int | None = None
+
+    @property
+    def output(self) -> str:
+        return "TINY-VMM running 1 2\n" + "".join(f"TINY-VMM refused {i}\n" for i in range(self.refused))
+
+    def poll(self) -> int | None:
+        return self.rc
+
+    def stop(self, sig: int, grace: float) -> int:
+        return -sig
+
+
+@pytest.mark.parametrize(
+    ("listed", "refused", "rc", "outcome"),
+    [(2, 0, None, "registered"), (0, 2, None, "refused"), (1, 1, None, "1 vCPUs listed by KVM, 1 refused"),
+     (0, 0, 1, "exited 1")],
+)  # fmt: skip
+def test_a_tiny_vm_registered_refused_or_neither(
+    monkeypatch: pytest.MonkeyPatch, listed: int, refused: int, rc: int | None, outcome: str
+) -> None:
+    vm = OneVm(listed, refused, rc=rc)
+    monkeypatch.setattr(pvsched_switch, "rows_of", lambda pid: [{}] * vm.listed)
+    monkeypatch.setattr(pvsched_switch, "WAIT_S", 0.05)
+    monkeypatch.setattr(vcpu_churn, "POLL_S", 0.01)
+
+    class Starts:
+        def start(self, argv: list[str], label: str) -> OneVm:
+            return vm
+
+    assert outcome in pvsched_switch.tiny_vm_outcome(Starts(), "vm")  # type: ignore[arg-type]
+
+
+def test_the_switch_checks_fail_when_a_vm_that_turned_pvsched_off_registers(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(pvsched_switch, "capability", lambda: 1)
+    monkeypatch.setattr(pvsched_switch, "tiny_vm_outcome", lambda runner, label, *args: "registered")
+    ok, why = pvsched_switch.per_vm(None)  # type: ignore[arg-type]
+    assert not ok and "one that turned it off: registered" in why
