@@ -21,9 +21,9 @@
  * previous kernel that did not unregister) is counted as stale.
  * hostile=1 makes this vCPU ask for a boost all the time and write garbage
  * now and then, to test that the host throttles and sanitizes; with
- * dodge_cap=1 a vCPU the host throttles registers again at once (by a
- * write of 0 first every other time), to test that the cap belongs to the
- * vCPU and not to the registration.
+ * dodge_cap=1 a vCPU the host throttles registers again a tick later (by
+ * a write of 0 first every other time), to test that the cap belongs to
+ * the vCPU and not to the registration.
  */
 
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
@@ -78,7 +78,7 @@ struct pvsched_stats {
 	u64 cap_dodges;
 };
 static DEFINE_PER_CPU(struct pvsched_stats, pvsched_stats);
-static DEFINE_PER_CPU(struct work_struct, dodge_work);
+static DEFINE_PER_CPU(struct delayed_work, dodge_work);
 static atomic_t registered_cpus;
 static atomic64_t reg_failures;
 static atomic64_t unreg_failures;
@@ -154,8 +154,13 @@ static void probe_sched_switch(void *data, bool preempt,
 	host = &container_of(g, struct pvsched_vcpu_area, guest)->host;
 	if (READ_ONCE(dodge_cap) &&
 	    (READ_ONCE(host->status) & PVSCHED_HOST_THROTTLED))
-		queue_work_on(smp_processor_id(), system_highpri_wq,
-			      this_cpu_ptr(&dodge_work));
+		/*
+		 * A tick later, at normal priority: each registration costs the
+		 * host a grace period, and a guest dodging at every switch from
+		 * a high-priority worker starved its own tasks for minutes.
+		 */
+		queue_delayed_work_on(smp_processor_id(), system_wq,
+				      this_cpu_ptr(&dodge_work), 1);
 	WRITE_ONCE(g->flags, flags);
 	WRITE_ONCE(g->seq, g->seq + 1);
 	this_cpu_inc(pvsched_stats.switches);
@@ -584,7 +589,7 @@ static int __init pvsched_guest_init(void)
 	}
 	INIT_DELAYED_WORK(&thaw_work, thaw);
 	for_each_possible_cpu(cpu)
-		INIT_WORK(per_cpu_ptr(&dodge_work, cpu), dodge_one);
+		INIT_DELAYED_WORK(per_cpu_ptr(&dodge_work, cpu), dodge_one);
 	ret = register_probes();
 	if (ret)
 		return ret;
@@ -618,7 +623,7 @@ static void __exit pvsched_guest_exit(void)
 	cancel_delayed_work_sync(&thaw_work);
 	unregister_probes();
 	for_each_possible_cpu(cpu)
-		cancel_work_sync(per_cpu_ptr(&dodge_work, cpu));
+		cancel_delayed_work_sync(per_cpu_ptr(&dodge_work, cpu));
 	cpuhp_remove_state(pvsched_hp_state);
 	pr_info("unregistered\n");
 }

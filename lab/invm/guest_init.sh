@@ -41,6 +41,7 @@ memory_match() {
 # --- pvsched (when the lab put the guest driver in this initramfs) ---
 PV=/sys/kernel/debug/pvsched
 MOD=/lib/modules/pvsched_guest.ko
+PARAMS=/sys/module/pvsched_guest/parameters
 mode=$(param lab.mode)
 counter() { sed -n "s/^$1 //p" $PV/counters; }
 # The host's status for vCPU 1 (where the RT task runs), as the guest sees it.
@@ -156,17 +157,19 @@ pvsched_tests() {
 	phase admin-fifo 1
 	rtspin 50 1 600 1500 4000 > /dev/null
 	phase admin-done 0.3
-	rmmod pvsched_guest
+	# Turned hostile while registered: KVM's counters (the vCPU's, kept
+	# across registrations) are read on both sides of each phase.
 	phase hostile 0.2
-	insmod $MOD hostile=1
+	echo 1 > $PARAMS/hostile
 	timeout 2 sh -c 'while :; do :; done'	# fair CPU work the host must throttle
 	phase hostile-done
 	# The same guest registering again each time it is throttled: the cap
 	# is the vCPU's, not the registration's.
 	phase dodge 0.2
-	echo 1 > /sys/module/pvsched_guest/parameters/dodge_cap
+	echo 1 > $PARAMS/dodge_cap
 	timeout 2 sh -c 'while :; do :; done'
-	echo 0 > /sys/module/pvsched_guest/parameters/dodge_cap
+	echo 0 > $PARAMS/dodge_cap
+	echo 0 > $PARAMS/hostile
 	phase dodge-done
 	check pvsched_module_unload "rmmod failed" rmmod pvsched_guest
 	check pvsched_module_reload "insmod failed" insmod $MOD

@@ -571,15 +571,18 @@ class PvschedObserver:
         before = {r["tid"]: r for r in self.snapshots.get("hostile", [])}
         after = {r["tid"]: r for r in self.snapshots.get("hostile-done", [])}
         start, end = self.phase_times.get("hostile"), self.phase_times.get("hostile-done")
-        if not after or start is None or end is None:
-            return Case("pvsched_hostile_guest_throttled", "level1", "failed", "no KVM snapshot around the hostile phase")
-        throttles = sum(int(r["throttles"]) - int(before.get(t, {}).get("throttles", 0)) for t, r in after.items())
+        # KVM's counters are the vCPU's since its first registration: both readings are needed.
+        tids = set(before) & set(after)
+        if not tids or start is None or end is None:
+            return Case("pvsched_hostile_guest_throttled", "level1", "failed",
+                        f"no KVM rows of one vCPU on both sides of the hostile phase: {sorted(before)} -> {sorted(after)}")  # fmt: skip
+        throttles = sum(int(after[t]["throttles"]) - int(before[t]["throttles"]) for t in tids)
 
         # The cap is on CPU time used while boosted (a boosted vCPU that
         # waits for its CPU or halts uses none); wall time boosted may
         # exceed it, and is reported beside it.
         def used(key: str) -> float:
-            return max((int(r[key]) - int(before.get(t, {}).get(key, 0))) / 1e9 for t, r in after.items())
+            return max((int(after[t][key]) - int(before[t][key])) / 1e9 for t in tids)
 
         cpu_s, wall_s = used("boosted_cpu_ns"), used("boosted_ns")
         periods = (end - start) / (HOSTILE_PERIOD_US / 1e6)
