@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from lab import kconfig, ui
+from lab import bzimage, kconfig, ui
 from lab.cache import Store, cache_key, file_lock
 from lab.lockfile import Lock, sha256_file
 from lab.runner import Runner
@@ -30,6 +30,8 @@ TOOLCHAIN_PROBES = {
 
 # In a kernel build directory: the cache key of the build it holds.
 BUILD_KEY_FILE = ".lab-build-key"
+CCACHE_DIR = "ccache-direct"  # under the cache; "ccache" held depend-mode entries
+PIGGY = "arch/x86/boot/compressed/piggy.o"  # the compressed kernel, by .incbin
 
 
 def read_build_key(bdir: Path) -> str:
@@ -97,12 +99,13 @@ class KernelBuilder:
 
     def env(self) -> dict[str, str]:
         env = self.lock.build.env()
-        env["CCACHE_DIR"] = str(self.cache / "ccache")
+        # Not depend mode: it cached piggy.o, whose .incbin of the compressed
+        # kernel it does not track, and bzImages carried an earlier build's
+        # kernel (lab/bzimage.py). Direct mode refuses to cache an .incbin.
+        # Depend mode's entries answer direct-mode lookups too: a new directory.
+        env["CCACHE_DIR"] = str(self.cache / CCACHE_DIR)
         env["CCACHE_BASEDIR"] = str(self.cache)
-        # Depend mode skips running the preprocessor on a miss (cold builds pay
-        # less); no cwd in the hash so any build directory can hit.
-        env["CCACHE_DEPEND"] = "1"
-        env["CCACHE_NOHASHDIR"] = "1"
+        env["CCACHE_NOHASHDIR"] = "1"  # no cwd in the hash: any build directory can hit
         return env
 
     def toolchain(self) -> dict[str, str]:
@@ -156,6 +159,8 @@ class KernelBuilder:
                 "config": config,
                 "identity": repr(sorted(self.lock.build.env().items())),
                 "flags": " ".join(self.extra_flags(Path("<build dir>"))),
+                # Kernels cached before bzImages were verified may carry another kernel.
+                "bzimage": "verified",
                 **{f"tool:{k}": v for k, v in self.toolchain().items()},
             }
         )
@@ -184,8 +189,11 @@ class KernelBuilder:
             cfg.write_text(config)  # only when changed: keeps the build incremental
         make = ["make", "-C", str(tree.path), f"O={bdir}", f"-j{self.jobs}", *self.make_vars(), *self.extra_flags(bdir.resolve())]
         env = {**self.env(), **(extra_env or {})}
+        # Always compiled again (seconds): an older cache could have served a stale one.
+        (bdir / PIGGY).unlink(missing_ok=True)
         with ui.activity(f"building {name} kernel") as progress:
             self.runner.run([*make, "bzImage", "modules"], f"build {name} kernel", env_extra=env, on_line=progress)
+        bzimage.verify(bdir / "arch/x86/boot/bzImage", bdir / "arch/x86/boot/compressed/vmlinux.bin")
         return make
 
     def check_reproducible(self, tree: SourceTree, config: str) -> list[tuple[str, str, float]]:
