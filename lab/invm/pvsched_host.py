@@ -45,6 +45,9 @@ TEST_CAP_PHASES = {"hostile": "hostile-done", "dodge": "dodge-done", "rt-long": 
 # budget/period (0.2: wall time boosted exceeds CPU time while preempted) but
 # not approach 1, which is what registering again to leave a throttle gives.
 DODGE_MAX_FIFO_SHARE, DODGE_MIN_SAMPLES = 0.5, 5
+# The host half changes with boosts, unboosts and throttles (about a tenth of
+# the events in a functional run); written at every event it would be all.
+HOST_WRITES_MAX_SHARE = 0.25
 # The rt-shared phase: a host RT task above any boost holds vCPU 1's CPU
 # this much of every 100 ms, leaving its boosted thread under the test
 # budget (20 ms) in every period while the boost lasts.
@@ -518,6 +521,7 @@ class PvschedObserver:
         cases.extend(self._long_boost_cases())
         cases.extend(self._admin_cases())
         cases.append(self._setattr_case())
+        cases.append(self._host_writes_case())
         cases.append(self._stale_throttle_case())
         cases.append(self._detach_case())
         # The hostile guest's requests, counted over its phase only (the malformed phase's garbage sets the flag too).
@@ -656,6 +660,19 @@ class PvschedObserver:
         boosts = sum(int(r["boosts"]) for r in rows)
         ok = boosts > 0 and not any(failures.values())
         return Case(name, "level1", "passed" if ok else "failed", f"{boosts} boosts; refused by the scheduler per thread: {failures}")
+
+    def _host_writes_case(self) -> Case:
+        """KVM writes the host half when it changed, not at every entry, exit
+        and halt (each write dirties the guest's page)."""
+        name, rows = "pvsched_host_half_written_on_change", self.snapshots.get("detach") or []
+        if not rows or any("host_writes" not in r for r in rows):
+            return Case(name, "level1", "failed", f"no KVM count of host-half writes at the guest's last phase: {rows[:2]}")
+        writes = sum(int(r["host_writes"]) for r in rows)
+        events = sum(int(r[k]) for r in rows for k in ("vmenter", "vmexit", "halt"))
+        ok = writes > 0 and events > 0 and writes <= HOST_WRITES_MAX_SHARE * events
+        return Case(name, "level1", "passed" if ok else "failed",
+                    f"{writes} writes of the host half for {events} entries, exits and halts "
+                    f"(at most {HOST_WRITES_MAX_SHARE:.0%})")  # fmt: skip
 
     def _stale_throttle_case(self) -> Case:
         """Every throttle lasted until its period's end: KVM counts one that would

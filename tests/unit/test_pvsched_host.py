@@ -60,7 +60,7 @@ def _good_observer(tmp_path: Path) -> ph.PvschedObserver:
     row = {"tid": "11", "throttles": "0", "boosted_ns": "0", "boosted_cpu_ns": "0"}
     # Boosted 0.9 s of wall time but 0.4 s of CPU time: the cap is on CPU time.
     done = {"tid": "11", "throttles": "15", "boosted_ns": "900000000", "boosted_cpu_ns": "400000000", "stale_throttles": "0"}
-    detach = {**row, "boosts": "40", "setattr_failures": "0"}
+    detach = {**row, "boosts": "40", "setattr_failures": "0", "host_writes": "150", "vmenter": "900", "vmexit": "880", "halt": "100"}
     obs.snapshots = {"hostile": [row], "hostile-done": [done], "detach": [detach],
                      "admin-nice": [{"tid": "12", "boosts": "30", "kept_rt": "0"}],
                      "admin-fifo": [{"tid": "12", "boosts": "31", "kept_rt": "0"}],
@@ -162,6 +162,9 @@ def test_healthy_run_passes_every_check(tmp_path: Path) -> None:
         # The vCPUs unregistered when the phase began: their counts since boot are no measure of the phase.
         (lambda o: o.snapshots.__setitem__("hostile", []), "pvsched_hostile_guest_throttled"),
         (lambda o: o.errors.append("boom"), "pvsched_host_observer"),
+        # The host half written at every event (mutant host-half-written-always), or no count of it.
+        (lambda o: o.snapshots["detach"][0].__setitem__("host_writes", "1880"), "pvsched_host_half_written_on_change"),
+        (lambda o: o.snapshots["detach"][0].pop("host_writes"), "pvsched_host_half_written_on_change"),
         # A boost that ran on past the budget (mutant cap-budget-is-the-period): 1.2 s of CPU in 16 periods.
         (lambda o: o.snapshots.__setitem__("rt-long-done", [_long(boosts=8, throttles=3, cpu_ns=1_300_000_000)]),
          "pvsched_long_boost_capped"),
