@@ -8,6 +8,7 @@ content-addressed store keyed by source + patches + config + toolchain.
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import time
 from dataclasses import dataclass
@@ -210,6 +211,42 @@ class KernelBuilder:
             self.make(f"reproducibility build {side}", tree, config, bdir, {"CCACHE_DISABLE": "1"})
             builds.append((str(bdir), sha256_file(bdir / "arch/x86/boot/bzImage"), time.monotonic() - start))
         return builds
+
+    def check_series(self, tree: SourceTree, variant: str, config: str) -> tuple[bool, str]:
+        """Every patch of the series builds on its own: `git rebase --exec` of
+        the series onto its base, in a worktree of its own, building vmlinux
+        and modules after each patch with `config` (put back before each
+        build: olddefconfig drops symbols an earlier patch does not define yet).
+        Returns (passed, what happened)."""
+        root = self.cache / "series" / variant
+        worktree, bdir, wanted = root / "tree", root / "build", root / "wanted.config"
+        bdir.mkdir(parents=True, exist_ok=True)
+        wanted.write_text(config)
+        git = ["git", "-C", str(tree.path)]
+        self.runner.run([*git, "worktree", "remove", "--force", str(worktree)], "drop the old series worktree", check=False)
+        self.runner.run([*git, "worktree", "prune"], "prune worktrees")
+        self.runner.run([*git, "worktree", "add", "--detach", str(worktree), tree.head], "series worktree")
+        make = shlex.join(["make", f"O={bdir}", f"-j{self.jobs}", *self.make_vars()])
+        build_one = f"cp {shlex.quote(str(wanted))} {shlex.quote(str(bdir / '.config'))} && {make} olddefconfig && {make} vmlinux modules"
+        try:
+            with ui.activity(f"building the series patch by patch ({variant})") as progress:
+                res = self.runner.run(
+                    ["git", "-C", str(worktree), "-c", "user.name=pvsched-lab", "-c", "user.email=lab@pvsched.invalid",
+                     "rebase", "--force-rebase", "--exec", build_one, tree.base],
+                    f"build each patch ({variant})", env_extra=self.env(), check=False, on_line=progress,
+                )  # fmt: skip
+            if res.returncode != 0:
+                at = self.runner.run(["git", "-C", str(worktree), "log", "-1", "--format=%s"], "the patch that failed", check=False)
+                self.runner.run(["git", "-C", str(worktree), "rebase", "--abort"], "abort the series rebase", check=False)
+                errors = [ln.strip() for ln in res.output.splitlines() if "error" in ln.lower()]
+                return False, f"{variant}: does not build after '{at.output.strip()}': {' | '.join(errors[-3:])}"
+            built = (bdir / ".config").read_text()
+            missing = [opt for opt in ("CONFIG_KVM_PVSCHED=y",) if opt not in built.splitlines()]
+            if missing:
+                return False, f"{variant}: built, but olddefconfig dropped {missing}"
+            return True, f"{variant}: each of the {len(tree.patches)} patches built vmlinux and modules"
+        finally:
+            self.runner.run([*git, "worktree", "remove", "--force", str(worktree)], "drop the series worktree", check=False)
 
     def resync(self, name: str, tree: SourceTree, config: str, bdir: Path, key: str) -> None:
         """Bring `bdir` back to the build of `key` (another run may have built

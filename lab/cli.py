@@ -106,6 +106,7 @@ def parser() -> argparse.ArgumentParser:
     k = sub.add_parser("kernel", help="prepare the source and build the kernels")
     _common(k)
     k.add_argument("--check-reproducible", action="store_true", help="build twice without ccache, compare bzImage")
+    k.add_argument("--check-series", action="store_true", help="build after each patch (git rebase --exec), KVM built in and =m")
     for name, help_text in (
         ("run", "everything: build, boot both levels, test, report"),
         ("boot", "boot level 1"),
@@ -310,7 +311,7 @@ def _main(argv: list[str] | None) -> int:
         if args.command == "kernel":
             from lab.suites import kernel as kernel_suite
 
-            return kernel_suite.run(Pipeline(_options(args)), args.check_reproducible)
+            return kernel_suite.run(Pipeline(_options(args)), args.check_reproducible, args.check_series)
         if args.command == "boot":
             return boot(args)
         if args.command in ("bisect", "bisect-step"):

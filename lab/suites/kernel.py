@@ -1,5 +1,7 @@
-"""`nox -s kernel`: the shared steps up to the kernels, and with
-`--check-reproducible` two cold builds that must give the cached bzImage."""
+"""`nox -s kernel`: the shared steps up to the kernels; with
+`--check-reproducible` two cold builds that must give the cached bzImage;
+with `--check-series` each patch built on its own, with KVM built in and
+as a module."""
 
 from __future__ import annotations
 
@@ -11,8 +13,31 @@ from lab.pipeline import Pipeline
 from lab.source import SourceTree
 
 
-def run(pipe: Pipeline, reproducible: bool) -> int:
-    return pipe.run_suite(lambda tree, builds: check_reproducible(pipe, tree, builds) if reproducible else None)
+def run(pipe: Pipeline, reproducible: bool, series: bool = False) -> int:
+    def suite(tree: SourceTree, builds: dict[str, KernelBuild]) -> None:
+        if reproducible:
+            check_reproducible(pipe, tree, builds)
+        if series:
+            check_series(pipe, tree, builds)
+
+    return pipe.run_suite(suite)
+
+
+def kvm_as_module(config: str) -> str:
+    """The same config with KVM and its vendor modules as modules."""
+    swap = {f"CONFIG_{name}=y": f"CONFIG_{name}=m" for name in ("KVM", "KVM_AMD", "KVM_INTEL")}
+    return "\n".join(swap.get(line, line) for line in config.splitlines()) + "\n"
+
+
+def check_series(pipe: Pipeline, tree: SourceTree, builds: dict[str, KernelBuild]) -> None:
+    """`git rebase --exec` builds after each patch; KVM built in, then as a module."""
+    with pipe.step("check series"):
+        config = (builds["host"].entry / "config").read_text()
+        for variant, cfg in (("kvm-builtin", config), ("kvm-module", kvm_as_module(config))):
+            ok, detail = pipe.builder().check_series(tree, variant, cfg)
+            ui.info(f"series: {detail}")
+            pipe.record.cases.append(Case(f"series_builds_patch_by_patch_{variant.replace('-', '_')}", "host",
+                                          "passed" if ok else "failed", detail))  # fmt: skip
 
 
 def check_reproducible(pipe: Pipeline, tree: SourceTree, builds: dict[str, KernelBuild]) -> None:
