@@ -60,7 +60,7 @@ def _options(args: argparse.Namespace) -> Options:
     return opts
 
 
-STRESS_PARTS = ("hostile", "churn", "hotplug", "reload", "kill")
+STRESS_PARTS = ("hostile", "churn", "hotplug", "reload", "kill", "teardown")
 
 
 def _positive_int(text: str) -> int:
@@ -156,6 +156,7 @@ def parser() -> argparse.ArgumentParser:
     st.add_argument("--hotplug", type=_positive_int, default=50, help="cpu1 offline/online rounds while an RT task runs")
     st.add_argument("--reloads", type=_positive_int, default=10, help="boost + sched_ext policy load/unload rounds under load")
     st.add_argument("--kills", type=_positive_int, default=5, help="VMM SIGKILLed while a vCPU thread is boosted")
+    st.add_argument("--teardowns", type=_positive_int, default=40, help="tiny VMs killed while a vCPU is boosted or throttled")
     st.add_argument("--hostile-secs", type=_positive_int, default=20, help="seconds of host measurement, vanilla and hostile")
     st.add_argument("--hostile-cap", type=_cap, default=HOSTILE_CAP, metavar="BUDGET_US/PERIOD_US",
                     help="KVM's boost cap during the hostile part (default ChromeOS's critical-section figure)")  # fmt: skip
@@ -356,6 +357,7 @@ def _main(argv: list[str] | None) -> int:
                 "hotplug": args.hotplug,
                 "reloads": args.reloads,
                 "kills": args.kills,
+                "teardowns": args.teardowns,
                 "hostile_secs": args.hostile_secs,
                 "hostile_cap": args.hostile_cap,
                 "hostile_rounds": args.hostile_rounds,

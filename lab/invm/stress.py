@@ -20,7 +20,7 @@ from pathlib import Path
 from statistics import median
 from typing import Any
 
-from lab.invm import marks, pvsched_host, vcpu_sampler, watchdog
+from lab.invm import boosted_teardown, marks, pvsched_host, vcpu_sampler, watchdog
 from lab.invm.bench import parse_histfile
 from lab.invm.level1 import boot_guest, guest_dmesg, qemu_command
 from lab.protocol import GUEST_DONE, HOSTILE_CAP, LEVEL1_DONE, LEVEL1_READY, STRESS_PARTIAL_REPORT
@@ -380,6 +380,18 @@ class Stress:
             self.guest_dmesg.append(guest.console)
             part.lose(f"the soak guest {attempt} did not start ({exited}, {len(guest.console.splitlines())} console lines)")
         return None
+
+    def teardown(self, part: Part) -> None:
+        """Tiny VMs killed the moment KVM shows a vCPU boosted, or throttled
+        (lab/invm/boosted_teardown.py), many rounds: timers and apply work in flight."""
+        rounds = int(self.cfg["teardowns"])
+        case = boosted_teardown.destroy_case(self.runner, self.cfg["pvsched"]["loader"], self.out, rounds=rounds)
+        part.details["teardown"] = case.message
+        if case.status == "passed":
+            part.rounds = part.clean_rounds = rounds
+        else:
+            part.fail(case.message)
+        self.snapshot()
 
     def kill(self, part: Part) -> None:
         """SIGKILL the VMM while a vCPU thread is boosted."""

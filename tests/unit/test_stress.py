@@ -339,3 +339,11 @@ def test_a_part_under_way_reports_the_time_it_has_run() -> None:
     part.seconds = 120.0  # finished: its own figure
     assert part_record(part)["seconds"] == 120.0
     assert part_record(Part("kill"))["seconds"] == 0.0  # not started
+
+
+def test_every_part_the_command_line_offers_is_a_part_level_1_runs() -> None:
+    from lab.cli import STRESS_PARTS
+    from lab.invm.stress import Stress
+
+    assert "teardown" in STRESS_PARTS
+    assert all(callable(getattr(Stress, name, None)) for name in STRESS_PARTS)
