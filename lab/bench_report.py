@@ -141,7 +141,20 @@ def overhead(raw: dict[str, Any] | None) -> dict[str, Any] | None:
         iv = bs.ratio_interval(with_, without)
         if iv is not None:
             result["with_vs_without"] = iv.to_dict()
+    rates = {which: per_round_rates(raw, which) for which in ("without", "with")}
+    if rates["without"] and len(rates["without"]) == len(rates["with"]):
+        iv = bs.ratio_interval(rates["with"], rates["without"])
+        if iv is not None:
+            result["exits_per_switch_with_vs_without"] = iv.to_dict()
     return result
+
+
+def per_round_rates(raw: dict[str, Any], which: str) -> list[float]:
+    """KVM exits per guest context switch, one value per round ([] unless every round has both)."""
+    exits, switches = (raw.get("exits") or {}).get(which) or [], (raw.get("switches") or {}).get(which) or []
+    if not exits or len(exits) != len(switches) or not all(switches):
+        return []
+    return [e / s for e, s in zip(exits, switches, strict=True)]
 
 
 def _interval(iv: dict[str, float] | None, null: float) -> str:
@@ -218,7 +231,8 @@ def markdown(bench: dict[str, Any], command: str) -> str:
             "",
             f"KVM exits per guest context switch (hackbench): {over['exits_per_switch_without']} without the driver, "
             f"{over['exits_per_switch_with']} with it: {over['extra_exits_per_switch']} extra per switch "
-            "(each switch writes the shared area).",
+            "(each switch writes the shared area); with / without, paired by round: "
+            f"{_interval(over.get('exits_per_switch_with_vs_without'), 1.0)}.",
         ]
     lines += [
         "",

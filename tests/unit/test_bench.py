@@ -132,3 +132,18 @@ def test_kvm_view_is_compared_as_a_gain() -> None:
     bench = summarize(raw)
     assert abs(bench["comparisons"]["pvsched"]["kvm_avg_ratio"]["value"] - 2.0) < 1e-3
     assert "| pvsched | 2.00 [" in markdown(bench, "nox -s bench")
+
+
+def test_exits_per_switch_get_an_interval_over_rounds_and_need_every_round() -> None:
+    from lab.bench_report import overhead
+
+    raw = {"seconds": {"without": [1.0, 1.1, 1.0], "with": [1.0, 1.0, 1.1]},
+           "exits": {"without": [100, 110, 90], "with": [100, 112, 91]},
+           "switches": {"without": [1000, 1100, 900], "with": [1000, 1100, 900]}}  # fmt: skip
+    iv = overhead(raw)["exits_per_switch_with_vs_without"]  # type: ignore[index]
+    assert iv["low"] <= 1.0 <= iv["high"]  # no extra exits: not resolved from 1
+    raw["exits"]["with"] = [200, 221, 181]  # type: ignore[index]
+    iv = overhead(raw)["exits_per_switch_with_vs_without"]  # type: ignore[index]
+    assert iv["low"] > 1.5  # one exit more per ten switches: resolved
+    raw["switches"]["with"] = [1000, 0, 900]  # type: ignore[index]
+    assert "exits_per_switch_with_vs_without" not in overhead(raw)  # type: ignore[operator]
