@@ -35,8 +35,11 @@ BOOST_PRIORITY, HINT_PRIORITY = 10, 1  # the boost policy's defaults (bpf/pvsche
 GUEST_RT_PRIORITY = 50  # the guest's RT task (rtspin 50 in guest_init.sh)
 UNBOOST_MIN_SAMPLES = 3
 HOOKS = ("vmenter", "vmexit", "halt", "intr_inj")  # the policy's per-event counts (bpf/pvsched_stats.h)
-# The hostile phase runs with a small budget so throttling shows quickly.
+# The hostile phase runs with a small budget so throttling shows quickly,
+# and its VM's vCPUs together get half a vCPU's budget: one busy vCPU alone
+# spends the VM's budget first.
 HOSTILE_BUDGET_US, HOSTILE_PERIOD_US = 20_000, 100_000
+HOSTILE_VM_BUDGET_US = 10_000
 # What the admin phases set on vCPU 1's thread: a nice value, and an RT priority above any boost.
 ADMIN_NICE, ADMIN_RT_PRIORITY = 5, 60
 # The phases that run under that cap (the guest's phase line -> its end).
@@ -242,6 +245,7 @@ class PvschedObserver:
     _sampler: Background | None = None
     _sample_file: Path = Path("/tmp/lab-vcpu-samples.jsonl")
     _saved_cap: tuple[int, int] | None = None
+    _saved_vm_budget: int | None = None
     pinned_cpu: int | None = None  # where vCPU 0's thread was moved in the malformed phase
     test_cap_at: dict[str, float] = field(default_factory=dict)  # when the test cap was set, per phase
     admin: dict[str, object] = field(default_factory=dict)  # what the admin phases set and read
@@ -278,9 +282,15 @@ class PvschedObserver:
             self._learn_threads()
         elif name in TEST_CAP_PHASES:
             self._saved_cap = read_cap()
+            if name == "hostile":
+                self._saved_vm_budget = int((KVM_PARAMS / "pvsched_vm_budget_us").read_text())
+                set_kvm_param("pvsched_vm_budget_us", HOSTILE_VM_BUDGET_US)
             set_cap(HOSTILE_BUDGET_US, HOSTILE_PERIOD_US)
             self.test_cap_at[name] = time.monotonic()
         elif name in TEST_CAP_PHASES.values() and self._saved_cap is not None:
+            if self._saved_vm_budget is not None:
+                set_kvm_param("pvsched_vm_budget_us", self._saved_vm_budget)
+                self._saved_vm_budget = None
             self._end_sharing()
             set_cap(*self._saved_cap)
         elif name == "admin-nice":
@@ -517,6 +527,7 @@ class PvschedObserver:
         case("pvsched_hotplug_reregisters", int(cpu1.get("registrations", 0)) >= 3,
              f"vCPU 1 registered {cpu1.get('registrations')} times (expected load, hotplug online, reload: >= 3)")  # fmt: skip
         cases.append(self._hostile_case())
+        cases.append(self._vm_budget_case())
         cases.append(self._dodge_case())
         cases.extend(self._long_boost_cases())
         cases.extend(self._admin_cases())
@@ -595,6 +606,29 @@ class PvschedObserver:
         return Case("pvsched_hostile_guest_throttled", "level1", "passed" if ok else "failed",
                     f"throttles={throttles}, most boosted vCPU used {cpu_s:.3f} s CPU ({wall_s:.3f} s wall) boosted, "
                     f"cap {cap_s:.3f} s CPU over {end - start:.2f} s")  # fmt: skip
+
+    def _vm_budget_case(self) -> Case:
+        """The hostile guest's vCPUs together stay within the VM's budget
+        (10 ms per 100 ms, half of one vCPU's), and KVM says the VM's budget throttled them."""
+        name = "pvsched_vm_budget_holds"
+        before = {r["tid"]: r for r in self.snapshots.get("hostile", [])}
+        after = {r["tid"]: r for r in self.snapshots.get("hostile-done", [])}
+        start, end = self.phase_times.get("hostile"), self.phase_times.get("hostile-done")
+        tids = sorted(set(before) & set(after))
+        if not tids or start is None or end is None or any("vm_throttles" not in after[t] for t in tids):
+            return Case(
+                name,
+                "level1",
+                "failed",
+                f"no KVM rows with vm_throttles on both sides of the hostile phase: {sorted(before)} -> {sorted(after)}",
+            )
+        used_s = sum(int(after[t]["boosted_cpu_ns"]) - int(before[t]["boosted_cpu_ns"]) for t in tids) / 1e9
+        vm_throttles = sum(int(after[t]["vm_throttles"]) - int(before[t]["vm_throttles"]) for t in tids)
+        cap_s = ((end - start) / (HOSTILE_PERIOD_US / 1e6) + 1) * HOSTILE_VM_BUDGET_US / 1e6
+        ok = vm_throttles > 0 and used_s <= cap_s * 1.2
+        return Case(name, "level1", "passed" if ok else "failed",
+                    f"the VM's {len(tids)} vCPUs used {used_s:.3f} s CPU boosted in {end - start:.2f} s "
+                    f"(VM cap {cap_s:.3f} s); throttles by the VM's budget: {vm_throttles}")  # fmt: skip
 
     def _dodge_case(self) -> Case:
         """A guest that registers again whenever KVM throttles it stays capped:

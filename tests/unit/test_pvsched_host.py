@@ -57,9 +57,17 @@ def _good_observer(tmp_path: Path) -> ph.PvschedObserver:
         (9.0, [_vcpu(0, 11, softirq_seen=9, hardirq_seen=3, request_seen=1), _vcpu(1, 12, rt_seen=40)]),
         (11.5, [_vcpu(0, 11, softirq_seen=9, hardirq_seen=3, request_seen=4), _vcpu(1, 12, rt_seen=40)]),
     ]
-    row = {"tid": "11", "throttles": "0", "boosted_ns": "0", "boosted_cpu_ns": "0"}
-    # Boosted 0.9 s of wall time but 0.4 s of CPU time: the cap is on CPU time.
-    done = {"tid": "11", "throttles": "15", "boosted_ns": "900000000", "boosted_cpu_ns": "400000000", "stale_throttles": "0"}
+    row = {"tid": "11", "throttles": "0", "boosted_ns": "0", "boosted_cpu_ns": "0", "vm_throttles": "0"}
+    # Boosted 0.9 s of wall time but 0.2 s of CPU time (the cap is on CPU time),
+    # within the VM's budget of 10 ms per 100 ms, which throttled it 12 times.
+    done = {
+        "tid": "11",
+        "throttles": "15",
+        "boosted_ns": "900000000",
+        "boosted_cpu_ns": "200000000",
+        "stale_throttles": "0",
+        "vm_throttles": "12",
+    }
     detach = {**row, "boosts": "40", "setattr_failures": "0", "host_writes": "150", "vmenter": "900", "vmexit": "880", "halt": "100"}
     obs.snapshots = {"hostile": [row], "hostile-done": [done], "detach": [detach],
                      "admin-nice": [{"tid": "12", "boosts": "30", "kept_rt": "0"}],
@@ -162,6 +170,10 @@ def test_healthy_run_passes_every_check(tmp_path: Path) -> None:
         # The vCPUs unregistered when the phase began: their counts since boot are no measure of the phase.
         (lambda o: o.snapshots.__setitem__("hostile", []), "pvsched_hostile_guest_throttled"),
         (lambda o: o.errors.append("boom"), "pvsched_host_observer"),
+        # The VM's vCPUs together past the VM's budget (mutant vm-budget-ignored), never throttled by it, or no count.
+        (lambda o: o.snapshots["hostile-done"][0].__setitem__("boosted_cpu_ns", "400000000"), "pvsched_vm_budget_holds"),
+        (lambda o: o.snapshots["hostile-done"][0].__setitem__("vm_throttles", "0"), "pvsched_vm_budget_holds"),
+        (lambda o: o.snapshots["hostile-done"][0].pop("vm_throttles"), "pvsched_vm_budget_holds"),
         # The host half written at every event (mutant host-half-written-always), or no count of it.
         (lambda o: o.snapshots["detach"][0].__setitem__("host_writes", "1880"), "pvsched_host_half_written_on_change"),
         (lambda o: o.snapshots["detach"][0].pop("host_writes"), "pvsched_host_half_written_on_change"),
