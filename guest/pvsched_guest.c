@@ -47,6 +47,14 @@ static bool hostile;
 module_param(hostile, bool, 0644);
 MODULE_PARM_DESC(hostile, "always request a boost and write garbage (testing)");
 
+/*
+ * Test knob: 0 leaves the areas registered at power off, so the host's
+ * teardown of a VM destroyed with registered vCPUs is what gets tested.
+ */
+static bool unregister_at_reboot = true;
+module_param(unregister_at_reboot, bool, 0644);
+MODULE_PARM_DESC(unregister_at_reboot, "unregister every vCPU before reboot, halt, power off or kexec");
+
 static bool dodge_cap;
 module_param(dodge_cap, bool, 0644);
 MODULE_PARM_DESC(dodge_cap, "register again whenever the host throttles (testing)");
@@ -366,7 +374,8 @@ static void unregister_this_cpu(void *unused)
 static int pvsched_reboot(struct notifier_block *nb, unsigned long action,
 			  void *data)
 {
-	on_each_cpu(unregister_this_cpu, NULL, 1);
+	if (READ_ONCE(unregister_at_reboot))
+		on_each_cpu(unregister_this_cpu, NULL, 1);
 	return NOTIFY_DONE;
 }
 

@@ -178,8 +178,9 @@ pvsched_tests() {
 	phase detach 0.8
 	wait
 	check pvsched_rt_task_survives_detach "$(cat /tmp/rtspin.out)" grep -q cycles /tmp/rtspin.out
-	# The driver stays loaded: the VM is destroyed with its areas registered
-	# (the host's pvsched_vm_destroy_unregisters).
+	# The driver stays loaded and keeps its areas at power off: the VM is
+	# destroyed with its areas registered (the host's pvsched_vm_destroy_unregisters).
+	echo 0 > $PARAMS/unregister_at_reboot
 }
 
 corrupt_all() {
