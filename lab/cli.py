@@ -16,7 +16,7 @@ from lab.errors import LabError
 from lab.paths import REPO, RESULTS_DIR, cache_dir
 from lab.pipeline import Options, Pipeline, StepFailed
 from lab.protocol import BENCH_MODES, HOSTILE_CAP
-from lab.runner import Runner, reproducer, stop_all
+from lab.runner import Runner, exit_on_signal, reproducer, stop_all
 from lab.vm import Level1, vng_command
 
 
@@ -243,15 +243,11 @@ def checkpatch() -> int:
     return result.returncode or driver.returncode
 
 
-def _exit_on_signal(signum: int, _frame: object) -> None:
-    raise SystemExit(128 + signum)
-
-
 def main(argv: list[str] | None = None) -> int:
     """Run a lab command; whatever ends it (Ctrl-C, SIGTERM from a CI
     timeout), no VM or build it started is left running."""
     for sig in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, _exit_on_signal)
+        signal.signal(sig, exit_on_signal)
     try:
         return _main(argv)
     except KeyboardInterrupt:

@@ -273,3 +273,36 @@ def test_every_external_command_goes_through_the_runner() -> None:
         if starts.search(line)
     ]
     assert offenders == []
+
+
+def test_a_signal_while_a_command_is_being_started_exits_once_stop_all_can_see_it() -> None:
+    """SIGTERM between a command's fork and its entry in the running set left it
+    running after the lab exited (seen under load): the exit waits for the entry."""
+    import signal
+
+    reached: list[str] = []
+    with pytest.raises(SystemExit) as exc, runner_mod._starting():
+        runner_mod.exit_on_signal(signal.SIGTERM, None)  # arrives mid-start: deferred
+        reached.append("registered")  # what the start does next
+    assert exc.value.code == 128 + signal.SIGTERM and reached == ["registered"]
+    with pytest.raises(SystemExit):
+        runner_mod.exit_on_signal(signal.SIGTERM, None)  # outside a start: at once
+
+
+def test_stop_all_waits_for_a_command_another_thread_is_starting() -> None:
+    import threading
+
+    entered, registered = threading.Event(), []
+
+    def start() -> None:
+        with runner_mod._starting():
+            entered.set()
+            time.sleep(0.3)
+            registered.append(time.monotonic())
+
+    thread = threading.Thread(target=start)
+    thread.start()
+    entered.wait(5)
+    runner_mod.stop_all(grace=0.1)
+    assert registered and registered[0] <= time.monotonic()
+    thread.join()
