@@ -117,7 +117,10 @@ def test_qemu_threads_and_backtraces_of_a_real_process(tmp_path: Path) -> None:
     # vng, which started QEMU, has the socket on its command line too.
     launcher = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)", str(marker)])
     try:
-        time.sleep(0.2)
+        # Until the stand-in sleeps: a loaded machine was still starting it after 0.2 s (state R).
+        deadline = time.monotonic() + 20
+        while "state S" not in monitor.qemu_threads(child.pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
         assert monitor.qemu_pid(marker) == child.pid
         assert monitor.qemu_pid(tmp_path / "other.sock") is None
         threads = monitor.qemu_threads(child.pid)
