@@ -21,7 +21,7 @@
  * previous kernel that did not unregister) is counted as stale.
  * hostile=1 makes this vCPU ask for a boost all the time and write garbage
  * now and then, to test that the host throttles and sanitizes; with
- * dodge_cap=1 a vCPU the host throttles registers again a tick later (by
+ * dodge_cap=1 a vCPU the host throttles registers again within a tick (by
  * a write of 0 first every other time), to test that the cap belongs to
  * the vCPU and not to the registration.
  */
@@ -163,9 +163,11 @@ static void probe_sched_switch(void *data, bool preempt,
 	if (READ_ONCE(dodge_cap) &&
 	    (READ_ONCE(host->status) & PVSCHED_HOST_THROTTLED))
 		/*
-		 * A tick later, at normal priority: each registration costs the
-		 * host a grace period, and a guest dodging at every switch from
-		 * a high-priority worker starved its own tasks for minutes.
+		 * At normal priority, polling once a tick from then on: each
+		 * registration costs the host a grace period, and a guest
+		 * dodging at every switch from a high-priority worker starved
+		 * its own tasks for minutes; one dodging only at switches (a
+		 * busy vCPU rarely switches) dodged 5 times in 24 periods.
 		 */
 		queue_delayed_work_on(smp_processor_id(), system_wq,
 				      this_cpu_ptr(&dodge_work), 1);
@@ -176,20 +178,28 @@ static void probe_sched_switch(void *data, bool preempt,
 		this_cpu_inc(pvsched_stats.rt_switches);
 }
 
-/* dodge_cap: register this vCPU's area again, as a new registration. */
+/*
+ * dodge_cap: once a tick while it is set, register this vCPU's area again
+ * (a new registration) if the host shows it throttled.
+ */
 static void dodge_one(struct work_struct *work)
 {
 	struct pvsched_vcpu_area *area;
+	bool polling;
 
 	preempt_disable();
 	area = this_cpu_read(pvsched_area);
-	if (area && READ_ONCE(dodge_cap)) {
+	polling = area && READ_ONCE(dodge_cap);
+	if (polling && (READ_ONCE(area->host.status) & PVSCHED_HOST_THROTTLED)) {
 		if (this_cpu_inc_return(pvsched_stats.cap_dodges) % 2)
 			wrmsrl_safe(MSR_KVM_PVSCHED, 0);
 		if (wrmsrl_safe(MSR_KVM_PVSCHED,
 				__pa(area) | PVSCHED_MSR_ENABLE))
 			atomic64_inc(&reg_failures);
 	}
+	if (polling)
+		queue_delayed_work_on(smp_processor_id(), system_wq,
+				      this_cpu_ptr(&dodge_work), 1);
 	preempt_enable();
 }
 
