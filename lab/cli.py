@@ -246,7 +246,7 @@ def checkpatch() -> int:
 def main(argv: list[str] | None = None) -> int:
     """Run a lab command; whatever ends it (Ctrl-C, SIGTERM from a CI
     timeout), no VM or build it started is left running."""
-    for sig in (signal.SIGTERM, signal.SIGHUP):
+    for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
         signal.signal(sig, exit_on_signal)
     try:
         return _main(argv)

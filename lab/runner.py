@@ -96,7 +96,7 @@ _RUNNING: set[int] = set()
 # the exit until the entry is made, stop_all() waits for other threads'.
 _STARTING = 0
 _MAIN_STARTING = threading.Event()
-_PENDING_EXIT: list[int] = []
+_PENDING_EXIT: list[BaseException] = []
 START_WAIT_S = 5.0
 
 
@@ -120,16 +120,18 @@ def _starting() -> Iterator[None]:
         if main:
             _MAIN_STARTING.clear()
             if _PENDING_EXIT:
-                raise SystemExit(_PENDING_EXIT.pop())
+                raise _PENDING_EXIT.pop()
 
 
 def exit_on_signal(signum: int, _frame: object) -> None:
-    """The lab's SIGTERM/SIGHUP handler: exit with 128 + signum, once any
-    command being started is entered where stop_all() will find it."""
+    """The lab's SIGTERM/SIGHUP/SIGINT handler: exit with 128 + signum (a
+    KeyboardInterrupt for Ctrl-C), once any command being started is entered
+    where stop_all() will find it."""
+    exc: BaseException = KeyboardInterrupt() if signum == signal.SIGINT else SystemExit(128 + signum)
     if _MAIN_STARTING.is_set():
-        _PENDING_EXIT.append(128 + signum)
+        _PENDING_EXIT.append(exc)
         return
-    raise SystemExit(128 + signum)
+    raise exc
 
 
 def stop_all(grace: float = STOP_GRACE_S) -> list[int]:

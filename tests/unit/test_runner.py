@@ -287,6 +287,10 @@ def test_a_signal_while_a_command_is_being_started_exits_once_stop_all_can_see_i
     assert exc.value.code == 128 + signal.SIGTERM and reached == ["registered"]
     with pytest.raises(SystemExit):
         runner_mod.exit_on_signal(signal.SIGTERM, None)  # outside a start: at once
+    with pytest.raises(KeyboardInterrupt), runner_mod._starting():
+        runner_mod.exit_on_signal(signal.SIGINT, None)  # Ctrl-C: the same, as a KeyboardInterrupt
+        reached.append("registered too")
+    assert reached[-1] == "registered too"
 
 
 def test_stop_all_waits_for_a_command_another_thread_is_starting() -> None:
