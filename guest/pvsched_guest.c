@@ -56,7 +56,25 @@ module_param(unregister_at_reboot, bool, 0644);
 MODULE_PARM_DESC(unregister_at_reboot, "unregister every vCPU before reboot, halt, power off or kexec");
 
 static bool dodge_cap;
-module_param(dodge_cap, bool, 0644);
+static bool dodge_ready;	/* every vCPU registered, the works initialized */
+static void dodge_start(void);
+
+/* Setting dodge_cap starts the polling on every vCPU at once. */
+static int dodge_cap_set(const char *val, const struct kernel_param *kp)
+{
+	int ret = param_set_bool(val, kp);
+
+	if (!ret && READ_ONCE(dodge_cap) && READ_ONCE(dodge_ready))
+		dodge_start();
+	return ret;
+}
+
+static const struct kernel_param_ops dodge_cap_ops = {
+	.set = dodge_cap_set,
+	.get = param_get_bool,
+};
+
+module_param_cb(dodge_cap, &dodge_cap_ops, &dodge_cap, 0644);
 MODULE_PARM_DESC(dodge_cap, "register again whenever the host throttles (testing)");
 
 /*
@@ -176,6 +194,16 @@ static void probe_sched_switch(void *data, bool preempt,
 	this_cpu_inc(pvsched_stats.switches);
 	if (is_rt_policy(next->policy))
 		this_cpu_inc(pvsched_stats.rt_switches);
+}
+
+static void dodge_start(void)
+{
+	unsigned int cpu;
+
+	cpus_read_lock();
+	for_each_online_cpu(cpu)
+		queue_delayed_work_on(cpu, system_wq, per_cpu_ptr(&dodge_work, cpu), 0);
+	cpus_read_unlock();
 }
 
 /*
@@ -629,6 +657,9 @@ static int __init pvsched_guest_init(void)
 	debugfs_create_file("corrupt", 0200, pvsched_dir, NULL, &corrupt_fops);
 	debugfs_create_file("bad_write", 0200, pvsched_dir, NULL, &bad_write_fops);
 	debugfs_create_file("abandon", 0600, pvsched_dir, NULL, &abandon_fops);
+	WRITE_ONCE(dodge_ready, true);
+	if (READ_ONCE(dodge_cap))
+		dodge_start();
 	pr_info("registered %d vCPUs\n", atomic_read(&registered_cpus));
 	return 0;
 }
