@@ -123,6 +123,29 @@ def _starting() -> Iterator[None]:
                 raise _PENDING_EXIT.pop()
 
 
+def _spawn(argv: list[str], label: str, cwd: Path | None, env: Mapping[str, str], stdin: bool) -> subprocess.Popen[str]:
+    """Start a command in a session of its own (so stopping it stops its whole
+    tree), output on one pipe, entered where stop_all() finds it."""
+    with _starting():
+        try:
+            proc = subprocess.Popen(
+                argv,
+                cwd=cwd,
+                env=env,
+                stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+                errors="replace",
+                start_new_session=True,
+            )
+        except FileNotFoundError as exc:
+            raise LabError(f"{label}: command not found: {argv[0]}", fix="run `nox -s doctor`") from exc
+        with _DEADLINES_LOCK:
+            _RUNNING.add(proc.pid)
+    return proc
+
+
 def exit_on_signal(signum: int, _frame: object) -> None:
     """The lab's SIGTERM/SIGHUP/SIGINT handler: exit with 128 + signum (a
     KeyboardInterrupt for Ctrl-C), once any command being started is entered
@@ -345,23 +368,7 @@ class Runner:
         log, line = self._announce(argv, label, cwd, env_extra)
         log.write_text(f"# {label} (background)\n# reproduce: {line}\n\n")
         env = {**os.environ, **(env_extra or {})}
-        with _starting():
-            try:
-                proc = subprocess.Popen(
-                    argv,
-                    cwd=cwd,
-                    env=env,
-                    stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
-                    stdout=subprocess.PIPE,
-                    stderr=subprocess.STDOUT,
-                    text=True,
-                    errors="replace",
-                    start_new_session=True,
-                )
-            except FileNotFoundError as exc:
-                raise LabError(f"{label}: command not found: {argv[0]}", fix="run `nox -s doctor`") from exc
-            with _DEADLINES_LOCK:
-                _RUNNING.add(proc.pid)
+        proc = _spawn(argv, label, cwd, env, stdin)
         return Background(proc, log, label, on_line, tee)
 
     def interactive(self, cmd: Sequence[str | os.PathLike[str]], label: str, *, cwd: Path | None = None) -> int:
@@ -406,24 +413,11 @@ class Runner:
         with log.open("w", errors="replace") as out:
             out.write(f"# {label}\n# reproduce: {line}\n\n")
             out.flush()
-            with _starting():
-                try:
-                    proc = subprocess.Popen(
-                        argv,
-                        cwd=cwd,
-                        env=env,
-                        stdin=subprocess.PIPE if stdin_text is not None else subprocess.DEVNULL,
-                        stdout=subprocess.PIPE,
-                        stderr=subprocess.STDOUT,
-                        text=True,
-                        errors="replace",
-                        start_new_session=True,  # so a timeout kills the whole tree
-                    )
-                except FileNotFoundError as exc:
-                    out.write(f"# not found: {argv[0]}\n")
-                    raise LabError(f"{label}: command not found: {argv[0]}", fix="run `nox -s doctor`") from exc
-                with _DEADLINES_LOCK:
-                    _RUNNING.add(proc.pid)
+            try:
+                proc = _spawn(argv, label, cwd, env, stdin_text is not None)
+            except LabError:
+                out.write(f"# not found: {argv[0]}\n")
+                raise
             if stdin_text is not None and proc.stdin is not None:
                 proc.stdin.write(stdin_text)
                 proc.stdin.close()

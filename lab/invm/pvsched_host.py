@@ -40,6 +40,7 @@ HOOKS = ("vmenter", "vmexit", "halt", "intr_inj")  # the policy's per-event coun
 # spends the VM's budget first.
 HOSTILE_BUDGET_US, HOSTILE_PERIOD_US = 20_000, 100_000
 HOSTILE_VM_BUDGET_US = 10_000
+Rows = dict[str, dict[str, str]]  # KVM's debugfs rows by thread id
 # What the admin phases set on vCPU 1's thread: a nice value, and an RT priority above any boost.
 ADMIN_NICE, ADMIN_RT_PRIORITY = 5, 60
 # The phases that run under that cap (the guest's phase line -> its end).
@@ -607,14 +608,18 @@ class PvschedObserver:
                     f"throttles={throttles}, most boosted vCPU used {cpu_s:.3f} s CPU ({wall_s:.3f} s wall) boosted, "
                     f"cap {cap_s:.3f} s CPU over {end - start:.2f} s")  # fmt: skip
 
+    def _around(self, phase: str, done: str) -> tuple[Rows, Rows, list[str], float | None, float | None]:
+        """KVM's rows by thread id at a phase's start and end, the threads in
+        both, and the phase's start and end times."""
+        before = {r["tid"]: r for r in self.snapshots.get(phase, [])}
+        after = {r["tid"]: r for r in self.snapshots.get(done, [])}
+        return before, after, sorted(set(before) & set(after)), self.phase_times.get(phase), self.phase_times.get(done)
+
     def _vm_budget_case(self) -> Case:
         """The hostile guest's vCPUs together stay within the VM's budget
         (10 ms per 100 ms, half of one vCPU's), and KVM says the VM's budget throttled them."""
         name = "pvsched_vm_budget_holds"
-        before = {r["tid"]: r for r in self.snapshots.get("hostile", [])}
-        after = {r["tid"]: r for r in self.snapshots.get("hostile-done", [])}
-        start, end = self.phase_times.get("hostile"), self.phase_times.get("hostile-done")
-        tids = sorted(set(before) & set(after))
+        before, after, tids, start, end = self._around("hostile", "hostile-done")
         if not tids or start is None or end is None or any("vm_throttles" not in after[t] for t in tids):
             return Case(
                 name,
@@ -635,10 +640,7 @@ class PvschedObserver:
         KVM's counters (which now outlive a registration) and the sampled
         policies of its vCPU threads both show the cap."""
         name = "pvsched_reregistering_guest_still_capped"
-        before = {r["tid"]: r for r in self.snapshots.get("dodge", [])}
-        after = {r["tid"]: r for r in self.snapshots.get("dodge-done", [])}
-        start, end = self.phase_times.get("dodge"), self.phase_times.get("dodge-done")
-        tids = sorted(set(before) & set(after))
+        before, after, tids, start, end = self._around("dodge", "dodge-done")
         if not tids or start is None or end is None or any("registrations" not in after[t] for t in tids):
             return Case(name, "level1", "failed", f"no KVM rows with registrations around the dodge phase: {before} -> {after}")
 
