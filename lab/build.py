@@ -11,7 +11,7 @@ import os
 import shlex
 import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from lab import bzimage, kconfig, ui
@@ -40,6 +40,20 @@ def read_build_key(bdir: Path) -> str:
         return (bdir / BUILD_KEY_FILE).read_text().strip()
     except OSError:
         return ""
+
+
+def module_hashes(bdir: Path) -> dict[str, str]:
+    """sha256 of every module a build made, by its path in the build directory."""
+    return {str(ko.relative_to(bdir)): sha256_file(ko) for ko in sorted(bdir.rglob("*.ko"))}
+
+
+@dataclass(frozen=True)
+class ReproBuild:
+    source: str
+    build_dir: str
+    bzimage_sha256: str
+    modules: dict[str, str]
+    seconds: float
 
 
 @dataclass
@@ -197,19 +211,30 @@ class KernelBuilder:
         bzimage.verify(bdir / "arch/x86/boot/bzImage", bdir / "arch/x86/boot/compressed/vmlinux.bin")
         return make
 
-    def check_reproducible(self, tree: SourceTree, config: str) -> list[tuple[str, str, float]]:
-        """Build twice from scratch in two directories without ccache.
+    def check_reproducible(self, tree: SourceTree, config: str) -> list[ReproBuild]:
+        """Build twice from scratch without ccache: once from the source tree
+        in one directory, once from a copy of it at another path in another,
+        as two users or two cache directories would.
 
-        Returns (directory, bzImage sha256, seconds) per build: each is also a
-        measured cold build of this config.
+        Each is also a measured cold build of this config.
         """
+        root = self.cache / "repro"
+        other_src = root / "elsewhere" / "src"
+        git = ["git", "-C", str(tree.path)]
+        self.runner.run([*git, "worktree", "remove", "--force", str(other_src)], "drop the old copy of the source", check=False)
+        self.runner.run([*git, "worktree", "prune"], "prune worktrees")
+        self.runner.run([*git, "worktree", "add", "--detach", str(other_src), tree.head], "the source at another path")
+        sides = (("a", tree, root / "a"), ("b", replace(tree, path=other_src), root / "elsewhere" / "build"))
         builds = []
-        for side in ("a", "b"):
-            bdir = self.cache / "repro" / side
-            shutil.rmtree(bdir, ignore_errors=True)
-            start = time.monotonic()
-            self.make(f"reproducibility build {side}", tree, config, bdir, {"CCACHE_DISABLE": "1"})
-            builds.append((str(bdir), sha256_file(bdir / "arch/x86/boot/bzImage"), time.monotonic() - start))
+        try:
+            for side, src, bdir in sides:
+                shutil.rmtree(bdir, ignore_errors=True)
+                start = time.monotonic()
+                self.make(f"reproducibility build {side}", src, config, bdir, {"CCACHE_DISABLE": "1"})
+                builds.append(ReproBuild(str(src.path), str(bdir), sha256_file(bdir / "arch/x86/boot/bzImage"),
+                                         module_hashes(bdir), time.monotonic() - start))  # fmt: skip
+        finally:
+            self.runner.run([*git, "worktree", "remove", "--force", str(other_src)], "drop the copy of the source", check=False)
         return builds
 
     def check_series(self, tree: SourceTree, variant: str, config: str) -> tuple[bool, str]:

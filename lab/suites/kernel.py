@@ -6,7 +6,7 @@ as a module."""
 from __future__ import annotations
 
 from lab import ui
-from lab.build import KernelBuild
+from lab.build import KernelBuild, ReproBuild
 from lab.cache import Store
 from lab.ktap import Case
 from lab.pipeline import Pipeline
@@ -41,18 +41,36 @@ def check_series(pipe: Pipeline, tree: SourceTree, builds: dict[str, KernelBuild
 
 
 def check_reproducible(pipe: Pipeline, tree: SourceTree, builds: dict[str, KernelBuild]) -> None:
-    """A cold build (no ccache) twice, in fresh directories: the same bzImage as the cached one."""
+    """A cold build (no ccache) twice, from the source at two paths into two
+    directories: the same bzImage as the cached one, the same modules."""
     with pipe.step("check reproducible"):
         config = (builds["host"].entry / "config").read_text()
         cached = str(Store.read_meta(builds["host"].entry)["bzimage_sha256"])
         fresh = pipe.builder().check_reproducible(tree, config)
-        hashes = {h for _, h, _ in fresh} | {cached}
-        detail = "; ".join(f"{d}: {h[:16]} in {s:.0f} s (cold, no ccache)" for d, h, s in fresh)
-        detail += f"; cached ccache build: {cached[:16]}"
+        ok, detail = compare_repro(fresh, cached)
         pipe.record.reproducible = {
-            "builds": [{"dir": d, "bzimage_sha256": h, "seconds": round(s, 1)} for d, h, s in fresh],
+            "builds": [{"source": str(b.source), "dir": b.build_dir, "bzimage_sha256": b.bzimage_sha256,
+                        "modules": len(b.modules), "seconds": round(b.seconds, 1)} for b in fresh],
             "cached_bzimage_sha256": cached,
-            "identical": len(hashes) == 1,
-        }
+            "identical": ok,
+        }  # fmt: skip
         ui.info(f"reproducibility: {detail}")
-        pipe.record.cases.append(Case("reproducible_bzimage", "host", "passed" if len(hashes) == 1 else "failed", detail))
+        pipe.record.cases.append(Case("reproducible_bzimage", "host", "passed" if ok else "failed", detail))
+
+
+def compare_repro(fresh: list[ReproBuild], cached: str) -> tuple[bool, str]:
+    """Every bzImage equal to the cached one, every build with the same modules."""
+    parts = [f"{b.source} -> {b.build_dir}: {b.bzimage_sha256[:16]}, {len(b.modules)} modules, {b.seconds:.0f} s cold"
+             for b in fresh]  # fmt: skip
+    parts.append(f"cached ccache build: {cached[:16]}")
+    ok = len(fresh) >= 2 and {b.bzimage_sha256 for b in fresh} == {cached}
+    first = fresh[0].modules if fresh else {}
+    if not first:
+        ok = False
+        parts.append("no modules built")
+    for b in fresh[1:]:
+        differ = sorted(k for k in first.keys() | b.modules.keys() if first.get(k) != b.modules.get(k))
+        if differ:
+            ok = False
+            parts.append(f"{len(differ)} modules differ in {b.build_dir}: {', '.join(differ[:3])}")
+    return ok, "; ".join(parts)

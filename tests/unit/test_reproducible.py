@@ -1,0 +1,43 @@
+"""The reproducibility check's judgement: bzImages and modules from two
+source paths and build directories must agree with the cached build."""
+
+from __future__ import annotations
+
+from lab.build import ReproBuild
+from lab.suites.kernel import compare_repro
+
+MODS = {"drivers/a.ko": "1" * 64, "fs/b.ko": "2" * 64}
+
+
+def build(src: str, bz: str = "f" * 64, mods: dict[str, str] | None = None) -> ReproBuild:
+    return ReproBuild(src, f"{src}-build", bz, dict(MODS if mods is None else mods), 600.0)
+
+
+def test_equal_builds_pass() -> None:
+    ok, detail = compare_repro([build("/a"), build("/elsewhere")], "f" * 64)
+    assert ok, detail
+
+
+def test_a_bzimage_that_differs_fails() -> None:
+    ok, _ = compare_repro([build("/a"), build("/elsewhere", bz="e" * 64)], "f" * 64)
+    assert not ok
+
+
+def test_builds_that_differ_from_the_cached_one_fail() -> None:
+    ok, _ = compare_repro([build("/a"), build("/elsewhere")], "e" * 64)
+    assert not ok
+
+
+def test_a_module_that_differs_fails_and_is_named() -> None:
+    ok, detail = compare_repro([build("/a"), build("/elsewhere", mods={**MODS, "fs/b.ko": "3" * 64})], "f" * 64)
+    assert not ok and "fs/b.ko" in detail
+
+
+def test_a_missing_module_fails() -> None:
+    ok, detail = compare_repro([build("/a"), build("/elsewhere", mods={"drivers/a.ko": "1" * 64})], "f" * 64)
+    assert not ok and "fs/b.ko" in detail
+
+
+def test_no_modules_or_one_build_is_no_evidence() -> None:
+    assert not compare_repro([build("/a", mods={}), build("/elsewhere", mods={})], "f" * 64)[0]
+    assert not compare_repro([build("/a")], "f" * 64)[0]
