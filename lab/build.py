@@ -102,10 +102,13 @@ class KernelBuilder:
         self._toolchain: dict[str, str] | None = None
 
     @staticmethod
-    def extra_flags(bdir: Path) -> list[str]:
-        """DWARF names the build directory (DW_AT_comp_dir) and ld's build-id
-        hashes the DWARF: map it away so any directory gives the same bzImage."""
-        prefix_map = f"-fdebug-prefix-map={bdir}=."
+    def extra_flags(bdir: Path, srctree: Path) -> list[str]:
+        """DWARF names the build directory (DW_AT_comp_dir) and, in an O=
+        build, every source file by its absolute path; ld's build-id hashes
+        the DWARF. Both mapped away, so any build directory, cache directory
+        or user gives the same bzImage and modules (kbuild maps srctree only
+        out of __FILE__)."""
+        prefix_map = f"-fdebug-prefix-map={bdir}=. -fdebug-prefix-map={srctree}/=./"
         return [f"KCFLAGS={prefix_map}", f"KAFLAGS={prefix_map}"]
 
     def make_vars(self) -> list[str]:
@@ -173,7 +176,7 @@ class KernelBuilder:
                 "source": tree.identity,
                 "config": config,
                 "identity": repr(sorted(self.lock.build.env().items())),
-                "flags": " ".join(self.extra_flags(Path("<build dir>"))),
+                "flags": " ".join(self.extra_flags(Path("<build dir>"), Path("<source tree>"))),
                 # Kernels cached before bzImages were verified may carry another kernel.
                 "bzimage": "verified",
                 **{f"tool:{k}": v for k, v in self.toolchain().items()},
@@ -202,7 +205,8 @@ class KernelBuilder:
         cfg = bdir / ".config"
         if not cfg.exists() or cfg.read_text() != config:
             cfg.write_text(config)  # only when changed: keeps the build incremental
-        make = ["make", "-C", str(tree.path), f"O={bdir}", f"-j{self.jobs}", *self.make_vars(), *self.extra_flags(bdir.resolve())]
+        flags = self.extra_flags(bdir.resolve(), tree.path.resolve())
+        make = ["make", "-C", str(tree.path), f"O={bdir}", f"-j{self.jobs}", *self.make_vars(), *flags]
         env = {**self.env(), **(extra_env or {})}
         # Always compiled again (seconds): an older cache could have served a stale one.
         (bdir / PIGGY).unlink(missing_ok=True)

@@ -41,3 +41,15 @@ def test_a_missing_module_fails() -> None:
 def test_no_modules_or_one_build_is_no_evidence() -> None:
     assert not compare_repro([build("/a", mods={}), build("/elsewhere", mods={})], "f" * 64)[0]
     assert not compare_repro([build("/a")], "f" * 64)[0]
+
+
+def test_both_the_build_directory_and_the_source_tree_are_mapped_out_of_debug_info() -> None:
+    from pathlib import Path
+
+    from lab.build import KernelBuilder
+
+    flags = KernelBuilder.extra_flags(Path("/c/build/default-host"), Path("/c/src/linux"))
+    for var in ("KCFLAGS", "KAFLAGS"):
+        (value,) = [f.split("=", 1)[1] for f in flags if f.startswith(var + "=")]
+        assert "-fdebug-prefix-map=/c/build/default-host=." in value.split()
+        assert "-fdebug-prefix-map=/c/src/linux/=./" in value.split()
