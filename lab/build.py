@@ -102,13 +102,15 @@ class KernelBuilder:
         self._toolchain: dict[str, str] | None = None
 
     @staticmethod
-    def extra_flags(bdir: Path, srctree: Path) -> list[str]:
+    def extra_flags(bdir: Path, srctree: Path, module_dir: Path | None = None) -> list[str]:
         """DWARF names the build directory (DW_AT_comp_dir) and, in an O=
         build, every source file by its absolute path; ld's build-id hashes
         the DWARF. Both mapped away, so any build directory, cache directory
         or user gives the same bzImage and modules (kbuild maps srctree only
-        out of __FILE__)."""
+        out of __FILE__). `module_dir`: an external module's M= directory."""
         prefix_map = f"-fdebug-prefix-map={bdir}=. -fdebug-prefix-map={srctree}/=./"
+        if module_dir is not None:
+            prefix_map += f" -fdebug-prefix-map={module_dir}=./module"  # a fresh temporary directory
         return [f"KCFLAGS={prefix_map}", f"KAFLAGS={prefix_map}"]
 
     def make_vars(self) -> list[str]:

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lab import ui
-from lab.build import KernelBuild, read_build_key
+from lab.build import KernelBuild, KernelBuilder, read_build_key
 from lab.cache import Store, file_lock, publish
 from lab.errors import LabError
 from lab.paths import REPO
@@ -56,7 +56,9 @@ def build_guest(cache: Path, runner: Runner, tree: SourceTree, guest: KernelBuil
             if read_build_key(bdir) != guest.key:
                 ui.info(f"the kernel build directory {bdir} holds another build: rebuilding {guest.name} there first")
                 resync(bdir)
-            runner.run(["make", "-C", str(tree.path), f"O={bdir}", f"M={tmp}", "modules"], "build guest module")
+            # The kernel build's debug prefix maps plus the module's directory.
+            flags = KernelBuilder.extra_flags(bdir.resolve(), tree.path.resolve(), tmp.resolve())
+            runner.run(["make", "-C", str(tree.path), f"O={bdir}", f"M={tmp}", *flags, "modules"], "build guest module")
         runner.run(["gcc", "-O2", "-static", "-Wall", "-o", str(tmp / "rtspin"), str(tmp / "tools/rtspin.c")], "build rtspin")
 
     out.parent.mkdir(parents=True, exist_ok=True)

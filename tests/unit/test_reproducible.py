@@ -53,3 +53,14 @@ def test_both_the_build_directory_and_the_source_tree_are_mapped_out_of_debug_in
         (value,) = [f.split("=", 1)[1] for f in flags if f.startswith(var + "=")]
         assert "-fdebug-prefix-map=/c/build/default-host=." in value.split()
         assert "-fdebug-prefix-map=/c/src/linux/=./" in value.split()
+
+
+def test_an_external_module_directory_is_mapped_to_a_fixed_name() -> None:
+    from pathlib import Path
+
+    from lab.build import KernelBuilder
+
+    a = KernelBuilder.extra_flags(Path("/b"), Path("/s"), Path("/c/guest/x.tmp-1"))
+    b = KernelBuilder.extra_flags(Path("/b"), Path("/s"), Path("/d/guest/y.tmp-2"))
+    assert "-fdebug-prefix-map=/c/guest/x.tmp-1=./module" in a[0].split()
+    assert [f.replace("/c/guest/x.tmp-1", "M") for f in a] == [f.replace("/d/guest/y.tmp-2", "M") for f in b]
