@@ -1,7 +1,7 @@
 """nox sessions: `nox -s lab` runs everything; `nox -s tests` is the test suite.
 
 Arguments after `--` go to the lab command, e.g. `nox -s boot -- uname -a`;
-`-- --container` runs any session's lab command inside the toolchain image.
+`-- --container` runs every command of a session in the toolchain image.
 """
 
 from __future__ import annotations

@@ -79,12 +79,18 @@ def run_step(state_dir: Path, commit: str | None = None) -> int:
     return final
 
 
+def runtime_of(state: BisectState) -> dict[str, Any]:
+    """Where the bisect's steps run their commands (`--container`, `--engine`)."""
+    return {"container": bool(state.extra.get("container")), "engine": state.extra.get("engine")}
+
+
 def judge_once(state: BisectState, src: Path) -> tuple[int | None, dict[str, Any]]:
     """Build and run the commit once; (verdict or None when it could not judge, details)."""
     if state.extra.get("lab_tree"):
         # The lab's own tree and build directory: steps near the series head
         # rebuild incrementally from the last ordinary run.
-        opts = Options(profile=state.profile, install=False, lab_tree_commit=(str(src), STEP_REF), vm_retries=0)
+        opts = Options(profile=state.profile, install=False, lab_tree_commit=(str(src), STEP_REF), vm_retries=0,
+                       **runtime_of(state))  # fmt: skip
     else:
         # A user's tree: its own checkout and build directory, shared by every
         # bisect of a user tree (one incremental build).
@@ -97,6 +103,7 @@ def judge_once(state: BisectState, src: Path) -> tuple[int | None, dict[str, Any
             tree_name="bisect",
             build_tag=f"bisect-{state.profile}",
             vm_retries=0,  # the bisect step retries the whole attempt itself
+            **runtime_of(state),
         )
     crit = state.criterion
     pipe = Pipeline(opts)
@@ -153,6 +160,8 @@ def run_bisect(
     retries: int,
     profile: str,
     restart: bool,
+    container: bool = False,
+    engine: str | None = None,
 ) -> int:
     """`lab bisect`: prepare the tree, start or resume the bisect, print the first bad commit."""
     # The lab's patched tree (the pinned base plus one commit per patch) is the
@@ -181,6 +190,7 @@ def run_bisect(
     # A clone of the lab's tree (e.g. a series on top of ours) builds in the
     # lab's tree; an unrelated kernel tree in a checkout of its own.
     state.extra["lab_tree"] = tree is None or _descends(runner, tree_path, source.base, good)
+    state.extra.update(container=container, engine=engine)
     ui.info(f"bisect {good}..{bad} in {tree_path}: bad = {criterion.describe()}; state in {state_dir}")
     bisector.start(state)
     bisector.run(predicate_argv(state_dir))

@@ -97,7 +97,7 @@ class KernelBuilder:
         self.runner = runner
         self.lock = lock
         self.jobs = jobs or os.cpu_count() or 1
-        self.use_ccache = use_ccache and shutil.which("ccache") is not None
+        self.use_ccache = use_ccache and runner.which("ccache") is not None
         self.store = Store(cache / "kernels")
         self._toolchain: dict[str, str] | None = None
 

@@ -16,7 +16,7 @@ from lab.errors import LabError
 from lab.paths import REPO, RESULTS_DIR, cache_dir
 from lab.pipeline import Options, Pipeline, StepFailed
 from lab.protocol import BENCH_MODES, HOSTILE_CAP
-from lab.runner import Runner, exit_on_signal, reproducer, stop_all
+from lab.runner import Runner, exit_on_signal, stop_all
 from lab.vm import Level1, vng_command
 
 
@@ -28,6 +28,14 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--source-sha256", help="sha256 of --source-tarball")
     p.add_argument("--source-git", help="a local kernel git tree instead of the lock file's source")
     p.add_argument("--source-ref", default="HEAD", help="commit/tag/branch of --source-git")
+    _runtime(p)
+
+
+def _runtime(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--container", action="store_true",
+                   help="run every command in the lab's toolchain image (built first if missing)")  # fmt: skip
+    p.add_argument("--engine", choices=("docker", "podman"), default=os.environ.get("PVSCHED_LAB_ENGINE"),
+                   help="container engine for --container (default: the first that works)")  # fmt: skip
 
 
 def _options(args: argparse.Namespace) -> Options:
@@ -39,6 +47,8 @@ def _options(args: argparse.Namespace) -> Options:
         source_sha256=args.source_sha256,
         source_git=args.source_git,
         source_ref=args.source_ref,
+        container=args.container,
+        engine=args.engine,
     )
     for name in ("guest_cpus", "guest_mem_mb", "reprobe"):
         if hasattr(args, name):
@@ -173,6 +183,7 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("--retries", type=int, default=1, help="extra attempts before a commit counts as bad")
     b.add_argument("--profile", default="default")
     b.add_argument("--restart", action="store_true", help="discard a previous or interrupted bisect with these arguments")
+    _runtime(b)
     i = sub.add_parser("image", help="build the toolchain container image (docker or podman)")
     i.add_argument("--method", default="auto", choices=("auto", "mmdebstrap", "containerfile"),
                    help="auto: mmdebstrap when installed (no registry needed), else the Containerfile")  # fmt: skip
@@ -210,8 +221,8 @@ def boot(args: argparse.Namespace) -> int:
         result, _ = level1.run(mode, shlex.join(cmd), [REPO], "boot -- " + " ".join(cmd))
         sys.stdout.write(result.output)
         return result.returncode
-    argv = vng_command(builds["host"].bzimage, mode, pipe.opts.level1, None, [REPO])
-    ui.info(f"interactive level 1 ({mode}); rerun by hand: {reproducer(argv, REPO, None)}")
+    argv = vng_command(level1.vng, builds["host"].bzimage, mode, pipe.opts.level1, None, [REPO])
+    ui.info(f"interactive level 1 ({mode}); rerun by hand: {pipe.runner.runtime.reproducer(argv, REPO, None)}")
     return pipe.runner.interactive(argv, "interactive level 1", cwd=REPO)
 
 
@@ -260,21 +271,6 @@ def main(argv: list[str] | None = None) -> int:
 
 def _main(argv: list[str] | None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    # `--container` is the lab's option only before a `--` (after it, the
-    # words belong to a command, e.g. `boot -- CMD --container`).
-    lab_part = argv[: argv.index("--")] if "--" in argv else argv
-    if "--container" in lab_part:
-        # Any command, run inside the toolchain image with the same paths.
-        from lab.container import in_container, run_lab
-
-        del argv[lab_part.index("--container")]
-        try:
-            if in_container():
-                raise LabError("--container given inside the lab's container", fix="drop --container")
-            return run_lab(argv, os.environ.get("PVSCHED_LAB_ENGINE"))
-        except LabError as exc:
-            ui.failure("error:", str(exc))
-            return 2
     args = parser().parse_args(argv)
     try:
         if args.command == "image":
@@ -320,7 +316,7 @@ def _main(argv: list[str] | None) -> int:
             if args.command == "bisect-step":
                 return run_step(Path(args.state), args.commit)
             crit = Criterion(args.test, args.bench, args.threshold, args.duration)
-            return run_bisect(args.good, args.bad, args.tree, crit, args.retries, args.profile, args.restart)
+            return run_bisect(args.good, args.bad, args.tree, crit, args.retries, args.profile, args.restart, args.container, args.engine)
         if args.command == "bench":
             opts = {
                 "duration": args.duration,

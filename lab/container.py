@@ -1,18 +1,17 @@
-"""The lab's toolchain image and running the lab inside it.
+"""The lab's toolchain image, and the container runtime that runs commands in it.
 
 Docker and podman sit behind one small interface (as in tuxmake); the image
 is built from images/packages.txt either by the Containerfile (machines with
 a registry) or by mmdebstrap + `import` (air-gapped machines), and tagged by
 the hash of its inputs so a changed package list is a new image.
+`container_runtime` gives the lab.runtime.Runtime of `--container`.
 """
 
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 import shutil
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from lab import ui
 from lab.errors import LabError
 from lab.paths import REPO, cache_dir
 from lab.runner import Runner
+from lab.runtime import IN_IMAGE_ENV, ContainerRuntime, DockerRuntime, PodmanRuntime
 
 IMAGE_DIR = REPO / "images"
 PACKAGES = IMAGE_DIR / "packages.txt"
@@ -27,9 +27,6 @@ CONTAINERFILE = IMAGE_DIR / "Containerfile"
 PODMAN_CONF = IMAGE_DIR / "podman-containers.conf"
 IMAGE_NAME = "localhost/pvsched-lab"
 SUITE = "trixie"
-IN_CONTAINER_ENV = "PVSCHED_LAB_IN_CONTAINER"
-# "ENGINE IMAGE": what the lab inside the container records as its runtime.
-RUNTIME_ENV = "PVSCHED_LAB_RUNTIME"
 
 
 def read_packages(path: Path = PACKAGES) -> list[str]:
@@ -51,18 +48,6 @@ def image_tag(files: tuple[Path, ...] = (PACKAGES, CONTAINERFILE)) -> str:
     for f in files:
         h.update(f.name.encode() + b"\0" + f.read_bytes())
     return f"{IMAGE_NAME}:{h.hexdigest()[:16]}"
-
-
-def in_container() -> bool:
-    return os.environ.get(IN_CONTAINER_ENV) == "1"
-
-
-def runtime() -> dict[str, str]:
-    """Where this lab process runs, for summary.json: native, or the engine and image."""
-    if not in_container():
-        return {"kind": "native"}
-    engine, _, image = os.environ.get(RUNTIME_ENV, "unknown unknown").partition(" ")
-    return {"kind": "container", "engine": engine, "image": image}
 
 
 def host_mirror(sources: tuple[Path, ...] = (Path("/etc/apt/sources.list"), Path("/etc/apt/sources.list.d"))) -> str | None:
@@ -102,17 +87,9 @@ class Engine:
     def has_image(self, runner: Runner, tag: str) -> bool:
         return runner.run(self.cmd("image", "inspect", tag), f"{self.name} image inspect", env_extra=self.env, check=False).ok
 
-    def run_argv(self, tag: str, cmd: list[str], mounts: list[Path], env: dict[str, str], workdir: Path) -> list[str]:
-        argv = self.cmd("run", "--rm", "-i", "--security-opt", "label=disable")
-        if sys.stdin.isatty() and sys.stdout.isatty():
-            argv.append("-t")
-        if Path("/dev/kvm").exists():
-            argv += ["--device", "/dev/kvm"]
-        for m in mounts:
-            argv += ["-v", f"{m}:{m}"]
-        for k, v in env.items():
-            argv += ["-e", f"{k}={v}"]
-        return [*argv, "-w", str(workdir), tag, *cmd]
+    def image_id(self, runner: Runner, tag: str) -> str:
+        out = runner.run(self.cmd("image", "inspect", "--format", "{{.Id}}", tag), f"{self.name} image id", env_extra=self.env)
+        return out.output.strip()
 
 
 def detect(runner: Runner, preferred: str | None = None) -> Engine:
@@ -174,38 +151,25 @@ def build_image(runner: Runner, engine: Engine, method: str = "auto", mirror: st
         tmp.rename(tarball)
     with ui.activity(f"importing {tarball.name} into {engine.name}"):
         runner.run(
-            engine.cmd("import", "--change", f"ENV {IN_CONTAINER_ENV}=1", "--change", 'CMD ["/bin/bash"]', str(tarball), tag),
+            engine.cmd("import", "--change", f"ENV {IN_IMAGE_ENV}=1", "--change", 'CMD ["/bin/bash"]', str(tarball), tag),
             f"{engine.name} import",
             env_extra=engine.env,
         )
     return tag
 
 
-def run_lab(argv: list[str], engine_name: str | None = None) -> int:
-    """Re-run `python -m lab ARGV` inside the image: same paths, same cache, results on the host."""
-    runner = Runner(REPO / "results" / "container-logs")
-    engine = detect(runner, engine_name)
-    tag = build_image(runner, engine)
+def container_runtime(runner: Runner, engine_name: str | None = None) -> ContainerRuntime:
+    """The runtime of `--container`: the image (built if missing) in the first
+    working engine, the repository, the cache and /tmp at the same paths.
+    `runner` runs the engine's own commands on this machine."""
+    host = runner.on_host()
+    engine = detect(host, engine_name)
+    tag = build_image(host, engine)
     cache = cache_dir()
     cache.mkdir(parents=True, exist_ok=True)
-    env = {
-        "PVSCHED_LAB_CACHE": str(cache),
-        IN_CONTAINER_ENV: "1",
-        RUNTIME_ENV: f"{engine.name} {tag}",
-        "PYTHONUNBUFFERED": "1",  # progress lines reach the terminal as they happen
-        # The workspace and cache may belong to another uid (CI runners).
-        "GIT_CONFIG_COUNT": "1",
-        "GIT_CONFIG_KEY_0": "safe.directory",
-        "GIT_CONFIG_VALUE_0": "*",
-    }
-    if summary := os.environ.get("GITHUB_STEP_SUMMARY"):
-        env["GITHUB_STEP_SUMMARY"] = summary
-    mounts = [REPO, cache]
-    if summary:
-        mounts.append(Path(summary).parent)
-    cmd = engine.run_argv(tag, ["python3", "-m", "lab", *argv], mounts, env, REPO)
-    ui.info(f"running in {engine.name} image {tag}")
-    # Streamed straight to the terminal (the lab inside logs its own commands);
-    # the container command itself is logged and reproducible.
-    result = runner.run(cmd, "lab in container", env_extra=engine.env, check=False, on_line=lambda line: print(line, flush=True))
-    return result.returncode
+    image_id = engine.image_id(host, tag)
+    mounts = (REPO, cache, Path("/tmp"))
+    files = cache / "runtime-files" / image_id.removeprefix("sha256:")[:16]
+    if engine.name == "podman":
+        return PodmanRuntime(tag, mounts, files, image_id=image_id, conf=PODMAN_CONF)
+    return DockerRuntime(tag, mounts, files, image_id=image_id)

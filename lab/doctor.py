@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -106,10 +105,10 @@ def is_static_elf(path: Path) -> bool:
 
 def check_tool(tool: Tool, runner: Runner) -> Check:
     if tool.header:
-        ok = Path(tool.header).exists()
+        ok = runner.exists(Path(tool.header))
         return Check(tool, tool.header if ok else None, None, None if ok else f"{tool.header} missing")
     for cand in tool.commands:
-        path = shutil.which(cand)
+        path = runner.which(cand) if not cand.startswith("/") else (cand if runner.exists(Path(cand)) else None)
         if path:
             break
     else:
@@ -125,7 +124,7 @@ def check_tool(tool: Tool, runner: Runner) -> Check:
     if tool.minimum and (version is None or version < tool.minimum):
         shown = ".".join(map(str, version)) if version else "unknown"
         return Check(tool, path, version, f"version {shown} < required {'.'.join(map(str, tool.minimum))}")
-    if tool.static and not is_static_elf(Path(path)):
+    if tool.static and not is_static_elf(runner.readable(Path(path))):
         return Check(tool, path, version, "dynamically linked; the guest needs a static binary")
     return Check(tool, path, version)
 

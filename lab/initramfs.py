@@ -34,12 +34,13 @@ def parse_ldd(output: str) -> list[Path]:
 
 
 def with_libraries(runner: Runner, binaries: dict[str, Path]) -> dict[str, Path]:
-    """`binaries` plus every shared library they load, at the same paths in the guest."""
-    files = dict(binaries)
+    """`binaries` (paths in the runtime) plus every shared library they load,
+    at the same paths in the guest, each where this machine can read it."""
+    files = {inside: runner.readable(path) for inside, path in binaries.items()}
     for path in binaries.values():
         out = runner.run(["ldd", str(path)], f"ldd {path.name}", check=False).output
         for lib in parse_ldd(out):
-            files[str(lib).lstrip("/")] = lib.resolve()
+            files[str(lib).lstrip("/")] = runner.readable(lib)
     return files
 
 
@@ -55,9 +56,12 @@ def build_initramfs(cache: Path, runner: Runner, busybox: str | None = None, ext
 
     `extra` maps paths inside the guest (e.g. "bin/tool") to host files.
     """
-    bb = Path(busybox or shutil.which("busybox") or "/bin/busybox")
-    if not bb.exists():
+    found = busybox or runner.which("busybox")
+    if not found:
         raise LabError("busybox not found", fix="apt-get install busybox-static")
+    bb = runner.readable(Path(found))
+    if not bb.exists():
+        raise LabError(f"busybox not found at {found}", fix="apt-get install busybox-static")
     extra = extra or {}
     digest = inputs_digest(bb, extra)[:24]
     target = cache / "initramfs" / f"guest-{digest}.cpio.gz"

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import bisect
 import re
-import shutil
 import socket
 import time
 from pathlib import Path
@@ -145,7 +144,7 @@ def qemu_threads(pid: int, proc: Path = Path("/proc")) -> str:
 def qemu_backtraces(pid: int, runner: Runner, timeout: float = 60.0) -> str:
     """Every QEMU thread's user-space backtrace, when gdb is installed (QEMU is
     stripped, so frames in it are addresses; libc's name the wait)."""
-    gdb = shutil.which("gdb")
+    gdb = runner.which("gdb")
     if not gdb:
         return "gdb not installed: no backtraces (apt-get install gdb)"
     cmd = [gdb, "-p", str(pid), "-batch", "-nx", "-ex", "set pagination off", "-ex", "thread apply all bt 12"]

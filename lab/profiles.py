@@ -33,8 +33,8 @@ def get(name: str) -> Profile:
     return PROFILES[name]
 
 
-def build_tag(profile: str, override: str | None, in_container: bool) -> str:
+def build_tag(profile: str, override: str | None, runtime_suffix: str) -> str:
     """The incremental build directory's name: the profile (or a bisect's own
-    tag), and a suffix inside the container, whose compiler would otherwise
-    rebuild everything at each switch."""
-    return (override or profile) + ("-container" if in_container else "")
+    tag), and the runtime's suffix (lab.runtime): the container's compiler
+    would otherwise rebuild everything at each switch."""
+    return (override or profile) + runtime_suffix

@@ -12,7 +12,7 @@ import contextlib
 import os
 import queue
 import re
-import shlex
+import shutil
 import signal
 import subprocess
 import threading
@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import IO
 
 from lab.errors import LabError
+from lab.runtime import ContainerRuntime, Launch, NativeRuntime, Runtime, processes_with_token, signal_token
 
 
 @dataclass
@@ -41,20 +42,19 @@ class Result:
         return self.returncode == 0 and not self.timed_out
 
 
-def reproducer(cmd: Sequence[str], cwd: Path | None, env_extra: Mapping[str, str] | None) -> str:
-    """A shell line that reruns `cmd` by hand exactly as the lab ran it."""
-    parts: list[str] = []
-    if cwd is not None:
-        parts.append(f"cd {shlex.quote(str(cwd))} &&")
-    if env_extra:
-        parts.append("env " + " ".join(f"{k}={shlex.quote(v)}" for k, v in sorted(env_extra.items())))
-    parts.append(shlex.join(cmd))
-    return " ".join(parts)
+def _signal_group(pid: int, sig: int) -> None:
+    """`sig` to a command's process group and, for one in a container, to its
+    processes there (a killed `exec` client leaves them running)."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pid, sig)
+    with _DEADLINES_LOCK:
+        token = _TOKENS.get(pid)
+    if token is not None:
+        signal_token(token, sig)
 
 
 def _kill_group(pid: int) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(pid, signal.SIGKILL)
+    _signal_group(pid, signal.SIGKILL)
 
 
 def state_and_wchan(proc_dir: Path) -> tuple[str, str] | None:
@@ -89,6 +89,10 @@ _DEADLINES_LOCK = threading.Lock()
 # (so a timeout kills its whole tree), which also keeps a Ctrl-C or a
 # SIGTERM aimed at the lab from reaching it: stop_all() is the lab's way out.
 _RUNNING: set[int] = set()
+# Of those, commands in a container: pid of the client -> token of the command.
+_TOKENS: dict[int, str] = {}
+# Containers started for runtimes and not yet removed: what removes each.
+_CONTAINERS: dict[str, tuple[list[str], dict[str, str]]] = {}
 
 # Commands between their fork and their entry in _RUNNING. A signal that
 # ended the lab in that window left the command running, unseen by
@@ -123,14 +127,15 @@ def _starting() -> Iterator[None]:
                 raise _PENDING_EXIT.pop()
 
 
-def _spawn(argv: list[str], label: str, cwd: Path | None, env: Mapping[str, str], stdin: bool) -> subprocess.Popen[str]:
+def _spawn(launch: Launch, label: str, stdin: bool) -> subprocess.Popen[str]:
     """Start a command in a session of its own (so stopping it stops its whole
     tree), output on one pipe, entered where stop_all() finds it."""
+    env = {**(os.environ if launch.inherit_env else {}), **launch.env_extra}
     with _starting():
         try:
             proc = subprocess.Popen(
-                argv,
-                cwd=cwd,
+                launch.argv,
+                cwd=launch.cwd,
                 env=env,
                 stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
@@ -140,10 +145,18 @@ def _spawn(argv: list[str], label: str, cwd: Path | None, env: Mapping[str, str]
                 start_new_session=True,
             )
         except FileNotFoundError as exc:
-            raise LabError(f"{label}: command not found: {argv[0]}", fix="run `nox -s doctor`") from exc
+            raise LabError(f"{label}: command not found: {launch.argv[0]}", fix="run `nox -s doctor`") from exc
         with _DEADLINES_LOCK:
             _RUNNING.add(proc.pid)
+            if launch.token is not None:
+                _TOKENS[proc.pid] = launch.token
     return proc
+
+
+def _forget(pid: int) -> None:
+    with _DEADLINES_LOCK:
+        _RUNNING.discard(pid)
+        _TOKENS.pop(pid, None)
 
 
 def exit_on_signal(signum: int, _frame: object) -> None:
@@ -169,19 +182,26 @@ def stop_all(grace: float = STOP_GRACE_S) -> list[int]:
     with _DEADLINES_LOCK:
         pids = sorted(_RUNNING)
     for pid in pids:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(pid, signal.SIGTERM)
+        _signal_group(pid, signal.SIGTERM)
     deadline = time.monotonic() + grace
     while time.monotonic() < deadline and any(_group_running(pid) for pid in pids):
         time.sleep(0.1)
     for pid in pids:
         _kill_group(pid)
+    for name, (argv, env) in list(_CONTAINERS.items()):
+        subprocess.run(argv, env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
+        _CONTAINERS.pop(name, None)
     return pids
 
 
 def _group_running(pgid: int) -> bool:
-    """Whether any process of group `pgid` is alive (zombies do not count: a
-    command interrupted in the main thread is never reaped there)."""
+    """Whether any process of group `pgid` (or, in a container, of its
+    command) is alive (zombies do not count: a command interrupted in the
+    main thread is never reaped there)."""
+    with _DEADLINES_LOCK:
+        token = _TOKENS.get(pgid)
+    if token is not None and processes_with_token(token):
+        return True
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit():
             continue
@@ -307,8 +327,7 @@ class Background:
     def stop(self, sig: int = signal.SIGTERM, grace: float = 30.0) -> int | None:
         """`sig` to its process group, SIGKILL after `grace` s; the exit status, None if it survives SIGKILL."""
         if self.proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.proc.pid, sig)
+            _signal_group(self.proc.pid, sig)
         rc = self.wait(grace)
         if rc is None:
             _kill_group(self.proc.pid)
@@ -319,33 +338,91 @@ class Background:
         with _DEADLINES_LOCK:
             if self.proc.pid not in _RUNNING:
                 return
-            _RUNNING.discard(self.proc.pid)
+        _forget(self.proc.pid)
         self._closed.wait(EXIT_WAIT_S)
         with self.log.open("a") as out:
             out.write(f"\n# exit status {rc}, {time.monotonic() - self._start:.1f} s\n")
 
 
-class Runner:
-    """Runs commands with logging; one per lab run, owning its logs/ directory."""
+class _LogSequence:
+    """The numbering of one logs/ directory, shared by its runners."""
 
     def __init__(self, log_dir: Path) -> None:
+        # Continue the numbering of a reused directory instead of overwriting it.
+        self.count = len(list(log_dir.glob("[0-9][0-9][0-9]-*.log")))
+        self.lock = threading.Lock()
+
+
+class Runner:
+    """Runs commands with logging, each in its runtime (this machine or the
+    lab's container); one per lab run, owning its logs/ directory."""
+
+    def __init__(self, log_dir: Path, runtime: Runtime | None = None, *, _sequence: _LogSequence | None = None) -> None:
         self.log_dir = log_dir
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        # Continue the numbering of a reused directory instead of overwriting it.
-        self._count = len(list(log_dir.glob("[0-9][0-9][0-9]-*.log")))
-        self._lock = threading.Lock()
+        self.runtime = runtime or NativeRuntime()
+        self._seq = _sequence or _LogSequence(log_dir)
         script = self.log_dir / "commands.sh"
         if not script.exists():
             script.write_text("#!/bin/sh\n# Every command this lab run ran, in order.\n")
 
+    def on_host(self) -> Runner:
+        """A runner for commands that must run on this machine whatever the
+        runtime (the container engine itself, downloads), in the same logs."""
+        if isinstance(self.runtime, NativeRuntime):
+            return self
+        return Runner(self.log_dir, NativeRuntime(), _sequence=self._seq)
+
+    def start_runtime(self) -> None:
+        """Start the runtime's container, if it has one; stop_runtime() or stop_all() removes it."""
+        argv = self.runtime.start_argv()
+        if argv is None:
+            return
+        stop = self.runtime.stop_argv() or []
+        _CONTAINERS[" ".join(stop)] = (stop, self.runtime.host_env())
+        self.on_host().run(argv, "start the lab's container", env_extra=self.runtime.host_env())
+
+    def stop_runtime(self) -> None:
+        stop = self.runtime.stop_argv()
+        if stop is None:
+            return
+        self.on_host().run(stop, "remove the lab's container", env_extra=self.runtime.host_env(), check=False)
+        _CONTAINERS.pop(" ".join(stop), None)
+
+    def which(self, name: str) -> str | None:
+        """Where `name` is in the runtime (its PATH), None if it is not."""
+        if isinstance(self.runtime, NativeRuntime):
+            return shutil.which(name)
+        out = self.run(["sh", "-c", 'command -v "$1"', "sh", name], f"which {name}", check=False)
+        found = out.output.strip().splitlines()
+        return found[-1] if out.ok and found and found[-1].startswith("/") else None
+
+    def exists(self, path: Path) -> bool:
+        if isinstance(self.runtime, NativeRuntime):
+            return path.exists()
+        return self.run(["test", "-e", str(path)], f"test -e {path.name}", check=False).ok
+
+    def readable(self, path: Path) -> Path:
+        """The runtime's file `path` where this machine can read it: `path`
+        itself natively, else a copy out of the image (kept per image)."""
+        if not isinstance(self.runtime, ContainerRuntime):
+            return path.resolve()
+        dest = self.runtime.files / str(path).lstrip("/")
+        if not dest.exists():
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            tmp = dest.with_name(f".{dest.name}.{os.getpid()}")
+            self.run(["cp", "-L", "--preserve=mode", str(path), str(tmp)], f"copy {path.name} out of the container")
+            os.replace(tmp, dest)
+        return dest
+
     def _next_log(self, label: str) -> Path:
-        with self._lock:
-            self._count += 1
-            return self.log_dir / f"{self._count:03d}-{_slug(label)}.log"
+        with self._seq.lock:
+            self._seq.count += 1
+            return self.log_dir / f"{self._seq.count:03d}-{_slug(label)}.log"
 
     def _announce(self, argv: list[str], label: str, cwd: Path | None, env_extra: Mapping[str, str] | None) -> tuple[Path, str]:
         log = self._next_log(label)
-        line = reproducer(argv, cwd, env_extra)
+        line = self.runtime.reproducer(argv, cwd, env_extra)
         with (self.log_dir / "commands.sh").open("a") as script:
             script.write(f"\n# {log.name}\n{line}\n")
         return log, line
@@ -367,8 +444,7 @@ class Runner:
         argv = [str(c) for c in cmd]
         log, line = self._announce(argv, label, cwd, env_extra)
         log.write_text(f"# {label} (background)\n# reproduce: {line}\n\n")
-        env = {**os.environ, **(env_extra or {})}
-        proc = _spawn(argv, label, cwd, env, stdin)
+        proc = _spawn(self.runtime.launch(argv, cwd, env_extra, stdin=stdin), label, stdin)
         return Background(proc, log, label, on_line, tee)
 
     def interactive(self, cmd: Sequence[str | os.PathLike[str]], label: str, *, cwd: Path | None = None) -> int:
@@ -377,7 +453,8 @@ class Runner:
         log, line = self._announce(argv, label, cwd, None)
         log.write_text(f"# {label} (interactive: output on the terminal)\n# reproduce: {line}\n")
         start = time.monotonic()
-        rc = subprocess.call(argv, cwd=cwd)
+        launch = self.runtime.launch(argv, cwd, None, stdin=True, tty=True)
+        rc = subprocess.call(launch.argv, cwd=launch.cwd, env={**os.environ, **launch.env_extra})
         with log.open("a") as out:
             out.write(f"\n# exit status {rc}, {time.monotonic() - start:.1f} s\n")
         return rc
@@ -406,7 +483,6 @@ class Runner:
         `on_idle()`, e.g. to record where it hangs)."""
         argv = [str(c) for c in cmd]
         log, line = self._announce(argv, label, cwd, env_extra)
-        env = {**os.environ, **(env_extra or {})}
         start = time.monotonic()
         chunks: list[str] = []
         timed_out = False
@@ -414,7 +490,7 @@ class Runner:
             out.write(f"# {label}\n# reproduce: {line}\n\n")
             out.flush()
             try:
-                proc = _spawn(argv, label, cwd, env, stdin_text is not None)
+                proc = _spawn(self.runtime.launch(argv, cwd, env_extra, stdin=stdin_text is not None), label, stdin_text is not None)
             except LabError:
                 out.write(f"# not found: {argv[0]}\n")
                 raise
@@ -503,8 +579,7 @@ class Runner:
             except subprocess.TimeoutExpired:
                 rc = -signal.SIGKILL
                 stuck = stuck or f"did not exit after SIGKILL ({process_state(proc.pid)})"
-            with _DEADLINES_LOCK:
-                _RUNNING.discard(proc.pid)
+            _forget(proc.pid)
             if stuck:
                 out.write(f"\n# lab: {stuck}\n")
             seconds = time.monotonic() - start

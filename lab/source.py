@@ -114,7 +114,10 @@ class SourceManager:
         deb_name = f"{src.package}_{src.package_version.replace(':', '%3a')}_all.deb"
         deb = self.downloads / deb_name
         if not deb.exists():
-            result = self.runner.run(
+            # This machine's apt when it has one: its lists name the pinned
+            # build (the image's, a newer suite without lists, do not).
+            fetcher = self.runner.on_host() if shutil.which("apt-get") else self.runner
+            result = fetcher.run(
                 ["apt-get", "download", f"{src.package}={src.package_version}"],
                 f"apt-get download {src.package}",
                 cwd=self.downloads,

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
 import shlex
-import shutil
 import sys
 import tempfile
 import threading
@@ -85,13 +85,12 @@ SILENCE_KILL_S = 300.0
 
 
 def vng_command(
-    kernel: Path, mode: str, settings: Level1Settings, exec_cmd: str | None, rwdirs: list[Path], monitor: Path | None = None
+    vng: str, kernel: Path, mode: str, settings: Level1Settings, exec_cmd: str | None, rwdirs: list[Path], monitor: Path | None = None
 ) -> list[str]:
     """virtme-ng booting `kernel`; runs `exec_cmd`, or gives a shell when it is None.
 
     `monitor`: a unix socket for QEMU's monitor (HMP), to read level 1's
     registers when it wedges."""
-    vng = shutil.which("vng") or str(Path(sys.executable).parent / "vng")
     cmd = [
         vng, "--run", str(kernel), "--disable-microvm", "--verbose",
         "--cpus", str(settings.cpus), "--memory", f"{settings.memory_mb}M",
@@ -132,10 +131,18 @@ class Level1:
         self.kernel_key = kernel_key
         self.settings = settings
 
+    @functools.cached_property
+    def vng(self) -> str:
+        """virtme-ng in the runtime; natively the one nox installed beside this Python."""
+        return self.runner.which("vng") or str(Path(sys.executable).parent / "vng")
+
     def _probe_cache(self) -> Path:
         # Valid until the machine reboots or the kernel or QEMU changes.
-        qemu = shutil.which("qemu-system-x86_64") or ""
-        ident = f"{_boot_id()}|{self.kernel_key}|{qemu}|{os.stat(qemu).st_mtime if qemu else 0}|{self.settings.tcg_cpu}" + (
+        qemu = self.runner.which("qemu-system-x86_64") or ""
+        # Which QEMU: its file's time here, the image's id in a container.
+        runtime = self.runner.runtime
+        stamp = runtime.metadata().get("image_id", "") if runtime.kind == "container" else (os.stat(qemu).st_mtime if qemu else 0)
+        ident = f"{_boot_id()}|{self.kernel_key}|{qemu}|{stamp}|{self.settings.tcg_cpu}" + (
             "" if self.settings.tcg_threads == "multi" else f"|{self.settings.tcg_threads}"
         )
         return self.cache / "probes" / (hashlib.sha256(ident.encode()).hexdigest()[:24] + ".json")
@@ -158,7 +165,7 @@ class Level1:
                 res = self.runner.run(
                     # Without the user's --level1-append: the probe asks which
                     # accelerator boots this kernel, and its answer is cached.
-                    vng_command(self.kernel, mode, replace(self.settings, append=""), f"echo {PROBE_MARK}", []),
+                    vng_command(self.vng, self.kernel, mode, replace(self.settings, append=""), f"echo {PROBE_MARK}", []),
                     f"probe level1 {mode}",
                     timeout=timeout,
                     check=False,
@@ -232,7 +239,7 @@ class Level1:
         try:
             with ui.activity(f"{label} (level 1 under {mode})") as progress:
                 result = self.runner.run(
-                    vng_command(self.kernel, mode, self.settings, exec_cmd, rwdirs, monitor),
+                    vng_command(self.vng, self.kernel, mode, self.settings, exec_cmd, rwdirs, monitor),
                     label,
                     timeout=self.settings.run_timeout,
                     check=False,

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +19,7 @@ def run(pipe: Pipeline, bench_opts: dict[str, Any]) -> int:
 
 
 def run_bench(pipe: Pipeline, tree: SourceTree, builds: dict[str, KernelBuild], bench_opts: dict[str, Any]) -> None:
-    binaries = {f"bin/{name}": Path(shutil.which(name) or f"/usr/bin/{name}") for name in ("cyclictest", "hackbench")}
+    binaries = {f"bin/{name}": Path(pipe.runner.which(name) or f"/usr/bin/{name}") for name in ("cyclictest", "hackbench")}
     level1, cfg, out = pipe.prepare_vms(tree, builds, binaries)
     cfg.update(bench_opts)
     cfg["boost_loader"] = cfg["pvsched"]["loader"]

@@ -5,7 +5,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -60,7 +59,7 @@ def stress_markdown(report: dict[str, Any]) -> str:
 
 
 def run_stress(pipe: Pipeline, tree: SourceTree, builds: dict[str, KernelBuild], stress_opts: dict[str, Any]) -> None:
-    binaries = {f"bin/{name}": Path(shutil.which(name) or f"/usr/bin/{name}") for name in ("cyclictest",)}
+    binaries = {f"bin/{name}": Path(pipe.runner.which(name) or f"/usr/bin/{name}") for name in ("cyclictest",)}
     level1, cfg, out = pipe.prepare_vms(tree, builds, binaries)
     if "pvsched" not in cfg:
         raise LabError("the stress suite needs the pvsched patches (include/uapi/linux/pvsched.h)", fix="restore kernel/patches/series")

@@ -34,14 +34,14 @@ def test_vng_command_follows_the_chosen_accelerator(tmp_path: Path) -> None:
     from lab.vm import Level1Settings, vng_command
 
     kernel = tmp_path / "bzImage"
-    tcg = vng_command(kernel, "tcg", Level1Settings(), "true", [tmp_path])
-    kvm = vng_command(kernel, "kvm", Level1Settings(), "true", [])
+    tcg = vng_command("vng", kernel, "tcg", Level1Settings(), "true", [tmp_path])
+    kvm = vng_command("vng", kernel, "kvm", Level1Settings(), "true", [])
     assert "--disable-kvm" in tcg and "--disable-kvm" not in kvm
     assert "--qemu-opts=-cpu max,-la57" in tcg  # nested paging for level 2, whatever vng's default; no LA57
     # KVM on TCG must tolerate the TSC refinement; real KVM keeps KVM's default.
     assert "kvm.tsc_tolerance_ppm=10000" in tcg and not any("tsc_tolerance" in a for a in kvm)
     assert tcg[-2:] == ["--exec", "true"] and ["--rwdir", f"{tmp_path}={tmp_path}"] == tcg[tcg.index("--rwdir") : tcg.index("--rwdir") + 2]
-    assert "--exec" not in vng_command(kernel, "kvm", Level1Settings(), None, [])  # interactive shell
+    assert "--exec" not in vng_command("vng", kernel, "kvm", Level1Settings(), None, [])  # interactive shell
 
 
 def test_level1_cpu_model_is_an_option(tmp_path: Path) -> None:
@@ -50,9 +50,9 @@ def test_level1_cpu_model_is_an_option(tmp_path: Path) -> None:
 
     args = parser().parse_args(["run", "--level1-cpu", "max"])
     opts = _options(args)
-    tcg = vng_command(tmp_path / "bzImage", "tcg", opts.level1, "true", [])
+    tcg = vng_command("vng", tmp_path / "bzImage", "tcg", opts.level1, "true", [])
     assert "--qemu-opts=-cpu max" in tcg and "--qemu-opts=-cpu max,-la57" not in tcg
-    kvm = vng_command(tmp_path / "bzImage", "kvm", opts.level1, "true", [])
+    kvm = vng_command("vng", tmp_path / "bzImage", "kvm", opts.level1, "true", [])
     assert not any(a.startswith("--qemu-opts=-cpu") for a in kvm)  # real KVM: vng's own host CPU
 
 
@@ -61,7 +61,7 @@ def test_level1_append_reaches_the_kernel_command_line(tmp_path: Path) -> None:
     from lab.vm import vng_command
 
     opts = _options(parser().parse_args(["run", "--level1-append", "idle=poll"]))
-    cmd = vng_command(tmp_path / "bzImage", "kvm", opts.level1, "true", [])
+    cmd = vng_command("vng", tmp_path / "bzImage", "kvm", opts.level1, "true", [])
     assert cmd[cmd.index("idle=poll") - 1 : cmd.index("idle=poll") + 1] == ["--append", "idle=poll"]
 
 
@@ -75,11 +75,17 @@ def test_vm_retries_default_and_option() -> None:
 
 def test_the_probe_boots_without_the_users_level1_append(tmp_path) -> None:  # type: ignore[no-untyped-def]
     from lab.runner import Result
+    from lab.runtime import NativeRuntime
     from lab.vm import PROBE_MARK, Level1, Level1Settings
 
     seen: list[list[str]] = []
 
     class BootingRunner:
+        runtime = NativeRuntime()
+
+        def which(self, name: str) -> None:
+            return None
+
         def run(self, cmd, label, **_):  # type: ignore[no-untyped-def]
             seen.append(list(cmd))
             return Result(list(cmd), 0, f"{PROBE_MARK}\n", 1.0, tmp_path / "x.log")
@@ -94,7 +100,7 @@ def test_single_threaded_tcg_is_asked_of_qemu_only_when_chosen(tmp_path: Path) -
     from lab.vm import Level1Settings, vng_command
 
     kernel = tmp_path / "bzImage"
-    single = vng_command(kernel, "tcg", Level1Settings(tcg_threads="single"), "true", [])
+    single = vng_command("vng", kernel, "tcg", Level1Settings(tcg_threads="single"), "true", [])
     assert "--qemu-opts=-accel tcg,thread=single" in single
-    assert not any("thread=" in a for a in vng_command(kernel, "tcg", Level1Settings(), "true", []))
-    assert not any("thread=" in a for a in vng_command(kernel, "kvm", Level1Settings(tcg_threads="single"), "true", []))
+    assert not any("thread=" in a for a in vng_command("vng", kernel, "tcg", Level1Settings(), "true", []))
+    assert not any("thread=" in a for a in vng_command("vng", kernel, "kvm", Level1Settings(tcg_threads="single"), "true", []))

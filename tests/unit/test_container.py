@@ -53,16 +53,6 @@ def test_host_mirror_from_deb822_and_one_line_sources(tmp_path: Path) -> None:
     assert host_mirror((tmp_path / "ubuntu.list",)) is None
 
 
-def test_run_argv_mounts_same_paths_and_passes_kvm(monkeypatch: pytest.MonkeyPatch) -> None:
-    argv = Engine("podman").run_argv("img:1", ["python3", "-m", "lab", "run"], [Path("/w"), Path("/c")], {"A": "1"}, Path("/w"))
-    assert argv[:3] == ["podman", "run", "--rm"]
-    assert "-v" in argv and "/w:/w" in argv and "/c:/c" in argv
-    assert "A=1" in argv
-    assert argv[-5:] == ["img:1", "python3", "-m", "lab", "run"]
-    assert argv[argv.index("-w") + 1] == "/w"
-    assert ("--device" in argv) == Path("/dev/kvm").exists()
-
-
 def test_podman_uses_the_labs_config() -> None:
     assert Engine("podman").env["CONTAINERS_CONF"].endswith("images/podman-containers.conf")
     assert Engine("docker").env == {}
@@ -75,26 +65,3 @@ def test_missing_engine_is_a_clear_error(monkeypatch: pytest.MonkeyPatch, tmp_pa
     with pytest.raises(LabError, match="no working container engine") as exc:
         container.detect(Runner(tmp_path / "logs"))
     assert "apt-get install -y podman" in str(exc.value)
-
-
-def test_container_is_the_labs_option_only_before_the_command(monkeypatch: pytest.MonkeyPatch) -> None:
-    from lab import cli
-
-    calls: list[list[str]] = []
-    monkeypatch.setattr(container, "run_lab", lambda argv, engine=None: calls.append(argv) or 0)
-    monkeypatch.setattr(container, "in_container", lambda: False)
-    assert cli._main(["run", "--container", "--no-retry"]) == 0
-    assert calls == [["run", "--no-retry"]]
-    # After `--`, `--container` is a word of the command run in level 1, not the lab's option.
-    seen: list[object] = []
-    monkeypatch.setattr(cli, "boot", lambda args: seen.append(args.cmd) or 0)
-    assert cli._main(["boot", "--", "echo", "--container"]) == 0
-    assert calls == [["run", "--no-retry"]] and seen == [["--", "echo", "--container"]]
-
-
-def test_the_runtime_is_recorded(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv(container.IN_CONTAINER_ENV, raising=False)
-    assert container.runtime() == {"kind": "native"}
-    monkeypatch.setenv(container.IN_CONTAINER_ENV, "1")
-    monkeypatch.setenv(container.RUNTIME_ENV, "podman localhost/pvsched-lab:0123456789abcdef")
-    assert container.runtime() == {"kind": "container", "engine": "podman", "image": "localhost/pvsched-lab:0123456789abcdef"}

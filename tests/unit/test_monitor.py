@@ -98,7 +98,7 @@ def test_unreachable_monitor_is_reported_not_raised(tmp_path: Path) -> None:
 
 
 def test_level1_gets_a_monitor_socket(tmp_path: Path) -> None:
-    cmd = vng_command(tmp_path / "bzImage", "tcg", Level1Settings(), "true", [], tmp_path / "m.sock")
+    cmd = vng_command("vng", tmp_path / "bzImage", "tcg", Level1Settings(), "true", [], tmp_path / "m.sock")
     assert f"--qemu-opts=-monitor unix:{tmp_path / 'm.sock'},server=on,wait=off" in cmd
 
 

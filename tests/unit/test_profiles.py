@@ -22,9 +22,9 @@ def test_debug_profile_scales_every_vm_timeout_wherever_options_are_made() -> No
 
 
 def test_build_tags_keep_container_builds_apart_bisects_included() -> None:
-    assert profiles.build_tag("default", None, in_container=False) == "default"
-    assert profiles.build_tag("debug", None, in_container=True) == "debug-container"
-    assert profiles.build_tag("debug", "bisect-debug", in_container=True) == "bisect-debug-container"
+    assert profiles.build_tag("default", None, "") == "default"
+    assert profiles.build_tag("debug", None, "-container") == "debug-container"
+    assert profiles.build_tag("debug", "bisect-debug", "-container") == "bisect-debug-container"
 
 
 def test_fragments_and_unknown_profiles() -> None:

@@ -8,7 +8,8 @@ import pytest
 
 import lab.runner as runner_mod
 from lab.errors import LabError
-from lab.runner import Runner, process_state, reproducer
+from lab.runner import Runner, process_state
+from lab.runtime import cwd_line as reproducer
 
 
 def test_log_has_command_output_and_status(runner: Runner) -> None:
