@@ -124,7 +124,9 @@ class KernelBuilder:
         # kernel (lab/bzimage.py). Direct mode refuses to cache an .incbin.
         # Depend mode's entries answer direct-mode lookups too: a new directory.
         env["CCACHE_DIR"] = str(self.cache / CCACHE_DIR)
-        env["CCACHE_BASEDIR"] = str(self.cache)
+        # No CCACHE_BASEDIR: it hands the compiler relative paths, which the
+        # debug prefix maps do not match, and ccache builds then differed from
+        # cold ones (`--check-reproducible`, run 20261203T031419Z-aae6).
         env["CCACHE_NOHASHDIR"] = "1"  # no cwd in the hash: any build directory can hit
         return env
 

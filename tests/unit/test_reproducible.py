@@ -3,6 +3,8 @@ source paths and build directories must agree with the cached build."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from lab.build import ReproBuild
 from lab.suites.kernel import compare_repro
 
@@ -64,3 +66,17 @@ def test_an_external_module_directory_is_mapped_to_a_fixed_name() -> None:
     b = KernelBuilder.extra_flags(Path("/b"), Path("/s"), Path("/d/guest/y.tmp-2"))
     assert "-fdebug-prefix-map=/c/guest/x.tmp-1=./module" in a[0].split()
     assert [f.replace("/c/guest/x.tmp-1", "M") for f in a] == [f.replace("/d/guest/y.tmp-2", "M") for f in b]
+
+
+def test_ccache_is_not_given_a_base_directory(tmp_path: Path) -> None:
+    """ccache's base_dir rewrites absolute paths to relative ones for the
+    compiler, and the debug prefix maps then miss them: a ccache build's
+    bzImage differed from a cold build's."""
+    from lab.build import KernelBuilder
+    from lab.lockfile import load_lock
+    from lab.paths import LOCK_FILE
+    from lab.runner import Runner
+
+    builder = KernelBuilder(tmp_path, Runner(tmp_path / "logs"), load_lock(LOCK_FILE))
+    env = builder.env()
+    assert "CCACHE_BASEDIR" not in env and env["CCACHE_DIR"].startswith(str(tmp_path))
