@@ -16,14 +16,10 @@
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include "irq_latency.h"
+#include "loader.h"
 #include "irq_latency.skel.h"
 
-static volatile sig_atomic_t stop, reset;
-
-static void on_stop(int sig)
-{
-	stop = 1;
-}
+static volatile sig_atomic_t reset;
 
 static void on_reset(int sig)
 {
@@ -87,8 +83,7 @@ int main(int argc, char **argv)
 		fprintf(stderr, "usage: %s -o OUT.json\n", argv[0]);
 		return 2;
 	}
-	signal(SIGINT, on_stop);
-	signal(SIGTERM, on_stop);
+	loader_catch_stop();
 	signal(SIGUSR1, on_reset);
 
 	skel = irq_latency_bpf__open_and_load();
@@ -101,9 +96,8 @@ int main(int argc, char **argv)
 		fprintf(stderr, "irq_latency: attach failed: %d\n", err);
 		goto out;
 	}
-	printf("attached\n");
-	fflush(stdout);
-	while (!stop) {
+	loader_attached();
+	while (!loader_stop) {
 		if (reset) {
 			reset = 0;
 			zero_counts(skel);

@@ -13,51 +13,35 @@
  * detaches on SIGINT or SIGTERM (the kernel then unboosts every vCPU).
  */
 #include <errno.h>
-#include <signal.h>
-#include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
-#include <bpf/libbpf.h>
-#include "pvsched_dump.h"
+#include "loader.h"
 #include "pvsched_boost.skel.h"
 
-static volatile sig_atomic_t stop;
+static int priority = 10, hint = 1;
 
-static void on_signal(int sig)
+static bool priority_option(int opt, const char *arg)
 {
-	stop = 1;
+	if (opt == 'p')
+		priority = atoi(arg);
+	else if (opt == 'h')
+		hint = atoi(arg);
+	else
+		return false;
+	return true;
 }
 
 int main(int argc, char **argv)
 {
-	const char *stats = NULL;
+	struct loader_opts opts = {};
 	struct pvsched_boost_bpf *skel;
 	struct bpf_link *link;
-	int opt, priority = 10, hint = 1, interval_ms = 200, err = 0;
+	int err;
 
-	while ((opt = getopt(argc, argv, "p:h:o:i:")) != -1) {
-		switch (opt) {
-		case 'p':
-			priority = atoi(optarg);
-			break;
-		case 'h':
-			hint = atoi(optarg);
-			break;
-		case 'o':
-			stats = optarg;
-			break;
-		case 'i':
-			interval_ms = atoi(optarg);
-			break;
-		default:
-			fprintf(stderr, "usage: %s [-p PRIORITY] [-h HINT_PRIORITY] [-o STATS.json] [-i MS]\n",
-				argv[0]);
-			return 2;
-		}
-	}
-	signal(SIGINT, on_signal);
-	signal(SIGTERM, on_signal);
+	err = loader_parse(argc, argv, "p:h:", &opts, priority_option,
+			   "[-p PRIORITY] [-h HINT_PRIORITY] [-o STATS.json] [-i MS]");
+	if (err)
+		return err;
+	loader_catch_stop();
 
 	skel = pvsched_boost_bpf__open();
 	if (!skel) {
@@ -77,13 +61,9 @@ int main(int argc, char **argv)
 		fprintf(stderr, "pvsched_boost: attach failed: %s\n", strerror(errno));
 		goto out;
 	}
-	printf("attached\n");
-	fflush(stdout);
-	while (!stop) {
-		pvsched_dump_stats(bpf_map__fd(skel->maps.vcpus), "boost", stats);
-		usleep(interval_ms * 1000);
-	}
-	pvsched_dump_stats(bpf_map__fd(skel->maps.vcpus), "boost", stats);
+	loader_attached();
+	loader_dump_until_stopped(skel->maps.vcpus, bpf_object__btf(skel->obj), "boost", &opts,
+				  NULL, NULL);
 	bpf_link__destroy(link);
 	printf("detached\n");
 out:

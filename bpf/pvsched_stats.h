@@ -16,7 +16,10 @@ struct pvsched_vcpu_stats {
 	__u64 malformed;		/* copied from the kernel's count */
 	__s32 last_policy;
 	__s32 last_rt_priority;	/* of the last RT task seen (kept across non-RT events) */
-	__u64 events[4];	/* vmenter, vmexit, halt, intr_inj */
+	__u64 vmenter;		/* events seen, by kind */
+	__u64 vmexit;
+	__u64 halt;
+	__u64 intr_inj;
 	__u64 rt_seen;
 	__u64 hardirq_seen;
 	__u64 softirq_seen;

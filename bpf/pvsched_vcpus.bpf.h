@@ -74,9 +74,6 @@ vcpu_stats_event(struct kvm_pvsched_vcpu *pv, __u32 event,
 		 struct pvsched_vcpu_stats *scratch)
 {
 	struct pvsched_vcpu_stats *s = vcpu_stats_get(pv);
-	int idx = event == PVSCHED_EVENT_VMENTER ? 0 :
-		  event == PVSCHED_EVENT_VMEXIT ? 1 :
-		  event == PVSCHED_EVENT_HALT ? 2 : 3;
 
 	if (!s) {
 		__builtin_memset(scratch, 0, sizeof(*scratch));
@@ -87,7 +84,14 @@ vcpu_stats_event(struct kvm_pvsched_vcpu *pv, __u32 event,
 	s->kernel_boosts = pv->boosts;
 	s->kernel_throttles = pv->throttles;
 	s->kernel_boosted_ns = pv->boosted_ns;
-	s->events[idx]++;
+	if (event == PVSCHED_EVENT_VMENTER)
+		s->vmenter++;
+	else if (event == PVSCHED_EVENT_VMEXIT)
+		s->vmexit++;
+	else if (event == PVSCHED_EVENT_HALT)
+		s->halt++;
+	else
+		s->intr_inj++;
 	return s;
 }
 
