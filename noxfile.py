@@ -91,6 +91,12 @@ def image(session: nox.Session) -> None:
     _lab(session, "image")
 
 
+@nox.session(name="source_check")
+def source_check(session: nox.Session) -> None:
+    """Fetch the pinned kernel source from every location kernel/source.lock names and verify each."""
+    _lab(session, "source-check")
+
+
 @nox.session
 def drills(session: nox.Session) -> None:
     """Slow: bad input (checksum, patch, config, tool, hung VM, panicking guest) gives a clear error."""

@@ -111,6 +111,7 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="lab", description="pvsched-lab: build, boot and test paravirtualized vCPU scheduling")
     sub = p.add_subparsers(dest="command", required=True)
     sub.add_parser("checkpatch", help="run the kernel's checkpatch.pl on kernel/patches/")
+    sub.add_parser("source-check", help="fetch the pinned source from every location the lock file names, and verify each")
     d = sub.add_parser("doctor", help="check (and on Debian/Ubuntu install) every tool a run needs")
     d.add_argument("--no-install", action="store_true")
     k = sub.add_parser("kernel", help="prepare the source and build the kernels")
@@ -297,6 +298,12 @@ def _main(argv: list[str] | None) -> int:
             return 0
         if args.command == "checkpatch":
             return checkpatch()
+        if args.command == "source-check":
+            from lab.lockfile import load_lock
+            from lab.paths import LOCK_FILE
+            from lab.source_check import source_check
+
+            return source_check(Runner(RESULTS_DIR / "source-check-logs"), load_lock(LOCK_FILE).source)
         if args.command == "mutants":
             from lab import mutants
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lab import ui
+from lab.apt_sources import debian_mirror
 from lab.errors import LabError
 from lab.paths import REPO, cache_dir
 from lab.runner import Runner
@@ -48,20 +49,6 @@ def image_tag(files: tuple[Path, ...] = (PACKAGES, CONTAINERFILE)) -> str:
     for f in files:
         h.update(f.name.encode() + b"\0" + f.read_bytes())
     return f"{IMAGE_NAME}:{h.hexdigest()[:16]}"
-
-
-def host_mirror(sources: tuple[Path, ...] = (Path("/etc/apt/sources.list"), Path("/etc/apt/sources.list.d"))) -> str | None:
-    """The Debian mirror this host's apt already uses (never hard-coded in the repo)."""
-    texts: list[str] = []
-    for src in sources:
-        files = sorted(src.glob("*.sources")) + sorted(src.glob("*.list")) if src.is_dir() else [src]
-        texts += [f.read_text() for f in files if f.exists()]
-    for text in texts:
-        for m in re.finditer(r"^URIs:\s*(\S+)|^deb\s+(?:\[[^\]]*\]\s+)?(\S+)", text, re.M):
-            uri = m[1] or m[2]
-            if uri.startswith("http") and not uri.rstrip("/").endswith("-security") and "debian" in uri:
-                return uri
-    return None
 
 
 @dataclass(frozen=True)
@@ -127,7 +114,7 @@ def build_image(runner: Runner, engine: Engine, method: str = "auto", mirror: st
         raise LabError(f"unknown image method {method!r}", fix="use auto, mmdebstrap or containerfile")
     if not shutil.which("mmdebstrap"):
         raise LabError("mmdebstrap is not installed", fix="apt-get install -y mmdebstrap")
-    mirror = mirror or host_mirror()
+    mirror = mirror or debian_mirror()
     if not mirror:
         raise LabError("no Debian mirror found in this host's apt sources", fix="pass --mirror URL (a Debian archive)")
     out = cache_dir() / "images"

@@ -30,6 +30,26 @@ class BuildIdentity:
         }
 
 
+LOCATION_KINDS = ("pool", "snapshot")
+
+
+@dataclass(frozen=True)
+class SourceLocation:
+    """Another place the pinned .deb is, tried when apt cannot give it.
+
+    pool: `path` under each Debian mirror this machine's apt uses (works
+    without apt lists); snapshot: the file by its `sha1` in Debian's snapshot
+    archive, which keeps every file it ever published (base URL from
+    PVSCHED_LAB_SNAPSHOT_URL: no archive host is written in the repo)."""
+
+    kind: str
+    path: str = ""
+    sha1: str = ""
+
+    def describe(self) -> str:
+        return f"{self.kind}:{self.path or self.sha1}"
+
+
 @dataclass(frozen=True)
 class SourceLock:
     kind: str
@@ -42,6 +62,7 @@ class SourceLock:
     url: str = ""  # tarball: http(s) URL or local path
     git: str = ""  # git: path of a local kernel tree
     ref: str = ""  # git: commit, tag or branch
+    locations: tuple[SourceLocation, ...] = ()  # debian: where else the .deb is
 
     def identity(self) -> str:
         """What makes two sources the same, for cache keys."""
@@ -73,6 +94,28 @@ def _check_sha(value: str, where: str) -> str:
     return value
 
 
+def _locations(raw: object, where: str) -> tuple[SourceLocation, ...]:
+    if not isinstance(raw, list) or not all(isinstance(t, dict) for t in raw):
+        raise LabError(f"{where}: `locations` must be [[source.locations]] tables")
+    found = []
+    for i, table in enumerate(raw, 1):
+        w = f"{where} location {i}"
+        kind = _need(table, "kind", w)
+        if kind == "pool":
+            path = _need(table, "path", w)
+            if path.startswith("/") or "://" in path or ".." in path.split("/"):
+                raise LabError(f"{w}: path {path!r} must be relative to a mirror, e.g. pool/main/...")
+            found.append(SourceLocation(kind, path=path))
+        elif kind == "snapshot":
+            sha1 = _need(table, "sha1", w).lower()
+            if len(sha1) != 40 or any(c not in "0123456789abcdef" for c in sha1):
+                raise LabError(f"{w}: '{sha1}' is not a sha1 (40 hex digits)")
+            found.append(SourceLocation(kind, sha1=sha1))
+        else:
+            raise LabError(f"{w}: unknown location kind '{kind}'", fix=f"use one of {', '.join(LOCATION_KINDS)}")
+    return tuple(found)
+
+
 def parse_lock(text: str, where: str = "kernel/source.lock") -> Lock:
     try:
         data = tomllib.loads(text)
@@ -96,6 +139,7 @@ def parse_lock(text: str, where: str = "kernel/source.lock") -> Lock:
             package_version=_need(src, "package_version", w),
             package_sha256=_check_sha(_need(src, "package_sha256", w), w),
             member=_need(src, "member", w),
+            locations=_locations(src.get("locations", []), w),
         )
     elif kind == "tarball":
         source = SourceLock(kind=kind, version=version, sha256=_check_sha(_need(src, "sha256", w), w), url=_need(src, "url", w))

@@ -17,11 +17,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lab import ui
+from lab.apt_sources import apt_uris
 from lab.cache import file_lock
 from lab.errors import LabError
 from lab.lockfile import Lock, SourceLock, sha256_file, verify_sha256
 from lab.paths import LOCK_FILE, REPO
 from lab.runner import Runner
+from lab.source_locations import SNAPSHOT_ENV, fetch_verified
 
 LOCK_NAME = str(LOCK_FILE.relative_to(REPO))
 
@@ -113,6 +115,7 @@ class SourceManager:
     def _fetch_debian(self, src: SourceLock, dest: Path) -> str:
         deb_name = f"{src.package}_{src.package_version.replace(':', '%3a')}_all.deb"
         deb = self.downloads / deb_name
+        origin = f"{src.member} in {deb}"
         if not deb.exists():
             # This machine's apt when it has one: its lists name the pinned
             # build (the image's, a newer suite without lists, do not).
@@ -123,15 +126,23 @@ class SourceManager:
                 cwd=self.downloads,
                 check=False,
             )
-            if not result.ok or not deb.exists():
+            tried = [f"apt-get download: {result.output.strip().splitlines()[-1] if result.output.strip() else 'failed'}"]
+            if not result.ok or not deb.exists() or sha256_file(deb) != src.package_sha256:
+                deb.unlink(missing_ok=True)
+                attempts = fetch_verified(src.locations, apt_uris(), src.package_sha256, deb)
+                tried += [f"{a.where}: {a.why}" for a in attempts]
+                if deb.exists():
+                    origin = f"{src.member} in {deb} (from {attempts[-1].where})"
+                    ui.info(f"kernel source: apt could not give it; {attempts[-1].where} did")
+            if not deb.exists():
                 installed = Path("/") / src.member
                 if installed.exists() and sha256_file(installed) == src.sha256:
                     shutil.copyfile(installed, dest)  # the installed package is the pinned one
                     return str(installed)
                 raise LabError(
-                    f"could not download {src.package}={src.package_version}",
-                    fix=f"run `apt-get update`, or pin the version `apt-cache policy {src.package}` "
-                    f"offers in {LOCK_NAME} (package_version, package_sha256, sha256)",
+                    f"could not download {src.package}={src.package_version} from any location:\n  " + "\n  ".join(tried),
+                    fix=f"run `apt-get update`; set {SNAPSHOT_ENV} to Debian's snapshot archive; or pin the version "
+                    f"`apt-cache policy {src.package}` offers in {LOCK_NAME} (package_version, package_sha256, sha256)",
                     log=str(result.log),
                 )
         verify_sha256(deb, src.package_sha256, "Debian package")
@@ -139,7 +150,7 @@ class SourceManager:
             ["sh", "-c", 'dpkg-deb --fsys-tarfile "$1" | tar -xO "$2" > "$3"', "sh", str(deb), src.member, str(dest)],
             "extract kernel tarball",
         )
-        return f"{src.member} in {deb}"
+        return origin
 
     def _fetch_url(self, src: SourceLock, dest: Path) -> str:
         if src.url.startswith(("http://", "https://")):

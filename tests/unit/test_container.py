@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from lab import container
-from lab.container import Engine, host_mirror, image_tag, read_packages
+from lab.apt_sources import debian_mirror as host_mirror
+from lab.container import Engine, image_tag, read_packages
 from lab.errors import LabError
 from lab.runner import Runner
 
