@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from lab.invm import pvsched_host, watchdog
-from lab.invm.level1 import boot_guest
+from lab.invm.level2 import boot_guest
 from lab.protocol import BENCH_MODES, LEVEL1_DONE, LEVEL1_READY
 from lab.runner import Background, Runner
 

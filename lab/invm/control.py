@@ -12,7 +12,7 @@ import json
 import time
 
 from lab.errors import LabError
-from lab.invm import level1, pvsched_host
+from lab.invm import level1, level2, pvsched_host
 from lab.invm.ipi_storm import IpiStorm
 from lab.ktap import parse_ktap
 from lab.protocol import LEVEL1_DONE
@@ -43,7 +43,7 @@ def main(config_path: str) -> int:
     results = []
     for i in range(boots):
         start = time.monotonic()
-        probe, console = level1.boot_guest(
+        probe, console = level2.boot_guest(
             runner, cfg, "kvm", out, label=f"control-{i}", extra_append=f"lab.mode=control lab.control_driver={driver}"
         )
         cases = parse_ktap(console, "level2")

@@ -22,7 +22,7 @@ from typing import Any
 
 from lab.invm import boosted_teardown, marks, pvsched_host, vcpu_sampler, watchdog
 from lab.invm.bench import parse_histfile
-from lab.invm.level1 import boot_guest, guest_dmesg, qemu_command
+from lab.invm.level2 import Guest, boot_guest, guest_dmesg
 from lab.protocol import GUEST_DONE, HOSTILE_CAP, LEVEL1_DONE, LEVEL1_READY, STRESS_PARTIAL_REPORT
 from lab.runner import Runner
 
@@ -159,29 +159,6 @@ def counters_consistent(rows: list[dict[str, str]]) -> list[str]:
         if r["state"] != "boosted" and int(r["policy"]) in (1, 2):  # SCHED_FIFO, SCHED_RR
             bad.append(f"tid {r['tid']}: state {r['state']} but policy {r['policy']} prio {r['rt_priority']}")
     return bad
-
-
-class Guest:
-    """A level-2 guest started in the background, with its console watched."""
-
-    def __init__(self, runner: Runner, cfg: dict[str, Any], out: Path, label: str, append: str) -> None:
-        self.qmp = Path(f"/tmp/lab-stress-{label}.sock")
-        self.qmp.unlink(missing_ok=True)
-        self.log = out / f"level2-console-stress-{label}.log"
-        marks.level2_begins(self.log.name)
-        self.cmd = qemu_command(cfg, "kvm", append, self.qmp)
-        self.proc = runner.start(self.cmd, f"level2 stress {label}", tee=self.log)
-
-    def wait_for(self, marker: str, timeout: float) -> bool:
-        return self.proc.wait_for(marker, timeout)
-
-    def end(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int | None:
-        """Stop QEMU (SIGKILL after `timeout` s); None if it survives that too."""
-        return self.proc.stop(sig, grace=timeout)
-
-    @property
-    def console(self) -> str:
-        return self.proc.output
 
 
 class Stress:
@@ -370,7 +347,7 @@ class Stress:
     def soak_guest(self, part: Part, label: str) -> Guest | None:
         """A running soak guest, or None (its lost boots listed in `part`)."""
         for attempt in (label, f"{label}-again"):
-            guest = Guest(self.runner, self.cfg, self.out, attempt, "lab.mode=soak")
+            guest = Guest(self.runner, self.cfg, self.out, f"stress-{attempt}", "lab.mode=soak")
             if guest.wait_for("LAB-STRESS soak running", float(self.cfg["kvm_timeout"])):
                 return guest
             # Exit status 0 with an empty console: the guest reset in early boot (-no-reboot).
@@ -402,7 +379,7 @@ class Stress:
         boosted_at_kill = 0
         try:
             for i in range(int(self.cfg["kills"])):
-                guest = Guest(self.runner, self.cfg, self.out, f"kill-{i}", "lab.mode=soak")
+                guest = Guest(self.runner, self.cfg, self.out, f"stress-kill-{i}", "lab.mode=soak")
                 try:
                     if not guest.wait_for("LAB-STRESS soak running", float(self.cfg["kvm_timeout"])):
                         part.lose(f"round {i}: the soak guest did not start")
@@ -465,7 +442,7 @@ class Stress:
         # The guest's load outlasts the host's measurement by a margin: its
         # KVM counters vanish with the VM, and a guest that finished first
         # left an empty after-snapshot (0 throttles in all 4 rounds of a run).
-        guest = Guest(self.runner, self.cfg, self.out, label, f"lab.mode=load lab.hostile={hostile} lab.secs={secs + 15}")
+        guest = Guest(self.runner, self.cfg, self.out, f"stress-{label}", f"lab.mode=load lab.hostile={hostile} lab.secs={secs + 15}")
         result: dict[str, Any] = {}
         try:
             if not guest.wait_for("LAB-STRESS load start", float(self.cfg["kvm_timeout"])):

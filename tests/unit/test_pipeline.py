@@ -172,7 +172,7 @@ def test_any_exception_or_signal_still_leaves_a_verdict(tmp_path, monkeypatch) -
 
 
 def test_guests_of_an_emulated_level1_get_slow_host_lockup_thresholds() -> None:
-    from lab.invm.level1 import SLOW_HOST_APPEND, qemu_command
+    from lab.invm.level2 import SLOW_HOST_APPEND, qemu_command
 
     cfg = {"guest_cpus": 2, "guest_mem_mb": 256, "qemu": "qemu", "guest_kernel": "k", "guest_initramfs": "i"}
     emulated = qemu_command({**cfg, "level1_accel": "tcg"}, "kvm")
@@ -182,7 +182,7 @@ def test_guests_of_an_emulated_level1_get_slow_host_lockup_thresholds() -> None:
 
 
 def test_the_users_guest_append_comes_last_so_it_wins() -> None:
-    from lab.invm.level1 import qemu_command
+    from lab.invm.level2 import qemu_command
 
     cfg = {"guest_cpus": 2, "guest_mem_mb": 256, "qemu": "qemu", "guest_kernel": "k", "guest_initramfs": "i",
            "level1_accel": "tcg", "guest_append": "panic=0 rdinit=/none"}  # fmt: skip
@@ -193,7 +193,7 @@ def test_the_users_guest_append_comes_last_so_it_wins() -> None:
 
 
 def test_a_guest_that_panics_is_reported_with_its_panic_line_and_console(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    from lab.invm.level1 import boot_guest
+    from lab.invm.level2 import boot_guest
     from lab.runner import Result
 
     console = "Run /init as init process\n[    6.658939] Kernel panic - not syncing: VFS: Unable to mount root fs\n"

@@ -1,0 +1,135 @@
+"""Level 2 from level 1: the one QEMU command line for a guest, a boot the
+caller waits for (`boot_guest`), and a guest started in the background
+(`Guest`). Stdlib only, like the rest of lab/invm."""
+
+from __future__ import annotations
+
+import re
+import signal
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from lab import accel
+from lab.invm import marks
+from lab.protocol import GUEST_DMESG_BEGIN, GUEST_DMESG_END, GUEST_DONE, GUEST_READY
+from lab.runner import Runner
+
+READY = GUEST_READY
+DONE = GUEST_DONE
+PANIC = "Kernel panic"
+# A guest under a TCG-emulated level 1 is descheduled for tens of seconds
+# at a time (the debug profile's guests reported soft lockups of their
+# idle task, "stuck for 25-31 s", while every test passed). The lockup and
+# RCU stall detectors get the longer thresholds syzkaller uses for VMs;
+# a real lockup is still reported, after 110 s instead of 20.
+SLOW_HOST_APPEND = "watchdog_thresh=55 rcupdate.rcu_cpu_stall_timeout=100"
+
+
+def qemu_command(cfg: dict[str, object], mode: str, extra_append: str = "", qmp: Path | None = None, reboot: bool = False) -> list[str]:
+    """QEMU for a level-2 guest; a guest reboot ends QEMU unless `reboot` (the reboot test)."""
+    cpus, mem = int(cfg["guest_cpus"]), int(cfg["guest_mem_mb"])  # type: ignore[call-overload]
+    append = f"console=ttyS0 loglevel=4 panic=-1 lab.cpus={cpus} lab.mem_mb={mem} {extra_append}".strip()
+    cpu = "host" if mode == "kvm" else "max"
+    if cfg.get("level1_accel") == "tcg":
+        append += f" {SLOW_HOST_APPEND}"
+    if cfg.get("guest_append"):
+        append += f" {cfg['guest_append']}"  # last, so the user's word wins
+    if mode == "kvm" and cfg.get("level1_accel") == "tcg":
+        # KVM on TCG reports XSAVE sizes the features do not match ("XSAVE
+        # consistency problem" WARNING in the guest): run the guest without XSAVE.
+        cpu = "host,-xsave"
+    cmd = [
+        str(cfg["qemu"]), "-accel", mode, "-cpu", cpu, "-smp", str(cpus), "-m", f"{mem}M",
+        "-nodefaults", "-no-user-config", "-display", "none", "-serial", "stdio",
+        *([] if reboot else ["-no-reboot"]),
+        "-kernel", str(cfg["guest_kernel"]), "-initrd", str(cfg["guest_initramfs"]), "-append", append,
+    ]  # fmt: skip
+    if qmp is not None:
+        cmd += ["-qmp", f"unix:{qmp},server=on,wait=off"]
+    return cmd
+
+
+_NOT_OK = re.compile(r"^not ok \d+ (\S+)")
+
+
+def boot_guest(
+    runner: Runner,
+    cfg: dict[str, object],
+    mode: str,
+    out: Path,
+    *,
+    label: str = "",
+    extra_append: str = "",
+    qmp: Path | None = None,
+    watch: Callable[[str], None] | None = None,
+    prefix: list[str] | None = None,
+) -> tuple[accel.Probe, str]:
+    """One level-2 boot; the probe is 'ok' when the guest reached its tests and finished.
+
+    No retry: a guest that hangs or resets fails its boot, and whether the
+    emulator is to blame is for the host to prove (lab.attempts). Its
+    console is kept as level2-console-<label>.log, its failed tests are
+    marked in the kernel log as they print."""
+    start = time.monotonic()
+    ready_at: list[float] = []
+
+    def on_line(line: str) -> None:
+        if READY in line:
+            ready_at.append(time.monotonic() - start)
+        if m := _NOT_OK.match(line.strip()):
+            marks.failed("level2", m[1])
+        if watch is not None:
+            watch(line)
+
+    name = label or mode
+    console_log = out / f"level2-console-{name}.log"
+    timeout = accel.probe_timeout(mode, float(cfg["kvm_timeout"]), float(cfg["tcg_timeout"]))  # type: ignore[arg-type]
+    cmd = [*(prefix or []), *qemu_command(cfg, mode, extra_append, qmp)]
+    marks.level2_begins(console_log.name)
+    result = runner.run(cmd, f"level2 boot ({name})", timeout=timeout, check=False, on_line=on_line)
+    console = result.output
+    console_log.write_text(console)
+    if result.timed_out:
+        reason = f"timed out after {timeout:.0f} s"
+    elif PANIC in console:
+        reason = "guest kernel panicked: " + next(ln[ln.index(PANIC) :].strip() for ln in console.splitlines() if PANIC in ln)
+    elif DONE not in console:
+        reason = f"guest did not finish (qemu exit status {result.returncode})"
+    else:
+        reason = ""
+    if reason:
+        reason += f" (console {console_log})"
+    seconds = ready_at[-1] if ready_at else result.seconds
+    return accel.Probe(mode, not reason, round(seconds, 2), reason), console
+
+
+def guest_dmesg(console: str) -> str:
+    begin, end = GUEST_DMESG_BEGIN, GUEST_DMESG_END
+    if begin in console and end in console:
+        return console.split(begin, 1)[1].split(end, 1)[0]
+    return console  # the guest died before dumping it: scan what it printed
+
+
+class Guest:
+    """A level-2 guest started in the background, with its console watched."""
+
+    def __init__(self, runner: Runner, cfg: dict[str, Any], out: Path, label: str, append: str) -> None:
+        self.qmp = Path(f"/tmp/lab-{label}.sock")
+        self.qmp.unlink(missing_ok=True)
+        self.log = out / f"level2-console-{label}.log"
+        marks.level2_begins(self.log.name)
+        self.cmd = qemu_command(cfg, "kvm", append, self.qmp)
+        self.proc = runner.start(self.cmd, f"level2 {label}", tee=self.log)
+
+    def wait_for(self, marker: str, timeout: float) -> bool:
+        return self.proc.wait_for(marker, timeout)
+
+    def end(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int | None:
+        """Stop QEMU (SIGKILL after `timeout` s); None if it survives that too."""
+        return self.proc.stop(sig, grace=timeout)
+
+    @property
+    def console(self) -> str:
+        return self.proc.output
