@@ -23,13 +23,16 @@ def find_clang(runner: Runner) -> str:
 
 
 def build_bpf(cache: Path, runner: Runner, btf: Path, ksrc: Path, source_identity: str) -> Path:
-    """Runs bpf/Makefile into a directory keyed by sources + kernel + clang; returns it.
+    """Runs bpf/Makefile into a directory keyed by sources + kernel + clang + runtime; returns it.
 
     `ksrc` is the kernel tree (libbpf and the pvsched ABI header come from
     it), `source_identity` what identifies its content (source + series).
     """
     clang = find_clang(runner)
     h = hashlib.sha256(clang.encode() + source_identity.encode())
+    # The loaders link against the runtime's libc: the image's would not run
+    # natively (its glibc is newer), so each runtime has its own build.
+    h.update(repr(sorted(runner.runtime.metadata().items())).encode())
     for path in sorted(BPF_DIR.iterdir()):
         if path.is_file():
             h.update(path.name.encode() + b"\0" + path.read_bytes())
