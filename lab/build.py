@@ -74,12 +74,16 @@ class KernelBuild:
         return self.entry / "vmlinux.btf"
 
     def summary(self) -> dict[str, object]:
+        meta = Store.read_meta(self.entry)
         return {
             "key": self.key,
             "cache": "hit" if self.cache_hit else "miss",
             "seconds": round(self.seconds, 1),
             "shared_with": self.shared_with,
-            "bzimage_sha256": Store.read_meta(self.entry).get("bzimage_sha256"),
+            "bzimage_sha256": meta.get("bzimage_sha256"),
+            # Equal toolchains give equal bzImages on any machine, path or
+            # user; the image's gcc 14 is not the host's gcc 12 (Debian 12).
+            "toolchain": meta.get("toolchain"),
         }
 
 
