@@ -22,7 +22,7 @@ from typing import Any
 
 from lab import accel
 from lab.errors import LabError
-from lab.invm import boosted_teardown, marks, pvsched_host, pvsched_switch, vcpu_churn, watchdog
+from lab.invm import boosted_teardown, marks, pvsched_host, pvsched_switch, pvsched_verdicts, vcpu_churn, watchdog
 from lab.invm.level2 import PANIC, READY, boot_guest, guest_dmesg, qemu_command
 from lab.ktap import Case, parse_ktap, planned_count
 from lab.protocol import LEVEL1_DONE, LEVEL1_READY
@@ -221,7 +221,7 @@ def main(config_path: str) -> int:
             "samples": [{"t": smp.t, "phase": smp.phase, "policies": smp.policies, "priorities": smp.priorities}
                         for smp in observer.samples],
         }))  # fmt: skip
-        cases.extend(observer.cases())
+        cases.extend(pvsched_verdicts.judge(observer))
         cases.append(destroy_case(observer))
         unpriv_case, unpriv_console = unprivileged_vmm(runner, cfg, out)
         cases.append(unpriv_case)

@@ -10,6 +10,7 @@ import pytest
 
 from lab.invm import pvsched_host as ph
 from lab.invm import vcpu_sampler
+from lab.invm.pvsched_verdicts import judge
 from lab.runner import Runner
 
 
@@ -115,7 +116,7 @@ def _hostile_done(throttles: int, cpu_ns: int) -> dict[str, str]:
 
 
 def _verdicts(obs: ph.PvschedObserver) -> dict[str, str]:
-    return {c.name: c.status for c in obs.cases()}
+    return {c.name: c.status for c in judge(obs)}
 
 
 def test_healthy_run_passes_every_check(tmp_path: Path) -> None:
@@ -402,7 +403,7 @@ def test_a_hook_that_never_called_the_policy_fails(tmp_path: Path) -> None:
         _vcpu(1, 12, rt_seen=40, registrations=4, vmenter=5769, vmexit=0, halt=1257, intr_inj=2028),
         _vcpu(0, 11, softirq_seen=5, vmenter=6264, vmexit=0, halt=980, intr_inj=2432),
     ]}))  # fmt: skip
-    case = next(c for c in obs.cases() if c.name == "pvsched_policy_called_at_every_hook")
+    case = next(c for c in judge(obs) if c.name == "pvsched_policy_called_at_every_hook")
     assert case.status == "failed" and case.message == "never called: ['vCPU 1 vmexit', 'vCPU 0 vmexit']"
     assert _verdicts(_good_observer(tmp_path))["pvsched_policy_called_at_every_hook"] == "passed"
 
