@@ -361,7 +361,8 @@ class Pipeline:
         (out / "level1-config.json").write_text(json.dumps(cfg, indent=2))
         mode = str(self.record.levels["1"]["accel"])
         with self.step(f"boot level 1 and run {module}"):
-            result, ready = level1.run(mode, python_exec(module, str(out / "level1-config.json")), [self.run_dir], module, SILENCE_KILL_S)
+            command = python_exec(self.runner.runtime.python, module, str(out / "level1-config.json"))
+            result, ready = level1.run(mode, command, [self.run_dir], module, SILENCE_KILL_S)
             (out / "level1-console.log").write_text(result.output)
             # virtme-ng may lose the status of --exec; the report decides.
             self.record.levels["1"].update({"boot_seconds": ready, "exit_status": result.returncode})

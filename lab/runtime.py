@@ -20,6 +20,7 @@ import os
 import secrets
 import shlex
 import signal
+import sys
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -73,6 +74,11 @@ class Runtime(ABC):
     @abstractmethod
     def metadata(self) -> dict[str, str]: ...
 
+    @property
+    def python(self) -> str:
+        """The Python that runs lab/invm in level 1, whose root is this runtime's filesystem."""
+        return "python3"
+
     def start_argv(self) -> list[str] | None:
         """The command that starts the runtime's container, None when there is none."""
         return None
@@ -104,6 +110,10 @@ class NativeRuntime(Runtime):
     @property
     def build_suffix(self) -> str:
         return "-container" if self.inside_image else ""
+
+    @property
+    def python(self) -> str:
+        return sys.executable  # the lab's own (nox's venv), as before runtimes
 
     def metadata(self) -> dict[str, str]:
         return {"kind": "native", **({"inside": "the lab's image"} if self.inside_image else {})}

@@ -272,6 +272,7 @@ def tcg_turn(mode: str, label: str, lock: Path = TCG_TURN_LOCK) -> Iterator[None
         yield
 
 
-def python_exec(module: str, *args: str) -> str:
-    """A shell command running a lab module with this Python inside level 1."""
-    return shlex.join([sys.executable, "-m", module, *args])
+def python_exec(python: str, module: str, *args: str) -> str:
+    """A shell command running a lab module inside level 1 with `python`: the
+    runtime's (level 1's root is the runtime's filesystem)."""
+    return shlex.join([python, "-m", module, *args])

@@ -3,6 +3,7 @@ which run outside its client's process group (as `podman exec` leaves them)."""
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -33,6 +34,7 @@ def test_native_runs_commands_as_they_are() -> None:
     assert launch == Launch(["make", "-j2"], Path("/w"), {"A": "1"}, inherit_env=True)
     assert rt.reproducer(["make", "-j2"], Path("/w"), {"A": "1"}) == "cd /w && env A=1 make -j2"
     assert rt.build_suffix == "" and rt.metadata() == {"kind": "native"}
+    assert rt.python == sys.executable
 
 
 def test_native_inside_the_image_keeps_the_containers_build_directory() -> None:
@@ -59,6 +61,8 @@ def test_podman_execs_each_command_with_its_token_cwd_and_environment(tmp_path: 
     envs = [launch.argv[i + 1] for i, a in enumerate(launch.argv) if a == "-e"]
     assert envs == [f"{TOKEN_ENV}={launch.token}", "A=1", "B=2"]
     assert launch.env_extra == {"CONTAINERS_CONF": "/w/images/podman-containers.conf"}
+    # Level 1 boots on the image's root: its Python, not this machine's venv.
+    assert podman(tmp_path).python == "python3"
     again = podman(tmp_path).launch(["true"], None, None)
     assert again.token != launch.token
     interactive = podman(tmp_path).launch(["vng"], None, None, stdin=True, tty=True)
