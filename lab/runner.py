@@ -130,7 +130,7 @@ def _starting() -> Iterator[None]:
 def _spawn(launch: Launch, label: str, stdin: bool) -> subprocess.Popen[str]:
     """Start a command in a session of its own (so stopping it stops its whole
     tree), output on one pipe, entered where stop_all() finds it."""
-    env = {**(os.environ if launch.inherit_env else {}), **launch.env_extra}
+    env = {**os.environ, **launch.env_extra}  # the lab's environment, then the command's
     with _starting():
         try:
             proc = subprocess.Popen(

@@ -50,8 +50,7 @@ class Launch:
 
     argv: list[str]
     cwd: Path | None
-    env_extra: Mapping[str, str]
-    inherit_env: bool  # the lab's own environment underneath env_extra
+    env_extra: Mapping[str, str]  # over the lab's own environment
     token: str | None = None  # set when the command runs out of the client's process group
 
 
@@ -102,7 +101,7 @@ class NativeRuntime(Runtime):
     def launch(
         self, argv: list[str], cwd: Path | None, env_extra: Mapping[str, str] | None, *, stdin: bool = False, tty: bool = False
     ) -> Launch:
-        return Launch(list(argv), cwd, dict(env_extra or {}), inherit_env=True)
+        return Launch(list(argv), cwd, dict(env_extra or {}))
 
     def reproducer(self, argv: list[str], cwd: Path | None, env_extra: Mapping[str, str] | None) -> str:
         return cwd_line(argv, cwd, env_extra)
@@ -175,7 +174,7 @@ class ContainerRuntime(Runtime):
         host += ["-w", str(cwd or Path.cwd()), "-e", f"{TOKEN_ENV}={token}"]
         for k, v in sorted((env_extra or {}).items()):
             host += ["-e", f"{k}={v}"]
-        return Launch([*host, self.name, *argv], None, self.host_env(), inherit_env=True, token=token)
+        return Launch([*host, self.name, *argv], None, self.host_env(), token=token)
 
     def reproducer(self, argv: list[str], cwd: Path | None, env_extra: Mapping[str, str] | None) -> str:
         """A one-shot container of the same image: works after the run's container is gone."""

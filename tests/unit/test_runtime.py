@@ -31,7 +31,7 @@ def podman(tmp_path: Path) -> PodmanRuntime:
 def test_native_runs_commands_as_they_are() -> None:
     rt = NativeRuntime(environ={})
     launch = rt.launch(["make", "-j2"], Path("/w"), {"A": "1"})
-    assert launch == Launch(["make", "-j2"], Path("/w"), {"A": "1"}, inherit_env=True)
+    assert launch == Launch(["make", "-j2"], Path("/w"), {"A": "1"})
     assert rt.reproducer(["make", "-j2"], Path("/w"), {"A": "1"}) == "cd /w && env A=1 make -j2"
     assert rt.build_suffix == "" and rt.metadata() == {"kind": "native"}
     assert rt.python == sys.executable
@@ -98,7 +98,7 @@ class DetachingRuntime(PodmanRuntime):
                stdin: bool = False, tty: bool = False) -> Launch:  # fmt: skip
         token = f"t{time.monotonic_ns()}"
         env = [f"{k}={v}" for k, v in (env_extra or {}).items()]
-        return Launch(["setsid", "-w", "env", f"{TOKEN_ENV}={token}", *env, *argv], cwd, {}, inherit_env=True, token=token)
+        return Launch(["setsid", "-w", "env", f"{TOKEN_ENV}={token}", *env, *argv], cwd, {}, token=token)
 
 
 def detaching(tmp_path: Path) -> DetachingRuntime:
