@@ -7,10 +7,12 @@ content-addressed store keyed by source + patches + config + toolchain.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
 import shutil
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -231,23 +233,29 @@ class KernelBuilder:
         Each is also a measured cold build of this config.
         """
         root = self.cache / "repro"
-        other_src = root / "elsewhere" / "src"
-        git = ["git", "-C", str(tree.path)]
-        self.runner.run([*git, "worktree", "remove", "--force", str(other_src)], "drop the old copy of the source", check=False)
-        self.runner.run([*git, "worktree", "prune"], "prune worktrees")
-        self.runner.run([*git, "worktree", "add", "--detach", str(other_src), tree.head], "the source at another path")
-        sides = (("a", tree, root / "a"), ("b", replace(tree, path=other_src), root / "elsewhere" / "build"))
         builds = []
-        try:
+        with self._worktree(tree, root / "elsewhere" / "src") as other:
+            sides = (("a", tree, root / "a"), ("b", other, root / "elsewhere" / "build"))
             for side, src, bdir in sides:
                 shutil.rmtree(bdir, ignore_errors=True)
                 start = time.monotonic()
                 self.make(f"reproducibility build {side}", src, config, bdir, {"CCACHE_DISABLE": "1"})
                 builds.append(ReproBuild(str(src.path), str(bdir), sha256_file(bdir / "arch/x86/boot/bzImage"),
                                          module_hashes(bdir), time.monotonic() - start))  # fmt: skip
-        finally:
-            self.runner.run([*git, "worktree", "remove", "--force", str(other_src)], "drop the copy of the source", check=False)
         return builds
+
+    @contextlib.contextmanager
+    def _worktree(self, tree: SourceTree, path: Path) -> Iterator[SourceTree]:
+        """`tree`'s head checked out at `path` (a git worktree, replacing a
+        leftover one), removed afterwards; the shared tree stays as it is."""
+        git = ["git", "-C", str(tree.path)]
+        self.runner.run([*git, "worktree", "remove", "--force", str(path)], f"drop the old worktree {path.name}", check=False)
+        self.runner.run([*git, "worktree", "prune"], "prune worktrees")
+        self.runner.run([*git, "worktree", "add", "--detach", str(path), tree.head], f"worktree {path}")
+        try:
+            yield replace(tree, path=path)
+        finally:
+            self.runner.run([*git, "worktree", "remove", "--force", str(path)], f"drop the worktree {path.name}", check=False)
 
     def check_series(self, tree: SourceTree, variant: str, config: str) -> tuple[bool, str]:
         """Every patch of the series builds on its own: `git rebase --exec` of
@@ -259,13 +267,9 @@ class KernelBuilder:
         worktree, bdir, wanted = root / "tree", root / "build", root / "wanted.config"
         bdir.mkdir(parents=True, exist_ok=True)
         wanted.write_text(config)
-        git = ["git", "-C", str(tree.path)]
-        self.runner.run([*git, "worktree", "remove", "--force", str(worktree)], "drop the old series worktree", check=False)
-        self.runner.run([*git, "worktree", "prune"], "prune worktrees")
-        self.runner.run([*git, "worktree", "add", "--detach", str(worktree), tree.head], "series worktree")
         make = shlex.join(["make", f"O={bdir}", f"-j{self.jobs}", *self.make_vars()])
         build_one = f"cp {shlex.quote(str(wanted))} {shlex.quote(str(bdir / '.config'))} && {make} olddefconfig && {make} vmlinux modules"
-        try:
+        with self._worktree(tree, worktree):
             with ui.activity(f"building the series patch by patch ({variant})") as progress:
                 res = self.runner.run(
                     ["git", "-C", str(worktree), "-c", "user.name=pvsched-lab", "-c", "user.email=lab@pvsched.invalid",
@@ -282,8 +286,6 @@ class KernelBuilder:
             if missing:
                 return False, f"{variant}: built, but olddefconfig dropped {missing}"
             return True, f"{variant}: each of the {len(tree.patches)} patches built vmlinux and modules"
-        finally:
-            self.runner.run([*git, "worktree", "remove", "--force", str(worktree)], "drop the series worktree", check=False)
 
     def resync(self, name: str, tree: SourceTree, config: str, bdir: Path, key: str) -> None:
         """Bring `bdir` back to the build of `key` (another run may have built

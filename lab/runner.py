@@ -362,6 +362,7 @@ class Runner:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self.runtime = runtime or NativeRuntime()
         self._seq = _sequence or _LogSequence(log_dir)
+        self._found: dict[str, str | None] = {}  # which() in a container runtime
         script = self.log_dir / "commands.sh"
         if not script.exists():
             script.write_text("#!/bin/sh\n# Every command this lab run ran, in order.\n")
@@ -393,9 +394,11 @@ class Runner:
         """Where `name` is in the runtime (its PATH), None if it is not."""
         if isinstance(self.runtime, NativeRuntime):
             return shutil.which(name)
-        out = self.run(["sh", "-c", 'command -v "$1"', "sh", name], f"which {name}", check=False)
-        found = out.output.strip().splitlines()
-        return found[-1] if out.ok and found and found[-1].startswith("/") else None
+        if name not in self._found:  # an image does not change under a run: ask it once
+            out = self.run(["sh", "-c", 'command -v "$1"', "sh", name], f"which {name}", check=False)
+            lines = out.output.strip().splitlines()
+            self._found[name] = lines[-1] if out.ok and lines and lines[-1].startswith("/") else None
+        return self._found[name]
 
     def exists(self, path: Path) -> bool:
         if isinstance(self.runtime, NativeRuntime):

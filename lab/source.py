@@ -22,7 +22,7 @@ from lab.cache import file_lock
 from lab.errors import LabError
 from lab.lockfile import Lock, SourceLock, sha256_file, verify_sha256
 from lab.paths import LOCK_FILE, REPO
-from lab.runner import Runner
+from lab.runner import Result, Runner
 from lab.source_locations import SNAPSHOT_ENV, fetch_verified
 
 LOCK_NAME = str(LOCK_FILE.relative_to(REPO))
@@ -55,6 +55,20 @@ def read_series(patch_dir: Path) -> list[Path]:
             )
         patches.append(path)
     return patches
+
+
+def deb_name(src: SourceLock) -> str:
+    """The file `apt-get download` writes for the pinned package."""
+    return f"{src.package}_{src.package_version.replace(':', '%3a')}_all.deb"
+
+
+def apt_download(runner: Runner, src: SourceLock, into: Path) -> Result:
+    """`apt-get download` of the pinned package into `into`: with this
+    machine's apt when it has one, whatever the runtime (its lists name the
+    pinned build; the image's, a newer suite without lists, do not)."""
+    fetcher = runner.on_host() if shutil.which("apt-get") else runner
+    return fetcher.run(["apt-get", "download", f"{src.package}={src.package_version}"], f"apt-get download {src.package}",
+                       cwd=into, check=False)  # fmt: skip
 
 
 def series_hash(base: str, patches: list[Path]) -> str:
@@ -113,19 +127,12 @@ class SourceManager:
         return target
 
     def _fetch_debian(self, src: SourceLock, dest: Path) -> str:
-        deb_name = f"{src.package}_{src.package_version.replace(':', '%3a')}_all.deb"
-        deb = self.downloads / deb_name
+        deb = self.downloads / deb_name(src)
         origin = f"{src.member} in {deb}"
-        if not deb.exists():
-            # This machine's apt when it has one: its lists name the pinned
-            # build (the image's, a newer suite without lists, do not).
-            fetcher = self.runner.on_host() if shutil.which("apt-get") else self.runner
-            result = fetcher.run(
-                ["apt-get", "download", f"{src.package}={src.package_version}"],
-                f"apt-get download {src.package}",
-                cwd=self.downloads,
-                check=False,
-            )
+        if deb.exists():
+            verify_sha256(deb, src.package_sha256, "Debian package")  # a fresh download is verified below
+        else:
+            result = apt_download(self.runner, src, self.downloads)
             tried = [f"apt-get download: {result.output.strip().splitlines()[-1] if result.output.strip() else 'failed'}"]
             if not result.ok or not deb.exists() or sha256_file(deb) != src.package_sha256:
                 deb.unlink(missing_ok=True)
@@ -145,7 +152,6 @@ class SourceManager:
                     f"`apt-cache policy {src.package}` offers in {LOCK_NAME} (package_version, package_sha256, sha256)",
                     log=str(result.log),
                 )
-        verify_sha256(deb, src.package_sha256, "Debian package")
         self.runner.run(
             ["sh", "-c", 'dpkg-deb --fsys-tarfile "$1" | tar -xO "$2" > "$3"', "sh", str(deb), src.member, str(dest)],
             "extract kernel tarball",

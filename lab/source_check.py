@@ -15,17 +15,17 @@ from lab import ui
 from lab.apt_sources import apt_uris
 from lab.lockfile import SourceLock, sha256_file
 from lab.runner import Runner
+from lab.source import apt_download, deb_name
 from lab.source_locations import Attempt, fetch_verified
 
 
 def check_apt(runner: Runner, src: SourceLock, into: Path) -> Attempt:
-    result = runner.run(["apt-get", "download", f"{src.package}={src.package_version}"], f"apt-get download {src.package}",
-                        cwd=into, check=False)  # fmt: skip
-    debs = list(into.glob(f"{src.package}_*.deb"))
-    if not result.ok or not debs:
+    result = apt_download(runner, src, into)
+    deb = into / deb_name(src)
+    if not result.ok or not deb.exists():
         last = result.output.strip().splitlines()[-1] if result.output.strip() else f"exit status {result.returncode}"
         return Attempt("apt", False, f"unreachable: {last}", result.seconds)
-    actual = sha256_file(debs[0])
+    actual = sha256_file(deb)
     ok = actual == src.package_sha256
     return Attempt("apt", ok, "sha256 matches" if ok else f"sha256 {actual[:16]}..., not the pinned one", result.seconds)
 
