@@ -23,6 +23,7 @@ struct pvsched_vcpu_stats {
 	__u64 rt_seen;
 	__u64 hardirq_seen;
 	__u64 softirq_seen;
+	__u64 nmi_seen;
 	__u64 request_seen;
 	__u64 read_errors;
 	__u64 boost_requests;

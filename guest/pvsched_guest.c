@@ -6,13 +6,16 @@
  * pvsched.h), registered with the host by writing its guest-physical
  * address to MSR_KVM_PVSCHED on that vCPU: one VM exit per registration,
  * none afterwards. Tracepoint probes keep the area current on every
- * context switch and device interrupt/softirq entry and exit with plain
- * stores to this CPU's own area; the host reads it whenever it needs to.
+ * context switch and softirq entry and exit with plain stores to this
+ * CPU's own area; the kernel itself marks every hard interrupt and NMI in
+ * it (<linux/pvsched_guest.h>). The host reads it whenever it needs to.
  *
- * Counters and per-vCPU state: /sys/kernel/debug/pvsched/, with two
- * test knobs for the host's lifetimes: bad_write (a registration that
- * faults must change nothing) and abandon (an area left registered across
- * a CPU's INIT must be released by the host).
+ * Counters and per-vCPU state: /sys/kernel/debug/pvsched/, with test
+ * knobs for the host's lifetimes: bad_write (a registration that faults
+ * must change nothing) and abandon (an area left registered across a
+ * CPU's INIT must be released by the host); and cs_probe, which runs
+ * critical sections of one kind, each taking VM exits inside, so the host
+ * can be shown to see each kind.
  *
  * Before a reboot, halt or kexec every vCPU unregisters (a reboot
  * notifier): the VMM does not reset an MSR it does not know, so the host
@@ -28,11 +31,14 @@
 
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
+#include <linux/completion.h>
 #include <linux/cpuhotplug.h>
 #include <linux/debugfs.h>
+#include <linux/hrtimer.h>
 #include <linux/interrupt.h>
 #include <linux/module.h>
 #include <linux/percpu.h>
+#include <linux/pvsched_guest.h>
 #include <linux/random.h>
 #include <linux/reboot.h>
 #include <linux/sched.h>
@@ -40,7 +46,9 @@
 #include <linux/slab.h>
 #include <linux/tracepoint.h>
 #include <linux/workqueue.h>
+#include <asm/apic.h>
 #include <asm/msr.h>
+#include <asm/nmi.h>
 #include <uapi/linux/pvsched.h>
 
 static bool hostile;
@@ -94,6 +102,14 @@ static DEFINE_PER_CPU(struct pvsched_vcpu_area *, pvsched_area);
 /* local_clock() when an RT task last went to sleep on this CPU. */
 static DEFINE_PER_CPU(u64, rt_slept_ns);
 
+enum cs_probe_kind { CS_PROBE_TIMER, CS_PROBE_IPI, CS_PROBE_NMI, CS_PROBE_KINDS };
+
+static const char * const cs_probe_names[CS_PROBE_KINDS] = {
+	[CS_PROBE_TIMER] = "timer",
+	[CS_PROBE_IPI] = "ipi",
+	[CS_PROBE_NMI] = "nmi",
+};
+
 /* Per-CPU so the context-switch path never bounces a shared line. */
 struct pvsched_stats {
 	u64 switches;
@@ -102,6 +118,7 @@ struct pvsched_stats {
 	u64 softirqs;
 	u64 hostile_writes;
 	u64 cap_dodges;
+	u64 cs_probes[CS_PROBE_KINDS];	/* sections cs_probe ran, by kind */
 };
 static DEFINE_PER_CPU(struct pvsched_stats, pvsched_stats);
 static DEFINE_PER_CPU(struct delayed_work, dodge_work);
@@ -246,16 +263,10 @@ static void cs_update(u32 set, u32 clear)
 	local_irq_restore(irqflags);
 }
 
+/* Counted only: the kernel marks PVSCHED_CS_HARDIRQ for every interrupt. */
 static void probe_irq_entry(void *data, int irq, struct irqaction *action)
 {
 	this_cpu_inc(pvsched_stats.hardirqs);
-	cs_update(PVSCHED_CS_HARDIRQ, 0);
-}
-
-static void probe_irq_exit(void *data, int irq, struct irqaction *action,
-			   int ret)
-{
-	cs_update(0, PVSCHED_CS_HARDIRQ);
 }
 
 static void probe_softirq_entry(void *data, unsigned int vec_nr)
@@ -278,7 +289,6 @@ struct pvsched_probe {
 static struct pvsched_probe probes[] = {
 	{ "sched_switch", probe_sched_switch },
 	{ "irq_handler_entry", probe_irq_entry },
-	{ "irq_handler_exit", probe_irq_exit },
 	{ "softirq_entry", probe_softirq_entry },
 	{ "softirq_exit", probe_softirq_exit },
 };
@@ -359,6 +369,7 @@ static int pvsched_cpu_online(unsigned int cpu)
 		return -EPERM;
 	}
 	this_cpu_write(pvsched_area, area);
+	pvsched_guest_cs_attach(cpu, &area->guest.cs);
 	atomic_inc(&registered_cpus);
 	return 0;
 }
@@ -371,6 +382,8 @@ static int pvsched_cpu_offline(unsigned int cpu)
 	local_irq_save(irqflags);
 	area = this_cpu_read(pvsched_area);
 	this_cpu_write(pvsched_area, NULL);
+	/* On this CPU: none of its interrupts writes the area after this. */
+	pvsched_guest_cs_detach(cpu);
 	local_irq_restore(irqflags);
 	if (!area)
 		return 0;
@@ -403,6 +416,7 @@ static void unregister_this_cpu(void *unused)
 	if (!this_cpu_read(pvsched_area))
 		return;
 	this_cpu_write(pvsched_area, NULL);
+	pvsched_guest_cs_detach(smp_processor_id());
 	if (wrmsrl_safe(MSR_KVM_PVSCHED, 0))
 		atomic64_inc(&unreg_failures);
 	else
@@ -451,6 +465,7 @@ static int counters_show(struct seq_file *m, void *unused)
 {
 	struct pvsched_stats sum = {};
 	unsigned int cpu;
+	int i;
 
 	for_each_possible_cpu(cpu) {
 		struct pvsched_stats *s = per_cpu_ptr(&pvsched_stats, cpu);
@@ -460,6 +475,8 @@ static int counters_show(struct seq_file *m, void *unused)
 		sum.hardirqs += s->hardirqs;
 		sum.softirqs += s->softirqs;
 		sum.cap_dodges += s->cap_dodges;
+		for (i = 0; i < CS_PROBE_KINDS; i++)
+			sum.cs_probes[i] += s->cs_probes[i];
 	}
 	seq_printf(m, "registered_cpus %d\nswitches %llu\nrt_switches %llu\n"
 		   "hardirqs %llu\nsoftirqs %llu\nregister_failures %lld\n"
@@ -470,6 +487,9 @@ static int counters_show(struct seq_file *m, void *unused)
 		   atomic64_read(&reg_failures),
 		   atomic64_read(&unreg_failures),
 		   atomic64_read(&stale_registrations), sum.cap_dodges);
+	for (i = 0; i < CS_PROBE_KINDS; i++)
+		seq_printf(m, "cs_probe_%s %llu\n", cs_probe_names[i],
+			   sum.cs_probes[i]);
 	return 0;
 }
 DEFINE_SHOW_ATTRIBUTE(counters);
@@ -624,6 +644,168 @@ static const struct file_operations abandon_fops = {
 	.write = abandon_write,
 };
 
+/*
+ * cs_probe: write "<kind> <sections>" to run that many critical sections of
+ * one kind on another vCPU than the writer's (the host is shown that
+ * vCPU's sections), each taking CS_PROBE_EXITS VM exits (CPUID always
+ * exits) inside the section: "timer" (an hrtimer expiring in the APIC
+ * timer interrupt), "ipi" (a function call IPI from the writer's vCPU),
+ * "nmi" (an NMI the vCPU sends itself).
+ */
+#define CS_PROBE_EXITS		50
+#define CS_PROBE_MAX		10000
+#define CS_PROBE_TIMEOUT	(5 * HZ)
+
+struct cs_probe {
+	enum cs_probe_kind kind;
+	unsigned int sections;
+	unsigned int target;	/* the probed vCPU */
+	struct hrtimer timer;
+	struct completion done;
+	int ret;
+};
+
+static DEFINE_MUTEX(cs_probe_lock);
+static DEFINE_PER_CPU(bool, cs_probe_nmi_pending);
+static bool cs_probe_nmi_registered;
+
+static void cs_probe_section(enum cs_probe_kind kind)
+{
+	int i;
+
+	for (i = 0; i < CS_PROBE_EXITS; i++)
+		cpuid_eax(0);
+	this_cpu_inc(pvsched_stats.cs_probes[kind]);
+}
+
+static enum hrtimer_restart cs_probe_timer_fn(struct hrtimer *timer)
+{
+	struct cs_probe *probe = container_of(timer, struct cs_probe, timer);
+
+	cs_probe_section(CS_PROBE_TIMER);
+	complete(&probe->done);
+	return HRTIMER_NORESTART;
+}
+
+static void cs_probe_ipi_fn(void *unused)
+{
+	cs_probe_section(CS_PROBE_IPI);
+}
+
+static int cs_probe_nmi_fn(unsigned int type, struct pt_regs *regs)
+{
+	if (!this_cpu_read(cs_probe_nmi_pending))
+		return NMI_DONE;
+	cs_probe_section(CS_PROBE_NMI);
+	this_cpu_write(cs_probe_nmi_pending, false);
+	return NMI_HANDLED;
+}
+
+/* Runs on the probed vCPU (work_on_cpu) for the timer and NMI kinds. */
+static long cs_probe_local(void *arg)
+{
+	struct cs_probe *probe = arg;
+	unsigned long deadline;
+	unsigned int i;
+
+	for (i = 0; i < probe->sections; i++) {
+		if (probe->kind == CS_PROBE_TIMER) {
+			reinit_completion(&probe->done);
+			hrtimer_start(&probe->timer, ns_to_ktime(100 * NSEC_PER_USEC),
+				      HRTIMER_MODE_REL_PINNED_HARD);
+			if (!wait_for_completion_timeout(&probe->done,
+							 CS_PROBE_TIMEOUT)) {
+				hrtimer_cancel(&probe->timer);
+				return -ETIMEDOUT;
+			}
+			continue;
+		}
+		this_cpu_write(cs_probe_nmi_pending, true);
+		apic->send_IPI_mask(cpumask_of(smp_processor_id()), NMI_VECTOR);
+		deadline = jiffies + CS_PROBE_TIMEOUT;
+		while (this_cpu_read(cs_probe_nmi_pending)) {
+			if (time_after(jiffies, deadline)) {
+				this_cpu_write(cs_probe_nmi_pending, false);
+				return -ETIMEDOUT;
+			}
+			cpu_relax();
+		}
+	}
+	return 0;
+}
+
+/* Runs on the writer's vCPU for the IPI kind. */
+static long cs_probe_remote(void *arg)
+{
+	struct cs_probe *probe = arg;
+	unsigned int i;
+	int ret;
+
+	for (i = 0; i < probe->sections; i++) {
+		ret = smp_call_function_single(probe->target, cs_probe_ipi_fn,
+					       NULL, 1);
+		if (ret)
+			return ret;
+	}
+	return 0;
+}
+
+static ssize_t cs_probe_write(struct file *file, const char __user *ubuf,
+			      size_t len, loff_t *ppos)
+{
+	struct cs_probe probe = {};
+	unsigned int here;
+	char buf[32] = {}, *sp;
+	long ret;
+
+	if (copy_from_user(buf, ubuf, min(len, sizeof(buf) - 1)))
+		return -EFAULT;
+	sp = strim(buf);
+	for (probe.kind = 0; probe.kind < CS_PROBE_KINDS; probe.kind++)
+		if (str_has_prefix(sp, cs_probe_names[probe.kind]) &&
+		    sp[strlen(cs_probe_names[probe.kind])] == ' ')
+			break;
+	if (probe.kind == CS_PROBE_KINDS ||
+	    kstrtouint(strim(sp + strlen(cs_probe_names[probe.kind])), 10,
+		       &probe.sections) ||
+	    !probe.sections || probe.sections > CS_PROBE_MAX)
+		return -EINVAL;
+
+	mutex_lock(&cs_probe_lock);
+	cpus_read_lock();
+	here = cpumask_first(cpu_online_mask);
+	probe.target = cpumask_next(here, cpu_online_mask);
+	if (probe.target >= nr_cpu_ids) {
+		ret = -ENODEV;
+		goto out;
+	}
+	if (probe.kind == CS_PROBE_NMI && !cs_probe_nmi_registered) {
+		ret = register_nmi_handler(NMI_LOCAL, cs_probe_nmi_fn, 0,
+					   "pvsched_cs_probe");
+		if (ret)
+			goto out;
+		cs_probe_nmi_registered = true;
+	}
+	init_completion(&probe.done);
+	hrtimer_init_on_stack(&probe.timer, CLOCK_MONOTONIC,
+			      HRTIMER_MODE_REL_PINNED_HARD);
+	probe.timer.function = cs_probe_timer_fn;
+	if (probe.kind == CS_PROBE_IPI)
+		ret = work_on_cpu(here, cs_probe_remote, &probe);
+	else
+		ret = work_on_cpu(probe.target, cs_probe_local, &probe);
+	destroy_hrtimer_on_stack(&probe.timer);
+out:
+	cpus_read_unlock();
+	mutex_unlock(&cs_probe_lock);
+	return ret ? ret : len;
+}
+
+static const struct file_operations cs_probe_fops = {
+	.owner = THIS_MODULE,
+	.write = cs_probe_write,
+};
+
 static int __init pvsched_guest_init(void)
 {
 	u64 msr;
@@ -640,11 +822,14 @@ static int __init pvsched_guest_init(void)
 	ret = register_probes();
 	if (ret)
 		return ret;
+	/* Marks nothing until a CPU attaches its area. */
+	pvsched_guest_cs_start();
 	ret = cpuhp_setup_state(CPUHP_AP_ONLINE_DYN, "virt/pvsched:online",
 				pvsched_cpu_online, pvsched_cpu_offline);
 	if (ret < 0) {
 		pr_err("host refused registration (the VMM lacks CAP_SYS_NICE?): %d\n",
 		       ret);
+		pvsched_guest_cs_stop();
 		unregister_probes();
 		return ret;
 	}
@@ -657,6 +842,7 @@ static int __init pvsched_guest_init(void)
 	debugfs_create_file("corrupt", 0200, pvsched_dir, NULL, &corrupt_fops);
 	debugfs_create_file("bad_write", 0200, pvsched_dir, NULL, &bad_write_fops);
 	debugfs_create_file("abandon", 0600, pvsched_dir, NULL, &abandon_fops);
+	debugfs_create_file("cs_probe", 0200, pvsched_dir, NULL, &cs_probe_fops);
 	WRITE_ONCE(dodge_ready, true);
 	if (READ_ONCE(dodge_cap))
 		dodge_start();
@@ -675,6 +861,10 @@ static void __exit pvsched_guest_exit(void)
 	for_each_possible_cpu(cpu)
 		cancel_delayed_work_sync(per_cpu_ptr(&dodge_work, cpu));
 	cpuhp_remove_state(pvsched_hp_state);
+	/* Every CPU detached its area going down; wait out any NMI still in it. */
+	pvsched_guest_cs_stop();
+	if (cs_probe_nmi_registered)
+		unregister_nmi_handler(NMI_LOCAL, "pvsched_cs_probe");
 	pr_info("unregistered\n");
 }
 

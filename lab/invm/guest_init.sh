@@ -43,6 +43,8 @@ PV=/sys/kernel/debug/pvsched
 MOD=/lib/modules/pvsched_guest.ko
 PARAMS=/sys/module/pvsched_guest/parameters
 mode=$(param lab.mode)
+# Sections per kind the cs_probe phases run (CS_PROBE_SECTIONS in lab/invm/pvsched_host.py).
+CS_PROBE_SECTIONS=100
 counter() { sed -n "s/^$1 //p" $PV/counters; }
 # The host's status for vCPU 1 (where the RT task runs), as the guest sees it.
 cpu1_boosted() { awk 'NR > 1 && $1 == 1 && and($8, 2) { f = 1 } END { exit !f }' $PV/status 2>/dev/null; }
@@ -65,6 +67,18 @@ host_unboosted_within() { # samples it up to $1 times, every 20 ms
 		i=$((i + 1)); usleep 20000
 	done
 	return 1
+}
+cs_probe() { # kind: the driver runs CS_PROBE_SECTIONS sections of it, all counted
+	b=$(counter cs_probe_$1)
+	echo "$1 $CS_PROBE_SECTIONS" 2>&1 > $PV/cs_probe | sed 's/^/# cs_probe: /'
+	a=$(counter cs_probe_$1)
+	[ "$a" = $((b + CS_PROBE_SECTIONS)) ] || { echo "# cs_probe_$1 counted $b then $a"; return 1; }
+}
+cs_probe_phase() { # kind, check name
+	phase cs-$1 0.5
+	check "$2" "cs_probe did not run and count $CS_PROBE_SECTIONS $1 sections" cs_probe "$1"
+	sleep 1
+	phase cs-$1-done
 }
 registered_is() { [ "$(counter registered_cpus)" = "$1" ]; }
 
@@ -110,6 +124,13 @@ pvsched_tests() {
 	check pvsched_guest_irq_bits "hardirqs=$(counter hardirqs) softirqs=$(counter softirqs)" \
 		sh -c "[ \$(sed -n 's/^hardirqs //p' $PV/counters) -gt 0 ] && [ \$(sed -n 's/^softirqs //p' $PV/counters) -gt 0 ]"
 	sleep 0.8	# quiet: the host's unboost check samples 0.3-0.8 s into rt-done, before the RT writes of the next phase
+	# Critical sections of one kind at a time on vCPU 1, each taking VM exits
+	# inside: the host must see the kernel's HARDIRQ mark in the APIC timer
+	# and IPI handlers, and its NMI mark. The host reads its statistics
+	# (sampled every few 100 ms) on both sides of each phase.
+	cs_probe_phase timer pvsched_guest_cs_probe_timer
+	cs_probe_phase ipi pvsched_guest_cs_probe_ipi
+	cs_probe_phase nmi pvsched_guest_cs_probe_nmi
 	phase malformed
 	check pvsched_guest_wrote_malformed_areas "a write to $PV/corrupt failed" corrupt_all
 	phase malformed-done
@@ -340,7 +361,7 @@ elif [ "$mode" = unpriv ]; then
 	fi
 else
 	planned=3
-	[ -e $MOD ] && planned=$((planned + 12))
+	[ -e $MOD ] && planned=$((planned + 15))
 	echo "KTAP version 1"
 	echo "1..$planned"
 	check guest_under_kvm "no 'Hypervisor detected: KVM' or no kvm-clock" under_kvm

@@ -56,6 +56,16 @@ HOST_WRITES_MAX_SHARE = 0.25
 # this much of every 100 ms, leaving its boosted thread under the test
 # budget (20 ms) in every period while the boost lasts.
 SHARED_HOG_PRIORITY, SHARED_HOG_BUSY_S, SHARED_HOG_IDLE_S = 90, 0.09, 0.008
+# The cs-<kind> phases: the guest driver's cs_probe runs this many sections
+# of one kind on vCPU 1 (CS_PROBE_SECTIONS in guest_init.sh), each taking
+# this many VM exits inside (CS_PROBE_EXITS in guest/pvsched_guest.c).
+CS_PROBE_SECTIONS, CS_PROBE_EXITS = 100, 50
+# kind -> (its check, the statistic of events that saw its bit)
+CS_PROBE_KINDS = {
+    "timer": ("pvsched_host_sees_hardirq_in_timer", "hardirq_seen"),
+    "ipi": ("pvsched_host_sees_hardirq_in_ipi", "hardirq_seen"),
+    "nmi": ("pvsched_host_sees_nmi", "nmi_seen"),
+}
 
 
 SAMPLE_INTERVAL = 0.05

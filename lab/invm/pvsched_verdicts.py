@@ -9,6 +9,9 @@ from lab.invm.pvsched_host import (
     ADMIN_NICE,
     ADMIN_RT_PRIORITY,
     BOOST_PRIORITY,
+    CS_PROBE_EXITS,
+    CS_PROBE_KINDS,
+    CS_PROBE_SECTIONS,
     DODGE_MAX_FIFO_SHARE,
     DODGE_MIN_SAMPLES,
     GUEST_RT_PRIORITY,
@@ -135,6 +138,7 @@ class PvschedVerdicts:
              f"events that saw the guest in a hard IRQ: {hard}, in a soft IRQ: {soft}, before the malformed phase "
              f"({len(before_garbage)} vCPUs)")  # fmt: skip
         cases.append(self._malformed_case())
+        cases.extend(self._cs_probe_cases())
         cpu1 = by_vcpu.get(1, {})
         case("pvsched_hotplug_reregisters", int(cpu1.get("registrations", 0)) >= 3,
              f"vCPU 1 registered {cpu1.get('registrations')} times (expected load, hotplug online, reload: >= 3)")  # fmt: skip
@@ -166,12 +170,32 @@ class PvschedVerdicts:
         earlier = [vcpus for t, vcpus in self.obs.policy_samples if at is not None and t < at]
         return earlier[-1] if earlier else []
 
-    def _stat_delta(self, key: str, start: str, end: str) -> int | None:
-        """How much a policy statistic grew between two phases (summed over vCPUs); None without samples."""
+    def _stat_delta(self, key: str, start: str, end: str, vcpu_id: int | None = None) -> int | None:
+        """How much a policy statistic grew between two phases (summed over vCPUs, or
+        `vcpu_id`'s alone); None without samples."""
         before, after = self._stats_before(start), self._stats_before(end)
+        if vcpu_id is not None:
+            before, after = ([v for v in rows if int(v.get("vcpu_id", -1)) == vcpu_id] for rows in (before, after))
         if not after:
             return None
         return sum(int(v.get(key, 0)) for v in after) - sum(int(v.get(key, 0)) for v in before)
+
+    def _cs_probe_cases(self) -> list[Case]:
+        """Each cs-<kind> phase ran sections of one kind on vCPU 1, each taking
+        CS_PROBE_EXITS exits inside: the policy saw that kind's bit at least at
+        every one of those exits (more from the entries after them and from
+        other sections of the kind; a guest that does not mark the kind leaves
+        only the rare device interrupt)."""
+        want = CS_PROBE_SECTIONS * CS_PROBE_EXITS
+        cases = []
+        for kind, (name, stat) in CS_PROBE_KINDS.items():
+            seen = self._stat_delta(stat, f"cs-{kind}", f"cs-{kind}-done", vcpu_id=1)
+            why = (f"events on vCPU 1 that saw {stat.removesuffix('_seen')} over the cs-{kind} phase: {seen} "
+                   f"(want >= {want}: {CS_PROBE_SECTIONS} sections x {CS_PROBE_EXITS} exits)")  # fmt: skip
+            if seen is None:
+                why = f"no statistics of the policy before cs-{kind}-done"
+            cases.append(Case(name, "level1", "passed" if seen is not None and seen >= want else "failed", why))
+        return cases
 
     def _pcpu_case(self) -> Case:
         """KVM follows the vCPU thread: after it was moved to another CPU, KVM reports that CPU."""

@@ -26,7 +26,8 @@ NOT_CHECKS = {
     "pvsched_guest",
     "pvsched_tests",  # names of the lab, the guest module, its test group
 }
-SHELL_CHECK = re.compile(r"^\s*check (pvsched_[a-z0-9_]+)\b", re.M)
+# A check, or a cs_probe phase (which runs one).
+SHELL_CHECK = re.compile(r"^\s*(?:check|cs_probe_phase \w+) (pvsched_[a-z0-9_]+)\b", re.M)
 
 
 def emitted() -> set[str]:

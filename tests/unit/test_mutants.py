@@ -55,14 +55,14 @@ def test_a_mutant_is_planted_in_a_copy_inside_another_repository(tmp_path: Path)
 
     outer = tmp_path / "checkout"
     subprocess.run(["git", "init", "-q", str(outer)], check=True)
-    mutant = next(m for m in mutants.load_catalogue() if m.name == "guest-no-hardirq-bit")
+    mutant = next(m for m in mutants.load_catalogue() if m.name == "guest-no-kernel-marks")
     scratch = outer / "results" / "scratch" / mutant.name
     shutil.copytree(REPO / "guest", scratch / "guest")
     runner = Runner(tmp_path / "logs")
     # Plain `git apply` there skips the file and exits 0: the copy would run unmodified.
     skipped = runner.run(["git", "apply", "--verbose", str(mutant.patch)], "plain apply", cwd=scratch)
-    assert "Skipped patch" in skipped.output and "cs_update(0, 0);" not in (scratch / "guest/pvsched_guest.c").read_text()
+    assert "Skipped patch" in skipped.output and "/* pvsched_guest_cs_attach(" not in (scratch / "guest/pvsched_guest.c").read_text()
     mutants.plant(runner, mutant, scratch)
-    assert "cs_update(0, 0);" in (scratch / "guest/pvsched_guest.c").read_text()
-    with pytest.raises(LabError, match="plant guest-no-hardirq-bit failed"):
+    assert "/* pvsched_guest_cs_attach(" in (scratch / "guest/pvsched_guest.c").read_text()
+    with pytest.raises(LabError, match="plant guest-no-kernel-marks failed"):
         mutants.plant(runner, mutant, scratch)  # already applied: the patch does not apply twice
