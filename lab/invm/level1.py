@@ -22,7 +22,7 @@ from typing import Any
 
 from lab import accel
 from lab.errors import LabError
-from lab.invm import boosted_teardown, marks, pvsched_host, pvsched_switch, pvsched_verdicts, vcpu_churn, watchdog
+from lab.invm import boosted_teardown, marks, pi_boost, pvsched_host, pvsched_switch, pvsched_verdicts, vcpu_churn, watchdog
 from lab.invm.level2 import PANIC, READY, boot_guest, guest_dmesg, qemu_command
 from lab.ktap import Case, parse_ktap, planned_count
 from lab.protocol import LEVEL1_DONE, LEVEL1_READY
@@ -231,6 +231,7 @@ def main(config_path: str) -> int:
         cases.extend(scx_cases)
         cases.append(vcpu_churn.churn_case(runner, str(pv["loader"]), out))
         cases.append(boosted_teardown.destroy_case(runner, str(pv["loader"]), out))
+        cases.append(pi_boost.pi_case(runner, str(pv["loader"]), out))
         cases.extend(pvsched_switch.cases(runner))
         extra_dmesg = guest_dmesg(unpriv_console) + guest_dmesg(scx_console) + guest_dmesg(reboot_console)
     chosen = accel.choose(probes)

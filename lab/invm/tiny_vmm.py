@@ -1,5 +1,5 @@
 """A VMM of a few hundred bytes of guest code, for pvsched's lifetimes at
-scale: `python -m lab.invm.tiny_vmm VCPUS [halt|spin] [pvsched-off]` makes one VM whose
+scale: `python -m lab.invm.tiny_vmm VCPUS [halt|spin] [pvsched-off] [pi-held]` makes one VM whose
 every vCPU registers a pvsched area saying "an RT task runs here"
 (SCHED_FIFO 50) and then halts with interrupts off, so its thread sleeps
 in KVM_RUN until the process dies (`halt`), or spins in the guest, so a
@@ -7,6 +7,8 @@ boost uses its budget and is throttled (`spin`). Level 1 starts many of
 these to create and destroy hundreds of vCPU threads in seconds, and to
 destroy VMs in the middle of boosts and throttles, which real guests
 cannot do here. `pvsched-off` turns KVM_CAP_PVSCHED off for the VM first.
+`pi-held`: each vCPU thread holds a PI futex that a thread at SCHED_FIFO
+PI_WAITER_PRIORITY waits for, so it runs PI-boosted to that priority.
 
 Prints `TINY-VMM running TID...` once every vCPU thread is about to enter
 the guest, and `TINY-VMM refused VCPU` for a vCPU whose registration
@@ -22,6 +24,7 @@ import os
 import struct
 import sys
 import threading
+import time
 
 KVMIO = 0xAE
 
@@ -67,7 +70,11 @@ FAULT_CODE = bytes([0xE6, FAULT_PORT, 0xF4, 0xEB, 0xFD])
 # then hlt and a jump back to it, or a jump to itself.
 GUEST_CODE = {"halt": bytes([0x0F, 0x30, 0xF4, 0xEB, 0xFD]), "spin": bytes([0x0F, 0x30, 0xEB, 0xFE])}
 MAX_VCPUS = (MEM_SIZE - AREAS_GPA) // AREA_SIZE
+SYS_futex, FUTEX_LOCK_PI = 202, 6  # x86_64
+PI_WAITER_PRIORITY = 70
+PI_BOOST_WAIT_S = 10.0
 _SAY = threading.Lock()
+_HELD: list[ctypes.c_uint32] = []
 
 
 def say(line: str) -> None:
@@ -91,6 +98,35 @@ def regs_for(area_gpa: int) -> bytes:
     return struct.pack("<18Q", *regs)
 
 
+def stat_priority(tid: int) -> int:
+    """The thread's effective priority as /proc shows it (field 18: -1 - its RT
+    priority for an RT one, PI boost included; 0..39 otherwise)."""
+    stat = open(f"/proc/{tid}/stat").read()  # noqa: SIM115 (procfs, read whole at once)
+    return int(stat[stat.rindex(")") + 2 :].split()[15])
+
+
+def hold_pi_futex() -> None:
+    """The calling thread takes a PI futex that a SCHED_FIFO thread then waits
+    for forever: the caller runs PI-boosted to PI_WAITER_PRIORITY from then on."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    word = ctypes.c_uint32(0)
+    _HELD.append(word)  # the futex word lives as long as the process
+    if libc.syscall(SYS_futex, ctypes.byref(word), FUTEX_LOCK_PI, 0, None, None, 0) != 0:
+        raise OSError(ctypes.get_errno(), "FUTEX_LOCK_PI (owner)")
+    owner = threading.get_native_id()
+
+    def waiter() -> None:
+        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(PI_WAITER_PRIORITY))
+        libc.syscall(SYS_futex, ctypes.byref(word), FUTEX_LOCK_PI, 0, None, None, 0)  # blocks: the owner never unlocks
+
+    threading.Thread(target=waiter, daemon=True).start()
+    deadline = time.monotonic() + PI_BOOST_WAIT_S
+    while stat_priority(owner) != -1 - PI_WAITER_PRIORITY:
+        if time.monotonic() > deadline:
+            raise OSError(f"thread {owner} not PI-boosted to {PI_WAITER_PRIORITY} after {PI_BOOST_WAIT_S:.0f} s")
+        time.sleep(0.01)
+
+
 def real_mode_at_zero(sregs: bytes) -> bytes:
     """The reset state's CS (base 0xffff0000) moved to base 0, selector 0."""
     buf = bytearray(sregs)
@@ -100,7 +136,8 @@ def real_mode_at_zero(sregs: bytes) -> bytes:
 
 
 class TinyVm:
-    def __init__(self, vcpus: int, mode: str = "halt", pvsched: bool = True) -> None:
+    def __init__(self, vcpus: int, mode: str = "halt", pvsched: bool = True, pi_held: bool = False) -> None:
+        self.pi_held = pi_held
         if not 1 <= vcpus <= MAX_VCPUS:
             raise ValueError(f"1..{MAX_VCPUS} vCPUs, not {vcpus}")
         if mode not in GUEST_CODE:
@@ -140,6 +177,12 @@ class TinyVm:
         def vcpu_thread(index: int, fd: int) -> None:
             tids.append(threading.get_native_id())
             run = mmap.mmap(fd, self.run_size, flags=mmap.MAP_SHARED, prot=mmap.PROT_READ)
+            if self.pi_held:
+                try:
+                    hold_pi_futex()
+                except OSError as exc:
+                    print(f"tiny_vmm: {exc}", file=sys.stderr, flush=True)
+                    os._exit(1)
             ready.wait()
             while True:
                 fcntl.ioctl(fd, KVM_RUN, 0)
@@ -164,13 +207,14 @@ def _address_of(mem: mmap.mmap) -> int:
 
 
 def main(argv: list[str]) -> int:
-    words = [w for w in argv if w != "pvsched-off"]
+    words = [w for w in argv if w not in ("pvsched-off", "pi-held")]
     if not 1 <= len(words) <= 2 or not words[0].isdigit():
-        print(f"usage: python -m lab.invm.tiny_vmm VCPUS (1..{MAX_VCPUS}) [{'|'.join(GUEST_CODE)}] [pvsched-off]", file=sys.stderr)
+        print(f"usage: python -m lab.invm.tiny_vmm VCPUS (1..{MAX_VCPUS}) [{'|'.join(GUEST_CODE)}] [pvsched-off] [pi-held]",
+              file=sys.stderr)  # fmt: skip
         return 2
     try:
         mode = words[1] if len(words) == 2 else "halt"
-        vm = TinyVm(int(words[0]), mode, pvsched="pvsched-off" not in argv)
+        vm = TinyVm(int(words[0]), mode, pvsched="pvsched-off" not in argv, pi_held="pi-held" in argv)
         vm.run()
     except (OSError, ValueError) as exc:
         print(f"tiny_vmm: {exc}", file=sys.stderr, flush=True)

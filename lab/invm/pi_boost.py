@@ -1,0 +1,80 @@
+"""A boost never takes away a priority-inheritance boost: a tiny VM
+(lab/invm/tiny_vmm.py `spin pi-held`) whose vCPU thread holds a PI futex
+that a SCHED_FIFO 70 thread waits for announces an RT task, so the boost
+policy boosts the thread at FIFO 10 and KVM throttles and restores it at
+the test cap, cycle after cycle. Through all of it the thread's effective
+priority (/proc's, PI boost included) must stay FIFO 70's: a boost or a
+restore that ignores the PI boost moves it to FIFO 10's or a nice value's."""
+
+from __future__ import annotations
+
+import collections
+import signal
+import sys
+import time
+from pathlib import Path
+
+from lab.invm import pvsched_host
+from lab.invm.tiny_vmm import PI_WAITER_PRIORITY, stat_priority
+from lab.invm.vcpu_churn import rows_of, running_tids
+from lab.ktap import Case
+from lab.runner import Runner
+
+NAME = "pvsched_boost_keeps_pi_boost"
+# A budget that runs out within a few ticks: boosts and restores follow each other quickly.
+BUDGET_US, PERIOD_US = 20_000, 100_000
+CYCLES = 3  # boosts and throttles KVM must count while the thread is watched
+START_WAIT_S, CYCLES_WAIT_S = 30.0, 60.0
+POLL_S = 0.005  # a boost lasts 20 ms here
+PI_PRIORITY = -1 - PI_WAITER_PRIORITY  # /proc's priority of a thread running at FIFO 70
+
+
+def pi_case(runner: Runner, loader: str, out: Path) -> Case:
+    try:
+        saved = pvsched_host.read_cap()
+    except (OSError, ValueError) as exc:
+        return Case(NAME, "level1", "failed", f"cannot read KVM's cap: {exc}")
+    policy = pvsched_host.PolicyRun(runner, loader, out / "pvsched-pi-stats.json")
+    if err := policy.start():
+        return Case(NAME, "level1", "failed", f"policy did not attach: {err}")
+    try:
+        pvsched_host.set_cap(BUDGET_US, PERIOD_US)
+        return Case(NAME, "level1", *_watch(runner))
+    except (OSError, ValueError, pvsched_host.DebugfsUnreadable) as exc:
+        return Case(NAME, "level1", "failed", str(exc))
+    finally:
+        pvsched_host.set_cap(*saved)
+        policy.stop()
+
+
+def _watch(runner: Runner) -> tuple[str, str]:
+    """Sample the vCPU thread's priority until KVM counted CYCLES boosts and throttles."""
+    vm = runner.start([sys.executable, "-m", "lab.invm.tiny_vmm", "1", "spin", "pi-held"], "PI-boosted tiny VM")
+    seen: collections.Counter[int] = collections.Counter()
+    row: dict[str, str] = {}
+    try:
+        if not vm.wait_for("TINY-VMM running", START_WAIT_S):
+            return "failed", f"the VM did not start: {vm.output[-300:]}"
+        tid = running_tids(vm.output)[0]
+        deadline = time.monotonic() + CYCLES_WAIT_S
+        while time.monotonic() < deadline:
+            seen[stat_priority(tid)] += 1
+            rows = rows_of(vm.pid)
+            row = rows[0] if rows else {}
+            if row and int(row["boosts"]) >= CYCLES and int(row["throttles"]) >= CYCLES:
+                break
+            time.sleep(POLL_S)
+    finally:
+        vm.stop(signal.SIGKILL)
+    return judge(seen, row)
+
+
+def judge(seen: collections.Counter[int], row: dict[str, str]) -> tuple[str, str]:
+    """The verdict from the priorities sampled (priority -> samples) and KVM's last row for the vCPU."""
+    cycles = f"boosts {row.get('boosts')}, throttles {row.get('throttles')}, kept_rt {row.get('kept_rt')}"
+    prios = ", ".join(f"{p}: {n}" for p, n in sorted(seen.items())) or "none"
+    if not row or int(row["boosts"]) < CYCLES or int(row["throttles"]) < CYCLES:
+        return "failed", f"KVM counted {cycles} in {CYCLES_WAIT_S:.0f} s (want {CYCLES} each); priorities sampled {prios}"
+    if set(seen) != {PI_PRIORITY}:
+        return "failed", f"the PI-boosted thread's priority left {PI_PRIORITY} (FIFO {PI_WAITER_PRIORITY}): samples {prios}; {cycles}"
+    return "passed", f"{sum(seen.values())} samples all at {PI_PRIORITY} (FIFO {PI_WAITER_PRIORITY}) through {cycles}"

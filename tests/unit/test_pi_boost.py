@@ -1,0 +1,31 @@
+"""The PI-boost check's verdict, on synthetic samples (no VM)."""
+
+from __future__ import annotations
+
+import collections
+
+from lab.invm import pi_boost
+
+ROW = {"boosts": "4", "throttles": "3", "kept_rt": "0"}
+
+
+def test_a_thread_that_stays_at_its_pi_priority_passes() -> None:
+    status, why = pi_boost.judge(collections.Counter({pi_boost.PI_PRIORITY: 120}), ROW)
+    assert status == "passed", why
+
+
+def test_a_boost_or_restore_that_drops_the_pi_boost_fails() -> None:
+    # FIFO 10's priority (the boost) and nice 0's (the restore): what sched_setattr without PI gives.
+    samples = collections.Counter({pi_boost.PI_PRIORITY: 3, -11: 40, 20: 77})
+    status, why = pi_boost.judge(samples, ROW)
+    assert status == "failed" and "-11: 40" in why
+
+
+def test_no_boost_cycles_is_no_evidence() -> None:
+    samples = collections.Counter({pi_boost.PI_PRIORITY: 500})
+    assert pi_boost.judge(samples, {**ROW, "throttles": "0"})[0] == "failed"
+    assert pi_boost.judge(samples, {})[0] == "failed"
+
+
+def test_no_samples_fails() -> None:
+    assert pi_boost.judge(collections.Counter(), ROW)[0] == "failed"
