@@ -27,5 +27,7 @@ def test_no_boost_cycles_is_no_evidence() -> None:
     assert pi_boost.judge(samples, {})[0] == "failed"
 
 
-def test_no_samples_fails() -> None:
+def test_too_few_samples_fail() -> None:
     assert pi_boost.judge(collections.Counter(), ROW)[0] == "failed"
+    # A starved sampler that saw one moment of 7 cycles (seen: run 20261203T064304Z-4fde).
+    assert pi_boost.judge(collections.Counter({pi_boost.PI_PRIORITY: 1}), ROW)[0] == "failed"
