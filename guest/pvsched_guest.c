@@ -662,7 +662,6 @@ struct cs_probe {
 	unsigned int target;	/* the probed vCPU */
 	struct hrtimer timer;
 	struct completion done;
-	int ret;
 };
 
 static DEFINE_MUTEX(cs_probe_lock);
