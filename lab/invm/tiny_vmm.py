@@ -25,6 +25,7 @@ import struct
 import sys
 import threading
 import time
+from pathlib import Path
 
 KVMIO = 0xAE
 
@@ -101,7 +102,7 @@ def regs_for(area_gpa: int) -> bytes:
 def stat_priority(tid: int) -> int:
     """The thread's effective priority as /proc shows it (field 18: -1 - its RT
     priority for an RT one, PI boost included; 0..39 otherwise)."""
-    stat = open(f"/proc/{tid}/stat").read()  # noqa: SIM115 (procfs, read whole at once)
+    stat = Path(f"/proc/{tid}/stat").read_text()
     return int(stat[stat.rindex(")") + 2 :].split()[15])
 
 
