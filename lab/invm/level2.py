@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from lab import accel
-from lab.invm import marks
+from lab.invm import marks, shutdown_trace
+from lab.monitor import SymbolMap
 from lab.protocol import GUEST_DMESG_BEGIN, GUEST_DMESG_END, GUEST_DONE, GUEST_READY
 from lab.runner import Runner
 
@@ -87,6 +88,7 @@ def boot_guest(
     console_log = out / f"level2-console-{name}.log"
     timeout = accel.probe_timeout(mode, float(cfg["kvm_timeout"]), float(cfg["tcg_timeout"]))  # type: ignore[arg-type]
     cmd = [*(prefix or []), *qemu_command(cfg, mode, extra_append, qmp)]
+    trace = _arm_shutdown_trace(runner) if mode == "kvm" else None
     marks.level2_begins(console_log.name)
     result = runner.run(cmd, f"level2 boot ({name})", timeout=timeout, check=False, on_line=on_line)
     console = result.output
@@ -96,13 +98,37 @@ def boot_guest(
     elif PANIC in console:
         reason = "guest kernel panicked: " + next(ln[ln.index(PANIC) :].strip() for ln in console.splitlines() if PANIC in ln)
     elif DONE not in console:
-        reason = f"guest did not finish (qemu exit status {result.returncode})"
+        reason = f"guest did not finish (qemu exit status {result.returncode}; {_shutdown_witness(trace, cfg)})"
     else:
         reason = ""
     if reason:
         reason += f" (console {console_log})"
     seconds = ready_at[-1] if ready_at else result.seconds
     return accel.Probe(mode, not reason, round(seconds, 2), reason), console
+
+
+def _arm_shutdown_trace(runner: Runner) -> Path | None:
+    """KVM's trace of shutdown exits, armed for this boot (None if level 1 cannot trace)."""
+    try:
+        base = shutdown_trace.tracefs(runner)
+        if base is not None:
+            shutdown_trace.arm(base)
+        return base
+    except OSError as exc:
+        print(f"level2: no KVM shutdown trace: {exc}", flush=True)
+        return None
+
+
+def _shutdown_witness(trace: Path | None, cfg: dict[str, object]) -> str:
+    """Whether KVM saw the guest triple-fault, and where, for a guest that ended early."""
+    if trace is None:
+        return "no KVM trace in level 1"
+    try:
+        exits = shutdown_trace.collect(trace)
+    except OSError as exc:
+        return f"KVM trace unreadable: {exc}"
+    system_map = Path(str(cfg["guest_kernel"])).parent / "System.map"
+    return shutdown_trace.verdict(exits, SymbolMap(system_map) if system_map.exists() else None)
 
 
 def guest_dmesg(console: str) -> str:
