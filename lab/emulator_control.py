@@ -40,7 +40,7 @@ POLICY = {"base": "none", "base-ipi": "none", "nopolicy": "none", "boost": "boos
 # The cells that run the unpatched kernel: only signs seen there may excuse.
 UNPATCHED = ("base", "base-ipi")
 # What the series adds to kconfig: the unpatched base has no such symbol.
-SERIES_OPTIONS = ("CONFIG_KVM_PVSCHED",)
+SERIES_OPTIONS = ("CONFIG_KVM_PVSCHED", "CONFIG_PVSCHED_GUEST")
 
 
 @dataclass

@@ -70,3 +70,21 @@ def test_without_drops_only_the_named_options_into_new_fragments(tmp_path: Path)
     assert out[1].name == "host" and out[1].path != host.path
     assert kconfig.requested(out) == {"CONFIG_SMP": ("y", "common"), "CONFIG_KVM": ("y", "host")}
     assert kconfig.without([host], (), tmp_path / "none") == [host]
+
+
+def test_every_option_the_series_adds_is_dropped_for_the_unpatched_base() -> None:
+    """A fragment option whose Kconfig symbol a patch of the series creates
+    would be reported dropped by the unpatched base kernel's config step."""
+    import re
+
+    from lab.emulator_control import SERIES_OPTIONS
+    from lab.paths import REPO
+
+    added = set()
+    for patch in (REPO / "kernel/patches").glob("*.patch"):
+        added |= {f"CONFIG_{m}" for m in re.findall(r"^\+(?:menu)?config (\w+)$", patch.read_text(), re.M)}
+    used = set()
+    for frag in (REPO / "kernel/configs").glob("*.config"):
+        used |= set(re.findall(r"^(CONFIG_\w+)=", frag.read_text(), re.M))
+    assert added & used, "no fragment option comes from the series: the test reads the wrong files"
+    assert sorted((added & used) - set(SERIES_OPTIONS)) == []
