@@ -11,13 +11,13 @@ both level-1 CPUs idle for 8 minutes with their timer interrupts pending).
 
 from __future__ import annotations
 
-import bisect
 import re
 import socket
 import time
 from pathlib import Path
 
 from lab.runner import Runner
+from lab.symbols import SymbolMap
 
 PROMPT = b"(qemu) "
 
@@ -49,26 +49,6 @@ def hmp(path: Path, command: str, timeout: float = 10.0) -> str:
     out = out.removesuffix(PROMPT.decode())
     # The first line is QEMU's echo of the command, full of readline escapes.
     return out.split("\n", 1)[1] if "\n" in out else ""
-
-
-class SymbolMap:
-    """Address -> symbol+offset from a System.map."""
-
-    def __init__(self, system_map: Path) -> None:
-        pairs = []
-        for line in system_map.read_text().splitlines():
-            parts = line.split()
-            if len(parts) == 3 and parts[1] in "tTwW":
-                pairs.append((int(parts[0], 16), parts[2]))
-        pairs.sort()
-        self.addrs = [a for a, _ in pairs]
-        self.names = [n for _, n in pairs]
-
-    def name(self, addr: int) -> str:
-        i = bisect.bisect_right(self.addrs, addr) - 1
-        if i < 0:
-            return "?"
-        return f"{self.names[i]}+{addr - self.addrs[i]:#x}"
 
 
 def annotate_rips(registers: str, symbols: SymbolMap | None) -> str:

@@ -336,6 +336,7 @@ class Pipeline:
             "bpf_hello": str(bpf_out / "hello"),
             "irq_latency": str(bpf_out / "irq_latency"),
             "level1_accel": mode,
+            "trace_shutdowns": True,  # KVM's witness of a level-2 guest that ends early (lab.invm.shutdown_trace)
         }
         if pvsched:
             cfg["pvsched"] = {

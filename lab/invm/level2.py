@@ -13,9 +13,9 @@ from typing import Any
 
 from lab import accel
 from lab.invm import marks, shutdown_trace
-from lab.monitor import SymbolMap
 from lab.protocol import GUEST_DMESG_BEGIN, GUEST_DMESG_END, GUEST_DONE, GUEST_READY
 from lab.runner import Runner
+from lab.symbols import SymbolMap
 
 READY = GUEST_READY
 DONE = GUEST_DONE
@@ -88,7 +88,8 @@ def boot_guest(
     console_log = out / f"level2-console-{name}.log"
     timeout = accel.probe_timeout(mode, float(cfg["kvm_timeout"]), float(cfg["tcg_timeout"]))  # type: ignore[arg-type]
     cmd = [*(prefix or []), *qemu_command(cfg, mode, extra_append, qmp)]
-    trace = _arm_shutdown_trace(runner) if mode == "kvm" else None
+    # Level 1 only (its config says so): armed elsewhere it would trace the machine the lab runs on.
+    trace = _arm_shutdown_trace(runner) if mode == "kvm" and cfg.get("trace_shutdowns") else None
     marks.level2_begins(console_log.name)
     result = runner.run(cmd, f"level2 boot ({name})", timeout=timeout, check=False, on_line=on_line)
     console = result.output

@@ -14,8 +14,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from lab.monitor import SymbolMap
 from lab.runner import Runner
+from lab.symbols import SymbolMap
 
 TRACEFS_DIRS = (Path("/sys/kernel/tracing"), Path("/sys/kernel/debug/tracing"))
 EVENT = Path("events/kvm/kvm_exit")

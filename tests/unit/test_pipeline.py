@@ -208,7 +208,7 @@ def test_a_guest_that_panics_is_reported_with_its_panic_line_and_console(tmp_pat
            "kvm_timeout": 5, "tcg_timeout": 5}  # fmt: skip
     probe, _ = boot_guest(PanickingRunner(), cfg, "kvm", tmp_path)  # type: ignore[arg-type]
     assert not probe.ok
-    assert len(calls) == 1  # no retry: whether to blame the emulator is for the host to prove
+    assert calls == ["level2 boot (kvm)"]  # no retry: whether to blame the emulator is for the host to prove
     assert probe.reason.startswith("guest kernel panicked: Kernel panic - not syncing: VFS: ")
     assert str(tmp_path / "level2-console-kvm.log") in probe.reason
     assert (tmp_path / "level2-console-kvm.log").read_text() == console

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from lab.invm import level2, shutdown_trace
-from lab.monitor import SymbolMap
 from lab.runner import Runner
+from lab.symbols import SymbolMap
 
 # What KVM prints for a level-2 vCPU that triple-faulted (SVM), and one ordinary exit that the filter keeps out.
 SHUTDOWN = (
@@ -58,7 +58,8 @@ def test_a_guest_that_ends_early_carries_what_kvm_saw(tmp_path: Path, monkeypatc
     qemu.write_text(f"#!/bin/sh\necho 'LAB-GUEST-READY 1.0'\nprintf '%s\\n' '{kvm_wrote}' >> {base / 'trace'}\nexit 0\n")
     qemu.chmod(qemu.stat().st_mode | stat.S_IEXEC)
     cfg = {"qemu": str(qemu), "guest_cpus": 2, "guest_mem_mb": 256, "guest_kernel": str(tmp_path / "bzImage"),
-           "guest_initramfs": str(tmp_path / "initramfs"), "kvm_timeout": 30, "tcg_timeout": 30}  # fmt: skip
+           "guest_initramfs": str(tmp_path / "initramfs"), "kvm_timeout": 30, "tcg_timeout": 30,
+           "trace_shutdowns": True}  # fmt: skip
     probe, _ = level2.boot_guest(Runner(tmp_path / "logs"), cfg, "kvm", tmp_path, label="t")
     assert not probe.ok
     assert "qemu exit status 0" in probe.reason and said in probe.reason
