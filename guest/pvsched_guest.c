@@ -754,21 +754,18 @@ static ssize_t cs_probe_write(struct file *file, const char __user *ubuf,
 {
 	struct cs_probe probe = {};
 	unsigned int here;
-	char buf[32] = {}, *sp;
+	char buf[32] = {}, kind[8];
 	long ret;
 
 	if (copy_from_user(buf, ubuf, min(len, sizeof(buf) - 1)))
 		return -EFAULT;
-	sp = strim(buf);
-	for (probe.kind = 0; probe.kind < CS_PROBE_KINDS; probe.kind++)
-		if (str_has_prefix(sp, cs_probe_names[probe.kind]) &&
-		    sp[strlen(cs_probe_names[probe.kind])] == ' ')
-			break;
-	if (probe.kind == CS_PROBE_KINDS ||
-	    kstrtouint(strim(sp + strlen(cs_probe_names[probe.kind])), 10,
-		       &probe.sections) ||
+	if (sscanf(buf, "%7s %u", kind, &probe.sections) != 2 ||
 	    !probe.sections || probe.sections > CS_PROBE_MAX)
 		return -EINVAL;
+	ret = match_string(cs_probe_names, CS_PROBE_KINDS, kind);
+	if (ret < 0)
+		return ret;
+	probe.kind = ret;
 
 	mutex_lock(&cs_probe_lock);
 	cpus_read_lock();

@@ -26,21 +26,8 @@ FAST_POLL_S = 0.005  # a boost lasts 20 ms here
 
 
 def destroy_case(runner: Runner, loader: str, out: Path, rounds: int = ROUNDS) -> Case:
-    try:
-        saved = pvsched_host.read_cap()
-    except (OSError, ValueError) as exc:
-        return Case(NAME, "level1", "failed", f"cannot read KVM's cap: {exc}")
-    policy = pvsched_host.PolicyRun(runner, loader, out / "pvsched-teardown-stats.json")
-    if err := policy.start():
-        return Case(NAME, "level1", "failed", f"policy did not attach: {err}")
-    try:
-        pvsched_host.set_cap(BUDGET_US, PERIOD_US)
-        return Case(NAME, "level1", *_rounds(runner, rounds))
-    except (OSError, pvsched_host.DebugfsUnreadable) as exc:
-        return Case(NAME, "level1", "failed", str(exc))
-    finally:
-        pvsched_host.set_cap(*saved)
-        policy.stop()
+    return pvsched_host.case_under_test_cap(NAME, runner, loader, out / "pvsched-teardown-stats.json",
+                                            (BUDGET_US, PERIOD_US), lambda: _rounds(runner, rounds))  # fmt: skip
 
 
 def _rounds(runner: Runner, rounds: int) -> tuple[str, str]:

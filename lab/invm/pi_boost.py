@@ -15,8 +15,9 @@ import time
 from pathlib import Path
 
 from lab.invm import pvsched_host
-from lab.invm.tiny_vmm import PI_WAITER_PRIORITY, stat_priority
+from lab.invm.tiny_vmm import PI_WAITER_PRIORITY
 from lab.invm.vcpu_churn import rows_of, running_tids
+from lab.invm.vcpu_sampler import thread_priority
 from lab.ktap import Case
 from lab.runner import Runner
 
@@ -34,21 +35,8 @@ PI_PRIORITY = -1 - PI_WAITER_PRIORITY  # /proc's priority of a thread running at
 
 
 def pi_case(runner: Runner, loader: str, out: Path) -> Case:
-    try:
-        saved = pvsched_host.read_cap()
-    except (OSError, ValueError) as exc:
-        return Case(NAME, "level1", "failed", f"cannot read KVM's cap: {exc}")
-    policy = pvsched_host.PolicyRun(runner, loader, out / "pvsched-pi-stats.json")
-    if err := policy.start():
-        return Case(NAME, "level1", "failed", f"policy did not attach: {err}")
-    try:
-        pvsched_host.set_cap(BUDGET_US, PERIOD_US)
-        return Case(NAME, "level1", *_watch(runner))
-    except (OSError, ValueError, pvsched_host.DebugfsUnreadable) as exc:
-        return Case(NAME, "level1", "failed", str(exc))
-    finally:
-        pvsched_host.set_cap(*saved)
-        policy.stop()
+    return pvsched_host.case_under_test_cap(NAME, runner, loader, out / "pvsched-pi-stats.json", (BUDGET_US, PERIOD_US),
+                                            lambda: _watch(runner), errors=(OSError, ValueError))  # fmt: skip
 
 
 def _watch(runner: Runner) -> tuple[str, str]:
@@ -62,7 +50,7 @@ def _watch(runner: Runner) -> tuple[str, str]:
         tid = running_tids(vm.output)[0]
         deadline = time.monotonic() + CYCLES_WAIT_S
         while time.monotonic() < deadline:
-            seen[stat_priority(tid)] += 1
+            seen[thread_priority(tid)] += 1
             if sum(seen.values()) % ROWS_EVERY == 0:
                 rows = rows_of(vm.pid)
                 row = rows[0] if rows else {}

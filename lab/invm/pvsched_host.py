@@ -19,6 +19,7 @@ import socket
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -235,6 +236,36 @@ class PolicyRun:
         except (OSError, ValueError):
             return []
         return data["vcpus"]
+
+
+def case_under_test_cap(
+    name: str,
+    runner: Runner,
+    loader: str,
+    stats: Path,
+    cap_us: tuple[int, int],
+    body: Callable[[], tuple[str, str]],
+    errors: tuple[type[Exception], ...] = (OSError,),
+) -> Case:
+    """`body`'s (status, detail) as the level-1 case `name`, run with the boost
+    policy attached and KVM's cap at `cap_us` (budget, period); both undone
+    after. A cap that cannot be read, a policy that does not attach, or one of
+    `errors` (OSError includes DebugfsUnreadable) fails the case."""
+    try:
+        saved = read_cap()
+    except (OSError, ValueError) as exc:
+        return Case(name, "level1", "failed", f"cannot read KVM's cap: {exc}")
+    policy = PolicyRun(runner, loader, stats)
+    if err := policy.start():
+        return Case(name, "level1", "failed", f"policy did not attach: {err}")
+    try:
+        set_cap(*cap_us)
+        return Case(name, "level1", *body())
+    except errors as exc:
+        return Case(name, "level1", "failed", str(exc))
+    finally:
+        set_cap(*saved)
+        policy.stop()
 
 
 @dataclass

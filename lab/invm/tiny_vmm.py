@@ -25,7 +25,8 @@ import struct
 import sys
 import threading
 import time
-from pathlib import Path
+
+from lab.invm.vcpu_sampler import thread_priority
 
 KVMIO = 0xAE
 
@@ -99,13 +100,6 @@ def regs_for(area_gpa: int) -> bytes:
     return struct.pack("<18Q", *regs)
 
 
-def stat_priority(tid: int) -> int:
-    """The thread's effective priority as /proc shows it (field 18: -1 - its RT
-    priority for an RT one, PI boost included; 0..39 otherwise)."""
-    stat = Path(f"/proc/{tid}/stat").read_text()
-    return int(stat[stat.rindex(")") + 2 :].split()[15])
-
-
 def hold_pi_futex() -> None:
     """The calling thread takes a PI futex that a SCHED_FIFO thread then waits
     for forever: the caller runs PI-boosted to PI_WAITER_PRIORITY from then on."""
@@ -122,7 +116,7 @@ def hold_pi_futex() -> None:
 
     threading.Thread(target=waiter, daemon=True).start()
     deadline = time.monotonic() + PI_BOOST_WAIT_S
-    while stat_priority(owner) != -1 - PI_WAITER_PRIORITY:
+    while thread_priority(owner) != -1 - PI_WAITER_PRIORITY:
         if time.monotonic() > deadline:
             raise OSError(f"thread {owner} not PI-boosted to {PI_WAITER_PRIORITY} after {PI_BOOST_WAIT_S:.0f} s")
         time.sleep(0.01)

@@ -29,14 +29,24 @@ SAMPLER_PRIORITY = 20
 STATS_EVERY = 5  # the statistics file changes every 100 ms; parsing it costs
 
 
+def stat_fields(tid: int) -> list[str]:
+    """/proc/<tid>/stat from field 3 (state) on: index i is field i + 3. OSError if gone."""
+    return Path(f"/proc/{tid}/stat").read_text().rsplit(")", 1)[1].split()
+
+
 def thread_sched(tid: int) -> tuple[int, int] | None:
     """(SCHED_*, RT priority) of a thread from /proc/<tid>/stat (fields 41, 40), None if gone."""
     try:
-        stat = Path(f"/proc/{tid}/stat").read_text()
+        fields = stat_fields(tid)
     except OSError:
         return None
-    fields = stat.rsplit(")", 1)[1].split()
     return int(fields[38]), int(fields[37])
+
+
+def thread_priority(tid: int) -> int:
+    """A thread's effective priority as /proc shows it (field 18: -1 - its RT
+    priority for an RT one, PI boost included; 0..39 otherwise). OSError if gone."""
+    return int(stat_fields(tid)[15])
 
 
 def thread_policy(tid: int) -> int | None:
