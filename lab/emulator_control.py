@@ -68,8 +68,8 @@ def classify(out: Path, mode: str, system_map: Path | None, lost: str, report: d
     timeline = emulator_faults.timeline_name(out)
     text = (out / timeline).read_text(errors="replace") if (out / timeline).exists() else ""
     splats = scan(text, "level1", timeline)
-    for console in sorted(out.glob("level2-console-*.log")):
-        splats += scan_guest_console(console.read_text(errors="replace"), console.name)
+    for console in emulator_faults.level2_consoles(out):
+        splats += scan_guest_console(console.read_text(errors="replace"), str(console.relative_to(out)))
     splat_rows = []
     for s in splats:
         lines = (out / s.source).read_text(errors="replace").splitlines()

@@ -15,6 +15,14 @@ and each is matched as narrowly as the text allows:
   other NULL per-CPU pointer is an ordinary kernel bug.
 - `null-cs-frame`: an oops whose saved frame has code segment 0 (`RIP:
   0000:...`). A 64-bit kernel cannot run with a null CS.
+- `guest-null-current`: a level-2 oops left by a page-fault handler that
+  read a NULL `current`: RAX (where exc_page_fault loads `current`) is 0,
+  R12 (where it keeps CR2) is the small offset it then read from it
+  (`current->mm`), and the report is the stack overflowing in the
+  page-fault entry ("stack guard page was hit", RIP in
+  `(asm_)exc_page_fault`) or the fault at that very address ("Corrupted
+  page table at address R12"). The same registers as `null-percpu` in
+  level 1, seen in a level-2 guest of the unpatched kernel (base-ipi).
 - `nmi-never-left`: "scheduling while atomic" with the NMI bits of the
   preempt count set: an NMI was entered and its exit never ran.
 - `wild-return-from-halt`: an oops in an idle task (`swapper/N`) fetching
@@ -60,6 +68,12 @@ _NMI_MASK = 0x00F00000  # include/linux/preempt.h: NMI_BITS 4 at NMI_SHIFT 20
 _RCU_STALLED_CPU = re.compile(r"rcu:\s+(\d+)-\S*: \(")
 # A CPU's header and its RIP line in the monitor dump (lab.monitor).
 _DUMP_CPU = re.compile(r"^CPU#(\d+)\n(?:.*\n){0,6}?RIP=\S+ .*\bCPL=(\d)", re.MULTILINE)
+# A level-2 report of a page-fault handler that read a NULL current (guest-null-current).
+_GUEST_GUARD_HIT = re.compile(r"BUG: \S+ stack guard page was hit")
+_GUEST_BAD_TABLE = re.compile(r"Corrupted page table at address ([0-9a-f]+)\s*$")
+_GUEST_PF_RIP = re.compile(r"\bRIP: 0010:(?:asm_)?exc_page_fault\+0x")
+_R12 = re.compile(r"\bR12: ([0-9a-f]{16})\b")
+PAGE_SIZE = 0x1000
 # The oops header's "RIP: CS:address" with CS 0.
 _NULL_CS_RIP = re.compile(r"\bRIP: 0000:\S+")
 # "RIP: 0010:0xffff8c8b919a899a", "RIP: 0010:0x1e0": an address with no symbol.
@@ -69,11 +83,15 @@ _HALT_FRAME = re.compile(r"^\s*(?:\[[\s\d.]+\]\s*)?\??\s*(pv_native_safe_halt|na
 # The per-CPU structure whose first member is current_task (x86, 6.12).
 CURRENT_TASK_SYMBOL = "pcpu_hot"
 
+# Every sign find() can report, in the order of the docstring.
+SIGNATURES = ("null-percpu", "null-cs-frame", "guest-null-current", "nmi-never-left", "wild-return-from-halt",
+              "stuck-in-guest", "lost-wakeup", "unkillable-vcpu")  # fmt: skip
+
 # The signs `nox -s emulator_control` saw on the unpatched kernel (README,
 # "Emulator control"; tests/unit/test_emulator_control.py holds this to the
 # table): only these may excuse an attempt. A sign seen only with our code
 # attached is ours until a control shows otherwise.
-ATTRIBUTABLE: frozenset[str] = frozenset({"nmi-never-left", "wild-return-from-halt"})
+ATTRIBUTABLE: frozenset[str] = frozenset({"guest-null-current", "nmi-never-left", "wild-return-from-halt"})
 
 # Where the sign was found; line 0: at the end of the attempt (a CPU dump
 # or a watchdog report, which describe the machine as it was stopped).
@@ -161,6 +179,26 @@ def wild_return_from_halt(console: str) -> tuple[int, str]:
     return 0, ""
 
 
+def guest_null_current(console: str) -> tuple[int, str]:
+    """(line, header) of a level-2 oops from a page-fault handler that read
+    a NULL `current` (RAX 0, R12 a NULL-page offset; the stack overflowed in
+    the page-fault entry, or that offset itself faulted), or (0, '')."""
+    lines = console.splitlines()
+    for i, line in enumerate(lines):
+        guard, table = _GUEST_GUARD_HIT.search(line), _GUEST_BAD_TABLE.search(line)
+        if not guard and not table:
+            continue
+        report = lines[i : i + 16]
+        r12 = next((int(m[1], 16) for ln in report if (m := _R12.search(ln))), None)
+        if r12 is None or not 0 < r12 < PAGE_SIZE or not any(_RAX_ZERO.search(ln) for ln in report):
+            continue
+        if guard and any(_GUEST_PF_RIP.search(ln) for ln in report[:6]):
+            return i + 1, guard[0]
+        if table and int(table[1], 16) == r12:
+            return i + 1, table[0]
+    return 0, ""
+
+
 def nmi_never_left(console: str) -> tuple[int, str]:
     """(line, report) of a task that scheduled with the preempt count inside an NMI, or (0, '')."""
     for i, line in enumerate(console.splitlines()):
@@ -196,6 +234,16 @@ def timeline_name(attempt_dir: Path) -> str:
     return dmesg.name if dmesg.exists() and dmesg.stat().st_size else "level1-console.log"
 
 
+def level2_consoles(attempt_dir: Path) -> list[Path]:
+    """Every level-2 console of the attempt: the kept ones, and the runner's
+    log of a boot whose console was never kept (level 1 died during it)."""
+    kept = sorted(attempt_dir.glob("level2-console-*.log"))
+    names = {p.name.removeprefix("level2-console-") for p in kept}
+    cut = [p for p in sorted(attempt_dir.glob("logs-level1/[0-9][0-9][0-9]-level2-boot-*.log"))
+           if p.name[4:].removeprefix("level2-boot-") not in names]  # fmt: skip
+    return kept + cut
+
+
 def find(attempt_dir: Path, mode: str, symbols: dict[str, int]) -> list[Evidence]:
     """Every emulator sign in the attempt kept in `attempt_dir`; [] unless level 1 ran under TCG."""
     if mode != "tcg":
@@ -216,10 +264,15 @@ def find(attempt_dir: Path, mode: str, symbols: dict[str, int]) -> list[Evidence
     line, rip = null_cs_frame(text)
     if line:
         found.append(Evidence("null-cs-frame", f"an oops frame with code segment 0 ({rip})", name, line))
-    for guest in sorted(attempt_dir.glob("level2-console-*.log")):
-        line, rip = null_cs_frame(guest.read_text(errors="replace"))
+    for guest in level2_consoles(attempt_dir):
+        source = str(guest.relative_to(attempt_dir))
+        guest_console = guest.read_text(errors="replace")
+        line, rip = null_cs_frame(guest_console)
         if line:
-            found.append(Evidence("null-cs-frame", f"a level-2 oops frame with code segment 0 ({rip})", guest.name, line))
+            found.append(Evidence("null-cs-frame", f"a level-2 oops frame with code segment 0 ({rip})", source, line))
+        line, header = guest_null_current(guest_console)
+        if line:
+            found.append(Evidence("guest-null-current", f"a level-2 page-fault handler read a NULL current ({header})", source, line))
     for dump in sorted(attempt_dir.glob("level1-cpus*.txt")):
         cpus = stuck_in_guest(text + "\n" + console, dump.read_text(errors="replace"))
         if cpus:

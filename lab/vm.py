@@ -71,8 +71,9 @@ WEDGED_MARKS = ("rcu_sched detected stalls", "rcu: INFO: rcu_preempt detected st
 # are dumped (seen: synchronize_srcu() waiting on a CPU that lost a wakeup).
 HUNG_TASK_MARK = "blocked for more than"
 WEDGED_GRACE_S = 300.0
-# Level 1's watchdog saying a killed command survives SIGKILL
-# (lab.invm.watchdog.WEDGED): nothing in level 1 can finish after that.
+# Level 1's watchdog saying a killed command survives SIGKILL, or that the
+# lab's main thread slept far past any poll (lab.invm.watchdog, WEDGED):
+# nothing in level 1 can finish after that.
 UNRECOVERABLE_MARK = WEDGED
 UNRECOVERABLE_GRACE_S = 20.0
 # An oops does not stop level 1, but where its CPUs are right then is worth keeping.
@@ -223,7 +224,7 @@ class Level1:
             if READY_MARK in line and not ready:
                 ready.append(time.monotonic() - start)
             if UNRECOVERABLE_MARK in line:
-                dump("has a command stuck long past its timeout", again=True)
+                dump("reports it is wedged (its watchdog: a command or its main thread stuck)", again=True)
             elif any(m in line for m in WEDGED_MARKS):
                 dump("reports a stall", again=True)
             elif HUNG_TASK_MARK in line:

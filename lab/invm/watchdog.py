@@ -11,6 +11,7 @@ from __future__ import annotations
 import faulthandler
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import TextIO
 
@@ -53,17 +54,69 @@ HEARTBEAT = "LAB-HEARTBEAT"
 SURVIVOR_AFTER_S = 150.0
 
 
+# The lab's main thread in level 1 sleeps at most a few seconds at a time
+# (polls of 0.005-1 s); asleep in a timed sleep this long without once
+# running, its timer did not fire: seen in CI, a reboot check's 0.2 s poll
+# that slept 23 minutes while the watchdog, on the other CPU, kept beating.
+MAIN_STALL_S = 120.0
+# Wait channels of a timed sleep (time.sleep: clock_nanosleep).
+TIMED_SLEEP_WCHANS = ("hrtimer_nanosleep", "do_nanosleep", "hrtimer_wakeup")
+
+
+def context_switches(task: Path) -> int | None:
+    """How often a thread has been switched out so far (it changes whenever it runs), None once it is gone."""
+    try:
+        status = (task / "status").read_text()
+    except OSError:
+        return None
+    fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+    try:
+        return int(fields["voluntary_ctxt_switches"]) + int(fields["nonvoluntary_ctxt_switches"])
+    except (KeyError, ValueError):
+        return None
+
+
+class MainThreadWatch:
+    """Whether a thread has slept in a timed sleep for MAIN_STALL_S without running."""
+
+    def __init__(self, task: Path, stall_after: float = MAIN_STALL_S) -> None:
+        self.task, self.stall_after = task, stall_after
+        self.switches: int | None = None
+        self.since = 0.0
+        self.told = False
+
+    def check(self, now: float) -> str:
+        """A report the first time the thread is found stalled, else ''."""
+        switches = context_switches(self.task)
+        if switches is None or switches != self.switches:
+            self.switches, self.since = switches, now
+            return ""
+        found = state_and_wchan(self.task)
+        if self.told or found is None or now - self.since < self.stall_after:
+            return ""
+        state, wchan = found
+        if state != "S" or wchan not in TIMED_SLEEP_WCHANS:
+            return ""  # a blocking wait (a child's exit, a pipe) may last
+        self.told = True
+        return (f"{WEDGED} level 1's main thread has not run for {now - self.since:.0f} s, asleep in {wchan}: "
+                "the timer of a sleep of at most seconds did not fire; a level-1 CPU stopped taking interrupts")  # fmt: skip
+
+
 def start(period: float, beat: float = 60.0) -> threading.Event:
     """A heartbeat line every `beat` seconds and a full report every `period`,
     until the returned event is set. The host kills a level 1 whose console
     stays silent much longer than a beat (lab.vm.SILENCE_KILL_S)."""
     stop = threading.Event()
+    main = MainThreadWatch(Path(f"/proc/self/task/{threading.main_thread().native_id}"), MAIN_STALL_S)
 
     def loop() -> None:
         waited = 0.0
         told: set[int] = set()  # pids already reported wedged
+        main.check(time.monotonic())
         while not stop.wait(beat):
             waited += beat
+            if stalled := main.check(time.monotonic()):
+                print(stalled, flush=True)
             uptime = Path("/proc/uptime").read_text().split()[0]
             for what in reap_overdue():
                 # Its own timer did not fire: it sleeps on a CPU that stopped

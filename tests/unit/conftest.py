@@ -26,5 +26,4 @@ def every_sign_attributable(monkeypatch: pytest.MonkeyPatch) -> None:
     kernel: for tests of how a sign excuses, not of which signs may."""
     from lab import emulator_faults
 
-    every = {"null-percpu", "nmi-never-left", "null-cs-frame", "stuck-in-guest", "lost-wakeup", "unkillable-vcpu"}
-    monkeypatch.setattr(emulator_faults, "ATTRIBUTABLE", frozenset(every))
+    monkeypatch.setattr(emulator_faults, "ATTRIBUTABLE", frozenset(emulator_faults.SIGNATURES))

@@ -131,3 +131,42 @@ WILD_RETURN_FROM_HALT_LOW_OOPS = """[   71.005051] BUG: kernel NULL pointer dere
 [   71.033171] CR2: 00000000000001e0
 [   71.033617] ---[ end trace 0000000000000000 ]---
 """
+
+
+# A level-2 guest of our kernel (the reboot check's first boot, run
+# 20261203T084547Z-06c0, at 1.1 s, before our driver was loaded): page
+# faults in the page-fault entry until the IRQ stack ran out; RAX 0 (current)
+# and R12 0x568 (CR2: current->mm), the registers of NULL_PERCPU_OOPS.
+GUEST_NULL_CURRENT_OOPS = """[    1.106220] BUG: IRQ stack guard page was hit at (____ptrval____) (stack is (____ptrval____)..)
+[    1.108159] Oops: stack guard page: 0000 [#1] SMP
+[    1.108159] CPU: 1 UID: 0 PID: 0 Comm: swapper/1 Not tainted 6.12.117-pvsched-lab+ #1
+[    1.108159] pci 0000:00:01.3: quirk: [io  0x0600-0x063f] claimed by PIIX4 ACPI
+[    1.108159] RIP: 0010:asm_exc_page_fault+0x8/0x30
+[    1.108159] Code: 74 24 28 ff 74 24 28 ff 74 24 28 e8 52 04 00 00 48 89 c4 48 89 e7 e8 65 89 ef ff ...
+[    1.108159] RSP: 0018:ffffc900000d5000 EFLAGS: 00000087
+[    1.108159] RAX: 0000000000000000 RBX: ffffc900000d5058 RCX: ffffffff816014f9
+[    1.108159] RDX: 0000000000000000 RSI: 0000000000000000 RDI: ffffc900000d5058
+[    1.108159] RBP: 0000000000000000 R08: 0000000000000000 R09: 0000000000000000
+[    1.108159] R10: 0000000000000000 R11: 0000000000000000 R12: 0000000000000568
+[    1.108159] R13: 0000000000000000 R14: 0000000000000000 R15: 0000000000000000
+[    1.108159] FS:  0000000000000000(0000) GS:ffff88800f900000(0000) knlGS:0000000000000000
+[    1.108159] CS:  0010 DS: 0000 ES: 0000 CR0: 0000000080050033
+[    1.108159] CR2: ffffc900000d4ff8 CR3: 0000000001e3f000 CR4: 00000000007106b0
+[    1.108159] PKRU: 55555554
+"""
+
+# A level-2 guest of the unpatched kernel (emulator control run
+# 20261202T214625Z-3331, base-ipi run 4): the fault at 0x568 itself, the
+# same RAX and R12.
+GUEST_NULL_CURRENT_BASE_OOPS = """[   12.526356] swapper/0: Corrupted page table at address 568
+[   12.526356] PGD 0 P4D 0
+[   12.526356] Oops: Bad pagetable: 000e [#1] SMP
+[   12.526356] CPU: 0 UID: 0 PID: 0 Comm: swapper/0 Not tainted 6.12.117-pvsched-lab+ #1
+[   12.526356] RIP: 0010:0x1321eb0000000f
+[   12.526356] Code: Unable to access opcode bytes at 0x1321eaffffffe5.
+[   12.526356] RSP: 0013:0013222500000012 EFLAGS: 13221200000011
+[   12.526356] RAX: 0000000000000000 RBX: ffffffff81dc8ea8 RCX: ffffffff816014f9
+[   12.526356] RDX: 0000000000000000 RSI: 0000000000000000 RDI: ffffffff81dc8ea8
+[   12.526356] RBP: 0000000000000000 R08: 0000000000000000 R09: 0000000000000000
+[   12.526356] R10: 0000000000000000 R11: 0000000000000000 R12: 0000000000000568
+"""

@@ -120,3 +120,24 @@ def test_a_sign_the_control_never_saw_on_the_unpatched_kernel_excuses_nothing(tm
     verdict = _judge(tmp_path, "[   1.0] boot\n" + OOPS + MARK_AFTER, CHECK)
     assert not verdict.excused
     assert verdict.unexplained[0].startswith("null-percpu was never seen on the unpatched kernel")
+
+
+def test_a_guest_that_read_a_null_current_excuses_its_own_splats_only(tmp_path: Path) -> None:
+    from oops_samples import GUEST_NULL_CURRENT_OOPS
+
+    from lab.splats import scan_guest_console
+
+    console = GUEST_NULL_CURRENT_OOPS
+    (tmp_path / "level2-console-reboot.log").write_text(console)
+    (tmp_path / "level1-console.log").write_text("")
+    begin = "[   71.1] LAB-LEVEL2-BEGIN level2-console-reboot.log\n"
+    (tmp_path / "level1-dmesg.txt").write_text("[    1.0] boot\n" + begin)
+    splats = scan_guest_console(console, "level2-console-reboot.log")
+    assert splats
+    signs = emulator_faults.find(tmp_path, "tcg", {})
+    verdict = attempts.judge(tmp_path, signs, attempts.failures_of(tmp_path, [], splats, ""))
+    assert verdict.excused, verdict.unexplained
+    # A check that failed before that guest started is not explained by it.
+    (tmp_path / "level1-dmesg.txt").write_text("[    1.0] boot\n" + MARK_BEFORE + begin)
+    verdict = attempts.judge(tmp_path, signs, attempts.failures_of(tmp_path, CHECK, splats, ""))
+    assert not verdict.excused and "pvsched_unboost_restores_vcpu_thread" in verdict.unexplained[0]

@@ -125,3 +125,46 @@ def test_wild_return_from_halt_needs_the_idle_task_its_halt_and_a_raw_address() 
     assert emulator_faults.wild_return_from_halt(low)[1] == "0x1e0"
     # A data access, not an instruction fetch.
     assert emulator_faults.wild_return_from_halt(oops.replace("supervisor instruction fetch", "supervisor read access")) == (0, "")
+
+
+def test_guest_null_current_needs_the_page_fault_handlers_registers() -> None:
+    from oops_samples import GUEST_NULL_CURRENT_BASE_OOPS as base
+    from oops_samples import GUEST_NULL_CURRENT_OOPS as ours
+
+    assert emulator_faults.guest_null_current(ours) == (1, "BUG: IRQ stack guard page was hit")
+    assert emulator_faults.guest_null_current(base) == (1, "Corrupted page table at address 568")
+    # current was not NULL: a stack overflow of some other making.
+    assert emulator_faults.guest_null_current(ours.replace("RAX: 0000000000000000", "RAX: ffff888003a10000")) == (0, "")
+    # The fault was not at a NULL-page offset.
+    assert emulator_faults.guest_null_current(ours.replace("R12: 0000000000000568", "R12: ffff888003a10568")) == (0, "")
+    # The stack ran out somewhere other than the page-fault entry: a recursion in some code.
+    elsewhere = ours.replace("RIP: 0010:asm_exc_page_fault+0x8/0x30", "RIP: 0010:pvsched_walk+0x8/0x30")
+    assert emulator_faults.guest_null_current(elsewhere) == (0, "")
+    # A bad-pagetable fault elsewhere than the offset read from current.
+    assert emulator_faults.guest_null_current(base.replace("at address 568", "at address 7f00")) == (0, "")
+    # An ordinary NULL dereference at that offset is no sign.
+    plain = ours.replace("BUG: IRQ stack guard page was hit", "BUG: kernel NULL pointer dereference")
+    assert emulator_faults.guest_null_current(plain) == (0, "")
+
+
+def test_guest_null_current_is_found_in_a_boot_whose_console_was_never_kept(tmp_path: Path) -> None:
+    from oops_samples import GUEST_NULL_CURRENT_BASE_OOPS as base
+
+    (tmp_path / "logs-level1").mkdir()
+    (tmp_path / "logs-level1" / "001-level2-boot-control-0.log").write_text("# level2 boot (control-0)\n\n" + base)
+    found = emulator_faults.find(tmp_path, "tcg", {})
+    assert [(e.signature, e.source, e.line_no) for e in found] == [("guest-null-current", "logs-level1/001-level2-boot-control-0.log", 3)]
+    # Kept as a console too: counted once, from the console.
+    (tmp_path / "level2-console-control-0.log").write_text(base)
+    found = emulator_faults.find(tmp_path, "tcg", {})
+    assert [(e.signature, e.source) for e in found] == [("guest-null-current", "level2-console-control-0.log")]
+
+
+def test_every_sign_found_is_named_in_the_registry_and_the_docstring() -> None:
+    import re
+
+    source = Path(emulator_faults.__file__).read_text()
+    reported = set(re.findall(r'Evidence\("([a-z-]+)"', source))
+    assert reported == set(emulator_faults.SIGNATURES)
+    assert all(f"- `{name}`" in (emulator_faults.__doc__ or "") for name in emulator_faults.SIGNATURES)
+    assert set(emulator_faults.SIGNATURES) >= emulator_faults.ATTRIBUTABLE

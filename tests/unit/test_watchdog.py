@@ -57,3 +57,53 @@ def test_a_command_surviving_sigkill_is_reported_wedged_once() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     wedged = [line for line in out.splitlines() if line.startswith("LAB-WEDGED ")]
     assert len(wedged) == 1 and "pid 7, state R" in wedged[0] and "survives SIGKILL" in wedged[0]
+
+
+def test_a_thread_asleep_without_running_is_found_stalled_once() -> None:
+    from pathlib import Path
+
+    child = subprocess.Popen(["sleep", "30"])
+    try:
+        time.sleep(0.2)
+        watch = watchdog.MainThreadWatch(Path(f"/proc/{child.pid}/task/{child.pid}"), stall_after=0.5)
+        assert watch.check(100.0) == ""  # first look: nothing to compare with
+        assert watch.check(100.4) == ""  # not long enough yet
+        report = watch.check(100.6)
+        assert report.startswith("LAB-WEDGED ") and "has not run for 1 s" in report and "did not fire" in report
+        assert watch.check(101.0) == ""  # said once
+    finally:
+        child.kill()
+        child.wait()
+
+
+def test_a_thread_that_keeps_waking_or_blocks_on_a_pipe_is_not_stalled() -> None:
+    from pathlib import Path
+
+    poller = subprocess.Popen([sys.executable, "-c", "import time\nwhile True: time.sleep(0.02)"])
+    reader = subprocess.Popen(["cat"], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL)
+    try:
+        time.sleep(0.3)
+        for proc in (poller, reader):
+            watch = watchdog.MainThreadWatch(Path(f"/proc/{proc.pid}/task/{proc.pid}"), stall_after=0.2)
+            reports = []
+            for step in range(6):
+                reports.append(watch.check(step * 0.1))
+                time.sleep(0.1)
+            assert reports == [""] * 6, proc.args
+    finally:
+        for proc in (poller, reader):
+            proc.kill()
+            proc.wait()
+
+
+def test_the_watchdog_reports_its_main_thread_asleep_past_any_poll() -> None:
+    code = (
+        "import time; from lab.invm import watchdog; watchdog.MAIN_STALL_S = 0.3;"
+        "stop = watchdog.start(60, beat=0.1); time.sleep(1.0); stop.set(); time.sleep(0.2)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    wedged = [line for line in out.splitlines() if line.startswith("LAB-WEDGED ")]
+    assert len(wedged) == 1 and "main thread has not run" in wedged[0], out
+    polling = code.replace("time.sleep(1.0)", "[time.sleep(0.05) for _ in range(20)]")
+    out = subprocess.run([sys.executable, "-c", polling], capture_output=True, text=True, check=True).stdout
+    assert "LAB-WEDGED" not in out, out
