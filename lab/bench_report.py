@@ -30,6 +30,14 @@ PUBLISHED = {
     "static": {"avg_us": 25, "max_us": 1728},
 }
 STATS = ("avg_us", "p50_us", "p99_us", "max_us")
+# The measured guest, per scenario (lab.invm.bench).
+SCENARIO_TEXT = {
+    "single": "cyclictest at SCHED_FIFO 90 in a {cpus}-vCPU KVM guest whose vCPU thread shares a host CPU with a stress-ng worker",
+    "smp": "a cyclictest thread at SCHED_FIFO 90 pinned to each vCPU of a {cpus}-vCPU KVM guest, every vCPU thread on the"
+    " host CPU a stress-ng worker loads",
+    "tenants": "cyclictest at SCHED_FIFO 90 in a {cpus}-vCPU KVM guest beside a tenant VM of the same size (guest driver"
+    " loaded, every vCPU busy), all vCPU threads on the host CPU a stress-ng worker loads",
+}
 # What each comparison is made on: the guest's average and p99, the host's
 # p99, and KVM's own view (interrupt accepted -> the vCPU's next VM entry).
 COMPARED = (("guest", "avg_us"), ("guest", "p99_us"), ("host", "p99_us"), ("kvm", "avg_us"), ("kvm", "p99_us"))
@@ -69,11 +77,11 @@ def summarize(raw: dict[str, Any]) -> dict[str, Any]:
     """bench.json from the level-1 report: per mode the median of its rounds
     with intervals, and every comparison with its interval."""
     rounds = measured_rounds(raw)
-    names = list(rounds[0]["modes"]) if rounds else []
+    names = list(dict.fromkeys(name for r in rounds for name in r["modes"]))  # a lost round measured none
     names = sorted(names, key=lambda m: list(PUBLISHED_ORDER).index(m) if m in PUBLISHED_ORDER else len(PUBLISHED_ORDER))
     modes: dict[str, Any] = {}
     for name in names:
-        windows = [r["modes"][name] for r in rounds]
+        windows = [r["modes"][name] for r in rounds if name in r["modes"]]
         entry: dict[str, Any] = {
             "rounds": len(windows),
             "errors": [w["error"] for w in windows if w.get("error")],
@@ -90,6 +98,8 @@ def summarize(raw: dict[str, Any]) -> dict[str, Any]:
             entry[side] = {stat: statistics.median(v) for stat, v in per_round.items() if v}
             entry[side]["per_round"] = per_round
             entry[side]["ci95"] = {stat: iv.to_dict() for stat, v in per_round.items() if v and (iv := bs.median_interval(v))}
+        if raw.get("scenario") == "tenants":
+            entry["tenant"] = _tenant_entry(rounds, name)
         modes[name] = entry
 
     def col(mode: str, side: str, stat: str) -> list[float] | None:
@@ -112,9 +122,15 @@ def summarize(raw: dict[str, Any]) -> dict[str, Any]:
             if van and mode and other and ref != name:
                 iv = bs.share_interval(van, mode, other)
                 c[f"guest_avg_share_of_{ref}_gain"] = iv.to_dict() if iv else None
+        if raw.get("scenario") == "tenants":
+            van_t, mode_t = tenant_series(rounds, "vanilla"), tenant_series(rounds, name)
+            iv = bs.ratio_interval(mode_t, van_t) if van_t and mode_t else None
+            c["tenant_cpu_share_vs_vanilla"] = iv.to_dict() if iv else None
         comparisons[name] = c
     return {
-        "schema": 2,
+        "schema": 3,
+        "scenario": raw.get("scenario", "single"),
+        "guest_cpus": raw.get("guest_cpus"),
         "rounds": len(rounds),
         "warmup_rounds": int(raw.get("warmup_rounds", 0)),
         "orders": [r["order"] for r in raw.get("rounds", [])],
@@ -128,6 +144,26 @@ def summarize(raw: dict[str, Any]) -> dict[str, Any]:
 
 
 PUBLISHED_ORDER = ("idle", "vanilla", "pvsched", "pvsched-nocap", "scx", "static")
+
+
+def tenant_series(rounds: list[dict[str, Any]], mode: str) -> list[float] | None:
+    """The tenant VM's CPU share in a mode's windows, one per round; None if any round lacks it."""
+    values = []
+    for r in rounds:
+        window = r["modes"].get(mode) or {}
+        share = (window.get("tenant") or {}).get("cpu_share")
+        if share is None or window.get("error"):
+            return None
+        values.append(float(share))
+    return values or None
+
+
+def _tenant_entry(rounds: list[dict[str, Any]], mode: str) -> dict[str, Any] | None:
+    values = tenant_series(rounds, mode)
+    if not values:
+        return None
+    iv = bs.median_interval(values)
+    return {"cpu_share": statistics.median(values), "per_round": values, "ci95": iv.to_dict() if iv else None}
 
 
 def overhead(raw: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -173,17 +209,19 @@ def _fmt(v: Any) -> str:
 
 def markdown(bench: dict[str, Any], command: str) -> str:
     modes, comps = bench["modes"], bench["comparisons"]
-    cap = bench.get("shipped_cap_us") or ["?", "?"]
+    cap = list(bench.get("shipped_cap_us") or ["?", "?"])
+    scenario = bench.get("scenario", "single")
     lines = [
-        "## Latency benchmark",
+        f"## Latency benchmark ({scenario})",
         "",
         f"`{command}`: {bench['rounds']} rounds (after {bench['warmup_rounds']} warmup), every mode once per round in a rotated",
-        "order. Guest: cyclictest at SCHED_FIFO 90 in a 1-vCPU KVM guest whose vCPU thread shares a host CPU with a stress-ng",
-        "worker; host: cyclictest at SCHED_FIFO 5 (below the boost priority 10) in the same window. Each figure is the median",
+        f"order. Guest: {SCENARIO_TEXT.get(scenario, scenario).format(cpus=bench.get('guest_cpus') or '?')};",
+        "host: cyclictest at SCHED_FIFO 5 (below the boost priority 10) in the same window. Each figure is the median",
         "of the rounds [95 % bootstrap interval]; comparisons resample whole rounds. KVM irq->entry: level 1's KVM, from an",
         "interrupt accepted into the vCPU's APIC to the vCPU's next VM entry (bpf/irq_latency), the wait the host scheduler",
         "decides. `pvsched` runs at KVM's shipped cap",
-        f"({cap[0]} us per {cap[1]} us), `pvsched-nocap` with budget = period. Absolute microseconds are on a TCG-emulated host;",
+        f"({cap[0]} us per {cap[1]} us{f', {cap[2]} us per VM' if len(cap) > 2 else ''}), `pvsched-nocap` with budget = period"
+        " (the VM's: every vCPU's). Absolute microseconds are on a TCG-emulated host;",
         "compare ratios. RFC v1 (4-core bare metal) in parentheses.",
         "",
         "| mode | guest avg us | guest p99 us | guest max us | host p99 us | KVM irq->entry avg us | KVM irq->entry p99 us "
@@ -219,6 +257,20 @@ def markdown(bench: dict[str, Any], command: str) -> str:
             f"{_interval(c.get('host_p99_vs_vanilla'), 1.0)} | {_interval(c.get('guest_avg_share_of_static_gain'), 0.0)} | "
             f"{_interval(c.get('guest_avg_share_of_idle_gain'), 0.0)} |"
         )
+    if scenario == "tenants":
+        lines += [
+            "",
+            "The tenant VM's CPU time per second of each window (1.0 = one host CPU), median [95 % interval], and mode / vanilla:",
+            "",
+            "| mode | tenant CPU share | tenant: mode / vanilla |",
+            "| --- | --- | --- |",
+        ]
+        for name, m in modes.items():
+            t = m.get("tenant") or {}
+            iv = t.get("ci95")
+            share = "no data" if not t else _fmt(t["cpu_share"]) + (f" [{_fmt(iv['low'])}, {_fmt(iv['high'])}]" if iv else "")
+            vs = "-" if name in ("vanilla", "idle") else _interval((comps.get(name) or {}).get("tenant_cpu_share_vs_vanilla"), 1.0)
+            lines.append(f"| {name} | {share} | {vs} |")
     errors = {name: m["errors"] for name, m in modes.items() if m.get("errors")}
     if errors or bench.get("rounds_lost"):
         lines += ["", f"Windows without data: {errors or 'none'}; rounds lost: {bench.get('rounds_lost') or 'none'}."]

@@ -15,7 +15,7 @@ from lab.emulator_control import CELLS as CONTROL_CELLS
 from lab.errors import LabError
 from lab.paths import REPO, RESULTS_DIR, cache_dir
 from lab.pipeline import Options, Pipeline, StepFailed
-from lab.protocol import BENCH_MODES, HOSTILE_CAP
+from lab.protocol import BENCH_GUEST_CPUS, BENCH_MODES, BENCH_SCENARIOS, HOSTILE_CAP
 from lab.runner import Runner, exit_on_signal, stop_all
 from lab.vm import Level1, vng_command
 
@@ -51,8 +51,10 @@ def _options(args: argparse.Namespace) -> Options:
         engine=args.engine,
     )
     for name in ("guest_cpus", "guest_mem_mb", "reprobe"):
-        if hasattr(args, name):
+        if getattr(args, name, None) is not None:
             setattr(opts, name, getattr(args, name))
+    if getattr(args, "scenario", None) and args.guest_cpus is None:
+        opts.guest_cpus = BENCH_GUEST_CPUS[args.scenario]
     if getattr(args, "level1_timeout", None):
         opts.level1.run_timeout = args.level1_timeout
     if getattr(args, "level1_cpu", None):
@@ -144,7 +146,10 @@ def parser() -> argparse.ArgumentParser:
         if name == "boot":
             r.add_argument("cmd", nargs=argparse.REMAINDER, help="command to run in level 1 (default: a shell)")
         if name == "bench":
-            r.set_defaults(guest_cpus=1)  # one vCPU, as measured in the issue
+            r.set_defaults(guest_cpus=None)  # the scenario's (BENCH_GUEST_CPUS)
+            r.add_argument("--scenario", choices=BENCH_SCENARIOS, default="single",
+                           help="single: one RT thread in a 1-vCPU guest; smp: one per vCPU of a 2-vCPU guest; "
+                                "tenants: the single guest beside a busy VM of the same size")  # fmt: skip
             r.add_argument("--duration", type=_positive_int, default=12, help="seconds of cyclictest per mode and round")
             r.add_argument("--rounds", type=_positive_int, default=5, help="measured rounds, every mode once per round")
             r.add_argument("--warmup", type=int, default=1, help="rounds run first and discarded")
@@ -335,6 +340,7 @@ def _main(argv: list[str] | None) -> int:
                 "modes": args.modes,
                 "overhead_rounds": args.overhead_rounds,
                 "load_workers": args.load_workers,
+                "scenario": args.scenario,
             }
             from lab.suites import bench as bench_suite
 

@@ -33,3 +33,6 @@ STRESS_COUNTER_PARTS = frozenset({"reload", "kill", "hostile"})
 
 # The benchmark's modes (the first round's order; later rounds rotate it).
 BENCH_MODES = ("idle", "vanilla", "pvsched", "pvsched-nocap", "scx", "static")
+# The bench's scenarios (lab.invm.bench) and the guest size each measures by default.
+BENCH_SCENARIOS = ("single", "smp", "tenants")
+BENCH_GUEST_CPUS = {"single": 1, "smp": 2, "tenants": 1}

@@ -17,6 +17,15 @@ own cyclictest runs in the same window:
 The guest driver is loaded for the pvsched modes and scx only. Plus an
 `overhead` boot on an idle host: a guest throughput workload (hackbench)
 with and without the guest driver. Results go to <out>/bench-level1.json.
+
+Scenarios (`scenario` in the config):
+
+  single   one cyclictest thread in the guest (a 1-vCPU guest by default)
+  smp      one cyclictest thread pinned to each vCPU (a 2-vCPU guest by
+           default), every vCPU thread on the loaded host CPU
+  tenants  the single guest beside a second VM of the same size with the
+           driver loaded and every vCPU busy (lab.mode=tenant), on the same
+           loaded host CPU; per window, the tenant's CPU time per second
 """
 
 from __future__ import annotations
@@ -32,8 +41,8 @@ from pathlib import Path
 from typing import Any
 
 from lab.invm import pvsched_host, watchdog
-from lab.invm.level2 import boot_guest
-from lab.protocol import BENCH_MODES, LEVEL1_DONE, LEVEL1_READY
+from lab.invm.level2 import boot_guest, qemu_command
+from lab.protocol import BENCH_MODES, BENCH_SCENARIOS, LEVEL1_DONE, LEVEL1_READY
 from lab.runner import Background, Runner
 
 MODES = BENCH_MODES
@@ -43,6 +52,49 @@ HOST_PRIORITY = 5
 # The host probe wakes 4x less often than the guest's: under TCG a 2 kHz RT
 # task pinned beside the vCPU starved it into RCU stalls (seen here).
 HOST_INTERVAL_FACTOR = 4
+SCENARIOS = BENCH_SCENARIOS
+TENANT_READY = "LAB-TENANT busy"
+
+
+def guest_threads(cfg: dict[str, Any]) -> int:
+    """cyclictest threads in the guest: one per vCPU in the smp scenario, else one."""
+    return int(cfg["guest_cpus"]) if cfg.get("scenario") == "smp" else 1
+
+
+def thread_cpu_ns(tid: int) -> int | None:
+    """CPU time a thread has run, in ns (/proc/<tid>/schedstat), None once it is gone."""
+    try:
+        return int(Path(f"/proc/{tid}/schedstat").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+class Tenant:
+    """The tenants scenario's second VM: the guest driver loaded, every vCPU busy, on the loaded host CPU."""
+
+    def __init__(self, runner: Runner, cfg: dict[str, Any], out: Path, number: int) -> None:
+        self.runner, self.cfg, self.out, self.number = runner, cfg, out, number
+        self.qmp = Path(f"/tmp/lab-bench-tenant-r{number}.sock")
+        self.vm: Background | None = None
+        self.threads: dict[int, int] = {}
+
+    def start(self) -> str:
+        """Boots it and waits for its load; '' or why it is not there."""
+        cmd = ["taskset", "-c", str(contended_cpu()), *qemu_command(self.cfg, "kvm", "lab.mode=tenant", self.qmp)]
+        self.vm = self.runner.start(cmd, f"tenant VM (round {self.number})", tee=self.out / f"level2-console-tenant-r{self.number}.log")
+        if not self.vm.wait_for(TENANT_READY, float(self.cfg["kvm_timeout"])):
+            return f"the tenant VM did not start its load: {self.vm.output[-300:]}"
+        self.threads = pvsched_host.qmp_vcpu_threads(self.qmp)
+        return "" if self.threads else "the tenant VM's vCPU threads are unknown"
+
+    def cpu_ns(self) -> int | None:
+        """CPU time all the tenant's vCPU threads have run; None unless every one was read."""
+        times = [thread_cpu_ns(tid) for tid in self.threads.values()]
+        return sum(t for t in times if t is not None) if times and None not in times else None
+
+    def stop(self) -> None:
+        if self.vm is not None:
+            self.vm.stop(signal.SIGKILL, grace=30)
 
 
 def contended_cpu() -> int:
@@ -53,17 +105,31 @@ def contended_cpu() -> int:
 def parse_histfile(text: str) -> dict[str, Any]:
     """Summary of a cyclictest --histfile: avg, p50, p99, max (us), samples, overflows."""
     buckets: list[tuple[int, int]] = []
-    summary: dict[str, float] = {}
+    per_thread: dict[str, list[float]] = {}  # a value per cyclictest thread (-t N: N columns)
     for line in text.splitlines():
         if line.startswith("#"):
             key, _, rest = line[1:].partition(":")
             values = rest.split()
             if values and key.strip() in ("Total", "Avg Latencies", "Max Latencies", "Histogram Overflows", "Min Latencies"):
-                summary[key.strip()] = float(values[0])
+                with contextlib.suppress(ValueError):
+                    per_thread[key.strip()] = [float(v) for v in values]
             continue
         parts = line.split()
         if len(parts) >= 2 and parts[0].isdigit():
-            buckets.append((int(parts[0]), int(parts[1])))
+            buckets.append((int(parts[0]), sum(int(c) for c in parts[1:] if c.isdigit())))
+    totals = per_thread.get("Total", [])
+    summary: dict[str, float] = {}
+    if totals:
+        summary["Total"] = sum(totals)
+    if "Max Latencies" in per_thread:
+        summary["Max Latencies"] = max(per_thread["Max Latencies"])
+    if "Histogram Overflows" in per_thread:
+        summary["Histogram Overflows"] = sum(per_thread["Histogram Overflows"])
+    avgs = per_thread.get("Avg Latencies", [])
+    if avgs and len(avgs) == len(totals) and sum(totals):
+        summary["Avg Latencies"] = round(sum(a * n for a, n in zip(avgs, totals, strict=True)) / sum(totals), 2)
+    elif len(avgs) == 1:
+        summary["Avg Latencies"] = avgs[0]
     samples = int(summary.get("Total", sum(c for _, c in buckets)))
     overflows = int(summary.get("Histogram Overflows", 0))
 
@@ -155,10 +221,12 @@ class Window:
         self.hist = bench.out / f"bench-host-r{bench.number}-{mode}.hist"
         self.ready_at: float | None = None
         self.started_at: float | None = None
+        self.done_at: float | None = None
         self.exits_at_start: int | None = None
         self.exits_at_end: int | None = None
         self.rows_at_start: list[dict[str, str]] = []
         self.counters: dict[str, float] = {}
+        self.tenant_ns: list[int | None] = []  # the tenant's CPU time at the window's start and end
         self.error = ""
 
     def prepare(self) -> None:
@@ -176,9 +244,11 @@ class Window:
                 )
                 for cpu in sorted(os.sched_getaffinity(0))
             ]  # fmt: skip
-        # pvsched at the kernel's shipped cap; pvsched-nocap with budget = period.
-        budget, period = self.bench.shipped_cap
-        pvsched_host.set_cap(period if self.mode == "pvsched-nocap" else budget, period)
+        # pvsched at the kernel's shipped cap; pvsched-nocap with budget = period (the VM's: every vCPU's).
+        budget, period, vm_budget = self.bench.shipped_cap
+        nocap = self.mode == "pvsched-nocap"
+        pvsched_host.set_cap(period if nocap else budget, period)
+        pvsched_host.set_kvm_param("pvsched_vm_budget_us", period * int(cfg["guest_cpus"]) if nocap else vm_budget)
         loader = {"pvsched": cfg["boost_loader"], "pvsched-nocap": cfg["boost_loader"], "scx": cfg["scx_loader"]}.get(self.mode)
         if loader:
             self.policy = pvsched_host.PolicyRun(runner, str(loader), self.bench.out / f"bench-r{self.bench.number}-{self.mode}-stats.json")
@@ -199,6 +269,8 @@ class Window:
         if self.irq is not None and self.irq.poll() is None:
             os.kill(self.irq.pid, signal.SIGUSR1)  # count from the window's start
         self.started_at = time.monotonic()
+        if self.bench.tenant is not None:
+            self.tenant_ns = [self.bench.tenant.cpu_ns()]
         vm_pid = self.bench.vm_pid()
         self.exits_at_start = kvm_exits(vm_pid) if vm_pid else None
         self.rows_at_start = self.bench.kvm_rows()
@@ -209,6 +281,9 @@ class Window:
         )  # fmt: skip
 
     def done(self) -> None:
+        self.done_at = time.monotonic()
+        if self.bench.tenant is not None:
+            self.tenant_ns.append(self.bench.tenant.cpu_ns())
         if self.irq is not None:
             self.irq.stop(signal.SIGTERM, grace=30)
         vm_pid = self.bench.vm_pid()
@@ -234,7 +309,17 @@ class Window:
             for tid in self.bench.vcpu_threads().values():
                 with contextlib.suppress(OSError):
                     os.sched_setscheduler(tid, os.SCHED_OTHER, os.sched_param(0))
-        pvsched_host.set_cap(*self.bench.shipped_cap)
+        budget, period, vm_budget = self.bench.shipped_cap
+        pvsched_host.set_cap(budget, period)
+        pvsched_host.set_kvm_param("pvsched_vm_budget_us", vm_budget)
+
+    def tenant_share(self) -> float | None:
+        """The tenant's vCPUs' CPU time per second of the window (1.0: one host CPU's worth)."""
+        if len(self.tenant_ns) != 2 or None in self.tenant_ns or self.started_at is None or self.done_at is None:
+            return None
+        start, end = self.tenant_ns
+        seconds = self.done_at - self.started_at
+        return round((end - start) / 1e9 / seconds, 4) if seconds > 0 else None  # type: ignore[operator]
 
     def result(self, guest: dict[str, Any] | None) -> dict[str, Any]:
         host = parse_histfile(self.hist.read_text()) if self.hist.exists() else None
@@ -246,10 +331,16 @@ class Window:
             exits = self.exits_at_end - self.exits_at_start
         late = self.ready_at is None or self.started_at is None or self.ready_at > self.started_at
         error = self.error or ("the mode was not in place when the window opened" if late else "")
+        tenant = None
+        if self.bench.tenant is not None:
+            share = self.tenant_share()
+            tenant = {"cpu_share": share} if share is not None else None
+            error = error or ("" if tenant else "the tenant's CPU time was not read at both ends of the window")
         return {
             "guest": guest,
             "host": host,
             "kvm": kvm,
+            "tenant": tenant,
             "vm_exits": exits,
             "boosts": self.counters.get("boosts"),
             "throttles": self.counters.get("throttles"),
@@ -263,9 +354,10 @@ class RoundRun:
     """One guest boot that measures every mode once, in the round's order."""
 
     def __init__(self, runner: Runner, cfg: dict[str, Any], out: Path, number: int, order: list[str],
-                 shipped_cap: tuple[int, int]) -> None:  # fmt: skip
+                 shipped_cap: tuple[int, int, int]) -> None:  # fmt: skip
         self.runner, self.cfg, self.out, self.number, self.order = runner, cfg, out, number, order
         self.shipped_cap = shipped_cap
+        self.tenant = Tenant(runner, cfg, out, number) if cfg.get("scenario") == "tenants" else None
         self.qmp = Path(f"/tmp/lab-bench-r{number}.sock")
         self.windows = {mode: Window(self, mode) for mode in order}
         self._threads: dict[int, int] = {}
@@ -311,8 +403,12 @@ class RoundRun:
         cfg = self.cfg
         append = (f"lab.mode=bench lab.bench_schedule={','.join(self.order)} lab.bench_secs={cfg['duration']} "
                   f"lab.bench_settle={cfg['settle_s']} lab.bench_interval={cfg['interval_us']} "
-                  f"lab.bench_hist={cfg['hist_us']}")  # fmt: skip
+                  f"lab.bench_hist={cfg['hist_us']} lab.bench_threads={guest_threads(cfg)}")  # fmt: skip
         start = time.monotonic()
+        if self.tenant is not None and (error := self.tenant.start()):
+            self.tenant.stop()
+            return {"round": self.number, "order": self.order, "boot_ok": False, "reason": error,
+                    "seconds": round(time.monotonic() - start, 1), "modes": {}}  # fmt: skip
         per_window = int(cfg["duration"]) + int(cfg["settle_s"]) + 30
         boot_cfg = {**cfg, "kvm_timeout": float(cfg["kvm_timeout"]) + len(self.order) * per_window + 60}
         # QEMU starts pinned: moving a running vCPU thread between level-1 CPUs
@@ -324,6 +420,8 @@ class RoundRun:
         finally:
             if self.current is not None:
                 self.current.teardown()
+            if self.tenant is not None:
+                self.tenant.stop()
         guests = parse_guest_windows(console)
         modes = {mode: w.result(guests.get(mode)) for mode, w in self.windows.items()}
         return {"round": self.number, "order": self.order, "boot_ok": probe.ok, "reason": probe.reason,
@@ -404,8 +502,9 @@ def main(config_path: str) -> int:
     watchdog.start(float(cfg.get("watchdog_s", 600)))  # where it is, if it hangs
     runner = Runner(out / "logs-level1")
     pvsched_host.observe_above_boosts()
-    shipped_cap = pvsched_host.read_cap()
-    results: dict[str, Any] = {"shipped_cap_us": list(shipped_cap), "warmup_rounds": int(cfg["warmup"]), "rounds": []}
+    shipped_cap = (*pvsched_host.read_cap(), pvsched_host.read_vm_budget())
+    results: dict[str, Any] = {"shipped_cap_us": list(shipped_cap), "scenario": cfg.get("scenario", "single"),
+                               "guest_cpus": int(cfg["guest_cpus"]), "warmup_rounds": int(cfg["warmup"]), "rounds": []}  # fmt: skip
     # The host chose the rounds' orders (lab.bench_stats.round_orders).
     for number, order in enumerate(cfg["orders"]):
         print(f"bench: round {number} ({'warmup' if number < int(cfg['warmup']) else 'measured'}): {' '.join(order)}", flush=True)

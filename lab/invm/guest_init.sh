@@ -211,7 +211,8 @@ corrupt_all() {
 	done
 }
 
-# Bins of 1 us below 100 us, then 10, 100 and 1000 us per decade (at most a
+# Bins of 1 us below 100 us, then 10, 100 and 1000 us per decade, summed
+# over the threads' columns (at most a
 # few hundred lines: enough for percentiles, short enough for a serial
 # console). Integer-only: busybox awk has no math library.
 bin_histfile() {
@@ -219,7 +220,9 @@ bin_histfile() {
 		/^[0-9]/ {
 			# busybox awk reads 0150 as octal: strip the zeros first
 			s = $1; sub(/^0+/, "", s); us = s + 0
-			c = $2; sub(/^0+/, "", c); c = c + 0
+			# one column per cyclictest thread (-t N): their sum
+			c = 0
+			for (i = 2; i <= NF; i++) { v = $i; sub(/^0+/, "", v); c += v + 0 }
 			if (c == 0) next
 			if (us < 100) b = us
 			else if (us < 1000) b = int(us / 10) * 10
@@ -245,7 +248,10 @@ if [ "$mode" = bench ]; then
 		echo "LAB-BENCH-PREPARE $m"
 		sleep "$(param lab.bench_settle)"
 		echo "LAB-BENCH-START $m"
+		# smp: a thread pinned to each vCPU (-a: thread i on CPU i)
+		threads=$(param lab.bench_threads)
 		cyclictest -m -p 90 -i "$(param lab.bench_interval)" -D "$(param lab.bench_secs)" -q \
+			-t "${threads:-1}" $([ "${threads:-1}" -gt 1 ] && echo -a) \
 			-h "$(param lab.bench_hist)" --histfile=/tmp/hist > /dev/null 2>&1
 		echo "LAB-BENCH-DONE $m"
 		echo "LAB-BENCH-HIST-BEGIN $m"
@@ -254,6 +260,15 @@ if [ "$mode" = bench ]; then
 	done
 	dump_dmesg
 	finish
+elif [ "$mode" = tenant ]; then
+	# The bench's busy neighbour: registered, every vCPU busy, no RT work,
+	# until level 1 kills it.
+	insmod $MOD
+	for c in $(seq "$want_cpus"); do
+		sh -c 'while :; do :; done' &
+	done
+	echo "LAB-TENANT busy registered=$(counter registered_cpus)"
+	wait
 elif [ "$mode" = overhead ]; then
 	# Interleaved so drift hits both sides alike.
 	for r in $(seq "$(param lab.overhead_rounds)"); do

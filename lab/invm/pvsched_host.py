@@ -161,6 +161,11 @@ def read_cap() -> tuple[int, int]:
     return int((KVM_PARAMS / "pvsched_budget_us").read_text()), int((KVM_PARAMS / "pvsched_period_us").read_text())
 
 
+def read_vm_budget() -> int:
+    """KVM's budget all vCPUs of one VM share per period, in microseconds."""
+    return int((KVM_PARAMS / "pvsched_vm_budget_us").read_text())
+
+
 def set_cap(budget_us: int, period_us: int) -> None:
     """Set KVM's cap in the order that keeps budget <= period after each write (KVM refuses otherwise)."""
     _, current_period = read_cap()

@@ -33,12 +33,15 @@ def run_bench(pipe: Pipeline, tree: SourceTree, builds: dict[str, KernelBuild], 
     pipe.record.extra_markdown = md
     for name, m in bench["modes"].items():
         # Every measured round must have measured the mode: a missing window is no data.
-        ok = bool(m.get("guest")) and bool(m.get("host")) and not m.get("errors") and m["rounds"] == bench_opts["rounds"]
-        why = f"{m['rounds']} of {bench_opts['rounds']} rounds, guest={bool(m.get('guest'))} host={bool(m.get('host'))} {m.get('errors')}"
+        tenant_ok = bench["scenario"] != "tenants" or bool(m.get("tenant"))
+        ok = bool(m.get("guest")) and bool(m.get("host")) and tenant_ok and not m.get("errors") and m["rounds"] == bench_opts["rounds"]
+        tenant = f" tenant={tenant_ok}" if bench["scenario"] == "tenants" else ""
+        sides = f"guest={bool(m.get('guest'))} host={bool(m.get('host'))}{tenant}"
+        why = f"{m['rounds']} of {bench_opts['rounds']} rounds, {sides} {m.get('errors')}"
         pipe.record.cases.append(Case(f"bench_{name}_measured", "level1", "passed" if ok else "failed", "" if ok else why))
     lost = bench["rounds_lost"]
     pipe.record.cases.append(Case("bench_rounds_booted", "level1", "failed" if lost else "passed", str(lost) if lost else ""))
     # A splat anywhere during the bench fails it, as in a test run.
     pipe.scan_log((out / "level1-console.log").read_text(errors="replace"), "level1", "vm/level1-console.log")
-    dmesg = "".join(p.read_text() for p in sorted(out.glob("level2-console-bench-*.log")))
-    pipe.scan_log(dmesg, "level2", "vm/level2-console-bench-*.log")
+    consoles = sorted(out.glob("level2-console-bench-*.log")) + sorted(out.glob("level2-console-tenant-*.log"))
+    pipe.scan_log("".join(p.read_text() for p in consoles), "level2", "vm/level2-console-{bench,tenant}-*.log")

@@ -147,3 +147,123 @@ def test_exits_per_switch_get_an_interval_over_rounds_and_need_every_round() -> 
     assert iv["low"] > 1.5  # one exit more per ten switches: resolved
     raw["switches"]["with"] = [1000, 0, 900]  # type: ignore[index]
     assert "exits_per_switch_with_vs_without" not in overhead(raw)  # type: ignore[operator]
+
+
+# The end of a real `cyclictest -t 2 -a -h 200 --histfile` (this machine, 1 s):
+# a column per thread.
+HIST_TWO_THREADS = """\
+# Histogram
+000008 000002\t000043
+000009 000003\t000102
+000250 000000\t000000
+# Total: 000000998 000000999
+# Min Latencies: 00008 00005
+# Avg Latencies: 00023 00011
+# Max Latencies: 00249 00895
+# Histogram Overflows: 00002 00001
+# Histogram Overflow at cycle number:
+# Thread 0: 00086 00093
+# Thread 1: 00897
+"""
+
+
+def test_a_histfile_of_several_threads_sums_them() -> None:
+    h = parse_histfile(HIST_TWO_THREADS)
+    assert h["samples"] == 1997 and h["overflows"] == 3
+    assert h["max_us"] == 895  # the worst thread's
+    assert h["avg_us"] == round((23 * 998 + 11 * 999) / 1997, 2)  # weighted by each thread's samples
+    assert h["histogram"] == [[8, 45], [9, 105]]
+
+
+def test_the_guests_binning_sums_the_threads_columns(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import re
+    import shutil
+    import subprocess
+
+    import pytest
+
+    from lab.paths import REPO
+
+    busybox = shutil.which("busybox")
+    if busybox is None:
+        pytest.skip("busybox (the guest's shell and awk) is not installed")
+    script = (REPO / "lab/invm/guest_init.sh").read_text()
+    function = re.search(r"^bin_histfile\(\) \{.*?^\}$", script, re.MULTILINE | re.DOTALL)
+    assert function
+    (tmp_path / "hist").write_text(HIST_TWO_THREADS.replace("000009 000003\t000102", "000150 000003\t000102"))
+    out = subprocess.run([busybox, "sh", "-c", f"{function[0]}\nbin_histfile {tmp_path / 'hist'}"],
+                         capture_output=True, text=True, check=True).stdout  # fmt: skip
+    assert "000008 000045" in out and "000150 000105" in out  # 150 us: its 10 us bin, both threads
+    assert parse_histfile(out)["samples"] == 1997
+
+
+def test_tenant_share_per_mode_with_its_interval() -> None:
+    raw = _raw({"vanilla": [2400.0, 2500.0, 2300.0], "pvsched": [1200.0, 1300.0, 1250.0]})
+    raw["scenario"] = "tenants"
+    for r in raw["rounds"]:  # type: ignore[attr-defined]
+        r["modes"]["vanilla"]["tenant"] = {"cpu_share": 0.50}
+        r["modes"]["pvsched"]["tenant"] = {"cpu_share": 0.40}
+    bench = summarize(raw)
+    assert bench["scenario"] == "tenants"
+    assert bench["modes"]["pvsched"]["tenant"]["cpu_share"] == 0.40
+    assert abs(bench["comparisons"]["pvsched"]["tenant_cpu_share_vs_vanilla"]["value"] - 0.8) < 1e-6
+    table = markdown(bench, "nox -s bench -- --scenario tenants")
+    assert "## Latency benchmark (tenants)" in table and "| pvsched | 0.40 [" in table
+    # One window without the tenant's figure: no data for that mode.
+    raw["rounds"][2]["modes"]["pvsched"]["tenant"] = None  # type: ignore[index]
+    bench = summarize(raw)
+    assert bench["modes"]["pvsched"]["tenant"] is None
+    assert "| pvsched | no data |" in markdown(bench, "x")
+
+
+def test_a_round_that_lost_its_tenant_measures_no_mode_but_the_others_count() -> None:
+    raw = _raw({"vanilla": [2400.0, 2500.0], "pvsched": [1200.0, 1300.0]})
+    raw["rounds"][1] = {"round": 1, "order": ["vanilla", "pvsched"], "boot_ok": False,  # type: ignore[index]
+                        "reason": "the tenant VM did not start its load", "modes": {}}  # fmt: skip
+    bench = summarize(raw)
+    assert list(bench["modes"]) == ["vanilla", "pvsched"]  # named by the rounds that measured them
+    assert bench["modes"]["pvsched"]["guest"] is None  # a round without the mode: no data
+    assert bench["rounds_lost"] == [{"round": 1, "reason": "the tenant VM did not start its load"}]
+
+
+def test_each_scenario_sizes_its_guest_unless_told() -> None:
+    import pytest
+
+    from lab.cli import _options, parser
+
+    def cpus(*argv: str) -> int:
+        return _options(parser().parse_args(["bench", *argv])).guest_cpus
+
+    assert cpus() == 1 and cpus("--scenario", "tenants") == 1
+    assert cpus("--scenario", "smp") == 2
+    assert cpus("--scenario", "smp", "--guest-cpus", "3") == 3
+    assert _options(parser().parse_args(["run"])).guest_cpus == 2  # the test run's own default
+    with pytest.raises(SystemExit):
+        parser().parse_args(["bench", "--scenario", "many"])
+
+
+def test_the_guest_runs_a_cyclictest_thread_per_vcpu_only_in_smp() -> None:
+    from lab.invm.bench import guest_threads
+
+    assert guest_threads({"scenario": "smp", "guest_cpus": 2}) == 2
+    assert guest_threads({"scenario": "single", "guest_cpus": 2}) == 1
+    assert guest_threads({"scenario": "tenants", "guest_cpus": 1}) == 1
+    assert guest_threads({"guest_cpus": 1}) == 1  # a bisect step's config names none
+
+
+def test_the_tenants_cpu_time_comes_from_its_vcpu_threads_and_needs_all_of_them(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import os
+    import threading
+
+    from lab.invm.bench import Tenant, thread_cpu_ns
+    from lab.runner import Runner
+
+    me = threading.get_native_id()
+    before = thread_cpu_ns(me)
+    sum(range(300000))  # run a little
+    assert before is not None and thread_cpu_ns(me) > before  # type: ignore[operator]
+    tenant = Tenant(Runner(tmp_path / "logs"), {"guest_cpus": 1, "kvm_timeout": 1}, tmp_path, 0)
+    tenant.threads = {0: me}
+    assert tenant.cpu_ns() is not None
+    tenant.threads = {0: me, 1: 2**22 + os.getpid()}  # a thread that is gone: no figure, not a smaller one
+    assert tenant.cpu_ns() is None
