@@ -214,6 +214,12 @@ def _group_running(pgid: int) -> bool:
     return False
 
 
+def pid_of(label: str) -> int | None:
+    """The pid of the command with a timeout running now under `label`, None if none is."""
+    with _DEADLINES_LOCK:
+        return next((pid for pid, (_deadline, what) in _DEADLINES.items() if what == label), None)
+
+
 def reap_overdue(grace: float = 30.0) -> list[str]:
     """Kill the process groups of commands `grace` seconds past their timeout; says which."""
     now = time.monotonic()

@@ -23,7 +23,7 @@ from typing import Any
 from lab import accel
 from lab.errors import LabError
 from lab.invm import boosted_teardown, marks, pi_boost, pvsched_host, pvsched_switch, pvsched_verdicts, vcpu_churn, watchdog
-from lab.invm.level2 import PANIC, READY, boot_guest, guest_dmesg, qemu_command
+from lab.invm.level2 import PANIC, READY, boot_guest, guest_dmesg, qemu_command, sample_exits
 from lab.ktap import Case, parse_ktap, planned_count
 from lab.protocol import LEVEL1_DONE, LEVEL1_READY
 from lab.runner import Runner
@@ -88,11 +88,13 @@ def reboot_case(runner: Runner, cfg: dict[str, object], out: Path) -> tuple[Case
     deadline = time.monotonic() + 2 * float(cfg["kvm_timeout"])  # type: ignore[arg-type]
     while guest.output.count("LAB-REBOOT-BOOT") < 2 and guest.poll() is None and time.monotonic() < deadline:
         time.sleep(0.2)
+    stuck = sample_exits(guest.pid, cfg) if guest.poll() is None and guest.output.count("LAB-REBOOT-BOOT") < 2 else ""
     guest.stop(signal.SIGKILL, grace=30)
     console = guest.output
     boots = [(int(m[1]), int(m[2])) for m in REBOOT_LINE.finditer(console)]
     if len(boots) < 2:
-        return Case(name, "level2", "failed", f"the guest did not register on two boots ({boots}): no data"), console
+        why = f"the guest did not register on two boots ({boots}): no data" + (f"; {stuck}" if stuck else "")
+        return Case(name, "level2", "failed", why), console
     want = int(cfg["guest_cpus"])  # type: ignore[call-overload]
     (stale1, reg1), (stale2, reg2) = boots[0], boots[1]
     ok = stale1 == 0 and stale2 == 0 and reg1 == reg2 == want

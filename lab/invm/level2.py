@@ -6,15 +6,16 @@ from __future__ import annotations
 
 import re
 import signal
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from lab import accel
-from lab.invm import marks, shutdown_trace
+from lab.invm import exit_sample, marks, shutdown_trace
 from lab.protocol import GUEST_DMESG_BEGIN, GUEST_DMESG_END, GUEST_DONE, GUEST_READY
-from lab.runner import Runner
+from lab.runner import Runner, pid_of
 from lab.symbols import SymbolMap
 
 READY = GUEST_READY
@@ -91,11 +92,21 @@ def boot_guest(
     # Level 1 only (its config says so): armed elsewhere it would trace the machine the lab runs on.
     trace = _arm_shutdown_trace(runner) if mode == "kvm" and cfg.get("trace_shutdowns") else None
     marks.level2_begins(console_log.name)
-    result = runner.run(cmd, f"level2 boot ({name})", timeout=timeout, check=False, on_line=on_line)
+    label = f"level2 boot ({name})"
+    stuck: list[str] = []  # what KVM saw the guest do just before its timeout
+    sampler = None
+    if trace is not None:
+        sampler = threading.Timer(max(timeout - exit_sample.SAMPLE_S - 8, 1), _sample_exits, (trace, label, cfg, stuck))
+        sampler.daemon = True
+        sampler.start()
+    result = runner.run(cmd, label, timeout=timeout, check=False, on_line=on_line)
+    if sampler is not None:
+        sampler.cancel()
+        sampler.join(exit_sample.SAMPLE_S + 5)
     console = result.output
     console_log.write_text(console)
     if result.timed_out:
-        reason = f"timed out after {timeout:.0f} s"
+        reason = f"timed out after {timeout:.0f} s" + (f"; {stuck[0]}" if stuck else "")
     elif PANIC in console:
         reason = "guest kernel panicked: " + next(ln[ln.index(PANIC) :].strip() for ln in console.splitlines() if PANIC in ln)
     elif DONE not in console:
@@ -106,6 +117,11 @@ def boot_guest(
         reason += f" (console {console_log})"
     seconds = ready_at[-1] if ready_at else result.seconds
     return accel.Probe(mode, not reason, round(seconds, 2), reason), console
+
+
+def _tracefs_mounted() -> Path | None:
+    """Where tracefs is, if it is mounted (exit_sample re-arms the shutdown filter)."""
+    return next((base for base in shutdown_trace.TRACEFS_DIRS if (base / shutdown_trace.EVENT).is_dir()), None)
 
 
 def _arm_shutdown_trace(runner: Runner) -> Path | None:
@@ -120,6 +136,34 @@ def _arm_shutdown_trace(runner: Runner) -> Path | None:
         return None
 
 
+def _guest_symbols(cfg: dict[str, object]) -> SymbolMap | None:
+    system_map = Path(str(cfg["guest_kernel"])).parent / "System.map"
+    return SymbolMap(system_map) if system_map.exists() else None
+
+
+def _sample_exits(trace: Path, label: str, cfg: dict[str, object], said: list[str]) -> None:
+    """Record what the guest's vCPUs do in KVM, just before its timeout (exit_sample)."""
+    pid = pid_of(label)
+    if pid is not None:
+        said.append(_exits_of(trace, pid, cfg))
+
+
+def _exits_of(trace: Path, pid: int, cfg: dict[str, object]) -> str:
+    try:
+        found, seconds = exit_sample.sample(trace, pid, int(cfg["guest_cpus"]))  # type: ignore[call-overload]
+    except OSError as exc:
+        return f"KVM's exits not sampled: {exc}"
+    return exit_sample.verdict(found, seconds, _guest_symbols(cfg))
+
+
+def sample_exits(pid: int, cfg: dict[str, object]) -> str:
+    """What a running guest's vCPUs do in KVM (level 1 only), '' where level 1 cannot trace."""
+    if not cfg.get("trace_shutdowns"):
+        return ""
+    trace = _tracefs_mounted()
+    return _exits_of(trace, pid, cfg) if trace is not None else ""
+
+
 def _shutdown_witness(trace: Path | None, cfg: dict[str, object]) -> str:
     """Whether KVM saw the guest triple-fault, and where, for a guest that ended early."""
     if trace is None:
@@ -128,8 +172,7 @@ def _shutdown_witness(trace: Path | None, cfg: dict[str, object]) -> str:
         exits = shutdown_trace.collect(trace)
     except OSError as exc:
         return f"KVM trace unreadable: {exc}"
-    system_map = Path(str(cfg["guest_kernel"])).parent / "System.map"
-    return shutdown_trace.verdict(exits, SymbolMap(system_map) if system_map.exists() else None)
+    return shutdown_trace.verdict(exits, _guest_symbols(cfg))
 
 
 def guest_dmesg(console: str) -> str:
