@@ -39,6 +39,7 @@ class Mutant:
     expect: list[str]
     patch: Path | None  # None: the unmodified tree
     flaky: bool = False
+    args: tuple[str, ...] = ()  # its own arguments to `lab run` (a defect only the debug profile sees)
 
 
 @dataclass
@@ -72,7 +73,8 @@ def load_catalogue(path: Path = CATALOGUE) -> list[Mutant]:
         patch = path.parent / f"{entry['name']}.patch"
         if not patch.exists():
             raise LabError(f"mutant {entry['name']} has no patch {patch}", fix="add the patch or drop the entry")
-        mutants.append(Mutant(entry["name"], entry["covers"], entry["what"], list(entry["expect"]), patch, bool(entry.get("flaky"))))
+        mutants.append(Mutant(entry["name"], entry["covers"], entry["what"], list(entry["expect"]), patch, bool(entry.get("flaky")),
+                              tuple(entry.get("args", ()))))  # fmt: skip
     return mutants
 
 
@@ -95,7 +97,7 @@ def kill_table(outcomes: list[Outcome]) -> str:
         if o.reruns:
             verdict += f"; {o.reruns} rerun(s)"
         killed = "control" if o.mutant.patch is None else ("yes" if o.killed else "**no**")
-        name = o.mutant.name + (" (flaky)" if o.mutant.flaky else "")
+        name = o.mutant.name + (" (flaky)" if o.mutant.flaky else "") + (f" (`{' '.join(o.mutant.args)}`)" if o.mutant.args else "")
         lines.append(f"| {name} | {o.mutant.covers} | {', '.join(o.mutant.expect)} | {verdict} | {killed} | {o.minutes:.1f} |")
     mutants = [o for o in outcomes if o.mutant.patch is not None]
     control = next((o for o in outcomes if o.mutant.patch is None), None)
@@ -126,7 +128,7 @@ def run_one(runner: Runner, mutant: Mutant, scratch: Path, lab_args: list[str]) 
     plant(runner, mutant, scratch)
     start = time.monotonic()
     # The copy's own lab package: `-m` puts the working directory first on sys.path.
-    runner.run([sys.executable, "-m", "lab", "run", *lab_args], f"lab run on {mutant.name}", cwd=scratch, check=False)
+    runner.run([sys.executable, "-m", "lab", "run", *lab_args, *mutant.args], f"lab run on {mutant.name}", cwd=scratch, check=False)
     minutes = round((time.monotonic() - start) / 60, 1)
     latest = scratch / "results" / "latest"
     summary_path = latest / "summary.json"

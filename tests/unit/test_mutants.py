@@ -66,3 +66,20 @@ def test_a_mutant_is_planted_in_a_copy_inside_another_repository(tmp_path: Path)
     assert "/* pvsched_guest_cs_attach(" in (scratch / "guest/pvsched_guest.c").read_text()
     with pytest.raises(LabError, match="plant guest-no-kernel-marks failed"):
         mutants.plant(runner, mutant, scratch)  # already applied: the patch does not apply twice
+
+
+def test_a_mutant_runs_the_lab_with_its_own_arguments(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    debug = next(m for m in mutants.load_catalogue() if m.name == "freed-with-cap-timer-armed")
+    assert debug.args == ("--profile", "debug")
+    ran: list[list[str]] = []
+
+    class FakeRunner:
+        def run(self, argv, label, **kwargs):  # type: ignore[no-untyped-def]
+            ran.append([str(a) for a in argv])
+            return subprocess.CompletedProcess(argv, 0)
+
+    monkeypatch.setattr(mutants, "plant", lambda runner, mutant, scratch: None)
+    monkeypatch.setattr(mutants.shutil, "copytree", lambda src, dst, ignore=None: Path(dst).mkdir(parents=True))
+    mutants.run_one(FakeRunner(), debug, tmp_path / "copy", ["--vm-retries", "1"])  # type: ignore[arg-type]
+    assert ran[-1][-5:] == ["run", "--vm-retries", "1", "--profile", "debug"]
+    assert "(`--profile debug`)" in mutants.kill_table([mutants.outcome_of(debug, None, 1.0, "")])
