@@ -330,7 +330,10 @@ class Window:
         if self.exits_at_start is not None and self.exits_at_end is not None:
             exits = self.exits_at_end - self.exits_at_start
         late = self.ready_at is None or self.started_at is None or self.ready_at > self.started_at
-        error = self.error or ("the mode was not in place when the window opened" if late else "")
+        if self.started_at is None:
+            error = self.error or "the window never opened (the guest stopped before it)"
+        else:
+            error = self.error or ("the mode was not in place when the window opened" if late else "")
         tenant = None
         if self.bench.tenant is not None:
             share = self.tenant_share()

@@ -267,3 +267,14 @@ def test_the_tenants_cpu_time_comes_from_its_vcpu_threads_and_needs_all_of_them(
     assert tenant.cpu_ns() is not None
     tenant.threads = {0: me, 1: 2**22 + os.getpid()}  # a thread that is gone: no figure, not a smaller one
     assert tenant.cpu_ns() is None
+
+
+def test_a_window_the_guest_never_reached_says_so(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from lab.invm.bench import RoundRun
+    from lab.runner import Runner
+
+    bench = RoundRun(Runner(tmp_path / "logs"), {"guest_cpus": 2}, tmp_path, 1, ["static", "idle"], (500000, 1000000, 1000000))
+    assert bench.windows["idle"].result(None)["error"] == "the window never opened (the guest stopped before it)"
+    late = bench.windows["static"]
+    late.started_at, late.ready_at = 10.0, 12.0  # set up after the guest opened it
+    assert late.result(None)["error"] == "the mode was not in place when the window opened"
