@@ -3,8 +3,9 @@
 Before a level-2 boot's timeout kills its QEMU, level 1 records every
 `kvm_exit` of that guest for a couple of seconds: a vCPU that loops on
 one exit (the same reason at the same guest RIP thousands of times a
-second) is told from one that sits halted (no exits: waiting for an
-interrupt that never comes), and the guest's System.map names the
+second) is told from one with no exits at all (halted, waiting for an
+interrupt that never comes, or runnable and never run: a same-priority
+FIFO sibling spinning on its CPU), and the guest's System.map names the
 function. Seen here: a cs-timer phase whose vCPU 1 took 930,000 exits in
 100 s with its guest's timers dead. Stdlib only (level 1).
 """
@@ -33,7 +34,7 @@ class VcpuExits:
 
     def describe(self, seconds: float, symbols: SymbolMap | None) -> str:
         if not self.count:
-            return f"vCPU {self.vcpu} no exits"
+            return f"vCPU {self.vcpu} no exits (halted or not run)"
         reason, rip, n = self.top[0]
         where = f" ({symbols.name(rip)})" if symbols else ""
         return (f"vCPU {self.vcpu} {self.count / seconds:.0f} exits/s, "

@@ -30,7 +30,7 @@ def test_exits_are_counted_per_vcpu_of_one_qemu_by_reason_and_rip(tmp_path: Path
     system_map.write_text("ffffffff81042b00 T cs_probe_section\nffffffff81043000 T other\n")
     said = found[1].describe(2.0, SymbolMap(system_map))
     assert said == "vCPU 1 5 exits/s, 90 % npf at 0xffffffff81042c10 (cs_probe_section+0x110)"
-    assert exit_sample.VcpuExits(0, 0, []).describe(2.0, None) == "vCPU 0 no exits"
+    assert exit_sample.VcpuExits(0, 0, []).describe(2.0, None) == "vCPU 0 no exits (halted or not run)"
 
 
 def test_a_guest_that_times_out_carries_what_its_vcpus_did(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -48,6 +48,9 @@ def test_a_guest_that_times_out_carries_what_its_vcpus_did(tmp_path: Path, monke
            "trace_shutdowns": True}  # fmt: skip
     probe, _ = level2.boot_guest(Runner(tmp_path / "logs"), cfg, "kvm", tmp_path, label="t")
     assert not probe.ok and "timed out after 4 s" in probe.reason
-    assert re.search(r"KVM in the last [\d.]+ s: vCPU 0 no exits; vCPU 1 \d+ exits/s, 100 % npf at 0xffffffff81042c10", probe.reason)
+    assert re.search(
+        r"KVM in the last [\d.]+ s: vCPU 0 no exits \(halted or not run\); vCPU 1 \d+ exits/s, 100 % npf at 0xffffffff81042c10",
+        probe.reason,
+    )
     # The shutdown filter is back for the next boot.
     assert (base / shutdown_trace.EVENT / "filter").read_text().strip() == shutdown_trace.SHUTDOWN_FILTER

@@ -55,4 +55,6 @@ def test_a_reboot_guest_that_never_came_back_says_what_its_vcpus_did(tmp_path: P
     import re
 
     assert case.status == "failed", case.message
-    assert re.search(r"no data; KVM in the last [\d.]+ s: vCPU 0 no exits; vCPU 1 no exits$", case.message), case.message
+    assert re.search(
+        r"no data; KVM in the last [\d.]+ s: vCPU 0 no exits \(halted or not run\); vCPU 1 no exits \(halted or not run\)$", case.message
+    ), case.message
