@@ -31,3 +31,11 @@ def test_too_few_samples_fail() -> None:
     assert pi_boost.judge(collections.Counter(), ROW)[0] == "failed"
     # A starved sampler that saw one moment of 7 cycles (seen: run 20261203T064304Z-4fde).
     assert pi_boost.judge(collections.Counter({pi_boost.PI_PRIORITY: 1}), ROW)[0] == "failed"
+
+
+def test_the_watch_goes_on_until_both_the_cycles_and_the_samples_are_there() -> None:
+    assert pi_boost.enough(collections.Counter({pi_boost.PI_PRIORITY: 120}), ROW)
+    # KVM's cycles done after 10 samples: keep sampling (the thread stays PI-boosted meanwhile).
+    assert not pi_boost.enough(collections.Counter({pi_boost.PI_PRIORITY: 10}), ROW)
+    assert not pi_boost.enough(collections.Counter({pi_boost.PI_PRIORITY: 120}), {**ROW, "throttles": "2"})
+    assert not pi_boost.enough(collections.Counter({pi_boost.PI_PRIORITY: 120}), {})
