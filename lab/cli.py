@@ -344,7 +344,10 @@ def _main(argv: list[str] | None) -> int:
             }
             from lab.suites import bench as bench_suite
 
-            return bench_suite.run(Pipeline(_options(args)), opts)
+            options = _options(args)
+            if args.level1_timeout is None:
+                options.level1.run_timeout = max(options.level1.run_timeout, bench_suite.level1_seconds(opts))
+            return bench_suite.run(Pipeline(options), opts)
         if args.command == "emulator-control":
             from lab.emulator_control import ControlRun
 

@@ -13,6 +13,21 @@ from lab.ktap import Case
 from lab.pipeline import Pipeline
 from lab.source import SourceTree
 
+# Per round a guest boot (and the tenant's), per window its setup beside the
+# settle time and the window, and as much again for a slow emulated level 1:
+# a tenants run at the defaults took 6 min a round and hit the 1500 s timeout
+# after 4 of its 6 rounds (run 20261203T112250Z-21a8).
+ROUND_BOOT_S, WINDOW_SETUP_S, OVERHEAD_ROUND_S, SLACK = 120, 45, 120, 2.0
+
+
+def level1_seconds(bench_opts: dict[str, Any]) -> float:
+    """How long level 1 may take for the planned rounds, windows and overhead runs."""
+    rounds = int(bench_opts["warmup"]) + int(bench_opts["rounds"])
+    window = int(bench_opts["duration"]) + int(bench_opts["settle_s"]) + WINDOW_SETUP_S
+    boots = ROUND_BOOT_S * (2 if bench_opts.get("scenario") == "tenants" else 1)
+    planned = rounds * (boots + len(bench_opts["modes"]) * window) + int(bench_opts["overhead_rounds"]) * OVERHEAD_ROUND_S
+    return SLACK * planned
+
 
 def run(pipe: Pipeline, bench_opts: dict[str, Any]) -> int:
     return pipe.run_suite(lambda tree, builds: run_bench(pipe, tree, builds, bench_opts))

@@ -278,3 +278,18 @@ def test_a_window_the_guest_never_reached_says_so(tmp_path) -> None:  # type: ig
     late = bench.windows["static"]
     late.started_at, late.ready_at = 10.0, 12.0  # set up after the guest opened it
     assert late.result(None)["error"] == "the mode was not in place when the window opened"
+
+
+def test_level1_gets_the_time_its_planned_rounds_need() -> None:
+    from lab.cli import parser
+    from lab.suites.bench import level1_seconds
+
+    def planned(*argv: str) -> dict[str, object]:
+        a = parser().parse_args(["bench", *argv])
+        return {"warmup": a.warmup, "rounds": a.rounds, "duration": a.duration, "settle_s": a.settle_s, "modes": a.modes,
+                "overhead_rounds": a.overhead_rounds, "scenario": a.scenario}  # fmt: skip
+
+    # The defaults' tenants run took 6 min a round (6 rounds) plus the overhead runs: far beyond 1500 s.
+    assert level1_seconds(planned("--scenario", "tenants")) > 6 * 360 + 3 * 60
+    assert level1_seconds(planned()) > 23 * 60  # the single scenario's defaults took 23 min
+    assert level1_seconds(planned("--rounds", "10")) > level1_seconds(planned())
