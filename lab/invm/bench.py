@@ -42,7 +42,7 @@ from typing import Any
 
 from lab.invm import pvsched_host, watchdog
 from lab.invm.level2 import boot_guest, qemu_command
-from lab.protocol import BENCH_MODES, BENCH_SCENARIOS, LEVEL1_DONE, LEVEL1_READY
+from lab.protocol import BENCH_MODES, LEVEL1_DONE, LEVEL1_READY
 from lab.runner import Background, Runner
 
 MODES = BENCH_MODES
@@ -52,7 +52,6 @@ HOST_PRIORITY = 5
 # The host probe wakes 4x less often than the guest's: under TCG a 2 kHz RT
 # task pinned beside the vCPU starved it into RCU stalls (seen here).
 HOST_INTERVAL_FACTOR = 4
-SCENARIOS = BENCH_SCENARIOS
 TENANT_READY = "LAB-TENANT busy"
 
 

@@ -88,7 +88,7 @@ def reboot_case(runner: Runner, cfg: dict[str, object], out: Path) -> tuple[Case
     deadline = time.monotonic() + 2 * float(cfg["kvm_timeout"])  # type: ignore[arg-type]
     while guest.output.count("LAB-REBOOT-BOOT") < 2 and guest.poll() is None and time.monotonic() < deadline:
         time.sleep(0.2)
-    stuck = sample_exits(guest.pid, cfg) if guest.poll() is None and guest.output.count("LAB-REBOOT-BOOT") < 2 else ""
+    stuck = sample_exits(runner, guest.pid, cfg) if guest.poll() is None and guest.output.count("LAB-REBOOT-BOOT") < 2 else ""
     guest.stop(signal.SIGKILL, grace=30)
     console = guest.output
     boots = [(int(m[1]), int(m[2])) for m in REBOOT_LINE.finditer(console)]

@@ -119,11 +119,6 @@ def boot_guest(
     return accel.Probe(mode, not reason, round(seconds, 2), reason), console
 
 
-def _tracefs_mounted() -> Path | None:
-    """Where tracefs is, if it is mounted (exit_sample re-arms the shutdown filter)."""
-    return next((base for base in shutdown_trace.TRACEFS_DIRS if (base / shutdown_trace.EVENT).is_dir()), None)
-
-
 def _arm_shutdown_trace(runner: Runner) -> Path | None:
     """KVM's trace of shutdown exits, armed for this boot (None if level 1 cannot trace)."""
     try:
@@ -156,11 +151,11 @@ def _exits_of(trace: Path, pid: int, cfg: dict[str, object]) -> str:
     return exit_sample.verdict(found, seconds, _guest_symbols(cfg))
 
 
-def sample_exits(pid: int, cfg: dict[str, object]) -> str:
+def sample_exits(runner: Runner, pid: int, cfg: dict[str, object]) -> str:
     """What a running guest's vCPUs do in KVM (level 1 only), '' where level 1 cannot trace."""
     if not cfg.get("trace_shutdowns"):
         return ""
-    trace = _tracefs_mounted()
+    trace = shutdown_trace.tracefs(runner)
     return _exits_of(trace, pid, cfg) if trace is not None else ""
 
 
