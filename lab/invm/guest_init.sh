@@ -180,9 +180,16 @@ pvsched_tests() {
 	phase admin-done 0.3
 	# Turned hostile while registered: KVM's counters (the vCPU's, kept
 	# across registrations) are read on both sides of each phase.
+	# Every vCPU busy, so the VM's budget (the same as one vCPU's by
+	# default) binds before the vCPUs' own.
 	phase hostile 0.2
 	echo 1 > $PARAMS/hostile
-	timeout 2 sh -c 'while :; do :; done'	# fair CPU work the host must throttle
+	spinners=
+	for c in $(seq "$want_cpus"); do
+		timeout 2 sh -c 'while :; do :; done' &	# fair CPU work the host must throttle
+		spinners="$spinners $!"
+	done
+	wait $spinners
 	phase hostile-done
 	# The same guest registering again each time it is throttled: the cap
 	# is the vCPU's, not the registration's.

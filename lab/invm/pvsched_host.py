@@ -26,7 +26,7 @@ from pathlib import Path
 from lab.invm.cpu_hog import RtHog
 from lab.invm.vcpu_sampler import SAMPLER_PRIORITY as OBSERVER_PRIORITY
 from lab.ktap import Case
-from lab.protocol import GUEST_PHASE, GUEST_READY
+from lab.protocol import GUEST_PHASE, GUEST_READY, SHIPPED_CAP_US
 from lab.runner import Background, Runner
 
 KVM_DEBUGFS = Path("/sys/kernel/debug/kvm_pvsched/vcpus")
@@ -36,16 +36,17 @@ BOOST_PRIORITY, HINT_PRIORITY = 10, 1  # the boost policy's defaults (bpf/pvsche
 GUEST_RT_PRIORITY = 50  # the guest's RT task (rtspin 50 in guest_init.sh)
 UNBOOST_MIN_SAMPLES = 3
 HOOKS = ("vmenter", "vmexit", "halt", "intr_inj")  # the policy's per-event counts (bpf/pvsched_stats.h)
-# The hostile phase runs with a small budget so throttling shows quickly,
-# and its VM's vCPUs together get half a vCPU's budget: one busy vCPU alone
-# spends the VM's budget first.
-HOSTILE_BUDGET_US, HOSTILE_PERIOD_US = 20_000, 100_000
-HOSTILE_VM_BUDGET_US = 10_000
+# The rt-shared phase tests the period's rollover under a boost with a cap
+# of its own: a host RT task leaves vCPU 1 about 10 % of each period, which
+# must stay under the budget. The other capped phases run at KVM's shipped cap.
+SHARED_BUDGET_US, SHARED_PERIOD_US = 20_000, 100_000
 Rows = dict[str, dict[str, str]]  # KVM's debugfs rows by thread id
 # What the admin phases set on vCPU 1's thread: a nice value, and an RT priority above any boost.
 ADMIN_NICE, ADMIN_RT_PRIORITY = 5, 60
-# The phases that run under that cap (the guest's phase line -> its end).
-TEST_CAP_PHASES = {"hostile": "hostile-done", "dodge": "dodge-done", "rt-long": "rt-long-done", "rt-shared": "rt-shared-done"}
+# The phases whose verdicts judge the cap (the guest's phase line -> its
+# end), and the one among them that sets its own.
+CAP_PHASES = {"hostile": "hostile-done", "dodge": "dodge-done", "rt-long": "rt-long-done", "rt-shared": "rt-shared-done"}
+OWN_CAP_PHASES = {"rt-shared": (SHARED_BUDGET_US, SHARED_PERIOD_US)}
 # The dodge phase: the share of samples with a vCPU thread boosted may exceed
 # budget/period (0.2: wall time boosted exceeds CPU time while preempted) but
 # not approach 1, which is what registering again to leave a throttle gives.
@@ -164,6 +165,26 @@ def read_cap() -> tuple[int, int]:
 def read_vm_budget() -> int:
     """KVM's budget all vCPUs of one VM share per period, in microseconds."""
     return int((KVM_PARAMS / "pvsched_vm_budget_us").read_text())
+
+
+@dataclass(frozen=True)
+class Cap:
+    """KVM's boost cap in microseconds: a vCPU's budget, the period, the VM's budget."""
+
+    budget_us: int
+    period_us: int
+    vm_budget_us: int
+
+    @classmethod
+    def read(cls) -> Cap:
+        return cls(*read_cap(), read_vm_budget())
+
+    def is_shipped(self) -> bool:
+        return (self.budget_us, self.period_us, self.vm_budget_us) == tuple(SHIPPED_CAP_US[k] for k in ("budget", "period", "vm_budget"))
+
+    def allowed_s(self, seconds: float, vm: bool = False) -> float:
+        """The boosted CPU time the cap allows over `seconds` (the periods it touches)."""
+        return (seconds / (self.period_us / 1e6) + 1) * (self.vm_budget_us if vm else self.budget_us) / 1e6
 
 
 def set_cap(budget_us: int, period_us: int) -> None:
@@ -292,15 +313,21 @@ class PvschedObserver:
     _sampler: Background | None = None
     _sample_file: Path = Path("/tmp/lab-vcpu-samples.jsonl")
     _saved_cap: tuple[int, int] | None = None
-    _saved_vm_budget: int | None = None
     pinned_cpu: int | None = None  # where vCPU 0's thread was moved in the malformed phase
-    test_cap_at: dict[str, float] = field(default_factory=dict)  # when the test cap was set, per phase
+    boot_cap: Cap | None = None  # KVM's cap when the guest was ready, before any phase changed it
+    caps: dict[str, Cap] = field(default_factory=dict)  # the cap in effect, per capped phase
+    cap_at: dict[str, float] = field(default_factory=dict)  # when that cap was read (after any change), per phase
     admin: dict[str, object] = field(default_factory=dict)  # what the admin phases set and read
     _saved_affinity: set[int] = field(default_factory=set)
     _hog: RtHog | None = None
     _vcpu1_affinity: set[int] = field(default_factory=set)
 
     def on_line(self, line: str) -> None:
+        if GUEST_READY in line and self.boot_cap is None:
+            try:
+                self.boot_cap = Cap.read()
+            except OSError as exc:
+                self.errors.append(f"KVM's cap at guest ready: {exc}")
         if GUEST_READY in line and not self.threads:
             # Ask QMP now, while the guest idles: during the RT phase QEMU's
             # main loop (a normal thread) starves behind boosted vCPU threads,
@@ -327,19 +354,16 @@ class PvschedObserver:
     def _enter(self, name: str) -> None:
         if name == "rt" and not self.threads:
             self._learn_threads()
-        elif name in TEST_CAP_PHASES:
-            self._saved_cap = read_cap()
-            if name == "hostile":
-                self._saved_vm_budget = int((KVM_PARAMS / "pvsched_vm_budget_us").read_text())
-                set_kvm_param("pvsched_vm_budget_us", HOSTILE_VM_BUDGET_US)
-            set_cap(HOSTILE_BUDGET_US, HOSTILE_PERIOD_US)
-            self.test_cap_at[name] = time.monotonic()
-        elif name in TEST_CAP_PHASES.values() and self._saved_cap is not None:
-            if self._saved_vm_budget is not None:
-                set_kvm_param("pvsched_vm_budget_us", self._saved_vm_budget)
-                self._saved_vm_budget = None
+        elif name in CAP_PHASES:
+            if name in OWN_CAP_PHASES:
+                self._saved_cap = read_cap()
+                set_cap(*OWN_CAP_PHASES[name])
+            self.caps[name] = Cap.read()
+            self.cap_at[name] = time.monotonic()
+        elif name in CAP_PHASES.values() and self._saved_cap is not None:
             self._end_sharing()
             set_cap(*self._saved_cap)
+            self._saved_cap = None
         elif name == "admin-nice":
             self._admin_nice()
         elif name == "admin-fifo":

@@ -9,6 +9,7 @@ from lab.invm.pvsched_host import (
     ADMIN_NICE,
     ADMIN_RT_PRIORITY,
     BOOST_PRIORITY,
+    CAP_PHASES,
     CS_PROBE_EXITS,
     CS_PROBE_KINDS,
     CS_PROBE_SECTIONS,
@@ -18,21 +19,19 @@ from lab.invm.pvsched_host import (
     HINT_PRIORITY,
     HOOKS,
     HOST_WRITES_MAX_SHARE,
-    HOSTILE_BUDGET_US,
-    HOSTILE_PERIOD_US,
-    HOSTILE_VM_BUDGET_US,
     SCHED_FIFO,
     SCHED_OTHER,
-    TEST_CAP_PHASES,
     UNBOOST_MIN_SAMPLES,
     UNBOOST_SETTLE_S,
     UNBOOST_WINDOW_S,
+    Cap,
     DebugfsUnreadable,
     PvschedObserver,
     Rows,
     read_kvm_vcpus,
 )
 from lab.ktap import Case
+from lab.protocol import SHIPPED_CAP_US
 
 
 def judge(observer: PvschedObserver) -> list[Case]:
@@ -142,6 +141,7 @@ class PvschedVerdicts:
         cpu1 = by_vcpu.get(1, {})
         case("pvsched_hotplug_reregisters", int(cpu1.get("registrations", 0)) >= 3,
              f"vCPU 1 registered {cpu1.get('registrations')} times (expected load, hotplug online, reload: >= 3)")  # fmt: skip
+        cases.append(self._shipped_cap_case())
         cases.append(self._hostile_case())
         cases.append(self._vm_budget_case())
         cases.append(self._dodge_case())
@@ -218,15 +218,28 @@ class PvschedVerdicts:
         grown = sum(int(r["malformed"]) for r in after) - sum(int(r["malformed"]) for r in before)
         return Case(name, "level1", "passed" if grown > 0 else "failed", f"KVM counted {grown} malformed areas in the phase")
 
+    def _shipped_cap_case(self) -> Case:
+        """KVM booted with the cap the series ships (docs/pvsched.md), and the
+        phases judged at it ran under it: the cap is tested where users get it."""
+        name, boot = "pvsched_cap_at_shipped_defaults", self.obs.boot_cap
+        shipped = Cap(SHIPPED_CAP_US["budget"], SHIPPED_CAP_US["period"], SHIPPED_CAP_US["vm_budget"])
+        judged = {p: c for p, c in self.obs.caps.items() if p in ("hostile", "dodge", "rt-long")}
+        ok = boot is not None and boot.is_shipped() and len(judged) == 3 and all(c == shipped for c in judged.values())
+        return Case(name, "level1", "passed" if ok else "failed",
+                    f"KVM's cap at guest ready: {boot}; in the hostile, dodge and rt-long phases: {judged}; "
+                    f"shipped: {shipped}")  # fmt: skip
+
     def _hostile_case(self) -> Case:
         before = {r["tid"]: r for r in self.obs.snapshots.get("hostile", [])}
         after = {r["tid"]: r for r in self.obs.snapshots.get("hostile-done", [])}
         start, end = self.obs.phase_times.get("hostile"), self.obs.phase_times.get("hostile-done")
         # KVM's counters are the vCPU's since its first registration: both readings are needed.
         tids = set(before) & set(after)
-        if not tids or start is None or end is None:
+        cap = self.obs.caps.get("hostile")
+        if not tids or start is None or end is None or cap is None:
             return Case("pvsched_hostile_guest_throttled", "level1", "failed",
-                        f"no KVM rows of one vCPU on both sides of the hostile phase: {sorted(before)} -> {sorted(after)}")  # fmt: skip
+                        f"no KVM rows of one vCPU on both sides of the hostile phase, or no cap read at its start: "
+                        f"{sorted(before)} -> {sorted(after)}, cap {cap}")  # fmt: skip
         throttles = sum(int(after[t]["throttles"]) - int(before[t]["throttles"]) for t in tids)
 
         # The cap is on CPU time used while boosted (a boosted vCPU that
@@ -236,8 +249,7 @@ class PvschedVerdicts:
             return max((int(after[t][key]) - int(before[t][key])) / 1e9 for t in tids)
 
         cpu_s, wall_s = used("boosted_cpu_ns"), used("boosted_ns")
-        periods = (end - start) / (HOSTILE_PERIOD_US / 1e6)
-        cap_s = (periods + 1) * HOSTILE_BUDGET_US / 1e6
+        cap_s = cap.allowed_s(end - start)
         ok = throttles > 0 and cpu_s <= cap_s * 1.2
         return Case("pvsched_hostile_guest_throttled", "level1", "passed" if ok else "failed",
                     f"throttles={throttles}, most boosted vCPU used {cpu_s:.3f} s CPU ({wall_s:.3f} s wall) boosted, "
@@ -251,20 +263,22 @@ class PvschedVerdicts:
         return before, after, sorted(set(before) & set(after)), self.obs.phase_times.get(phase), self.obs.phase_times.get(done)
 
     def _vm_budget_case(self) -> Case:
-        """The hostile guest's vCPUs together stay within the VM's budget
-        (10 ms per 100 ms, half of one vCPU's), and KVM says the VM's budget throttled them."""
+        """The hostile guest's vCPUs, all busy, together stay within the VM's
+        budget (the shipped one: one vCPU's), and KVM says the VM's budget throttled them."""
         name = "pvsched_vm_budget_holds"
         before, after, tids, start, end = self._around("hostile", "hostile-done")
-        if not tids or start is None or end is None or any("vm_throttles" not in after[t] for t in tids):
+        cap = self.obs.caps.get("hostile")
+        if not tids or start is None or end is None or cap is None or any("vm_throttles" not in after[t] for t in tids):
             return Case(
                 name,
                 "level1",
                 "failed",
-                f"no KVM rows with vm_throttles on both sides of the hostile phase: {sorted(before)} -> {sorted(after)}",
+                f"no KVM rows with vm_throttles on both sides of the hostile phase, or no cap read at its start: "
+                f"{sorted(before)} -> {sorted(after)}, cap {cap}",
             )
         used_s = sum(int(after[t]["boosted_cpu_ns"]) - int(before[t]["boosted_cpu_ns"]) for t in tids) / 1e9
         vm_throttles = sum(int(after[t]["vm_throttles"]) - int(before[t]["vm_throttles"]) for t in tids)
-        cap_s = ((end - start) / (HOSTILE_PERIOD_US / 1e6) + 1) * HOSTILE_VM_BUDGET_US / 1e6
+        cap_s = cap.allowed_s(end - start, vm=True)
         ok = vm_throttles > 0 and used_s <= cap_s * 1.2
         return Case(name, "level1", "passed" if ok else "failed",
                     f"the VM's {len(tids)} vCPUs used {used_s:.3f} s CPU boosted in {end - start:.2f} s "
@@ -276,15 +290,18 @@ class PvschedVerdicts:
         policies of its vCPU threads both show the cap."""
         name = "pvsched_reregistering_guest_still_capped"
         before, after, tids, start, end = self._around("dodge", "dodge-done")
-        if not tids or start is None or end is None or any("registrations" not in after[t] for t in tids):
-            return Case(name, "level1", "failed", f"no KVM rows with registrations around the dodge phase: {before} -> {after}")
+        cap = self.obs.caps.get("dodge")
+        if not tids or start is None or end is None or cap is None or any("registrations" not in after[t] for t in tids):
+            return Case(name, "level1", "failed",
+                        f"no KVM rows with registrations around the dodge phase, or no cap read at its start: "
+                        f"{before} -> {after}, cap {cap}")  # fmt: skip
 
         def grew(key: str) -> list[int]:
             return [int(after[t][key]) - int(before[t][key]) for t in tids]
 
         registrations, throttles = sum(grew("registrations")), sum(grew("throttles"))
         cpu_s = max(grew("boosted_cpu_ns")) / 1e9
-        cap_s = ((end - start) / (HOSTILE_PERIOD_US / 1e6) + 1) * HOSTILE_BUDGET_US / 1e6
+        cap_s = cap.allowed_s(end - start)
         threads = set(self.obs.threads.values())
         phase = [s for s in self.obs.samples if s.phase == "dodge"]
         shares = {t: sum(s.policies.get(t) == SCHED_FIFO for s in phase) / len(phase) for t in threads} if phase else {}
@@ -297,27 +314,27 @@ class PvschedVerdicts:
                     f"(at most {DODGE_MAX_FIFO_SHARE:.0%})")  # fmt: skip
 
     def _long_boost_cases(self) -> list[Case]:
-        """vCPU 1 runs one RT task without a break under the test cap: KVM must
+        """vCPU 1 runs one RT task without a break under the shipped cap: KVM must
         throttle it at the budget in every period, not only when the guest asks again."""
         names = ("pvsched_long_boost_capped",)
         tid = self.obs.threads.get(1)
         before = {int(r["tid"]): r for r in self.obs.snapshots.get("rt-long-spin", [])}
         after = {int(r["tid"]): r for r in self.obs.snapshots.get("rt-long-done", [])}
         start, end = self.obs.phase_times.get("rt-long-spin"), self.obs.phase_times.get("rt-long-done")
-        cap_at = self.obs.test_cap_at.get("rt-long")
+        cap_at, cap = self.obs.cap_at.get("rt-long"), self.obs.caps.get("rt-long")
         if tid is None or tid not in before or tid not in after or start is None or end is None:
             why = f"no KVM row of vCPU 1 (tid {tid}) around the long RT phase: {sorted(before)} -> {sorted(after)}"
             return [Case(n, "level1", "failed", why) for n in names]
-        if cap_at is None or cap_at > start:
-            why = f"the test cap was set at {cap_at}, not before the RT task started at {start}"
+        if cap is None or cap_at is None or cap_at > start:
+            why = f"the cap ({cap}) was read at {cap_at}, not before the RT task started at {start}"
             return [Case(n, "level1", "failed", why) for n in names]
 
         def grew(key: str) -> int:
             return int(after[tid][key]) - int(before[tid][key])
 
-        periods = (end - start) / (HOSTILE_PERIOD_US / 1e6)
+        periods = (end - start) / (cap.period_us / 1e6)
         cpu_s, throttles, boosts = grew("boosted_cpu_ns") / 1e9, grew("throttles"), grew("boosts")
-        cap_s = (periods + 1) * HOSTILE_BUDGET_US / 1e6
+        cap_s = cap.allowed_s(end - start)
         seen = f"{end - start:.2f} s ({periods:.1f} periods): boosts={boosts}, throttles={throttles}, {cpu_s:.3f} s CPU boosted"
         capped = throttles > 0 and cpu_s <= cap_s * 1.2
         return [Case(names[0], "level1", "passed" if capped else "failed", f"{seen}; cap {cap_s:.3f} s CPU")]
@@ -348,9 +365,9 @@ class PvschedVerdicts:
     def _stale_throttle_case(self) -> Case:
         """Every throttle lasted until its period's end: KVM counts one that would
         have ended before it began (a period not rolled over first)."""
-        # At the end of the phases under the test cap (each registration counts afresh).
+        # At the end of the phases that throttle.
         name = "pvsched_throttles_last_their_period"
-        rows = [r for end in TEST_CAP_PHASES.values() for r in self.obs.snapshots.get(end) or []]
+        rows = [r for end in CAP_PHASES.values() for r in self.obs.snapshots.get(end) or []]
         if not rows or any("stale_throttles" not in r for r in rows):
             return Case(name, "level1", "failed", f"no KVM counts of stale throttles after the throttling phases: {rows[:2]}")
         # rt-shared must have held vCPU 1 boosted across periods on less than
@@ -358,14 +375,15 @@ class PvschedVerdicts:
         tid = self.obs.threads.get(1, -1)
         before = {int(r["tid"]): r for r in self.obs.snapshots.get("rt-shared-spin") or []}.get(tid)
         after = {int(r["tid"]): r for r in self.obs.snapshots.get("rt-shared-done") or []}.get(tid)
-        if before is None or after is None or self._hog_missing():
+        cap = self.obs.caps.get("rt-shared")
+        if before is None or after is None or cap is None or self._hog_missing():
             return Case(
                 name, "level1", "failed", f"no KVM rows of vCPU 1 around the shared-CPU phase, or no host RT task: {self.obs.errors[-1:]}"
             )
         held_s = (int(after["boosted_ns"]) - int(before["boosted_ns"])) / 1e9
         stale = [int(r["stale_throttles"]) for r in rows]
         throttles = sum(int(r["throttles"]) for r in rows)
-        periods = held_s / (HOSTILE_PERIOD_US / 1e6)
+        periods = held_s / (cap.period_us / 1e6)
         ok = throttles > 0 and periods >= 2 and not any(stale)
         return Case(
             name,

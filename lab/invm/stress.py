@@ -23,7 +23,7 @@ from typing import Any
 from lab.invm import boosted_teardown, marks, pvsched_host, vcpu_sampler, watchdog
 from lab.invm.bench import parse_histfile
 from lab.invm.level2 import Guest, boot_guest, guest_dmesg
-from lab.protocol import GUEST_DONE, HOSTILE_CAP, LEVEL1_DONE, LEVEL1_READY, STRESS_PARTIAL_REPORT
+from lab.protocol import GUEST_DONE, LEVEL1_DONE, LEVEL1_READY, SHIPPED_CAP_US, STRESS_PARTIAL_REPORT
 from lab.runner import Runner
 
 KVM_VM_DEBUGFS = Path("/sys/kernel/debug/kvm")
@@ -405,8 +405,15 @@ class Stress:
     def hostile(self, part: Part) -> None:
         """A guest asking for boosts all the time must cost the host no more than the cap allows."""
         saved = pvsched_host.read_cap()
-        budget_us, period_us = (int(v) for v in str(self.cfg.get("hostile_cap", HOSTILE_CAP)).split("/"))
-        pvsched_host.set_cap(budget_us, period_us)
+        vm_budget_us = pvsched_host.read_vm_budget()
+        if self.cfg.get("hostile_cap"):
+            budget_us, period_us = (int(v) for v in str(self.cfg["hostile_cap"]).split("/"))
+            pvsched_host.set_cap(budget_us, period_us)
+        else:
+            (budget_us, period_us), shipped = saved, SHIPPED_CAP_US
+            if (budget_us, period_us, vm_budget_us) != (shipped["budget"], shipped["period"], shipped["vm_budget"]):
+                part.fail(f"KVM's cap is {budget_us}/{period_us} us (VM {vm_budget_us} us), not the shipped {shipped}")
+                return
         runs: dict[str, list[dict[str, Any]]] = {"vanilla": [], "policy": [], "hostile": []}
         try:
             # "policy": the policy loaded, the guest well-behaved (what the
@@ -433,7 +440,7 @@ class Stress:
             pvsched_host.set_cap(*saved)
         details, failures = hostile_verdict(runs["vanilla"], runs["hostile"], runs["policy"])
         part.details.update(details)
-        part.details["cap"] = f"{budget_us} us per {period_us} us"
+        part.details["cap"] = f"{budget_us} us per {period_us} us, the VM's {vm_budget_us} us"
         for why in failures:
             part.fail(why)
 

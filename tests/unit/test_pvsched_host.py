@@ -11,7 +11,10 @@ import pytest
 from lab.invm import pvsched_host as ph
 from lab.invm import vcpu_sampler
 from lab.invm.pvsched_verdicts import judge
+from lab.protocol import SHIPPED_CAP_US
 from lab.runner import Runner
+
+SHIPPED = ph.Cap(SHIPPED_CAP_US["budget"], SHIPPED_CAP_US["period"], SHIPPED_CAP_US["vm_budget"])
 
 
 def _vcpu(vcpu_id: int, tid: int, **kw: int) -> dict[str, int]:
@@ -45,7 +48,10 @@ def _good_observer(tmp_path: Path) -> ph.PvschedObserver:
     obs.phase_times = {"rt": 0.9, "rt-done": 1.5, "malformed": 3.0, "malformed-done": 4.0, "rt-long": 5.0,
                        "rt-long-spin": 6.0, "rt-long-done": 7.6, "hostile": 10.0, "hostile-done": 12.0,
                        "detach": 99.0}  # fmt: skip
-    obs.test_cap_at = {"rt-long": 5.1, "hostile": 10.1}
+    # The shipped cap in every capped phase but rt-shared, which sets its own.
+    obs.boot_cap = SHIPPED
+    obs.caps = {"rt-long": SHIPPED, "hostile": SHIPPED, "dodge": SHIPPED, "rt-shared": ph.Cap(20_000, 100_000, 50_000)}
+    obs.cap_at = {"rt-long": 5.1, "hostile": 10.1, "dodge": 12.15, "rt-shared": 7.75}
     obs.phase_times.update({"admin-nice": 8.0, "admin-fifo": 9.0, "admin-done": 9.9})
     obs.phase_times.update({"cs-timer": 1.6, "cs-timer-done": 1.75, "cs-ipi": 1.85, "cs-ipi-done": 1.95,
                             "cs-nmi": 2.0, "cs-nmi-done": 2.2})  # fmt: skip
@@ -62,15 +68,16 @@ def _good_observer(tmp_path: Path) -> ph.PvschedObserver:
         (11.5, [_vcpu(0, 11, softirq_seen=9, hardirq_seen=3, request_seen=4), _vcpu(1, 12, rt_seen=40)]),
     ]
     row = {"tid": "11", "throttles": "0", "boosted_ns": "0", "boosted_cpu_ns": "0", "vm_throttles": "0"}
-    # Boosted 0.9 s of wall time but 0.2 s of CPU time (the cap is on CPU time),
-    # within the VM's budget of 10 ms per 100 ms, which throttled it 12 times.
+    # Boosted 0.9 s of wall time but 0.12 s of CPU time (the cap is on CPU time) in
+    # 2 s, within the VM's budget of 50 ms per 1 s (0.15 s over the 3 periods touched),
+    # which throttled it twice.
     done = {
         "tid": "11",
-        "throttles": "15",
+        "throttles": "3",
         "boosted_ns": "900000000",
-        "boosted_cpu_ns": "200000000",
+        "boosted_cpu_ns": "120000000",
         "stale_throttles": "0",
-        "vm_throttles": "12",
+        "vm_throttles": "2",
     }
     detach = {**row, "boosts": "40", "setattr_failures": "0", "host_writes": "150", "vmenter": "900", "vmexit": "880", "halt": "100"}
     obs.snapshots = {"hostile": [row], "hostile-done": [done], "detach": [detach],
@@ -79,19 +86,18 @@ def _good_observer(tmp_path: Path) -> ph.PvschedObserver:
                      "admin-done": [{"tid": "12", "boosts": "31", "kept_rt": "2"}],
                      "malformed": [{"tid": "11", "malformed": "0", "cpu": "0"}],
                      "malformed-done": [{"tid": "11", "malformed": "3", "cpu": "1"}],
-                     # 1.6 s (16 periods) of one RT task on vCPU 1: 16 throttles, boosted again after each, 0.33 s CPU.
+                     # 1.6 s (2 periods touched) of one RT task on vCPU 1: 2 throttles, boosted again after each, 0.1 s CPU.
                      "rt-long-spin": [_long(boosts=5, throttles=2, cpu_ns=100_000_000)],
-                     "rt-long-done": [_long(boosts=21, throttles=18, cpu_ns=430_000_000)],
+                     "rt-long-done": [_long(boosts=8, throttles=4, cpu_ns=200_000_000)],
                      # 2 s of one RT task beside a host RT task: boosted all along, 0.2 s CPU, no throttle.
                      "rt-shared-spin": [_shared(boosts=21, boosted_ns=0, stale=0)],
                      "rt-shared-done": [_shared(boosts=22, boosted_ns=1_900_000_000, stale=0)]}  # fmt: skip
     obs.phase_times.update({"rt-shared": 7.7, "rt-shared-spin": 7.8, "rt-shared-done": 7.95})
-    obs.test_cap_at["rt-shared"] = 7.75
     obs.pinned_cpu = 1  # vCPU 0 (tid 11) moved from CPU 0 to CPU 1, and KVM followed
     # The dodge phase: 2 s, both vCPUs registering again when throttled, capped all the same.
     obs.phase_times.update({"dodge": 12.1, "dodge-done": 14.1})
     obs.snapshots["dodge"] = [_dodging(11, 5, 15, 400_000_000), _dodging(12, 4, 18, 430_000_000)]
-    obs.snapshots["dodge-done"] = [_dodging(11, 25, 35, 800_000_000), _dodging(12, 24, 38, 850_000_000)]
+    obs.snapshots["dodge-done"] = [_dodging(11, 25, 35, 500_000_000), _dodging(12, 24, 38, 530_000_000)]
     obs.samples += [ph.Sample(12.2 + i / 10, "dodge", {11: int(i < 2), 12: int(i == 3)}) for i in range(10)]
     return obs
 
@@ -229,7 +235,18 @@ def test_healthy_run_passes_every_check(tmp_path: Path) -> None:
         (lambda o: o.snapshots.__setitem__("hostile-done", [_hostile_done(throttles=15, cpu_ns=400_000_000)]),
          "pvsched_throttles_last_their_period"),  # a kernel that does not count them
         # The cap set only after the RT task started: the phase ran under the shipped cap.
-        (lambda o: o.test_cap_at.__setitem__("rt-long", 6.5), "pvsched_long_boost_capped"),
+        (lambda o: o.cap_at.__setitem__("rt-long", 6.5), "pvsched_long_boost_capped"),
+        (lambda o: o.caps.pop("rt-long"), "pvsched_long_boost_capped"),
+        # KVM booted with another cap than the series ships (mutant cap-defaults-not-shipped), a phase
+        # judged at another cap, or a cap never read: the cap was not tested where users get it.
+        (lambda o: setattr(o, "boot_cap", ph.Cap(500_000, 1_000_000, 1_000_000)), "pvsched_cap_at_shipped_defaults"),
+        (lambda o: setattr(o, "boot_cap", None), "pvsched_cap_at_shipped_defaults"),
+        (lambda o: o.caps.__setitem__("hostile", ph.Cap(20_000, 100_000, 10_000)), "pvsched_cap_at_shipped_defaults"),
+        (lambda o: o.caps.pop("dodge"), "pvsched_cap_at_shipped_defaults"),
+        (lambda o: o.caps.pop("hostile"), "pvsched_hostile_guest_throttled"),
+        (lambda o: o.caps.pop("hostile"), "pvsched_vm_budget_holds"),
+        (lambda o: o.caps.pop("dodge"), "pvsched_reregistering_guest_still_capped"),
+        (lambda o: o.caps.pop("rt-shared"), "pvsched_throttles_last_their_period"),
         (lambda o: o.snapshots.pop("rt-long-done"), "pvsched_long_boost_capped"),
         # A boost beside the host RT task whose throttle ended before it began (mutant period-rolls-only-on-boost).
         (lambda o: o.snapshots.__setitem__("rt-shared-done", [_shared(boosts=30, boosted_ns=1_900_000_000, stale=8)]),
