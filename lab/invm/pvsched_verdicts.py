@@ -385,12 +385,15 @@ class PvschedVerdicts:
         throttles = sum(int(r["throttles"]) for r in rows)
         periods = held_s / (cap.period_us / 1e6)
         ok = throttles > 0 and periods >= 2 and not any(stale)
+        # Reported, not judged: how often the timer's callback found the apply work had re-armed it first.
+        races = sum(int(r.get("timer_races", 0)) for r in self.obs.snapshots.get("detach") or [])
         return Case(
             name,
             "level1",
             "passed" if ok else "failed",
             f"{throttles} throttles; ended before they began, per vCPU and phase: {stale}; "
-            f"vCPU 1 boosted {held_s:.2f} s ({periods:.0f} periods) beside the host RT task",
+            f"vCPU 1 boosted {held_s:.2f} s ({periods:.0f} periods) beside the host RT task; "
+            f"cap timer expiries found re-armed by a boost: {races}",
         )
 
     def _detach_case(self) -> Case:
