@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from lab import bench_stats as bs
+from lab.protocol import BENCH_OVERDUE_GRACE_S
 
 # RFC v1 cover letter (../shared/REFERENCE.md): cyclictest -i 500 in a
 # 4-vCPU guest, host loaded with stress-ng; vanilla / dynamic / static.
@@ -67,7 +68,8 @@ def series(rounds: list[dict[str, Any]], mode: str, side: str, stat: str) -> lis
     for r in rounds:
         window = r["modes"].get(mode) or {}
         data = window.get(side)
-        if not data or data.get(stat) is None or window.get("error"):
+        # A livelocked window measured the livelock, not the mode: no figure.
+        if not data or data.get(stat) is None or window.get("error") or window.get("livelock"):
             return None
         values.append(float(data[stat]))
     return values or None
@@ -85,6 +87,7 @@ def summarize(raw: dict[str, Any]) -> dict[str, Any]:
         entry: dict[str, Any] = {
             "rounds": len(windows),
             "errors": [w["error"] for w in windows if w.get("error")],
+            "livelocks": [w["livelock"] for w in windows if w.get("livelock")],
             "boosts": [w.get("boosts") for w in windows],
             "throttles": [w.get("throttles") for w in windows],
             "vm_exits": [w.get("vm_exits") for w in windows],
@@ -207,6 +210,9 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
+OVERDUE_TEXT = f"its length + {BENCH_OVERDUE_GRACE_S} s"
+
+
 def markdown(bench: dict[str, Any], command: str) -> str:
     modes, comps = bench["modes"], bench["comparisons"]
     cap = list(bench.get("shipped_cap_us") or ["?", "?"])
@@ -239,6 +245,10 @@ def markdown(bench: dict[str, Any], command: str) -> str:
             text = _fmt(side.get(stat)) + (f" [{_fmt(iv['low'])}, {_fmt(iv['high'])}]" if iv else "")
             return text
 
+        if m.get("livelocks"):
+            lines.append(f"| {name} | livelocked in {len(m['livelocks'])} of {m['rounds']} rounds: the guest never ended its window "
+                         f"until level 1 withdrew the mode ({OVERDUE_TEXT}) | | | | | | |")  # fmt: skip
+            continue
         avg = cell(g, "avg_us") + (f" ({pub['avg_us']})" if pub else "")
         counts = "-" if name not in ("pvsched", "pvsched-nocap", "scx") else (
             f"{_count(_median(m.get('boosts')))} / {_count(_median(m.get('throttles')))}")  # fmt: skip

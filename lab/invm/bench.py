@@ -36,13 +36,14 @@ import os
 import re
 import signal
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
 from lab.invm import pvsched_host, watchdog
 from lab.invm.level2 import boot_guest, qemu_command
-from lab.protocol import BENCH_MODES, LEVEL1_DONE, LEVEL1_READY
+from lab.protocol import BENCH_MODES, BENCH_OVERDUE_GRACE_S, LEVEL1_DONE, LEVEL1_READY
 from lab.runner import Background, Runner
 
 MODES = BENCH_MODES
@@ -53,6 +54,12 @@ HOST_PRIORITY = 5
 # task pinned beside the vCPU starved it into RCU stalls (seen here).
 HOST_INTERVAL_FACTOR = 4
 TENANT_READY = "LAB-TENANT busy"
+# A window still open BENCH_OVERDUE_GRACE_S past its length is livelocked,
+# not late: the guest times its window by its own clock, which follows the
+# host's; a livelocked guest never ends it (static RT with a 2-vCPU guest on
+# one CPU, seen). Level 1 then withdraws the mode, and the window's result is
+# the livelock. Each window's length as level 1 saw it is kept (window_s).
+OVERDUE_GRACE_S = BENCH_OVERDUE_GRACE_S
 
 
 def guest_threads(cfg: dict[str, Any]) -> int:
@@ -227,6 +234,8 @@ class Window:
         self.counters: dict[str, float] = {}
         self.tenant_ns: list[int | None] = []  # the tenant's CPU time at the window's start and end
         self.error = ""
+        self.withdrawn_at: float | None = None  # when level 1 withdrew a livelocked mode
+        self._overdue_watch: threading.Timer | None = None
 
     def prepare(self) -> None:
         """The mode's host side, all of it in place before the window opens."""
@@ -268,6 +277,10 @@ class Window:
         if self.irq is not None and self.irq.poll() is None:
             os.kill(self.irq.pid, signal.SIGUSR1)  # count from the window's start
         self.started_at = time.monotonic()
+        if self.mode != "idle":
+            self._overdue_watch = threading.Timer(int(cfg["duration"]) + OVERDUE_GRACE_S, self._overdue)
+            self._overdue_watch.daemon = True
+            self._overdue_watch.start()
         if self.bench.tenant is not None:
             self.tenant_ns = [self.bench.tenant.cpu_ns()]
         vm_pid = self.bench.vm_pid()
@@ -279,8 +292,34 @@ class Window:
             f"host cyclictest (round {self.bench.number}, {self.mode})",
         )  # fmt: skip
 
+    def _overdue(self) -> None:
+        """The window outlived its length by OVERDUE_GRACE_S: take the mode away so the guest can go on."""
+        if self.done_at is not None:
+            return
+        self.withdrawn_at = time.monotonic()
+        print(f"bench: round {self.bench.number} {self.mode}: the window is {OVERDUE_GRACE_S} s past its end; "
+              "withdrawing the mode (livelock)", flush=True)  # fmt: skip
+        self._withdraw()
+
+    def _withdraw(self) -> None:
+        if self.mode == "static":
+            for tid in self.bench.vcpu_threads().values():
+                with contextlib.suppress(OSError):
+                    os.sched_setscheduler(tid, os.SCHED_OTHER, os.sched_param(0))
+        elif self.policy is not None:
+            self.policy.stop()
+
+    def livelock(self) -> dict[str, float | None] | None:
+        """When the mode was withdrawn (seconds after the window opened) and how long the guest took to end it after."""
+        if self.withdrawn_at is None or self.started_at is None:
+            return None
+        recovered = round(self.done_at - self.withdrawn_at, 1) if self.done_at is not None else None
+        return {"withdrawn_after_s": round(self.withdrawn_at - self.started_at, 1), "window_ended_after_s": recovered}
+
     def done(self) -> None:
         self.done_at = time.monotonic()
+        if self._overdue_watch is not None:
+            self._overdue_watch.cancel()
         if self.bench.tenant is not None:
             self.tenant_ns.append(self.bench.tenant.cpu_ns())
         if self.irq is not None:
@@ -296,6 +335,8 @@ class Window:
             self.counters[key] = total
 
     def teardown(self) -> None:
+        if self._overdue_watch is not None:
+            self._overdue_watch.cancel()
         if self.host_ct is not None and self.host_ct.wait(int(self.bench.cfg["duration"]) + 60) is None:
             self.host_ct.stop(signal.SIGKILL)
         if self.irq is not None:
@@ -348,6 +389,8 @@ class Window:
             "throttles": self.counters.get("throttles"),
             "boosted_ms": round(self.counters.get("boosted_ns", 0) / 1e6, 1) if self.counters else None,
             "settled_s": round(self.started_at - self.ready_at, 2) if not late else None,  # type: ignore[operator]
+            "window_s": round(self.done_at - self.started_at, 1) if self.done_at and self.started_at else None,
+            "livelock": self.livelock(),
             "error": error,
         }
 

@@ -38,15 +38,19 @@ UNBOOST_MIN_SAMPLES = 3
 HOOKS = ("vmenter", "vmexit", "halt", "intr_inj")  # the policy's per-event counts (bpf/pvsched_stats.h)
 # The rt-shared phase tests the period's rollover under a boost with a cap
 # of its own: a host RT task leaves vCPU 1 about 10 % of each period, which
-# must stay under the budget. The other capped phases run at KVM's shipped cap.
-SHARED_BUDGET_US, SHARED_PERIOD_US = 20_000, 100_000
+# must stay under the budget, its own and the VM's. The other capped phases
+# run at KVM's shipped cap.
+SHARED_BUDGET_US, SHARED_PERIOD_US, SHARED_VM_BUDGET_US = 20_000, 100_000, 40_000
+# The tests of other things under a cap of their own (PI boosts, teardown)
+# hold a VM to its vCPUs' budgets only: the VM budget lifted to this many vCPUs' worth.
+UNBOUND_VM_VCPUS = 64
 Rows = dict[str, dict[str, str]]  # KVM's debugfs rows by thread id
 # What the admin phases set on vCPU 1's thread: a nice value, and an RT priority above any boost.
 ADMIN_NICE, ADMIN_RT_PRIORITY = 5, 60
 # The phases whose verdicts judge the cap (the guest's phase line -> its
 # end), and the one among them that sets its own.
 CAP_PHASES = {"hostile": "hostile-done", "dodge": "dodge-done", "rt-long": "rt-long-done", "rt-shared": "rt-shared-done"}
-OWN_CAP_PHASES = {"rt-shared": (SHARED_BUDGET_US, SHARED_PERIOD_US)}
+OWN_CAP_PHASES = {"rt-shared": (SHARED_BUDGET_US, SHARED_PERIOD_US, SHARED_VM_BUDGET_US)}
 # The dodge phase: the share of samples with a vCPU thread boosted may exceed
 # budget/period (0.2: wall time boosted exceeds CPU time while preempted) but
 # not approach 1, which is what registering again to leave a throttle gives.
@@ -275,10 +279,11 @@ def case_under_test_cap(
 ) -> Case:
     """`body`'s (status, detail) as the level-1 case `name`, run with the boost
     policy attached and KVM's cap at `cap_us` (budget, period); both undone
-    after. A cap that cannot be read, a policy that does not attach, or one of
+    after. The VM's budget is lifted meanwhile (UNBOUND_VM_VCPUS), so each vCPU
+    meets its own. A cap that cannot be read, a policy that does not attach, or one of
     `errors` (OSError includes DebugfsUnreadable) fails the case."""
     try:
-        saved = read_cap()
+        saved = Cap.read()
     except (OSError, ValueError) as exc:
         return Case(name, "level1", "failed", f"cannot read KVM's cap: {exc}")
     policy = PolicyRun(runner, loader, stats)
@@ -286,11 +291,13 @@ def case_under_test_cap(
         return Case(name, "level1", "failed", f"policy did not attach: {err}")
     try:
         set_cap(*cap_us)
+        set_kvm_param("pvsched_vm_budget_us", cap_us[0] * UNBOUND_VM_VCPUS)
         return Case(name, "level1", *body())
     except errors as exc:
         return Case(name, "level1", "failed", str(exc))
     finally:
-        set_cap(*saved)
+        set_cap(saved.budget_us, saved.period_us)
+        set_kvm_param("pvsched_vm_budget_us", saved.vm_budget_us)
         policy.stop()
 
 
@@ -312,7 +319,7 @@ class PvschedObserver:
     max_sample_gap: float = 0.0
     _sampler: Background | None = None
     _sample_file: Path = Path("/tmp/lab-vcpu-samples.jsonl")
-    _saved_cap: tuple[int, int] | None = None
+    _saved_cap: Cap | None = None
     pinned_cpu: int | None = None  # where vCPU 0's thread was moved in the malformed phase
     boot_cap: Cap | None = None  # KVM's cap when the guest was ready, before any phase changed it
     caps: dict[str, Cap] = field(default_factory=dict)  # the cap in effect, per capped phase
@@ -356,13 +363,16 @@ class PvschedObserver:
             self._learn_threads()
         elif name in CAP_PHASES:
             if name in OWN_CAP_PHASES:
-                self._saved_cap = read_cap()
-                set_cap(*OWN_CAP_PHASES[name])
+                self._saved_cap = Cap.read()
+                budget, period, vm_budget = OWN_CAP_PHASES[name]
+                set_cap(budget, period)
+                set_kvm_param("pvsched_vm_budget_us", vm_budget)
             self.caps[name] = Cap.read()
             self.cap_at[name] = time.monotonic()
         elif name in CAP_PHASES.values() and self._saved_cap is not None:
             self._end_sharing()
-            set_cap(*self._saved_cap)
+            set_cap(self._saved_cap.budget_us, self._saved_cap.period_us)
+            set_kvm_param("pvsched_vm_budget_us", self._saved_cap.vm_budget_us)
             self._saved_cap = None
         elif name == "admin-nice":
             self._admin_nice()

@@ -293,3 +293,51 @@ def test_level1_gets_the_time_its_planned_rounds_need() -> None:
     assert level1_seconds(planned("--scenario", "tenants")) > 6 * 360 + 3 * 60
     assert level1_seconds(planned()) > 23 * 60  # the single scenario's defaults took 23 min
     assert level1_seconds(planned("--rounds", "10")) > level1_seconds(planned())
+
+
+def test_a_livelocked_window_is_the_modes_result_not_a_figure() -> None:
+    raw = _raw({"vanilla": [2400.0, 2500.0], "static": [1000.0, 1100.0]})
+    livelock = {"withdrawn_after_s": 42.0, "window_ended_after_s": 3.5}
+    for r in raw["rounds"][1:]:
+        r["modes"]["static"]["livelock"] = livelock  # type: ignore[index]
+    bench = summarize(raw)
+    static = bench["modes"]["static"]
+    assert static["guest"] is None and static["livelocks"] == [livelock, livelock] and not static["errors"]
+    assert "guest_avg_ratio" not in bench["comparisons"]["static"]
+    assert "| static | livelocked in 2 of 2 rounds" in markdown(bench, "nox -s bench")
+    assert summarize(_raw({"static": [1000.0, 1100.0]}))["modes"]["static"]["livelocks"] == []
+
+
+def test_level1_withdraws_a_mode_whose_window_outlives_its_length(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import os
+
+    from lab.invm import bench as invm_bench
+    from lab.runner import Runner
+
+    cfg = {"guest_cpus": 2, "duration": 0, "interval_us": 500, "hist_us": 1000}
+    bench = invm_bench.RoundRun(Runner(tmp_path / "logs"), cfg, tmp_path, 1, ["static"], (5000, 100000, 5000))
+    bench._threads = {0: 101, 1: 102}
+    restored: list[int] = []
+    monkeypatch.setattr(os, "sched_setscheduler", lambda tid, policy, param: restored.append(tid) if policy == os.SCHED_OTHER else None)
+    monkeypatch.setattr(invm_bench, "OVERDUE_GRACE_S", 0.05)
+    monkeypatch.setattr(invm_bench, "kvm_exits", lambda pid: None)
+    monkeypatch.setattr(bench, "vm_pid", lambda: None)
+    monkeypatch.setattr(bench, "kvm_rows", lambda: [])
+    monkeypatch.setattr(bench.runner, "start", lambda *a, **k: None)
+    window = bench.windows["static"]
+    window.start()
+    window._overdue_watch.join(2)  # type: ignore[union-attr]
+    assert restored == [101, 102] and window.withdrawn_at is not None
+    window.done()
+    livelock = window.livelock()
+    assert livelock is not None and livelock["window_ended_after_s"] is not None
+    # A window that ends in time is never withdrawn.
+    on_time = invm_bench.RoundRun(Runner(tmp_path / "logs2"), cfg, tmp_path, 2, ["static"], (5000, 100000, 5000)).windows["static"]
+    monkeypatch.setattr(on_time.bench, "vm_pid", lambda: None)
+    monkeypatch.setattr(on_time.bench, "kvm_rows", lambda: [])
+    monkeypatch.setattr(on_time.bench.runner, "start", lambda *a, **k: None)
+    monkeypatch.setattr(invm_bench, "OVERDUE_GRACE_S", 0.3)
+    on_time.start()
+    on_time.done()
+    on_time._overdue_watch.join(1)  # type: ignore[union-attr]
+    assert on_time.withdrawn_at is None and on_time.livelock() is None

@@ -50,7 +50,7 @@ def _good_observer(tmp_path: Path) -> ph.PvschedObserver:
                        "detach": 99.0}  # fmt: skip
     # The shipped cap in every capped phase but rt-shared, which sets its own.
     obs.boot_cap = SHIPPED
-    obs.caps = {"rt-long": SHIPPED, "hostile": SHIPPED, "dodge": SHIPPED, "rt-shared": ph.Cap(20_000, 100_000, 50_000)}
+    obs.caps = {"rt-long": SHIPPED, "hostile": SHIPPED, "dodge": SHIPPED, "rt-shared": ph.Cap(20_000, 100_000, 40_000)}
     obs.cap_at = {"rt-long": 5.1, "hostile": 10.1, "dodge": 12.15, "rt-shared": 7.75}
     obs.phase_times.update({"admin-nice": 8.0, "admin-fifo": 9.0, "admin-done": 9.9})
     obs.phase_times.update({"cs-timer": 1.6, "cs-timer-done": 1.75, "cs-ipi": 1.85, "cs-ipi-done": 1.95,
@@ -68,16 +68,16 @@ def _good_observer(tmp_path: Path) -> ph.PvschedObserver:
         (11.5, [_vcpu(0, 11, softirq_seen=9, hardirq_seen=3, request_seen=4), _vcpu(1, 12, rt_seen=40)]),
     ]
     row = {"tid": "11", "throttles": "0", "boosted_ns": "0", "boosted_cpu_ns": "0", "vm_throttles": "0"}
-    # Boosted 0.9 s of wall time but 0.12 s of CPU time (the cap is on CPU time) in
-    # 2 s, within the VM's budget of 50 ms per 1 s (0.15 s over the 3 periods touched),
-    # which throttled it twice.
+    # Boosted 0.9 s of wall time but 0.09 s of CPU time (the cap is on CPU time) in
+    # 2 s, within the VM's budget of 5 ms per 100 ms (0.105 s over the 21 periods
+    # touched), which throttled it 12 times.
     done = {
         "tid": "11",
-        "throttles": "3",
+        "throttles": "15",
         "boosted_ns": "900000000",
-        "boosted_cpu_ns": "120000000",
+        "boosted_cpu_ns": "90000000",
         "stale_throttles": "0",
-        "vm_throttles": "2",
+        "vm_throttles": "12",
     }
     detach = {**row, "boosts": "40", "setattr_failures": "0", "host_writes": "150", "vmenter": "900", "vmexit": "880", "halt": "100"}
     obs.snapshots = {"hostile": [row], "hostile-done": [done], "detach": [detach],
@@ -86,9 +86,9 @@ def _good_observer(tmp_path: Path) -> ph.PvschedObserver:
                      "admin-done": [{"tid": "12", "boosts": "31", "kept_rt": "2"}],
                      "malformed": [{"tid": "11", "malformed": "0", "cpu": "0"}],
                      "malformed-done": [{"tid": "11", "malformed": "3", "cpu": "1"}],
-                     # 1.6 s (2 periods touched) of one RT task on vCPU 1: 2 throttles, boosted again after each, 0.1 s CPU.
+                     # 1.6 s (16 periods) of one RT task on vCPU 1: 16 throttles, boosted again after each, 0.08 s CPU.
                      "rt-long-spin": [_long(boosts=5, throttles=2, cpu_ns=100_000_000)],
-                     "rt-long-done": [_long(boosts=8, throttles=4, cpu_ns=200_000_000)],
+                     "rt-long-done": [_long(boosts=21, throttles=18, cpu_ns=180_000_000)],
                      # 2 s of one RT task beside a host RT task: boosted all along, 0.2 s CPU, no throttle.
                      "rt-shared-spin": [_shared(boosts=21, boosted_ns=0, stale=0)],
                      "rt-shared-done": [_shared(boosts=22, boosted_ns=1_900_000_000, stale=0)]}  # fmt: skip
@@ -97,7 +97,7 @@ def _good_observer(tmp_path: Path) -> ph.PvschedObserver:
     # The dodge phase: 2 s, both vCPUs registering again when throttled, capped all the same.
     obs.phase_times.update({"dodge": 12.1, "dodge-done": 14.1})
     obs.snapshots["dodge"] = [_dodging(11, 5, 15, 400_000_000), _dodging(12, 4, 18, 430_000_000)]
-    obs.snapshots["dodge-done"] = [_dodging(11, 25, 35, 500_000_000), _dodging(12, 24, 38, 530_000_000)]
+    obs.snapshots["dodge-done"] = [_dodging(11, 25, 35, 480_000_000), _dodging(12, 24, 38, 510_000_000)]
     obs.samples += [ph.Sample(12.2 + i / 10, "dodge", {11: int(i < 2), 12: int(i == 3)}) for i in range(10)]
     return obs
 

@@ -29,7 +29,9 @@ def test_the_shipped_cap_is_the_series_default() -> None:
 
 def test_a_series_with_another_default_is_noticed() -> None:
     text = "".join(p.read_text() for p in sorted(SERIES.glob("*.patch")))
-    changed = text.replace("+static unsigned int pvsched_budget_us = 50000;", "+static unsigned int pvsched_budget_us = 500000;")
+    shipped = f"+static unsigned int pvsched_budget_us = {SHIPPED_CAP_US['budget']};"
+    assert shipped in text
+    changed = text.replace(shipped, "+static unsigned int pvsched_budget_us = 500000;")
     assert series_defaults(changed) != SHIPPED_CAP_US
 
 
