@@ -33,8 +33,11 @@ and each is matched as narrowly as the text allows:
   (the emulator control's base-ipi cell, at 0xffff8c8b919a899a; on ours
   also at 0x1e0).
 - `stuck-in-guest`: level 1 reported an RCU stall on a CPU that its CPU
-  dump shows running at CPL 3 (KVM intercepts every interrupt of a running
-  guest: a correct CPU leaves the level-2 guest at the next tick).
+  dump shows running at CPL 3 with interrupts enabled while its local APIC
+  holds a requested interrupt above its priority, none in service (KVM
+  intercepts every interrupt of a running guest, and level 1's own user
+  code takes it: a correct CPU leaves at the next instruction). A CPU at
+  CPL 3 with nothing pending is a stall of some other cause.
 - `lost-wakeup`: two CPU dumps, each taken with the VM stopped and at
   least a second of running apart, show the same CPU halted with
   interrupts enabled and the same interrupt above its priority requested
@@ -53,7 +56,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from lab.monitor import LOST_WAKEUP_LINE
+from lab.monitor import LOST_WAKEUP_LINE, running_with_interrupt_pending, split_dump
 from lab.protocol import WEDGED
 
 # "Code: ... 65 48 8b 05 d0 d1 d2 d3 <48> 8b ...": mov %gs:disp32(%rip),%rax
@@ -67,7 +70,6 @@ _NMI_MASK = 0x00F00000  # include/linux/preempt.h: NMI_BITS 4 at NMI_SHIFT 20
 # "rcu: \t0-...0: (4696 ticks this GP) ...": a stalled CPU.
 _RCU_STALLED_CPU = re.compile(r"rcu:\s+(\d+)-\S*: \(")
 # A CPU's header and its RIP line in the monitor dump (lab.monitor).
-_DUMP_CPU = re.compile(r"^CPU#(\d+)\n(?:.*\n){0,6}?RIP=\S+ .*\bCPL=(\d)", re.MULTILINE)
 # A level-2 report of a page-fault handler that read a NULL current (guest-null-current).
 _GUEST_GUARD_HIT = re.compile(r"BUG: \S+ stack guard page was hit")
 _GUEST_BAD_TABLE = re.compile(r"Corrupted page table at address ([0-9a-f]+)\s*$")
@@ -209,10 +211,9 @@ def nmi_never_left(console: str) -> tuple[int, str]:
 
 
 def stuck_in_guest(console: str, cpu_dump: str) -> list[int]:
-    """CPUs level 1 reports stalled that the dump shows at CPL 3."""
+    """CPUs level 1 reports stalled that the dump shows at CPL 3 not taking a deliverable interrupt."""
     stalled = {int(m[1]) for m in _RCU_STALLED_CPU.finditer(console)}
-    user = {int(m[1]) for m in _DUMP_CPU.finditer(cpu_dump) if m[2] == "3"}
-    return sorted(stalled & user)
+    return sorted(stalled & set(running_with_interrupt_pending(*split_dump(cpu_dump))))
 
 
 def unkillable_running(console: str) -> str:

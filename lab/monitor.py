@@ -89,6 +89,29 @@ def lost_wakeups(registers: str, lapics: list[str]) -> list[int]:
     return lost
 
 
+def running_with_interrupt_pending(registers: str, lapics: list[str]) -> list[int]:
+    """CPUs running at CPL 3 with IF set whose APIC has a requested interrupt
+    above its processor priority and none in service: in user mode (level 1's
+    or, under KVM, level 2's, whose physical interrupts KVM intercepts) a
+    correct CPU takes it at the next instruction."""
+    cpus = re.split(r"^CPU#\d+\s*$", registers, flags=re.M)[1:]
+    found = []
+    for i, (regs, lapic) in enumerate(zip(cpus, lapics, strict=False)):
+        flags, cpl = re.search(r"RFL=([0-9a-f]+)", regs), re.search(r"\bCPL=(\d)", regs)
+        ppr = re.search(r"\bPPR 0x([0-9a-f]+)", lapic)
+        deliverable = [v for v in lapic_vectors(lapic, "IRR") if ppr is None or v >> 4 > int(ppr[1], 16) >> 4]
+        running = "HLT=1" not in regs and cpl is not None and cpl[1] == "3"
+        if running and flags and int(flags[1], 16) & 0x200 and deliverable and not lapic_vectors(lapic, "ISR"):
+            found.append(i)
+    return found
+
+
+def split_dump(dump: str) -> tuple[str, list[str]]:
+    """A dump_cpus() file: its registers, and each CPU's `info lapic` in CPU order."""
+    registers, *lapics = re.split(r"^# info lapic \d+\s*$", dump, flags=re.M)
+    return registers, lapics
+
+
 def qemu_pid(monitor: Path, proc: Path = Path("/proc")) -> int | None:
     """The QEMU process serving `monitor`: its path is on QEMU's command line
     (and on vng's, which started QEMU: the program's name tells them apart)."""

@@ -170,3 +170,68 @@ GUEST_NULL_CURRENT_BASE_OOPS = """[   12.526356] swapper/0: Corrupted page table
 [   12.526356] RBP: 0000000000000000 R08: 0000000000000000 R09: 0000000000000000
 [   12.526356] R10: 0000000000000000 R11: 0000000000000000 R12: 0000000000000568
 """
+
+
+# The wedged dump of run 20261203T124140Z-25db (stress, hostile part, a vanilla round):
+# level-1 CPU 0 at CPL 3, IF set, timer and IPI vectors requested for minutes.
+STUCK_IN_GUEST_DUMP = """\
+
+CPU#0
+RAX=0000000000000000 RBX=0000000000000000 RCX=0000000000000000 RDX=000000001b8f83c0
+RSI=000000001b8f9b50 RDI=00007ffd35ffc7b0 RBP=0000000000000001 RSP=00007ffd35ffc7b0
+R8 =0000000000000000 R9 =0000000000000000 R10=0000000000448260 R11=0000000000000000
+R12=0000000000000000 R13=00007ffd35ffc7b0 R14=00000000005eaeb0 R15=000000001b8f83c0
+RIP=000000000042edf1 RFL=00000246 [---Z-P-] CPL=3 II=0 A20=1 SMM=0 HLT=0
+ES =0000 0000000000000000 00000000 00000000
+CPU#1
+RAX=000000dc95938630 RBX=0000000000002710 RCX=0000000000000001 RDX=00000000000094ea
+RSI=000000dc9592f146 RDI=0000000000251ac7 RBP=0000000000000001 RSP=ffffc900000d8e68
+R8 =0000000000000001 R9 =0000000000000001 R10=ffffc900000d8bf8 R11=ffffffff820b0832
+R12=0000000000000003 R13=0000000000000001 R14=ffff88813cd00000 R15=ffffffff81ec8240
+RIP=ffffffff814f6c2c RFL=00000083 [--S---C] CPL=0 II=0 A20=1 SMM=0 HLT=0
+ES =0000 0000000000000000 00000000 00000000
+CPU#0: RIP 000000000042edf1 = ?
+CPU#1: RIP ffffffff814f6c2c = delay_tsc+0x39
+
+# info lapic 0
+dumping local APIC state for CPU 0
+
+LVT0	 0x00010700 active-hi edge  masked                      ExtINT (vec 0)
+LVT1	 0x00000400 active-hi edge                              NMI
+LVTPC	 0x00010000 active-hi edge  masked                      Fixed  (vec 0)
+LVTERR	 0x000000fe active-hi edge                              Fixed  (vec 254)
+LVTTHMR	 0x00010000 active-hi edge  masked                      Fixed  (vec 0)
+LVTT	 0x000000ec active-hi edge                 one-shot     Fixed  (vec 236)
+Timer	 DCR=0x3 (divide by 16) initial_count = 36460 current_count = 0
+SPIV	 0x000001ff APIC enabled, focus=off, spurious vec 255
+ICR	 0x000000fd physical edge de-assert no-shorthand
+ICR2	 0x01000000 cpu 1 (APIC ID)
+ESR	 0x00000000
+ISR	 (none)
+IRR	 236 251 253
+
+APR 0x00 TPR 0x10 DFR 0x0f LDR 0x00 PPR 0x10
+
+# info lapic 1
+dumping local APIC state for CPU 1
+
+LVT0	 0x00010700 active-hi edge  masked                      ExtINT (vec 0)
+LVT1	 0x00010400 active-hi edge  masked                      NMI
+LVTPC	 0x00010000 active-hi edge  masked                      Fixed  (vec 0)
+LVTERR	 0x000000fe active-hi edge                              Fixed  (vec 254)
+LVTTHMR	 0x00010000 active-hi edge  masked                      Fixed  (vec 0)
+LVTT	 0x000000ec active-hi edge                 one-shot     Fixed  (vec 236)
+Timer	 DCR=0x3 (divide by 16) initial_count = 45716 current_count = 0
+SPIV	 0x000001ff APIC enabled, focus=off, spurious vec 255
+ICR	 0x00000400 physical edge de-assert no-shorthand
+ICR2	 0x00000000 cpu 0 (APIC ID)
+ESR	 0x00000000
+ISR	 (none)
+IRR	 (none)
+
+APR 0x01 TPR 0x10 DFR 0x0f LDR 0x00 PPR 0x10
+"""
+STUCK_IN_GUEST_STALL = """\
+[  322.675163] rcu: INFO: rcu_sched detected stalls on CPUs/tasks:
+[  322.676901] rcu: 	0-...0: (1620 ticks this GP) idle=fa0c/1/0x4000000000000000 softirq=16441/16442 fqs=1049
+"""

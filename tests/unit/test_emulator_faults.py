@@ -80,7 +80,17 @@ def test_nmi_never_left_needs_the_nmi_bits_of_the_preempt_count() -> None:
 
 # Run 20261127T143457Z, attempt 1: level 1's CPU 0 in the level-2 guest's user code for minutes.
 STALL = "[  276.054864] rcu: \t0-...0: (4696 ticks this GP) idle=05ec/1/0x4000000000000000 softirq=15798/15799 fqs=1048\n"
-DUMP = """
+LAPIC = """
+# info lapic {cpu}
+dumping local APIC state for CPU {cpu}
+
+LVTT\t 0x000000ec active-hi edge                 one-shot     Fixed  (vec 236)
+ISR\t {isr}
+IRR\t {irr}
+
+APR 0x00 TPR 0x10 DFR 0x0f LDR 0x00 PPR 0x10
+"""
+REGS = """
 CPU#0
 RAX=000000000042d670 RBX=0000000000000000 RCX=0000000000000002 RDX=0000000005fdf710
 RIP=000000000042ebf0 RFL=00000206 [-----P-] CPL=3 II=0 A20=1 SMM=0 HLT=0
@@ -90,13 +100,33 @@ RIP=ffffffff814f5aec RFL=00000097 [--S-APC] CPL=0 II=0 A20=1 SMM=0 HLT=0
 """
 
 
-def test_stuck_in_guest_needs_a_stall_on_a_cpu_running_at_cpl3(tmp_path: Path) -> None:
+def _dump(regs: str = REGS, irr0: str = "236 253 ", isr0: str = "(none)") -> str:
+    return regs + LAPIC.format(cpu=0, irr=irr0, isr=isr0) + LAPIC.format(cpu=1, irr="236 ", isr="(none)")
+
+
+DUMP = _dump()
+
+
+def test_stuck_in_guest_needs_a_stalled_cpu_at_cpl3_not_taking_a_deliverable_interrupt(tmp_path: Path) -> None:
     assert emulator_faults.stuck_in_guest(STALL, DUMP) == [0]
-    assert emulator_faults.stuck_in_guest(STALL.replace("\t0-", "\t1-"), DUMP) == []  # CPU 1 is in the kernel
+    assert emulator_faults.stuck_in_guest(STALL.replace("\t0-", "\t1-"), DUMP) == []  # CPU 1 is in the kernel, IF clear
     assert emulator_faults.stuck_in_guest("", DUMP) == []  # user code without a stall is normal
+    # User code with nothing requested, or with an interrupt in service, or masked: a stall of another cause.
+    assert emulator_faults.stuck_in_guest(STALL, _dump(irr0="(none)")) == []
+    assert emulator_faults.stuck_in_guest(STALL, _dump(isr0="236 ")) == []
+    assert emulator_faults.stuck_in_guest(STALL, _dump(regs=REGS.replace("RFL=00000206", "RFL=00000006"))) == []
+    assert emulator_faults.stuck_in_guest(STALL, _dump(irr0="16 ")) == []  # below the processor priority
+    assert emulator_faults.stuck_in_guest(STALL, REGS) == []  # no APIC state: no evidence
     (tmp_path / "level1-console.log").write_text(STALL)
     (tmp_path / "level1-cpus-wedged.txt").write_text(DUMP)
     assert [e.signature for e in emulator_faults.find(tmp_path, "tcg", {})] == ["stuck-in-guest"]
+
+
+def test_stuck_in_guest_in_a_kept_dump() -> None:
+    """Run 20261203T124140Z-25db: level-1 CPU 0 at CPL 3 for minutes, timer and IPIs requested."""
+    from oops_samples import STUCK_IN_GUEST_DUMP, STUCK_IN_GUEST_STALL
+
+    assert emulator_faults.stuck_in_guest(STUCK_IN_GUEST_STALL, STUCK_IN_GUEST_DUMP) == [0]
 
 
 def test_null_percpu_on_the_labs_own_kernel_build(tmp_path: Path) -> None:

@@ -69,15 +69,15 @@ def _good_observer(tmp_path: Path) -> ph.PvschedObserver:
     ]
     row = {"tid": "11", "throttles": "0", "boosted_ns": "0", "boosted_cpu_ns": "0", "vm_throttles": "0"}
     # Boosted 0.9 s of wall time but 0.09 s of CPU time (the cap is on CPU time) in
-    # 2 s, within the VM's budget of 5 ms per 100 ms (0.105 s over the 21 periods
-    # touched), which throttled it 12 times.
+    # 2 s, within the VM's budget of 50 ms per 1 s (0.15 s over the 3 periods
+    # touched), which throttled it twice.
     done = {
         "tid": "11",
-        "throttles": "15",
+        "throttles": "3",
         "boosted_ns": "900000000",
         "boosted_cpu_ns": "90000000",
         "stale_throttles": "0",
-        "vm_throttles": "12",
+        "vm_throttles": "2",
     }
     detach = {**row, "boosts": "40", "setattr_failures": "0", "host_writes": "150", "vmenter": "900", "vmexit": "880", "halt": "100"}
     obs.snapshots = {"hostile": [row], "hostile-done": [done], "detach": [detach],
@@ -86,9 +86,9 @@ def _good_observer(tmp_path: Path) -> ph.PvschedObserver:
                      "admin-done": [{"tid": "12", "boosts": "31", "kept_rt": "2"}],
                      "malformed": [{"tid": "11", "malformed": "0", "cpu": "0"}],
                      "malformed-done": [{"tid": "11", "malformed": "3", "cpu": "1"}],
-                     # 1.6 s (16 periods) of one RT task on vCPU 1: 16 throttles, boosted again after each, 0.08 s CPU.
+                     # 1.6 s (2 periods touched) of one RT task on vCPU 1: 2 throttles, boosted again after each, 0.08 s CPU.
                      "rt-long-spin": [_long(boosts=5, throttles=2, cpu_ns=100_000_000)],
-                     "rt-long-done": [_long(boosts=21, throttles=18, cpu_ns=180_000_000)],
+                     "rt-long-done": [_long(boosts=8, throttles=4, cpu_ns=180_000_000)],
                      # 2 s of one RT task beside a host RT task: boosted all along, 0.2 s CPU, no throttle.
                      "rt-shared-spin": [_shared(boosts=21, boosted_ns=0, stale=0)],
                      "rt-shared-done": [_shared(boosts=22, boosted_ns=1_900_000_000, stale=0)]}  # fmt: skip
