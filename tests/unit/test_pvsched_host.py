@@ -50,7 +50,8 @@ def _good_observer(tmp_path: Path) -> ph.PvschedObserver:
                        "detach": 99.0}  # fmt: skip
     # The shipped cap in every capped phase but rt-shared, which sets its own.
     obs.boot_cap = SHIPPED
-    obs.caps = {"rt-long": SHIPPED, "hostile": SHIPPED, "dodge": SHIPPED, "rt-shared": ph.Cap(20_000, 100_000, 40_000)}
+    lifted = ph.Cap(SHIPPED.budget_us, SHIPPED.period_us, SHIPPED.budget_us * ph.UNBOUND_VM_VCPUS)
+    obs.caps = {"rt-long": lifted, "hostile": SHIPPED, "dodge": SHIPPED, "rt-shared": ph.Cap(20_000, 100_000, 40_000)}
     obs.cap_at = {"rt-long": 5.1, "hostile": 10.1, "dodge": 12.15, "rt-shared": 7.75}
     obs.phase_times.update({"admin-nice": 8.0, "admin-fifo": 9.0, "admin-done": 9.9})
     obs.phase_times.update({"cs-timer": 1.6, "cs-timer-done": 1.75, "cs-ipi": 1.85, "cs-ipi-done": 1.95,
@@ -243,6 +244,7 @@ def test_healthy_run_passes_every_check(tmp_path: Path) -> None:
         (lambda o: setattr(o, "boot_cap", None), "pvsched_cap_at_shipped_defaults"),
         (lambda o: o.caps.__setitem__("hostile", ph.Cap(20_000, 100_000, 10_000)), "pvsched_cap_at_shipped_defaults"),
         (lambda o: o.caps.pop("dodge"), "pvsched_cap_at_shipped_defaults"),
+        (lambda o: o.caps.__setitem__("rt-long", ph.Cap(20_000, 100_000, 6_400_000)), "pvsched_cap_at_shipped_defaults"),
         (lambda o: o.caps.pop("hostile"), "pvsched_hostile_guest_throttled"),
         (lambda o: o.caps.pop("hostile"), "pvsched_vm_budget_holds"),
         (lambda o: o.caps.pop("dodge"), "pvsched_reregistering_guest_still_capped"),
