@@ -5,8 +5,11 @@ against kernel/patches/, guest/ or bpf/ with the checks expected to catch
 it. For each, the lab's tree is copied, the patch applied, and the real lab
 run on the copy (`python -m lab run`, the normal retry policy), so the
 shared caches make each step an incremental build. A mutant is killed when
-that run does not pass. The unmodified tree runs first, the same way: a
-kill table is worth something only beside a green control.
+that run does not pass, unless the run lost its level-2 guest and the
+mutant is not expected to: its checks then failed for want of data, which
+says nothing of the mutant (inconclusive, run it again). The unmodified
+tree runs first, the same way: a kill table is worth something only beside
+a green control.
 """
 
 from __future__ import annotations
@@ -27,6 +30,8 @@ from lab.runner import Runner
 
 CATALOGUE = REPO / "tests/mutants/catalogue.toml"
 CONTROL = "unmodified"
+# The check that fails when a level-2 guest is lost (crashed, reset, hung).
+GUEST_LOST = "level2_boots"
 # What a copy of the lab needs; not its results, virtualenvs or git objects.
 _NOT_COPIED = shutil.ignore_patterns(".git", ".nox", "results", "__pycache__", "*.egg-info", ".mypy_cache", ".ruff_cache")
 
@@ -52,8 +57,13 @@ class Outcome:
     reruns: int = 0
 
     @property
+    def inconclusive(self) -> bool:
+        """The run lost a level-2 guest the mutant is not expected to lose."""
+        return self.status != "passed" and GUEST_LOST in self.failed and GUEST_LOST not in self.mutant.expect
+
+    @property
     def killed(self) -> bool:
-        return self.status != "passed"
+        return self.status != "passed" and not self.inconclusive
 
     @property
     def expected_seen(self) -> list[str]:
@@ -61,7 +71,7 @@ class Outcome:
 
     def to_dict(self) -> dict[str, Any]:
         return {"mutant": self.mutant.name, "covers": self.mutant.covers, "flaky": self.mutant.flaky,
-                "expect": self.mutant.expect, "status": self.status, "killed": self.killed,
+                "expect": self.mutant.expect, "status": self.status, "killed": self.killed, "inconclusive": self.inconclusive,
                 "expected_failed": self.expected_seen, "failed": self.failed, "reruns": self.reruns,
                 "minutes": self.minutes, "run_dir": self.run_dir}  # fmt: skip
 
@@ -96,7 +106,9 @@ def kill_table(outcomes: list[Outcome]) -> str:
         verdict = f"{o.status}; expected failed: {seen}" + (f"; also: {', '.join(others[:4])}" if others else "")
         if o.reruns:
             verdict += f"; {o.reruns} rerun(s)"
-        killed = "control" if o.mutant.patch is None else ("yes" if o.killed else "**no**")
+        killed = (
+            "control" if o.mutant.patch is None else ("yes" if o.killed else "inconclusive (guest lost)" if o.inconclusive else "**no**")
+        )
         name = o.mutant.name + (" (flaky)" if o.mutant.flaky else "") + (f" (`{' '.join(o.mutant.args)}`)" if o.mutant.args else "")
         lines.append(f"| {name} | {o.mutant.covers} | {', '.join(o.mutant.expect)} | {verdict} | {killed} | {o.minutes:.1f} |")
     mutants = [o for o in outcomes if o.mutant.patch is not None]
@@ -159,7 +171,7 @@ def run(only: list[str], lab_args: list[str], control: bool = True) -> int:
         (out / "kill-table.md").write_text(kill_table(outcomes))
         shutil.rmtree(out / "scratch" / mutant.name / ".nox", ignore_errors=True)
     print(kill_table(outcomes), flush=True)
-    survivors = [o.mutant.name for o in outcomes if o.mutant.patch is not None and not o.killed]
+    survivors = [o.mutant.name for o in outcomes if o.mutant.patch is not None and not o.killed]  # inconclusive ones too
     control_bad = [o for o in outcomes if o.mutant.patch is None and o.killed]
     print(f"mutants: {len(outcomes) - len(survivors) - (1 if control else 0)} killed, {len(survivors)} survived"
           + (f" ({', '.join(survivors)})" if survivors else "") + ("; CONTROL FAILED" if control_bad else "")

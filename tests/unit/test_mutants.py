@@ -44,6 +44,18 @@ def test_a_mutant_is_killed_when_the_run_does_not_pass() -> None:
     assert "| yes |" in table and "| **no** |" in table and "1 of 2 mutants killed" in table
 
 
+def test_a_run_that_lost_its_guest_kills_nothing() -> None:
+    """mutants-20261203T132817Z: period-rolls-only-on-boost's guest crashed at 2.8 s of boot; every
+    check, the expected ones too, failed for want of data."""
+    m = mutants.Mutant("period-rolls-only-on-boost", "the cap", "x", ["pvsched_long_boost_capped"], REPO / "x.patch")
+    lost = mutants.outcome_of(m, _summary("failed", ["level2_boots", "pvsched_long_boost_capped"]), 5.5, "r")
+    assert lost.inconclusive and not lost.killed
+    assert "inconclusive (guest lost)" in mutants.kill_table([lost]) and "0 of 1 mutants killed" in mutants.kill_table([lost])
+    # A mutant expected to lose its guest is killed by that.
+    crasher = mutants.Mutant("oops", "x", "x", ["level2_boots"], REPO / "x.patch")
+    assert mutants.outcome_of(crasher, _summary("failed", ["level2_boots"]), 5.0, "r").killed
+
+
 def test_a_mutant_is_planted_in_a_copy_inside_another_repository(tmp_path: Path) -> None:
     """Where nox -s mutants puts its copies: results/ of the lab's own checkout, a repository."""
     import shutil
