@@ -49,13 +49,16 @@ Rows = dict[str, dict[str, str]]  # KVM's debugfs rows by thread id
 ADMIN_NICE, ADMIN_RT_PRIORITY = 5, 60
 # The phases whose verdicts judge the cap (the guest's phase line -> its
 # end), and those among them that set their own: rt-shared all of it;
-# rt-long lifts the VM's budget only, which by default equals one vCPU's
-# and would stop a lone busy vCPU first, so that the vCPU's own budget is
-# what stops it (mutant cap-budget-is-the-period).
+# rt-long and dodge lift the VM's budget only, which by default equals one
+# vCPU's and would stop a lone busy vCPU first, so that the vCPU's own
+# budget is what stops it (mutants cap-budget-is-the-period and
+# reregister-refills-budget survived the VM's budget).
 CAP_PHASES = {"hostile": "hostile-done", "dodge": "dodge-done", "rt-long": "rt-long-done", "rt-shared": "rt-shared-done"}
+_VCPU_BUDGET_ONLY = (SHIPPED_CAP_US["budget"], SHIPPED_CAP_US["period"], SHIPPED_CAP_US["budget"] * UNBOUND_VM_VCPUS)
 OWN_CAP_PHASES = {
     "rt-shared": (SHARED_BUDGET_US, SHARED_PERIOD_US, SHARED_VM_BUDGET_US),
-    "rt-long": (SHIPPED_CAP_US["budget"], SHIPPED_CAP_US["period"], SHIPPED_CAP_US["budget"] * UNBOUND_VM_VCPUS),
+    "rt-long": _VCPU_BUDGET_ONLY,
+    "dodge": _VCPU_BUDGET_ONLY,
 }
 # The dodge phase: the share of samples with a vCPU thread boosted may exceed
 # budget/period (0.2: wall time boosted exceeds CPU time while preempted) but

@@ -51,7 +51,7 @@ def _good_observer(tmp_path: Path) -> ph.PvschedObserver:
     # The shipped cap in every capped phase but rt-shared, which sets its own.
     obs.boot_cap = SHIPPED
     lifted = ph.Cap(SHIPPED.budget_us, SHIPPED.period_us, SHIPPED.budget_us * ph.UNBOUND_VM_VCPUS)
-    obs.caps = {"rt-long": lifted, "hostile": SHIPPED, "dodge": SHIPPED, "rt-shared": ph.Cap(20_000, 100_000, 40_000)}
+    obs.caps = {"rt-long": lifted, "hostile": SHIPPED, "dodge": lifted, "rt-shared": ph.Cap(20_000, 100_000, 40_000)}
     obs.cap_at = {"rt-long": 5.1, "hostile": 10.1, "dodge": 12.15, "rt-shared": 7.75}
     obs.phase_times.update({"admin-nice": 8.0, "admin-fifo": 9.0, "admin-done": 9.9})
     obs.phase_times.update({"cs-timer": 1.6, "cs-timer-done": 1.75, "cs-ipi": 1.85, "cs-ipi-done": 1.95,
