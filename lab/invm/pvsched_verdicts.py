@@ -105,10 +105,10 @@ class PvschedVerdicts:
         case("pvsched_boost_sets_vcpu_thread_fifo", bool(fifo),
              f"{len(rt_samples)} samples of the vCPU threads during the RT phase, none SCHED_FIFO")  # fmt: skip
         # RT work is boosted at the policy's boost priority, a guest's bare
-        # requests (the hostile phase) only at its hint priority.
+        # requests (the hostile and hints phases) only at its hint priority.
         rt_prios = set().union(*(s.fifo_priorities() for s in rt_samples))
-        hint_prios = set().union(*(s.fifo_priorities() for s in self.obs.samples if s.phase == "hostile"))
-        prios = f"FIFO priorities of vCPU threads: RT phase {sorted(rt_prios)}, hostile phase {sorted(hint_prios)}"
+        hint_prios = set().union(*(s.fifo_priorities() for s in self.obs.samples if s.phase in ("hostile", "hints")))
+        prios = f"FIFO priorities of vCPU threads: RT phase {sorted(rt_prios)}, hostile and hints phases {sorted(hint_prios)}"
         ok = BOOST_PRIORITY in rt_prios and HINT_PRIORITY in hint_prios
         cases.append(Case("pvsched_rt_work_boosted_above_hints", "level1", "passed" if ok else "failed",
                           prios if ok else f"{prios} (want {BOOST_PRIORITY} and {HINT_PRIORITY})"))  # fmt: skip

@@ -280,6 +280,15 @@ def test_each_broken_observation_fails_its_check(tmp_path: Path, breakage, faili
     assert verdicts[failing] == "failed"
 
 
+def test_hint_priorities_count_from_the_uncapped_hints_phase(tmp_path: Path) -> None:
+    """At the shipped cap the hostile phase's boosts are short and rarely sampled; the hints phase lifts the cap."""
+    obs = _good_observer(tmp_path)
+    obs.samples[2] = ph.Sample(11.0, "hostile", {11: 0, 12: 0})
+    assert _verdicts(obs)["pvsched_rt_work_boosted_above_hints"] == "failed"
+    obs.samples.append(ph.Sample(12.05, "hints", {11: 1, 12: 0}, {11: 1, 12: 0}))
+    assert _verdicts(obs)["pvsched_rt_work_boosted_above_hints"] == "passed"
+
+
 def test_missing_stats_fail_instead_of_passing(tmp_path: Path) -> None:
     obs = _good_observer(tmp_path)
     obs.policy.stats.unlink()
