@@ -500,3 +500,22 @@ def test_a_kernel_that_accepts_a_budget_above_the_period_fails_the_cap_check(tmp
     case = ph.cap_refuses_budget_above_period()
     assert case.status == ("passed" if kernel_checks else "failed"), case.message
     assert ph.read_cap() == (500_000, 1_000_000)  # put back either way
+
+
+def test_the_phases_that_sample_boosts_run_with_the_cap_lifted_and_put_it_back(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """At the shipped cap a boost shows in 1 sample of 20: rt and hints lift it, the capped phases keep it."""
+    params = tmp_path / "params"
+    params.mkdir()
+    for name, value in (("pvsched_budget_us", SHIPPED.budget_us), ("pvsched_period_us", SHIPPED.period_us),
+                        ("pvsched_vm_budget_us", SHIPPED.vm_budget_us)):  # fmt: skip
+        (params / name).write_text(str(value))
+    monkeypatch.setattr(ph, "KVM_PARAMS", params)
+    obs = _good_observer(tmp_path)
+    for phase, done in (("rt", "rt-done"), ("hints", "hints-done")):
+        obs._enter(phase)
+        assert obs.caps[phase].budget_us == obs.caps[phase].period_us == SHIPPED.period_us
+        assert obs.caps[phase].vm_budget_us >= 2 * SHIPPED.period_us
+        obs._enter(done)
+        assert ph.Cap.read() == SHIPPED
+    obs._enter("hostile")
+    assert obs.caps["hostile"] == SHIPPED
