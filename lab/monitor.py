@@ -72,38 +72,30 @@ def lapic_vectors(lapic: str, register: str) -> list[int]:
 LOST_WAKEUP_LINE = "halted with a pending, deliverable interrupt"
 
 
-def lost_wakeups(registers: str, lapics: list[str]) -> list[int]:
-    """CPUs halted with IF set whose APIC has a requested interrupt above its
-    processor priority (PPR) and none in service: a correct CPU would have
-    taken it."""
-    cpus = re.split(r"^CPU#\d+\s*$", registers, flags=re.M)[1:]
-    lost = []
-    for i, (regs, lapic) in enumerate(zip(cpus, lapics, strict=False)):
-        flags = re.search(r"RFL=([0-9a-f]+)", regs)
-        halted = "HLT=1" in regs
-        ppr = re.search(r"\bPPR 0x([0-9a-f]+)", lapic)
-        requested = lapic_vectors(lapic, "IRR")
-        deliverable = [v for v in requested if ppr is None or v >> 4 > int(ppr[1], 16) >> 4]
-        if halted and flags and int(flags[1], 16) & 0x200 and deliverable and not lapic_vectors(lapic, "ISR"):
-            lost.append(i)
-    return lost
-
-
-def running_with_interrupt_pending(registers: str, lapics: list[str]) -> list[int]:
-    """CPUs running at CPL 3 with IF set whose APIC has a requested interrupt
-    above its processor priority and none in service: in user mode (level 1's
-    or, under KVM, level 2's, whose physical interrupts KVM intercepts) a
-    correct CPU takes it at the next instruction."""
+def _waiting_interrupts(registers: str, lapics: list[str]) -> list[tuple[int, str]]:
+    """(CPU, its registers) of every CPU with IF set whose APIC has a requested
+    interrupt above its processor priority (PPR) and none in service."""
     cpus = re.split(r"^CPU#\d+\s*$", registers, flags=re.M)[1:]
     found = []
     for i, (regs, lapic) in enumerate(zip(cpus, lapics, strict=False)):
-        flags, cpl = re.search(r"RFL=([0-9a-f]+)", regs), re.search(r"\bCPL=(\d)", regs)
+        flags = re.search(r"RFL=([0-9a-f]+)", regs)
         ppr = re.search(r"\bPPR 0x([0-9a-f]+)", lapic)
         deliverable = [v for v in lapic_vectors(lapic, "IRR") if ppr is None or v >> 4 > int(ppr[1], 16) >> 4]
-        running = "HLT=1" not in regs and cpl is not None and cpl[1] == "3"
-        if running and flags and int(flags[1], 16) & 0x200 and deliverable and not lapic_vectors(lapic, "ISR"):
-            found.append(i)
+        if flags and int(flags[1], 16) & 0x200 and deliverable and not lapic_vectors(lapic, "ISR"):
+            found.append((i, regs))
     return found
+
+
+def lost_wakeups(registers: str, lapics: list[str]) -> list[int]:
+    """CPUs halted with such an interrupt waiting: a correct CPU would have taken it."""
+    return [i for i, regs in _waiting_interrupts(registers, lapics) if "HLT=1" in regs]
+
+
+def running_with_interrupt_pending(registers: str, lapics: list[str]) -> list[int]:
+    """CPUs running at CPL 3 with such an interrupt waiting: in user mode
+    (level 1's or, under KVM, level 2's, whose physical interrupts KVM
+    intercepts) a correct CPU takes it at the next instruction."""
+    return [i for i, regs in _waiting_interrupts(registers, lapics) if "HLT=1" not in regs and re.search(r"\bCPL=3\b", regs)]
 
 
 def split_dump(dump: str) -> tuple[str, list[str]]:

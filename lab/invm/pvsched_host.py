@@ -61,13 +61,14 @@ ADMIN_NICE, ADMIN_RT_PRIORITY = 5, 60
 CAP_PHASES = {"rt": "rt-done", "hostile": "hostile-done", "hints": "hints-done", "dodge": "dodge-done",
               "rt-long": "rt-long-done", "rt-shared": "rt-shared-done"}  # fmt: skip
 _VCPU_BUDGET_ONLY = (SHIPPED_CAP_US["budget"], SHIPPED_CAP_US["period"], SHIPPED_CAP_US["budget"] * UNBOUND_VM_VCPUS)
+_UNCAPPED = (SHIPPED_CAP_US["period"], SHIPPED_CAP_US["period"], SHIPPED_CAP_US["period"] * UNBOUND_VM_VCPUS)
 OWN_CAP_PHASES = {
+    "rt": _UNCAPPED,
     "rt-shared": (SHARED_BUDGET_US, SHARED_PERIOD_US, SHARED_VM_BUDGET_US),
     "rt-long": _VCPU_BUDGET_ONLY,
     "dodge": _VCPU_BUDGET_ONLY,
-    "hints": (SHIPPED_CAP_US["period"], SHIPPED_CAP_US["period"], SHIPPED_CAP_US["period"] * UNBOUND_VM_VCPUS),
+    "hints": _UNCAPPED,
 }
-OWN_CAP_PHASES["rt"] = OWN_CAP_PHASES["hints"]
 # The dodge phase: the share of samples with a vCPU thread boosted may exceed
 # budget/period (0.2: wall time boosted exceeds CPU time while preempted) but
 # not approach 1, which is what registering again to leave a throttle gives.
@@ -200,8 +201,17 @@ class Cap:
     def read(cls) -> Cap:
         return cls(*read_cap(), read_vm_budget())
 
+    @classmethod
+    def shipped(cls) -> Cap:
+        return cls(SHIPPED_CAP_US["budget"], SHIPPED_CAP_US["period"], SHIPPED_CAP_US["vm_budget"])
+
     def is_shipped(self) -> bool:
-        return (self.budget_us, self.period_us, self.vm_budget_us) == tuple(SHIPPED_CAP_US[k] for k in ("budget", "period", "vm_budget"))
+        return self == Cap.shipped()
+
+    def apply(self) -> None:
+        """Make this KVM's cap (budget <= period after each write)."""
+        set_cap(self.budget_us, self.period_us)
+        set_kvm_param("pvsched_vm_budget_us", self.vm_budget_us)
 
     def allowed_s(self, seconds: float, vm: bool = False) -> float:
         """The boosted CPU time the cap allows over `seconds` (the periods it touches)."""
@@ -307,14 +317,12 @@ def case_under_test_cap(
     if err := policy.start():
         return Case(name, "level1", "failed", f"policy did not attach: {err}")
     try:
-        set_cap(*cap_us)
-        set_kvm_param("pvsched_vm_budget_us", cap_us[0] * UNBOUND_VM_VCPUS)
+        Cap(*cap_us, cap_us[0] * UNBOUND_VM_VCPUS).apply()
         return Case(name, "level1", *body())
     except errors as exc:
         return Case(name, "level1", "failed", str(exc))
     finally:
-        set_cap(saved.budget_us, saved.period_us)
-        set_kvm_param("pvsched_vm_budget_us", saved.vm_budget_us)
+        saved.apply()
         policy.stop()
 
 
@@ -381,15 +389,12 @@ class PvschedObserver:
         if name in CAP_PHASES:
             if name in OWN_CAP_PHASES:
                 self._saved_cap = Cap.read()
-                budget, period, vm_budget = OWN_CAP_PHASES[name]
-                set_cap(budget, period)
-                set_kvm_param("pvsched_vm_budget_us", vm_budget)
+                Cap(*OWN_CAP_PHASES[name]).apply()
             self.caps[name] = Cap.read()
             self.cap_at[name] = time.monotonic()
         elif name in CAP_PHASES.values() and self._saved_cap is not None:
             self._end_sharing()
-            set_cap(self._saved_cap.budget_us, self._saved_cap.period_us)
-            set_kvm_param("pvsched_vm_budget_us", self._saved_cap.vm_budget_us)
+            self._saved_cap.apply()
             self._saved_cap = None
         elif name == "admin-nice":
             self._admin_nice()

@@ -31,7 +31,6 @@ from lab.invm.pvsched_host import (
     read_kvm_vcpus,
 )
 from lab.ktap import Case
-from lab.protocol import SHIPPED_CAP_US
 
 
 def judge(observer: PvschedObserver) -> list[Case]:
@@ -223,7 +222,7 @@ class PvschedVerdicts:
         phases judged at it ran under it (rt-long and dodge at the shipped vCPU
         budget and period, the VM's lifted): the cap is tested where users get it."""
         name, boot = "pvsched_cap_at_shipped_defaults", self.obs.boot_cap
-        shipped = Cap(SHIPPED_CAP_US["budget"], SHIPPED_CAP_US["period"], SHIPPED_CAP_US["vm_budget"])
+        shipped = Cap.shipped()
         judged = {p: c for p, c in self.obs.caps.items() if p in ("hostile", "dodge", "rt-long")}
         vcpu_only = [judged.get("rt-long"), judged.get("dodge")]
         at_vcpu_budget = all(c is not None and (c.budget_us, c.period_us) == (shipped.budget_us, shipped.period_us) for c in vcpu_only)

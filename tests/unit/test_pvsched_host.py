@@ -11,10 +11,9 @@ import pytest
 from lab.invm import pvsched_host as ph
 from lab.invm import vcpu_sampler
 from lab.invm.pvsched_verdicts import judge
-from lab.protocol import SHIPPED_CAP_US
 from lab.runner import Runner
 
-SHIPPED = ph.Cap(SHIPPED_CAP_US["budget"], SHIPPED_CAP_US["period"], SHIPPED_CAP_US["vm_budget"])
+SHIPPED = ph.Cap.shipped()
 
 
 def _vcpu(vcpu_id: int, tid: int, **kw: int) -> dict[str, int]:
