@@ -5,6 +5,7 @@ guest's triple fault)."""
 from __future__ import annotations
 
 import bisect
+from collections import Counter
 from pathlib import Path
 
 
@@ -16,13 +17,22 @@ class SymbolMap:
         for line in system_map.read_text().splitlines():
             parts = line.split()
             if len(parts) == 3 and parts[1] in "tTwW":
-                pairs.append((int(parts[0], 16), parts[2]))
+                pairs.append((int(parts[0], 16), parts[2], parts[1] in "TW"))
         pairs.sort()
-        self.addrs = [a for a, _ in pairs]
-        self.names = [n for _, n in pairs]
+        self.addrs = [a for a, _, _ in pairs]
+        self.names = [n for _, n, _ in pairs]
+        self.is_global = [g for _, _, g in pairs]
+        self.copies = Counter(self.names)
 
     def name(self, addr: int) -> str:
+        """`function+0xoff`; a static function the compiler emitted in many
+        units (an out-of-line `wrmsrl`) also names the global function
+        before it, which tells the unit: `wrmsrl` alone misled once."""
         i = bisect.bisect_right(self.addrs, addr) - 1
         if i < 0:
             return "?"
-        return f"{self.names[i]}+{addr - self.addrs[i]:#x}"
+        said = f"{self.names[i]}+{addr - self.addrs[i]:#x}"
+        if self.copies[self.names[i]] > 1:
+            before = next((self.names[j] for j in range(i - 1, -1, -1) if self.is_global[j]), "?")
+            said += f" [one of {self.copies[self.names[i]]} copies; the one after {before}]"
+        return said
