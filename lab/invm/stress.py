@@ -29,7 +29,6 @@ from lab.runner import Runner
 KVM_VM_DEBUGFS = Path("/sys/kernel/debug/kvm")
 HOST_CT_PRIORITY = 5  # below boosts, as in the benchmark: boosts can hurt it
 HOST_HIST_US = 50000  # histogram range of the host cyclictest (us)
-# The hostile part runs with ChromeOS's critical-section cap: 3 ms per 100 ms.
 PARTIAL_REPORT = STRESS_PARTIAL_REPORT
 
 
