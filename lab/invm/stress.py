@@ -20,6 +20,7 @@ from pathlib import Path
 from statistics import median
 from typing import Any
 
+from lab.bench_stats import Interval, ratio_interval
 from lab.invm import boosted_teardown, marks, pvsched_host, vcpu_sampler, watchdog
 from lab.invm.bench import parse_histfile
 from lab.invm.level2 import Guest, boot_guest, guest_dmesg
@@ -69,6 +70,11 @@ def _spread(values: list[float]) -> float:
     return (max(values) - min(values)) / _mean(values) if len(values) > 1 else 0.0
 
 
+def _within(interval: Interval | None) -> str:
+    """` [low, high]`: a ratio's 95 % interval, for a verdict's message."""
+    return f" [{interval.low:.2f}, {interval.high:.2f}]" if interval else ""
+
+
 def hostile_verdict(
     vanilla: list[dict[str, Any]], hostile: list[dict[str, Any]], policy: list[dict[str, Any]] | None = None
 ) -> tuple[dict[str, Any], list[str]]:
@@ -105,11 +111,19 @@ def hostile_verdict(
         details["policy"] = policy
         details["policy_progress_ratio"] = round(median([r["bogo_ops"] for r in policy]) / median(van_ops), 3)
         details["policy_latency_ratio"] = round(median([r["ct_avg_us"] for r in policy]) / median(van_ct), 3)
+    # The verdict stays on the medians; the interval (rounds resampled in
+    # their pairs) says whether this machine's noise could tell 10 % apart.
+    progress_iv, latency_iv = ratio_interval(hos_ops, van_ops), ratio_interval(hos_ct, van_ct)
+    for key, iv in (("progress_interval", progress_iv), ("host_latency_interval", latency_iv)):
+        if iv:
+            details[key] = iv.to_dict()
     failures = []
     if progress < 0.9:
-        failures.append(f"host stress-ng progress {progress:.2f}x of vanilla (medians, < 0.9; vanilla spread {_spread(van_ops):.0%})")
+        failures.append(f"host stress-ng progress {progress:.2f}x{_within(progress_iv)} of vanilla "
+                        f"(medians, < 0.9; vanilla spread {_spread(van_ops):.0%})")  # fmt: skip
     if latency > 1.1:
-        failures.append(f"host cyclictest avg {latency:.2f}x of vanilla (medians, > 1.1; vanilla spread {_spread(van_ct):.0%})")
+        failures.append(f"host cyclictest avg {latency:.2f}x{_within(latency_iv)} of vanilla "
+                        f"(medians, > 1.1; vanilla spread {_spread(van_ct):.0%})")  # fmt: skip
     if details["throttles"] == 0:
         failures.append("the hostile guest was never throttled")
     return details, failures

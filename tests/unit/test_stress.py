@@ -347,3 +347,22 @@ def test_every_part_the_command_line_offers_is_a_part_level_1_runs() -> None:
 
     assert "teardown" in STRESS_PARTS
     assert all(callable(getattr(Stress, name, None)) for name in STRESS_PARTS)
+
+
+def test_hostile_verdict_gives_each_ratio_its_interval_over_paired_rounds() -> None:
+    from lab.invm.stress import hostile_verdict
+
+    # The rounds of run 20261203T131553Z-2bc5 (the shipped cap): 1.105x on the
+    # medians, inside an interval this machine's noise makes wide.
+    vanilla = [_run(772, 782), _run(802, 703), _run(1088, 577), _run(1216, 558)]
+    hostile = [_run(781, 701, 47), _run(1011, 620, 53), _run(820, 843, 55), _run(930, 713, 47)]
+    details, failures = hostile_verdict(vanilla, hostile)
+    latency = details["host_latency_interval"]
+    assert round(latency["value"], 3) == details["host_latency_ratio"] == 1.105
+    assert latency["low"] < 1.0 < 1.1 < latency["high"]
+    assert details["progress_interval"]["low"] < details["progress_ratio"] < details["progress_interval"]["high"]
+    assert len(failures) == 1
+    assert failures[0].startswith(f"host cyclictest avg 1.10x [{latency['low']:.2f}, {latency['high']:.2f}] of vanilla")
+    # Two rounds give no interval (a resample of two is the data again): none is claimed.
+    details, _ = hostile_verdict(vanilla[:2], hostile[:2])
+    assert "host_latency_interval" not in details
