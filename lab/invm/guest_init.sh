@@ -316,6 +316,8 @@ elif [ "$mode" = hotplug ]; then
 		echo 1 > /sys/devices/system/cpu/cpu1/online || fails=$((fails + 1))
 		registered_is "$want_cpus" || fails=$((fails + 1))
 		r=$((r + 1))
+		# Progress: the host bounds this guest's silence, not its rounds' time.
+		echo "LAB-STRESS hotplug round $r of $rounds failures=$fails"
 	done
 	echo "LAB-STRESS hotplug rounds=$r failures=$fails registered=$(counter registered_cpus)"
 	kill %1 2>/dev/null

@@ -67,13 +67,17 @@ def boot_guest(
     qmp: Path | None = None,
     watch: Callable[[str], None] | None = None,
     prefix: list[str] | None = None,
+    until_silent: bool = False,
 ) -> tuple[accel.Probe, str]:
     """One level-2 boot; the probe is 'ok' when the guest reached its tests and finished.
 
     No retry: a guest that hangs or resets fails its boot, and whether the
     emulator is to blame is for the host to prove (lab.attempts). Its
     console is kept as level2-console-<label>.log, its failed tests are
-    marked in the kernel log as they print."""
+    marked in the kernel log as they print.
+    `until_silent`: the boot's timeout bounds the guest's silence, not its
+    whole run: a guest that prints progress as it goes (rounds whose count
+    and speed vary with the profile) runs as long as it makes any."""
     start = time.monotonic()
     ready_at: list[float] = []
 
@@ -95,17 +99,24 @@ def boot_guest(
     label = f"level2 boot ({name})"
     stuck: list[str] = []  # what KVM saw the guest do just before its timeout
     sampler = None
-    if trace is not None:
-        sampler = threading.Timer(max(timeout - exit_sample.SAMPLE_S - 8, 1), _sample_exits, (trace, label, cfg, stuck))
-        sampler.daemon = True
-        sampler.start()
-    result = runner.run(cmd, label, timeout=timeout, check=False, on_line=on_line)
+    if until_silent:
+        # Sampled when the silence is up, before the kill.
+        on_idle = (lambda: _sample_exits(trace, label, cfg, stuck)) if trace is not None else None
+        result = runner.run(cmd, label, check=False, on_line=on_line, idle_timeout=timeout, on_idle=on_idle)
+    else:
+        if trace is not None:
+            sampler = threading.Timer(max(timeout - exit_sample.SAMPLE_S - 8, 1), _sample_exits, (trace, label, cfg, stuck))
+            sampler.daemon = True
+            sampler.start()
+        result = runner.run(cmd, label, timeout=timeout, check=False, on_line=on_line)
     if sampler is not None:
         sampler.cancel()
         sampler.join(exit_sample.SAMPLE_S + 5)
     console = result.output
     console_log.write_text(console)
-    if result.timed_out:
+    if result.silent:
+        reason = f"silent for {timeout:.0f} s" + (f"; {stuck[0]}" if stuck else "")
+    elif result.timed_out:
         reason = f"timed out after {timeout:.0f} s" + (f"; {stuck[0]}" if stuck else "")
     elif PANIC in console:
         reason = "guest kernel panicked: " + next(ln[ln.index(PANIC) :].strip() for ln in console.splitlines() if PANIC in ln)

@@ -297,7 +297,7 @@ class Stress:
         rounds = int(self.cfg["hotplug"])
         try:
             probe, console = boot_guest(self.runner, self.cfg, "kvm", self.out, label="stress-hotplug",
-                                        extra_append=f"lab.mode=hotplug lab.rounds={rounds}")  # fmt: skip
+                                        extra_append=f"lab.mode=hotplug lab.rounds={rounds}", until_silent=True)  # fmt: skip
         finally:
             policy.stop()
         self.guest_dmesg.append(guest_dmesg(console))
