@@ -215,7 +215,7 @@ def _group_running(pgid: int) -> bool:
 
 
 def pid_of(label: str) -> int | None:
-    """The pid of the command with a timeout running now under `label`, None if none is."""
+    """The pid of the command with a timeout (or an idle timeout) running now under `label`, None if none is."""
     with _DEADLINES_LOCK:
         return next((pid for pid, (_deadline, what) in _DEADLINES.items() if what == label), None)
 
@@ -521,6 +521,12 @@ class Runner:
                 timer.start()
                 with _DEADLINES_LOCK:
                     _DEADLINES[proc.pid] = (start + timeout, label)
+            # Bounded by its silence alone: its deadline moves with its output,
+            # so the watchdog (reap_overdue) and pid_of know it too.
+            rolling = idle_timeout if timeout is None else None
+            if rolling is not None:
+                with _DEADLINES_LOCK:
+                    _DEADLINES[proc.pid] = (start + rolling, label)
             # A reader thread, so a command that will not die (or a descendant
             # that keeps the pipe open) cannot block the lab forever.
             lines: queue.Queue[str | None] = queue.Queue()
@@ -563,6 +569,9 @@ class Runner:
                 if text is None:
                     break
                 last_output = time.monotonic()
+                if rolling is not None:
+                    with _DEADLINES_LOCK:
+                        _DEADLINES[proc.pid] = (last_output + rolling, label)
                 out.write(text)
                 out.flush()  # so `tail -f` on a log follows a long step
                 chunks.append(text)
@@ -581,6 +590,7 @@ class Runner:
                 grace_timer.cancel()
             if timer is not None:
                 timer.cancel()
+            if timer is not None or rolling is not None:
                 with _DEADLINES_LOCK:
                     _DEADLINES.pop(proc.pid, None)
             try:

@@ -96,6 +96,51 @@ def test_a_chatty_command_is_not_idle(runner: Runner) -> None:
     assert res.ok and not res.silent
 
 
+def test_a_command_bounded_by_its_silence_is_known_while_it_runs(runner: Runner) -> None:
+    # pid_of (the level-2 exit sample) and the watchdog find it; its deadline
+    # moves with its output, and it is forgotten when it ends.
+    import threading
+
+    seen: list[tuple[int | None, float]] = []
+
+    def look() -> None:
+        for _ in range(3):
+            time.sleep(0.7)
+            pid = runner_mod.pid_of("talker")
+            with runner_mod._DEADLINES_LOCK:
+                deadline = runner_mod._DEADLINES.get(pid or -1, (0.0, ""))[0]
+            seen.append((pid, deadline))
+
+    watcher = threading.Thread(target=look)
+    watcher.start()
+    res = runner.run(["sh", "-c", "for i in 1 2 3 4 5; do echo $i; sleep 0.5; done"], "talker", idle_timeout=2.0)
+    watcher.join()
+    assert res.ok and len(seen) == 3
+    assert all(pid is not None for pid, _ in seen)
+    assert seen[0][1] < seen[1][1] < seen[2][1]  # pushed on by each line
+    assert runner_mod.pid_of("talker") is None
+
+
+def test_reap_overdue_kills_a_silent_command_whose_runner_missed_it(runner: Runner) -> None:
+    # The runner's own idle check lives on a thread a stalled level-1 CPU may
+    # never wake: the watchdog must see the command's deadline too.
+    import threading
+
+    results = []
+    thread = threading.Thread(target=lambda: results.append(runner.run(["sleep", "30"], "silent", idle_timeout=1000, check=False)))
+    thread.start()
+    deadline = time.monotonic() + 5
+    while (pid := runner_mod.pid_of("silent")) is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert pid is not None
+    with runner_mod._DEADLINES_LOCK:  # its silence is up, as far as the watchdog knows
+        runner_mod._DEADLINES[pid] = (time.monotonic() - 1, "silent")
+    reaped = runner_mod.reap_overdue(grace=0)
+    thread.join(10)
+    assert len(reaped) == 1 and reaped[0].startswith("silent (pid ")
+    assert results and results[0].returncode != 0
+
+
 def test_reap_overdue_kills_a_command_whose_timer_did_not_fire(runner: Runner, monkeypatch: pytest.MonkeyPatch) -> None:
     # Stand-in for a timeout timer that never fires (a level-1 CPU that
     # stopped taking interrupts): the timer is a no-op here.
