@@ -441,6 +441,11 @@ class RoundRun:
                 window.start()
             else:
                 window.done()
+                # The mode ends with its window: left in place while the guest
+                # sends its histograms, an uncapped mode starved a vCPU holding
+                # a lock its sibling spun on (smp, scx, seen) and lost the round.
+                window.teardown()
+                self.current = None
         except Exception as exc:  # noqa: BLE001 - a window without its setup is reported, the round goes on
             window.error = f"{m[1].lower()}: {exc}"
 

@@ -348,3 +348,29 @@ def test_level1_withdraws_a_mode_whose_window_outlives_its_length(tmp_path, monk
     on_time.done()
     on_time._overdue_watch.join(1)  # type: ignore[union-attr]
     assert on_time.withdrawn_at is None and on_time.livelock() is None
+
+
+def test_the_mode_is_taken_down_when_its_window_ends(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import os
+
+    from lab.invm import bench as invm_bench
+    from lab.invm import pvsched_host
+    from lab.runner import Runner
+
+    cfg = {"guest_cpus": 2, "duration": 0, "interval_us": 500, "hist_us": 1000}
+    bench = invm_bench.RoundRun(Runner(tmp_path / "logs"), cfg, tmp_path, 1, ["static", "idle"], (5000, 100000, 5000))
+    bench._threads = {0: 101, 1: 102}
+    restored: list[int] = []
+    monkeypatch.setattr(os, "sched_setscheduler", lambda tid, policy, param: restored.append(tid) if policy == os.SCHED_OTHER else None)
+    monkeypatch.setattr(invm_bench, "kvm_exits", lambda pid: None)
+    monkeypatch.setattr(pvsched_host, "set_cap", lambda *a: None)
+    monkeypatch.setattr(pvsched_host, "set_kvm_param", lambda *a: None)
+    monkeypatch.setattr(bench, "vm_pid", lambda: None)
+    monkeypatch.setattr(bench, "kvm_rows", lambda: [])
+    monkeypatch.setattr(bench.runner, "start", lambda *a, **k: None)
+    bench.current = window = bench.windows["static"]
+    window.start()
+    bench.on_line("LAB-BENCH-DONE static")
+    # Static's vCPU threads are back to SCHED_OTHER before the guest sends its data.
+    assert restored == [101, 102] and bench.current is None and window.error == ""
+    assert window._overdue_watch is not None and window._overdue_watch.finished.is_set()  # cancelled
