@@ -271,16 +271,28 @@ class Window:
         if not self.irq.wait_for("attached", 60, whole_line=True):
             self.error = f"irq_latency did not attach: {self.irq.output[-300:]}"
         self.ready_at = time.monotonic()
+        # A mode can livelock the guest before its window opens too (static
+        # with an smp guest, during the settle: seen), so the watch starts here.
+        cfg = self.bench.cfg
+        self._watch(int(cfg["settle_s"]) + int(cfg["duration"]) + OVERDUE_GRACE_S)
+
+    def _watch(self, seconds: float) -> None:
+        """Withdraw the mode if the guest has not ended its window `seconds` from now."""
+        if self.mode == "idle":
+            return
+        if self._overdue_watch is not None:
+            self._overdue_watch.cancel()
+        self._overdue_watch = threading.Timer(seconds, self._overdue)
+        self._overdue_watch.daemon = True
+        self._overdue_watch.start()
 
     def start(self) -> None:
         cfg = self.bench.cfg
         if self.irq is not None and self.irq.poll() is None:
             os.kill(self.irq.pid, signal.SIGUSR1)  # count from the window's start
         self.started_at = time.monotonic()
-        if self.mode != "idle":
-            self._overdue_watch = threading.Timer(int(cfg["duration"]) + OVERDUE_GRACE_S, self._overdue)
-            self._overdue_watch.daemon = True
-            self._overdue_watch.start()
+        if self.withdrawn_at is None:
+            self._watch(int(cfg["duration"]) + OVERDUE_GRACE_S)
         if self.bench.tenant is not None:
             self.tenant_ns = [self.bench.tenant.cpu_ns()]
         vm_pid = self.bench.vm_pid()
@@ -297,7 +309,8 @@ class Window:
         if self.done_at is not None:
             return
         self.withdrawn_at = time.monotonic()
-        print(f"bench: round {self.bench.number} {self.mode}: the window is {OVERDUE_GRACE_S} s past its end; "
+        where = "past its end" if self.started_at is not None else "past its planned end, never opened"
+        print(f"bench: round {self.bench.number} {self.mode}: the window is {OVERDUE_GRACE_S} s {where}; "
               "withdrawing the mode (livelock)", flush=True)  # fmt: skip
         self._withdraw()
 
@@ -309,12 +322,19 @@ class Window:
         elif self.policy is not None:
             self.policy.stop()
 
-    def livelock(self) -> dict[str, float | None] | None:
-        """When the mode was withdrawn (seconds after the window opened) and how long the guest took to end it after."""
-        if self.withdrawn_at is None or self.started_at is None:
+    def livelock(self) -> dict[str, float | bool | None] | None:
+        """When the mode was withdrawn (seconds after the window opened, or after the mode
+        was in place if the window had not opened) and how long the guest took to end it after."""
+        if self.withdrawn_at is None:
             return None
+        opened = self.started_at is not None and self.started_at <= self.withdrawn_at
+        since = self.started_at if opened else self.ready_at
         recovered = round(self.done_at - self.withdrawn_at, 1) if self.done_at is not None else None
-        return {"withdrawn_after_s": round(self.withdrawn_at - self.started_at, 1), "window_ended_after_s": recovered}
+        return {
+            "withdrawn_after_s": round(self.withdrawn_at - since, 1) if since is not None else None,
+            "window_was_open": opened,
+            "window_ended_after_s": recovered,
+        }
 
     def done(self) -> None:
         self.done_at = time.monotonic()

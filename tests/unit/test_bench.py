@@ -374,3 +374,38 @@ def test_the_mode_is_taken_down_when_its_window_ends(tmp_path, monkeypatch) -> N
     # Static's vCPU threads are back to SCHED_OTHER before the guest sends its data.
     assert restored == [101, 102] and bench.current is None and window.error == ""
     assert window._overdue_watch is not None and window._overdue_watch.finished.is_set()  # cancelled
+
+
+def test_a_mode_that_livelocks_the_guest_before_its_window_opens_is_withdrawn(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    # Static with an smp guest stopped it during the settle, before START: the
+    # watch must run from the moment the mode is in place.
+    import os
+
+    from lab.invm import bench as invm_bench
+    from lab.invm import pvsched_host
+    from lab.runner import Runner
+
+    class Attached:
+        output = ""
+
+        def wait_for(self, *a: object, **k: object) -> bool:
+            return True
+
+    cfg = {"guest_cpus": 2, "duration": 0, "settle_s": 0, "interval_us": 500, "hist_us": 1000, "irq_latency": "irq",
+           "boost_loader": "boost", "scx_loader": "scx"}  # fmt: skip
+    bench = invm_bench.RoundRun(Runner(tmp_path / "logs"), cfg, tmp_path, 1, ["static"], (5000, 100000, 5000))
+    bench._threads = {0: 101, 1: 102}
+    restored: list[int] = []
+    monkeypatch.setattr(os, "sched_setscheduler", lambda tid, policy, param: restored.append(tid) if policy == os.SCHED_OTHER else None)
+    monkeypatch.setattr(invm_bench, "OVERDUE_GRACE_S", 0.05)
+    monkeypatch.setattr(invm_bench, "contended_cpu", lambda: 0)
+    monkeypatch.setattr(pvsched_host, "start_load", lambda *a: None)
+    monkeypatch.setattr(pvsched_host, "set_cap", lambda *a: None)
+    monkeypatch.setattr(pvsched_host, "set_kvm_param", lambda *a: None)
+    monkeypatch.setattr(bench.runner, "start", lambda *a, **k: Attached())
+    window = bench.windows["static"]
+    window.prepare()
+    window._overdue_watch.join(2)  # type: ignore[union-attr]
+    assert restored == [101, 102] and window.withdrawn_at is not None
+    livelock = window.livelock()
+    assert livelock is not None and livelock["window_was_open"] is False and livelock["window_ended_after_s"] is None
