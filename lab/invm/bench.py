@@ -479,14 +479,19 @@ class RoundRun:
             self.tenant.stop()
             return {"round": self.number, "order": self.order, "boot_ok": False, "reason": error,
                     "seconds": round(time.monotonic() - start, 1), "modes": {}}  # fmt: skip
-        per_window = int(cfg["duration"]) + int(cfg["settle_s"]) + 30
-        boot_cfg = {**cfg, "kvm_timeout": float(cfg["kvm_timeout"]) + len(self.order) * per_window + 60}
+        # Bounded by its silence, not its length: the guest is quiet through a
+        # settle and a window, and a livelocked one until level 1 withdraws the
+        # mode (a bound on the whole round, one window's length a mode, timed
+        # out a round with two livelocks whose guest had finished: seen).
+        quiet = int(cfg["duration"]) + int(cfg["settle_s"]) + OVERDUE_GRACE_S
+        boot_cfg = {**cfg, "kvm_timeout": float(cfg["kvm_timeout"]) + quiet}
         # QEMU starts pinned: moving a running vCPU thread between level-1 CPUs
         # stopped the guest's timer under TCG (RCU stalls, seen here).
         pin = ["taskset", "-c", str(contended_cpu())]
         try:
             probe, console = boot_guest(self.runner, boot_cfg, "kvm", self.out, label=f"bench-r{self.number}",
-                                        extra_append=append, qmp=self.qmp, watch=self.on_line, prefix=pin)  # fmt: skip
+                                        extra_append=append, qmp=self.qmp, watch=self.on_line, prefix=pin,
+                                        until_silent=True)  # fmt: skip
         finally:
             if self.current is not None:
                 self.current.teardown()

@@ -409,3 +409,26 @@ def test_a_mode_that_livelocks_the_guest_before_its_window_opens_is_withdrawn(tm
     assert restored == [101, 102] and window.withdrawn_at is not None
     livelock = window.livelock()
     assert livelock is not None and livelock["window_was_open"] is False and livelock["window_ended_after_s"] is None
+
+
+def test_a_rounds_guest_is_bounded_by_its_silence_with_room_for_a_withdrawn_window(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    # Two livelocked windows made a round outlast a bound on its whole length
+    # though the guest finished (run 20261203T173525Z-2be1): the bound is on silence.
+    from lab import accel
+    from lab.invm import bench as invm_bench
+    from lab.runner import Runner
+
+    seen: dict[str, object] = {}
+
+    def boot(runner, cfg, mode, out, **kw):  # type: ignore[no-untyped-def]
+        seen.update(kw, kvm_timeout=cfg["kvm_timeout"])
+        return accel.Probe(mode, True, 1.0, ""), ""
+
+    monkeypatch.setattr(invm_bench, "boot_guest", boot)
+    monkeypatch.setattr(invm_bench, "contended_cpu", lambda: 0)
+    cfg = {"guest_cpus": 2, "duration": 12, "settle_s": 5, "interval_us": 500, "hist_us": 1000, "kvm_timeout": 120}
+    order = ["idle", "vanilla", "pvsched", "pvsched-nocap", "scx", "static"]
+    invm_bench.RoundRun(Runner(tmp_path / "logs"), cfg, tmp_path, 1, order, (5000, 100000, 5000)).run()
+    assert seen["until_silent"] is True
+    # A withdrawn window is quiet for its settle, its length and the grace, then the guest goes on.
+    assert seen["kvm_timeout"] >= 120 + 5 + 12 + invm_bench.OVERDUE_GRACE_S
