@@ -255,8 +255,10 @@ class Window:
         # pvsched at the kernel's shipped cap; pvsched-nocap with budget = period (the VM's: every vCPU's).
         budget, period, vm_budget = self.bench.shipped_cap
         nocap = self.mode == "pvsched-nocap"
-        pvsched_host.set_cap(period if nocap else budget, period)
-        pvsched_host.set_kvm_param("pvsched_vm_budget_us", period * int(cfg["guest_cpus"]) if nocap else vm_budget)
+        if nocap:
+            pvsched_host.Cap(period, period, period * int(cfg["guest_cpus"])).apply()
+        else:
+            pvsched_host.Cap(budget, period, vm_budget).apply()
         loader = {"pvsched": cfg["boost_loader"], "pvsched-nocap": cfg["boost_loader"], "scx": cfg["scx_loader"]}.get(self.mode)
         if loader:
             self.policy = pvsched_host.PolicyRun(runner, str(loader), self.bench.out / f"bench-r{self.bench.number}-{self.mode}-stats.json")
@@ -369,9 +371,7 @@ class Window:
             for tid in self.bench.vcpu_threads().values():
                 with contextlib.suppress(OSError):
                     os.sched_setscheduler(tid, os.SCHED_OTHER, os.sched_param(0))
-        budget, period, vm_budget = self.bench.shipped_cap
-        pvsched_host.set_cap(budget, period)
-        pvsched_host.set_kvm_param("pvsched_vm_budget_us", vm_budget)
+        pvsched_host.Cap(*self.bench.shipped_cap).apply()
 
     def tenant_share(self) -> float | None:
         """The tenant's vCPUs' CPU time per second of the window (1.0: one host CPU's worth)."""

@@ -417,16 +417,14 @@ class Stress:
 
     def hostile(self, part: Part) -> None:
         """A guest asking for boosts all the time must cost the host no more than the cap allows."""
-        saved = pvsched_host.read_cap()
-        vm_budget_us = pvsched_host.read_vm_budget()
+        saved = pvsched_host.Cap.read()
+        budget_us, period_us, vm_budget_us = saved.budget_us, saved.period_us, saved.vm_budget_us
         if self.cfg.get("hostile_cap"):
             budget_us, period_us = (int(v) for v in str(self.cfg["hostile_cap"]).split("/"))
             pvsched_host.set_cap(budget_us, period_us)
-        else:
-            budget_us, period_us = saved
-            if not pvsched_host.Cap(budget_us, period_us, vm_budget_us).is_shipped():
-                part.fail(f"KVM's cap is {budget_us}/{period_us} us (VM {vm_budget_us} us), not the shipped {SHIPPED_CAP_US}")
-                return
+        elif not saved.is_shipped():
+            part.fail(f"KVM's cap is {budget_us}/{period_us} us (VM {vm_budget_us} us), not the shipped {SHIPPED_CAP_US}")
+            return
         runs: dict[str, list[dict[str, Any]]] = {"vanilla": [], "policy": [], "hostile": []}
         try:
             # "policy": the policy loaded, the guest well-behaved (what the
@@ -450,7 +448,7 @@ class Stress:
                         policy.stop()
                 part.rounds += 1
         finally:
-            pvsched_host.set_cap(*saved)
+            saved.apply()
         details, failures = hostile_verdict(runs["vanilla"], runs["hostile"], runs["policy"])
         part.details.update(details)
         part.details["cap"] = f"{budget_us} us per {period_us} us, the VM's {vm_budget_us} us"
