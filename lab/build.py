@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from lab import bzimage, kconfig, ui
+from lab import bzimage, kconfig, landmarks, ui
 from lab.cache import Store, cache_key, file_lock
 from lab.lockfile import Lock, sha256_file
 from lab.runner import Runner
@@ -189,6 +189,8 @@ class KernelBuilder:
                 "flags": " ".join(self.extra_flags(Path("<build dir>"), Path("<source tree>"))),
                 # Kernels cached before bzImages were verified may carry another kernel.
                 "bzimage": "verified",
+                # Entries kept before landmarks.json cannot show the emulator's vmrun-return sign.
+                "landmarks": landmarks.VMRUN_RETURN,
                 **{f"tool:{k}": v for k, v in self.toolchain().items()},
             }
         )
@@ -302,6 +304,7 @@ class KernelBuilder:
             shutil.copyfile(bdir / "arch/x86/boot/bzImage", tmp / "bzImage")
             shutil.copyfile(bdir / ".config", tmp / "config")
             shutil.copyfile(bdir / "System.map", tmp / "System.map")
+            landmarks.write(tmp, landmarks.find(self.runner, bdir / "vmlinux", tmp / "System.map"))
             self.runner.run(
                 [
                     "objcopy",

@@ -55,6 +55,7 @@ TOOLS: tuple[Tool, ...] = (
     Tool("libelf", (), ("libelf-dev",), header="/usr/include/gelf.h", why="objtool, resolve_btfids"),
     Tool("pahole", ("pahole",), ("pahole", "dwarves"), minimum=(1, 22), why="BTF generation"),
     Tool("objcopy", ("objcopy",), ("binutils",), why="BTF extraction"),
+    Tool("objdump", ("objdump",), ("binutils",), why="the VMRUN return address (lab.landmarks)"),
     Tool("cpio", ("cpio",), ("cpio",), why="guest initramfs"),
     Tool("xz", ("xz",), ("xz-utils",), why="kernel tarball"),
     Tool("git", ("git",), ("git",), why="source tree and patches"),

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from lab import attempts as attempts_lib
-from lab import emulator_faults, ui
+from lab import emulator_faults, landmarks, ui
 from lab.ktap import Case
 from lab.paths import REPO
 from lab.pipeline import Options, Pipeline, StepFailed
@@ -64,7 +64,8 @@ def rounds(cells: list[str], runs: int) -> Iterator[tuple[int, str]]:
 
 def classify(out: Path, mode: str, system_map: Path | None, lost: str, report: dict[str, Any] | None) -> dict[str, Any]:
     """What one run showed: emulator signs, splats (ours or not), lost and failed boots."""
-    signs = emulator_faults.find(out, mode, emulator_faults.read_symbols(system_map))
+    marks = landmarks.read(system_map.parent if system_map else None)
+    signs = emulator_faults.find(out, mode, emulator_faults.read_symbols(system_map), marks)
     timeline = emulator_faults.timeline_name(out)
     text = (out / timeline).read_text(errors="replace") if (out / timeline).exists() else ""
     splats = scan(text, "level1", timeline)

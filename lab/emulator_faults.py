@@ -42,6 +42,13 @@ and each is matched as narrowly as the text allows:
   least a second of running apart, show the same CPU halted with
   interrupts enabled and the same interrupt above its priority requested
   and none in service (lab.monitor): a correct CPU takes that interrupt.
+- `guest-at-vmrun-return`: level 1's exit sample of a level-2 guest that
+  stopped making progress (lab.invm.exit_sample, lab.exit_record) shows a vCPU taking nested
+  page faults, nearly all its exits, at the instruction right after VMRUN
+  in KVM's `__svm_vcpu_run` (lab.landmarks): level 1's own return point
+  from its guest. Level 2 runs the same kernel image (no KASLR) and never
+  a VM of its own, so it never runs that code: the emulator put level 1's
+  RIP into level 2's state. The RIP under `null-percpu`'s oopses too.
 - `unkillable-vcpu`: level 1's watchdog found a killed VMM still *running*
   (state R) long after SIGKILL: a CPU that never leaves its guest. A
   thread asleep (state D, e.g. in our teardown) is a kernel bug, not this.
@@ -56,6 +63,9 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from lab import exit_record, landmarks
+from lab.errors import LabError
+from lab.exit_record import VcpuExits
 from lab.monitor import LOST_WAKEUP_LINE, running_with_interrupt_pending, split_dump
 from lab.protocol import WEDGED
 
@@ -87,13 +97,17 @@ CURRENT_TASK_SYMBOL = "pcpu_hot"
 
 # Every sign find() can report, in the order of the docstring.
 SIGNATURES = ("null-percpu", "null-cs-frame", "guest-null-current", "nmi-never-left", "wild-return-from-halt",
-              "stuck-in-guest", "lost-wakeup", "unkillable-vcpu")  # fmt: skip
+              "stuck-in-guest", "lost-wakeup", "guest-at-vmrun-return", "unkillable-vcpu")  # fmt: skip
 
 # The signs `nox -s emulator_control` saw on the unpatched kernel (README,
 # "Emulator control"; tests/unit/test_emulator_control.py holds this to the
 # table): only these may excuse an attempt. A sign seen only with our code
 # attached is ours until a control shows otherwise.
 ATTRIBUTABLE: frozenset[str] = frozenset({"guest-null-current", "nmi-never-left", "wild-return-from-halt"})
+
+# A vCPU loops on one exit: enough exits in the sample, nearly all of them at one place.
+LOOP_MIN_EXITS = 50
+LOOP_SHARE = 0.9
 
 # Where the sign was found; line 0: at the end of the attempt (a CPU dump
 # or a watchdog report, which describe the machine as it was stopped).
@@ -224,6 +238,17 @@ def unkillable_running(console: str) -> str:
     return ""
 
 
+def guest_at_vmrun_return(vcpus: list[VcpuExits], vmrun_return: int) -> str:
+    """A vCPU looping on nested page faults at level 1's return point from VMRUN, or ''."""
+    for v in vcpus:
+        if v.count < LOOP_MIN_EXITS or not v.top:
+            continue
+        reason, rip, n = v.top[0]
+        if reason == "npf" and rip == vmrun_return and n >= LOOP_SHARE * v.count:
+            return f"vCPU {v.vcpu}: {n} of {v.count} exits npf at {rip:#x}"
+    return ""
+
+
 def _read(path: Path) -> str:
     return path.read_text(errors="replace") if path.exists() else ""
 
@@ -245,8 +270,9 @@ def level2_consoles(attempt_dir: Path) -> list[Path]:
     return kept + cut
 
 
-def find(attempt_dir: Path, mode: str, symbols: dict[str, int]) -> list[Evidence]:
-    """Every emulator sign in the attempt kept in `attempt_dir`; [] unless level 1 ran under TCG."""
+def find(attempt_dir: Path, mode: str, symbols: dict[str, int], marks: dict[str, int] | None = None) -> list[Evidence]:
+    """Every emulator sign in the attempt kept in `attempt_dir`; [] unless
+    level 1 ran under TCG. `marks`: level 1's kernel's lab.landmarks."""
     if mode != "tcg":
         return []
     found: list[Evidence] = []
@@ -281,6 +307,15 @@ def find(attempt_dir: Path, mode: str, symbols: dict[str, int]) -> list[Evidence
     persistent = [d for d in sorted(attempt_dir.glob("level1-cpus*.txt")) if LOST_WAKEUP_LINE in _read(d)]
     if persistent:
         found.append(Evidence("lost-wakeup", "a CPU stayed halted with an interrupt pending and deliverable", persistent[0].name, AT_END))
+    vmrun_return = (marks or {}).get(landmarks.VMRUN_RETURN)
+    records = sorted(attempt_dir.glob(exit_record.record_name("*"))) if vmrun_return is not None else []
+    for record in records:
+        try:
+            vcpus, _ = exit_record.read_record(record)
+        except (ValueError, KeyError, TypeError) as exc:
+            raise LabError(f"{record} is not an exit sample ({exc})", fix="report it with the file") from exc
+        if vmrun_return is not None and (seen := guest_at_vmrun_return(vcpus, vmrun_return)):
+            found.append(Evidence("guest-at-vmrun-return", f"a level-2 {seen}, level 1's return point from VMRUN", record.name, AT_END))
     wedged = unkillable_running(console)
     if wedged:
         found.append(Evidence("unkillable-vcpu", wedged[:160], "level1-console.log", AT_END))

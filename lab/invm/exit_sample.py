@@ -15,30 +15,15 @@ from __future__ import annotations
 import re
 import time
 from collections import Counter
-from dataclasses import dataclass
 from pathlib import Path
 
+from lab.exit_record import VcpuExits
 from lab.invm import shutdown_trace
 from lab.symbols import SymbolMap
 
 SAMPLE_S = 2.0
 # "qemu-system-x86-412 [001] d..1.  95.250331: kvm_exit: vcpu 1 reason npf rip 0xffffffff81042c10 info1 ..."
 _EXIT = re.compile(r"-(\d+)\s+\[\d+\].*?kvm_exit: vcpu (\d+) reason (\S+) rip (0x[0-9a-f]+)")
-
-
-@dataclass(frozen=True)
-class VcpuExits:
-    vcpu: int
-    count: int
-    top: list[tuple[str, int, int]]  # (reason, rip, exits), most frequent first
-
-    def describe(self, seconds: float, symbols: SymbolMap | None) -> str:
-        if not self.count:
-            return f"vCPU {self.vcpu} no exits (halted or not run)"
-        reason, rip, n = self.top[0]
-        where = f" ({symbols.name(rip)})" if symbols else ""
-        return (f"vCPU {self.vcpu} {self.count / seconds:.0f} exits/s, "
-                f"{100 * n // self.count} % {reason} at {rip:#x}{where}")  # fmt: skip
 
 
 def parse(trace: str, pids: set[int]) -> dict[int, VcpuExits]:

@@ -22,6 +22,7 @@ from typing import Any
 
 from lab import accel
 from lab.errors import LabError
+from lab.exit_record import record_name
 from lab.invm import boosted_teardown, marks, pi_boost, pvsched_host, pvsched_switch, pvsched_verdicts, vcpu_churn, watchdog
 from lab.invm.level2 import PANIC, READY, boot_guest, guest_dmesg, qemu_command, sample_exits
 from lab.ktap import Case, parse_ktap, planned_count
@@ -88,7 +89,8 @@ def reboot_case(runner: Runner, cfg: dict[str, object], out: Path) -> tuple[Case
     deadline = time.monotonic() + 2 * float(cfg["kvm_timeout"])  # type: ignore[arg-type]
     while guest.output.count("LAB-REBOOT-BOOT") < 2 and guest.poll() is None and time.monotonic() < deadline:
         time.sleep(0.2)
-    stuck = sample_exits(runner, guest.pid, cfg) if guest.poll() is None and guest.output.count("LAB-REBOOT-BOOT") < 2 else ""
+    unfinished = guest.poll() is None and guest.output.count("LAB-REBOOT-BOOT") < 2
+    stuck = sample_exits(runner, guest.pid, cfg, out / record_name("reboot")) if unfinished else ""
     guest.stop(signal.SIGKILL, grace=30)
     console = guest.output
     boots = [(int(m[1]), int(m[2])) for m in REBOOT_LINE.finditer(console)]

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from lab import accel
+from lab import accel, exit_record
 from lab.invm import exit_sample, marks, shutdown_trace
 from lab.protocol import GUEST_DMESG_BEGIN, GUEST_DMESG_END, GUEST_DONE, GUEST_READY
 from lab.runner import Runner, pid_of
@@ -98,14 +98,15 @@ def boot_guest(
     marks.level2_begins(console_log.name)
     label = f"level2 boot ({name})"
     stuck: list[str] = []  # what KVM saw the guest do just before its timeout
+    record = out / exit_record.record_name(name)  # the same, for the host's emulator signs
     sampler = None
     if until_silent:
         # Sampled when the silence is up, before the kill.
-        on_idle = (lambda: _sample_exits(trace, label, cfg, stuck)) if trace is not None else None
+        on_idle = (lambda: _sample_exits(trace, label, cfg, stuck, record)) if trace is not None else None
         result = runner.run(cmd, label, check=False, on_line=on_line, idle_timeout=timeout, on_idle=on_idle)
     else:
         if trace is not None:
-            sampler = threading.Timer(max(timeout - exit_sample.SAMPLE_S - 8, 1), _sample_exits, (trace, label, cfg, stuck))
+            sampler = threading.Timer(max(timeout - exit_sample.SAMPLE_S - 8, 1), _sample_exits, (trace, label, cfg, stuck, record))
             sampler.daemon = True
             sampler.start()
         result = runner.run(cmd, label, timeout=timeout, check=False, on_line=on_line)
@@ -147,27 +148,29 @@ def _guest_symbols(cfg: dict[str, object]) -> SymbolMap | None:
     return SymbolMap(system_map) if system_map.exists() else None
 
 
-def _sample_exits(trace: Path, label: str, cfg: dict[str, object], said: list[str]) -> None:
+def _sample_exits(trace: Path, label: str, cfg: dict[str, object], said: list[str], record: Path) -> None:
     """Record what the guest's vCPUs do in KVM, just before its timeout (exit_sample)."""
     pid = pid_of(label)
     if pid is not None:
-        said.append(_exits_of(trace, pid, cfg))
+        said.append(_exits_of(trace, pid, cfg, record))
 
 
-def _exits_of(trace: Path, pid: int, cfg: dict[str, object]) -> str:
+def _exits_of(trace: Path, pid: int, cfg: dict[str, object], record: Path) -> str:
     try:
         found, seconds = exit_sample.sample(trace, pid, int(cfg["guest_cpus"]))  # type: ignore[call-overload]
     except OSError as exc:
         return f"KVM's exits not sampled: {exc}"
+    exit_record.write_record(record, found, seconds)
     return exit_sample.verdict(found, seconds, _guest_symbols(cfg))
 
 
-def sample_exits(runner: Runner, pid: int, cfg: dict[str, object]) -> str:
-    """What a running guest's vCPUs do in KVM (level 1 only), '' where level 1 cannot trace."""
+def sample_exits(runner: Runner, pid: int, cfg: dict[str, object], record: Path) -> str:
+    """What a running guest's vCPUs do in KVM (level 1 only), '' where level 1
+    cannot trace; kept in `record` too (lab.exit_record)."""
     if not cfg.get("trace_shutdowns"):
         return ""
     trace = shutdown_trace.tracefs(runner)
-    return _exits_of(trace, pid, cfg) if trace is not None else ""
+    return _exits_of(trace, pid, cfg, record) if trace is not None else ""
 
 
 def _shutdown_witness(trace: Path | None, cfg: dict[str, object]) -> str:

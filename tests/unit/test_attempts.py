@@ -10,6 +10,8 @@ from oops_samples import NULL_PERCPU_OOPS, NULL_PERCPU_TRACE, SYSTEM_MAP
 from lab import attempts, emulator_faults
 from lab.splats import scan
 
+# Which signs may excuse, as shipped (before the fixture below widens it).
+SHIPPED_ATTRIBUTABLE = emulator_faults.ATTRIBUTABLE
 # How signs excuse; which signs may is the emulator control's (test at the end).
 pytestmark = pytest.mark.usefixtures("every_sign_attributable")
 
@@ -120,6 +122,23 @@ def test_a_sign_the_control_never_saw_on_the_unpatched_kernel_excuses_nothing(tm
     verdict = _judge(tmp_path, "[   1.0] boot\n" + OOPS + MARK_AFTER, CHECK)
     assert not verdict.excused
     assert verdict.unexplained[0].startswith("null-percpu was never seen on the unpatched kernel")
+
+
+def test_a_guest_looping_at_the_vmrun_return_excuses_nothing_until_the_control_sees_it(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from lab import exit_record, landmarks
+    from lab.exit_record import VcpuExits
+
+    # Run b103's hotplug guest under the debug profile: silent, vCPU 0 looping at level 1's VMRUN return.
+    monkeypatch.setattr(emulator_faults, "ATTRIBUTABLE", SHIPPED_ATTRIBUTABLE)
+    (tmp_path / "level1-console.log").write_text("")
+    (tmp_path / "level1-dmesg.txt").write_text("[    1.0] boot\n[  900.0] LAB-FAILED level1/stress_hotplug\n")
+    loop = VcpuExits(0, 2302, [("npf", 0xFFFFFFFF81E8D210, 2302)])
+    exit_record.write_record(tmp_path / exit_record.record_name("stress-hotplug"), {0: loop}, 2.0)
+    signs = emulator_faults.find(tmp_path, "tcg", {}, {landmarks.VMRUN_RETURN: 0xFFFFFFFF81E8D210})
+    assert [s.signature for s in signs] == ["guest-at-vmrun-return"]
+    verdict = attempts.judge(tmp_path, signs, attempts.failures_of(tmp_path, [("level1", "stress_hotplug")], [], ""))
+    assert not verdict.excused
+    assert verdict.unexplained[0].startswith("guest-at-vmrun-return was never seen on the unpatched kernel")
 
 
 def test_a_guest_that_read_a_null_current_excuses_its_own_splats_only(tmp_path: Path) -> None:

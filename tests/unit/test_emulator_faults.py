@@ -2,9 +2,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from oops_samples import NULL_CS_FRAME_OOPS, NULL_PERCPU_OOPS, SYSTEM_MAP
 
-from lab import emulator_faults
+from lab import emulator_faults, exit_record, landmarks
+from lab.errors import LabError
+from lab.exit_record import VcpuExits
 
 
 def _symbols(tmp_path: Path, text: str = SYSTEM_MAP) -> dict[str, int]:
@@ -198,3 +201,46 @@ def test_every_sign_found_is_named_in_the_registry_and_the_docstring() -> None:
     assert reported == set(emulator_faults.SIGNATURES)
     assert all(f"- `{name}`" in (emulator_faults.__doc__ or "") for name in emulator_faults.SIGNATURES)
     assert set(emulator_faults.SIGNATURES) >= emulator_faults.ATTRIBUTABLE
+
+
+# Run 20261203T164142Z-b103's hotplug guest (debug profile): level 1's exit sample as it fell silent.
+B103_VMRUN_RETURN = 0xFFFFFFFF81E8D210  # __svm_vcpu_run+0xa0, the instruction after VMRUN in that kernel
+B103_SAMPLE = [
+    VcpuExits(0, 2302, [("npf", B103_VMRUN_RETURN, 2302)]),
+    VcpuExits(1, 699, [("msr", 0xFFFFFFFF810A4C30, 280), ("hlt", 0xFFFFFFFF81F1E2A4, 260), ("npf", 0xFFFFFFFF81E8D210, 9)]),
+]
+
+
+def _keep_sample(tmp_path: Path, guest: str, vcpus: list[VcpuExits]) -> None:
+    exit_record.write_record(tmp_path / exit_record.record_name(guest), {v.vcpu: v for v in vcpus}, 2.02)
+
+
+def test_a_guest_looping_at_level_ones_vmrun_return_is_a_sign(tmp_path: Path) -> None:
+    _keep_sample(tmp_path, "stress-hotplug", B103_SAMPLE)
+    marks = {landmarks.VMRUN_RETURN: B103_VMRUN_RETURN}
+    found = emulator_faults.find(tmp_path, "tcg", {}, marks)
+    assert [(e.signature, e.source, e.line_no) for e in found] == [
+        ("guest-at-vmrun-return", "level2-exits-stress-hotplug.json", emulator_faults.AT_END)
+    ]
+    assert "vCPU 0: 2302 of 2302 exits npf at 0xffffffff81e8d210" in found[0].detail
+    assert emulator_faults.find(tmp_path, "kvm", {}, marks) == []  # only the emulated CPU is suspected
+    # Without the kernel's landmark nothing proves where that RIP is.
+    assert emulator_faults.find(tmp_path, "tcg", {}) == []
+
+
+def test_a_guest_merely_passing_that_address_or_looping_elsewhere_is_no_sign(tmp_path: Path) -> None:
+    marks = {landmarks.VMRUN_RETURN: B103_VMRUN_RETURN}
+    # Looping elsewhere (a guest of ours stuck at its own code) is ours to explain.
+    _keep_sample(tmp_path, "a", [VcpuExits(0, 2302, [("npf", B103_VMRUN_RETURN + 0x10, 2302)])])
+    # At that address, but not a loop: a share of the exits, or too few to tell.
+    _keep_sample(tmp_path, "b", [VcpuExits(0, 1000, [("npf", B103_VMRUN_RETURN, 800), ("hlt", 0xFFFFFFFF81F1E2A4, 200)])])
+    _keep_sample(tmp_path, "c", [VcpuExits(0, emulator_faults.LOOP_MIN_EXITS - 1, [("npf", B103_VMRUN_RETURN, 49)])])
+    # Another exit at that RIP is not the nested page-fault loop seen.
+    _keep_sample(tmp_path, "d", [VcpuExits(0, 2302, [("msr", B103_VMRUN_RETURN, 2302)])])
+    assert emulator_faults.find(tmp_path, "tcg", {}, marks) == []
+
+
+def test_a_sample_that_is_not_one_is_an_error(tmp_path: Path) -> None:
+    (tmp_path / exit_record.record_name("x")).write_text('{"seconds": 2.0}\n')
+    with pytest.raises(LabError, match="is not an exit sample"):
+        emulator_faults.find(tmp_path, "tcg", {}, {landmarks.VMRUN_RETURN: B103_VMRUN_RETURN})

@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 from test_shutdown_trace import fake_tracefs
 
+from lab import exit_record
+from lab.exit_record import VcpuExits
 from lab.invm import exit_sample, level2, shutdown_trace
 from lab.runner import Runner
 from lab.symbols import SymbolMap
@@ -30,7 +32,7 @@ def test_exits_are_counted_per_vcpu_of_one_qemu_by_reason_and_rip(tmp_path: Path
     system_map.write_text("ffffffff81042b00 T cs_probe_section\nffffffff81043000 T other\n")
     said = found[1].describe(2.0, SymbolMap(system_map))
     assert said == "vCPU 1 5 exits/s, 90 % npf at 0xffffffff81042c10 (cs_probe_section+0x110)"
-    assert exit_sample.VcpuExits(0, 0, []).describe(2.0, None) == "vCPU 0 no exits (halted or not run)"
+    assert VcpuExits(0, 0, []).describe(2.0, None) == "vCPU 0 no exits (halted or not run)"
 
 
 def test_a_guest_that_times_out_carries_what_its_vcpus_did(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -52,5 +54,9 @@ def test_a_guest_that_times_out_carries_what_its_vcpus_did(tmp_path: Path, monke
         r"KVM in the last [\d.]+ s: vCPU 0 no exits \(halted or not run\); vCPU 1 \d+ exits/s, 100 % npf at 0xffffffff81042c10",
         probe.reason,
     )
+    # The same sample as data, for the host's emulator signs.
+    vcpus, seconds = exit_record.read_record(tmp_path / exit_record.record_name("t"))
+    assert seconds >= 1.0 and [v.vcpu for v in vcpus] == [0, 1]
+    assert vcpus[0].count == 0 and vcpus[1].top[0][:2] == ("npf", 0xFFFFFFFF81042C10) and vcpus[1].top[0][2] == vcpus[1].count
     # The shutdown filter is back for the next boot.
     assert (base / shutdown_trace.EVENT / "filter").read_text().strip() == shutdown_trace.SHUTDOWN_FILTER

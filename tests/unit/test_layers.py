@@ -13,7 +13,7 @@ from lab.paths import REPO
 LAB = REPO / "lab"
 # Shared by the host and level 1; each may import only the stdlib and these.
 LEVEL1_SHARED = {"lab.protocol", "lab.runner", "lab.runtime", "lab.ktap", "lab.errors", "lab.accel", "lab.symbols",
-                 "lab.bench_stats"}  # fmt: skip
+                 "lab.bench_stats", "lab.exit_record"}  # fmt: skip
 
 
 def imports(path: Path) -> set[str]:
