@@ -91,6 +91,13 @@ def image(session: nox.Session) -> None:
     _lab(session, "image")
 
 
+@nox.session(name="workflow_steps")
+def workflow_steps(session: nox.Session) -> None:
+    """One job of .github/workflows/lab.yml run here step by step: `-- --job checks` (see --help)."""
+    session.install("-e", ".[workflow]")
+    session.run("python", "-m", "lab", "workflow-steps", *session.posargs, external=True)
+
+
 @nox.session(name="source_check")
 def source_check(session: nox.Session) -> None:
     """Fetch the pinned kernel source from every location kernel/source.lock names and verify each."""

@@ -109,6 +109,20 @@ def _cap(text: str) -> str:
     return text
 
 
+def _matrix(text: str) -> dict[str, str]:
+    pairs = [p.partition("=") for p in text.split(",") if p.strip()]
+    if not pairs or any(not sep or not k.strip() for k, sep, _ in pairs):
+        raise argparse.ArgumentTypeError(f"{text!r} is not KEY=VALUE[,KEY=VALUE]")
+    return {k.strip(): v.strip() for k, _, v in pairs}
+
+
+def _replacement(text: str) -> tuple[str, str]:
+    name, sep, command = text.partition("=")
+    if not sep or not name.strip() or not command.strip():
+        raise argparse.ArgumentTypeError(f"{text!r} is not 'STEP NAME=COMMAND'")
+    return name.strip(), command
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="lab", description="pvsched-lab: build, boot and test paravirtualized vCPU scheduling")
     sub = p.add_subparsers(dest="command", required=True)
@@ -205,6 +219,14 @@ def parser() -> argparse.ArgumentParser:
     kc = sub.add_parser("kcidb", help="runs as KCIDB I/O JSON (schema v5) for KernelCI's database")
     kc.add_argument("dirs", nargs="+", type=Path, help="results/<run-id> directories")
     kc.add_argument("-o", "--out", type=Path, default=RESULTS_DIR / "kcidb.json")
+    w = sub.add_parser("workflow-steps", help="run one job of .github/workflows/lab.yml here, step by step, as a runner would")
+    w.add_argument("--job", required=True, help="checks, lab, report or bisect")
+    w.add_argument("--matrix", type=_matrix, default={}, help="the leg of a matrix job, e.g. suite=functional,profile=default")
+    w.add_argument("--state", type=Path, default=None, help="its cache store, artifacts, workspace and logs (default: in the lab's cache)")
+    w.add_argument("--event", default="push", help="github.event_name")
+    w.add_argument("--run-attempt", type=_positive_int, default=1)
+    w.add_argument("--replace", action="append", type=_replacement, default=[], metavar="'STEP NAME=COMMAND'",
+                   help="run COMMAND for that step on this machine (said in the log and the job's table)")  # fmt: skip
     s = sub.add_parser("bisect-step", help="one bisect step (git bisect run calls this)")
     s.add_argument("--state", required=True, help="the bisect's state directory")
     s.add_argument("--commit", help="judge this commit instead of BISECT_HEAD (reproduces a verdict)")
@@ -298,6 +320,11 @@ def _main(argv: list[str] | None) -> int:
             data = write_kcidb(args.dirs, args.out)
             print(f"{len(data['builds'])} builds, {len(data['tests'])} tests: {args.out}")
             return 0
+        if args.command == "workflow-steps":
+            from lab import workflow_steps
+
+            state = args.state or cache_dir() / "workflow-steps"
+            return workflow_steps.run(args.job, args.matrix, state, args.event, args.run_attempt, dict(args.replace))
         if args.command == "doctor":
             doctor.doctor(_doctor_runner(), install=not args.no_install)
             return 0
