@@ -45,7 +45,6 @@ GLOB_CHARS = "*?["
 class StepResult:
     name: str
     outcome: str  # success, failure, skipped
-    seconds: float = 0.0
     note: str = ""
 
 
