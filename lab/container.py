@@ -10,8 +10,10 @@ the hash of its inputs so a changed package list is a new image.
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import shutil
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +23,7 @@ from lab.errors import LabError
 from lab.paths import REPO, cache_dir
 from lab.runner import Runner
 from lab.runtime import IN_IMAGE_ENV, ContainerRuntime, DockerRuntime, PodmanRuntime
+from lab.source_locations import SNAPSHOT_ENV
 
 IMAGE_DIR = REPO / "images"
 PACKAGES = IMAGE_DIR / "packages.txt"
@@ -41,6 +44,34 @@ def read_packages(path: Path = PACKAGES) -> list[str]:
             raise LabError(f"{path}: {line!r} is not a pinned `name=version`", fix="pin it: apt-cache policy NAME shows versions")
         pkgs.append(line)
     return pkgs
+
+
+_SNAPSHOT_STAMP = re.compile(r"^#\s*snapshot:\s*(\d{8}T\d{6}Z)\s*$", re.MULTILINE)
+
+
+def snapshot_stamp(path: Path = PACKAGES) -> str:
+    """The time of Debian's snapshot archive the pins were taken from (`# snapshot:` in packages.txt)."""
+    m = _SNAPSHOT_STAMP.search(path.read_text())
+    if not m:
+        raise LabError(f"{path} names no `# snapshot: YYYYMMDDTHHMMSSZ` line", fix="add the time the pins were taken from trixie")
+    return m[1]
+
+
+def apt_source(host_mirror: str | None, environ: Mapping[str, str] | None = None, path: Path = PACKAGES) -> tuple[str, str]:
+    """(the apt line the mmdebstrap build reads, what it is): Debian's snapshot
+    archive at the pins' time when PVSCHED_LAB_SNAPSHOT_URL names it, where
+    they stay; else this host's mirror, where they hold until trixie's next
+    point release replaces them."""
+    env = os.environ if environ is None else environ
+    if base := env.get(SNAPSHOT_ENV, "").rstrip("/"):
+        stamp = snapshot_stamp(path)
+        return f"deb [check-valid-until=no] {base}/archive/debian/{stamp}/ {SUITE} main", f"Debian's snapshot archive at {stamp}"
+    if not host_mirror:
+        raise LabError(
+            "no Debian mirror found in this host's apt sources",
+            fix=f"pass --mirror URL (a Debian archive), or set {SNAPSHOT_ENV} to the base URL of Debian's snapshot archive",
+        )
+    return f"deb {host_mirror} {SUITE} main", f"{host_mirror} (the live archive: pins hold until trixie's next point release)"
 
 
 def image_tag(files: tuple[Path, ...] = (PACKAGES, CONTAINERFILE)) -> str:
@@ -106,17 +137,19 @@ def build_image(runner: Runner, engine: Engine, method: str = "auto", mirror: st
         method = "mmdebstrap" if shutil.which("mmdebstrap") else "containerfile"
     pkgs = read_packages()
     if method == "containerfile":
+        snapshot = os.environ.get(SNAPSHOT_ENV, "").rstrip("/")
+        args = ["--build-arg", f"SNAPSHOT_URL={snapshot}", "--build-arg", f"SNAPSHOT_STAMP={snapshot_stamp()}"] if snapshot else []
+        ui.info(f"image packages from {'the snapshot archive at ' + snapshot_stamp() if snapshot else 'the live archive'}")
         with ui.activity(f"building {tag} from {CONTAINERFILE.name}") as progress:
-            runner.run(engine.cmd("build", "-f", str(CONTAINERFILE), "-t", tag, str(IMAGE_DIR)), "container build",
+            runner.run(engine.cmd("build", "-f", str(CONTAINERFILE), *args, "-t", tag, str(IMAGE_DIR)), "container build",
                        env_extra=engine.env, on_line=progress)  # fmt: skip
         return tag
     if method != "mmdebstrap":
         raise LabError(f"unknown image method {method!r}", fix="use auto, mmdebstrap or containerfile")
     if not shutil.which("mmdebstrap"):
         raise LabError("mmdebstrap is not installed", fix="apt-get install -y mmdebstrap")
-    mirror = mirror or debian_mirror()
-    if not mirror:
-        raise LabError("no Debian mirror found in this host's apt sources", fix="pass --mirror URL (a Debian archive)")
+    source_line, source_what = apt_source(mirror or debian_mirror())
+    ui.info(f"image packages from {source_what}")
     out = cache_dir() / "images"
     out.mkdir(parents=True, exist_ok=True)
     tarball = out / f"{tag.split(':')[1]}.tar"
@@ -131,7 +164,7 @@ def build_image(runner: Runner, engine: Engine, method: str = "auto", mirror: st
             # what the Containerfile copies in, so both images hold the list
             f"--customize-hook=mkdir -p \"$1/usr/share/pvsched-lab\" && cp {PACKAGES} \"$1/usr/share/pvsched-lab/\"",
             "--customize-hook=rm -rf \"$1\"/var/lib/apt/lists/* \"$1\"/var/cache/apt/archives/*.deb",
-            SUITE, str(tmp), f"deb {mirror} {SUITE} main",
+            SUITE, str(tmp), source_line,
         ]  # fmt: skip
         with ui.activity(f"mmdebstrap {SUITE} with {len(pkgs)} packages") as progress:
             runner.run(argv, "mmdebstrap", on_line=progress)

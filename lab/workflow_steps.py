@@ -61,6 +61,7 @@ class Job:
     inputs: dict[str, str]
     needs: dict[str, dict[str, str]]
     replace: dict[str, str]
+    variables: dict[str, str] = field(default_factory=dict)
     env: dict[str, str] = field(default_factory=dict)
     path_prefix: list[str] = field(default_factory=list)
     steps: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -88,6 +89,7 @@ class Job:
             "inputs": self.inputs,
             "steps": self.steps,
             "needs": self.needs,
+            "vars": self.variables,  # repository variables: none here, and an unset one reads as ''
             "runner": {"os": "Linux", "temp": str(self.temp)},
         }
         return Context(contexts, self.workspace, self.failed)

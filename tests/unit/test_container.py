@@ -66,3 +66,28 @@ def test_missing_engine_is_a_clear_error(monkeypatch: pytest.MonkeyPatch, tmp_pa
     with pytest.raises(LabError, match="no working container engine") as exc:
         container.detect(Runner(tmp_path / "logs"))
     assert "apt-get install -y podman" in str(exc.value)
+
+
+def test_the_image_reads_the_snapshot_archive_at_the_pins_time_when_one_is_named(tmp_path: Path) -> None:
+    stamp = container.snapshot_stamp()
+    assert len(stamp) == 16 and stamp.endswith("Z")
+    line, what = container.apt_source("http://mirror.example/debian", {"PVSCHED_LAB_SNAPSHOT_URL": "http://snap.example/"})
+    assert line == f"deb [check-valid-until=no] http://snap.example/archive/debian/{stamp}/ trixie main"
+    assert stamp in what
+    # Without one: this host's mirror, said to be the live archive.
+    line, what = container.apt_source("http://mirror.example/debian", {})
+    assert line == "deb http://mirror.example/debian trixie main" and "live archive" in what
+    with pytest.raises(LabError, match="no Debian mirror") as exc:
+        container.apt_source(None, {})
+    assert "PVSCHED_LAB_SNAPSHOT_URL" in str(exc.value.fix)
+    # A package list without its time cannot name a snapshot.
+    unstamped = tmp_path / "packages.txt"
+    unstamped.write_text("make=4.4.1-2\n")
+    with pytest.raises(LabError, match="snapshot"):
+        container.apt_source(None, {"PVSCHED_LAB_SNAPSHOT_URL": "http://snap.example"}, unstamped)
+
+
+def test_the_containerfile_reads_the_same_snapshot_when_given_one() -> None:
+    text = container.CONTAINERFILE.read_text()
+    assert "ARG SNAPSHOT_URL=" in text and "ARG SNAPSHOT_STAMP=" in text
+    assert "%s/archive/debian/%s/" in text and "Check-Valid-Until: no" in text
