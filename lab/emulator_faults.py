@@ -43,10 +43,10 @@ and each is matched as narrowly as the text allows:
   interrupts enabled and the same interrupt above its priority requested
   and none in service (lab.monitor): a correct CPU takes that interrupt.
 - `guest-at-vmrun-return`: level 1's exit sample of a level-2 guest that
-  stopped making progress (lab.invm.exit_sample, lab.exit_record) shows a vCPU taking nested
-  page faults, nearly all its exits, at the instruction right after VMRUN
-  in KVM's `__svm_vcpu_run` (lab.landmarks): level 1's own return point
-  from its guest. Level 2 runs the same kernel image (no KASLR) and never
+  stopped making progress (lab.invm.exit_sample, kept by lab.exit_record)
+  shows a vCPU taking nested page faults, nearly all its exits, at the
+  instruction right after VMRUN in KVM's `__svm_vcpu_run` (lab.landmarks):
+  level 1's own return point from its guest. Level 2 runs the same kernel image (no KASLR) and never
   a VM of its own, so it never runs that code: the emulator put level 1's
   RIP into level 2's state. The RIP under `null-percpu`'s oopses too.
 - `unkillable-vcpu`: level 1's watchdog found a killed VMM still *running*
