@@ -164,7 +164,11 @@ def judge(attempt_dir: Path, signs: list[Evidence], failures: list[Failure]) -> 
                 continue
         if not any(_explains(sign, failure, attempt_dir, timeline, timeline_file) for sign in usable):
             where = f"{failure.source}:{failure.line_no}" if failure.line_no else "no mark in the kernel log"
-            why = "no emulator sign" if not usable else "no emulator sign at or before it"
+            if usable:
+                why = "no emulator sign at or before it"
+            else:
+                why = "no emulator sign the control has shown on the unpatched kernel" if signs else "no emulator sign"
             unexplained.append(f"{failure.what} ({where}): {why}")
+    unexplained = list(dict.fromkeys(unexplained))  # one sign found in two dumps is said once
     excused = bool(usable) and not unexplained and bool(failures)
     return Judgement(excused, usable if excused else signs, unexplained)

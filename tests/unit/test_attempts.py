@@ -134,11 +134,16 @@ def test_a_guest_looping_at_the_vmrun_return_excuses_nothing_until_the_control_s
     (tmp_path / "level1-dmesg.txt").write_text("[    1.0] boot\n[  900.0] LAB-FAILED level1/stress_hotplug\n")
     loop = VcpuExits(0, 2302, [("npf", 0xFFFFFFFF81E8D210, 2302)])
     exit_record.write_record(tmp_path / exit_record.record_name("stress-hotplug"), {0: loop}, 2.0)
+    exit_record.write_record(tmp_path / exit_record.record_name("stress-hotplug-again"), {0: loop}, 2.0)
     signs = emulator_faults.find(tmp_path, "tcg", {}, {landmarks.VMRUN_RETURN: 0xFFFFFFFF81E8D210})
-    assert [s.signature for s in signs] == ["guest-at-vmrun-return"]
+    assert [s.signature for s in signs] == ["guest-at-vmrun-return"] * 2
     verdict = attempts.judge(tmp_path, signs, attempts.failures_of(tmp_path, [("level1", "stress_hotplug")], [], ""))
     assert not verdict.excused
-    assert verdict.unexplained[0].startswith("guest-at-vmrun-return was never seen on the unpatched kernel")
+    # Said once for both samples; the failure names why the sign found does not count.
+    assert verdict.unexplained == [
+        "guest-at-vmrun-return was never seen on the unpatched kernel (README, emulator control): not proof",
+        "level1/stress_hotplug failed (level1-dmesg.txt:2): no emulator sign the control has shown on the unpatched kernel",
+    ]
 
 
 def test_a_guest_that_read_a_null_current_excuses_its_own_splats_only(tmp_path: Path) -> None:
