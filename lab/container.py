@@ -148,7 +148,8 @@ def build_image(runner: Runner, engine: Engine, method: str = "auto", mirror: st
         raise LabError(f"unknown image method {method!r}", fix="use auto, mmdebstrap or containerfile")
     if not shutil.which("mmdebstrap"):
         raise LabError("mmdebstrap is not installed", fix="apt-get install -y mmdebstrap")
-    source_line, source_what = apt_source(mirror or debian_mirror())
+    # A mirror given on the command line is used as given; else the snapshot archive when named, else the host's mirror.
+    source_line, source_what = apt_source(mirror, {}) if mirror else apt_source(debian_mirror())
     ui.info(f"image packages from {source_what}")
     out = cache_dir() / "images"
     out.mkdir(parents=True, exist_ok=True)
