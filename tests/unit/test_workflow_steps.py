@@ -146,3 +146,30 @@ def test_the_real_workflow_is_understood(tmp_path: Path) -> None:
     assert workflow_steps.artifact_root(["results/*/summary.json", "results/*/logs/"]) == "results"
     assert workflow_steps.artifact_root(["results/unit-junit.xml"]) == "results"
     assert workflow_steps.artifact_root(["merged/"]) == "merged"
+
+
+def test_every_expression_of_the_real_workflow_evaluates_on_every_leg(tmp_path: Path) -> None:
+    """The evaluator fails closed, so an expression lab.yml uses that it cannot read fails here, not on a runner."""
+    from lab.runner import Runner
+    from lab.workflow_expr import condition, expand
+
+    wf = workflow_steps.load()
+    evaluated = 0
+    for name, spec in wf["jobs"].items():
+        for leg in workflow_steps.matrix_legs(spec):
+            github = {"event_name": "push", "run_attempt": "1", "ref": "refs/heads/main", "workflow": "lab"}
+            job = workflow_steps.Job(name, spec, leg, tmp_path, Runner(tmp_path / "logs"), github,
+                                     workflow_steps.dispatch_inputs(wf), {"lab": {"result": "success"}}, {})  # fmt: skip
+            ctx = job.context()
+            if "if" in spec:
+                condition(spec["if"], ctx)
+            texts = [str(v) for v in (wf.get("env") or {}).values()]
+            for step in spec["steps"]:
+                if "if" in step:
+                    condition(step["if"], ctx)
+                texts += [str(step.get("name", "")), str(step.get("run", ""))]
+                texts += [str(v) for v in (step.get("with") or {}).values()] + [str(v) for v in (step.get("env") or {}).values()]
+            for text in texts:
+                expand(text, ctx)
+                evaluated += 1
+    assert evaluated > 50
