@@ -22,7 +22,6 @@ import json
 import os
 import shutil
 import sys
-import venv
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -273,7 +272,7 @@ class StepRunner:
             )
         env_dir = self.job.state / f"python-{have}"
         if not (env_dir / "bin" / "python").exists():
-            venv.EnvBuilder(with_pip=True, clear=True).create(env_dir)
+            self.job.runner.run([sys.executable, "-m", "venv", "--clear", str(env_dir)], f"{name}: python {have}")
         self.job.path_prefix.insert(0, str(env_dir / "bin"))
         return {"python-version": have}
 

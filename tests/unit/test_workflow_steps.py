@@ -4,6 +4,7 @@ steps, conditions, cache and artifacts, on a small workflow of the same shape.""
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -65,19 +66,25 @@ jobs:
     if: always() && needs.legs.result != 'skipped'
     runs-on: ubuntu-24.04
     steps:
+      - uses: actions/setup-python@v6
+        with:
+          python-version: "{python}"
       - uses: actions/download-artifact@v7
         with:
           pattern: results-*-${{{{ github.run_attempt }}}}
           path: legs
       - name: Merge
-        run: cat legs/*/run1/leg | sort | tr '\\n' ' ' > merged.txt
+        run: |
+          cat legs/*/run1/leg | sort | tr '\\n' ' ' > merged.txt
+          python -c 'import sys; print(sys.prefix)' > python-prefix.txt
 """
 
 
 @pytest.fixture
 def workflow(tmp_path: Path) -> Path:
     path = tmp_path / "wf.yml"
-    path.write_text(WORKFLOW.format(cache=tmp_path / "runner-cache"))
+    python = f"{sys.version_info.major}.{sys.version_info.minor}"
+    path.write_text(WORKFLOW.format(cache=tmp_path / "runner-cache", python=python))
     return path
 
 
@@ -108,6 +115,11 @@ def test_a_leg_runs_its_steps_under_their_conditions_and_keeps_cache_and_artifac
     # The report runs after a failed leg and merges every leg's artifact.
     assert _run(workflow, state, "report") == 0
     assert (state / "workspace/report/merged.txt").read_text() == "bench functional "
+    # setup-python's stand-in put a fresh environment first on PATH.
+    assert (
+        Path((state / "workspace/report/python-prefix.txt").read_text().strip())
+        == state / f"python-{sys.version_info.major}.{sys.version_info.minor}"
+    )
 
 
 def test_a_second_run_restores_the_cache_by_its_key(workflow: Path, tmp_path: Path) -> None:
