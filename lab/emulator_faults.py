@@ -249,6 +249,19 @@ def guest_at_vmrun_return(vcpus: list[VcpuExits], vmrun_return: int) -> str:
     return ""
 
 
+def _vmrun_return_loops(attempt_dir: Path, vmrun_return: int) -> list[Evidence]:
+    """`guest-at-vmrun-return` in every exit sample level 1 kept of the attempt."""
+    found = []
+    for record in sorted(attempt_dir.glob(exit_record.record_name("*"))):
+        try:
+            vcpus, _ = exit_record.read_record(record)
+        except (ValueError, KeyError, TypeError) as exc:
+            raise LabError(f"{record} is not an exit sample ({exc})", fix="report it with the file") from exc
+        if seen := guest_at_vmrun_return(vcpus, vmrun_return):
+            found.append(Evidence("guest-at-vmrun-return", f"a level-2 {seen}, level 1's return point from VMRUN", record.name, AT_END))
+    return found
+
+
 def _read(path: Path) -> str:
     return path.read_text(errors="replace") if path.exists() else ""
 
@@ -308,14 +321,8 @@ def find(attempt_dir: Path, mode: str, symbols: dict[str, int], marks: dict[str,
     if persistent:
         found.append(Evidence("lost-wakeup", "a CPU stayed halted with an interrupt pending and deliverable", persistent[0].name, AT_END))
     vmrun_return = (marks or {}).get(landmarks.VMRUN_RETURN)
-    records = sorted(attempt_dir.glob(exit_record.record_name("*"))) if vmrun_return is not None else []
-    for record in records:
-        try:
-            vcpus, _ = exit_record.read_record(record)
-        except (ValueError, KeyError, TypeError) as exc:
-            raise LabError(f"{record} is not an exit sample ({exc})", fix="report it with the file") from exc
-        if vmrun_return is not None and (seen := guest_at_vmrun_return(vcpus, vmrun_return)):
-            found.append(Evidence("guest-at-vmrun-return", f"a level-2 {seen}, level 1's return point from VMRUN", record.name, AT_END))
+    if vmrun_return is not None:
+        found += _vmrun_return_loops(attempt_dir, vmrun_return)
     wedged = unkillable_running(console)
     if wedged:
         found.append(Evidence("unkillable-vcpu", wedged[:160], "level1-console.log", AT_END))

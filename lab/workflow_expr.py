@@ -116,21 +116,20 @@ class _Parser:
             raise ExpressionError(f"unexpected {self.peek()[1]!r} in {self.text!r}")  # type: ignore[index]
         return value
 
-    def or_(self) -> Any:
-        value = self.and_()
-        while self.peek() == ("op", "||"):
+    def _chain(self, op: str, operand: Callable[[], Any], keep_left_if_truthy: bool) -> Any:
+        """`a op b op ...` as GitHub evaluates `||` and `&&`: the value of an operand, not a bool."""
+        value = operand()
+        while self.peek() == ("op", op):
             self.take()
-            right = self.and_()
-            value = value if _truthy(value) else right
+            right = operand()
+            value = value if _truthy(value) == keep_left_if_truthy else right
         return value
 
+    def or_(self) -> Any:
+        return self._chain("||", self.and_, keep_left_if_truthy=True)
+
     def and_(self) -> Any:
-        value = self.compare()
-        while self.peek() == ("op", "&&"):
-            self.take()
-            right = self.compare()
-            value = right if _truthy(value) else value
-        return value
+        return self._chain("&&", self.compare, keep_left_if_truthy=False)
 
     def compare(self) -> Any:
         value = self.unary()

@@ -61,6 +61,7 @@ class Job:
     needs: dict[str, dict[str, str]]
     replace: dict[str, str]
     variables: dict[str, str] = field(default_factory=dict)
+    workflow_env: dict[str, Any] = field(default_factory=dict)  # the workflow's `env:`, under the job's
     env: dict[str, str] = field(default_factory=dict)
     path_prefix: list[str] = field(default_factory=list)
     steps: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -174,7 +175,7 @@ class StepRunner:
         job.workspace.mkdir(parents=True, exist_ok=True)  # the runner's work directory, before any checkout
         job.github["workspace"] = str(job.workspace)
         base_ctx = job.context()
-        for name, value in {**(job.github.get("_workflow_env") or {}), **(job.spec.get("env") or {})}.items():
+        for name, value in {**job.workflow_env, **(job.spec.get("env") or {})}.items():
             job.env[name] = expand(str(value), base_ctx)
         for number, step in enumerate(job.spec.get("steps") or [], 1):
             self.step(number, step)
@@ -366,11 +367,11 @@ def run(
         raise LabError(f"--replace names no step of job {job_name}: {unknown}", fix="use the step's name: as the workflow spells it")
     results_file = state / "jobs.json"
     done: dict[str, dict[str, str]] = json.loads(results_file.read_text()) if results_file.exists() else {}
-    github = {"event_name": event, "run_attempt": str(attempt), "ref": "refs/heads/main", "workflow": workflow.get("name", ""),
-              "_workflow_env": workflow.get("env") or {}}  # fmt: skip
+    github = {"event_name": event, "run_attempt": str(attempt), "ref": "refs/heads/main", "workflow": workflow.get("name", "")}
     state.mkdir(parents=True, exist_ok=True)
     job = Job(job_name, spec, pick_leg(spec, wanted), state, Runner(state / "logs" / job_name), github, dispatch_inputs(workflow),
-              {n: done.get(n, {"result": "skipped"}) for n in _needs(spec)}, replace)  # fmt: skip
+              {n: done.get(n, {"result": "skipped"}) for n in _needs(spec)}, replace,
+              workflow_env=workflow.get("env") or {})  # fmt: skip
     if "if" in spec and not condition(spec["if"], job.context()):
         ui.info(f"workflow-steps: job {job_name} skipped (if: {spec['if']})")
         return 0

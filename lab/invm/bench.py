@@ -255,10 +255,8 @@ class Window:
         # pvsched at the kernel's shipped cap; pvsched-nocap with budget = period (the VM's: every vCPU's).
         budget, period, vm_budget = self.bench.shipped_cap
         nocap = self.mode == "pvsched-nocap"
-        if nocap:
-            pvsched_host.Cap(period, period, period * int(cfg["guest_cpus"])).apply()
-        else:
-            pvsched_host.Cap(budget, period, vm_budget).apply()
+        cap = pvsched_host.Cap(period, period, period * int(cfg["guest_cpus"])) if nocap else pvsched_host.Cap(budget, period, vm_budget)
+        cap.apply()
         loader = {"pvsched": cfg["boost_loader"], "pvsched-nocap": cfg["boost_loader"], "scx": cfg["scx_loader"]}.get(self.mode)
         if loader:
             self.policy = pvsched_host.PolicyRun(runner, str(loader), self.bench.out / f"bench-r{self.bench.number}-{self.mode}-stats.json")
