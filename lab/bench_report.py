@@ -285,9 +285,13 @@ def markdown(bench: dict[str, Any], command: str) -> str:
     if errors or bench.get("rounds_lost"):
         lines += ["", f"Windows without data: {errors or 'none'}; rounds lost: {bench.get('rounds_lost') or 'none'}."]
     over = bench.get("overhead") or {}
+    pairs = len((over.get("seconds") or {}).get("with") or [])
     if "with_vs_without" in over:
-        lines += ["", "Guest driver overhead on an idle host (hackbench time with / without, paired by round): "
+        lines += ["", f"Guest driver overhead on an idle host (hackbench time with / without, {pairs} pairs in turns): "
                   f"{_interval(over['with_vs_without'], 1.0)}"]  # fmt: skip
+    elif pairs:
+        lines += ["", f"Guest driver overhead on an idle host: {pairs} hackbench pairs, too few for an interval "
+                  f"(at least {bs.MIN_ROUNDS}: `--overhead-rounds`)."]  # fmt: skip
     if "extra_exits_per_switch" in over:
         lines += [
             "",

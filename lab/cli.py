@@ -172,7 +172,12 @@ def parser() -> argparse.ArgumentParser:
             r.add_argument("--interval-us", type=_positive_int, default=500, help="cyclictest -i")
             r.add_argument("--hist-us", type=_positive_int, default=100000, help="cyclictest histogram range")
             r.add_argument("--modes", type=_names(BENCH_MODES), default=list(BENCH_MODES), help="comma-separated")
-            r.add_argument("--overhead-rounds", type=_positive_int, default=3, help="hackbench runs with and without the driver")
+            r.add_argument(
+                "--overhead-rounds",
+                type=_positive_int,
+                default=6,
+                help="hackbench pairs with and without the driver, in turns (5+ for an interval)",
+            )
             r.add_argument("--load-workers", type=int, default=1, help="stress-ng workers on the vCPU's host CPU")
     ec = sub.choices["emulator-control"]
     ec.add_argument("--runs", type=_positive_int, default=4, help="level-1 boots per cell (4 x 5 cells: about 40 min here)")

@@ -139,16 +139,25 @@ def test_kvm_view_is_compared_as_a_gain() -> None:
 def test_exits_per_switch_get_an_interval_over_rounds_and_need_every_round() -> None:
     from lab.bench_report import overhead
 
-    raw = {"seconds": {"without": [1.0, 1.1, 1.0], "with": [1.0, 1.0, 1.1]},
-           "exits": {"without": [100, 110, 90], "with": [100, 112, 91]},
-           "switches": {"without": [1000, 1100, 900], "with": [1000, 1100, 900]}}  # fmt: skip
+    raw = {"seconds": {"without": [1.0, 1.1, 1.0, 1.05, 0.95], "with": [1.0, 1.0, 1.1, 0.95, 1.05]},
+           "exits": {"without": [100, 110, 90, 105, 95], "with": [100, 112, 91, 104, 94]},
+           "switches": {"without": [1000, 1100, 900, 1050, 950], "with": [1000, 1100, 900, 1050, 950]}}  # fmt: skip
     iv = overhead(raw)["exits_per_switch_with_vs_without"]  # type: ignore[index]
     assert iv["low"] <= 1.0 <= iv["high"]  # no extra exits: not resolved from 1
-    raw["exits"]["with"] = [200, 221, 181]  # type: ignore[index]
+    raw["exits"]["with"] = [200, 221, 181, 210, 190]  # type: ignore[index]
     iv = overhead(raw)["exits_per_switch_with_vs_without"]  # type: ignore[index]
     assert iv["low"] > 1.5  # one exit more per ten switches: resolved
-    raw["switches"]["with"] = [1000, 0, 900]  # type: ignore[index]
+    raw["switches"]["with"] = [1000, 0, 900, 1050, 950]  # type: ignore[index]
     assert "exits_per_switch_with_vs_without" not in overhead(raw)  # type: ignore[operator]
+
+
+def test_too_few_overhead_pairs_say_so_instead_of_an_interval() -> None:
+    raw = _raw({"vanilla": [2400.0, 2500.0, 2300.0, 2450.0, 2350.0]})
+    raw["overhead"] = {"seconds": {"without": [3.612, 4.16, 3.286], "with": [4.024, 4.354, 3.748]}}
+    table = markdown(summarize(raw), "x")
+    assert "3 hackbench pairs, too few for an interval (at least 5" in table
+    raw["overhead"] = {"seconds": {"without": [3.6, 4.2, 3.3, 3.9, 3.5], "with": [3.7, 4.0, 3.4, 3.8, 3.6]}}
+    assert "hackbench time with / without, 5 pairs in turns): not resolved (" in markdown(summarize(raw), "x")
 
 
 # The end of a real `cyclictest -t 2 -a -h 200 --histfile` (this machine, 1 s):
@@ -199,8 +208,28 @@ def test_the_guests_binning_sums_the_threads_columns(tmp_path) -> None:  # type:
     assert parse_histfile(out)["samples"] == 1997
 
 
+def test_the_driver_goes_first_in_every_other_overhead_round() -> None:
+    import re
+    import shutil
+    import subprocess
+
+    import pytest
+
+    from lab.paths import REPO
+
+    busybox = shutil.which("busybox")
+    if busybox is None:
+        pytest.skip("busybox (the guest's shell) is not installed")
+    script = (REPO / "lab/invm/guest_init.sh").read_text()
+    function = re.search(r"^overhead_order\(\) \{.*?\}$", script, re.MULTILINE)
+    assert function and "$(overhead_order" in script
+    out = subprocess.run([busybox, "sh", "-c", f"{function[0]}\nfor r in 1 2 3 4; do echo $(overhead_order $r); done"],
+                         capture_output=True, text=True, check=True).stdout  # fmt: skip
+    assert out.splitlines() == ["without with", "with without", "without with", "with without"]
+
+
 def test_tenant_share_per_mode_with_its_interval() -> None:
-    raw = _raw({"vanilla": [2400.0, 2500.0, 2300.0], "pvsched": [1200.0, 1300.0, 1250.0]})
+    raw = _raw({"vanilla": [2400.0, 2500.0, 2300.0, 2450.0, 2350.0], "pvsched": [1200.0, 1300.0, 1250.0, 1225.0, 1275.0]})
     raw["scenario"] = "tenants"
     for r in raw["rounds"]:  # type: ignore[attr-defined]
         r["modes"]["vanilla"]["tenant"] = {"cpu_share": 0.50}

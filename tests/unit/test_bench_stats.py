@@ -28,6 +28,17 @@ def test_bootstrap_interval_of_a_median_holds_the_median_and_narrows_with_agreei
     assert bs.median_interval([120.0, 130.0]) is None  # two rounds: no interval, not a zero-width one
 
 
+def test_three_pairs_that_agree_by_chance_are_not_resolved() -> None:
+    # The bench's driver overhead as it was (run 20261203T200624Z-a4a3):
+    # three pairs, each slower "with"; all three on one side happens by
+    # chance alone one time in four, yet the bootstrap put 1.0 outside.
+    without, with_ = [3.612, 4.16, 3.286], [4.024, 4.354, 3.748]
+    assert bs.ratio_interval(with_, without) is None
+    assert bs.shown(bs.ratio_interval(with_, without), 1.0) == "n/a"
+    five = bs.ratio_interval([*with_, 4.1, 3.9], [*without, 3.7, 3.5])
+    assert five is not None and bs.resolved(five, 1.0)
+
+
 def test_a_constant_effect_is_resolved_and_noise_is_not() -> None:
     vanilla = [1000.0, 1400.0, 800.0, 1200.0, 1100.0]
     halved = [v / 2 for v in vanilla]  # the same rounds, half the latency
