@@ -195,8 +195,9 @@ def parser() -> argparse.ArgumentParser:
     st.add_argument("--hostile-secs", type=_positive_int, default=20, help="seconds of host measurement, vanilla and hostile")
     st.add_argument("--hostile-cap", type=_cap, default=None, metavar="BUDGET_US/PERIOD_US",
                     help="a vCPU's boost cap during the hostile part (default: KVM's shipped cap, left as it is)")  # fmt: skip
-    st.add_argument("--hostile-rounds", type=_positive_int, default=4,
-                    help="rounds of vanilla, policy and hostile measurements (4: single 20 s rounds vary ~10 %% here)")  # fmt: skip
+    st.add_argument("--hostile-rounds", type=_positive_int, default=5,
+                    help="rounds of vanilla, policy and hostile measurements (single 20 s rounds vary ~10 %% here; "
+                         "5 or more for an interval)")  # fmt: skip
     b = sub.add_parser("bisect", help="git bisect run with build + boot + test as the predicate")
     b.add_argument("--good", help="last good ref (default with the lab's tree: the pinned base)")
     b.add_argument("--bad", help="first bad ref (default with the lab's tree: the series head)")

@@ -8,9 +8,11 @@ from typing import Any
 
 
 def part_passed(part: dict[str, Any]) -> bool:
-    """No failure, and at least one round not lost to the environment (a
-    part whose every round was lost tested nothing)."""
-    return not part["failures"] and part["rounds"] > len(part.get("lost", []))
+    """No failure, no round lost, and some round run. A lost round (a guest
+    that reset or hung, measured again) fails its part like a failure: only
+    an emulator sign excuses it, and then the host reruns the part
+    (lab.suites.stress); its rounds are then listed as `lost_excused`."""
+    return not part["failures"] and not part.get("lost") and part["rounds"] > 0
 
 
 # Parts whose rounds are independent, so a part cut short by a lost level-1
@@ -32,9 +34,10 @@ class KeptRounds:
         clean = int(part.get("clean_rounds", 0))
         if part["name"] not in RESUMABLE or clean == 0:
             return
-        kept = self.kept.setdefault(part["name"], {"rounds": 0, "lost": [], "seconds": 0.0, "from": []})
+        kept = self.kept.setdefault(part["name"], {"rounds": 0, "lost_excused": [], "seconds": 0.0, "from": []})
         kept["rounds"] += clean
-        kept["lost"] += part.get("lost", [])
+        # Kept only from a boot the host excused: its lost rounds came after an emulator sign.
+        kept["lost_excused"] += part.get("lost_excused", []) + part.get("lost", [])
         kept["seconds"] += float(part["seconds"])
         kept["from"].append({"attempt": attempt, "rounds": clean, "failures_not_kept": part["failures"]})
 
@@ -51,7 +54,8 @@ class KeptRounds:
             **part,
             "rounds": part["rounds"] + kept["rounds"],
             "clean_rounds": int(part.get("clean_rounds", 0)) + kept["rounds"],
-            "lost": kept["lost"] + part.get("lost", []),
+            "lost": part.get("lost", []),
+            "lost_excused": kept["lost_excused"] + part.get("lost_excused", []),
             "seconds": round(float(part["seconds"]) + kept["seconds"], 1),
             "kept_from": kept["from"],
         }

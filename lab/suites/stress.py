@@ -31,7 +31,8 @@ def stress_markdown(report: dict[str, Any]) -> str:
              "| --- | --- | --- | --- | --- | --- | --- |"]  # fmt: skip
     for p in report["parts"]:
         details = ", ".join(f"{k}={v}" for k, v in p["details"].items() if not isinstance(v, dict))
-        lines.append(f"| {p['name']} | {p.get('attempt', 1)} | {p['rounds']} | {len(p['failures'])} | {len(p.get('lost', []))} | "
+        excused = f" (+{len(p['lost_excused'])} excused)" if p.get("lost_excused") else ""
+        lines.append(f"| {p['name']} | {p.get('attempt', 1)} | {p['rounds']} | {len(p['failures'])} | {len(p.get('lost', []))}{excused} | "
                      f"{p['seconds']} | {details} |")  # fmt: skip
     for i, a in enumerate(report.get("attempts", []), 1):
         lost = f"; lost to the emulator: {'; '.join(a['emulator'])}" if a.get("emulator") else ""
@@ -126,7 +127,7 @@ def stress_attempts(pipe: Pipeline, level1: Level1, cfg: dict[str, Any], out: Pa
                 part["attempt"] = len(attempts) + 1
             finished = {part["name"] for part in partial["parts"]}
             failed_parts = [("stress", p["name"]) for p in partial["parts"] if not stress_resume.part_passed(p)]
-            if "current" in partial and partial["current"].get("failures"):
+            if "current" in partial and (partial["current"].get("failures") or partial["current"].get("lost")):
                 failed_parts.append(("stress", partial["current"]["name"]))
             why = (pipe.record.failed_step or {}).get("message", "level 1 lost").splitlines()[0]
             pipe.scan_level2(out)

@@ -30,3 +30,17 @@ def test_a_kernel_log_that_cannot_be_written_is_said_on_the_console(tmp_path: Pa
     monkeypatch.setattr(marks, "KMSG", tmp_path / "absent" / "kmsg")
     marks.failed("level1", "x")
     assert "LAB-FAILED level1/x (not in the kernel log" in capsys.readouterr().out
+
+
+def test_a_stress_parts_first_lost_round_or_failure_is_marked_once(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from lab.invm.stress import Part
+
+    kmsg = tmp_path / "kmsg"
+    kmsg.write_text("")
+    monkeypatch.setattr(marks, "KMSG", kmsg)
+    part = Part("hostile")
+    part.lose("vanilla round 1: no KVM snapshot after the measurement; measured again")
+    assert kmsg.read_text().splitlines() == ["<3>LAB-FAILED stress/hostile"]  # a lost round is a failure
+    part.fail("host stress-ng progress 0.80x of vanilla")
+    part.lose("hostile round 2: guest did not start its load; measured again")
+    assert kmsg.read_text().splitlines() == ["<3>LAB-FAILED stress/hostile"]  # where the host looks for signs before it
