@@ -12,17 +12,24 @@ from typing import Any
 from lab.errors import LabError
 
 
-def load(dirs: list[Path]) -> list[dict[str, Any]]:
-    runs = []
+def load_with_dirs(dirs: list[Path]) -> list[tuple[Path, dict[str, Any]]]:
+    """Each run once, with the directory it was first found in: a run can
+    be reached twice (`results/latest` is a link to a run's directory)."""
+    runs: dict[str, tuple[Path, dict[str, Any]]] = {}
     for d in dirs:
         path = d / "summary.json"
         try:
-            runs.append(json.loads(path.read_text()))
+            run = json.loads(path.read_text())
         except (OSError, ValueError) as exc:
             raise LabError(f"cannot read {path}: {exc}", fix="pass results/<run-id> directories of finished runs") from exc
+        runs.setdefault(run["run_id"], (d, run))
     if not runs:
         raise LabError("nothing to merge", fix="python -m lab merge results/<id> results/<id> ...")
-    return runs
+    return list(runs.values())
+
+
+def load(dirs: list[Path]) -> list[dict[str, Any]]:
+    return [run for _, run in load_with_dirs(dirs)]
 
 
 def label(run: dict[str, Any]) -> str:
@@ -76,11 +83,12 @@ def markdown(runs: list[dict[str, Any]]) -> str:
 
 
 def merge(dirs: list[Path], out: Path) -> dict[str, Any]:
-    runs = load(dirs)
+    found = load_with_dirs(dirs)
+    runs = [run for _, run in found]
     out.mkdir(parents=True, exist_ok=True)
     (out / "junit.xml").write_text(junit(runs))
     (out / "summary.md").write_text(markdown(runs))
-    merged = {"runs": [{"dir": str(d), "run_id": r["run_id"], "status": r["status"]} for d, r in zip(dirs, runs, strict=True)],
+    merged = {"runs": [{"dir": str(d), "run_id": r["run_id"], "status": r["status"]} for d, r in found],
               "status": "passed" if all(r["status"] == "passed" for r in runs) else "failed"}  # fmt: skip
     (out / "merged.json").write_text(json.dumps(merged, indent=2) + "\n")
     return merged

@@ -46,6 +46,18 @@ def test_merge_keeps_every_run_apart_and_says_what_failed(tmp_path: Path) -> Non
         merge.merge([tmp_path / "absent"], tmp_path / "m2")
 
 
+def test_a_run_reached_twice_is_merged_once(tmp_path: Path) -> None:
+    # An artifact of `results/*/summary.json` holds each run twice: under its
+    # id and under `latest`, the link to it (seen in the workflow's report job here).
+    run = _run(tmp_path / "results", "r1", failed=True)
+    assert (tmp_path / "results" / "latest").resolve() == run.resolve()  # the lab's own link
+    dirs = [tmp_path / "results" / "latest", run, _run(tmp_path / "other", "r2")]
+    merged = merge.merge(dirs, tmp_path / "merged")
+    assert [r["run_id"] for r in merged["runs"]] == ["r1", "r2"]
+    assert "2 runs merged, 1 passed" in (tmp_path / "merged" / "summary.md").read_text()
+    assert len(kcidb.export(merge.load(dirs))["tests"]) == 4  # 2 cases of each run, once
+
+
 def test_a_failed_step_is_an_error_case_in_the_runs_own_junit(tmp_path: Path) -> None:
     out = _run(tmp_path, "r9", failed_step=True)
     root = ET.fromstring((out / "junit.xml").read_text().split("\n", 1)[1])
