@@ -15,7 +15,7 @@ from lab.emulator_control import CELLS as CONTROL_CELLS
 from lab.errors import LabError
 from lab.paths import REPO, RESULTS_DIR, cache_dir
 from lab.pipeline import Options, Pipeline, StepFailed
-from lab.protocol import BENCH_GUEST_CPUS, BENCH_MODES, BENCH_SCENARIOS
+from lab.protocol import BENCH_GUEST_CPUS, BENCH_MODES, BENCH_SCENARIOS, STRESS_HOSTILE_ROUNDS
 from lab.runner import Runner, exit_on_signal, stop_all
 from lab.vm import Level1, vng_command
 
@@ -195,7 +195,7 @@ def parser() -> argparse.ArgumentParser:
     st.add_argument("--hostile-secs", type=_positive_int, default=20, help="seconds of host measurement, vanilla and hostile")
     st.add_argument("--hostile-cap", type=_cap, default=None, metavar="BUDGET_US/PERIOD_US",
                     help="a vCPU's boost cap during the hostile part (default: KVM's shipped cap, left as it is)")  # fmt: skip
-    st.add_argument("--hostile-rounds", type=_positive_int, default=5,
+    st.add_argument("--hostile-rounds", type=_positive_int, default=STRESS_HOSTILE_ROUNDS,
                     help="rounds of vanilla, policy and hostile measurements (single 20 s rounds vary ~10 %% here; "
                          "5 or more for an interval)")  # fmt: skip
     b = sub.add_parser("bisect", help="git bisect run with build + boot + test as the predicate")

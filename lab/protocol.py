@@ -34,6 +34,8 @@ SHIPPED_CAP_US = {"budget": 50_000, "period": 1_000_000, "vm_budget": 50_000}
 # that snapshot the per-vCPU counters.
 STRESS_PARTIAL_REPORT = "stress-partial.json"
 STRESS_COUNTER_PARTS = frozenset({"reload", "kill", "hostile"})
+# The hostile part's rounds: five, so its ratios keep an interval (lab.bench_stats.MIN_ROUNDS).
+STRESS_HOSTILE_ROUNDS = 5
 
 # The benchmark's modes (the first round's order; later rounds rotate it).
 BENCH_MODES = ("idle", "vanilla", "pvsched", "pvsched-nocap", "scx", "static")

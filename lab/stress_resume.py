@@ -7,12 +7,16 @@ from __future__ import annotations
 from typing import Any
 
 
+def part_in_trouble(part: dict[str, Any]) -> bool:
+    """A failure or a lost round (a guest that reset or hung, measured
+    again): only an emulator sign excuses either, and then the host reruns
+    the part (lab.suites.stress); its lost rounds are then `lost_excused`."""
+    return bool(part.get("failures") or part.get("lost"))
+
+
 def part_passed(part: dict[str, Any]) -> bool:
-    """No failure, no round lost, and some round run. A lost round (a guest
-    that reset or hung, measured again) fails its part like a failure: only
-    an emulator sign excuses it, and then the host reruns the part
-    (lab.suites.stress); its rounds are then listed as `lost_excused`."""
-    return not part["failures"] and not part.get("lost") and part["rounds"] > 0
+    """No trouble, and some round run."""
+    return not part_in_trouble(part) and part["rounds"] > 0
 
 
 # Parts whose rounds are independent, so a part cut short by a lost level-1

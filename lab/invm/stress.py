@@ -24,7 +24,7 @@ from lab.bench_stats import Interval, ratio_interval
 from lab.invm import boosted_teardown, marks, pvsched_host, vcpu_sampler, watchdog
 from lab.invm.bench import parse_histfile
 from lab.invm.level2 import Guest, boot_guest, guest_dmesg
-from lab.protocol import GUEST_DONE, LEVEL1_DONE, LEVEL1_READY, SHIPPED_CAP_US, STRESS_PARTIAL_REPORT
+from lab.protocol import GUEST_DONE, LEVEL1_DONE, LEVEL1_READY, SHIPPED_CAP_US, STRESS_HOSTILE_ROUNDS, STRESS_PARTIAL_REPORT
 from lab.runner import Runner
 
 KVM_VM_DEBUGFS = Path("/sys/kernel/debug/kvm")
@@ -47,10 +47,14 @@ class Part:
     clean_rounds: int = 0
     started: float = 0.0  # time.monotonic() when the part began; 0 before
 
-    def fail(self, why: str) -> None:
-        print(f"stress {self.name}: FAIL {why}", flush=True)
+    def _mark_first_trouble(self) -> None:
+        """The part's first failure or lost round, in the kernel log: where the host looks for signs before it."""
         if not self.failures and not self.lost:
             marks.failed("stress", self.name)
+
+    def fail(self, why: str) -> None:
+        print(f"stress {self.name}: FAIL {why}", flush=True)
+        self._mark_first_trouble()
         self.failures.append(why)
 
     def lose(self, why: str) -> None:
@@ -58,8 +62,7 @@ class Part:
         figures are whole, but the part fails unless the host finds an
         emulator sign at or before this mark (lab.stress_resume.part_passed)."""
         print(f"stress {self.name}: lost round: {why}", flush=True)
-        if not self.failures and not self.lost:
-            marks.failed("stress", self.name)
+        self._mark_first_trouble()
         self.lost.append(why)
 
 
@@ -431,7 +434,7 @@ class Stress:
         try:
             # "policy": the policy loaded, the guest well-behaved (what the
             # policy costs by itself, apart from the hostility).
-            for i, name in hostile_schedule(int(self.cfg.get("hostile_rounds", 5))):
+            for i, name in hostile_schedule(int(self.cfg.get("hostile_rounds", STRESS_HOSTILE_ROUNDS))):
                 hostile = int(name == "hostile")
                 policy = self.policy("boost") if name != "vanilla" else None
                 if policy and (err := policy.start()):

@@ -127,7 +127,7 @@ def stress_attempts(pipe: Pipeline, level1: Level1, cfg: dict[str, Any], out: Pa
                 part["attempt"] = len(attempts) + 1
             finished = {part["name"] for part in partial["parts"]}
             failed_parts = [("stress", p["name"]) for p in partial["parts"] if not stress_resume.part_passed(p)]
-            if "current" in partial and (partial["current"].get("failures") or partial["current"].get("lost")):
+            if "current" in partial and stress_resume.part_in_trouble(partial["current"]):
                 failed_parts.append(("stress", partial["current"]["name"]))
             why = (pipe.record.failed_step or {}).get("message", "level 1 lost").splitlines()[0]
             pipe.scan_level2(out)
