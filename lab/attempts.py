@@ -6,7 +6,11 @@ those failures is explained by an emulator sign (lab.emulator_faults):
 
 - the sign's own report has no frame of our code in its trace (a splat
   with `pvsched` or `sched_setattr_nopi` in its trace is ours, whatever
-  else it looks like), and neither has any splat it would excuse;
+  else it looks like), and neither has any splat it would excuse. A frame
+  the unwinder marked `?` is a stale address on the stack, not a caller,
+  only when the trace was unwound to where the task entered the kernel
+  (ORC does that; the guess unwinder marks every frame `?`): otherwise it
+  counts;
 - the sign comes at or before the failure in the same log: level 1's
   kernel log carries a mark for each failed check and each level-2 boot
   (lab.invm.marks), so a check that failed before the sign stands;
@@ -32,6 +36,14 @@ from lab.splats import PATTERNS, Splat
 # a module tag, or a WARNING's "at arch/x86/kvm/pvsched.c:312"); not the
 # kernel's version string, which names the lab too.
 OUR_CODE = re.compile(r"\b\w*(?:pvsched|sched_setattr_nopi)\w*\+0x[0-9a-f]+/0x[0-9a-f]+|\[pvsched\w*\]|/pvsched[\w.]*:\d+")
+# A call-trace line the unwinder did not find on the call chain ("  ? func+0x1/0x2").
+_UNRELIABLE_FRAME = re.compile(r"^\s*(?:\[\s*\d+\.\d+\]\s*)?\?\s")
+# A frame, not marked `?`, where a task entered the kernel: a system call,
+# a new task, a CPU's idle task.
+_ENTRY_FRAME = re.compile(
+    r"^\s*(?:\[\s*\d+\.\d+\]\s*)?(?:entry_SYSCALL_64\w*|ret_from_fork\w*|common_startup_64|"
+    r"secondary_startup_64\w*|start_secondary|x86_64_start_\w+)\+0x[0-9a-f]+/0x[0-9a-f]+"
+)
 _PRINTK_TIME = re.compile(r"^\s*\[\s*(\d+\.\d+)\]")
 HEADER_WINDOW_S = 1.0  # an oops prints its headers within this long before its Code line
 # What a CPU that stopped running (a lost wakeup, a CPU stuck in a guest) makes the kernel print.
@@ -91,14 +103,32 @@ def report_start(lines: list[str], line_no: int) -> int:
     return start
 
 
-def our_frame(lines: list[str], line_no: int) -> str:
-    """A line of our code in the report that contains `line_no` (from its header to its end), or ''."""
+def _report(lines: list[str], line_no: int) -> list[str]:
+    """The lines of the report that contains `line_no`, from its header to its end."""
     start = report_start(lines, line_no)
+    report = []
     for i in range(start - 1, min(len(lines), start - 1 + REPORT_LINES)):
         if i > start - 1 and (_END_OF_REPORT.search(lines[i]) or (i > line_no - 1 and _ANY_SPLAT.search(lines[i]))):
             break
-        if OUR_CODE.search(lines[i]):
-            return lines[i].strip()
+        report.append(lines[i])
+    return report
+
+
+def unwound_to_entry(report: list[str]) -> bool:
+    """The unwinder followed the call chain to where the task entered the
+    kernel: every frame it marked `?` is then a stale address on the stack,
+    not a caller. The guess unwinder marks every frame `?` and never says so."""
+    return any(_ENTRY_FRAME.match(line) for line in report)
+
+
+def our_frame(lines: list[str], line_no: int) -> str:
+    """A line of our code in the report that contains `line_no`, or ''. A
+    frame marked `?` counts unless the trace was unwound to its entry."""
+    report = _report(lines, line_no)
+    reliable = unwound_to_entry(report)
+    for line in report:
+        if OUR_CODE.search(line) and not (reliable and _UNRELIABLE_FRAME.match(line)):
+            return line.strip()
     return ""
 
 

@@ -11,12 +11,14 @@ from dataclasses import dataclass
 from lab.protocol import GUEST_DMESG_BEGIN, GUEST_DMESG_END
 
 PATTERNS: tuple[tuple[str, str], ...] = (
+    # Before "bug", which their reports also match: a lockup is a stall
+    # (lab.attempts.STALL_KINDS), what a CPU that stopped answering causes.
+    ("soft-lockup", r"watchdog: BUG: soft lockup|soft lockup - CPU#"),
+    ("hard-lockup", r"hard LOCKUP|NMI watchdog: Watchdog detected hard LOCKUP"),
     ("bug", r"\bBUG: |kernel BUG at "),
     ("warning", r"WARNING: CPU: \d+ PID: \d+|------------\[ cut here \]------------"),
     ("oops", r"\bOops: |general protection fault"),
     ("panic", r"Kernel panic - not syncing"),
-    ("soft-lockup", r"watchdog: BUG: soft lockup|soft lockup - CPU#"),
-    ("hard-lockup", r"hard LOCKUP|NMI watchdog: Watchdog detected hard LOCKUP"),
     ("rcu-stall", r"rcu: INFO: rcu_\w+ (self-)?detected stall|rcu_\w+ detected stalls"),
     ("hung-task", r"INFO: task .* blocked for more than \d+ seconds"),
     ("kasan", r"\bKASAN: "),

@@ -1,5 +1,7 @@
 """Console text of real failures, shared by the tests that recognise them."""
 
+import re
+
 # The oops seen here (QEMU 7.2 and 10.0 TCG): an interrupt taken with the
 # level-2 guest's GS base, so %gs:current_task read 0.
 NULL_PERCPU_OOPS = """[  103.932268] BUG: TASK stack guard page was hit at 00000000ceb0ac54
@@ -214,3 +216,34 @@ STUCK_IN_GUEST_STALL = """\
 [  322.675163] rcu: INFO: rcu_sched detected stalls on CPUs/tasks:
 [  322.676901] rcu: 	0-...0: (1620 ticks this GP) idle=fa0c/1/0x4000000000000000 softirq=16441/16442 fqs=1049
 """
+
+
+# A soft lockup in the shape of CI run 20261203T231654Z-66d8: the boost
+# loader attaching its struct_ops waits in a TLB flush for a CPU that never
+# answers. The guess unwinder printed every frame `?`, our struct_ops
+# callbacks among them (addresses left on the stack); ORC prints the same
+# stale addresses `?` beside the call chain it unwound to the system call.
+SOFT_LOCKUP_ORC = """\
+[  373.182280] watchdog: BUG: soft lockup - CPU#1 stuck for 26s! [pvsched_boost:140]
+[  373.182400] RIP: 0010:smp_call_function_many_cond+0x342/0x4a0
+[  373.182560] Call Trace:
+[  373.182581]  <TASK>
+[  373.182594]  ? __flush_tlb_all+0x1a/0x1a
+[  373.182600]  on_each_cpu_cond_mask+0x1d/0x1e
+[  373.182676]  __purge_vmap_area_lazy+0x13f/0x30e
+[  373.182709]  _vm_unmap_aliases+0x19b/0x1ca
+[  373.182742]  vfree+0xfe/0x168
+[  373.182771]  ? pvsched_ops_init_member+0x47/0x47
+[  373.182828]  arch_bpf_trampoline_size+0x7d/0x92
+[  373.182900]  ? pvsched_ops_init_member+0x47/0x47
+[  373.182929]  bpf_struct_ops_prepare_trampoline+0x6d/0x15d
+[  373.182992]  bpf_struct_ops_map_update_elem+0x432/0x677
+[  373.183033]  bpf_map_update_value+0x54/0x16e
+[  373.183066]  __sys_bpf+0xb45/0x2137
+[  373.183108]  __x64_sys_bpf+0x1e/0x30
+[  373.183133]  do_syscall_64+0x4e/0xa4
+[  373.183161]  entry_SYSCALL_64_after_hwframe+0x4b/0x53
+[  373.183198]  </TASK>
+"""
+# The same report from the guess unwinder: nothing tells a caller from a stale address.
+SOFT_LOCKUP_GUESS = re.sub(r"^(\[[ \d.]+\]  )(?=\w+\+0x)", r"\1? ", SOFT_LOCKUP_ORC, flags=re.MULTILINE)

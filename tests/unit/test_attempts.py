@@ -165,3 +165,40 @@ def test_a_guest_that_read_a_null_current_excuses_its_own_splats_only(tmp_path: 
     (tmp_path / "level1-dmesg.txt").write_text("[    1.0] boot\n" + MARK_BEFORE + begin)
     verdict = attempts.judge(tmp_path, signs, attempts.failures_of(tmp_path, CHECK, splats, ""))
     assert not verdict.excused and "pvsched_unboost_restores_vcpu_thread" in verdict.unexplained[0]
+
+
+def _stuck_cpu0_then(tmp_path: Path, report: str) -> attempts.Judgement:
+    """Level 1 lost with CPU 0 stuck in a guest (dump and stall) and CPU 1 soft-locked waiting for it."""
+    from oops_samples import STUCK_IN_GUEST_DUMP, STUCK_IN_GUEST_STALL
+
+    (tmp_path / "level1-cpus.txt").write_text(STUCK_IN_GUEST_DUMP)
+    return _judge(tmp_path, "[   1.0] boot\n" + STUCK_IN_GUEST_STALL.replace("322.", "372.") + report, [],
+                  lost="level 1 ended (exit status -9)")  # fmt: skip
+
+
+def test_stale_addresses_of_ours_beside_a_trace_unwound_to_its_entry_are_not_our_frames(tmp_path: Path) -> None:
+    from oops_samples import SOFT_LOCKUP_ORC
+
+    verdict = _stuck_cpu0_then(tmp_path, SOFT_LOCKUP_ORC)
+    assert verdict.excused, verdict.unexplained
+    assert [e.signature for e in verdict.evidence] == ["stuck-in-guest"]
+
+
+def test_a_guess_unwinders_trace_cannot_tell_and_every_frame_of_ours_counts(tmp_path: Path) -> None:
+    from oops_samples import SOFT_LOCKUP_GUESS
+
+    verdict = _stuck_cpu0_then(tmp_path, SOFT_LOCKUP_GUESS)
+    assert not verdict.excused
+    assert any("our code in its trace" in why and "pvsched_ops_init_member" in why for why in verdict.unexplained)
+
+
+def test_our_frame_on_the_unwound_chain_is_ours(tmp_path: Path) -> None:
+    from oops_samples import SOFT_LOCKUP_ORC
+
+    ours = SOFT_LOCKUP_ORC.replace("? pvsched_ops_init_member+0x47/0x47", "pvsched_ops_reg+0x47/0x90", 1)
+    verdict = _stuck_cpu0_then(tmp_path, ours)
+    assert not verdict.excused
+    assert any("pvsched_ops_reg" in why for why in verdict.unexplained)
+    # A trace cut short (no entry frame) proves no `?` frame stale.
+    cut = "".join(line for line in SOFT_LOCKUP_ORC.splitlines(keepends=True) if "entry_SYSCALL" not in line)
+    assert not _stuck_cpu0_then(tmp_path, cut).excused

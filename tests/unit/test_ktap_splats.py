@@ -44,7 +44,7 @@ CLEAN = """\
         ("[ 5.1] BUG: kernel NULL pointer dereference, address: 0000000000000000", "bug"),
         ("[ 5.1] kernel BUG at mm/slub.c:42!", "bug"),
         ("[ 5.1] Oops: 0002 [#1] PREEMPT SMP", "oops"),
-        ("[ 5.1] watchdog: BUG: soft lockup - CPU#0 stuck for 22s!", "bug"),
+        ("[ 5.1] watchdog: BUG: soft lockup - CPU#0 stuck for 22s!", "soft-lockup"),
         ("[ 5.1] rcu: INFO: rcu_preempt self-detected stall on CPU", "rcu-stall"),
         ("[ 5.1] INFO: task kworker/0:1:12 blocked for more than 120 seconds.", "hung-task"),
         ("[ 5.1] BUG: KASAN: slab-use-after-free in pvsched_read", "bug"),
