@@ -17,15 +17,17 @@ from lab.runner import Runner
 from lab.source import SourceTree
 
 GUEST_DIR = REPO / "guest"
+TOOLS = ("rtspin", "kexec_boot")  # guest/tools/<name>.c, static, in the initramfs's bin/
 
 
 @dataclass(frozen=True)
 class GuestArtifacts:
     module: Path
     rtspin: Path
+    kexec_boot: Path
 
     def initramfs_files(self) -> dict[str, Path]:
-        return {"lib/modules/pvsched_guest.ko": self.module, "bin/rtspin": self.rtspin}
+        return {"lib/modules/pvsched_guest.ko": self.module, "bin/rtspin": self.rtspin, "bin/kexec_boot": self.kexec_boot}
 
 
 def _digest(kernel_key: str) -> str:
@@ -45,7 +47,7 @@ def build_guest(cache: Path, runner: Runner, tree: SourceTree, guest: KernelBuil
     so the module is cached under the key of the build it was built against.
     """
     out = cache / "guest" / _digest(guest.key)
-    done = GuestArtifacts(out / "pvsched_guest.ko", out / "rtspin")
+    done = GuestArtifacts(out / "pvsched_guest.ko", out / TOOLS[0], out / TOOLS[1])
     bdir = Path(str(Store.read_meta(guest.entry)["build_dir"]))
 
     def make(tmp: Path) -> None:
@@ -59,8 +61,9 @@ def build_guest(cache: Path, runner: Runner, tree: SourceTree, guest: KernelBuil
             # The kernel build's debug prefix maps plus the module's directory.
             flags = KernelBuilder.extra_flags(bdir.resolve(), tree.path.resolve(), tmp.resolve())
             runner.run(["make", "-C", str(tree.path), f"O={bdir}", f"M={tmp}", *flags, "modules"], "build guest module")
-        runner.run(["gcc", "-O2", "-static", "-Wall", "-o", str(tmp / "rtspin"), str(tmp / "tools/rtspin.c")], "build rtspin")
+        for tool in TOOLS:
+            runner.run(["gcc", "-O2", "-static", "-Wall", "-o", str(tmp / tool), str(tmp / f"tools/{tool}.c")], f"build {tool}")
 
     out.parent.mkdir(parents=True, exist_ok=True)
-    publish(out, make, lambda path: (path / "pvsched_guest.ko").exists() and (path / "rtspin").exists())
+    publish(out, make, lambda path: all((path / name).exists() for name in ("pvsched_guest.ko", *TOOLS)))
     return done

@@ -24,6 +24,28 @@ GUEST_DONE = "LAB-GUEST-DONE"
 GUEST_PHASE = "LAB-PHASE "  # "LAB-PHASE <name>": the pvsched tests' phases
 GUEST_DMESG_BEGIN, GUEST_DMESG_END = "LAB-GUEST-DMESG-BEGIN", "LAB-GUEST-DMESG-END"
 
+
+def guest_kernel_log_spans(lines: list[str]) -> list[tuple[int, int]]:
+    """[start, end) line ranges of a level-2 console that hold its kernel
+    log: each dmesg dump between the markers (a kexec'd guest prints one per
+    kernel), and what a kernel printed after the last dump when it never
+    dumped its own (it died); the whole console when nothing was dumped.
+    The live console shows the same messages as a dump, filtered."""
+    spans, begin = [], None
+    for i, line in enumerate(lines):
+        if GUEST_DMESG_BEGIN in line:
+            begin = i + 1
+        elif GUEST_DMESG_END in line and begin is not None:
+            spans.append((begin, i))
+            begin = None
+    if not spans:
+        return [(0, len(lines))]
+    tail = spans[-1][1] + 1
+    if not any(GUEST_DONE in line for line in lines[tail:]) and any(line.strip() for line in lines[tail:]):
+        spans.append((tail, len(lines)))
+    return spans
+
+
 # KVM's shipped cap (kvm.pvsched_budget_us, pvsched_period_us,
 # pvsched_vm_budget_us in kernel/patches/0003): what the functional phases,
 # the stress suite's hostile part and the bench's pvsched mode run under,

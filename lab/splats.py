@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from lab.protocol import GUEST_DMESG_BEGIN, GUEST_DMESG_END
+from lab.protocol import guest_kernel_log_spans
 
 PATTERNS: tuple[tuple[str, str], ...] = (
     # Before "bug", which their reports also match: a lockup is a stall
@@ -61,17 +61,12 @@ def scan(text: str, level: str, source: str) -> list[Splat]:
     return found
 
 
-DMESG_BEGIN, DMESG_END = GUEST_DMESG_BEGIN, GUEST_DMESG_END
-
-
 def scan_guest_console(console: str, source: str) -> list[Splat]:
-    """Splats of a level-2 console: its dmesg dump when it printed one (the
-    live console shows the same messages, filtered), else all it printed;
+    """Splats of a level-2 console's kernel logs (lab.protocol.guest_kernel_log_spans);
     line numbers are the console's."""
     lines = console.splitlines()
-    begin = next((i for i, line in enumerate(lines) if DMESG_BEGIN in line), None)
-    end = next((i for i, line in enumerate(lines) if DMESG_END in line), None)
-    if begin is None or end is None or end < begin:
-        return scan(console, "level2", source)
-    section = "\n".join(lines[begin + 1 : end])
-    return [Splat(s.level, s.kind, s.line_no + begin + 1, s.line, s.source) for s in scan(section, "level2", source)]
+    found = []
+    for start, end in guest_kernel_log_spans(lines):
+        section = "\n".join(lines[start:end])
+        found += [Splat(s.level, s.kind, s.line_no + start, s.line, s.source) for s in scan(section, "level2", source)]
+    return found

@@ -383,6 +383,20 @@ elif [ "$mode" = reboot ]; then
 	sleep 0.5
 	reboot -f
 	sleep 30	# the reboot takes the guest; this never ends
+elif [ "$mode" = kexec ]; then
+	# Kernel 1 registers, dumps its dmesg and kexecs into the same kernel and
+	# initramfs (level 1 attached them as /dev/vda and /dev/vdb); kernel 2
+	# (lab.kexec_boot=2) registers and says whether a registration was
+	# already in place. Level 1 judges both lines.
+	boot=$(param lab.kexec_boot)
+	insmod $MOD
+	echo "LAB-KEXEC-BOOT ${boot:-1} stale=$(counter stale_registrations) registered=$(counter registered_cpus)"
+	if [ -z "$boot" ]; then
+		dump_dmesg
+		cat /dev/vda > /tmp/kernel && cat /dev/vdb > /tmp/initrd &&
+			kexec_boot /tmp/kernel /tmp/initrd "$(cat /proc/cmdline) lab.kexec_boot=2"
+		echo "LAB-KEXEC-FAILED"
+	fi
 elif [ "$mode" = unpriv ]; then
 	echo "KTAP version 1"
 	echo "1..1"

@@ -26,7 +26,7 @@ from lab.exit_record import record_name
 from lab.invm import boosted_teardown, marks, pi_boost, pvsched_host, pvsched_switch, pvsched_verdicts, vcpu_churn, watchdog
 from lab.invm.level2 import PANIC, READY, boot_guest, guest_dmesg, qemu_command, sample_exits
 from lab.ktap import Case, parse_ktap, planned_count
-from lab.protocol import LEVEL1_DONE, LEVEL1_READY
+from lab.protocol import GUEST_DONE, LEVEL1_DONE, LEVEL1_READY
 from lab.runner import Runner
 
 
@@ -102,6 +102,53 @@ def reboot_case(runner: Runner, cfg: dict[str, object], out: Path) -> tuple[Case
     ok = stale1 == 0 and stale2 == 0 and reg1 == reg2 == want
     why = f"boot 1: {stale1} stale, {reg1} registered; boot 2 (after the reboot): {stale2} stale, {reg2} registered (of {want})"
     return Case(name, "level2", "passed" if ok else "failed", why), console
+
+
+KEXEC_LINE = re.compile(r"LAB-KEXEC-BOOT (\d) stale=(\d+) registered=(\d+)")
+KEXEC_CHECK = "pvsched_kexec_unregisters"
+# The second kernel powers off within this long of its DONE, or is stopped.
+KEXEC_POWER_OFF_S = 30.0
+
+
+def kexec_verdict(console: str, want: int, powered_off: bool) -> Case:
+    """Both kernels registered every vCPU, and the second found none of the
+    first's registrations in place: the guest driver unregistered from its
+    reboot notifier, which kexec runs; no reset told KVM (vCPU 0 is never
+    sent INIT by the second kernel), so nothing else would have."""
+    boots = {int(m[1]): (int(m[2]), int(m[3])) for m in KEXEC_LINE.finditer(console)}
+    if set(boots) != {1, 2}:
+        why = f"boots reported: {sorted(boots) or 'none'}"
+        if "LAB-KEXEC-FAILED" in console:
+            why += "; the first kernel's kexec failed"
+        elif GUEST_DONE not in console:
+            why += "; the guest never finished"
+        return Case(KEXEC_CHECK, "level2", "failed", f"{why}: no data")
+    (stale1, reg1), (stale2, reg2) = boots[1], boots[2]
+    ok = stale1 == 0 and stale2 == 0 and reg1 == reg2 == want and GUEST_DONE in console and powered_off
+    why = f"kernel 1: {stale1} stale, {reg1} registered; kernel 2 (after kexec): {stale2} stale, {reg2} registered (of {want})"
+    if GUEST_DONE not in console:
+        why += "; kernel 2 never finished"
+    elif not powered_off:
+        why += f"; kernel 2 did not power off within {KEXEC_POWER_OFF_S:.0f} s of finishing (stopped)"
+    return Case(KEXEC_CHECK, "level2", "passed" if ok else "failed", why)
+
+
+def kexec_case(runner: Runner, cfg: dict[str, object], out: Path) -> tuple[Case, str]:
+    """A registered guest kexecs into the same kernel and initramfs (given
+    to it as two read-only disks); the second kernel reports what it found."""
+    console_log = out / "level2-console-kexec.log"
+    marks.level2_begins(console_log.name)
+    drives = (Path(str(cfg["guest_kernel"])), Path(str(cfg["guest_initramfs"])))
+    guest = runner.start(qemu_command(cfg, "kvm", "lab.mode=kexec", drives=drives), "level2 kexec", tee=console_log)
+    finished = guest.wait_for(GUEST_DONE, 2 * float(cfg["kvm_timeout"]))  # type: ignore[arg-type]
+    powered_off = guest.wait(KEXEC_POWER_OFF_S if finished else 0) is not None
+    # What its vCPUs do in KVM, before it is stopped (kept for lab.emulator_faults).
+    stuck = "" if powered_off else sample_exits(runner, guest.pid, cfg, out / record_name("kexec"))
+    if not powered_off:
+        guest.stop(signal.SIGKILL, grace=30)
+    console = guest.output
+    case = kexec_verdict(console, int(cfg["guest_cpus"]), powered_off)  # type: ignore[call-overload]
+    return (Case(case.name, case.level, case.status, f"{case.message}; {stuck}") if stuck else case), console
 
 
 def scx_policy(runner: Runner, cfg: dict[str, object], out: Path, loader: str) -> tuple[list[Case], str]:
@@ -231,13 +278,15 @@ def main(config_path: str) -> int:
         cases.append(unpriv_case)
         reboot, reboot_console = reboot_case(runner, cfg, out)
         cases.append(reboot)
+        kexec, kexec_console = kexec_case(runner, cfg, out)
+        cases.append(kexec)
         scx_cases, scx_console = scx_policy(runner, cfg, out, str(pv["scx_loader"]))
         cases.extend(scx_cases)
         cases.append(vcpu_churn.churn_case(runner, str(pv["loader"]), out))
         cases.append(boosted_teardown.destroy_case(runner, str(pv["loader"]), out))
         cases.append(pi_boost.pi_case(runner, str(pv["loader"]), out))
         cases.extend(pvsched_switch.cases(runner))
-        extra_dmesg = guest_dmesg(unpriv_console) + guest_dmesg(scx_console) + guest_dmesg(reboot_console)
+        extra_dmesg = "".join(guest_dmesg(c) for c in (unpriv_console, scx_console, reboot_console, kexec_console))
     chosen = accel.choose(probes)
     booted = chosen is not None
     cases.append(

@@ -14,7 +14,7 @@ from typing import Any
 
 from lab import accel, exit_record
 from lab.invm import exit_sample, marks, shutdown_trace
-from lab.protocol import GUEST_DMESG_BEGIN, GUEST_DMESG_END, GUEST_DONE, GUEST_READY
+from lab.protocol import GUEST_DONE, GUEST_READY, guest_kernel_log_spans
 from lab.runner import Runner, pid_of
 from lab.symbols import SymbolMap
 
@@ -29,8 +29,11 @@ PANIC = "Kernel panic"
 SLOW_HOST_APPEND = "watchdog_thresh=55 rcupdate.rcu_cpu_stall_timeout=100"
 
 
-def qemu_command(cfg: dict[str, object], mode: str, extra_append: str = "", qmp: Path | None = None, reboot: bool = False) -> list[str]:
-    """QEMU for a level-2 guest; a guest reboot ends QEMU unless `reboot` (the reboot test)."""
+def qemu_command(
+    cfg: dict[str, object], mode: str, extra_append: str = "", qmp: Path | None = None, reboot: bool = False, drives: tuple[Path, ...] = ()
+) -> list[str]:
+    """QEMU for a level-2 guest; a guest reboot ends QEMU unless `reboot` (the reboot test).
+    `drives`: files the guest reads as /dev/vda, /dev/vdb, ... (read-only)."""
     cpus, mem = int(cfg["guest_cpus"]), int(cfg["guest_mem_mb"])  # type: ignore[call-overload]
     append = f"console=ttyS0 loglevel=4 panic=-1 lab.cpus={cpus} lab.mem_mb={mem} {extra_append}".strip()
     cpu = "host" if mode == "kvm" else "max"
@@ -48,6 +51,8 @@ def qemu_command(cfg: dict[str, object], mode: str, extra_append: str = "", qmp:
         *([] if reboot else ["-no-reboot"]),
         "-kernel", str(cfg["guest_kernel"]), "-initrd", str(cfg["guest_initramfs"]), "-append", append,
     ]  # fmt: skip
+    for drive in drives:
+        cmd += ["-drive", f"file={drive},if=virtio,format=raw,readonly=on"]
     if qmp is not None:
         cmd += ["-qmp", f"unix:{qmp},server=on,wait=off"]
     return cmd
@@ -68,6 +73,7 @@ def boot_guest(
     watch: Callable[[str], None] | None = None,
     prefix: list[str] | None = None,
     until_silent: bool = False,
+    drives: tuple[Path, ...] = (),
 ) -> tuple[accel.Probe, str]:
     """One level-2 boot; the probe is 'ok' when the guest reached its tests and finished.
 
@@ -92,7 +98,7 @@ def boot_guest(
     name = label or mode
     console_log = out / f"level2-console-{name}.log"
     timeout = accel.probe_timeout(mode, float(cfg["kvm_timeout"]), float(cfg["tcg_timeout"]))  # type: ignore[arg-type]
-    cmd = [*(prefix or []), *qemu_command(cfg, mode, extra_append, qmp)]
+    cmd = [*(prefix or []), *qemu_command(cfg, mode, extra_append, qmp, drives=drives)]
     # Level 1 only (its config says so): armed elsewhere it would trace the machine the lab runs on.
     trace = _arm_shutdown_trace(runner) if mode == "kvm" and cfg.get("trace_shutdowns") else None
     marks.level2_begins(console_log.name)
@@ -185,10 +191,9 @@ def _shutdown_witness(trace: Path | None, cfg: dict[str, object]) -> str:
 
 
 def guest_dmesg(console: str) -> str:
-    begin, end = GUEST_DMESG_BEGIN, GUEST_DMESG_END
-    if begin in console and end in console:
-        return console.split(begin, 1)[1].split(end, 1)[0]
-    return console  # the guest died before dumping it: scan what it printed
+    """The guest's kernel logs: its dumps, or what it printed if it died first (lab.protocol)."""
+    lines = console.splitlines()
+    return "".join("\n".join(lines[start:end]) + "\n" for start, end in guest_kernel_log_spans(lines))
 
 
 class Guest:

@@ -61,3 +61,20 @@ def test_each_splat_kind_is_found(line: str, kind: str) -> None:
 
 def test_clean_log_has_no_splats() -> None:
     assert scan(CLEAN, "level2", "dmesg") == []
+
+
+def test_every_kernel_log_of_a_kexec_console_is_scanned_once() -> None:
+    from lab.splats import scan_guest_console
+
+    dump1 = "LAB-GUEST-DMESG-BEGIN\n[ 1.0] WARNING: CPU: 0 PID: 1 at x.c:1 first+0x1/0x2\nLAB-GUEST-DMESG-END\n"
+    live2 = "[ 0.5] BUG: unable to handle page fault for address: 0000000000000008\n"  # printed live, then dumped
+    dump2 = "LAB-GUEST-DMESG-BEGIN\n[ 0.5] BUG: unable to handle page fault for address: 0000000000000008\nLAB-GUEST-DMESG-END\n"
+    console = "LAB-KEXEC-BOOT 1\n" + dump1 + live2 + dump2 + "LAB-GUEST-DONE\n"
+    found = scan_guest_console(console, "c")
+    assert [(s.kind, s.line_no) for s in found] == [("warning", 3), ("bug", 7)]
+    # The second kernel died before its dump: what it printed is its log.
+    found = scan_guest_console("LAB-KEXEC-BOOT 1\n" + dump1 + live2, "c")
+    assert [(s.kind, s.line_no) for s in found] == [("warning", 3), ("bug", 5)]
+    # One kernel, one dump: the live lines before it are not counted twice.
+    found = scan_guest_console(live2 + dump2 + "LAB-GUEST-DONE\n", "c")
+    assert [(s.kind, s.line_no) for s in found] == [("bug", 3)]

@@ -58,3 +58,45 @@ def test_a_reboot_guest_that_never_came_back_says_what_its_vcpus_did(tmp_path: P
     assert re.search(
         r"no data; KVM in the last [\d.]+ s: vCPU 0 no exits \(halted or not run\); vCPU 1 no exits \(halted or not run\)$", case.message
     ), case.message
+
+
+DUMP = ["LAB-GUEST-DMESG-BEGIN", "[    1.0] pvsched_guest: registered 2 vCPUs", "LAB-GUEST-DMESG-END"]
+
+
+@pytest.mark.parametrize(
+    ("lines", "status", "said"),
+    [
+        (["LAB-KEXEC-BOOT 1 stale=0 registered=2", *DUMP, "LAB-KEXEC-BOOT 2 stale=0 registered=2", *DUMP, "LAB-GUEST-DONE"],
+         "passed", "kernel 2 (after kexec): 0 stale, 2 registered (of 2)"),
+        # vCPU 0 still registered when the second kernel registers: nothing unregistered it at the kexec.
+        (["LAB-KEXEC-BOOT 1 stale=0 registered=2", *DUMP, "LAB-KEXEC-BOOT 2 stale=1 registered=2", *DUMP, "LAB-GUEST-DONE"],
+         "failed", "1 stale"),
+        (["LAB-KEXEC-BOOT 1 stale=0 registered=2", *DUMP, "LAB-KEXEC-FAILED", *DUMP, "LAB-GUEST-DONE"],
+         "failed", "kexec failed: no data"),
+        # The second kernel reported and then died: no verdict on a guest that did not finish.
+        (["LAB-KEXEC-BOOT 1 stale=0 registered=2", *DUMP, "LAB-KEXEC-BOOT 2 stale=0 registered=2"], "failed", "never finished"),
+        # It finished and then did not power off: stopped, and said.
+        (["LAB-KEXEC-BOOT 1 stale=0 registered=2", *DUMP, "LAB-KEXEC-BOOT 2 stale=0 registered=2", *DUMP, "LAB-GUEST-DONE", "@hang"],
+         "failed", "did not power off within 1 s"),
+    ],
+)  # fmt: skip
+def test_the_kexec_check_judges_the_second_kernel(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, lines: list[str], status: str, said: str
+) -> None:
+    from lab.invm import level1
+    from lab.invm.level1 import kexec_case
+    from lab.runner import Runner
+
+    monkeypatch.setattr(level1, "KEXEC_POWER_OFF_S", 1.0)
+    qemu = tmp_path / "qemu"
+    body = "".join("sleep 30\n" if line == "@hang" else f"echo '{line}'\n" for line in lines)
+    qemu.write_text(f'#!/bin/sh\necho "$@" > {tmp_path}/args\n{body}')
+    qemu.chmod(0o755)
+    cfg = {"qemu": str(qemu), "guest_cpus": 2, "guest_mem_mb": 256, "kvm_timeout": 5.0, "tcg_timeout": 5.0,
+           "guest_kernel": str(tmp_path / "bzImage"), "guest_initramfs": str(tmp_path / "initrd.gz")}  # fmt: skip
+    case, _ = kexec_case(Runner(tmp_path / "logs"), cfg, tmp_path)
+    assert case.status == status and said in case.message, case.message
+    args = (tmp_path / "args").read_text()
+    assert f"-drive file={tmp_path}/bzImage,if=virtio,format=raw,readonly=on" in args
+    assert f"-drive file={tmp_path}/initrd.gz,if=virtio,format=raw,readonly=on" in args
+    assert "lab.mode=kexec" in args
