@@ -162,7 +162,10 @@ class Level1:
             probes.append(accel.Probe("kvm", False, 0.0, why))
         for mode in modes:
             timeout = accel.probe_timeout(mode, self.settings.kvm_probe_timeout, self.settings.tcg_probe_timeout)
-            with ui.activity(f"probing level 1 under {mode} (timeout {timeout:.0f} s)") as progress:
+            # A TCG probe is a level 1 like any other: beside another run's,
+            # each took both CPUs from the other (a test command's level 1
+            # ran 450 s instead of 170 s beside the debug profile's probe).
+            with tcg_turn(mode, f"probe level1 {mode}"), ui.activity(f"probing level 1 under {mode} (timeout {timeout:.0f} s)") as progress:
                 res = self.runner.run(
                     # Without the user's --level1-append: the probe asks which
                     # accelerator boots this kernel, and its answer is cached.

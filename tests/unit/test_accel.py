@@ -104,3 +104,36 @@ def test_single_threaded_tcg_is_asked_of_qemu_only_when_chosen(tmp_path: Path) -
     assert "--qemu-opts=-accel tcg,thread=single" in single
     assert not any("thread=" in a for a in vng_command("vng", kernel, "tcg", Level1Settings(), "true", []))
     assert not any("thread=" in a for a in vng_command("vng", kernel, "kvm", Level1Settings(tcg_threads="single"), "true", []))
+
+
+def test_a_tcg_probe_takes_its_turn_like_any_level1(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from contextlib import contextmanager
+
+    from lab import vm
+    from lab.runner import Result
+    from lab.runtime import NativeRuntime
+
+    held: list[str] = []
+    during: list[list[str]] = []
+
+    @contextmanager
+    def turn(mode: str, label: str, lock: Path = vm.TCG_TURN_LOCK):  # type: ignore[no-untyped-def]
+        held.append(mode)
+        yield
+        held.remove(mode)
+
+    class BootingRunner:
+        runtime = NativeRuntime()
+
+        def which(self, name: str) -> None:
+            return None
+
+        def run(self, cmd, label, **_):  # type: ignore[no-untyped-def]
+            during.append(list(held))
+            return Result(list(cmd), 0, f"{vm.PROBE_MARK}\n", 1.0, tmp_path / "x.log")
+
+    monkeypatch.setattr(vm, "tcg_turn", turn)
+    monkeypatch.setattr(vm.accel, "kvm_worth_trying", lambda *_: (False, "no /dev/kvm"))
+    level1 = vm.Level1(tmp_path, BootingRunner(), tmp_path / "bzImage", "key", vm.Level1Settings())  # type: ignore[arg-type]
+    mode, _, _ = level1.probe(use_cache=False)
+    assert mode == "tcg" and during == [["tcg"]]
