@@ -110,7 +110,7 @@ KEXEC_CHECK = "pvsched_kexec_unregisters"
 KEXEC_POWER_OFF_S = 30.0
 
 
-def kexec_verdict(console: str, want: int, powered_off: bool) -> Case:
+def kexec_verdict(console: str, want: int, powered_off: bool, stuck: str = "") -> Case:
     """Both kernels registered every vCPU, and the second found none of the
     first's registrations in place: the guest driver unregistered from its
     reboot notifier, which kexec runs; no reset told KVM (vCPU 0 is never
@@ -130,7 +130,7 @@ def kexec_verdict(console: str, want: int, powered_off: bool) -> Case:
         why += "; kernel 2 never finished"
     elif not powered_off:
         why += f"; kernel 2 did not power off within {KEXEC_POWER_OFF_S:.0f} s of finishing (stopped)"
-    return Case(KEXEC_CHECK, "level2", "passed" if ok else "failed", why)
+    return Case(KEXEC_CHECK, "level2", "passed" if ok else "failed", why + (f"; {stuck}" if stuck else ""))
 
 
 def kexec_case(runner: Runner, cfg: dict[str, object], out: Path) -> tuple[Case, str]:
@@ -147,8 +147,7 @@ def kexec_case(runner: Runner, cfg: dict[str, object], out: Path) -> tuple[Case,
     if not powered_off:
         guest.stop(signal.SIGKILL, grace=30)
     console = guest.output
-    case = kexec_verdict(console, int(cfg["guest_cpus"]), powered_off)  # type: ignore[call-overload]
-    return (Case(case.name, case.level, case.status, f"{case.message}; {stuck}") if stuck else case), console
+    return kexec_verdict(console, int(cfg["guest_cpus"]), powered_off, stuck), console  # type: ignore[call-overload]
 
 
 def scx_policy(runner: Runner, cfg: dict[str, object], out: Path, loader: str) -> tuple[list[Case], str]:

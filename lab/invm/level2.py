@@ -73,7 +73,6 @@ def boot_guest(
     watch: Callable[[str], None] | None = None,
     prefix: list[str] | None = None,
     until_silent: bool = False,
-    drives: tuple[Path, ...] = (),
 ) -> tuple[accel.Probe, str]:
     """One level-2 boot; the probe is 'ok' when the guest reached its tests and finished.
 
@@ -98,7 +97,7 @@ def boot_guest(
     name = label or mode
     console_log = out / f"level2-console-{name}.log"
     timeout = accel.probe_timeout(mode, float(cfg["kvm_timeout"]), float(cfg["tcg_timeout"]))  # type: ignore[arg-type]
-    cmd = [*(prefix or []), *qemu_command(cfg, mode, extra_append, qmp, drives=drives)]
+    cmd = [*(prefix or []), *qemu_command(cfg, mode, extra_append, qmp)]
     # Level 1 only (its config says so): armed elsewhere it would trace the machine the lab runs on.
     trace = _arm_shutdown_trace(runner) if mode == "kvm" and cfg.get("trace_shutdowns") else None
     marks.level2_begins(console_log.name)

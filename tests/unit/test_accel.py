@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from lab.accel import Probe, choose, kvm_worth_trying, probe_timeout
@@ -73,24 +74,33 @@ def test_vm_retries_default_and_option() -> None:
     assert _options(parser().parse_args(["stress", "--vm-retries", "1"])).vm_retries == 1
 
 
+class _BootingRunner:
+    """A runner whose every level-1 boot prints the probe's mark; `on_run` sees each command."""
+
+    def __init__(self, tmp_path: Path, on_run: Callable[[list[str]], object]) -> None:
+        from lab.runtime import NativeRuntime
+
+        self.runtime = NativeRuntime()
+        self.log = tmp_path / "x.log"
+        self.on_run = on_run
+
+    def which(self, name: str) -> None:
+        return None
+
+    def run(self, cmd, label, **_):  # type: ignore[no-untyped-def]
+        from lab.runner import Result
+        from lab.vm import PROBE_MARK
+
+        self.on_run(list(cmd))
+        return Result(list(cmd), 0, f"{PROBE_MARK}\n", 1.0, self.log)
+
+
 def test_the_probe_boots_without_the_users_level1_append(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    from lab.runner import Result
-    from lab.runtime import NativeRuntime
-    from lab.vm import PROBE_MARK, Level1, Level1Settings
+    from lab.vm import Level1, Level1Settings
 
     seen: list[list[str]] = []
-
-    class BootingRunner:
-        runtime = NativeRuntime()
-
-        def which(self, name: str) -> None:
-            return None
-
-        def run(self, cmd, label, **_):  # type: ignore[no-untyped-def]
-            seen.append(list(cmd))
-            return Result(list(cmd), 0, f"{PROBE_MARK}\n", 1.0, tmp_path / "x.log")
-
-    level1 = Level1(tmp_path, BootingRunner(), tmp_path / "bzImage", "key", Level1Settings(append="panic=0 rootfstype=none"))  # type: ignore[arg-type]
+    runner = _BootingRunner(tmp_path, lambda cmd: seen.append(list(cmd)))
+    level1 = Level1(tmp_path, runner, tmp_path / "bzImage", "key", Level1Settings(append="panic=0 rootfstype=none"))  # type: ignore[arg-type]
     mode, probes, cached = level1.probe(use_cache=False)
     assert probes[-1].ok and not cached
     assert seen and all("panic=0 rootfstype=none" not in " ".join(cmd) for cmd in seen)
@@ -110,8 +120,6 @@ def test_a_tcg_probe_takes_its_turn_like_any_level1(tmp_path, monkeypatch) -> No
     from contextlib import contextmanager
 
     from lab import vm
-    from lab.runner import Result
-    from lab.runtime import NativeRuntime
 
     held: list[str] = []
     during: list[list[str]] = []
@@ -122,18 +130,9 @@ def test_a_tcg_probe_takes_its_turn_like_any_level1(tmp_path, monkeypatch) -> No
         yield
         held.remove(mode)
 
-    class BootingRunner:
-        runtime = NativeRuntime()
-
-        def which(self, name: str) -> None:
-            return None
-
-        def run(self, cmd, label, **_):  # type: ignore[no-untyped-def]
-            during.append(list(held))
-            return Result(list(cmd), 0, f"{vm.PROBE_MARK}\n", 1.0, tmp_path / "x.log")
-
     monkeypatch.setattr(vm, "tcg_turn", turn)
     monkeypatch.setattr(vm.accel, "kvm_worth_trying", lambda *_: (False, "no /dev/kvm"))
-    level1 = vm.Level1(tmp_path, BootingRunner(), tmp_path / "bzImage", "key", vm.Level1Settings())  # type: ignore[arg-type]
+    runner = _BootingRunner(tmp_path, lambda cmd: during.append(list(held)))
+    level1 = vm.Level1(tmp_path, runner, tmp_path / "bzImage", "key", vm.Level1Settings())  # type: ignore[arg-type]
     mode, _, _ = level1.probe(use_cache=False)
     assert mode == "tcg" and during == [["tcg"]]
