@@ -2,12 +2,14 @@
 
 The same nested workload (level 1 under this machine's accelerator, level-2
 guests with an RT task, hotplug and every vCPU busy: lab.invm.control) runs
-in four cells, interleaved round by round so drift hits every cell alike:
+in six cells, interleaved round by round so drift hits every cell alike:
 
   base      the unpatched kernel: no series, no guest driver, no policy
   base-ipi  ... while two level-1 tasks wake each other across the CPUs the
             vCPUs run on (lab.invm.ipi_storm): the host interrupts our
             policies raise, raised with none of our code
+  base-scx  ... with the kernel's own sched_ext example scheduler attached
+            (tools/sched_ext/scx_simple, FIFO): sched_ext without our code
   nopolicy  the series and the guest driver, no policy attached
   boost     ... with the boost policy attached
   scx       ... with the sched_ext policy attached
@@ -35,10 +37,10 @@ from lab.pipeline import Options, Pipeline, StepFailed
 from lab.splats import scan, scan_guest_console
 from lab.vm import Level1
 
-CELLS = ("base", "base-ipi", "nopolicy", "boost", "scx")
-POLICY = {"base": "none", "base-ipi": "none", "nopolicy": "none", "boost": "boost", "scx": "scx"}
+CELLS = ("base", "base-ipi", "base-scx", "nopolicy", "boost", "scx")
+POLICY = {"base": "none", "base-ipi": "none", "base-scx": "scx-simple", "nopolicy": "none", "boost": "boost", "scx": "scx"}
 # The cells that run the unpatched kernel: only signs seen there may excuse.
-UNPATCHED = ("base", "base-ipi")
+UNPATCHED = ("base", "base-ipi", "base-scx")
 # What the series adds to kconfig: the unpatched base has no such symbol.
 SERIES_OPTIONS = ("CONFIG_KVM_PVSCHED", "CONFIG_PVSCHED_GUEST")
 

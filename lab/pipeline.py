@@ -335,6 +335,7 @@ class Pipeline:
             "guest_append": self.opts.guest_append,
             "bpf_hello": str(bpf_out / "hello"),
             "irq_latency": str(bpf_out / "irq_latency"),
+            "scx_simple": str(bpf_out / "scx_simple"),  # the kernel's own sched_ext example (the control's base-scx)
             "level1_accel": mode,
             "trace_shutdowns": True,  # KVM's witness of a level-2 guest that ends early (lab.invm.shutdown_trace)
         }

@@ -14,11 +14,12 @@ import time
 from lab.errors import LabError
 from lab.invm import level1, level2, pvsched_host
 from lab.invm.ipi_storm import IpiStorm
+from lab.invm.scx_example import ScxExample
 from lab.ktap import parse_ktap
 from lab.protocol import LEVEL1_DONE
 from lab.runner import Runner
 
-POLICIES = ("none", "boost", "scx")
+POLICIES = ("none", "boost", "scx", "scx-simple")
 
 
 def main(config_path: str) -> int:
@@ -28,9 +29,13 @@ def main(config_path: str) -> int:
     policy_name, boots = str(control["policy"]), int(str(control["boots"]))
     pv = cfg.get("pvsched")
     runner = Runner(out / "logs-level1")
-    policy = None
+    policy: pvsched_host.PolicyRun | ScxExample | None = None
     policy_error = ""
-    if policy_name != "none":
+    if policy_name == "scx-simple":
+        # The kernel's own example: runs on the unpatched kernel too.
+        policy = ScxExample(runner, str(cfg["scx_simple"]))
+        policy_error = policy.start()
+    elif policy_name != "none":
         if not isinstance(pv, dict):
             raise LabError(f"policy {policy_name} needs the pvsched kernel")
         loader = pv["loader"] if policy_name == "boost" else pv["scx_loader"]
@@ -57,7 +62,7 @@ def main(config_path: str) -> int:
         print(f"control boot {i}: {'ok' if probe.ok else probe.reason}", flush=True)
     trips = storm.stop() if storm is not None else None
     if policy is not None:
-        policy.stop()
+        policy.stop()  # a policy that does not detach shows in the kernel log and the signs
     dmesg = runner.run(["dmesg"], "dmesg").output
     (out / "level1-dmesg.txt").write_text(dmesg)
     report = {"policy": policy_name, "policy_error": policy_error, "driver": driver == "1", "ipi_storm_trips": trips, "boots": results}

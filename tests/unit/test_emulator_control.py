@@ -165,3 +165,26 @@ def test_rescan_counts_a_finished_run_again_with_todays_signs(tmp_path: Path) ->
     md = ctl.rescan(run, tmp_path / "kernels")
     assert "| sign: wild-return-from-halt | 1 |" in md and "| level 1 lost | 1 |" in md
     assert json.loads((run / "control-as-run.json").read_text())["runs"][0]["signs"] == []  # what the run itself counted stays
+
+
+def test_the_kernels_scx_example_counts_as_attached_only_once_sched_ext_says_so(tmp_path: Path, monkeypatch, runner) -> None:  # type: ignore[no-untyped-def]
+    """base-scx must not run its boots believing sched_ext is on when the
+    example never enabled it (an absent sysfs state, a binary that exits)."""
+    from lab.invm import scx_example
+
+    state = tmp_path / "state"
+    state.write_text("disabled\n")
+    monkeypatch.setattr(scx_example, "scx_state", lambda: state.read_text().strip())
+    exits = tmp_path / "exits"
+    exits.write_text("#!/bin/sh\necho 'no sched_ext here'\nexit 1\n")
+    exits.chmod(0o755)
+    why = scx_example.ScxExample(runner, str(exits)).start(timeout=5)
+    assert "sched_ext state disabled" in why and "no sched_ext here" in why
+
+    # One that enables sched_ext and disables it again on SIGTERM.
+    attaches = tmp_path / "attaches"
+    attaches.write_text(f"#!/bin/sh\ntrap 'echo disabled > {state}; exit 0' TERM\necho enabled > {state}\nwhile :; do sleep 0.1; done\n")
+    attaches.chmod(0o755)
+    example = scx_example.ScxExample(runner, str(attaches))
+    assert example.start(timeout=5) == ""
+    assert example.stop() == "disabled"
