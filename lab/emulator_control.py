@@ -98,6 +98,9 @@ def events(run: dict[str, Any]) -> set[str]:
         names.add("level 1 lost" + ("" if run["signs"] else " (no sign)"))
     if run["boots_failed"]:
         names.add("level-2 boot failed" + ("" if run["signs"] else " (no sign)"))
+    if run.get("policy_error"):
+        # Without its scheduler the run measured another cell: not a clean run of this one.
+        names.add("policy not attached")
     return names
 
 

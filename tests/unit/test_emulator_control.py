@@ -46,6 +46,15 @@ def test_a_lost_boot_without_a_sign_is_its_own_row() -> None:
     assert ctl.events(row) == {"level 1 lost (no sign)", "level-2 boot failed (no sign)"}
 
 
+def test_a_run_whose_policy_never_attached_is_not_a_clean_run_of_its_cell() -> None:
+    """A base-scx (or boost, scx) run without its scheduler attached measured
+    another cell: it must show, not count as that cell's clean run."""
+    row = {"cell": "base-scx", "run": 1, "seconds": 60.0, "lost": "", "signs": [], "splats": [], "boots_failed": [],
+           "policy_error": "sched_ext state disabled after 60 s"}  # fmt: skip
+    assert ctl.events(row) == {"policy not attached"}
+    assert ctl.events({**row, "policy_error": ""}) == set()
+
+
 def test_the_table_counts_runs_per_cell_not_occurrences() -> None:
     clean = {"lost": "", "signs": [], "splats": [], "boots_failed": []}
     sign = {**clean, "signs": [{"signature": "null-percpu", "where": "x"}, {"signature": "null-percpu", "where": "y"}]}
