@@ -206,10 +206,13 @@ pvsched_tests() {
 	phase dodge-done
 	check pvsched_module_unload "rmmod failed" rmmod pvsched_guest
 	check pvsched_module_reload "insmod failed" insmod $MOD
-	rtspin 50 1 1500 1000 1000 > /tmp/rtspin.out &
+	# Long enough for level 1 to see it boosted (the dodge phase's throttle
+	# may hold the boost back up to a period) and detach under it.
+	rtspin 50 1 4000 1000 1000 > /tmp/rtspin.out &
 	sleep 0.3
 	phase detach 0.8
 	wait
+	phase detach-done
 	check pvsched_rt_task_survives_detach "$(cat /tmp/rtspin.out)" grep -q cycles /tmp/rtspin.out
 	# The driver stays loaded and keeps its areas at power off: the VM is
 	# destroyed with its areas registered (the host's pvsched_vm_destroy_unregisters).

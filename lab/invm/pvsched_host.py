@@ -18,6 +18,7 @@ import signal
 import socket
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -95,6 +96,7 @@ CS_PROBE_KINDS = {
 SAMPLE_INTERVAL = 0.05
 UNBOOST_SETTLE_S = 0.3  # how long an unboost may take to show
 UNBOOST_WINDOW_S = 0.5  # then at least one sample in this long must show it
+DETACH_WAIT_S = 2.5  # for a boost to detach under: the dodge phase's throttle lasts up to a 1 s period
 
 
 def observe_above_boosts() -> None:
@@ -353,6 +355,10 @@ class PvschedObserver:
     _saved_affinity: set[int] = field(default_factory=set)
     _hog: RtHog | None = None
     _vcpu1_affinity: set[int] = field(default_factory=set)
+    # Whether a vCPU thread was SCHED_FIFO when the policy detached: without
+    # it the detach restored nothing and its check tested nothing.
+    boosted_at_detach: bool | None = None
+    _detacher: threading.Thread | None = None
 
     def on_line(self, line: str) -> None:
         if GUEST_READY in line and self.boot_cap is None:
@@ -409,7 +415,43 @@ class PvschedObserver:
         elif name == "malformed-done":
             self._release_vcpu0()
         elif name == "detach":
-            self.policy.stop()
+            # Uncapped until detach-done: a boost the detach leaks must not be
+            # ended by a throttle before the samples see it (the shipped cap
+            # throttles within 50 ms of CPU time).
+            try:
+                self._saved_cap = Cap.read()
+                Cap(*_UNCAPPED).apply()
+            except OSError as exc:
+                self.errors.append(f"phase detach: {exc}")
+            # Off this reader's thread: it waits for a boost to detach under.
+            self._detacher = threading.Thread(target=self._detach_when_boosted, name="detach", daemon=True)
+            self._detacher.start()
+        elif name == "detach-done":
+            self._restore_cap()
+
+    def _detach_when_boosted(self, wait_s: float = DETACH_WAIT_S) -> None:
+        """Detach the policy once a vCPU thread is boosted (the guest's RT task
+        asks for it; a throttle left by the phase before may hold it back up
+        to a period), or after `wait_s` without one."""
+        deadline = time.monotonic() + wait_s
+        while not (boosted := self._any_vcpu_fifo()) and time.monotonic() < deadline:
+            time.sleep(0.005)
+        self.boosted_at_detach = boosted
+        self.policy.stop()
+
+    def _any_vcpu_fifo(self) -> bool:
+        for tid in self.threads.values():
+            try:
+                if os.sched_getscheduler(tid) == SCHED_FIFO:
+                    return True
+            except OSError:
+                continue
+        return False
+
+    def _restore_cap(self) -> None:
+        if self._saved_cap is not None:
+            self._saved_cap.apply()
+            self._saved_cap = None
 
     def _share_vcpu1_cpu(self) -> None:
         """vCPU 1's thread pinned where it runs, a host RT task above it on that CPU."""
@@ -518,6 +560,9 @@ class PvschedObserver:
 
     def finish(self) -> None:
         self._end_sharing()  # a guest that died in the shared-CPU phase
+        if self._detacher is not None:
+            self._detacher.join()
+        self._restore_cap()  # a guest that died before detach-done
         if self._sampler is not None:
             rc = self._sampler.stop(signal.SIGTERM, grace=10)
             if rc is None:

@@ -13,6 +13,7 @@ from lab.invm.pvsched_host import (
     CS_PROBE_EXITS,
     CS_PROBE_KINDS,
     CS_PROBE_SECTIONS,
+    DETACH_WAIT_S,
     DODGE_MAX_FIFO_SHARE,
     DODGE_MIN_SAMPLES,
     GUEST_RT_PRIORITY,
@@ -407,6 +408,9 @@ class PvschedVerdicts:
             if s.t > self.obs.policy.stopped_at + 0.1 and s.phase == "detach" and any(p is not None for p in s.policies.values())
         ]  # fmt: skip
         bad = [s for s in after if any(p == SCHED_FIFO for p in s.policies.values())]
+        if not self.obs.boosted_at_detach:
+            return Case("pvsched_policy_detach_restores", "level1", "failed",
+                        f"no vCPU thread was boosted when the policy detached (within {DETACH_WAIT_S} s): nothing to restore")  # fmt: skip
         ok = bool(after) and not bad
         try:
             state: object = read_kvm_vcpus()

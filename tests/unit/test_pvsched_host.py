@@ -33,6 +33,7 @@ def _good_observer(tmp_path: Path) -> ph.PvschedObserver:
     policy = ph.PolicyRun(Runner(tmp_path / "logs"), "loader", stats, stopped_at=100.0)
     obs = ph.PvschedObserver(policy, tmp_path / "qmp")
     obs.threads = {0: 11, 1: 12}
+    obs.boosted_at_detach = True  # the policy detached under a boost
     obs.rt_seen_after = 0.05
     obs.rt_priorities = {50}
     obs.samples = [
@@ -190,6 +191,8 @@ def test_healthy_run_passes_every_check(tmp_path: Path) -> None:
          "pvsched_policy_detach_restores"),
         (lambda o: o.samples.__setitem__(3, ph.Sample(100.2, "detach", {11: None, 12: None})),
          "pvsched_policy_detach_restores"),  # the VM was already gone: nothing was observed
+        # Nothing was boosted when the policy detached (a throttle held it back): nothing tested.
+        (lambda o: setattr(o, "boosted_at_detach", False), "pvsched_policy_detach_restores"),
         # A hostile guest's requests boosted as high as RT work, or RT work only as high as hints.
         (lambda o: o.samples.__setitem__(2, ph.Sample(11.0, "hostile", {11: 1, 12: 0}, {11: 10, 12: 0})),
          "pvsched_rt_work_boosted_above_hints"),
