@@ -172,10 +172,7 @@ def scx_policy(runner: Runner, cfg: dict[str, object], out: Path, loader: str) -
         cases.append(Case("pvsched_scx_prioritizes_rt_vcpu", "level1", "passed" if seen and prioritized else "failed",
                           f"rt_seen={seen}, prioritized enqueues={prioritized}"))  # fmt: skip
     policy.stop()
-    deadline = time.monotonic() + 10
-    while pvsched_host.scx_state() != "disabled" and time.monotonic() < deadline:
-        time.sleep(0.1)
-    state = pvsched_host.scx_state()
+    state = pvsched_host.await_scx_state(("disabled",), 10)
     cases.append(Case("pvsched_scx_unloads", "level1", "passed" if state == "disabled" else "failed", f"state {state}"))
     return cases, console
 

@@ -26,6 +26,7 @@ from pathlib import Path
 
 from lab.invm.cpu_hog import RtHog
 from lab.invm.vcpu_sampler import SAMPLER_PRIORITY as OBSERVER_PRIORITY
+from lab.invm.vcpu_sampler import thread_policy
 from lab.ktap import Case
 from lab.protocol import GUEST_PHASE, GUEST_READY, SHIPPED_CAP_US
 from lab.runner import Background, Runner
@@ -400,8 +401,7 @@ class PvschedObserver:
             self.cap_at[name] = time.monotonic()
         elif name in CAP_PHASES.values() and self._saved_cap is not None:
             self._end_sharing()
-            self._saved_cap.apply()
-            self._saved_cap = None
+            self._restore_cap()
         elif name == "admin-nice":
             self._admin_nice()
         elif name == "admin-fifo":
@@ -434,19 +434,10 @@ class PvschedObserver:
         asks for it; a throttle left by the phase before may hold it back up
         to a period), or after `wait_s` without one."""
         deadline = time.monotonic() + wait_s
-        while not (boosted := self._any_vcpu_fifo()) and time.monotonic() < deadline:
+        while not (boosted := any(thread_policy(t) == SCHED_FIFO for t in self.threads.values())) and time.monotonic() < deadline:
             time.sleep(0.005)
         self.boosted_at_detach = boosted
         self.policy.stop()
-
-    def _any_vcpu_fifo(self) -> bool:
-        for tid in self.threads.values():
-            try:
-                if os.sched_getscheduler(tid) == SCHED_FIFO:
-                    return True
-            except OSError:
-                continue
-        return False
 
     def _restore_cap(self) -> None:
         if self._saved_cap is not None:
@@ -628,3 +619,11 @@ def scx_state() -> str:
         return SCX_STATE.read_text().strip()
     except OSError:
         return "unavailable"
+
+
+def await_scx_state(want: tuple[str, ...], timeout: float) -> str:
+    """sched_ext's state as soon as it is one of `want`, else what it is after `timeout` s."""
+    deadline = time.monotonic() + timeout
+    while (state := scx_state()) not in want and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return state

@@ -9,7 +9,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from lab.invm.pvsched_host import scx_state
+from lab.invm.pvsched_host import await_scx_state, scx_state
 from lab.runner import Background, Runner
 
 
@@ -36,10 +36,7 @@ class ScxExample:
 
     def stop(self) -> str:
         """Detach it (SIGTERM: it unregisters and exits); returns the state sched_ext is left in."""
-        running = self.proc is not None and self.proc.poll() is None
-        if running and self.proc is not None and self.proc.stop(signal.SIGTERM, grace=30) is None:
-            print(f"scx example {self.proc.pid} survives SIGKILL", flush=True)
-        deadline = time.monotonic() + 10
-        while scx_state() not in ("disabled", "unavailable") and time.monotonic() < deadline:
-            time.sleep(0.1)
-        return scx_state()
+        proc = self.proc
+        if proc is not None and proc.poll() is None and proc.stop(signal.SIGTERM, grace=30) is None:
+            print(f"scx example {proc.pid} survives SIGKILL", flush=True)
+        return await_scx_state(("disabled", "unavailable"), 10)

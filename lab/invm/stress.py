@@ -347,11 +347,9 @@ class Stress:
                 state = pvsched_host.scx_state()
                 time.sleep(0.5)
                 scx.stop()
-                deadline = time.monotonic() + 10
-                while pvsched_host.scx_state() != "disabled" and time.monotonic() < deadline:
-                    time.sleep(0.1)
-                if state != "enabled" or pvsched_host.scx_state() != "disabled":
-                    part.fail(f"round {i}: sched_ext state {state} while loaded, {pvsched_host.scx_state()} after")
+                after = pvsched_host.await_scx_state(("disabled",), 10)
+                if state != "enabled" or after != "disabled":
+                    part.fail(f"round {i}: sched_ext state {state} while loaded, {after} after")
                 if guest.proc.poll() is not None:
                     part.fail(f"round {i}: the guest died")
                     break

@@ -183,7 +183,10 @@ def test_the_kernels_scx_example_counts_as_attached_only_once_sched_ext_says_so(
 
     state = tmp_path / "state"
     state.write_text("disabled\n")
-    monkeypatch.setattr(scx_example, "scx_state", lambda: state.read_text().strip())
+    from lab.invm import pvsched_host
+
+    for module in (scx_example, pvsched_host):
+        monkeypatch.setattr(module, "scx_state", lambda: state.read_text().strip())
     exits = tmp_path / "exits"
     exits.write_text("#!/bin/sh\necho 'no sched_ext here'\nexit 1\n")
     exits.chmod(0o755)
