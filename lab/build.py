@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shlex
 import shutil
 import time
@@ -284,7 +285,9 @@ class KernelBuilder:
                 errors = [ln.strip() for ln in res.output.splitlines() if "error" in ln.lower()]
                 return False, f"{variant}: does not build after '{at.output.strip()}': {' | '.join(errors[-3:])}"
             built = (bdir / ".config").read_text()
-            missing = [opt for opt in ("CONFIG_KVM_PVSCHED=y",) if opt not in built.splitlines()]
+            # The series' own options (KVM_PVSCHED, PVSCHED_GUEST*) must survive the last patch's olddefconfig.
+            series_opts = [ln for ln in config.splitlines() if re.fullmatch(r"CONFIG_\w*PVSCHED\w*=y", ln)]
+            missing = [opt for opt in series_opts if opt not in built.splitlines()]
             if missing:
                 return False, f"{variant}: built, but olddefconfig dropped {missing}"
             return True, f"{variant}: each of the {len(tree.patches)} patches built vmlinux and modules"

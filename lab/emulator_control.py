@@ -42,7 +42,7 @@ POLICY = {"base": "none", "base-ipi": "none", "base-scx": "scx-simple", "nopolic
 # The cells that run the unpatched kernel: only signs seen there may excuse.
 UNPATCHED = ("base", "base-ipi", "base-scx")
 # What the series adds to kconfig: the unpatched base has no such symbol.
-SERIES_OPTIONS = ("CONFIG_KVM_PVSCHED", "CONFIG_PVSCHED_GUEST")
+SERIES_OPTIONS = ("CONFIG_KVM_PVSCHED", "CONFIG_PVSCHED_GUEST", "CONFIG_PVSCHED_GUEST_PREEMPT")
 
 
 @dataclass

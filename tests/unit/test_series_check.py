@@ -71,3 +71,15 @@ def test_a_patch_that_breaks_the_build_is_named_even_if_a_later_one_repairs_it(t
 def test_kvm_as_a_module_changes_only_kvm() -> None:
     cfg = "CONFIG_KVM=y\nCONFIG_KVM_AMD=y\nCONFIG_KVM_PVSCHED=y\nCONFIG_KVM_PROVE_MMU=y\n"
     assert kvm_as_module(cfg) == "CONFIG_KVM=m\nCONFIG_KVM_AMD=m\nCONFIG_KVM_PVSCHED=y\nCONFIG_KVM_PROVE_MMU=y\n"
+
+
+def test_a_series_option_that_olddefconfig_drops_fails_the_check(tmp_path: Path) -> None:
+    # The fake kernel keeps what it is given; the wanted config names an option it then loses.
+    tree = _tree(tmp_path, None)
+    (tree.path / "Makefile").write_text(MAKEFILE.replace("\t@grep -q", "\t@sed -i /PVSCHED_GUEST_PREEMPT/d $(O)/.config; grep -q"))
+    subprocess.run(["git", "-C", str(tree.path), "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qam", "drops"], check=True)
+    tree = SourceTree(tree.path, tree.base, subprocess.run(["git", "-C", str(tree.path), "rev-parse", "HEAD"], capture_output=True,
+                      text=True, check=True).stdout.strip(), tree.patches, tree.identity)  # fmt: skip
+    ok, detail = _builder(tmp_path).check_series(tree, "kvm-builtin", "CONFIG_KVM_PVSCHED=y\nCONFIG_PVSCHED_GUEST_PREEMPT=y\n")
+    assert not ok
+    assert "dropped ['CONFIG_PVSCHED_GUEST_PREEMPT=y']" in detail
