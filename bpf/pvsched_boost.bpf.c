@@ -91,6 +91,8 @@ void BPF_PROG(boost_notify, struct kvm_pvsched_vcpu *pv, __u32 event)
 		s->softirq_seen++;
 	if (g.cs & PVSCHED_CS_NMI)
 		s->nmi_seen++;
+	if (g.cs & PVSCHED_CS_PREEMPT_DISABLED)
+		s->preempt_seen++;
 	if (g.flags & PVSCHED_GUEST_BOOST_REQUEST)
 		s->request_seen++;
 

@@ -24,6 +24,7 @@ struct pvsched_vcpu_stats {
 	__u64 hardirq_seen;
 	__u64 softirq_seen;
 	__u64 nmi_seen;
+	__u64 preempt_seen;	/* PREEMPT_DISABLED: counted, not acted on */
 	__u64 request_seen;
 	__u64 read_errors;
 	__u64 boost_requests;

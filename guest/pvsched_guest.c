@@ -51,6 +51,15 @@
 #include <asm/nmi.h>
 #include <uapi/linux/pvsched.h>
 
+/*
+ * Have the kernel mark preempt-disabled sections too (a kernel built with
+ * CONFIG_PVSCHED_GUEST_PREEMPT); costs a store at each outermost
+ * preempt_disable() and preempt_enable() of a task while loaded.
+ */
+static bool preempt_marks = true;
+module_param(preempt_marks, bool, 0444);
+MODULE_PARM_DESC(preempt_marks, "mark preempt-disabled sections (needs CONFIG_PVSCHED_GUEST_PREEMPT)");
+
 static bool hostile;
 module_param(hostile, bool, 0644);
 MODULE_PARM_DESC(hostile, "always request a boost and write garbage (testing)");
@@ -102,12 +111,16 @@ static DEFINE_PER_CPU(struct pvsched_vcpu_area *, pvsched_area);
 /* local_clock() when an RT task last went to sleep on this CPU. */
 static DEFINE_PER_CPU(u64, rt_slept_ns);
 
-enum cs_probe_kind { CS_PROBE_TIMER, CS_PROBE_IPI, CS_PROBE_NMI, CS_PROBE_KINDS };
+enum cs_probe_kind {
+	CS_PROBE_TIMER, CS_PROBE_IPI, CS_PROBE_NMI, CS_PROBE_PREEMPT,
+	CS_PROBE_KINDS
+};
 
 static const char * const cs_probe_names[CS_PROBE_KINDS] = {
 	[CS_PROBE_TIMER] = "timer",
 	[CS_PROBE_IPI] = "ipi",
 	[CS_PROBE_NMI] = "nmi",
+	[CS_PROBE_PREEMPT] = "preempt",
 };
 
 /* Per-CPU so the context-switch path never bounces a shared line. */
@@ -650,7 +663,8 @@ static const struct file_operations abandon_fops = {
  * vCPU's sections), each taking CS_PROBE_EXITS VM exits (CPUID always
  * exits) inside the section: "timer" (an hrtimer expiring in the APIC
  * timer interrupt), "ipi" (a function call IPI from the writer's vCPU),
- * "nmi" (an NMI the vCPU sends itself).
+ * "nmi" (an NMI the vCPU sends itself), "preempt" (a kworker with
+ * preemption disabled, interrupts on).
  */
 #define CS_PROBE_EXITS		50
 #define CS_PROBE_MAX		10000
@@ -700,7 +714,7 @@ static int cs_probe_nmi_fn(unsigned int type, struct pt_regs *regs)
 	return NMI_HANDLED;
 }
 
-/* Runs on the probed vCPU (work_on_cpu) for the timer and NMI kinds. */
+/* Runs on the probed vCPU (work_on_cpu) for the timer, NMI and preempt kinds. */
 static long cs_probe_local(void *arg)
 {
 	struct cs_probe *probe = arg;
@@ -708,6 +722,13 @@ static long cs_probe_local(void *arg)
 	unsigned int i;
 
 	for (i = 0; i < probe->sections; i++) {
+		if (probe->kind == CS_PROBE_PREEMPT) {
+			preempt_disable();
+			cs_probe_section(CS_PROBE_PREEMPT);
+			preempt_enable();
+			cond_resched();
+			continue;
+		}
 		if (probe->kind == CS_PROBE_TIMER) {
 			reinit_completion(&probe->done);
 			hrtimer_start(&probe->timer, ns_to_ktime(100 * NSEC_PER_USEC),
@@ -802,6 +823,29 @@ static const struct file_operations cs_probe_fops = {
 	.write = cs_probe_write,
 };
 
+#ifdef CONFIG_PVSCHED_GUEST_PREEMPT
+static void preempt_marks_start(void)
+{
+	if (preempt_marks)
+		pvsched_guest_preempt_start();
+}
+
+static void preempt_marks_stop(void)
+{
+	if (preempt_marks)
+		pvsched_guest_preempt_stop();
+}
+#else
+static void preempt_marks_start(void)
+{
+	if (preempt_marks)
+		pr_warn("this kernel cannot mark preempt-disabled sections (CONFIG_PVSCHED_GUEST_PREEMPT)\n");
+	preempt_marks = false;
+}
+
+static void preempt_marks_stop(void) { }
+#endif
+
 static int __init pvsched_guest_init(void)
 {
 	u64 msr;
@@ -820,11 +864,13 @@ static int __init pvsched_guest_init(void)
 		return ret;
 	/* Marks nothing until a CPU attaches its area. */
 	pvsched_guest_cs_start();
+	preempt_marks_start();
 	ret = cpuhp_setup_state(CPUHP_AP_ONLINE_DYN, "virt/pvsched:online",
 				pvsched_cpu_online, pvsched_cpu_offline);
 	if (ret < 0) {
 		pr_err("host refused registration (the VMM lacks CAP_SYS_NICE?): %d\n",
 		       ret);
+		preempt_marks_stop();
 		pvsched_guest_cs_stop();
 		unregister_probes();
 		return ret;
@@ -858,6 +904,7 @@ static void __exit pvsched_guest_exit(void)
 		cancel_delayed_work_sync(per_cpu_ptr(&dodge_work, cpu));
 	cpuhp_remove_state(pvsched_hp_state);
 	/* Every CPU detached its area going down; wait out any NMI still in it. */
+	preempt_marks_stop();
 	pvsched_guest_cs_stop();
 	if (cs_probe_nmi_registered)
 		unregister_nmi_handler(NMI_LOCAL, "pvsched_cs_probe");

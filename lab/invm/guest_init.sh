@@ -126,11 +126,13 @@ pvsched_tests() {
 	sleep 0.8	# quiet: the host's unboost check samples 0.3-0.8 s into rt-done, before the RT writes of the next phase
 	# Critical sections of one kind at a time on vCPU 1, each taking VM exits
 	# inside: the host must see the kernel's HARDIRQ mark in the APIC timer
-	# and IPI handlers, and its NMI mark. The host reads its statistics
+	# and IPI handlers, its NMI mark, and its PREEMPT_DISABLED mark in a
+	# task with preemption off. The host reads its statistics
 	# (sampled every few 100 ms) on both sides of each phase.
 	cs_probe_phase timer pvsched_guest_cs_probe_timer
 	cs_probe_phase ipi pvsched_guest_cs_probe_ipi
 	cs_probe_phase nmi pvsched_guest_cs_probe_nmi
+	cs_probe_phase preempt pvsched_guest_cs_probe_preempt
 	phase malformed
 	check pvsched_guest_wrote_malformed_areas "a write to $PV/corrupt failed" corrupt_all
 	phase malformed-done
@@ -413,7 +415,7 @@ elif [ "$mode" = unpriv ]; then
 	fi
 else
 	planned=3
-	[ -e $MOD ] && planned=$((planned + 15))
+	[ -e $MOD ] && planned=$((planned + 16))
 	echo "KTAP version 1"
 	echo "1..$planned"
 	check guest_under_kvm "no 'Hypervisor detected: KVM' or no kvm-clock" under_kvm

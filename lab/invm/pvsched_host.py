@@ -91,7 +91,13 @@ CS_PROBE_KINDS = {
     "timer": ("pvsched_host_sees_hardirq_in_timer", "hardirq_seen"),
     "ipi": ("pvsched_host_sees_hardirq_in_ipi", "hardirq_seen"),
     "nmi": ("pvsched_host_sees_nmi", "nmi_seen"),
+    "preempt": ("pvsched_host_sees_preempt_disabled", "preempt_seen"),
 }
+# The rt-long spin (an RT task in user space on vCPU 1 for 1.5 s) takes
+# exits at the guest's ticks, none in a preempt-off section: a PREEMPT_DISABLED
+# bit that does not clear shows at nearly every one of its events.
+PREEMPT_MAX_SHARE_IN_USER, PREEMPT_MIN_EVENTS = 0.25, 50
+EVENT_STATS = ("vmenter", "vmexit", "halt", "intr_inj")
 
 
 SAMPLE_INTERVAL = 0.05

@@ -16,10 +16,13 @@ from lab.invm.pvsched_host import (
     DETACH_WAIT_S,
     DODGE_MAX_FIFO_SHARE,
     DODGE_MIN_SAMPLES,
+    EVENT_STATS,
     GUEST_RT_PRIORITY,
     HINT_PRIORITY,
     HOOKS,
     HOST_WRITES_MAX_SHARE,
+    PREEMPT_MAX_SHARE_IN_USER,
+    PREEMPT_MIN_EVENTS,
     SCHED_FIFO,
     SCHED_OTHER,
     UNBOOST_MIN_SAMPLES,
@@ -138,6 +141,7 @@ class PvschedVerdicts:
              f"({len(before_garbage)} vCPUs)")  # fmt: skip
         cases.append(self._malformed_case())
         cases.extend(self._cs_probe_cases())
+        cases.append(self._preempt_clears_case())
         cpu1 = by_vcpu.get(1, {})
         case("pvsched_hotplug_reregisters", int(cpu1.get("registrations", 0)) >= 3,
              f"vCPU 1 registered {cpu1.get('registrations')} times (expected load, hotplug online, reload: >= 3)")  # fmt: skip
@@ -196,6 +200,22 @@ class PvschedVerdicts:
                 why = f"no statistics of the policy before cs-{kind}-done"
             cases.append(Case(name, "level1", "passed" if seen is not None and seen >= want else "failed", why))
         return cases
+
+    def _preempt_clears_case(self) -> Case:
+        """PREEMPT_DISABLED marks a task's preempt-off section and clears with it:
+        over the rt-long spin, user space on vCPU 1, at most a small share of
+        vCPU 1's events may see it (a bit left set shows at nearly all)."""
+        name, start, end = "pvsched_preempt_bit_clears", "rt-long-spin", "rt-long-done"
+        seen = self._stat_delta("preempt_seen", start, end, vcpu_id=1)
+        counts = [self._stat_delta(k, start, end, vcpu_id=1) for k in EVENT_STATS]
+        if seen is None or None in counts:
+            return Case(name, "level1", "failed", f"no statistics of the policy before {end}")
+        events = sum(c for c in counts if c is not None)
+        ok = events >= PREEMPT_MIN_EVENTS and seen <= PREEMPT_MAX_SHARE_IN_USER * events
+        why = (f"events on vCPU 1 over the {start} phase (an RT task in user space): {events}, "
+               f"{seen} of them saw preempt_disabled (want >= {PREEMPT_MIN_EVENTS} events, "
+               f"at most {PREEMPT_MAX_SHARE_IN_USER:.0%} with the bit)")  # fmt: skip
+        return Case(name, "level1", "passed" if ok else "failed", why)
 
     def _pcpu_case(self) -> Case:
         """KVM follows the vCPU thread: after it was moved to another CPU, KVM reports that CPU."""

@@ -55,7 +55,7 @@ def _good_observer(tmp_path: Path) -> ph.PvschedObserver:
     obs.cap_at = {"rt-long": 5.1, "hostile": 10.1, "dodge": 12.15, "rt-shared": 7.75}
     obs.phase_times.update({"admin-nice": 8.0, "admin-fifo": 9.0, "admin-done": 9.9})
     obs.phase_times.update({"cs-timer": 1.6, "cs-timer-done": 1.75, "cs-ipi": 1.85, "cs-ipi-done": 1.95,
-                            "cs-nmi": 2.0, "cs-nmi-done": 2.2})  # fmt: skip
+                            "cs-nmi": 2.0, "cs-nmi-done": 2.2, "cs-preempt": 2.22, "cs-preempt-done": 2.35})  # fmt: skip
     # nice 5 came back after a boost; FIFO 60 held through the guest's RT task.
     obs.admin = {"nice_set": 5, "nice_after_boost": 5, "policy_after_boost": 0, "fifo_after_boost": (1, 60), "fifo_set_at": 9.1}
     # Still boosted at 10 before the admin's change (the last RT task's boost), FIFO 60 after.
@@ -63,8 +63,10 @@ def _good_observer(tmp_path: Path) -> ph.PvschedObserver:
     obs.samples += [ph.Sample(t, "admin-fifo", {11: 0, 12: 1}, {11: 0, 12: 60}) for t in (9.2, 9.4, 9.6)]
     # What the policy's statistics said over time: IRQ bits before the malformed phase, requests in the hostile one.
     obs.policy_samples = [
-        *_cs_probe_samples(timer=5200, ipi=9800, nmi=5001),
-        (2.5, [_vcpu(0, 11, softirq_seen=5, hardirq_seen=3), _vcpu(1, 12, rt_seen=40)]),
+        *_cs_probe_samples(timer=5200, ipi=9800, nmi=5001, preempt=6100),
+        (2.5, [_vcpu(0, 11, softirq_seen=5, hardirq_seen=3), _vcpu(1, 12, rt_seen=40, **_events(1000, preempt=10))]),
+        # Over the rt-long spin (6.0-7.6): 800 events on vCPU 1, 10 in a preempt-off section.
+        (7.0, [_vcpu(0, 11, softirq_seen=5, hardirq_seen=3), _vcpu(1, 12, rt_seen=40, **_events(1400, preempt=20))]),
         (9.0, [_vcpu(0, 11, softirq_seen=9, hardirq_seen=3, request_seen=1), _vcpu(1, 12, rt_seen=40)]),
         (11.5, [_vcpu(0, 11, softirq_seen=9, hardirq_seen=3, request_seen=4), _vcpu(1, 12, rt_seen=40)]),
     ]
@@ -103,15 +105,23 @@ def _good_observer(tmp_path: Path) -> ph.PvschedObserver:
     return obs
 
 
-def _cs_probe_samples(timer: int, ipi: int, nmi: int, busy_vcpu0: int = 20000) -> list[tuple[float, list[dict[str, int]]]]:
+def _cs_probe_samples(timer: int, ipi: int, nmi: int, preempt: int, busy_vcpu0: int = 20000) -> list[tuple[float, list[dict[str, int]]]]:
     """The policy's statistics around the cs-<kind> phases: vCPU 1 saw HARDIRQ
     `timer` times over cs-timer and `ipi` over cs-ipi, NMI `nmi` times over
-    cs-nmi; vCPU 0 saw HARDIRQ `busy_vcpu0` times all along (it is not the probed vCPU)."""
-    hard, nmis, rows = 100, 0, []
-    for t, add_hard, add_nmi in ((1.55, 0, 0), (1.7, timer, 0), (1.9, ipi, 0), (2.1, 0, nmi)):
-        hard, nmis = hard + add_hard, nmis + add_nmi
-        rows.append((t, [_vcpu(0, 11, hardirq_seen=int(busy_vcpu0 * t)), _vcpu(1, 12, hardirq_seen=hard, nmi_seen=nmis)]))
+    cs-nmi, PREEMPT_DISABLED `preempt` times over cs-preempt; vCPU 0 saw
+    HARDIRQ `busy_vcpu0` times all along (it is not the probed vCPU)."""
+    hard, nmis, pre, rows = 100, 0, 0, []
+    steps = ((1.55, 0, 0, 0), (1.7, timer, 0, 0), (1.9, ipi, 0, 0), (2.1, 0, nmi, 0), (2.3, 0, 0, preempt))
+    for t, add_hard, add_nmi, add_pre in steps:
+        hard, nmis, pre = hard + add_hard, nmis + add_nmi, pre + add_pre
+        vcpu1 = _vcpu(1, 12, hardirq_seen=hard, nmi_seen=nmis, preempt_seen=pre)
+        rows.append((t, [_vcpu(0, 11, hardirq_seen=int(busy_vcpu0 * t)), vcpu1]))
     return rows
+
+
+def _events(n: int, preempt: int) -> dict[str, int]:
+    """A vCPU's event counts, `n` exits and `n` entries so far, `preempt` of them seeing PREEMPT_DISABLED."""
+    return {"vmexit": n, "vmenter": n, "halt": 0, "intr_inj": 0, "preempt_seen": preempt}
 
 
 def _dodging(tid: int, registrations: int, throttles: int, cpu_ns: int) -> dict[str, str]:
@@ -163,23 +173,35 @@ def test_healthy_run_passes_every_check(tmp_path: Path) -> None:
         (lambda o: setattr(o, "rt_seen_after", 0.7), "pvsched_rt_task_visible_to_host"),
         (lambda o: setattr(o, "rt_seen_after", None), "pvsched_rt_task_visible_to_host"),
         # IRQ bits or requests that appear only with the garbage of the malformed phase.
-        (lambda o: o.policy_samples.__setitem__(4, (2.5, [_vcpu(0, 11), _vcpu(1, 12)])), "pvsched_host_sees_irq_bits"),
+        (lambda o: o.policy_samples.__setitem__(5, (2.5, [_vcpu(0, 11), _vcpu(1, 12)])), "pvsched_host_sees_irq_bits"),
         # A guest that never publishes one of the two (mutant guest-no-kernel-marks).
-        (lambda o: o.policy_samples.__setitem__(4, (2.5, [_vcpu(0, 11, softirq_seen=5), _vcpu(1, 12)])), "pvsched_host_sees_irq_bits"),
-        (lambda o: o.policy_samples.__setitem__(6, (11.5, [_vcpu(0, 11, request_seen=1)])), "pvsched_request_flag_seen"),
+        (lambda o: o.policy_samples.__setitem__(5, (2.5, [_vcpu(0, 11, softirq_seen=5), _vcpu(1, 12)])), "pvsched_host_sees_irq_bits"),
+        (lambda o: o.policy_samples.__setitem__(8, (11.5, [_vcpu(0, 11, request_seen=1)])), "pvsched_request_flag_seen"),
         # A guest that marks device interrupts only (the driver's tracepoints, before the kernel marked
         # every interrupt): a few HARDIRQs on vCPU 1, however many vCPU 0 sees.
-        (lambda o: o.policy_samples.__setitem__(slice(0, 4), _cs_probe_samples(timer=12, ipi=5001, nmi=5001)),
+        (lambda o: o.policy_samples.__setitem__(slice(0, 5), _cs_probe_samples(timer=12, ipi=5001, nmi=5001, preempt=5001)),
          "pvsched_host_sees_hardirq_in_timer"),
-        (lambda o: o.policy_samples.__setitem__(slice(0, 4), _cs_probe_samples(timer=5001, ipi=3, nmi=5001)),
+        (lambda o: o.policy_samples.__setitem__(slice(0, 5), _cs_probe_samples(timer=5001, ipi=3, nmi=5001, preempt=5001)),
          "pvsched_host_sees_hardirq_in_ipi"),
         # NMIs not marked, or marked in fewer events than the exits the sections took.
-        (lambda o: o.policy_samples.__setitem__(slice(0, 4), _cs_probe_samples(timer=5001, ipi=5001, nmi=0)),
+        (lambda o: o.policy_samples.__setitem__(slice(0, 5), _cs_probe_samples(timer=5001, ipi=5001, nmi=0, preempt=5001)),
          "pvsched_host_sees_nmi"),
-        (lambda o: o.policy_samples.__setitem__(slice(0, 4), _cs_probe_samples(timer=5001, ipi=5001, nmi=4999)),
+        (lambda o: o.policy_samples.__setitem__(slice(0, 5), _cs_probe_samples(timer=5001, ipi=5001, nmi=4999, preempt=5001)),
          "pvsched_host_sees_nmi"),
+        # Preempt-off sections not marked (mutant kernel-preempt-not-marked), or fewer than the exits inside.
+        (lambda o: o.policy_samples.__setitem__(slice(0, 5), _cs_probe_samples(timer=5001, ipi=5001, nmi=5001, preempt=3)),
+         "pvsched_host_sees_preempt_disabled"),
+        (lambda o: o.policy_samples.__setitem__(slice(0, 5), _cs_probe_samples(timer=5001, ipi=5001, nmi=5001, preempt=4999)),
+         "pvsched_host_sees_preempt_disabled"),
+        # A PREEMPT_DISABLED that does not clear: most of the user-space spin's events see it.
+        (lambda o: o.policy_samples.__setitem__(6, (7.0, [_vcpu(1, 12, **_events(1400, preempt=700))])),
+         "pvsched_preempt_bit_clears"),
+        # No events counted over the spin, or no statistics from before it: no data, no pass.
+        (lambda o: o.policy_samples.__setitem__(6, (7.0, [_vcpu(1, 12, **_events(1000, preempt=10))])),
+         "pvsched_preempt_bit_clears"),
+        (lambda o: o.policy_samples.__delitem__(slice(0, 7)), "pvsched_preempt_bit_clears"),
         # No statistics read after the phase: no data, no pass.
-        (lambda o: o.policy_samples.__delitem__(slice(0, 4)), "pvsched_host_sees_nmi"),
+        (lambda o: o.policy_samples.__delitem__(slice(0, 5)), "pvsched_host_sees_nmi"),
         # The policy's read errors are not KVM counting malformed areas; no snapshot is no data.
         (lambda o: o.snapshots.__setitem__("malformed-done", [{"tid": "11", "malformed": "0"}]), "pvsched_malformed_areas_counted"),
         (lambda o: o.snapshots.pop("malformed"), "pvsched_malformed_areas_counted"),
