@@ -180,6 +180,12 @@ def overhead(raw: dict[str, Any] | None) -> dict[str, Any] | None:
         iv = bs.ratio_interval(with_, without)
         if iv is not None:
             result["with_vs_without"] = iv.to_dict()
+    calls = raw.get("syscall_seconds") or {}
+    calls_without, calls_with = calls.get("without") or [], calls.get("with") or []
+    if calls_without and len(calls_without) == len(calls_with):
+        iv = bs.ratio_interval(calls_with, calls_without)
+        if iv is not None:
+            result["syscalls_with_vs_without"] = iv.to_dict()
     rates = {which: per_round_rates(raw, which) for which in ("without", "with")}
     if rates["without"] and len(rates["without"]) == len(rates["with"]):
         iv = bs.ratio_interval(rates["with"], rates["without"])
@@ -286,12 +292,16 @@ def markdown(bench: dict[str, Any], command: str) -> str:
         lines += ["", f"Windows without data: {errors or 'none'}; rounds lost: {bench.get('rounds_lost') or 'none'}."]
     over = bench.get("overhead") or {}
     pairs = len((over.get("seconds") or {}).get("with") or [])
+    loaded_with = f", the driver loaded with {over['driver_args']}" if over.get("driver_args") else ""
     if "with_vs_without" in over:
-        lines += ["", f"Guest driver overhead on an idle host (hackbench time with / without, {pairs} pairs in turns): "
-                  f"{_interval(over['with_vs_without'], 1.0)}"]  # fmt: skip
+        lines += ["", f"Guest driver overhead on an idle host (hackbench time with / without, {pairs} pairs in turns"
+                  f"{loaded_with}): {_interval(over['with_vs_without'], 1.0)}"]  # fmt: skip
     elif pairs:
         lines += ["", f"Guest driver overhead on an idle host: {pairs} hackbench pairs, too few for an interval "
                   f"(at least {bs.MIN_ROUNDS}: `--overhead-rounds`)."]  # fmt: skip
+    if "syscalls_with_vs_without" in over:
+        lines += ["", f"Guest driver overhead on a system-call loop (syscall_loop time with / without, {pairs} pairs "
+                  f"in turns{loaded_with}): {_interval(over['syscalls_with_vs_without'], 1.0)}"]  # fmt: skip
     if "extra_exits_per_switch" in over:
         lines += [
             "",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import shlex
 import signal
 import sys
@@ -109,6 +110,14 @@ def _cap(text: str) -> str:
     return text
 
 
+def _module_args(text: str) -> str:
+    """NAME=VALUE[,NAME=VALUE...] for the guest driver's insmod: it travels on the
+    guest's kernel command line, so no spaces or quotes."""
+    if not re.fullmatch(r"[a-z_]+=[A-Za-z0-9_]+(,[a-z_]+=[A-Za-z0-9_]+)*", text):
+        raise argparse.ArgumentTypeError(f"{text!r} is not NAME=VALUE[,NAME=VALUE...], e.g. preempt_marks=0")
+    return text
+
+
 def _matrix(text: str) -> dict[str, str]:
     pairs = [p.partition("=") for p in text.split(",") if p.strip()]
     if not pairs or any(not sep or not k.strip() for k, sep, _ in pairs):
@@ -178,6 +187,8 @@ def parser() -> argparse.ArgumentParser:
                 default=6,
                 help="hackbench pairs with and without the driver, in turns (5+ for an interval)",
             )
+            r.add_argument("--overhead-driver-args", type=_module_args, default=None, metavar="NAME=VALUE,...",
+                           help="the guest driver's parameters in the overhead runs, e.g. preempt_marks=0")  # fmt: skip
             r.add_argument("--load-workers", type=int, default=1, help="stress-ng workers on the vCPU's host CPU")
     ec = sub.choices["emulator-control"]
     ec.add_argument("--runs", type=_positive_int, default=4, help="level-1 boots per cell (4 x 6 cells: about 50 min here)")
@@ -372,6 +383,7 @@ def _main(argv: list[str] | None) -> int:
                 "hist_us": args.hist_us,
                 "modes": args.modes,
                 "overhead_rounds": args.overhead_rounds,
+                "overhead_driver_args": args.overhead_driver_args or "",
                 "load_workers": args.load_workers,
                 "scenario": args.scenario,
             }

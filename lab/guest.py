@@ -17,17 +17,16 @@ from lab.runner import Runner
 from lab.source import SourceTree
 
 GUEST_DIR = REPO / "guest"
-TOOLS = ("rtspin", "kexec_boot")  # guest/tools/<name>.c, static, in the initramfs's bin/
+TOOLS = ("rtspin", "kexec_boot", "syscall_loop")  # guest/tools/<name>.c, static, in the initramfs's bin/
 
 
 @dataclass(frozen=True)
 class GuestArtifacts:
     module: Path
-    rtspin: Path
-    kexec_boot: Path
+    tools: dict[str, Path]  # TOOLS by name
 
     def initramfs_files(self) -> dict[str, Path]:
-        return {"lib/modules/pvsched_guest.ko": self.module, "bin/rtspin": self.rtspin, "bin/kexec_boot": self.kexec_boot}
+        return {"lib/modules/pvsched_guest.ko": self.module, **{f"bin/{name}": path for name, path in self.tools.items()}}
 
 
 def _digest(kernel_key: str) -> str:
@@ -47,7 +46,7 @@ def build_guest(cache: Path, runner: Runner, tree: SourceTree, guest: KernelBuil
     so the module is cached under the key of the build it was built against.
     """
     out = cache / "guest" / _digest(guest.key)
-    done = GuestArtifacts(out / "pvsched_guest.ko", out / TOOLS[0], out / TOOLS[1])
+    done = GuestArtifacts(out / "pvsched_guest.ko", {name: out / name for name in TOOLS})
     bdir = Path(str(Store.read_meta(guest.entry)["build_dir"]))
 
     def make(tmp: Path) -> None:

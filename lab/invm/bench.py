@@ -515,8 +515,11 @@ def _qemu_pid(qmp: Path) -> int | None:
 
 
 def run_overhead(runner: Runner, cfg: dict[str, Any], out: Path) -> dict[str, Any]:
-    """hackbench with and without the driver; also KVM exits per guest context switch each way."""
+    """hackbench and a system-call loop with and without the driver; also KVM exits per guest context switch each way."""
     append = f"lab.mode=overhead lab.overhead_rounds={cfg['overhead_rounds']}"
+    driver_args = str(cfg.get("overhead_driver_args") or "")
+    if driver_args:  # NAME=VALUE,... (checked by the command line): the guest's insmod takes them
+        append += f" lab.overhead_insmod={driver_args}"
     qmp = Path("/tmp/lab-bench-overhead.sock")
     vm: dict[str, int | None] = {"pid": None, "exits": None}
     exits: dict[str, list[int]] = {"without": [], "with": []}
@@ -534,6 +537,7 @@ def run_overhead(runner: Runner, cfg: dict[str, Any], out: Path) -> dict[str, An
 
     probe, console = boot_guest(runner, cfg, "kvm", out, label="bench-overhead", extra_append=append, qmp=qmp, watch=on_line)
     times: dict[str, list[float]] = {"without": [], "with": []}
+    syscalls: dict[str, list[float]] = {"without": [], "with": []}
     switches: dict[str, list[int]] = {"without": [], "with": []}
     for line in console.splitlines():
         if "LAB-OVERHEAD " in line:  # "LAB-OVERHEAD with|without SECONDS SWITCHES"
@@ -541,7 +545,12 @@ def run_overhead(runner: Runner, cfg: dict[str, Any], out: Path) -> dict[str, An
             times.setdefault(which, []).append(float(secs))
             if rest and rest[0].isdigit():
                 switches.setdefault(which, []).append(int(rest[0]))
-    result: dict[str, Any] = {"boot_ok": probe.ok, "seconds": times, "exits": exits, "switches": switches}
+        elif "LAB-OVERHEAD-SYSCALLS " in line:  # "LAB-OVERHEAD-SYSCALLS with|without SECONDS"
+            fields = line.split("LAB-OVERHEAD-SYSCALLS ", 1)[1].split()
+            if len(fields) == 2:  # no seconds when the loop failed: that round has no figure
+                syscalls.setdefault(fields[0], []).append(float(fields[1]))
+    result: dict[str, Any] = {"boot_ok": probe.ok, "driver_args": driver_args, "seconds": times, "syscall_seconds": syscalls,
+                              "exits": exits, "switches": switches}  # fmt: skip
     if times["without"] and times["with"]:
         best_without, best_with = min(times["without"]), min(times["with"])
         result["overhead_pct"] = round((best_with - best_without) / best_without * 100, 2)

@@ -45,6 +45,8 @@ PARAMS=/sys/module/pvsched_guest/parameters
 mode=$(param lab.mode)
 # Sections per kind the cs_probe phases run (CS_PROBE_SECTIONS in lab/invm/pvsched_host.py).
 CS_PROBE_SECTIONS=100
+# Rounds of syscall_loop per overhead run: a few seconds in a nested guest here.
+SYSCALL_ROUNDS=50000
 counter() { sed -n "s/^$1 //p" $PV/counters; }
 # The host's status for vCPU 1 (where the RT task runs), as the guest sees it.
 cpu1_boosted() { awk 'NR > 1 && $1 == 1 && and($8, 2) { f = 1 } END { exit !f }' $PV/status 2>/dev/null; }
@@ -296,7 +298,7 @@ elif [ "$mode" = overhead ]; then
 	echo "LAB-OVERHEAD-WARMUP $(hackbench -g 4 -l 100 | sed -n 's/^Time: //p')"
 	for r in $(seq "$(param lab.overhead_rounds)"); do
 		for which in $(overhead_order "$r"); do
-			[ $which = with ] && insmod $MOD
+			[ $which = with ] && insmod $MOD $(param lab.overhead_insmod | tr , ' ')
 			# Level 1 reads KVM's exit counter at BEGIN and at the result:
 			# exits per context switch, with and without the driver's hints.
 			c0=$(sed -n 's/^ctxt //p' /proc/stat)
@@ -304,6 +306,8 @@ elif [ "$mode" = overhead ]; then
 			t=$(hackbench -g 4 -l 100 | sed -n 's/^Time: //p')
 			c1=$(sed -n 's/^ctxt //p' /proc/stat)
 			echo "LAB-OVERHEAD $which $t $((c1 - c0))"
+			# System calls that each cross preempt_disable() (the preempt marks' cost).
+			echo "LAB-OVERHEAD-SYSCALLS $which $(syscall_loop "$SYSCALL_ROUNDS")"
 			[ $which = with ] && rmmod pvsched_guest
 		done
 	done

@@ -2,6 +2,8 @@ from __future__ import annotations
 
 import time
 
+import pytest
+
 from lab.bench_report import gain_share, markdown, ratio, summarize
 from lab.invm.bench import parse_guest_windows, parse_histfile
 
@@ -158,6 +160,21 @@ def test_too_few_overhead_pairs_say_so_instead_of_an_interval() -> None:
     assert "3 hackbench pairs, too few for an interval (at least 5" in table
     raw["overhead"] = {"seconds": {"without": [3.6, 4.2, 3.3, 3.9, 3.5], "with": [3.7, 4.0, 3.4, 3.8, 3.6]}}
     assert "hackbench time with / without, 5 pairs in turns): not resolved (" in markdown(summarize(raw), "x")
+
+
+def test_the_syscall_loop_gets_its_own_interval_and_needs_every_pair() -> None:
+    raw = _raw({"vanilla": [2400.0, 2500.0, 2300.0, 2450.0, 2350.0]})
+    hackbench = {"without": [3.6, 4.2, 3.3, 3.9, 3.5], "with": [3.7, 4.0, 3.4, 3.8, 3.6]}
+    # 10 % slower with the driver in every pair: resolved, however hackbench came out.
+    calls = {"without": [2.0, 2.1, 1.9, 2.05, 1.95], "with": [2.2, 2.31, 2.09, 2.255, 2.145]}
+    raw["overhead"] = {"seconds": hackbench, "syscall_seconds": calls}
+    table = markdown(summarize(raw), "x")
+    assert "syscall_loop time with / without, 5 pairs in turns): 1.10 [" in table
+    raw["overhead"]["driver_args"] = "preempt_marks=0"
+    assert "in turns, the driver loaded with preempt_marks=0): 1.10 [" in markdown(summarize(raw), "x")
+    # A round whose loop printed nothing leaves the pairs uneven: no interval rather than a wrong one.
+    raw["overhead"] = {"seconds": hackbench, "syscall_seconds": {"without": calls["without"], "with": calls["with"][:4]}}
+    assert "syscall_loop" not in markdown(summarize(raw), "x")
 
 
 # The end of a real `cyclictest -t 2 -a -h 200 --histfile` (this machine, 1 s):
@@ -461,3 +478,14 @@ def test_a_rounds_guest_is_bounded_by_its_silence_with_room_for_a_withdrawn_wind
     assert seen["until_silent"] is True
     # A withdrawn window is quiet for its settle, its length and the grace, then the guest goes on.
     assert seen["kvm_timeout"] >= 120 + 5 + 12 + invm_bench.OVERDUE_GRACE_S
+
+
+def test_overhead_driver_args_are_checked_before_anything_runs() -> None:
+    from lab.cli import parser
+
+    assert parser().parse_args(["bench", "--overhead-driver-args", "preempt_marks=0"]).overhead_driver_args == "preempt_marks=0"
+    assert parser().parse_args(["bench"]).overhead_driver_args is None
+    # They travel on the guest's kernel command line: a space or a bare word would split or vanish there.
+    for bad in ("preempt_marks=0 hostile=1", "preempt_marks", "x=1;reboot", ""):
+        with pytest.raises(SystemExit):
+            parser().parse_args(["bench", "--overhead-driver-args", bad])
