@@ -45,8 +45,9 @@ PARAMS=/sys/module/pvsched_guest/parameters
 mode=$(param lab.mode)
 # Sections per kind the cs_probe phases run (CS_PROBE_SECTIONS in lab/invm/pvsched_host.py).
 CS_PROBE_SECTIONS=100
-# Rounds of syscall_loop per overhead run: a few seconds in a nested guest here.
-SYSCALL_ROUNDS=50000
+# Rounds of syscall_loop per overhead run: about 2.5 s in a nested guest here
+# (50000 took 0.22-0.57 s, run 20261204T060540Z-bbd2: too short against its noise).
+SYSCALL_ROUNDS=500000
 counter() { sed -n "s/^$1 //p" $PV/counters; }
 # The host's status for vCPU 1 (where the RT task runs), as the guest sees it.
 cpu1_boosted() { awk 'NR > 1 && $1 == 1 && and($8, 2) { f = 1 } END { exit !f }' $PV/status 2>/dev/null; }

@@ -21,6 +21,14 @@ from lab.source import SourceTree
 ROUND_BOOT_S, WINDOW_SETUP_S, OVERHEAD_ROUND_S, SLACK = 120, 45, 120, 2.0
 
 
+def reproduce_command(bench_opts: dict[str, Any]) -> str:
+    """The bench's options as a command line (the modes are in the table); an
+    option left empty, such as no driver arguments, is left out: `--x` with
+    nothing after it would not parse."""
+    given = {k: v for k, v in bench_opts.items() if k != "modes" and v not in ("", None)}
+    return "nox -s bench -- " + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in given.items())
+
+
 def level1_seconds(bench_opts: dict[str, Any]) -> float:
     """How long level 1 may take for the planned rounds, windows and overhead runs."""
     rounds = int(bench_opts["warmup"]) + int(bench_opts["rounds"])
@@ -45,7 +53,7 @@ def run_bench(pipe: Pipeline, tree: SourceTree, builds: dict[str, KernelBuild], 
     # The host chooses every round's order; level 1 follows it.
     cfg["orders"] = round_orders(list(bench_opts["modes"]), int(bench_opts["warmup"]) + int(bench_opts["rounds"]))
     raw = pipe.boot_level1(level1, "lab.invm.bench", cfg, out, "bench-level1.json")
-    command = "nox -s bench -- " + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in bench_opts.items() if k != "modes")
+    command = reproduce_command(bench_opts)
     bench, md = write_bench(pipe.run_dir, raw, command)
     pipe.record.bench = bench
     pipe.record.extra_markdown = md

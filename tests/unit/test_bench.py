@@ -489,3 +489,18 @@ def test_overhead_driver_args_are_checked_before_anything_runs() -> None:
     for bad in ("preempt_marks=0 hostile=1", "preempt_marks", "x=1;reboot", ""):
         with pytest.raises(SystemExit):
             parser().parse_args(["bench", "--overhead-driver-args", bad])
+
+
+def test_the_reproduce_command_leaves_out_options_given_nothing() -> None:
+    from lab.cli import parser
+    from lab.suites.bench import reproduce_command
+
+    def command(*argv: str) -> str:
+        a = parser().parse_args(["bench", *argv])
+        return reproduce_command({"rounds": a.rounds, "modes": a.modes, "overhead_driver_args": a.overhead_driver_args or ""})
+
+    assert command() == "nox -s bench -- --rounds 5"
+    assert command("--overhead-driver-args", "preempt_marks=0") == "nox -s bench -- --rounds 5 --overhead-driver-args preempt_marks=0"
+    # What it prints parses back to the same options.
+    argv = command("--overhead-driver-args", "preempt_marks=0").split(" -- ", 1)[1].split()
+    assert parser().parse_args(["bench", *argv]).overhead_driver_args == "preempt_marks=0"
