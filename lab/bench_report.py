@@ -194,6 +194,14 @@ def overhead(raw: dict[str, Any] | None) -> dict[str, Any] | None:
     return result
 
 
+def _overhead_cut_short(over: dict[str, Any]) -> bool:
+    """The overhead guest did not run every planned round to the end (a timeout, a crash)."""
+    runs = over.get("seconds") or {}
+    done = [len(runs.get(which) or []) for which in ("without", "with")]
+    planned = over.get("rounds_planned")
+    return done[0] != done[1] or (planned is not None and min(done) < int(planned))
+
+
 def per_round_rates(raw: dict[str, Any], which: str) -> list[float]:
     """KVM exits per guest context switch, one value per round ([] unless every round has both)."""
     exits, switches = (raw.get("exits") or {}).get(which) or [], (raw.get("switches") or {}).get(which) or []
@@ -293,9 +301,16 @@ def markdown(bench: dict[str, Any], command: str) -> str:
     over = bench.get("overhead") or {}
     pairs = len((over.get("seconds") or {}).get("with") or [])
     loaded_with = f", the driver loaded with {over['driver_args']}" if over.get("driver_args") else ""
+    if _overhead_cut_short(over) and pairs:
+        loaded_with += f"; the guest ended after them, of {over.get('rounds_planned')} rounds planned ({over.get('boot_reason') or '?'})"
     if "with_vs_without" in over:
         lines += ["", f"Guest driver overhead on an idle host (hackbench time with / without, {pairs} pairs in turns"
                   f"{loaded_with}): {_interval(over['with_vs_without'], 1.0)}"]  # fmt: skip
+    elif _overhead_cut_short(over):
+        runs = over.get("seconds") or {}
+        lines += ["", f"Guest driver overhead: the overhead guest ended after {len(runs.get('without') or [])} hackbench "
+                  f"runs without the driver and {pairs} with it, of {over.get('rounds_planned')} rounds planned "
+                  f"({over.get('boot_reason') or 'no reason given'}): no interval."]  # fmt: skip
     elif pairs:
         lines += ["", f"Guest driver overhead on an idle host: {pairs} hackbench pairs, too few for an interval "
                   f"(at least {bs.MIN_ROUNDS}: `--overhead-rounds`)."]  # fmt: skip

@@ -535,7 +535,10 @@ def run_overhead(runner: Runner, cfg: dict[str, Any], out: Path) -> dict[str, An
             if now is not None:
                 exits.setdefault(which, []).append(now - vm["exits"])
 
-    probe, console = boot_guest(runner, cfg, "kvm", out, label="bench-overhead", extra_append=append, qmp=qmp, watch=on_line)
+    # Its rounds print as they go: the timeout bounds its silence, not its number of rounds.
+    probe, console = boot_guest(
+        runner, cfg, "kvm", out, label="bench-overhead", extra_append=append, qmp=qmp, watch=on_line, until_silent=True
+    )
     times: dict[str, list[float]] = {"without": [], "with": []}
     syscalls: dict[str, list[float]] = {"without": [], "with": []}
     switches: dict[str, list[int]] = {"without": [], "with": []}
@@ -549,8 +552,9 @@ def run_overhead(runner: Runner, cfg: dict[str, Any], out: Path) -> dict[str, An
             fields = line.split("LAB-OVERHEAD-SYSCALLS ", 1)[1].split()
             if len(fields) == 2:  # no seconds when the loop failed: that round has no figure
                 syscalls.setdefault(fields[0], []).append(float(fields[1]))
-    result: dict[str, Any] = {"boot_ok": probe.ok, "driver_args": driver_args, "seconds": times, "syscall_seconds": syscalls,
-                              "exits": exits, "switches": switches}  # fmt: skip
+    result: dict[str, Any] = {"boot_ok": probe.ok, "boot_reason": probe.reason, "rounds_planned": int(cfg["overhead_rounds"]),
+                              "driver_args": driver_args, "seconds": times, "syscall_seconds": syscalls, "exits": exits,
+                              "switches": switches}  # fmt: skip
     if times["without"] and times["with"]:
         best_without, best_with = min(times["without"]), min(times["with"])
         result["overhead_pct"] = round((best_with - best_without) / best_without * 100, 2)

@@ -504,3 +504,16 @@ def test_the_reproduce_command_leaves_out_options_given_nothing() -> None:
     # What it prints parses back to the same options.
     argv = command("--overhead-driver-args", "preempt_marks=0").split(" -- ", 1)[1].split()
     assert parser().parse_args(["bench", *argv]).overhead_driver_args == "preempt_marks=0"
+
+
+def test_an_overhead_guest_cut_short_says_so_instead_of_too_few_pairs() -> None:
+    raw = _raw({"vanilla": [2400.0, 2500.0, 2300.0, 2450.0, 2350.0]})
+    # Run 20261204T061136Z-e950: 12 rounds planned, the guest's whole-run timeout ended it in round 7.
+    raw["overhead"] = {"seconds": {"without": [5.0, 4.2, 5.0, 3.6, 4.3, 3.8, 5.1], "with": [3.6, 3.5, 3.9, 3.7, 3.7, 3.4]},
+                       "rounds_planned": 12, "boot_reason": "timed out after 360 s"}  # fmt: skip
+    table = markdown(summarize(raw), "x")
+    assert "ended after 7 hackbench runs without the driver and 6 with it, of 12 rounds planned (timed out after 360 s)" in table
+    assert "too few" not in table
+    # Cut short between rounds: the pairs it has still give an interval, said to be short.
+    raw["overhead"]["seconds"]["without"] = raw["overhead"]["seconds"]["without"][:6]  # type: ignore[index]
+    assert "6 pairs in turns; the guest ended after them, of 12 rounds planned (timed out after 360 s)" in markdown(summarize(raw), "x")
