@@ -41,6 +41,11 @@ memory_match() {
 # --- pvsched (when the lab put the guest driver in this initramfs) ---
 PV=/sys/kernel/debug/pvsched
 MOD=/lib/modules/pvsched_guest.ko
+# The driver's preempt-disabled marks are off by default (they cost ~10 % of a
+# syscall loop and of hackbench here); the lab's checks and stress parts turn
+# them on. The bench's windows and overhead runs load the driver as a user
+# would (the overhead's `--overhead-driver-args` can change that).
+MARKS=preempt_marks=1
 PARAMS=/sys/module/pvsched_guest/parameters
 mode=$(param lab.mode)
 # Sections per kind the cs_probe phases run (CS_PROBE_SECTIONS in lab/invm/pvsched_host.py).
@@ -115,7 +120,7 @@ finish() {
 
 pvsched_tests() {
 	check pvsched_guest_registers_every_vcpu "registered $(counter registered_cpus 2>/dev/null) of $want_cpus" \
-		sh -c "insmod $MOD && [ \"\$(sed -n 's/^registered_cpus //p' $PV/counters)\" = $want_cpus ]"
+		sh -c "insmod $MOD $MARKS && [ \"\$(sed -n 's/^registered_cpus //p' $PV/counters)\" = $want_cpus ]"
 	phase rt 0.2
 	rtspin 50 1 1500 4000 1000 > /tmp/rtspin.out &
 	check pvsched_guest_sees_host_boost "host never reported BOOSTED while an RT task ran" host_boosted_seen 60
@@ -210,7 +215,7 @@ pvsched_tests() {
 	echo 0 > $PARAMS/hostile
 	phase dodge-done
 	check pvsched_module_unload "rmmod failed" rmmod pvsched_guest
-	check pvsched_module_reload "insmod failed" insmod $MOD
+	check pvsched_module_reload "insmod failed" insmod $MOD $MARKS
 	# Long enough for level 1 to see it boosted (the dodge phase's throttle
 	# may hold the boost back up to a period) and detach under it.
 	rtspin 50 1 4000 1000 1000 > /tmp/rtspin.out &
@@ -317,13 +322,13 @@ elif [ "$mode" = scx ]; then
 	echo "KTAP version 1"
 	echo "1..1"
 	check pvsched_scx_guest_runs "$(cat /tmp/rtspin.out 2>/dev/null)" \
-		sh -c "insmod $MOD && rtspin 50 1 600 1000 1000 > /tmp/rtspin.out && rmmod pvsched_guest"
+		sh -c "insmod $MOD $MARKS && rtspin 50 1 600 1000 1000 > /tmp/rtspin.out && rmmod pvsched_guest"
 elif [ "$mode" = churn ]; then
 	# Register and power off with the areas registered: the VM dies under them.
-	insmod $MOD
+	insmod $MOD $MARKS
 	echo "LAB-STRESS registered=$(counter registered_cpus)"
 elif [ "$mode" = hotplug ]; then
-	insmod $MOD
+	insmod $MOD $MARKS
 	rtspin 50 1 600000 1500 4000 > /dev/null &
 	rounds=$(param lab.rounds) fails=0 r=0
 	while [ $r -lt "$rounds" ]; do
@@ -341,7 +346,7 @@ elif [ "$mode" = hotplug ]; then
 	rmmod pvsched_guest || echo "LAB-STRESS hotplug rmmod failed"
 elif [ "$mode" = soak ]; then
 	# An RT task keeps vCPU 1 boosted until the host ends this guest.
-	insmod $MOD
+	insmod $MOD $MARKS
 	rtspin 50 1 3600000 1500 4000 > /dev/null &
 	echo "LAB-STRESS soak running"
 	while :; do sleep 1; done
@@ -349,7 +354,7 @@ elif [ "$mode" = load ]; then
 	# Every vCPU busy for lab.secs; hostile: ask for boosts all the time and
 	# scribble over the area, too.
 	hostile=$(param lab.hostile)
-	insmod $MOD hostile="$hostile"
+	insmod $MOD $MARKS hostile="$hostile"
 	echo "LAB-STRESS load start"
 	c=0
 	while [ $c -lt "$want_cpus" ]; do
@@ -373,7 +378,7 @@ elif [ "$mode" = control ]; then
 	echo "KTAP version 1"
 	echo "1..1"
 	driver=0
-	[ "$(param lab.control_driver)" = 1 ] && [ -e $MOD ] && insmod $MOD && driver=1
+	[ "$(param lab.control_driver)" = 1 ] && [ -e $MOD ] && insmod $MOD $MARKS && driver=1
 	rtspin 50 1 1500 4000 1000 > /dev/null
 	echo 0 > /sys/devices/system/cpu/cpu1/online
 	echo 1 > /sys/devices/system/cpu/cpu1/online
@@ -388,7 +393,7 @@ elif [ "$mode" = control ]; then
 elif [ "$mode" = reboot ]; then
 	# Every boot: register, say whether a registration was already in place,
 	# reboot (QEMU keeps running). Level 1 judges the second boot's line.
-	insmod $MOD
+	insmod $MOD $MARKS
 	echo "LAB-REBOOT-BOOT stale=$(counter stale_registrations) registered=$(counter registered_cpus)"
 	sleep 0.5
 	reboot -f
@@ -399,7 +404,7 @@ elif [ "$mode" = kexec ]; then
 	# (lab.kexec_boot=2) registers and says whether a registration was
 	# already in place. Level 1 judges both lines.
 	boot=$(param lab.kexec_boot)
-	insmod $MOD
+	insmod $MOD $MARKS
 	echo "LAB-KEXEC-BOOT ${boot:-1} stale=$(counter stale_registrations) registered=$(counter registered_cpus)"
 	if [ -z "$boot" ]; then
 		dump_dmesg
