@@ -174,24 +174,22 @@ def overhead(raw: dict[str, Any] | None) -> dict[str, Any] | None:
     if not raw:
         return None
     result = dict(raw)
-    times = raw.get("seconds") or {}
-    without, with_ = times.get("without") or [], times.get("with") or []
-    if without and len(without) == len(with_):
-        iv = bs.ratio_interval(with_, without)
-        if iv is not None:
-            result["with_vs_without"] = iv.to_dict()
-    calls = raw.get("syscall_seconds") or {}
-    calls_without, calls_with = calls.get("without") or [], calls.get("with") or []
-    if calls_without and len(calls_without) == len(calls_with):
-        iv = bs.ratio_interval(calls_with, calls_without)
-        if iv is not None:
-            result["syscalls_with_vs_without"] = iv.to_dict()
     rates = {which: per_round_rates(raw, which) for which in ("without", "with")}
-    if rates["without"] and len(rates["without"]) == len(rates["with"]):
-        iv = bs.ratio_interval(rates["with"], rates["without"])
+    for key, paired in (("with_vs_without", raw.get("seconds")), ("syscalls_with_vs_without", raw.get("syscall_seconds")),
+                        ("exits_per_switch_with_vs_without", rates)):  # fmt: skip
+        iv = _paired_ratio(paired or {})
         if iv is not None:
-            result["exits_per_switch_with_vs_without"] = iv.to_dict()
+            result[key] = iv
     return result
+
+
+def _paired_ratio(by_side: dict[str, list[float]]) -> dict[str, float] | None:
+    """with / without, paired by round; None unless every round has both."""
+    without, with_ = by_side.get("without") or [], by_side.get("with") or []
+    if not without or len(without) != len(with_):
+        return None
+    iv = bs.ratio_interval(with_, without)
+    return iv.to_dict() if iv is not None else None
 
 
 def _overhead_cut_short(over: dict[str, Any]) -> bool:
@@ -301,12 +299,13 @@ def markdown(bench: dict[str, Any], command: str) -> str:
     over = bench.get("overhead") or {}
     pairs = len((over.get("seconds") or {}).get("with") or [])
     loaded_with = f", the driver loaded with {over['driver_args']}" if over.get("driver_args") else ""
-    if _overhead_cut_short(over) and pairs:
+    cut_short = _overhead_cut_short(over)
+    if cut_short and pairs:
         loaded_with += f"; the guest ended after them, of {over.get('rounds_planned')} rounds planned ({over.get('boot_reason') or '?'})"
     if "with_vs_without" in over:
         lines += ["", f"Guest driver overhead on an idle host (hackbench time with / without, {pairs} pairs in turns"
                   f"{loaded_with}): {_interval(over['with_vs_without'], 1.0)}"]  # fmt: skip
-    elif _overhead_cut_short(over):
+    elif cut_short:
         runs = over.get("seconds") or {}
         lines += ["", f"Guest driver overhead: the overhead guest ended after {len(runs.get('without') or [])} hackbench "
                   f"runs without the driver and {pairs} with it, of {over.get('rounds_planned')} rounds planned "
