@@ -191,7 +191,7 @@ def parser() -> argparse.ArgumentParser:
                            help="the guest driver's parameters in the overhead runs, e.g. preempt_marks=0")  # fmt: skip
             r.add_argument("--load-workers", type=int, default=1, help="stress-ng workers on the vCPU's host CPU")
     ec = sub.choices["emulator-control"]
-    ec.add_argument("--runs", type=_positive_int, default=4, help="level-1 boots per cell (4 x 6 cells: about 50 min here)")
+    ec.add_argument("--runs", type=_positive_int, default=4, help="level-1 boots per cell (4 x 7 cells: about 60 min here)")
     ec.add_argument("--boots", type=_positive_int, default=3, help="level-2 guests per level-1 boot")
     ec.add_argument("--cells", type=_names(CONTROL_CELLS), default=list(CONTROL_CELLS), help="comma-separated")
     ec.add_argument("--rescan", type=Path, metavar="RESULTS_DIR",

@@ -14,6 +14,7 @@ import time
 from lab.errors import LabError
 from lab.invm import level1, level2, pvsched_host
 from lab.invm.ipi_storm import IpiStorm
+from lab.invm.rt_flip import RtFlip
 from lab.invm.scx_example import ScxExample
 from lab.ktap import parse_ktap
 from lab.protocol import LEVEL1_DONE
@@ -45,6 +46,9 @@ def main(config_path: str) -> int:
     storm = IpiStorm((0, 1), out / "ipi-storm-trips.txt") if control.get("ipi_storm") else None
     if storm is not None:
         storm.start()
+    flipper = RtFlip(out / "rt-flips.txt") if control.get("rt_flip") else None
+    if flipper is not None:
+        flipper.start()
     results = []
     for i in range(boots):
         start = time.monotonic()
@@ -61,11 +65,13 @@ def main(config_path: str) -> int:
         })  # fmt: skip
         print(f"control boot {i}: {'ok' if probe.ok else probe.reason}", flush=True)
     trips = storm.stop() if storm is not None else None
+    flips = flipper.stop() if flipper is not None else None
     if policy is not None:
         policy.stop()  # a policy that does not detach shows in the kernel log and the signs
     dmesg = runner.run(["dmesg"], "dmesg").output
     (out / "level1-dmesg.txt").write_text(dmesg)
-    report = {"policy": policy_name, "policy_error": policy_error, "driver": driver == "1", "ipi_storm_trips": trips, "boots": results}
+    report = {"policy": policy_name, "policy_error": policy_error, "driver": driver == "1",
+              "ipi_storm_trips": trips, "rt_flips": flips, "boots": results}  # fmt: skip
     (out / "control.json").write_text(json.dumps(report, indent=2) + "\n")
     print(LEVEL1_DONE, flush=True)
     stop_watchdog.set()
