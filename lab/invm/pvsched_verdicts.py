@@ -21,6 +21,7 @@ from lab.invm.pvsched_host import (
     HINT_PRIORITY,
     HOOKS,
     HOST_WRITES_MAX_SHARE,
+    LONGEST_BOOST_MAX_BUDGET_SHARE,
     PREEMPT_MAX_SHARE_IN_USER,
     PREEMPT_MIN_EVENTS,
     SCHED_FIFO,
@@ -339,7 +340,7 @@ class PvschedVerdicts:
     def _long_boost_cases(self) -> list[Case]:
         """vCPU 1 runs one RT task without a break under the shipped cap: KVM must
         throttle it at the budget in every period, not only when the guest asks again."""
-        names = ("pvsched_long_boost_capped",)
+        names = ("pvsched_long_boost_capped", "pvsched_boost_ends_at_its_slice")
         tid = self.obs.threads.get(1)
         before = {int(r["tid"]): r for r in self.obs.snapshots.get("rt-long-spin", [])}
         after = {int(r["tid"]): r for r in self.obs.snapshots.get("rt-long-done", [])}
@@ -360,7 +361,17 @@ class PvschedVerdicts:
         cap_s = cap.allowed_s(end - start)
         seen = f"{end - start:.2f} s ({periods:.1f} periods): boosts={boosts}, throttles={throttles}, {cpu_s:.3f} s CPU boosted"
         capped = throttles > 0 and cpu_s <= cap_s * 1.2
-        return [Case(names[0], "level1", "passed" if capped else "failed", f"{seen}; cap {cap_s:.3f} s CPU")]
+        # One boost without a break used up the budget before KVM had a slice:
+        # the spin must have been cut into slices, none near the budget.
+        long_case = Case(names[0], "level1", "passed" if capped else "failed", f"{seen}; cap {cap_s:.3f} s CPU")
+        if any(k not in row for k in ("slice_ends", "longest_boost_ns") for row in (before[tid], after[tid])):
+            return [long_case, Case(names[1], "level1", "failed", f"no KVM count of slices around the long RT phase: {after[tid]}")]
+        slices, longest_s = grew("slice_ends"), int(after[tid]["longest_boost_ns"]) / 1e9
+        bound_s = cap.budget_us / 1e6 * LONGEST_BOOST_MAX_BUDGET_SHARE
+        sliced = slices > 0 and longest_s <= bound_s
+        return [long_case, Case(names[1], "level1", "passed" if sliced else "failed",
+                                f"boosts KVM ended at their slice over the spin: {slices}; vCPU 1's longest boost "
+                                f"{longest_s * 1e3:.1f} ms CPU (at most {bound_s * 1e3:.0f} ms, half the vCPU budget)")]  # fmt: skip
 
     def _setattr_case(self) -> Case:
         """Every boost and restore KVM asked of the scheduler was applied (KVM counts the refusals)."""

@@ -90,7 +90,7 @@ def _good_observer(tmp_path: Path) -> ph.PvschedObserver:
                      "malformed": [{"tid": "11", "malformed": "0", "cpu": "0"}],
                      "malformed-done": [{"tid": "11", "malformed": "3", "cpu": "1"}],
                      # 1.6 s (2 periods touched) of one RT task on vCPU 1: 2 throttles, boosted again after each, 0.08 s CPU.
-                     "rt-long-spin": [_long(boosts=5, throttles=2, cpu_ns=100_000_000)],
+                     "rt-long-spin": [_long(boosts=5, throttles=2, cpu_ns=100_000_000, slices=12)],
                      "rt-long-done": [_long(boosts=8, throttles=4, cpu_ns=180_000_000)],
                      # 2 s of one RT task beside a host RT task: boosted all along, 0.2 s CPU, no throttle.
                      "rt-shared-spin": [_shared(boosts=21, boosted_ns=0, stale=0)],
@@ -134,8 +134,9 @@ def _dodging(tid: int, registrations: int, throttles: int, cpu_ns: int) -> dict[
     }
 
 
-def _long(boosts: int, throttles: int, cpu_ns: int) -> dict[str, str]:
-    return {"tid": "12", "boosts": str(boosts), "throttles": str(throttles), "boosted_cpu_ns": str(cpu_ns), "stale_throttles": "0"}
+def _long(boosts: int, throttles: int, cpu_ns: int, slices: int = 40, longest_ns: int = 6_500_000) -> dict[str, str]:
+    return {"tid": "12", "boosts": str(boosts), "throttles": str(throttles), "boosted_cpu_ns": str(cpu_ns), "stale_throttles": "0",
+            "slice_ends": str(slices), "longest_boost_ns": str(longest_ns)}  # fmt: skip
 
 
 def _shared(boosts: int, boosted_ns: int, stale: int) -> dict[str, str]:
@@ -241,6 +242,13 @@ def test_healthy_run_passes_every_check(tmp_path: Path) -> None:
          "pvsched_long_boost_capped"),
         (lambda o: o.snapshots.__setitem__("rt-long-done", [_long(boosts=21, throttles=2, cpu_ns=200_000_000)]),
          "pvsched_long_boost_capped"),  # never throttled
+        # The spin ran each budget in one boost (mutant slice-never-ends): no slice ended, the longest boost the budget.
+        (lambda o: o.snapshots.__setitem__("rt-long-done", [_long(boosts=8, throttles=4, cpu_ns=180_000_000, slices=12,
+                                                                  longest_ns=50_900_000)]), "pvsched_boost_ends_at_its_slice"),
+        (lambda o: o.snapshots.__setitem__("rt-long-done", [_long(boosts=8, throttles=4, cpu_ns=180_000_000, slices=12)]),
+         "pvsched_boost_ends_at_its_slice"),
+        (lambda o: o.snapshots["rt-long-done"][0].pop("longest_boost_ns"), "pvsched_boost_ends_at_its_slice"),
+        (lambda o: o.snapshots.pop("rt-long-done"), "pvsched_boost_ends_at_its_slice"),
         # The restore put back the nice of the registration, not the admin's.
         (lambda o: o.admin.__setitem__("nice_after_boost", 0), "pvsched_restore_keeps_admin_nice"),
         (lambda o: o.snapshots.__setitem__("admin-fifo", [{"tid": "12", "boosts": "30", "kept_rt": "0"}]),
