@@ -198,6 +198,11 @@ def read_cap() -> tuple[int, int]:
     return int((KVM_PARAMS / "pvsched_budget_us").read_text()), int((KVM_PARAMS / "pvsched_period_us").read_text())
 
 
+def read_slice() -> int:
+    """The longest CPU time one boost runs before KVM ends it, in microseconds."""
+    return int((KVM_PARAMS / "pvsched_slice_us").read_text())
+
+
 def read_vm_budget() -> int:
     """KVM's budget all vCPUs of one VM share per period, in microseconds."""
     return int((KVM_PARAMS / "pvsched_vm_budget_us").read_text())
@@ -205,19 +210,20 @@ def read_vm_budget() -> int:
 
 @dataclass(frozen=True)
 class Cap:
-    """KVM's boost cap in microseconds: a vCPU's budget, the period, the VM's budget."""
+    """KVM's boost cap in microseconds: a vCPU's budget, the period, the VM's budget, one boost's slice."""
 
     budget_us: int
     period_us: int
     vm_budget_us: int
+    slice_us: int = SHIPPED_CAP_US["slice"]
 
     @classmethod
     def read(cls) -> Cap:
-        return cls(*read_cap(), read_vm_budget())
+        return cls(*read_cap(), read_vm_budget(), read_slice())
 
     @classmethod
     def shipped(cls) -> Cap:
-        return cls(SHIPPED_CAP_US["budget"], SHIPPED_CAP_US["period"], SHIPPED_CAP_US["vm_budget"])
+        return cls(SHIPPED_CAP_US["budget"], SHIPPED_CAP_US["period"], SHIPPED_CAP_US["vm_budget"], SHIPPED_CAP_US["slice"])
 
     def is_shipped(self) -> bool:
         return self == Cap.shipped()
@@ -226,6 +232,7 @@ class Cap:
         """Make this KVM's cap (budget <= period after each write)."""
         set_cap(self.budget_us, self.period_us)
         set_kvm_param("pvsched_vm_budget_us", self.vm_budget_us)
+        set_kvm_param("pvsched_slice_us", self.slice_us)
 
     def allowed_s(self, seconds: float, vm: bool = False) -> float:
         """The boosted CPU time the cap allows over `seconds` (the periods it touches)."""

@@ -274,6 +274,8 @@ def test_healthy_run_passes_every_check(tmp_path: Path) -> None:
         # judged at another cap, or a cap never read: the cap was not tested where users get it.
         (lambda o: setattr(o, "boot_cap", ph.Cap(500_000, 1_000_000, 1_000_000)), "pvsched_cap_at_shipped_defaults"),
         (lambda o: setattr(o, "boot_cap", None), "pvsched_cap_at_shipped_defaults"),
+        # A kernel without the slice's default: one boost may hold a CPU for the whole budget.
+        (lambda o: setattr(o, "boot_cap", ph.Cap(50_000, 1_000_000, 50_000, 50_000)), "pvsched_cap_at_shipped_defaults"),
         (lambda o: o.caps.__setitem__("hostile", ph.Cap(20_000, 100_000, 10_000)), "pvsched_cap_at_shipped_defaults"),
         (lambda o: o.caps.pop("dodge"), "pvsched_cap_at_shipped_defaults"),
         (lambda o: o.caps.__setitem__("rt-long", ph.Cap(20_000, 100_000, 6_400_000)), "pvsched_cap_at_shipped_defaults"),
@@ -539,7 +541,7 @@ def test_the_phases_that_sample_boosts_run_with_the_cap_lifted_and_put_it_back(t
     params = tmp_path / "params"
     params.mkdir()
     for name, value in (("pvsched_budget_us", SHIPPED.budget_us), ("pvsched_period_us", SHIPPED.period_us),
-                        ("pvsched_vm_budget_us", SHIPPED.vm_budget_us)):  # fmt: skip
+                        ("pvsched_vm_budget_us", SHIPPED.vm_budget_us), ("pvsched_slice_us", SHIPPED.slice_us)):  # fmt: skip
         (params / name).write_text(str(value))
     monkeypatch.setattr(ph, "KVM_PARAMS", params)
     obs = _good_observer(tmp_path)

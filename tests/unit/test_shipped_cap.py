@@ -10,7 +10,8 @@ from pathlib import Path
 from lab.protocol import SHIPPED_CAP_US
 
 SERIES = Path(__file__).resolve().parents[2] / "kernel/patches"
-PARAMS = {"budget": "pvsched_budget_us", "period": "pvsched_period_us", "vm_budget": "pvsched_vm_budget_us"}
+PARAMS = {"budget": "pvsched_budget_us", "period": "pvsched_period_us", "vm_budget": "pvsched_vm_budget_us",
+          "slice": "pvsched_slice_us"}  # fmt: skip
 
 
 def series_defaults(text: str) -> dict[str, int]:
@@ -39,3 +40,9 @@ def test_the_shipped_vm_budget_binds_before_two_busy_vcpus_budgets() -> None:
     """The functional hostile phase keeps every vCPU busy: only a VM budget below
     their budgets together shows the VM's cap throttling (pvsched_vm_budget_holds)."""
     assert SHIPPED_CAP_US["vm_budget"] < 2 * SHIPPED_CAP_US["budget"] <= 2 * SHIPPED_CAP_US["period"]
+
+
+def test_one_boost_is_cut_well_inside_the_budget() -> None:
+    """pvsched_boost_ends_at_its_slice fails a boost longer than half the budget:
+    the shipped slice must leave that bound room for the cap timer's lateness."""
+    assert SHIPPED_CAP_US["slice"] * 4 <= SHIPPED_CAP_US["budget"]
