@@ -161,19 +161,24 @@ def part_record(part: Part) -> dict[str, Any]:
 
 
 def counters_consistent(rows: list[dict[str, str]]) -> list[str]:
-    """Every boost ends in an unboost or a throttle; a thread is RT only while boosted.
+    """Every boost ends in an unboost, a throttle or its slice; a thread is RT only while boosted.
 
-    boosts - unboosts - (1 if boosted now) must lie in [0, throttles] (a
-    throttle may also hit a vCPU that was not boosted).  One count of slack:
-    debugfs reads the counters without the vCPU's lock.
+    boosts - unboosts - slice ends - (1 if boosted now) must lie in
+    [0, throttles] (a throttle may also hit a vCPU that was not boosted).
+    One count of slack: debugfs reads the counters without the vCPU's lock.
     """
     bad = []
     for r in rows:
+        if "slice_ends" not in r:
+            bad.append(f"tid {r['tid']}: no slice_ends count in KVM's row")
+            continue
         boosts, unboosts, throttles = int(r["boosts"]), int(r["unboosts"]), int(r["throttles"])
+        slices = int(r["slice_ends"])
         open_boost = 1 if r["state"] == "boosted" else 0
-        excess = boosts - unboosts - open_boost
+        excess = boosts - unboosts - slices - open_boost
         if not -1 <= excess <= throttles + 1:
-            bad.append(f"tid {r['tid']}: boosts={boosts} unboosts={unboosts} throttles={throttles} state={r['state']}")
+            bad.append(f"tid {r['tid']}: boosts={boosts} unboosts={unboosts} slice_ends={slices} throttles={throttles} "
+                       f"state={r['state']}")  # fmt: skip
         if r["state"] != "boosted" and int(r["policy"]) in (1, 2):  # SCHED_FIFO, SCHED_RR
             bad.append(f"tid {r['tid']}: state {r['state']} but policy {r['policy']} prio {r['rt_priority']}")
     return bad
