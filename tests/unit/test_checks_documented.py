@@ -21,7 +21,8 @@ NOT_CHECKS = {
     "pvsched_scx",  # BPF objects
     "pvsched_budget_us",
     "pvsched_period_us",
-    "pvsched_vm_budget_us",  # KVM module parameters
+    "pvsched_vm_budget_us",
+    "pvsched_slice_us",  # KVM module parameters
     "pvsched_lab",
     "pvsched_guest",
     "pvsched_tests",  # names of the lab, the guest module, its test group
