@@ -48,6 +48,8 @@ def qemu_command(
     cmd = [
         str(cfg["qemu"]), "-accel", mode, "-cpu", cpu, "-smp", str(cpus), "-m", f"{mem}M",
         "-nodefaults", "-no-user-config", "-display", "none", "-serial", "stdio",
+        # vCPU threads named "CPU <n>/KVM": ps shows them, the control's base-flip cell finds them.
+        "-name", "level2,debug-threads=on",
         *([] if reboot else ["-no-reboot"]),
         "-kernel", str(cfg["guest_kernel"]), "-initrd", str(cfg["guest_initramfs"]), "-append", append,
     ]  # fmt: skip

@@ -181,6 +181,16 @@ def test_guests_of_an_emulated_level1_get_slow_host_lockup_thresholds() -> None:
     assert "watchdog_thresh" not in native[native.index("-append") + 1]
 
 
+def test_level2_vcpu_threads_are_named_for_the_flip_cell() -> None:
+    """QEMU names its vCPU threads "CPU <n>/KVM" only with debug-threads=on; without
+    it the control's base-flip cell found none (it flipped nothing, and said so)."""
+    from lab.invm.level2 import qemu_command
+
+    cfg = {"guest_cpus": 2, "guest_mem_mb": 256, "qemu": "qemu", "guest_kernel": "k", "guest_initramfs": "i"}
+    cmd = qemu_command(cfg, "kvm")
+    assert "debug-threads=on" in cmd[cmd.index("-name") + 1].split(",")
+
+
 def test_the_users_guest_append_comes_last_so_it_wins() -> None:
     from lab.invm.level2 import qemu_command
 
