@@ -42,6 +42,9 @@ and each is matched as narrowly as the text allows:
   least a second of running apart, show the same CPU halted with
   interrupts enabled and the same interrupt above its priority requested
   and none in service (lab.monitor): a correct CPU takes that interrupt.
+  Seen on the unpatched kernel (the emulator control's base-flip cell,
+  2026-12-04: CPU 0 idle in HLT with a call-function IPI pending while
+  CPU 1 waited for it in smp_call_function_many_cond()).
 - `guest-at-vmrun-return`: level 1's exit sample of a level-2 guest that
   stopped making progress (lab.invm.exit_sample, kept by lab.exit_record)
   shows a vCPU taking nested page faults, nearly all its exits, at the
@@ -103,7 +106,7 @@ SIGNATURES = ("null-percpu", "null-cs-frame", "guest-null-current", "nmi-never-l
 # "Emulator control"; tests/unit/test_emulator_control.py holds this to the
 # table): only these may excuse an attempt. A sign seen only with our code
 # attached is ours until a control shows otherwise.
-ATTRIBUTABLE: frozenset[str] = frozenset({"guest-null-current", "nmi-never-left", "stuck-in-guest", "wild-return-from-halt"})
+ATTRIBUTABLE: frozenset[str] = frozenset({"guest-null-current", "lost-wakeup", "nmi-never-left", "stuck-in-guest", "wild-return-from-halt"})
 
 # A vCPU loops on one exit: enough exits in the sample, nearly all of them at one place.
 LOOP_MIN_EXITS = 50
