@@ -10,10 +10,11 @@ Stdlib only, like the rest of lab.invm.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
 import time
+
+from lab.invm.child import fork_run, terminate
 
 
 def _hog(cpu: int, priority: int, busy_s: float, idle_s: float) -> None:
@@ -44,15 +45,10 @@ class RtHog:
         self.pid: int | None = None
 
     def start(self) -> None:
-        pid = os.fork()
-        if pid == 0:
-            _hog(self.cpu, self.priority, self.busy_s, self.idle_s)
-        self.pid = pid
+        self.pid = fork_run(lambda: _hog(self.cpu, self.priority, self.busy_s, self.idle_s))
 
     def stop(self) -> None:
         if self.pid is None:
             return
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(self.pid, signal.SIGTERM)
-        os.waitpid(self.pid, 0)
+        terminate(self.pid)
         self.pid = None

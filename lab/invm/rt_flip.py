@@ -21,6 +21,8 @@ import signal
 import time
 from pathlib import Path
 
+from lab.invm.child import fork_run, terminate
+
 # QEMU names its KVM vCPU threads "CPU <n>/KVM".
 VCPU_COMM = re.compile(r"CPU \d+/KVM")
 VCPU_PRIORITY = 10  # the boost policy's default FIFO priority
@@ -92,16 +94,11 @@ class RtFlip:
         self.pid = 0
 
     def start(self) -> None:
-        pid = os.fork()
-        if pid == 0:
-            _flip(self.count_path, self.hold_s, self.gap_s, self.proc)
-        self.pid = pid
+        self.pid = fork_run(lambda: _flip(self.count_path, self.hold_s, self.gap_s, self.proc))
 
     def stop(self) -> int:
         if self.pid:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(self.pid, signal.SIGTERM)
-            os.waitpid(self.pid, 0)
+            terminate(self.pid)
             self.pid = 0
         try:
             return int(self.count_path.read_text().strip() or 0)
