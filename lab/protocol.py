@@ -56,8 +56,10 @@ SHIPPED_CAP_US = {"budget": 50_000, "period": 1_000_000, "vm_budget": 50_000, "s
 # that snapshot the per-vCPU counters.
 STRESS_PARTIAL_REPORT = "stress-partial.json"
 STRESS_COUNTER_PARTS = frozenset({"reload", "kill", "hostile"})
-# The hostile part's rounds: five, so its ratios keep an interval (lab.bench_stats.MIN_ROUNDS).
-STRESS_HOSTILE_ROUNDS = 5
+# The hostile part's rounds: at least five, so its ratios keep an interval
+# (lab.bench_stats.MIN_ROUNDS); seven, because one round's host latency
+# varies 9-14 % here (vanilla rounds of three runs) and the criterion is 10 %.
+STRESS_HOSTILE_ROUNDS = 7
 
 # The benchmark's modes (the first round's order; later rounds rotate it).
 BENCH_MODES = ("idle", "vanilla", "pvsched", "pvsched-nocap", "scx", "static")

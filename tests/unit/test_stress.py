@@ -403,7 +403,31 @@ def test_hostile_verdict_gives_each_ratio_its_interval_over_paired_rounds() -> N
     assert details["progress_interval"]["low"] < details["progress_ratio"] < details["progress_interval"]["high"]
     assert len(failures) == 1
     assert failures[0].startswith(f"host cyclictest avg 1.10x [{latency['low']:.2f}, {latency['high']:.2f}] of vanilla")
+    assert failures[0].endswith("; not resolved: the interval holds 1.1)")
     # Fewer than five rounds give no interval (four pairs on one side by chance
     # one time in eight): the verdict on the medians stands, no interval is claimed.
     details, failures = hostile_verdict(vanilla[:4], hostile[:4])
     assert "host_latency_interval" not in details and failures[0].startswith("host cyclictest avg 1.10x of vanilla")
+
+
+def test_hostile_verdict_says_resolved_only_when_the_interval_clears_the_bound() -> None:
+    from lab.invm.stress import hostile_verdict
+
+    # The rounds of run 20261204T081150Z-6dca (the shipped cap before the
+    # slice): host latency 1.21x [1.05, 1.44], progress 0.84x [0.75, 0.97].
+    vanilla = [_run(1204, 621), _run(1404, 509), _run(1396, 470), _run(1474, 512), _run(1422, 474)]
+    hostile = [_run(1164, 651, 45), _run(1047, 731, 44), _run(1267, 561, 45), _run(1186, 615, 47), _run(1329, 542, 43)]
+    details, failures = hostile_verdict(vanilla, hostile)
+    assert details["host_latency_ratio"] == 1.208 and details["progress_ratio"] == 0.845
+    assert len(failures) == 2
+    progress, latency = failures
+    # Both over their bounds on the medians, both intervals holding the bound:
+    # failed all the same, and said to be within this machine's noise.
+    assert details["progress_interval"]["high"] > 0.9 and details["host_latency_interval"]["low"] < 1.1
+    assert progress.endswith("; not resolved: the interval holds 0.9)")
+    assert latency.endswith("; not resolved: the interval holds 1.1)")
+    # A hostile guest well beyond the noise: failed, and resolved.
+    worse = [_run(700, 900, 45), _run(650, 950, 44), _run(720, 880, 45), _run(690, 905, 47), _run(710, 930, 43)]
+    details, failures = hostile_verdict(vanilla, worse)
+    assert details["host_latency_interval"]["low"] > 1.1 and details["progress_interval"]["high"] < 0.9
+    assert len(failures) == 2 and not any("not resolved" in f for f in failures)
