@@ -2,7 +2,7 @@
 
 The same nested workload (level 1 under this machine's accelerator, level-2
 guests with an RT task, hotplug and every vCPU busy: lab.invm.control) runs
-in seven cells, interleaved round by round so drift hits every cell alike:
+in eight cells, interleaved round by round so drift hits every cell alike:
 
   base      the unpatched kernel: no series, no guest driver, no policy
   base-ipi  ... while two level-1 tasks wake each other across the CPUs the
@@ -11,6 +11,9 @@ in seven cells, interleaved round by round so drift hits every cell alike:
   base-flip ... while a level-1 process flips the vCPU threads between
             SCHED_FIFO and SCHED_OTHER 20 times a second (lab.invm.rt_flip):
             what the boost policy does to level 1's scheduler, without it
+  base-load ... under the stress suite's host load (stress-ng on every CPU,
+            a 1 kHz cyclictest at FIFO 5: lab.invm.host_load), under which
+            its vanilla rounds have shown `null-percpu`
   base-scx  ... with the kernel's own sched_ext example scheduler attached
             (tools/sched_ext/scx_simple, FIFO): sched_ext without our code
   nopolicy  the series and the guest driver, no policy attached
@@ -40,11 +43,11 @@ from lab.pipeline import Options, Pipeline, StepFailed
 from lab.splats import scan, scan_guest_console
 from lab.vm import Level1
 
-CELLS = ("base", "base-ipi", "base-flip", "base-scx", "nopolicy", "boost", "scx")
-POLICY = {"base": "none", "base-ipi": "none", "base-flip": "none", "base-scx": "scx-simple",
+CELLS = ("base", "base-ipi", "base-flip", "base-load", "base-scx", "nopolicy", "boost", "scx")
+POLICY = {"base": "none", "base-ipi": "none", "base-flip": "none", "base-load": "none", "base-scx": "scx-simple",
           "nopolicy": "none", "boost": "boost", "scx": "scx"}  # fmt: skip
 # The cells that run the unpatched kernel: only signs seen there may excuse.
-UNPATCHED = ("base", "base-ipi", "base-flip", "base-scx")
+UNPATCHED = ("base", "base-ipi", "base-flip", "base-load", "base-scx")
 # What the series adds to kconfig: the unpatched base has no such symbol.
 SERIES_OPTIONS = ("CONFIG_KVM_PVSCHED", "CONFIG_PVSCHED_GUEST", "CONFIG_PVSCHED_GUEST_PREEMPT")
 
@@ -90,6 +93,7 @@ def classify(out: Path, mode: str, system_map: Path | None, lost: str, report: d
         "boots_failed": [b["reason"] for b in boots if not b["ok"]],
         "ipi_storm_trips": (report or {}).get("ipi_storm_trips"),
         "rt_flips": (report or {}).get("rt_flips"),
+        "host_load_ran": (report or {}).get("host_load_ran"),
         "signs": [{"signature": e.signature, "where": e.describe()} for e in signs],
         "splats": splat_rows,
     }
@@ -109,6 +113,9 @@ def events(run: dict[str, Any]) -> set[str]:
     if run.get("rt_flips") == 0:
         # The flipper could not change a vCPU thread's class: a run of `base`, not of `base-flip`.
         names.add("no vCPU thread flipped")
+    if run.get("host_load_ran") is False:
+        # stress-ng or cyclictest ended early: not the stress suite's load throughout.
+        names.add("host load not kept up")
     return names
 
 
@@ -178,7 +185,7 @@ class ControlRun:
         out = pipe.run_dir / f"{cell.name}-{number}"
         out.mkdir()
         control = {"policy": POLICY[cell.name], "boots": self.boots, "ipi_storm": cell.name == "base-ipi",
-                   "rt_flip": cell.name == "base-flip"}  # fmt: skip
+                   "rt_flip": cell.name == "base-flip", "host_load": cell.name == "base-load"}  # fmt: skip
         cfg = {**cell.cfg, "out": str(out), "control": control}
         if cell.name in UNPATCHED:
             cfg.pop("pvsched", None)

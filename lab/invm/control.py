@@ -13,6 +13,7 @@ import time
 
 from lab.errors import LabError
 from lab.invm import level1, level2, pvsched_host
+from lab.invm.host_load import HostLoad
 from lab.invm.ipi_storm import IpiStorm
 from lab.invm.rt_flip import RtFlip
 from lab.invm.scx_example import ScxExample
@@ -49,6 +50,9 @@ def main(config_path: str) -> int:
     flipper = RtFlip(out / "rt-flips.txt") if control.get("rt_flip") else None
     if flipper is not None:
         flipper.start()
+    load = HostLoad(runner) if control.get("host_load") else None
+    if load is not None:
+        load.start()
     results = []
     for i in range(boots):
         start = time.monotonic()
@@ -66,12 +70,13 @@ def main(config_path: str) -> int:
         print(f"control boot {i}: {'ok' if probe.ok else probe.reason}", flush=True)
     trips = storm.stop() if storm is not None else None
     flips = flipper.stop() if flipper is not None else None
+    load_ran = load.stop() if load is not None else None
     if policy is not None:
         policy.stop()  # a policy that does not detach shows in the kernel log and the signs
     dmesg = runner.run(["dmesg"], "dmesg").output
     (out / "level1-dmesg.txt").write_text(dmesg)
     report = {"policy": policy_name, "policy_error": policy_error, "driver": driver == "1",
-              "ipi_storm_trips": trips, "rt_flips": flips, "boots": results}  # fmt: skip
+              "ipi_storm_trips": trips, "rt_flips": flips, "host_load_ran": load_ran, "boots": results}  # fmt: skip
     (out / "control.json").write_text(json.dumps(report, indent=2) + "\n")
     print(LEVEL1_DONE, flush=True)
     stop_watchdog.set()

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 from pathlib import Path
 
+import pytest
 from oops_samples import NULL_PERCPU_OOPS, NULL_PERCPU_TRACE, SYSTEM_MAP
 
 from lab import emulator_control as ctl
@@ -267,3 +270,33 @@ def test_a_flip_run_that_flipped_nothing_is_not_a_clean_run() -> None:
     assert "no vCPU thread flipped" in ctl.events(row)
     assert ctl.events({**row, "rt_flips": 120}) == set()
     assert "base-flip" in ctl.UNPATCHED
+
+
+def test_a_load_run_whose_load_ended_early_is_not_a_clean_run() -> None:
+    row = {"signs": [], "splats": [], "lost": "", "boots_failed": [], "host_load_ran": False}
+    assert "host load not kept up" in ctl.events(row)
+    assert ctl.events({**row, "host_load_ran": True}) == set()
+    assert ctl.events({**row, "host_load_ran": None}) == set()  # a cell without the load
+    assert "base-load" in ctl.UNPATCHED and ctl.POLICY["base-load"] == "none"
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("stress-ng") or not shutil.which("cyclictest"),
+                    reason="needs root (cyclictest at SCHED_FIFO), stress-ng and cyclictest (`python -m lab doctor`)")  # fmt: skip
+def test_host_load_runs_stress_ng_and_cyclictest_and_says_when_one_died(runner) -> None:  # type: ignore[no-untyped-def]
+    import signal
+    import time
+
+    from lab.invm.host_load import HostLoad
+
+    load = HostLoad(runner)
+    load.start()
+    time.sleep(1)
+    assert [p.poll() for p in load._procs] == [None, None]
+    assert "stress-ng --temp-path /tmp --cpu" in load._procs[0].log.read_text()
+    assert load.stop() is True
+    assert all(p.poll() is not None for p in load._procs)
+    # One of them gone before the end: the run did not have the load throughout.
+    load = HostLoad(runner)
+    load.start()
+    load._procs[1].stop(signal.SIGKILL)
+    assert load.stop() is False

@@ -1,0 +1,43 @@
+"""The stress suite's host load, for as long as it is wanted.
+
+The hostile part measures level 1 with `stress-ng --cpu <every CPU>` and a
+`cyclictest` at SCHED_FIFO 5 waking every millisecond while level-2 guests
+boot and run; its vanilla rounds (no policy, no area registered yet) have
+shown `null-percpu` (2026-12-04, run 20261204T113213Z-1981). The emulator
+control's `base-load` cell runs the same load on the unpatched kernel to
+learn whether that oops needs our code or only this load under the
+emulator. Stdlib and the lab's runner only, like the rest of lab.invm.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from lab.invm.stress import HOST_CT_PRIORITY
+from lab.runner import Background, Runner
+
+
+class HostLoad:
+    """stress-ng on every CPU and a 1 kHz cyclictest below the boosts' priority."""
+
+    def __init__(self, runner: Runner) -> None:
+        self.runner = runner
+        self._procs: list[Background] = []
+
+    def start(self) -> None:
+        ncpu = str(os.cpu_count() or 1)
+        stress_ng = ["stress-ng", "--temp-path", "/tmp", "--cpu", ncpu, "--timeout", "0"]
+        cyclictest = ["cyclictest", "-m", "-p", str(HOST_CT_PRIORITY), "-i", "1000", "-q"]
+        self._procs = [
+            self.runner.start(stress_ng, "host load stress-ng", cwd=Path("/tmp")),
+            self.runner.start(cyclictest, "host load cyclictest"),
+        ]
+
+    def stop(self) -> bool:
+        """End the load; whether all of it was still running until then
+        (a load that died early made the run one of another cell)."""
+        alive = bool(self._procs) and all(p.poll() is None for p in self._procs)
+        for p in self._procs:
+            p.stop(grace=10)
+        return alive
