@@ -6,7 +6,7 @@ about ten times a second for a few ms (stress-boost-stats.json), and every
 boost or unboost of a thread running on the other CPU is a reschedule IPI
 that lands while that CPU runs level 2. The emulator control's `base-flip`
 cell does the same with sched_setscheduler() on the unpatched kernel, to
-learn whether the `null-percpu` oops (seen only with a policy attached)
+learn whether the `null-percpu` oops (then seen only with a policy attached)
 needs our code or only vCPU threads changing class under the emulator.
 
 Stdlib only, like the rest of lab.invm.
