@@ -47,6 +47,9 @@ class Part:
     # level-1 boot keeps from a boot that was lost.
     clean_rounds: int = 0
     started: float = 0.0  # time.monotonic() when the part began; 0 before
+    # Level 1's taint flags when the part began: a part that starts after an
+    # oops or a warning in level 1 runs on a kernel that may no longer be whole.
+    tainted_at_start: int = 0
 
     def _mark_first_trouble(self) -> None:
         """The part's first failure or lost round, in the kernel log: where the host looks for signs before it."""
@@ -166,8 +169,17 @@ def part_record(part: Part) -> dict[str, Any]:
         "lost": part.lost,
         # A part under way reports the time it has run so far.
         "seconds": part.seconds or (round(time.monotonic() - part.started, 1) if part.started else 0.0),
+        "level1_tainted_at_start": part.tainted_at_start,
         "details": part.details,
     }
+
+
+def kernel_taint(path: Path = Path("/proc/sys/kernel/tainted")) -> int:
+    """The running kernel's taint flags (0: untainted; -1: unreadable)."""
+    try:
+        return int(path.read_text())
+    except (OSError, ValueError):
+        return -1
 
 
 def counters_consistent(rows: list[dict[str, str]]) -> list[str]:
@@ -249,7 +261,9 @@ class Stress:
         return [t for t in threads.values() if vcpu_sampler.thread_policy(t) == pvsched_host.SCHED_FIFO]
 
     def run_part(self, part: Part, body: Any) -> None:
-        print(f"stress {part.name}: start", flush=True)
+        part.tainted_at_start = kernel_taint()
+        taint = f" on a tainted level 1 (taint {part.tainted_at_start:#x})" if part.tainted_at_start else ""
+        print(f"stress {part.name}: start{taint}", flush=True)
         part.started = time.monotonic()
         try:
             body(part)

@@ -32,7 +32,9 @@ def stress_markdown(report: dict[str, Any]) -> str:
     for p in report["parts"]:
         details = ", ".join(f"{k}={v}" for k, v in p["details"].items() if not isinstance(v, dict))
         excused = f" (+{len(p['lost_excused'])} excused)" if p.get("lost_excused") else ""
-        lines.append(f"| {p['name']} | {p.get('attempt', 1)} | {p['rounds']} | {len(p['failures'])} | {len(p.get('lost', []))}{excused} | "
+        # A part begun after an oops or a warning in level 1 ran on a kernel that may not be whole.
+        boot = f"{p.get('attempt', 1)}" + (" (tainted at start)" if p.get("level1_tainted_at_start") else "")
+        lines.append(f"| {p['name']} | {boot} | {p['rounds']} | {len(p['failures'])} | {len(p.get('lost', []))}{excused} | "
                      f"{p['seconds']} | {details} |")  # fmt: skip
     for i, a in enumerate(report.get("attempts", []), 1):
         lost = f"; lost to the emulator: {'; '.join(a['emulator'])}" if a.get("emulator") else ""

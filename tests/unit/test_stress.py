@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from oops_samples import SYSTEM_MAP
 
@@ -51,11 +53,14 @@ def test_stress_markdown_lists_parts_and_end_state() -> None:
             {"name": "churn", "rounds": 10, "failures": [], "seconds": 200.0, "details": {}},
             {"name": "hostile", "rounds": 2, "failures": ["x"], "seconds": 90.0,
              "details": {"progress_ratio": 0.97, "vanilla": {"bogo_ops": 100}}},
+            {"name": "reload", "rounds": 0, "failures": ["y"], "seconds": 15.2, "details": {},
+             "level1_tainted_at_start": 640},
         ],
         "end_state": {"registered_areas": 0, "vms_left": [], "inconsistent_counters": []},
     }  # fmt: skip
     md = stress_markdown(report)
     assert "| churn | 1 | 10 | 0 | 0 | 200.0 |" in md
+    assert "| reload | 1 (tainted at start) | 0 | 1 | 0 | 15.2 |" in md
     assert "progress_ratio=0.97" in md and "hostile vanilla: bogo_ops=100" in md
     assert "registered_areas=0" in md
 
@@ -431,3 +436,15 @@ def test_hostile_verdict_says_resolved_only_when_the_interval_clears_the_bound()
     details, failures = hostile_verdict(vanilla, worse)
     assert details["host_latency_interval"]["low"] > 1.1 and details["progress_interval"]["high"] < 0.9
     assert len(failures) == 2 and not any("not resolved" in f for f in failures)
+
+
+def test_a_part_records_whether_level_1_was_tainted_when_it_began(tmp_path: Path) -> None:
+    from lab.invm.stress import Part, kernel_taint, part_record
+
+    tainted = tmp_path / "tainted"
+    tainted.write_text("640\n")  # W and D: a warning, then an oops (the run 20261204T113213Z-1981)
+    assert kernel_taint(tainted) == 640
+    tainted.write_text("0\n")
+    assert kernel_taint(tainted) == 0
+    assert kernel_taint(tmp_path / "absent") == -1
+    assert part_record(Part("churn", tainted_at_start=640))["level1_tainted_at_start"] == 640
