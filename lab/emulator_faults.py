@@ -106,7 +106,9 @@ SIGNATURES = ("null-percpu", "null-cs-frame", "guest-null-current", "nmi-never-l
 # "Emulator control"; tests/unit/test_emulator_control.py holds this to the
 # table): only these may excuse an attempt. A sign seen only with our code
 # attached is ours until a control shows otherwise.
-ATTRIBUTABLE: frozenset[str] = frozenset({"guest-null-current", "lost-wakeup", "nmi-never-left", "stuck-in-guest", "wild-return-from-halt"})
+ATTRIBUTABLE: frozenset[str] = frozenset(
+    {"guest-null-current", "lost-wakeup", "nmi-never-left", "null-percpu", "stuck-in-guest", "wild-return-from-halt"}
+)
 
 # A vCPU loops on one exit: enough exits in the sample, nearly all of them at one place.
 LOOP_MIN_EXITS = 50
