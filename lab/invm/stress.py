@@ -262,7 +262,7 @@ class Stress:
 
     def run_part(self, part: Part, body: Any) -> None:
         part.tainted_at_start = kernel_taint()
-        taint = f" on a tainted level 1 (taint {part.tainted_at_start:#x})" if part.tainted_at_start else ""
+        taint = f" on a tainted level 1 (taint {part.tainted_at_start:#x})" if part.tainted_at_start > 0 else ""
         print(f"stress {part.name}: start{taint}", flush=True)
         part.started = time.monotonic()
         try:

@@ -33,7 +33,8 @@ def stress_markdown(report: dict[str, Any]) -> str:
         details = ", ".join(f"{k}={v}" for k, v in p["details"].items() if not isinstance(v, dict))
         excused = f" (+{len(p['lost_excused'])} excused)" if p.get("lost_excused") else ""
         # A part begun after an oops or a warning in level 1 ran on a kernel that may not be whole.
-        boot = f"{p.get('attempt', 1)}" + (" (tainted at start)" if p.get("level1_tainted_at_start") else "")
+        taint = int(p.get("level1_tainted_at_start", 0))
+        boot = f"{p.get('attempt', 1)}" + (" (tainted at start)" if taint > 0 else " (taint unread)" if taint < 0 else "")
         lines.append(f"| {p['name']} | {boot} | {p['rounds']} | {len(p['failures'])} | {len(p.get('lost', []))}{excused} | "
                      f"{p['seconds']} | {details} |")  # fmt: skip
     for i, a in enumerate(report.get("attempts", []), 1):

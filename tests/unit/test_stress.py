@@ -55,12 +55,15 @@ def test_stress_markdown_lists_parts_and_end_state() -> None:
              "details": {"progress_ratio": 0.97, "vanilla": {"bogo_ops": 100}}},
             {"name": "reload", "rounds": 0, "failures": ["y"], "seconds": 15.2, "details": {},
              "level1_tainted_at_start": 640},
+            {"name": "kill", "rounds": 5, "failures": [], "seconds": 300.0, "details": {},
+             "level1_tainted_at_start": -1},
         ],
         "end_state": {"registered_areas": 0, "vms_left": [], "inconsistent_counters": []},
     }  # fmt: skip
     md = stress_markdown(report)
     assert "| churn | 1 | 10 | 0 | 0 | 200.0 |" in md
     assert "| reload | 1 (tainted at start) | 0 | 1 | 0 | 15.2 |" in md
+    assert "| kill | 1 (taint unread) | 5 | 0 | 0 | 300.0 |" in md
     assert "progress_ratio=0.97" in md and "hostile vanilla: bogo_ops=100" in md
     assert "registered_areas=0" in md
 
