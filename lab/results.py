@@ -142,7 +142,9 @@ def markdown(record: RunRecord) -> str:
         lines += [f"**Run ended by {record.outcome}** at step {record.error.get('step')}: {record.error.get('message')}", "",
                   "```", record.error.get("traceback", "").rstrip(), "```", ""]  # fmt: skip
     if record.reruns():
-        lines += [f"**Flaky: passed only after {len(record.reruns())} rerun(s) excused by emulator signs**", ""]
+        # A run that failed all the same must not read as a pass.
+        outcome = "passed only after" if record.status == "passed" else f"{record.status} even after"
+        lines += [f"**Flaky: {outcome} {len(record.reruns())} rerun(s) excused by emulator signs**", ""]
     for i, a in enumerate(record.attempts, 1):
         lines += [f"- attempt {i} failed {', '.join(a['failed'])[:300]}: {a.get('verdict', '')} (kept in `{a.get('dir', '')}`)"]
     if record.attempts:

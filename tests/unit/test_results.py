@@ -75,3 +75,18 @@ def test_a_failed_step_reports_its_fix_and_log(tmp_path: Path) -> None:
     assert '**Fix:** sha256 = "ab"' in md and "(log: `logs/`)" in md
     assert md.index("**Failed step:**") < md.index("**Fix:**") < md.index("(log:")
     assert json.loads((tmp_path / "r" / "summary.json").read_text())["failed_step"]["fix"] == 'sha256 = "ab"'
+
+
+def test_a_rerun_run_that_failed_all_the_same_does_not_read_as_passed(tmp_path: Path) -> None:
+    """As stress run 20261204T130040Z-2708 did: attempt 1 excused (stuck-in-guest)
+    and rerun, attempt 2 failed; its summary.md said "passed only after 1 rerun"."""
+    from lab.results import markdown
+
+    rec = _record()
+    rec.attempts = [{"failed": ["level 1 ended"], "verdict": "lost to the emulator: stuck-in-guest", "dir": "vm-attempt1"}]
+    assert "**Flaky: passed only after 1 rerun(s) excused by emulator signs**" in markdown(rec)
+    rec.attempts.append({"failed": ["level 1 ended"], "verdict": "not excused: oops", "dir": "vm"})
+    rec.cases.append(Case("x", "level1", "failed", "boom"))
+    md = markdown(rec)
+    assert "passed only after" not in md
+    assert "**Flaky: failed even after 1 rerun(s) excused by emulator signs**" in md
