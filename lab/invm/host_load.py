@@ -14,8 +14,20 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from lab.invm.stress import HOST_CT_PRIORITY
+from lab.invm.pvsched_host import stress_ng_command
 from lab.runner import Background, Runner
+
+HOST_CT_PRIORITY = 5  # below boosts, as in the benchmark: boosts can hurt it
+
+
+def every_cpu_command(timeout_s: int, *extra: str) -> list[str]:
+    """stress-ng on every CPU for `timeout_s` seconds (0: until stopped)."""
+    return stress_ng_command("--cpu", str(os.cpu_count() or 1), "--timeout", str(timeout_s), *extra)
+
+
+def cyclictest_command(*extra: str) -> list[str]:
+    """A cyclictest waking every millisecond at HOST_CT_PRIORITY."""
+    return ["cyclictest", "-m", "-p", str(HOST_CT_PRIORITY), "-i", "1000", *extra, "-q"]
 
 
 class HostLoad:
@@ -26,12 +38,9 @@ class HostLoad:
         self._procs: list[Background] = []
 
     def start(self) -> None:
-        ncpu = str(os.cpu_count() or 1)
-        stress_ng = ["stress-ng", "--temp-path", "/tmp", "--cpu", ncpu, "--timeout", "0"]
-        cyclictest = ["cyclictest", "-m", "-p", str(HOST_CT_PRIORITY), "-i", "1000", "-q"]
         self._procs = [
-            self.runner.start(stress_ng, "host load stress-ng", cwd=Path("/tmp")),
-            self.runner.start(cyclictest, "host load cyclictest"),
+            self.runner.start(every_cpu_command(0), "host load stress-ng", cwd=Path("/tmp")),
+            self.runner.start(cyclictest_command(), "host load cyclictest"),
         ]
 
     def stop(self) -> bool:

@@ -142,6 +142,11 @@ def qmp_vcpu_threads(sock_path: Path, timeout: float = 10.0) -> dict[int, int]:
     return {int(c["cpu-index"]): int(c["thread-id"]) for c in reply.get("return", [])}
 
 
+def stress_ng_command(*args: str) -> list[str]:
+    """stress-ng ARGS, its temporary files in /tmp (see start_load)."""
+    return ["stress-ng", "--temp-path", "/tmp", *args]
+
+
 def start_load(runner: Runner, *args: str, settle: float = 0.5) -> Background:
     """stress-ng ARGS as host load; raises if it does not keep running.
 
@@ -149,7 +154,7 @@ def start_load(runner: Runner, *args: str, settle: float = 0.5) -> Background:
     working directory is the read-only repo) and says so only on its output:
     a silently missing load once made "loaded" runs equal idle ones.
     """
-    proc = runner.start(["stress-ng", "--temp-path", "/tmp", *args], "host load", cwd=Path("/tmp"))
+    proc = runner.start(stress_ng_command(*args), "host load", cwd=Path("/tmp"))
     time.sleep(settle)
     if (rc := proc.poll()) is not None:
         proc.wait(5)

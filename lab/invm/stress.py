@@ -23,12 +23,12 @@ from typing import Any
 from lab.bench_stats import Interval, ratio_interval
 from lab.invm import boosted_teardown, marks, pvsched_host, vcpu_sampler, watchdog
 from lab.invm.bench import parse_histfile
+from lab.invm.host_load import cyclictest_command, every_cpu_command
 from lab.invm.level2 import Guest, boot_guest, guest_dmesg
 from lab.protocol import LEVEL1_DONE, LEVEL1_READY, SHIPPED_CAP_US, STRESS_HOSTILE_ROUNDS, STRESS_PARTIAL_REPORT
 from lab.runner import Runner
 
 KVM_VM_DEBUGFS = Path("/sys/kernel/debug/kvm")
-HOST_CT_PRIORITY = 5  # below boosts, as in the benchmark: boosts can hurt it
 HOST_HIST_US = 50000  # histogram range of the host cyclictest (us)
 GUEST_LOAD_MARGIN_S = 40  # the hostile part's guest load outlasts the host's measurement by this
 PARTIAL_REPORT = STRESS_PARTIAL_REPORT
@@ -93,6 +93,12 @@ def _against(interval: Interval | None, bound: float) -> str:
     return ""
 
 
+# The hostile part's criterion: the host keeps 90 % of its progress and its
+# latency stays within 110 % of vanilla (medians over the rounds).
+PROGRESS_BOUND = 0.9
+LATENCY_BOUND = 1.1
+
+
 def hostile_verdict(
     vanilla: list[dict[str, Any]], hostile: list[dict[str, Any]], policy: list[dict[str, Any]] | None = None
 ) -> tuple[dict[str, Any], list[str]]:
@@ -136,12 +142,12 @@ def hostile_verdict(
         if iv:
             details[key] = iv.to_dict()
     failures = []
-    if progress < 0.9:
-        failures.append(f"host stress-ng progress {progress:.2f}x{_within(progress_iv)} of vanilla "
-                        f"(medians, < 0.9; vanilla spread {_spread(van_ops):.0%}{_against(progress_iv, 0.9)})")  # fmt: skip
-    if latency > 1.1:
-        failures.append(f"host cyclictest avg {latency:.2f}x{_within(latency_iv)} of vanilla "
-                        f"(medians, > 1.1; vanilla spread {_spread(van_ct):.0%}{_against(latency_iv, 1.1)})")  # fmt: skip
+    if progress < PROGRESS_BOUND:
+        failures.append(f"host stress-ng progress {progress:.2f}x{_within(progress_iv)} of vanilla (medians, < {PROGRESS_BOUND}; "
+                        f"vanilla spread {_spread(van_ops):.0%}{_against(progress_iv, PROGRESS_BOUND)})")  # fmt: skip
+    if latency > LATENCY_BOUND:
+        failures.append(f"host cyclictest avg {latency:.2f}x{_within(latency_iv)} of vanilla (medians, > {LATENCY_BOUND}; "
+                        f"vanilla spread {_spread(van_ct):.0%}{_against(latency_iv, LATENCY_BOUND)})")  # fmt: skip
     if details["throttles"] == 0:
         failures.append("the hostile guest was never throttled")
     return details, failures
@@ -502,12 +508,9 @@ class Stress:
                 return {"error": "guest did not start its load"}
             time.sleep(1)
             before = {r["tid"]: r for r in self.snapshot()}
-            ncpu = str(os.cpu_count() or 1)
-            sng = self.runner.start(["stress-ng", "--temp-path", "/tmp", "--cpu", ncpu, "--timeout", str(secs), "--metrics-brief"],
-                                    f"host load {label}", cwd=Path("/tmp"))  # fmt: skip
+            sng = self.runner.start(every_cpu_command(secs, "--metrics-brief"), f"host load {label}", cwd=Path("/tmp"))
             hist = self.out / f"stress-{label}-host.hist"
-            ct = self.runner.run(["cyclictest", "-m", "-p", str(HOST_CT_PRIORITY), "-i", "1000", "-D", str(secs), "-q",
-                                  "-h", str(HOST_HIST_US), f"--histfile={hist}"],
+            ct = self.runner.run(cyclictest_command("-D", str(secs), "-h", str(HOST_HIST_US), f"--histfile={hist}"),
                                  f"host cyclictest {label}", timeout=secs + 60, check=False)  # fmt: skip
             after = self.snapshot()
             if sng.wait(60) is None:
