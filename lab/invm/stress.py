@@ -15,6 +15,7 @@ import re
 import signal
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from statistics import median
@@ -186,6 +187,18 @@ def kernel_taint(path: Path = Path("/proc/sys/kernel/tainted")) -> int:
         return int(path.read_text())
     except (OSError, ValueError):
         return -1
+
+
+# Taint flags that say level 1 itself went wrong: a bad page, an oops, a
+# warning, a soft lockup. Rounds run after one say nothing about our code.
+TAINT_TROUBLE = {"B": 1 << 5, "D": 1 << 7, "W": 1 << 9, "L": 1 << 14}
+
+
+def taint_trouble(before: int, after: int) -> str:
+    """The trouble flags set in `after` and not in `before`, as letters ("" if none or unread)."""
+    if before < 0 or after < 0:
+        return ""
+    return "".join(letter for letter, bit in TAINT_TROUBLE.items() if after & bit and not before & bit)
 
 
 def counters_consistent(rows: list[dict[str, str]]) -> list[str]:
@@ -563,6 +576,28 @@ class Stress:
         }
 
 
+def run_parts(stress: Any, names: list[str], taint: Callable[[], int] = kernel_taint) -> None:
+    """Run the parts in order. Once level 1 oopses, warns, soft-locks up or
+    finds a bad page, this boot stops: the part it happened in and every part
+    after it fail here, and the host reruns them in a new boot only if an
+    emulator sign excuses it (lab.suites.stress), else the run fails."""
+    suite_start = taint()
+    for i, name in enumerate(names):
+        part = Part(name)
+        stress.run_part(part, getattr(stress, name))
+        stress.write_logs()
+        trouble = taint_trouble(suite_start, taint())
+        if trouble:
+            part.fail(f"level 1 tainted ({trouble}) during this part: what it measured after that is not evidence")
+            for rest in names[i + 1 :]:
+                skipped = Part(rest)
+                skipped.fail(f"not run: level 1 tainted ({trouble}) during {name}; this boot stopped there")
+                stress.parts.append(skipped)
+            stress.save_progress()
+            return
+        stress.save_progress()
+
+
 def main(config_path: str) -> int:
     cfg: dict[str, Any] = json.loads(Path(config_path).read_text())
     out = Path(cfg["out"])
@@ -571,10 +606,7 @@ def main(config_path: str) -> int:
     pvsched_host.observe_above_boosts()
     stress = Stress(cfg)
     watchdog.start(float(cfg.get("watchdog_s", 600)))  # where it is, if it hangs
-    for name in cfg["parts"]:
-        stress.run_part(Part(name), getattr(stress, name))
-        stress.write_logs()
-        stress.save_progress()
+    run_parts(stress, cfg["parts"])
     end = stress.end_state()
     stress.write_logs()
     report = {**stress.progress(), "end_state": end}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 from oops_samples import SYSTEM_MAP
@@ -451,3 +452,59 @@ def test_a_part_records_whether_level_1_was_tainted_when_it_began(tmp_path: Path
     assert kernel_taint(tainted) == 0
     assert kernel_taint(tmp_path / "absent") == -1
     assert part_record(Part("churn", tainted_at_start=640))["level1_tainted_at_start"] == 640
+
+
+class _FakeStress:
+    """Stress's part-running surface: each part body may taint "level 1"."""
+
+    def __init__(self, taints_after: dict[str, int]) -> None:
+        self.parts: list[Any] = []
+        self.taint = 0
+        self.taints_after = taints_after
+        self.ran: list[str] = []
+        self.saved = 0
+
+    def run_part(self, part: Any, body: Any) -> None:
+        body(part)
+        self.parts.append(part)
+
+    def __getattr__(self, name: str) -> Any:
+        def body(part: Any) -> None:
+            self.ran.append(name)
+            part.rounds = 3
+            self.taint |= self.taints_after.get(name, 0)
+
+        return body
+
+    def write_logs(self) -> None:
+        pass
+
+    def save_progress(self) -> None:
+        self.saved += 1
+
+
+def test_a_boot_stops_at_the_part_in_which_level_1_oopsed() -> None:
+    from lab.invm.stress import run_parts
+    from lab.stress_resume import part_passed
+
+    # 1981: null-percpu oopsed level 1 during the hostile part (D and W), and
+    # churn, reload and kill went on to fail on the broken kernel.
+    stress = _FakeStress({"hostile": 640})
+    run_parts(stress, ["hostile", "churn", "reload", "kill"], taint=lambda: stress.taint)
+    assert stress.ran == ["hostile"]
+    assert [p.name for p in stress.parts] == ["hostile", "churn", "reload", "kill"]
+    assert not any(part_passed(p.__dict__) for p in stress.parts)
+    assert "level 1 tainted (DW) during this part" in stress.parts[0].failures[0]
+    assert stress.parts[3].failures == ["not run: level 1 tainted (DW) during hostile; this boot stopped there"]
+    assert stress.saved == 1
+
+
+def test_a_boot_goes_on_when_level_1_stays_whole() -> None:
+    from lab.invm.stress import run_parts, taint_trouble
+
+    # An out-of-tree module (O, 4096) taints level 1 without anything going wrong.
+    stress = _FakeStress({"churn": 4096})
+    run_parts(stress, ["churn", "reload"], taint=lambda: stress.taint)
+    assert stress.ran == ["churn", "reload"] and all(not p.failures for p in stress.parts)
+    assert taint_trouble(512, 512 | 128) == "D"  # only what is new since the suite began
+    assert taint_trouble(-1, 640) == "" and taint_trouble(0, 1 << 14) == "L"
