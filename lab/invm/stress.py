@@ -335,9 +335,14 @@ class Stress:
                 elif int(m[1]) != int(self.cfg["guest_cpus"]) or not probe.ok:
                     part.fail(f"round {i}: registered {m[1]}; {probe.reason}")
                 self.settle(part, f"round {i}")
+                trouble = taint_trouble(part.tainted_at_start, kernel_taint())
+                if trouble:  # the round is not kept: a new boot runs it again if the host excuses this one
+                    part.fail(f"level 1 tainted ({trouble}) by round {i}: the part stops there")
                 part.rounds += 1
                 part.clean_rounds += len(part.failures) == failures
                 self.save_progress(current=part)
+                if trouble:
+                    return
         finally:
             policy.stop()
 
@@ -498,6 +503,10 @@ class Stress:
                     if policy:
                         policy.stop()
                 part.rounds += 1
+                if trouble := taint_trouble(part.tainted_at_start, kernel_taint()):
+                    # 13 minutes of rounds on a broken kernel would say nothing.
+                    part.fail(f"level 1 tainted ({trouble}) by round {i} ({name}): the part stops there")
+                    return
         finally:
             saved.apply()
         details, failures = hostile_verdict(runs["vanilla"], runs["hostile"], runs["policy"])

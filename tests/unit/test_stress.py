@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -508,3 +509,75 @@ def test_a_boot_goes_on_when_level_1_stays_whole() -> None:
     assert stress.ran == ["churn", "reload"] and all(not p.failures for p in stress.parts)
     assert taint_trouble(512, 512 | 128) == "D"  # only what is new since the suite began
     assert taint_trouble(-1, 640) == "" and taint_trouble(0, 1 << 14) == "L"
+
+
+class _Taint:
+    """Level 1's /proc/sys/kernel/tainted, set by the test between rounds."""
+
+    def __init__(self) -> None:
+        self.value = 0
+
+    def __call__(self) -> int:
+        return self.value
+
+
+def _stress_with_fakes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, taint: _Taint) -> Any:
+    from lab.invm import stress as invm_stress
+
+    class _Policy:
+        def start(self) -> str:
+            return ""
+
+        def stop(self) -> None:
+            pass
+
+    monkeypatch.setattr(invm_stress, "kernel_taint", taint)
+    stress = invm_stress.Stress({"out": str(tmp_path), "churn": 6, "guest_cpus": 2, "hostile_rounds": 7})
+    monkeypatch.setattr(stress, "policy", lambda name: _Policy())
+    monkeypatch.setattr(stress, "settle", lambda part, what: None)
+    monkeypatch.setattr(stress, "save_progress", lambda current=None: None)
+    monkeypatch.setattr(invm_stress, "guest_dmesg", lambda console: "")
+    monkeypatch.setattr(invm_stress.pvsched_host.Cap, "read", classmethod(lambda cls: cls.shipped()))
+    monkeypatch.setattr(invm_stress.pvsched_host.Cap, "apply", lambda self: None)
+    return stress
+
+
+def test_churn_stops_at_the_round_in_which_level_1_oopsed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from lab.invm import stress as invm_stress
+
+    taint = _Taint()
+    stress = _stress_with_fakes(tmp_path, monkeypatch, taint)
+    booted: list[str] = []
+
+    def boot_guest(runner: Any, cfg: Any, accel: str, out: Path, label: str, extra_append: str) -> Any:
+        booted.append(label)
+        if label == "stress-churn-2":
+            taint.value = 640  # the oops of 1981, during this guest
+        return SimpleNamespace(ok=True, reason=""), "LAB-STRESS registered=2\n"
+
+    monkeypatch.setattr(invm_stress, "boot_guest", boot_guest)
+    part = invm_stress.Part("churn")
+    stress.churn(part)
+    assert booted == ["stress-churn-0", "stress-churn-1", "stress-churn-2"]
+    assert part.rounds == 3 and part.clean_rounds == 2  # the tainted round is not kept
+    assert part.failures == ["level 1 tainted (DW) by round 2: the part stops there"]
+
+
+def test_hostile_stops_at_the_round_in_which_level_1_oopsed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from lab.invm import stress as invm_stress
+
+    taint = _Taint()
+    stress = _stress_with_fakes(tmp_path, monkeypatch, taint)
+    measured: list[str] = []
+
+    def measure_host(label: str, hostile: int) -> dict[str, Any]:
+        measured.append(label)
+        if len(measured) == 4:
+            taint.value = 1 << 14  # a soft lockup
+        return {"bogo_ops": 100.0, "ct_avg_us": 50.0}
+
+    monkeypatch.setattr(stress, "measure_host", measure_host)
+    part = invm_stress.Part("hostile")
+    stress.hostile(part)
+    assert len(measured) == 4 and part.rounds == 4
+    assert part.failures == [f"level 1 tainted (L) by round 1 ({measured[3].split('-')[1]}): the part stops there"]
