@@ -104,13 +104,18 @@ def report_start(lines: list[str], line_no: int) -> int:
 
 
 def _report(lines: list[str], line_no: int) -> list[str]:
-    """The lines of the report that contains `line_no`, from its header to its end."""
+    """The lines of the report that contains `line_no`, from its header to its
+    end. In a console whose kernel lines carry printk times, a line without
+    one is the lab's own output printed among them (e.g. a loader's
+    /proc/PID/stack, run 20261204T133237Z-957e), not the kernel's report."""
     start = report_start(lines, line_no)
+    timed = 0 < start <= len(lines) and _seconds(lines[start - 1]) is not None
     report = []
     for i in range(start - 1, min(len(lines), start - 1 + REPORT_LINES)):
         if i > start - 1 and (_END_OF_REPORT.search(lines[i]) or (i > line_no - 1 and _ANY_SPLAT.search(lines[i]))):
             break
-        report.append(lines[i])
+        if not timed or _seconds(lines[i]) is not None:
+            report.append(lines[i])
     return report
 
 

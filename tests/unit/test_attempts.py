@@ -202,3 +202,26 @@ def test_our_frame_on_the_unwound_chain_is_ours(tmp_path: Path) -> None:
     # A trace cut short (no entry frame) proves no `?` frame stale.
     cut = "".join(line for line in SOFT_LOCKUP_ORC.splitlines(keepends=True) if "entry_SYSCALL" not in line)
     assert not _stuck_cpu0_then(tmp_path, cut).excused
+
+
+# What the lab printed of a loader that survived SIGKILL (pvsched_host.kernel_stack),
+# among the kernel's lines of an RCU stall in the console (run 20261204T133237Z-957e).
+LOADER_STACK = (
+    "pvsched: loader 512 survives SIGKILL: state D; synchronize_rcu; [<0>] __wait_rcu_gp+0x13c/0x160"
+    " | [<0>] synchronize_rcu+0x12e/0x150 | [<0>] pvsched_ops_unreg+0x41/0x60 | [<0>] bpf_struct_ops_map_link_dealloc+0x2c/0x50\n"
+)
+
+
+def test_the_labs_own_lines_among_a_stall_report_are_not_its_trace(tmp_path: Path) -> None:
+    from oops_samples import STUCK_IN_GUEST_DUMP, STUCK_IN_GUEST_STALL
+
+    (tmp_path / "level1-cpus.txt").write_text(STUCK_IN_GUEST_DUMP)
+    stall = STUCK_IN_GUEST_STALL.replace("322.", "372.").splitlines(keepends=True)
+    console = "[   1.0] boot\n" + stall[0] + LOADER_STACK + "".join(stall[1:])
+    verdict = _judge(tmp_path, console, [], lost="level 1 ended (exit status -9)")
+    assert verdict.excused, verdict.unexplained
+    # The same frame printed by the kernel, in the stall's report, is ours.
+    kernel_line = "[  372.676950]  pvsched_ops_unreg+0x41/0x60\n"
+    verdict = _judge(tmp_path, "[   1.0] boot\n" + stall[0] + kernel_line + "".join(stall[1:]), [],
+                     lost="level 1 ended (exit status -9)")  # fmt: skip
+    assert not verdict.excused and any("pvsched_ops_unreg" in why for why in verdict.unexplained)
