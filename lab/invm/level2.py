@@ -101,7 +101,7 @@ def boot_guest(
     timeout = accel.probe_timeout(mode, float(cfg["kvm_timeout"]), float(cfg["tcg_timeout"]))  # type: ignore[arg-type]
     cmd = [*(prefix or []), *qemu_command(cfg, mode, extra_append, qmp)]
     # Level 1 only (its config says so): armed elsewhere it would trace the machine the lab runs on.
-    trace = _arm_shutdown_trace(runner) if mode == "kvm" and cfg.get("trace_shutdowns") else None
+    trace = arm_shutdown_trace(runner) if mode == "kvm" and cfg.get("trace_shutdowns") else None
     marks.level2_begins(console_log.name)
     label = f"level2 boot ({name})"
     stuck: list[str] = []  # what KVM saw the guest do just before its timeout
@@ -129,7 +129,7 @@ def boot_guest(
     elif PANIC in console:
         reason = "guest kernel panicked: " + next(ln[ln.index(PANIC) :].strip() for ln in console.splitlines() if PANIC in ln)
     elif DONE not in console:
-        reason = f"guest did not finish (qemu exit status {result.returncode}; {_shutdown_witness(trace, cfg)})"
+        reason = f"guest did not finish (qemu exit status {result.returncode}; {shutdown_witness(trace, cfg)})"
     else:
         reason = ""
     if reason:
@@ -138,7 +138,7 @@ def boot_guest(
     return accel.Probe(mode, not reason, round(seconds, 2), reason), console
 
 
-def _arm_shutdown_trace(runner: Runner) -> Path | None:
+def arm_shutdown_trace(runner: Runner) -> Path | None:
     """KVM's trace of shutdown exits, armed for this boot (None if level 1 cannot trace)."""
     try:
         base = shutdown_trace.tracefs(runner)
@@ -180,7 +180,7 @@ def sample_exits(runner: Runner, pid: int, cfg: dict[str, object], record: Path)
     return _exits_of(trace, pid, cfg, record) if trace is not None else ""
 
 
-def _shutdown_witness(trace: Path | None, cfg: dict[str, object]) -> str:
+def shutdown_witness(trace: Path | None, cfg: dict[str, object]) -> str:
     """Whether KVM saw the guest triple-fault, and where, for a guest that ended early."""
     if trace is None:
         return "no KVM trace in level 1"

@@ -22,10 +22,11 @@ from statistics import median
 from typing import Any
 
 from lab.bench_stats import Interval, ratio_interval
+from lab.exit_record import record_name
 from lab.invm import boosted_teardown, marks, pvsched_host, vcpu_sampler, watchdog
 from lab.invm.bench import parse_histfile
 from lab.invm.host_load import cyclictest_command, every_cpu_command
-from lab.invm.level2 import Guest, boot_guest, guest_dmesg
+from lab.invm.level2 import Guest, arm_shutdown_trace, boot_guest, guest_dmesg, sample_exits, shutdown_witness
 from lab.protocol import LEVEL1_DONE, LEVEL1_READY, SHIPPED_CAP_US, STRESS_HOSTILE_ROUNDS, STRESS_PARTIAL_REPORT
 from lab.runner import Runner
 
@@ -522,12 +523,18 @@ class Stress:
         # left an empty after-snapshot (0 throttles in all 4 rounds of a run).
         # The guest is ended as soon as the host has measured, so the margin
         # costs nothing and the time goes to more rounds instead.
+        # A guest lost on the way says what KVM saw of it, as boot_guest's do.
+        trace = arm_shutdown_trace(self.runner) if self.cfg.get("trace_shutdowns") else None
         guest = Guest(self.runner, self.cfg, self.out, f"stress-{label}",
                       f"lab.mode=load lab.hostile={hostile} lab.secs={secs + GUEST_LOAD_MARGIN_S}")  # fmt: skip
         result: dict[str, Any] = {}
         try:
             if not guest.wait_for("LAB-STRESS load start", float(self.cfg["kvm_timeout"])):
-                return {"error": "guest did not start its load"}
+                if guest.proc.poll() is not None:
+                    return {"error": f"guest ended before its load (QEMU exit {guest.proc.poll()}; {shutdown_witness(trace, self.cfg)})"}
+                record = self.out / record_name(f"stress-{label}")
+                seen = sample_exits(self.runner, guest.proc.pid, self.cfg, record)
+                return {"error": "guest did not start its load" + (f"; {seen}" if seen else "")}
             time.sleep(1)
             before = {r["tid"]: r for r in self.snapshot()}
             sng = self.runner.start(every_cpu_command(secs, "--metrics-brief"), f"host load {label}", cwd=Path("/tmp"))
@@ -540,7 +547,7 @@ class Stress:
             sng_out = sng.output
             if not after:
                 exited = guest.proc.poll()
-                gone = f", its QEMU exited with status {exited}" if exited is not None else ""
+                gone = f", its QEMU exited with status {exited}; {shutdown_witness(trace, self.cfg)}" if exited is not None else ""
                 result["error"] = f"no KVM snapshot after the measurement (the guest was gone{gone})"
             (self.out / f"stress-{label}-host.txt").write_text(sng_out + "\n" + ct.output)
             m = re.search(r"\bcpu\s+(\d+)\s", sng_out)

@@ -581,3 +581,45 @@ def test_hostile_stops_at_the_round_in_which_level_1_oopsed(tmp_path: Path, monk
     stress.hostile(part)
     assert len(measured) == 4 and part.rounds == 4
     assert part.failures == [f"level 1 tainted (L) by round 1 ({measured[3].split('-')[1]}): the part stops there"]
+
+
+class _LostGuest:
+    """A hostile-part guest that never starts its load: ended (exit 0) or still running."""
+
+    def __init__(self, exit_status: int | None) -> None:
+        self.proc = SimpleNamespace(poll=lambda: exit_status, pid=4242)
+        self.console = ""
+        self.ended = False
+
+    def wait_for(self, marker: str, timeout: float) -> bool:
+        return False
+
+    def end(self) -> None:
+        self.ended = True
+
+
+@pytest.mark.parametrize("exit_status", [0, None])
+def test_a_lost_hostile_guest_says_what_kvm_saw_of_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, exit_status: int | None) -> None:
+    from lab.invm import stress as invm_stress
+
+    stress = _stress_with_fakes(tmp_path, monkeypatch, _Taint())
+    stress.cfg.update({"hostile_secs": 20, "kvm_timeout": 1, "trace_shutdowns": True})
+    guest = _LostGuest(exit_status)
+    sampled: list[int] = []
+    monkeypatch.setattr(invm_stress, "Guest", lambda *args: guest)
+    monkeypatch.setattr(invm_stress, "arm_shutdown_trace", lambda runner: tmp_path)
+    witness = "KVM saw a shutdown exit (triple fault): vCPU 0 shutdown at 0xffffffff81001234 (io_serial_in+0x18)"
+    monkeypatch.setattr(invm_stress, "shutdown_witness", lambda trace, cfg: witness if trace == tmp_path else "")
+
+    def sample_exits(runner: Any, pid: int, cfg: Any, record: Path) -> str:
+        sampled.append(pid)
+        assert record.name == "level2-exits-stress-hostile-vanilla-3.json"
+        return "KVM in the last 5.0 s: vCPU 0: 900 exits, npf at __svm_vcpu_run+0xa0"
+
+    monkeypatch.setattr(invm_stress, "sample_exits", sample_exits)
+    result = stress.measure_host("hostile-vanilla-3", 0)
+    assert guest.ended
+    if exit_status is None:
+        assert sampled == [4242] and result["error"].endswith("npf at __svm_vcpu_run+0xa0")
+    else:
+        assert sampled == [] and result["error"] == f"guest ended before its load (QEMU exit 0; {witness})"
