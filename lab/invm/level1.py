@@ -24,7 +24,16 @@ from lab import accel
 from lab.errors import LabError
 from lab.exit_record import record_name
 from lab.invm import boosted_teardown, marks, pi_boost, pvsched_host, pvsched_switch, pvsched_verdicts, vcpu_churn, watchdog
-from lab.invm.level2 import PANIC, READY, boot_guest, guest_dmesg, qemu_command, sample_exits
+from lab.invm.level2 import (
+    PANIC,
+    READY,
+    arm_shutdown_trace,
+    boot_guest,
+    guest_dmesg,
+    qemu_command,
+    sample_exits,
+    shutdown_witness,
+)
 from lab.ktap import Case, parse_ktap, planned_count
 from lab.protocol import GUEST_DONE, LEVEL1_DONE, LEVEL1_READY
 from lab.runner import Runner
@@ -108,6 +117,7 @@ KEXEC_LINE = re.compile(r"LAB-KEXEC-BOOT (\d) stale=(\d+) registered=(\d+)")
 KEXEC_CHECK = "pvsched_kexec_unregisters"
 # The second kernel powers off within this long of its DONE, or is stopped.
 KEXEC_POWER_OFF_S = 30.0
+KEXEC_REAP_S = 5.0  # a QEMU whose console ended before DONE: how long its exit may take to be seen
 
 
 def kexec_verdict(console: str, want: int, powered_off: bool, stuck: str = "") -> Case:
@@ -122,7 +132,7 @@ def kexec_verdict(console: str, want: int, powered_off: bool, stuck: str = "") -
             why += "; the first kernel's kexec failed"
         elif GUEST_DONE not in console:
             why += "; the guest never finished"
-        return Case(KEXEC_CHECK, "level2", "failed", f"{why}: no data")
+        return Case(KEXEC_CHECK, "level2", "failed", f"{why}: no data" + (f"; {stuck}" if stuck else ""))
     (stale1, reg1), (stale2, reg2) = boots[1], boots[2]
     ok = stale1 == 0 and stale2 == 0 and reg1 == reg2 == want and GUEST_DONE in console and powered_off
     why = f"kernel 1: {stale1} stale, {reg1} registered; kernel 2 (after kexec): {stale2} stale, {reg2} registered (of {want})"
@@ -139,11 +149,16 @@ def kexec_case(runner: Runner, cfg: dict[str, object], out: Path) -> tuple[Case,
     console_log = out / "level2-console-kexec.log"
     marks.level2_begins(console_log.name)
     drives = (Path(str(cfg["guest_kernel"])), Path(str(cfg["guest_initramfs"])))
+    # A second kernel that dies in its boot ends QEMU with status 0: KVM's trace says whether it triple-faulted.
+    trace = arm_shutdown_trace(runner) if cfg.get("trace_shutdowns") else None
     guest = runner.start(qemu_command(cfg, "kvm", "lab.mode=kexec", drives=drives), "level2 kexec", tee=console_log)
     finished = guest.wait_for(GUEST_DONE, 2 * float(cfg["kvm_timeout"]))  # type: ignore[arg-type]
-    powered_off = guest.wait(KEXEC_POWER_OFF_S if finished else 0) is not None
-    # What its vCPUs do in KVM, before it is stopped (kept for lab.emulator_faults).
-    stuck = "" if powered_off else sample_exits(runner, guest.pid, cfg, out / record_name("kexec"))
+    powered_off = guest.wait(KEXEC_POWER_OFF_S if finished else KEXEC_REAP_S) is not None
+    if not powered_off:
+        # What its vCPUs do in KVM, before it is stopped (kept for lab.emulator_faults).
+        stuck = sample_exits(runner, guest.pid, cfg, out / record_name("kexec"))
+    else:
+        stuck = "" if finished else f"QEMU exit {guest.poll()}; {shutdown_witness(trace, cfg)}"
     if not powered_off:
         guest.stop(signal.SIGKILL, grace=30)
     console = guest.output

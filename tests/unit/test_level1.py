@@ -100,3 +100,25 @@ def test_the_kexec_check_judges_the_second_kernel(
     assert f"-drive file={tmp_path}/bzImage,if=virtio,format=raw,readonly=on" in args
     assert f"-drive file={tmp_path}/initrd.gz,if=virtio,format=raw,readonly=on" in args
     assert "lab.mode=kexec" in args
+
+
+def test_a_second_kernel_that_died_in_its_boot_says_what_kvm_saw(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from test_shutdown_trace import SHUTDOWN, fake_tracefs
+
+    from lab.invm import shutdown_trace
+    from lab.invm.level1 import kexec_case
+    from lab.runner import Runner
+
+    # The unmodified tree's run in mutants-20261204T164808Z: the first kernel
+    # reported and kexec'd, the second printed one line and QEMU exited 0.
+    base = fake_tracefs(tmp_path / "tracefs")
+    monkeypatch.setattr(shutdown_trace, "TRACEFS_DIRS", (base,))
+    qemu = tmp_path / "qemu"
+    body = "".join(f"echo '{line}'\n" for line in ["LAB-KEXEC-BOOT 1 stale=0 registered=2", *DUMP])
+    qemu.write_text(f"#!/bin/sh\n{body}echo '{SHUTDOWN}' >> {base}/trace\nexit 0\n")
+    qemu.chmod(0o755)
+    cfg = {"qemu": str(qemu), "guest_cpus": 2, "guest_mem_mb": 256, "kvm_timeout": 5.0, "tcg_timeout": 5.0,
+           "guest_kernel": str(tmp_path / "bzImage"), "guest_initramfs": "i", "trace_shutdowns": True}  # fmt: skip
+    case, _ = kexec_case(Runner(tmp_path / "logs"), cfg, tmp_path)
+    assert case.status == "failed"
+    assert case.message.startswith("boots reported: [1]; the guest never finished: no data; QEMU exit 0; KVM saw a shutdown exit")
