@@ -171,6 +171,12 @@ pvsched_tests() {
 	phase rt-long-spin
 	rtspin 50 1 1500 1500000 0 > /dev/null
 	phase rt-long-done
+	# The same with no slice (the host lifts it): only the cap timer's
+	# throttle at the budget can end a boost.
+	phase rt-whole 1
+	phase rt-whole-spin
+	rtspin 50 1 1500 1500000 0 > /dev/null
+	phase rt-whole-done
 	# The same while a host RT task holds vCPU 1's CPU 90 % of the time: a
 	# boost that outlasts periods on less than the budget in each. The period
 	# must roll over under it: no throttle may end before it begins.

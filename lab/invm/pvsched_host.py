@@ -60,14 +60,20 @@ ADMIN_NICE, ADMIN_RT_PRIORITY = 5, 60
 # second shows a boost in 1 sample of 20 (the RT phase's 30 samples caught
 # none in a mutant run of mutants-20261203T142705Z; hints: run
 # 20261203T141159Z-3930).
+# rt-whole runs the rt-long spin again with the slice lifted to the period,
+# so that no slice ends a boost and only the cap timer's throttle at the
+# budget can (mutant cap-never-throttles survived the slice: every boost
+# ended at 5 ms and the next was refused at the budget, mutants-20261204T164808Z).
 CAP_PHASES = {"rt": "rt-done", "hostile": "hostile-done", "hints": "hints-done", "dodge": "dodge-done",
-              "rt-long": "rt-long-done", "rt-shared": "rt-shared-done"}  # fmt: skip
+              "rt-long": "rt-long-done", "rt-whole": "rt-whole-done", "rt-shared": "rt-shared-done"}  # fmt: skip
 _VCPU_BUDGET_ONLY = (SHIPPED_CAP_US["budget"], SHIPPED_CAP_US["period"], SHIPPED_CAP_US["budget"] * UNBOUND_VM_VCPUS)
+_VCPU_BUDGET_NO_SLICE = (*_VCPU_BUDGET_ONLY, SHIPPED_CAP_US["period"])
 _UNCAPPED = (SHIPPED_CAP_US["period"], SHIPPED_CAP_US["period"], SHIPPED_CAP_US["period"] * UNBOUND_VM_VCPUS)
 OWN_CAP_PHASES = {
     "rt": _UNCAPPED,
     "rt-shared": (SHARED_BUDGET_US, SHARED_PERIOD_US, SHARED_VM_BUDGET_US),
     "rt-long": _VCPU_BUDGET_ONLY,
+    "rt-whole": _VCPU_BUDGET_NO_SLICE,
     "dodge": _VCPU_BUDGET_ONLY,
     "hints": _UNCAPPED,
 }

@@ -151,6 +151,7 @@ class PvschedVerdicts:
         cases.append(self._vm_budget_case())
         cases.append(self._dodge_case())
         cases.extend(self._long_boost_cases())
+        cases.append(self._unsliced_boost_case())
         cases.extend(self._admin_cases())
         cases.append(self._setattr_case())
         cases.append(self._host_writes_case())
@@ -372,6 +373,42 @@ class PvschedVerdicts:
         return [long_case, Case(names[1], "level1", "passed" if sliced else "failed",
                                 f"boosts KVM ended at their slice over the spin: {slices}; vCPU 1's longest boost "
                                 f"{longest_s * 1e3:.1f} ms CPU (at most {bound_s * 1e3:.0f} ms, half the vCPU budget)")]  # fmt: skip
+
+    def _unsliced_boost_case(self) -> Case:
+        """The rt-long spin again with the slice lifted past the period: no
+        slice ends a boost, so the cap timer alone must throttle vCPU 1 at its
+        budget in every period."""
+        name = "pvsched_budget_ends_an_unsliced_boost"
+        tid = self.obs.threads.get(1)
+        before = {int(r["tid"]): r for r in self.obs.snapshots.get("rt-whole-spin", [])}
+        after = {int(r["tid"]): r for r in self.obs.snapshots.get("rt-whole-done", [])}
+        start, end = self.obs.phase_times.get("rt-whole-spin"), self.obs.phase_times.get("rt-whole-done")
+        cap_at, cap = self.obs.cap_at.get("rt-whole"), self.obs.caps.get("rt-whole")
+        if tid is None or tid not in before or tid not in after or start is None or end is None:
+            return Case(
+                name,
+                "level1",
+                "failed",
+                f"no KVM row of vCPU 1 (tid {tid}) around the unsliced RT phase: {sorted(before)} -> {sorted(after)}",
+            )
+        if cap is None or cap_at is None or cap_at > start or cap.slice_us < cap.period_us:
+            return Case(
+                name, "level1", "failed", f"the slice was not lifted before the RT task started at {start}: cap {cap} read at {cap_at}"
+            )
+        if any(k not in row for k in ("slice_ends", "throttles", "boosted_cpu_ns") for row in (before[tid], after[tid])):
+            return Case(name, "level1", "failed", f"no KVM count of slices, throttles or boosted CPU around the phase: {after[tid]}")
+
+        def grew(key: str) -> int:
+            return int(after[tid][key]) - int(before[tid][key])
+
+        cpu_s, throttles, slices = grew("boosted_cpu_ns") / 1e9, grew("throttles"), grew("slice_ends")
+        cap_s = cap.allowed_s(end - start)
+        # No slice ended (the lift held), and the budget throttled the spin in time.
+        ok = slices == 0 and throttles > 0 and cpu_s <= cap_s * 1.2
+        return Case(name, "level1", "passed" if ok else "failed",
+                    f"{end - start:.2f} s ({(end - start) / (cap.period_us / 1e6):.1f} periods) with no slice: "
+                    f"boosts={grew('boosts')}, throttles={throttles}, slices ended {slices}, {cpu_s:.3f} s CPU boosted; "
+                    f"cap {cap_s:.3f} s CPU")  # fmt: skip
 
     def _setattr_case(self) -> Case:
         """Every boost and restore KVM asked of the scheduler was applied (KVM counts the refusals)."""

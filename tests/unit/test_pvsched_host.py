@@ -96,6 +96,12 @@ def _good_observer(tmp_path: Path) -> ph.PvschedObserver:
                      "rt-shared-spin": [_shared(boosts=21, boosted_ns=0, stale=0)],
                      "rt-shared-done": [_shared(boosts=22, boosted_ns=1_900_000_000, stale=0)]}  # fmt: skip
     obs.phase_times.update({"rt-shared": 7.7, "rt-shared-spin": 7.8, "rt-shared-done": 7.95})
+    # The spin again with no slice (lifted to the period): 1.6 s, throttled at the budget twice, no slice ended.
+    obs.phase_times.update({"rt-whole": 7.61, "rt-whole-spin": 7.62, "rt-whole-done": 9.22})
+    obs.caps["rt-whole"] = ph.Cap(SHIPPED.budget_us, SHIPPED.period_us, SHIPPED.budget_us * ph.UNBOUND_VM_VCPUS, SHIPPED.period_us)
+    obs.cap_at["rt-whole"] = 7.615
+    obs.snapshots["rt-whole-spin"] = [_long(boosts=8, throttles=4, cpu_ns=180_000_000, slices=40)]
+    obs.snapshots["rt-whole-done"] = [_long(boosts=10, throttles=6, cpu_ns=280_000_000, slices=40, longest_ns=50_400_000)]
     obs.pinned_cpu = 1  # vCPU 0 (tid 11) moved from CPU 0 to CPU 1, and KVM followed
     # The dodge phase: 2 s, both vCPUs registering again when throttled, capped all the same.
     obs.phase_times.update({"dodge": 12.1, "dodge-done": 14.1})
@@ -249,6 +255,18 @@ def test_healthy_run_passes_every_check(tmp_path: Path) -> None:
          "pvsched_boost_ends_at_its_slice"),
         (lambda o: o.snapshots["rt-long-done"][0].pop("longest_boost_ns"), "pvsched_boost_ends_at_its_slice"),
         (lambda o: o.snapshots.pop("rt-long-done"), "pvsched_boost_ends_at_its_slice"),
+        # No slice and the cap timer never throttles (mutant cap-never-throttles): one boost the whole 1.6 s spin.
+        (lambda o: o.snapshots.__setitem__("rt-whole-done", [_long(boosts=9, throttles=4, cpu_ns=1_700_000_000, slices=40)]),
+         "pvsched_budget_ends_an_unsliced_boost"),
+        (lambda o: o.snapshots.__setitem__("rt-whole-done", [_long(boosts=9, throttles=4, cpu_ns=200_000_000, slices=40)]),
+         "pvsched_budget_ends_an_unsliced_boost"),  # never throttled
+        # The slice was not lifted (or lifted too late): slices ended the boosts, the timer's throttle was not what held them.
+        (lambda o: o.snapshots.__setitem__("rt-whole-done", [_long(boosts=30, throttles=6, cpu_ns=280_000_000, slices=70)]),
+         "pvsched_budget_ends_an_unsliced_boost"),
+        (lambda o: o.caps.__setitem__("rt-whole", SHIPPED), "pvsched_budget_ends_an_unsliced_boost"),
+        (lambda o: o.cap_at.__setitem__("rt-whole", 7.7), "pvsched_budget_ends_an_unsliced_boost"),
+        (lambda o: o.snapshots.pop("rt-whole-done"), "pvsched_budget_ends_an_unsliced_boost"),
+        (lambda o: o.snapshots["rt-whole-done"][0].pop("slice_ends"), "pvsched_budget_ends_an_unsliced_boost"),
         # The restore put back the nice of the registration, not the admin's.
         (lambda o: o.admin.__setitem__("nice_after_boost", 0), "pvsched_restore_keeps_admin_nice"),
         (lambda o: o.snapshots.__setitem__("admin-fifo", [{"tid": "12", "boosts": "30", "kept_rt": "0"}]),
