@@ -39,9 +39,21 @@ def test_a_mutant_is_killed_when_the_run_does_not_pass() -> None:
     # Rerun away: the failure of a lost attempt does not count, the run passed: it survived.
     survived = mutants.outcome_of(m, _summary("passed", [], reruns=1, lost=["pvsched_hostile_guest_throttled"]), 9.0, "r")
     assert not survived.killed and survived.failed == []
-    assert mutants.outcome_of(m, None, 1.0, "").killed  # no summary is no pass
+    crashed = mutants.outcome_of(m, None, 1.0, "")  # no summary is no pass, and no kill either
+    assert not crashed.killed and crashed.inconclusive
     table = mutants.kill_table([killed, survived])
     assert "| yes |" in table and "| **no** |" in table and "1 of 2 mutants killed" in table
+
+
+def test_a_run_that_failed_only_elsewhere_kills_nothing() -> None:
+    """mutants-20261204T164808Z: cap-budget-is-the-period's run failed only the
+    kexec check (its guest lost to the emulator, as the unmodified tree's was)
+    while its own check passed; the kill table said "yes"."""
+    m = mutants.Mutant("cap-budget-is-the-period", "the cap: budget", "x", ["pvsched_long_boost_capped"], REPO / "x.patch")
+    elsewhere = mutants.outcome_of(m, _summary("failed", ["pvsched_kexec_unregisters"]), 9.3, "r")
+    assert not elsewhere.killed and elsewhere.inconclusive
+    table = mutants.kill_table([elsewhere])
+    assert "inconclusive (not by its checks)" in table and "0 of 1 mutants killed" in table
 
 
 def test_a_run_that_lost_its_guest_kills_nothing() -> None:
@@ -95,3 +107,17 @@ def test_a_mutant_runs_the_lab_with_its_own_arguments(tmp_path: Path, monkeypatc
     mutants.run_one(FakeRunner(), debug, tmp_path / "copy", ["--vm-retries", "1"])  # type: ignore[arg-type]
     assert ran[-1][-5:] == ["run", "--vm-retries", "1", "--profile", "debug"]
     assert "(`--profile debug`)" in mutants.kill_table([mutants.outcome_of(debug, None, 1.0, "")])
+
+
+def test_a_failed_control_fails_the_session(tmp_path: Path, monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
+    """The unmodified tree has no checks of its own to fail: any failure of it
+    fails `nox -s mutants`, whatever the mutants did (mutants-20261204T164808Z)."""
+    monkeypatch.setattr(mutants, "RESULTS_DIR", tmp_path)
+    monkeypatch.setattr(mutants, "Runner", lambda logs: logs.mkdir(parents=True, exist_ok=True))
+    by_name = {"unmodified": _summary("failed", ["pvsched_kexec_unregisters"]),
+               "vm-budget-ignored": _summary("failed", ["pvsched_vm_budget_holds"])}  # fmt: skip
+    monkeypatch.setattr(mutants, "run_one", lambda runner, m, scratch, args: mutants.outcome_of(m, by_name[m.name], 1.0, ""))
+    assert mutants.run(["vm-budget-ignored"], []) == 1
+    assert "CONTROL FAILED" in capsys.readouterr().out
+    by_name["unmodified"] = _summary("passed", [])
+    assert mutants.run(["vm-budget-ignored"], []) == 0
