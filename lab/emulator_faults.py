@@ -52,6 +52,12 @@ and each is matched as narrowly as the text allows:
   level 1's own return point from its guest. Level 2 runs the same kernel image (no KASLR) and never
   a VM of its own, so it never runs that code: the emulator put level 1's
   RIP into level 2's state. The RIP under `null-percpu`'s oopses too.
+- `clock-from-guest`: a level-1 splat stamped seconds before the kernel's
+  lines above it, as if level 1 had read its clock with level 2's TSC
+  offset still applied: the oops of stress run 20261204T163519Z-6f63
+  (`null-percpu`'s registers) was stamped 17.1 s, the age of the guest its
+  vCPU thread ran, among lines at 542-656 s; 2708's double fault 6.48 s
+  among 58 s. A kernel's own clock does not step back by seconds.
 - `unkillable-vcpu`: level 1's watchdog found a killed VMM still *running*
   (state R) long after SIGKILL: a CPU that never leaves its guest. A
   thread asleep (state D, e.g. in our teardown) is a kernel bug, not this.
@@ -71,6 +77,7 @@ from lab.errors import LabError
 from lab.exit_record import VcpuExits
 from lab.monitor import LOST_WAKEUP_LINE, running_with_interrupt_pending, split_dump
 from lab.protocol import WEDGED
+from lab.splats import PATTERNS
 
 # "Code: ... 65 48 8b 05 d0 d1 d2 d3 <48> 8b ...": mov %gs:disp32(%rip),%rax
 # immediately followed by the faulting load through %rax.
@@ -89,6 +96,10 @@ _GUEST_BAD_TABLE = re.compile(r"Corrupted page table at address ([0-9a-f]+)\s*$"
 _GUEST_PF_RIP = re.compile(r"\bRIP: 0010:(?:asm_)?exc_page_fault\+0x")
 _R12 = re.compile(r"\bR12: ([0-9a-f]{16})\b")
 PAGE_SIZE = 0x1000
+# clock-from-guest: a splat stamped this much before the kernel's latest line.
+CLOCK_BACK_S = 5.0
+_PRINTK_STAMP = re.compile(r"^\s*\[\s*(\d+\.\d+)\]")
+_SPLAT_LINE = re.compile("|".join(rx for _, rx in PATTERNS))
 # The oops header's "RIP: CS:address" with CS 0.
 _NULL_CS_RIP = re.compile(r"\bRIP: 0000:\S+")
 # "RIP: 0010:0xffff8c8b919a899a", "RIP: 0010:0x1e0": an address with no symbol.
@@ -100,7 +111,7 @@ CURRENT_TASK_SYMBOL = "pcpu_hot"
 
 # Every sign find() can report, in the order of the docstring.
 SIGNATURES = ("null-percpu", "null-cs-frame", "guest-null-current", "nmi-never-left", "wild-return-from-halt",
-              "stuck-in-guest", "lost-wakeup", "guest-at-vmrun-return", "unkillable-vcpu")  # fmt: skip
+              "stuck-in-guest", "lost-wakeup", "guest-at-vmrun-return", "clock-from-guest", "unkillable-vcpu")  # fmt: skip
 
 # The signs `nox -s emulator_control` saw on the unpatched kernel (README,
 # "Emulator control"; tests/unit/test_emulator_control.py holds this to the
@@ -229,6 +240,21 @@ def nmi_never_left(console: str) -> tuple[int, str]:
     return 0, ""
 
 
+def clock_from_guest(console: str) -> tuple[int, str]:
+    """(line, what) of the first splat line stamped CLOCK_BACK_S or more before
+    the latest printk time above it, or (0, '')."""
+    latest = 0.0
+    for i, line in enumerate(console.splitlines()):
+        m = _PRINTK_STAMP.match(line)
+        if not m:
+            continue
+        stamp = float(m[1])
+        if latest - stamp >= CLOCK_BACK_S and _SPLAT_LINE.search(line):
+            return i + 1, f"{line.strip()[:100]}, after lines stamped {latest:.1f} s"
+        latest = max(latest, stamp)
+    return 0, ""
+
+
 def stuck_in_guest(console: str, cpu_dump: str) -> list[int]:
     """CPUs level 1 reports stalled that the dump shows at CPL 3 not taking a deliverable interrupt."""
     stalled = {int(m[1]) for m in _RCU_STALLED_CPU.finditer(console)}
@@ -309,6 +335,9 @@ def find(attempt_dir: Path, mode: str, symbols: dict[str, int], marks: dict[str,
     line, rip = null_cs_frame(text)
     if line:
         found.append(Evidence("null-cs-frame", f"an oops frame with code segment 0 ({rip})", name, line))
+    line, what = clock_from_guest(text)
+    if line:
+        found.append(Evidence("clock-from-guest", f"a splat stamped back in time: {what}", name, line))
     for guest in level2_consoles(attempt_dir):
         source = str(guest.relative_to(attempt_dir))
         guest_console = guest.read_text(errors="replace")

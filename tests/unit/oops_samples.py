@@ -247,3 +247,26 @@ SOFT_LOCKUP_ORC = """\
 """
 # The same report from the guess unwinder: nothing tells a caller from a stale address.
 SOFT_LOCKUP_GUESS = re.sub(r"^(\[[ \d.]+\]  )(?=\w+\+0x)", r"\1? ", SOFT_LOCKUP_ORC, flags=re.MULTILINE)
+
+
+# Stress run 20261204T163519Z-6f63, level 1's dmesg: an oops in a vCPU thread
+# (null-percpu's registers) stamped with the age of the guest that thread
+# ran (17.1 s), among level 1's own lines at 542-656 s; the report ends at R15.
+CLOCK_FROM_GUEST_DMESG = """\
+[  503.964093] LAB-LEVEL2-BEGIN level2-console-stress-hostile-hostile-4.log
+[  509.853952] kvm: kvm [352]: vcpu0, guest rIP: 0xffffffff81005692 Unhandled WRMSR(0xc0010007) = 0xffff
+[  536.101619] LAB-LEVEL2-BEGIN level2-console-stress-hostile-hostile-5.log
+[  542.174266] kvm: kvm [371]: vcpu0, guest rIP: 0xffffffff81005692 Unhandled WRMSR(0xc0010007) = 0xffff
+[   17.108980] BUG: TASK stack guard page was hit at 0000000039d3e73b (stack is 00000000a0142af9..000000000a9f197d)
+[   17.112028] Oops: stack guard page: 0000 [#1] PREEMPT SMP
+[   17.112582] CPU: 0 UID: 0 PID: 375 Comm: CPU 0/KVM Not tainted 6.12.117-pvsched-lab+ #1
+[   17.112933] RIP: 0010:exc_page_fault+0x1c/0x134
+[   17.113584] Code: ff 58 89 ee 48 89 df 5b 5d e9 79 03 00 00 66 0f 1f 00 41 55 41 54 55 48 89 f5 53 48 89 fb 41 0f 20 d4 65 48 8b 05 32 6
+[   17.113742] RSP: 0018:ffffc9000019c000 EFLAGS: 00000087
+[   17.114272] RAX: 0000000000000000 RBX: ffffc9000019c028 RCX: ffffffff816014f9
+[   17.114319] RDX: 0000000000000000 RSI: 0000000000000000 RDI: ffffc9000019c028
+[   17.114334] RBP: 0000000000000000 R08: 0000000000000000 R09: 0000000000000000
+[   17.114344] R10: 0000000000000000 R11: 0000000000000000 R12: 00000000000005c8
+[   17.114356] R13: 0000000000000000 R14: 0000000000000000 R15: 0000000000000000
+[  656.206938] ------------[ cut here ]------------
+"""

@@ -244,3 +244,21 @@ def test_a_sample_that_is_not_one_is_an_error(tmp_path: Path) -> None:
     (tmp_path / exit_record.record_name("x")).write_text('{"seconds": 2.0}\n')
     with pytest.raises(LabError, match="is not an exit sample"):
         emulator_faults.find(tmp_path, "tcg", {}, {landmarks.VMRUN_RETURN: B103_VMRUN_RETURN})
+
+
+def test_a_splat_stamped_back_in_time_is_clock_from_guest(tmp_path: Path) -> None:
+    from oops_samples import CLOCK_FROM_GUEST_DMESG as dmesg
+
+    line, what = emulator_faults.clock_from_guest(dmesg)
+    assert line == 5 and "BUG: TASK stack guard page was hit" in what and "542.2 s" in what
+    (tmp_path / "level1-dmesg.txt").write_text(dmesg)
+    found = [e for e in emulator_faults.find(tmp_path, "tcg", {}) if e.signature == "clock-from-guest"]
+    assert [(e.source, e.line_no) for e in found] == [("level1-dmesg.txt", 5)]
+    # The same oops stamped in its place is no sign; nor a splat a second or two
+    # out of order (CPUs' stamps), nor a line that is no splat stamped back.
+    assert emulator_faults.clock_from_guest(dmesg.replace("[   17.1", "[  545.1")) == (0, "")
+    assert emulator_faults.clock_from_guest(dmesg.replace("[   17.1", "[  540.1")) == (0, "")
+    quiet = "".join(ln + "\n" for ln in dmesg.splitlines() if "17.10898" not in ln and "17.11" not in ln)
+    assert emulator_faults.clock_from_guest(quiet + "[    3.0] virtio_blk virtio1: [vda] 1 512-byte logical blocks\n") == (0, "")
+    # Never seen on the unpatched kernel: not proof of anything yet.
+    assert "clock-from-guest" not in emulator_faults.ATTRIBUTABLE
