@@ -154,12 +154,11 @@ def kexec_case(runner: Runner, cfg: dict[str, object], out: Path) -> tuple[Case,
     guest = runner.start(qemu_command(cfg, "kvm", "lab.mode=kexec", drives=drives), "level2 kexec", tee=console_log)
     finished = guest.wait_for(GUEST_DONE, 2 * float(cfg["kvm_timeout"]))  # type: ignore[arg-type]
     powered_off = guest.wait(KEXEC_POWER_OFF_S if finished else KEXEC_REAP_S) is not None
-    if not powered_off:
+    if powered_off:
+        stuck = "" if finished else f"QEMU exit {guest.poll()}; {shutdown_witness(trace, cfg)}"
+    else:
         # What its vCPUs do in KVM, before it is stopped (kept for lab.emulator_faults).
         stuck = sample_exits(runner, guest.pid, cfg, out / record_name("kexec"))
-    else:
-        stuck = "" if finished else f"QEMU exit {guest.poll()}; {shutdown_witness(trace, cfg)}"
-    if not powered_off:
         guest.stop(signal.SIGKILL, grace=30)
     console = guest.output
     return kexec_verdict(console, int(cfg["guest_cpus"]), powered_off, stuck), console  # type: ignore[call-overload]

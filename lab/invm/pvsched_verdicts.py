@@ -5,6 +5,8 @@ stdlib only, like the rest of lab/invm."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from lab.invm.pvsched_host import (
     ADMIN_NICE,
     ADMIN_RT_PRIORITY,
@@ -36,6 +38,21 @@ from lab.invm.pvsched_host import (
     read_kvm_vcpus,
 )
 from lab.ktap import Case
+
+
+@dataclass(frozen=True)
+class _Spin:
+    """vCPU 1's KVM rows at the start and end of an RT spin, its times, and the cap read for its phase."""
+
+    before: dict[str, str]
+    after: dict[str, str]
+    start: float
+    end: float
+    cap: Cap | None
+    cap_at: float | None
+
+    def grew(self, key: str) -> int:
+        return int(self.after[key]) - int(self.before[key])
 
 
 def judge(observer: PvschedObserver) -> list[Case]:
@@ -338,36 +355,39 @@ class PvschedVerdicts:
                     f"used {cpu_s:.3f} s CPU boosted (cap {cap_s:.3f} s); boosted in {share:.0%} of {len(phase)} samples "
                     f"(at most {DODGE_MAX_FIFO_SHARE:.0%})")  # fmt: skip
 
+    def _spin(self, phase: str, what: str) -> _Spin | str:
+        """vCPU 1's KVM rows around `phase`'s RT spin (`<phase>-spin` to
+        `<phase>-done`) and the cap read for it, or why there are none."""
+        tid = self.obs.threads.get(1)
+        before = {int(r["tid"]): r for r in self.obs.snapshots.get(f"{phase}-spin", [])}
+        after = {int(r["tid"]): r for r in self.obs.snapshots.get(f"{phase}-done", [])}
+        start, end = self.obs.phase_times.get(f"{phase}-spin"), self.obs.phase_times.get(f"{phase}-done")
+        if tid is None or tid not in before or tid not in after or start is None or end is None:
+            return f"no KVM row of vCPU 1 (tid {tid}) around the {what}: {sorted(before)} -> {sorted(after)}"
+        return _Spin(before[tid], after[tid], start, end, self.obs.caps.get(phase), self.obs.cap_at.get(phase))
+
     def _long_boost_cases(self) -> list[Case]:
         """vCPU 1 runs one RT task without a break under the shipped cap: KVM must
         throttle it at the budget in every period, not only when the guest asks again."""
         names = ("pvsched_long_boost_capped", "pvsched_boost_ends_at_its_slice")
-        tid = self.obs.threads.get(1)
-        before = {int(r["tid"]): r for r in self.obs.snapshots.get("rt-long-spin", [])}
-        after = {int(r["tid"]): r for r in self.obs.snapshots.get("rt-long-done", [])}
-        start, end = self.obs.phase_times.get("rt-long-spin"), self.obs.phase_times.get("rt-long-done")
-        cap_at, cap = self.obs.cap_at.get("rt-long"), self.obs.caps.get("rt-long")
-        if tid is None or tid not in before or tid not in after or start is None or end is None:
-            why = f"no KVM row of vCPU 1 (tid {tid}) around the long RT phase: {sorted(before)} -> {sorted(after)}"
-            return [Case(n, "level1", "failed", why) for n in names]
+        spin = self._spin("rt-long", "long RT phase")
+        if isinstance(spin, str):
+            return [Case(n, "level1", "failed", spin) for n in names]
+        start, end, cap, cap_at = spin.start, spin.end, spin.cap, spin.cap_at
         if cap is None or cap_at is None or cap_at > start:
             why = f"the cap ({cap}) was read at {cap_at}, not before the RT task started at {start}"
             return [Case(n, "level1", "failed", why) for n in names]
-
-        def grew(key: str) -> int:
-            return int(after[tid][key]) - int(before[tid][key])
-
         periods = (end - start) / (cap.period_us / 1e6)
-        cpu_s, throttles, boosts = grew("boosted_cpu_ns") / 1e9, grew("throttles"), grew("boosts")
+        cpu_s, throttles, boosts = spin.grew("boosted_cpu_ns") / 1e9, spin.grew("throttles"), spin.grew("boosts")
         cap_s = cap.allowed_s(end - start)
         seen = f"{end - start:.2f} s ({periods:.1f} periods): boosts={boosts}, throttles={throttles}, {cpu_s:.3f} s CPU boosted"
         capped = throttles > 0 and cpu_s <= cap_s * 1.2
         # One boost without a break used up the budget before KVM had a slice:
         # the spin must have been cut into slices, none near the budget.
         long_case = Case(names[0], "level1", "passed" if capped else "failed", f"{seen}; cap {cap_s:.3f} s CPU")
-        if any(k not in row for k in ("slice_ends", "longest_boost_ns") for row in (before[tid], after[tid])):
-            return [long_case, Case(names[1], "level1", "failed", f"no KVM count of slices around the long RT phase: {after[tid]}")]
-        slices, longest_s = grew("slice_ends"), int(after[tid]["longest_boost_ns"]) / 1e9
+        if any(k not in row for k in ("slice_ends", "longest_boost_ns") for row in (spin.before, spin.after)):
+            return [long_case, Case(names[1], "level1", "failed", f"no KVM count of slices around the long RT phase: {spin.after}")]
+        slices, longest_s = spin.grew("slice_ends"), int(spin.after["longest_boost_ns"]) / 1e9
         bound_s = cap.budget_us / 1e6 * LONGEST_BOOST_MAX_BUDGET_SHARE
         sliced = slices > 0 and longest_s <= bound_s
         return [long_case, Case(names[1], "level1", "passed" if sliced else "failed",
@@ -379,35 +399,23 @@ class PvschedVerdicts:
         slice ends a boost, so the cap timer alone must throttle vCPU 1 at its
         budget in every period."""
         name = "pvsched_budget_ends_an_unsliced_boost"
-        tid = self.obs.threads.get(1)
-        before = {int(r["tid"]): r for r in self.obs.snapshots.get("rt-whole-spin", [])}
-        after = {int(r["tid"]): r for r in self.obs.snapshots.get("rt-whole-done", [])}
-        start, end = self.obs.phase_times.get("rt-whole-spin"), self.obs.phase_times.get("rt-whole-done")
-        cap_at, cap = self.obs.cap_at.get("rt-whole"), self.obs.caps.get("rt-whole")
-        if tid is None or tid not in before or tid not in after or start is None or end is None:
-            return Case(
-                name,
-                "level1",
-                "failed",
-                f"no KVM row of vCPU 1 (tid {tid}) around the unsliced RT phase: {sorted(before)} -> {sorted(after)}",
-            )
+        spin = self._spin("rt-whole", "unsliced RT phase")
+        if isinstance(spin, str):
+            return Case(name, "level1", "failed", spin)
+        start, end, cap, cap_at = spin.start, spin.end, spin.cap, spin.cap_at
         if cap is None or cap_at is None or cap_at > start or cap.slice_us < cap.period_us:
             return Case(
                 name, "level1", "failed", f"the slice was not lifted before the RT task started at {start}: cap {cap} read at {cap_at}"
             )
-        if any(k not in row for k in ("slice_ends", "throttles", "boosted_cpu_ns") for row in (before[tid], after[tid])):
-            return Case(name, "level1", "failed", f"no KVM count of slices, throttles or boosted CPU around the phase: {after[tid]}")
-
-        def grew(key: str) -> int:
-            return int(after[tid][key]) - int(before[tid][key])
-
-        cpu_s, throttles, slices = grew("boosted_cpu_ns") / 1e9, grew("throttles"), grew("slice_ends")
+        if any(k not in row for k in ("slice_ends", "throttles", "boosted_cpu_ns") for row in (spin.before, spin.after)):
+            return Case(name, "level1", "failed", f"no KVM count of slices, throttles or boosted CPU around the phase: {spin.after}")
+        cpu_s, throttles, slices = spin.grew("boosted_cpu_ns") / 1e9, spin.grew("throttles"), spin.grew("slice_ends")
         cap_s = cap.allowed_s(end - start)
         # No slice ended (the lift held), and the budget throttled the spin in time.
         ok = slices == 0 and throttles > 0 and cpu_s <= cap_s * 1.2
         return Case(name, "level1", "passed" if ok else "failed",
                     f"{end - start:.2f} s ({(end - start) / (cap.period_us / 1e6):.1f} periods) with no slice: "
-                    f"boosts={grew('boosts')}, throttles={throttles}, slices ended {slices}, {cpu_s:.3f} s CPU boosted; "
+                    f"boosts={spin.grew('boosts')}, throttles={throttles}, slices ended {slices}, {cpu_s:.3f} s CPU boosted; "
                     f"cap {cap_s:.3f} s CPU")  # fmt: skip
 
     def _setattr_case(self) -> Case:
