@@ -13,6 +13,7 @@ from pathlib import Path
 
 from lab import doctor, ui
 from lab.emulator_control import CELLS as CONTROL_CELLS
+from lab.emulator_control import DEFAULT_CELLS as CONTROL_DEFAULT_CELLS
 from lab.errors import LabError
 from lab.paths import REPO, RESULTS_DIR, cache_dir
 from lab.pipeline import Options, Pipeline, StepFailed
@@ -191,9 +192,14 @@ def parser() -> argparse.ArgumentParser:
                            help="the guest driver's parameters in the overhead runs, e.g. preempt_marks=0")  # fmt: skip
             r.add_argument("--load-workers", type=int, default=1, help="stress-ng workers on the vCPU's host CPU")
     ec = sub.choices["emulator-control"]
-    ec.add_argument("--runs", type=_positive_int, default=4, help="level-1 boots per cell (4 x 7 cells: about 60 min here)")
+    ec.add_argument("--runs", type=_positive_int, default=4, help="level-1 boots per cell (4 x the 8 default cells: about 60 min here)")
     ec.add_argument("--boots", type=_positive_int, default=3, help="level-2 guests per level-1 boot")
-    ec.add_argument("--cells", type=_names(CONTROL_CELLS), default=list(CONTROL_CELLS), help="comma-separated")
+    ec.add_argument(
+        "--cells",
+        type=_names(CONTROL_CELLS),
+        default=list(CONTROL_DEFAULT_CELLS),
+        help="comma-separated (nodriver, l1-ours, l2-ours only when named)",
+    )
     ec.add_argument("--rescan", type=Path, metavar="RESULTS_DIR",
                     help="count a finished run again with today's signs, from what it kept (no VM)")  # fmt: skip
     st = sub.choices["stress"]

@@ -20,6 +20,14 @@ in eight cells, interleaved round by round so drift hits every cell alike:
   boost     ... with the boost policy attached
   scx       ... with the sched_ext policy attached
 
+Three more cells, run only when named (`--cells`), tell which level of ours
+a fault seen on our kernels and not on the base comes with (none of them
+loads the guest driver or a policy, so none may excuse anything):
+
+  nodriver  our kernels in both levels, no guest driver
+  l1-ours   our level-1 kernel, the unpatched guest kernel
+  l2-ours   the unpatched level-1 kernel, our guest kernel
+
 Each run counts the emulator signs (lab.emulator_faults), the splats (and
 whether our code is in their trace), lost level-1 boots and failed level-2
 boots. A sign that never occurs in the base cell cannot excuse anything
@@ -43,11 +51,17 @@ from lab.pipeline import Options, Pipeline, StepFailed
 from lab.splats import scan, scan_guest_console
 from lab.vm import Level1
 
-CELLS = ("base", "base-ipi", "base-flip", "base-load", "base-scx", "nopolicy", "boost", "scx")
+DEFAULT_CELLS = ("base", "base-ipi", "base-flip", "base-load", "base-scx", "nopolicy", "boost", "scx")
+# Each level's kernel (and guest initramfs) from the unpatched build or ours: (level 1, level 2).
+KERNELS = {"nodriver": ("patched", "patched"), "l1-ours": ("patched", "base"), "l2-ours": ("base", "patched")}
+CELLS = DEFAULT_CELLS + tuple(KERNELS)
 POLICY = {"base": "none", "base-ipi": "none", "base-flip": "none", "base-load": "none", "base-scx": "scx-simple",
-          "nopolicy": "none", "boost": "boost", "scx": "scx"}  # fmt: skip
+          "nopolicy": "none", "boost": "boost", "scx": "scx", "nodriver": "none", "l1-ours": "none",
+          "l2-ours": "none"}  # fmt: skip
 # The cells that run the unpatched kernel: only signs seen there may excuse.
 UNPATCHED = ("base", "base-ipi", "base-flip", "base-load", "base-scx")
+# Cells whose guests never load the guest driver.
+NO_DRIVER = UNPATCHED + tuple(KERNELS)
 # What the series adds to kconfig: the unpatched base has no such symbol.
 SERIES_OPTIONS = ("CONFIG_KVM_PVSCHED", "CONFIG_PVSCHED_GUEST", "CONFIG_PVSCHED_GUEST_PREEMPT")
 
@@ -62,6 +76,21 @@ class Cell:
     system_map: Path | None
     levels: dict[str, Any]
     kernel_key: str
+
+
+def builds_of(cell: str) -> tuple[str, str]:
+    """Which build ("base" or "patched") each level of a cell boots: (level 1, level 2)."""
+    if cell in KERNELS:
+        return KERNELS[cell]
+    return ("base", "base") if cell in UNPATCHED else ("patched", "patched")
+
+
+def combine(name: str, level1_from: Cell, level2_from: Cell) -> Cell:
+    """A cell booting level 1 as `level1_from` does and level-2 guests of
+    `level2_from`'s kernel and initramfs."""
+    cfg = {**level1_from.cfg, "guest_kernel": level2_from.cfg["guest_kernel"],
+           "guest_initramfs": level2_from.cfg["guest_initramfs"]}  # fmt: skip
+    return Cell(name, level1_from.level1, cfg, level1_from.system_map, level1_from.levels, level1_from.kernel_key)
 
 
 def rounds(cells: list[str], runs: int) -> Iterator[tuple[int, str]]:
@@ -187,7 +216,7 @@ class ControlRun:
         control = {"policy": POLICY[cell.name], "boots": self.boots, "ipi_storm": cell.name == "base-ipi",
                    "rt_flip": cell.name == "base-flip", "host_load": cell.name == "base-load"}  # fmt: skip
         cfg = {**cell.cfg, "out": str(out), "control": control}
-        if cell.name in UNPATCHED:
+        if cell.name in NO_DRIVER:
             cfg.pop("pvsched", None)
         pipe.record.levels["1"] = dict(cell.levels)
         start = time.monotonic()
@@ -208,15 +237,10 @@ class ControlRun:
     def body(self) -> None:
         pipe = self.pipe
         pipe.doctor()
-        setups: dict[str, Cell] = {}
-        patched = [c for c in self.cells if c not in UNPATCHED]
-        unpatched = [c for c in self.cells if c in UNPATCHED]
-        if unpatched:
-            cell = self._cell("base", series=False)
-            setups.update({c: Cell(c, cell.level1, cell.cfg, cell.system_map, cell.levels, cell.kernel_key) for c in unpatched})
-        if patched:
-            cell = self._cell("patched", series=True)
-            setups.update({c: Cell(c, cell.level1, cell.cfg, cell.system_map, cell.levels, cell.kernel_key) for c in patched})
+        built: dict[str, Cell] = {}
+        for name in sorted({build for c in self.cells for build in builds_of(c)}):  # "base" first, as ever
+            built[name] = self._cell(name, series=name == "patched")
+        setups = {c: combine(c, built[builds_of(c)[0]], built[builds_of(c)[1]]) for c in self.cells}
         for number, name in rounds(self.cells, self.runs):
             self.results.append(self._one(setups[name], number))
             self._write(setups)

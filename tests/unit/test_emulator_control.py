@@ -300,3 +300,29 @@ def test_host_load_runs_stress_ng_and_cyclictest_and_says_when_one_died(runner) 
     load.start()
     load._procs[1].stop(signal.SIGKILL)
     assert load.stop() is False
+
+
+def test_a_mixed_cell_boots_one_builds_level_1_and_the_others_guests(tmp_path: Path) -> None:
+    def cell(name: str) -> ctl.Cell:
+        cfg = {"guest_kernel": f"{name}/bzImage", "guest_initramfs": f"{name}/initramfs", "pvsched": {"loader": "x"}}
+        return ctl.Cell(name, object(), cfg, tmp_path / name / "System.map", {"accel": "tcg"}, f"{name}-key")  # type: ignore[arg-type]
+
+    base, ours = cell("base"), cell("patched")
+    mixed = ctl.combine("l2-ours", base, ours)
+    assert (mixed.level1, mixed.system_map, mixed.kernel_key) == (base.level1, base.system_map, "base-key")
+    assert (mixed.cfg["guest_kernel"], mixed.cfg["guest_initramfs"]) == ("patched/bzImage", "patched/initramfs")
+    assert base.cfg["guest_kernel"] == "base/bzImage"  # the setup it came from is left as it was
+
+
+def test_the_cells_that_locate_a_fault_load_no_driver_and_excuse_nothing() -> None:
+    assert set(ctl.KERNELS) <= set(ctl.NO_DRIVER)
+    assert not set(ctl.KERNELS) & set(ctl.UNPATCHED)
+    assert set(ctl.KERNELS) <= set(ctl.CELLS) - set(ctl.DEFAULT_CELLS)
+    assert all(ctl.POLICY[c] == "none" for c in ctl.KERNELS)
+
+
+def test_each_cell_boots_the_builds_it_names() -> None:
+    assert ctl.builds_of("base-ipi") == ("base", "base")
+    assert ctl.builds_of("scx") == ("patched", "patched")
+    assert ctl.builds_of("l1-ours") == ("patched", "base")
+    assert ctl.builds_of("l2-ours") == ("base", "patched")
