@@ -63,6 +63,8 @@ def _options(args: argparse.Namespace) -> Options:
         opts.level1.tcg_cpu = args.level1_cpu
     if getattr(args, "tcg_threads", None):
         opts.level1.tcg_threads = args.tcg_threads
+    if getattr(args, "tcg_tb_size", None):
+        opts.level1.tcg_tb_size_mib = args.tcg_tb_size
     if getattr(args, "level1_append", None):
         opts.level1.append = args.level1_append
     if getattr(args, "guest_append", None):
@@ -161,6 +163,8 @@ def parser() -> argparse.ArgumentParser:
         r.add_argument("--level1-append", help="extra kernel command line for level 1")
         r.add_argument("--tcg-threads", choices=("multi", "single"), default=None,
                        help="QEMU TCG threading of level 1 when it runs under TCG (default multi)")  # fmt: skip
+        r.add_argument("--tcg-tb-size", type=_positive_int, default=None, metavar="MIB",
+                       help="QEMU's translation buffer of level 1 under TCG, in MiB (default QEMU's: 1024)")  # fmt: skip
         r.add_argument("--guest-append", help="extra kernel command line for every level-2 guest")
         if name in ("run", "stress"):
             r.add_argument("--vm-retries", type=int, default=None,

@@ -257,11 +257,14 @@ class ControlRun:
             "runs_per_cell": self.runs,
             "boots_per_run": self.boots,
             "tcg_threads": self.pipe.opts.level1.tcg_threads,
+            "tcg_tb_size_mib": self.pipe.opts.level1.tcg_tb_size_mib,
             "kernels": {name: cell.kernel_key for name, cell in setups.items()},
             "runs": self.results,
         }
         (self.pipe.run_dir / "control.json").write_text(json.dumps(data, indent=2) + "\n")
-        md = f"## Emulator control (level 1 TCG threads: {self.pipe.opts.level1.tcg_threads})\n\n" + table(self.results, self.cells)
+        level1 = self.pipe.opts.level1
+        tb = "" if level1.tcg_tb_size_mib is None else f", translation buffer {level1.tcg_tb_size_mib} MiB"
+        md = f"## Emulator control (level 1 TCG threads: {level1.tcg_threads}{tb})\n\n" + table(self.results, self.cells)
         (self.pipe.run_dir / "control.md").write_text(md)
         self.pipe.record.extra_markdown = md
 

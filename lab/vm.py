@@ -50,6 +50,10 @@ class Level1Settings:
     # interrupt delivery races; here no level-2 guest printed anything under
     # it, README "emulator control").
     tcg_threads: str = "multi"
+    # QEMU's translation buffer for level 1 under TCG, in MiB (None: QEMU's
+    # default, 1 GiB here). A full buffer is flushed whole; a small one makes
+    # those flushes frequent (a test of whether a fault comes with them).
+    tcg_tb_size_mib: int | None = None
     # Extra kernel command line for level 1 (e.g. debugging options).
     append: str = ""
 
@@ -105,8 +109,11 @@ def vng_command(
         # NPT, and every level-2 guest then triple-faulted in its BIOS.
         # Level 2 (`-cpu host`) inherits level 1's features, la57 included.
         cmd += ["--disable-kvm", f"--qemu-opts=-cpu {settings.tcg_cpu}"]
-        if settings.tcg_threads != "multi":
-            cmd.append(f"--qemu-opts=-accel tcg,thread={settings.tcg_threads}")
+        accel_opts = [f"thread={settings.tcg_threads}"] if settings.tcg_threads != "multi" else []
+        if settings.tcg_tb_size_mib is not None:
+            accel_opts.append(f"tb-size={settings.tcg_tb_size_mib}")
+        if accel_opts:
+            cmd.append(f"--qemu-opts=-accel tcg,{','.join(accel_opts)}")
         cmd += ["--append", f"kvm.tsc_tolerance_ppm={TCG_TSC_TOLERANCE_PPM}"]
     if settings.append:
         cmd += ["--append", settings.append]
@@ -143,8 +150,10 @@ class Level1:
         # Which QEMU: its file's time here, the image's id in a container.
         runtime = self.runner.runtime
         stamp = runtime.metadata().get("image_id", "") if runtime.kind == "container" else (os.stat(qemu).st_mtime if qemu else 0)
-        ident = f"{_boot_id()}|{self.kernel_key}|{qemu}|{stamp}|{self.settings.tcg_cpu}" + (
-            "" if self.settings.tcg_threads == "multi" else f"|{self.settings.tcg_threads}"
+        ident = (
+            f"{_boot_id()}|{self.kernel_key}|{qemu}|{stamp}|{self.settings.tcg_cpu}"
+            + ("" if self.settings.tcg_threads == "multi" else f"|{self.settings.tcg_threads}")
+            + ("" if self.settings.tcg_tb_size_mib is None else f"|tb{self.settings.tcg_tb_size_mib}")
         )
         return self.cache / "probes" / (hashlib.sha256(ident.encode()).hexdigest()[:24] + ".json")
 

@@ -136,3 +136,15 @@ def test_a_tcg_probe_takes_its_turn_like_any_level1(tmp_path, monkeypatch) -> No
     level1 = vm.Level1(tmp_path, runner, tmp_path / "bzImage", "key", vm.Level1Settings())  # type: ignore[arg-type]
     mode, _, _ = level1.probe(use_cache=False)
     assert mode == "tcg" and during == [["tcg"]]
+
+
+def test_a_translation_buffer_size_is_asked_of_qemu_only_when_chosen(tmp_path: Path) -> None:
+    from lab.vm import Level1Settings, vng_command
+
+    kernel = tmp_path / "bzImage"
+    small = vng_command("vng", kernel, "tcg", Level1Settings(tcg_tb_size_mib=64), "true", [])
+    assert "--qemu-opts=-accel tcg,tb-size=64" in small
+    both = vng_command("vng", kernel, "tcg", Level1Settings(tcg_threads="single", tcg_tb_size_mib=64), "true", [])
+    assert "--qemu-opts=-accel tcg,thread=single,tb-size=64" in both
+    assert not any("tb-size" in a for a in vng_command("vng", kernel, "tcg", Level1Settings(), "true", []))
+    assert not any("tb-size" in a for a in vng_command("vng", kernel, "kvm", Level1Settings(tcg_tb_size_mib=64), "true", []))
