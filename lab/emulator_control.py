@@ -20,6 +20,14 @@ in eight cells, interleaved round by round so drift hits every cell alike:
   boost     ... with the boost policy attached
   scx       ... with the sched_ext policy attached
 
+Two cells add interrupt traffic inside the guests, that of the lab's
+functional guest made with no driver (guest/tools/ipi_pingpong: IPIs
+between the two vCPUs; NMIs to the other vCPU through sysrq `l`), run only
+when named:
+
+  base-girq     the unpatched kernel, guests sending IPIs and NMIs
+  nopolicy-girq our kernels and the guest driver, the same guests
+
 Three more cells, run only when named (`--cells`), tell which level of ours
 a fault seen on our kernels and not on the base comes with (none of them
 loads the guest driver or a policy, so none may excuse anything):
@@ -54,12 +62,16 @@ from lab.vm import Level1
 DEFAULT_CELLS = ("base", "base-ipi", "base-flip", "base-load", "base-scx", "nopolicy", "boost", "scx")
 # Each level's kernel (and guest initramfs) from the unpatched build or ours: (level 1, level 2).
 KERNELS = {"nodriver": ("patched", "patched"), "l1-ours": ("patched", "base"), "l2-ours": ("base", "patched")}
-CELLS = DEFAULT_CELLS + tuple(KERNELS)
+# Guests that add IPIs and NMIs to the control's workload.
+GUEST_IRQ = ("base-girq", "nopolicy-girq")
+CELLS = DEFAULT_CELLS + GUEST_IRQ + tuple(KERNELS)
 POLICY = {"base": "none", "base-ipi": "none", "base-flip": "none", "base-load": "none", "base-scx": "scx-simple",
           "nopolicy": "none", "boost": "boost", "scx": "scx", "nodriver": "none", "l1-ours": "none",
-          "l2-ours": "none"}  # fmt: skip
+          "l2-ours": "none", "base-girq": "none", "nopolicy-girq": "none"}  # fmt: skip
 # The cells that run the unpatched kernel: only signs seen there may excuse.
-UNPATCHED = ("base", "base-ipi", "base-flip", "base-load", "base-scx")
+UNPATCHED = ("base", "base-ipi", "base-flip", "base-load", "base-scx", "base-girq")
+# The guest tools the control's workload runs (lab/invm/guest_init.sh, mode control).
+BASE_TOOLS = ("rtspin", "ipi_pingpong")
 # Cells whose guests never load the guest driver.
 NO_DRIVER = UNPATCHED + tuple(KERNELS)
 # What the series adds to kconfig: the unpatched base has no such symbol.
@@ -120,6 +132,8 @@ def classify(out: Path, mode: str, system_map: Path | None, lost: str, report: d
         "policy_error": (report or {}).get("policy_error", ""),
         "boots": len(boots),
         "boots_failed": [b["reason"] for b in boots if not b["ok"]],
+        # A guest that booted but did not do the cell's workload (e.g. no IPI round trips) ran another cell.
+        "workload_failed": sum(1 for b in boots if b["ok"] for c in b.get("workload", []) if c["status"] != "passed"),
         "ipi_storm_trips": (report or {}).get("ipi_storm_trips"),
         "rt_flips": (report or {}).get("rt_flips"),
         "host_load_ran": (report or {}).get("host_load_ran"),
@@ -142,6 +156,8 @@ def events(run: dict[str, Any]) -> set[str]:
     if run.get("rt_flips") == 0:
         # The flipper could not change a vCPU thread's class: a run of `base`, not of `base-flip`.
         names.add("no vCPU thread flipped")
+    if run.get("workload_failed"):
+        names.add("guest workload not done")
     if run.get("host_load_ran") is False:
         # stress-ng or cyclictest ended early: not the stress suite's load throughout.
         names.add("host load not kept up")
@@ -201,11 +217,14 @@ class ControlRun:
         builds = pipe.kernels(tree)
         binaries = {}
         if not series:
-            # rtspin is built with the guest driver; the base has none, so the same tool is built here.
-            rtspin = pipe.run_dir / "rtspin"
-            with pipe.step("build rtspin"):
-                pipe.runner.run(["gcc", "-O2", "-static", "-Wall", "-o", str(rtspin), str(REPO / "guest/tools/rtspin.c")], "build rtspin")
-            binaries["bin/rtspin"] = rtspin
+            # The guest tools are built with the guest driver; the base has none, so the same tools are built here.
+            for tool in BASE_TOOLS:
+                built = pipe.run_dir / tool
+                with pipe.step(f"build {tool}"):
+                    pipe.runner.run(
+                        ["gcc", "-O2", "-static", "-Wall", "-o", str(built), str(REPO / f"guest/tools/{tool}.c")], f"build {tool}"
+                    )
+                binaries[f"bin/{tool}"] = built
         level1, cfg, _ = pipe.prepare_vms(tree, builds, binaries)
         return Cell(name, level1, cfg, pipe.system_map, dict(pipe.record.levels["1"]), builds["host"].key)
 
@@ -214,7 +233,8 @@ class ControlRun:
         out = pipe.run_dir / f"{cell.name}-{number}"
         out.mkdir()
         control = {"policy": POLICY[cell.name], "boots": self.boots, "ipi_storm": cell.name == "base-ipi",
-                   "rt_flip": cell.name == "base-flip", "host_load": cell.name == "base-load"}  # fmt: skip
+                   "rt_flip": cell.name == "base-flip", "host_load": cell.name == "base-load",
+                   "guest_irq": cell.name in GUEST_IRQ}  # fmt: skip
         cfg = {**cell.cfg, "out": str(out), "control": control}
         if cell.name in NO_DRIVER:
             cfg.pop("pvsched", None)

@@ -44,6 +44,7 @@ def main(config_path: str) -> int:
         policy = pvsched_host.PolicyRun(runner, str(loader), out / f"pvsched-{policy_name}-stats.json")
         policy_error = policy.start()
     driver = "1" if isinstance(pv, dict) else "0"
+    irq = "1" if control.get("guest_irq") else "0"
     storm = IpiStorm((0, 1), out / "ipi-storm-trips.txt") if control.get("ipi_storm") else None
     if storm is not None:
         storm.start()
@@ -57,7 +58,12 @@ def main(config_path: str) -> int:
     for i in range(boots):
         start = time.monotonic()
         probe, console = level2.boot_guest(
-            runner, cfg, "kvm", out, label=f"control-{i}", extra_append=f"lab.mode=control lab.control_driver={driver}"
+            runner,
+            cfg,
+            "kvm",
+            out,
+            label=f"control-{i}",
+            extra_append=f"lab.mode=control lab.control_driver={driver} lab.control_irq={irq}",
         )
         cases = parse_ktap(console, "level2")
         results.append({

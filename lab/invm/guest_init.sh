@@ -395,7 +395,23 @@ elif [ "$mode" = control ]; then
 	done
 	wait
 	rtspin 50 1 1500 1000 1000 > /tmp/rtspin.out
-	check control_workload "driver=$driver; $(cat /tmp/rtspin.out)" grep -q cycles /tmp/rtspin.out
+	irq=$(param lab.control_irq)
+	: > /tmp/irq.out
+	if [ "$irq" = 1 ]; then
+		# The functional guest's interrupt traffic without a driver: IPIs
+		# between the vCPUs, and an NMI to the other vCPU per sysrq `l`.
+		ipi_pingpong 10 > /tmp/irq.out &
+		n=0
+		while [ $n -lt 50 ]; do
+			echo l > /proc/sysrq-trigger
+			sleep 0.2
+			n=$((n + 1))
+		done
+		wait
+		echo "nmi backtraces $(dmesg | grep -c 'NMI backtrace for cpu')" >> /tmp/irq.out
+	fi
+	check control_workload "driver=$driver; $(cat /tmp/rtspin.out); irq=$irq $(tr '\n' ' ' < /tmp/irq.out)" \
+		sh -c "grep -q cycles /tmp/rtspin.out && { [ '$irq' != 1 ] || grep -q 'round trips' /tmp/irq.out; }"
 elif [ "$mode" = reboot ]; then
 	# Every boot: register, say whether a registration was already in place,
 	# reboot (QEMU keeps running). Level 1 judges the second boot's line.

@@ -326,3 +326,20 @@ def test_each_cell_boots_the_builds_it_names() -> None:
     assert ctl.builds_of("scx") == ("patched", "patched")
     assert ctl.builds_of("l1-ours") == ("patched", "base")
     assert ctl.builds_of("l2-ours") == ("base", "patched")
+
+
+def test_the_guest_irq_cells_run_the_base_or_ours_with_the_guests_interrupt_load() -> None:
+    assert ctl.builds_of("base-girq") == ("base", "base") and "base-girq" in ctl.UNPATCHED
+    assert ctl.builds_of("nopolicy-girq") == ("patched", "patched") and "nopolicy-girq" not in ctl.NO_DRIVER
+    assert not set(ctl.GUEST_IRQ) & set(ctl.DEFAULT_CELLS)
+    assert "ipi_pingpong" in ctl.BASE_TOOLS
+
+
+def test_a_run_whose_guests_skipped_their_workload_is_not_a_clean_run(tmp_path: Path) -> None:
+    out = _run_dir(tmp_path, "[    1.0] boot\n")
+    boot = {"ok": True, "reason": "", "workload": [{"name": "control_workload", "status": "failed"}]}
+    row = {"cell": "base-girq", "run": 1, "seconds": 60.0, **ctl.classify(out, "tcg", tmp_path / "System.map", "", {"boots": [boot]})}
+    assert ctl.events(row) == {"guest workload not done"}
+    boot["workload"][0]["status"] = "passed"  # type: ignore[index]
+    row = {"cell": "base-girq", "run": 1, "seconds": 60.0, **ctl.classify(out, "tcg", tmp_path / "System.map", "", {"boots": [boot]})}
+    assert ctl.events(row) == set()
