@@ -32,6 +32,11 @@ def record_name(guest: str) -> str:
     return f"level2-exits-{guest}.json"
 
 
+def registers_path(record: Path) -> Path:
+    """Where the registers of the guest whose exit sample is `record` are kept (lab.invm.qmp)."""
+    return record.with_name(record.name.replace("level2-exits-", "level2-registers-")).with_suffix(".txt")
+
+
 def write_record(path: Path, found: dict[int, VcpuExits], seconds: float) -> None:
     """The sample as data, for the host: lab.emulator_faults reads the RIPs."""
     vcpus = [{"vcpu": e.vcpu, "count": e.count, "top": [[r, f"{rip:#x}", n] for r, rip, n in e.top]} for _, e in sorted(found.items())]

@@ -14,6 +14,7 @@ from typing import Any
 
 from lab import accel, exit_record
 from lab.invm import exit_sample, marks, shutdown_trace
+from lab.invm import qmp as qmp_lib
 from lab.protocol import GUEST_DONE, GUEST_READY, guest_kernel_log_spans
 from lab.runner import Runner, pid_of
 from lab.symbols import SymbolMap
@@ -55,8 +56,8 @@ def qemu_command(
     ]  # fmt: skip
     for drive in drives:
         cmd += ["-drive", f"file={drive},if=virtio,format=raw,readonly=on"]
-    if qmp is not None:
-        cmd += ["-qmp", f"unix:{qmp},server=on,wait=off"]
+    # Without one of the lab's own, a diagnostic socket: a stalled guest's registers (lab.invm.qmp).
+    cmd += ["-qmp", f"unix:{qmp or qmp_lib.diagnostic_socket()},server=on,wait=off"]
     return cmd
 
 
@@ -168,7 +169,20 @@ def _exits_of(trace: Path, pid: int, cfg: dict[str, object], record: Path) -> st
     except OSError as exc:
         return f"KVM's exits not sampled: {exc}"
     exit_record.write_record(record, found, seconds)
-    return exit_sample.verdict(found, seconds, _guest_symbols(cfg))
+    return exit_sample.verdict(found, seconds, _guest_symbols(cfg)) + _registers_of(pid, exit_record.registers_path(record))
+
+
+def _registers_of(pid: int, path: Path) -> str:
+    """'; registers: ...' of QEMU `pid`'s vCPUs, the whole dump kept in `path`; '' if QEMU does not answer."""
+    sock = qmp_lib.socket_of(pid)
+    if sock is None or not sock.exists():
+        return ""
+    try:
+        dump = qmp_lib.registers(sock)
+    except (OSError, ValueError) as exc:
+        return f"; registers not read: {exc}"
+    path.write_text(dump)
+    return f"; registers: {qmp_lib.summary(dump)}"
 
 
 def sample_exits(runner: Runner, pid: int, cfg: dict[str, object], record: Path) -> str:

@@ -15,7 +15,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import sys
 import tempfile
 import threading
@@ -24,6 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from lab.invm import qmp
 from lab.invm.cpu_hog import RtHog
 from lab.invm.vcpu_sampler import SAMPLER_PRIORITY as OBSERVER_PRIORITY
 from lab.invm.vcpu_sampler import thread_policy
@@ -125,27 +125,7 @@ def observe_above_boosts() -> None:
 
 def qmp_vcpu_threads(sock_path: Path, timeout: float = 10.0) -> dict[int, int]:
     """cpu-index -> host thread id, from QEMU's QMP `query-cpus-fast`."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            s.settimeout(5)
-            s.connect(str(sock_path))
-            break
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.1)
-    with s, s.makefile("rw") as f:
-        json.loads(f.readline())  # greeting
-        for cmd in ("qmp_capabilities", "query-cpus-fast"):
-            f.write(json.dumps({"execute": cmd}) + "\n")
-            f.flush()
-            while True:
-                reply = json.loads(f.readline())
-                if "return" in reply or "error" in reply:
-                    break
-    return {int(c["cpu-index"]): int(c["thread-id"]) for c in reply.get("return", [])}
+    return {int(c["cpu-index"]): int(c["thread-id"]) for c in qmp.execute(sock_path, "query-cpus-fast", timeout=timeout)}
 
 
 def stress_ng_command(*args: str) -> list[str]:

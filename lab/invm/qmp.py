@@ -1,0 +1,91 @@
+"""QEMU's QMP from level 1: one command per connection. Stdlib only.
+
+Every level-2 QEMU has a QMP socket: the lab's own ones where a check
+drives the guest, a diagnostic one otherwise, through which a guest that
+stopped making progress shows its vCPUs' registers (what KVM holds for
+them) before it is killed.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import re
+import socket
+import time
+from pathlib import Path
+from typing import Any
+
+_diagnostic = itertools.count()
+# "-qmp unix:/tmp/lab-kvm.sock,server=on,wait=off" in a QEMU command line
+_SOCKET = re.compile(r"^unix:([^,]+)")
+
+
+def diagnostic_socket() -> Path:
+    """A fresh path for a guest's diagnostic QMP socket (unique in this process)."""
+    path = Path(f"/tmp/lab-l2-diag-{os.getpid()}-{next(_diagnostic)}.sock")
+    path.unlink(missing_ok=True)
+    return path
+
+
+def execute(sock_path: Path, command: str, arguments: dict[str, Any] | None = None, timeout: float = 10.0) -> Any:
+    """`command`'s return value; OSError if QEMU cannot be reached or refuses it."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            s.settimeout(5)
+            s.connect(str(sock_path))
+            break
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+    with s, s.makefile("rw") as f:
+        json.loads(f.readline())  # greeting
+        for name, args in (("qmp_capabilities", None), (command, arguments)):
+            f.write(json.dumps({"execute": name, **({"arguments": args} if args else {})}) + "\n")
+            f.flush()
+            while True:
+                line = f.readline()
+                if not line:
+                    raise OSError(f"QMP {command}: QEMU closed the socket")
+                reply = json.loads(line)
+                if "error" in reply:
+                    raise OSError(f"QMP {name}: {reply['error'].get('desc', reply['error'])}")
+                if "return" in reply:
+                    break  # anything else is an asynchronous event
+    return reply["return"]
+
+
+def socket_of(pid: int) -> Path | None:
+    """The QMP socket QEMU `pid` serves, from its command line."""
+    try:
+        args = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
+    except OSError:
+        return None
+    for flag, value in itertools.pairwise(args):
+        if flag == "-qmp" and (m := _SOCKET.match(value)):
+            return Path(m[1])
+    return None
+
+
+def registers(sock_path: Path) -> str:
+    """Every vCPU's registers as QEMU's monitor prints them (`info registers -a`)."""
+    return str(execute(sock_path, "human-monitor-command", {"command-line": "info registers -a"}, timeout=5.0))
+
+
+_CPU = re.compile(r"^CPU#(\d+)", re.M)
+_REG = {name: re.compile(rf"\b{name}=([0-9a-f]+)") for name in ("RIP", "RSP", "CR3")}
+
+
+def summary(dump: str) -> str:
+    """'vCPU 0 RIP=... RSP=... CR3=...; vCPU 1 ...' from an `info registers -a` dump."""
+    starts = [(m.start(), m[1]) for m in _CPU.finditer(dump)] or [(0, "?")]
+    parts = []
+    for (at, cpu), (end, _) in zip(starts, [*starts[1:], (len(dump), "")], strict=True):
+        block = dump[at:end]
+        regs = " ".join(f"{name}={m[1]}" for name, rx in _REG.items() if (m := rx.search(block)))
+        parts.append(f"vCPU {cpu} {regs}".strip())
+    return "; ".join(parts)
