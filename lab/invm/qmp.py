@@ -77,7 +77,8 @@ def registers(sock_path: Path) -> str:
 
 
 _CPU = re.compile(r"^CPU#(\d+)", re.M)
-_REG = {name: re.compile(rf"\b{name}=([0-9a-f]+)") for name in ("RIP", "RSP", "CR3")}
+# 64-bit mode prints RIP and RSP, 32-bit and real mode EIP and ESP.
+_REGS = [re.compile(rf"\b({name})=([0-9a-f]+)") for name in ("[RE]IP", "[RE]SP", "CR3")]
 
 
 def summary(dump: str) -> str:
@@ -86,6 +87,6 @@ def summary(dump: str) -> str:
     parts = []
     for (at, cpu), (end, _) in zip(starts, [*starts[1:], (len(dump), "")], strict=True):
         block = dump[at:end]
-        regs = " ".join(f"{name}={m[1]}" for name, rx in _REG.items() if (m := rx.search(block)))
+        regs = " ".join(f"{m[1]}={m[2]}" for rx in _REGS if (m := rx.search(block)))
         parts.append(f"vCPU {cpu} {regs}".strip())
     return "; ".join(parts)

@@ -74,6 +74,12 @@ def test_the_summary_names_each_vcpus_rip_stack_and_page_table() -> None:
     )
 
 
+def test_the_summary_reads_a_vcpu_outside_long_mode_too() -> None:
+    real_mode = "CPU#0\r\nEAX=00000000 EBX=00000000\r\nESI=0000b79d EDI=00000000 EBP=0000b79d ESP=00006f94\r\n"
+    real_mode += "EIP=0000b7b9 EFL=00000246 [---Z-P-] CPL=0 II=0 A20=1 SMM=0 HLT=1\r\nCR0=00000010 CR2=00000000 CR3=00000000\r\n"
+    assert qmp.summary(real_mode) == "vCPU 0 EIP=0000b7b9 ESP=00006f94 CR3=00000000"
+
+
 def test_every_guest_has_a_qmp_socket_found_from_its_command_line(tmp_path: Path) -> None:
     cfg = {"qemu": "qemu-system-x86_64", "guest_cpus": 2, "guest_mem_mb": 256, "guest_kernel": "bzImage", "guest_initramfs": "i"}
     cmd = qemu_command(cfg, "kvm")
