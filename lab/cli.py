@@ -202,7 +202,7 @@ def parser() -> argparse.ArgumentParser:
         "--cells",
         type=_names(CONTROL_CELLS),
         default=list(CONTROL_DEFAULT_CELLS),
-        help="comma-separated (nodriver, l1-ours, l2-ours only when named)",
+        help="comma-separated (default: the eight cells up to scx; the others only when named)",
     )
     ec.add_argument("--rescan", type=Path, metavar="RESULTS_DIR",
                     help="count a finished run again with today's signs, from what it kept (no VM)")  # fmt: skip
