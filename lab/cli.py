@@ -409,7 +409,7 @@ def _main(argv: list[str] | None) -> int:
             if args.rescan:
                 from lab.emulator_control import rescan
 
-                print(rescan(args.rescan, cache_dir() / "kernels"), end="")
+                print(rescan(args.rescan, cache_dir() / "kernels", Runner(args.rescan / "logs-rescan")), end="")
                 return 0
 
             return ControlRun(_options(args), args.cells, args.runs, args.boots).run()

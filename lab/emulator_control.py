@@ -52,10 +52,11 @@ from pathlib import Path
 from typing import Any
 
 from lab import attempts as attempts_lib
-from lab import emulator_faults, landmarks, ui
+from lab import emulator_faults, exit_returns, landmarks, ui
 from lab.ktap import Case
 from lab.paths import REPO
 from lab.pipeline import Options, Pipeline, StepFailed
+from lab.runner import Runner
 from lab.splats import scan, scan_guest_console
 from lab.vm import Level1
 
@@ -112,10 +113,14 @@ def rounds(cells: list[str], runs: int) -> Iterator[tuple[int, str]]:
             yield r + 1, cells[(i + r) % len(cells)]
 
 
-def classify(out: Path, mode: str, system_map: Path | None, lost: str, report: dict[str, Any] | None) -> dict[str, Any]:
-    """What one run showed: emulator signs, splats (ours or not), lost and failed boots."""
+def classify(
+    out: Path, mode: str, system_map: Path | None, lost: str, report: dict[str, Any] | None, runner: Runner | None = None
+) -> dict[str, Any]:
+    """What one run showed: emulator signs, splats (ours or not), lost and failed boots.
+    `runner`: for the signs that read the guest kernel's text (lab.exit_returns)."""
     marks = landmarks.read(system_map.parent if system_map else None)
-    signs = emulator_faults.find(out, mode, emulator_faults.read_symbols(system_map), marks)
+    exit_before = exit_returns.GuestText(runner, out).exit_before if runner is not None else None
+    signs = emulator_faults.find(out, mode, emulator_faults.read_symbols(system_map), marks, exit_before)
     timeline = emulator_faults.timeline_name(out)
     text = (out / timeline).read_text(errors="replace") if (out / timeline).exists() else ""
     splats = scan(text, "level1", timeline)
@@ -178,7 +183,7 @@ def table(runs: list[dict[str, Any]], cells: list[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def rescan(run_dir: Path, kernels_dir: Path) -> str:
+def rescan(run_dir: Path, kernels_dir: Path, runner: Runner | None = None) -> str:
     """Count a finished control run again with today's signs (lab.emulator_faults),
     from the consoles and dumps it kept: no VM. Rewrites control.json and
     control.md (the counts of the run as recorded stay in control-as-run.json)."""
@@ -193,7 +198,7 @@ def rescan(run_dir: Path, kernels_dir: Path) -> str:
         report = None
         if (run_dir / row["dir"] / "control.json").exists():
             report = json.loads((run_dir / row["dir"] / "control.json").read_text())
-        rows.append({**row, **classify(run_dir / row["dir"], "tcg", system_map, row["lost"], report)})
+        rows.append({**row, **classify(run_dir / row["dir"], "tcg", system_map, row["lost"], report, runner)})
     data["runs"] = rows
     data["rescanned"] = True
     (run_dir / "control.json").write_text(json.dumps(data, indent=2) + "\n")
@@ -249,7 +254,7 @@ class ControlRun:
             pipe.record.failed_step = None  # a lost boot is what this counts, not a failed step
         pipe.keep_cpu_dump(out)
         row = {"cell": cell.name, "run": number, "seconds": round(time.monotonic() - start, 1), "dir": out.name,
-               **classify(out, str(cell.levels["accel"]), cell.system_map, lost, report)}  # fmt: skip
+               **classify(out, str(cell.levels["accel"]), cell.system_map, lost, report, pipe.runner)}  # fmt: skip
         shown = sorted(events(row)) or ["clean"]
         ui.info(f"control {cell.name} run {number}: {', '.join(shown)} ({row['seconds']:.0f} s)")
         return row

@@ -52,6 +52,15 @@ and each is matched as narrowly as the text allows:
   level 1's own return point from its guest. Level 2 runs the same kernel image (no KASLR) and never
   a VM of its own, so it never runs that code: the emulator put level 1's
   RIP into level 2's state. The RIP under `null-percpu`'s oopses too.
+- `guest-resumed-past-exit`: level 1 saw a level-2 vCPU triple-fault (KVM's
+  shutdown trace, lab.invm.shutdown_trace) at the instruction right after
+  one that exits to level 1 (`out`, `in`, `wrmsr`, `pause`, ...: the guest
+  kernel's text, lab.exit_returns), with no oops or panic on the guest's
+  console: the guest died on an instruction it had not run yet, where
+  level 1 had just resumed it, as if its state came back from VMRUN broken.
+  Seen on the unpatched kernel (the emulator control's base-girq cell:
+  `io_serial_out`'s `ret` after `out`, `queued_spin_lock_slowpath`'s `jmp`
+  after `pause`).
 - `clock-from-guest`: a level-1 splat stamped seconds before the kernel's
   lines above it, as if level 1 had read its clock with level 2's TSC
   offset still applied: the oops of stress run 20261204T163519Z-6f63
@@ -69,6 +78,7 @@ trace) is decided in lab.attempts.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -111,14 +121,25 @@ CURRENT_TASK_SYMBOL = "pcpu_hot"
 
 # Every sign find() can report, in the order of the docstring.
 SIGNATURES = ("null-percpu", "null-cs-frame", "guest-null-current", "nmi-never-left", "wild-return-from-halt",
-              "stuck-in-guest", "lost-wakeup", "guest-at-vmrun-return", "clock-from-guest", "unkillable-vcpu")  # fmt: skip
+              "stuck-in-guest", "lost-wakeup", "guest-at-vmrun-return", "guest-resumed-past-exit", "clock-from-guest",
+              "unkillable-vcpu")  # fmt: skip
 
 # The signs `nox -s emulator_control` saw on the unpatched kernel (README,
 # "Emulator control"; tests/unit/test_emulator_control.py holds this to the
 # table): only these may excuse an attempt. A sign seen only with our code
 # attached is ours until a control shows otherwise.
 ATTRIBUTABLE: frozenset[str] = frozenset(
-    {"guest-null-current", "lost-wakeup", "nmi-never-left", "null-percpu", "stuck-in-guest", "wild-return-from-halt"}
+    {
+        "clock-from-guest",
+        "guest-at-vmrun-return",
+        "guest-null-current",
+        "guest-resumed-past-exit",
+        "lost-wakeup",
+        "nmi-never-left",
+        "null-percpu",
+        "stuck-in-guest",
+        "wild-return-from-halt",
+    }
 )
 
 # A vCPU loops on one exit: enough exits in the sample, nearly all of them at one place.
@@ -289,7 +310,36 @@ def _vmrun_return_loops(attempt_dir: Path, vmrun_return: int) -> list[Evidence]:
         except (ValueError, KeyError, TypeError) as exc:
             raise LabError(f"{record} is not an exit sample ({exc})", fix="report it with the file") from exc
         if seen := guest_at_vmrun_return(vcpus, vmrun_return):
-            found.append(Evidence("guest-at-vmrun-return", f"a level-2 {seen}, level 1's return point from VMRUN", record.name, AT_END))
+            what = f"a level-2 {seen}, level 1's return point from VMRUN"
+            # At the end: it explains the stalls it causes; in the guest's console: what failed once that guest began.
+            found.append(Evidence("guest-at-vmrun-return", what, record.name, AT_END))
+            console = attempt_dir / record.name.replace("level2-exits-", "level2-console-").replace(".json", ".log")
+            if lines := len(_read(console).splitlines()):
+                found.append(Evidence("guest-at-vmrun-return", what, console.name, lines))
+    return found
+
+
+# "... KVM saw a shutdown exit (triple fault): vCPU 0 shutdown at 0xffffffff81ac0179 (io_serial_out+0x73))
+#  (console /.../level2-console-kvm.log)": level 1's report of a guest that ended early (lab.invm.level2).
+_TRIPLE_FAULT = re.compile(r"KVM saw a shutdown exit \(triple fault\): (.*?)\) \(console \S*?(level2-console-[^/\s]+\.log)\)")
+_SHUTDOWN_AT = re.compile(r"vCPU (\d+) shutdown at (0x[0-9a-f]+)(?: \(([^)]*)\))?")
+# A guest that reported its own death: not a silent triple fault.
+_GUEST_DIED_ALOUD = re.compile(r"Kernel panic|Oops:|BUG: |general protection fault|double fault")
+
+
+def resumed_past_exit(attempt_dir: Path, console: str, exit_before: Callable[[int], str | None]) -> list[Evidence]:
+    """`guest-resumed-past-exit` for every guest level 1 saw triple-fault, silently, after an exiting instruction."""
+    found = []
+    for m in _TRIPLE_FAULT.finditer(console):
+        guest = attempt_dir / m[2]
+        guest_lines = _read(guest).splitlines()
+        if not guest_lines or any(_GUEST_DIED_ALOUD.search(line) for line in guest_lines):
+            continue
+        for vcpu, rip, where in _SHUTDOWN_AT.findall(m[1]):
+            name = exit_before(int(rip, 16))
+            if name:
+                what = f"level-2 vCPU {vcpu} triple-faulted at {where or rip}, right after `{name}`, where level 1 resumed it"
+                found.append(Evidence("guest-resumed-past-exit", what, m[2], len(guest_lines)))
     return found
 
 
@@ -314,9 +364,17 @@ def level2_consoles(attempt_dir: Path) -> list[Path]:
     return kept + cut
 
 
-def find(attempt_dir: Path, mode: str, symbols: dict[str, int], marks: dict[str, int] | None = None) -> list[Evidence]:
+def find(
+    attempt_dir: Path,
+    mode: str,
+    symbols: dict[str, int],
+    marks: dict[str, int] | None = None,
+    exit_before: Callable[[int], str | None] | None = None,
+) -> list[Evidence]:
     """Every emulator sign in the attempt kept in `attempt_dir`; [] unless
-    level 1 ran under TCG. `marks`: level 1's kernel's lab.landmarks."""
+    level 1 ran under TCG. `marks`: level 1's kernel's lab.landmarks.
+    `exit_before`: the exiting instruction right before an address of the
+    guest kernel (lab.exit_returns.GuestText), for `guest-resumed-past-exit`."""
     if mode != "tcg":
         return []
     found: list[Evidence] = []
@@ -357,6 +415,8 @@ def find(attempt_dir: Path, mode: str, symbols: dict[str, int], marks: dict[str,
     vmrun_return = (marks or {}).get(landmarks.VMRUN_RETURN)
     if vmrun_return is not None:
         found += _vmrun_return_loops(attempt_dir, vmrun_return)
+    if exit_before is not None:
+        found += resumed_past_exit(attempt_dir, console, exit_before)
     wedged = unkillable_running(console)
     if wedged:
         found.append(Evidence("unkillable-vcpu", wedged[:160], "level1-console.log", AT_END))

@@ -25,7 +25,7 @@ from typing import Any
 from rich.markup import escape
 
 from lab import attempts as attempts_lib
-from lab import doctor, emulator_faults, hostinfo, kconfig, landmarks, profiles, ui
+from lab import doctor, emulator_faults, exit_returns, hostinfo, kconfig, landmarks, profiles, ui
 from lab.bpf import build_bpf
 from lab.build import KernelBuild, KernelBuilder
 from lab.errors import LabError
@@ -391,7 +391,8 @@ class Pipeline:
     def judge_attempt(self, out: Path, failed_checks: list[tuple[str, str]], first_splat: int, lost: str) -> attempts_lib.Judgement:
         """Judge a failed attempt whose files are in `out` (lab.attempts)."""
         marks = landmarks.read(self.system_map.parent if self.system_map else None)
-        signs = emulator_faults.find(out, self.level1_accel(), emulator_faults.read_symbols(self.system_map), marks)
+        guest_text = exit_returns.GuestText(self.runner, out)
+        signs = emulator_faults.find(out, self.level1_accel(), emulator_faults.read_symbols(self.system_map), marks, guest_text.exit_before)
         failures = attempts_lib.failures_of(out, failed_checks, self.record.splats[first_splat:], lost)
         return attempts_lib.judge(out, signs, failures)
 

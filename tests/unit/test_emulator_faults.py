@@ -260,5 +260,5 @@ def test_a_splat_stamped_back_in_time_is_clock_from_guest(tmp_path: Path) -> Non
     assert emulator_faults.clock_from_guest(dmesg.replace("[   17.1", "[  540.1")) == (0, "")
     quiet = "".join(ln + "\n" for ln in dmesg.splitlines() if "17.10898" not in ln and "17.11" not in ln)
     assert emulator_faults.clock_from_guest(quiet + "[    3.0] virtio_blk virtio1: [vda] 1 512-byte logical blocks\n") == (0, "")
-    # Never seen on the unpatched kernel: not proof of anything yet.
-    assert "clock-from-guest" not in emulator_faults.ATTRIBUTABLE
+    # Seen on the unpatched kernel since 2026-12-04 (the control's base-girq cell): it may excuse.
+    assert "clock-from-guest" in emulator_faults.ATTRIBUTABLE
