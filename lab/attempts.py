@@ -171,9 +171,11 @@ def _explains(sign: Evidence, failure: Failure, attempt_dir: Path, timeline: lis
         begun = mark_line(timeline, f"{LEVEL2_BEGIN} {failure.source}")
         return 0 < start <= begun
     if failure.source == timeline_file and sign.source.startswith("level2-console-"):
-        # A guest's sign explains what failed after that guest started.
+        # A guest's sign explains what failed after that guest started and
+        # before the next one did: a later guest's failures are its own.
         begun = mark_line(timeline, f"{LEVEL2_BEGIN} {sign.source}")
-        return 0 < begun <= failure.line_no
+        after = next((i + 1 for i, line in enumerate(timeline[begun:], begun) if LEVEL2_BEGIN in line), len(timeline) + 1)
+        return 0 < begun <= failure.line_no < after
     return False
 
 

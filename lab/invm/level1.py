@@ -273,6 +273,20 @@ def main(config_path: str) -> int:
             # guest kernel that panicked ran under KVM too: TCG would only
             # repeat the panic, minutes later here.
             break
+    # Judged (and marked in the kernel log) now, before the next guest starts:
+    # what explains its failure is this guest's (lab.attempts).
+    chosen = accel.choose(probes)
+    booted = chosen is not None
+    cases.append(
+        Case("level2_boots", "level1", "passed" if booted else "failed",
+             "" if booted else "; ".join(f"{p.accel}: {p.reason}" for p in probes))
+    )  # fmt: skip
+    # A guest that printed verdicts and then died keeps them: the failure
+    # that killed it is reported beside them (level2_boots, the splats).
+    guest_cases = parse_ktap(console, "level2")
+    planned = planned_count(console)
+    if booted and planned is not None and planned != len(guest_cases):
+        cases.append(Case("level2_all_tests_reported", "level2", "failed", f"planned {planned}, got {len(guest_cases)}"))
     if observer is not None and pv is not None:
         observer.finish()  # stops the policy: its statistics land in `out`
         # What the checks judged: every sample, and when each phase was seen.
@@ -297,18 +311,6 @@ def main(config_path: str) -> int:
         cases.append(pi_boost.pi_case(runner, str(pv["loader"]), out))
         cases.extend(pvsched_switch.cases(runner))
         extra_dmesg = "".join(guest_dmesg(c) for c in (unpriv_console, scx_console, reboot_console, kexec_console))
-    chosen = accel.choose(probes)
-    booted = chosen is not None
-    cases.append(
-        Case("level2_boots", "level1", "passed" if booted else "failed",
-             "" if booted else "; ".join(f"{p.accel}: {p.reason}" for p in probes))
-    )  # fmt: skip
-    # A guest that printed verdicts and then died keeps them: the failure
-    # that killed it is reported beside them (level2_boots, the splats).
-    guest_cases = parse_ktap(console, "level2")
-    planned = planned_count(console)
-    if booted and planned is not None and planned != len(guest_cases):
-        cases.append(Case("level2_all_tests_reported", "level2", "failed", f"planned {planned}, got {len(guest_cases)}"))
     cases.extend(guest_cases)
     (out / "level2-dmesg.txt").write_text(guest_dmesg(console) + extra_dmesg)
     dmesg = runner.run(["dmesg"], "dmesg", check=False).output

@@ -256,3 +256,18 @@ def test_a_guest_that_died_where_level1_resumed_it_excuses_what_failed_after_it_
     assert verdict.excused, verdict.unexplained
     verdict = attempts.judge(tmp_path, signs, attempts.failures_of(tmp_path, [("level1", "bpf_program_loads")], [], ""))
     assert not verdict.excused  # it failed before that guest began
+
+
+def test_a_guests_sign_does_not_explain_what_failed_once_the_next_guest_began(tmp_path: Path) -> None:
+    from oops_samples import NULL_CS_FRAME_OOPS
+
+    (tmp_path / "level2-console-kvm.log").write_text("LAB-GUEST-READY\n" + NULL_CS_FRAME_OOPS)
+    begin = "[   60.0] LAB-LEVEL2-BEGIN level2-console-kvm.log\n"
+    during = "[  100.0] LAB-FAILED level2/pvsched_unboost_after_rt\n"
+    later = "[  200.0] LAB-LEVEL2-BEGIN level2-console-kexec.log\n[  220.0] LAB-FAILED level2/pvsched_kexec_unregisters\n"
+    verdict = _judge(tmp_path, "[   1.0] boot\n" + begin + during + later, [("level2", "pvsched_unboost_after_rt")])
+    assert verdict.excused, verdict.unexplained
+    checks = [("level2", "pvsched_unboost_after_rt"), ("level2", "pvsched_kexec_unregisters")]
+    verdict = _judge(tmp_path, "[   1.0] boot\n" + begin + during + later, checks)
+    assert not verdict.excused
+    assert any("pvsched_kexec_unregisters" in why for why in verdict.unexplained)
