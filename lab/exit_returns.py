@@ -89,7 +89,10 @@ class GuestText:
         if start is None or address - start > 0x10000:
             return None
         if self._elf is None:
-            self._elf = _decompressed(kernel[0])
+            try:
+                self._elf = _decompressed(kernel[0])
+            except (OSError, ValueError):
+                return None  # no text to read: no sign, the failure stands
         listing = self.runner.run(
             ["objdump", "-d", "--no-show-raw-insn", f"--start-address={start:#x}", f"--stop-address={address + 16:#x}", str(self._elf)],
             f"disassemble the guest kernel up to {address:#x}",

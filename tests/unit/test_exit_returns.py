@@ -64,3 +64,14 @@ def test_a_triple_fault_elsewhere_or_after_a_reported_crash_is_not(tmp_path: Pat
     assert emulator_faults.resumed_past_exit(attempt, WITNESS, {0xFFFFFFFF813C2A79: "out"}.get) == []
     # A witness without the guest's console (a kexec or hostile guest's report) names no console to place it in.
     assert emulator_faults.resumed_past_exit(attempt, WITNESS.split(" (console")[0] + "\n", {0xFFFFFFFF813C2A79: "out"}.get) == []
+
+
+def test_a_guest_kernel_whose_text_cannot_be_read_gives_no_sign(tmp_path: Path, runner) -> None:  # type: ignore[no-untyped-def]
+    kernel = tmp_path / "kernel"
+    kernel.mkdir()
+    (kernel / "bzImage").write_bytes(b"not a bzImage")
+    (kernel / "System.map").write_text("ffffffff813c2a5f t io_serial_out\n")
+    (tmp_path / "level1-config.json").write_text(f'{{"guest_kernel": "{kernel / "bzImage"}"}}')
+    assert exit_returns.GuestText(runner, tmp_path).exit_before(0xFFFFFFFF813C2A79) is None
+    (tmp_path / "level1-config.json").unlink()
+    assert exit_returns.GuestText(runner, tmp_path).exit_before(0xFFFFFFFF813C2A79) is None
