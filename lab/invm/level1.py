@@ -95,11 +95,20 @@ def reboot_case(runner: Runner, cfg: dict[str, object], out: Path) -> tuple[Case
     console_log = out / "level2-console-reboot.log"
     marks.level2_begins(console_log.name)
     guest = runner.start(qemu_command(cfg, "kvm", "lab.mode=reboot", reboot=True), "level2 reboot", tee=console_log)
-    deadline = time.monotonic() + 2 * float(cfg["kvm_timeout"])  # type: ignore[arg-type]
+    timeout = float(cfg["kvm_timeout"])  # type: ignore[arg-type]
+    deadline = time.monotonic() + 2 * timeout
+    # A guest silent for half a boot's bound has stopped: what KVM sees of it
+    # is sampled then, while level 1 still can (it may not live to the deadline).
+    heard, heard_at, stuck, sampled = len(guest.output), time.monotonic(), "", False
     while guest.output.count("LAB-REBOOT-BOOT") < 2 and guest.poll() is None and time.monotonic() < deadline:
         time.sleep(0.2)
+        if len(guest.output) != heard:
+            heard, heard_at = len(guest.output), time.monotonic()
+        elif not sampled and time.monotonic() - heard_at > timeout / 2:
+            stuck, sampled = sample_exits(runner, guest.pid, cfg, out / record_name("reboot")), True
     unfinished = guest.poll() is None and guest.output.count("LAB-REBOOT-BOOT") < 2
-    stuck = sample_exits(runner, guest.pid, cfg, out / record_name("reboot")) if unfinished else ""
+    if unfinished and not sampled:
+        stuck = sample_exits(runner, guest.pid, cfg, out / record_name("reboot"))
     guest.stop(signal.SIGKILL, grace=30)
     console = guest.output
     boots = [(int(m[1]), int(m[2])) for m in REBOOT_LINE.finditer(console)]

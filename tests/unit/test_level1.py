@@ -60,6 +60,31 @@ def test_a_reboot_guest_that_never_came_back_says_what_its_vcpus_did(tmp_path: P
     ), case.message
 
 
+def test_a_reboot_guest_silent_for_half_its_bound_is_sampled_then(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Run 11d8: the reboot guest stalled and level 1 died before the check's
+    deadline, with no sample of the guest. The sample now comes at its silence."""
+    from test_shutdown_trace import fake_tracefs
+
+    from lab import exit_record
+    from lab.invm import exit_sample, shutdown_trace
+    from lab.invm.level1 import reboot_case
+    from lab.runner import Runner
+
+    base = fake_tracefs(tmp_path / "tracefs")
+    monkeypatch.setattr(shutdown_trace, "TRACEFS_DIRS", (base,))
+    monkeypatch.setattr(exit_sample, "SAMPLE_S", 0.5)
+    qemu = tmp_path / "qemu"  # silent for 3 s between its boots, then finishes
+    qemu.write_text(
+        "#!/bin/sh\necho 'LAB-REBOOT-BOOT stale=0 registered=2'\nsleep 3\necho 'LAB-REBOOT-BOOT stale=0 registered=2'\nsleep 30\n"
+    )
+    qemu.chmod(0o755)
+    cfg = {"qemu": str(qemu), "guest_cpus": 2, "guest_mem_mb": 256, "kvm_timeout": 4.0,
+           "guest_kernel": str(tmp_path / "k"), "guest_initramfs": "i", "trace_shutdowns": True}  # fmt: skip
+    case, _ = reboot_case(Runner(tmp_path / "logs"), cfg, tmp_path)
+    assert case.status == "passed", case.message
+    assert (tmp_path / exit_record.record_name("reboot")).exists()  # sampled at 2 s of silence, before the second boot
+
+
 DUMP = ["LAB-GUEST-DMESG-BEGIN", "[    1.0] pvsched_guest: registered 2 vCPUs", "LAB-GUEST-DMESG-END"]
 
 
