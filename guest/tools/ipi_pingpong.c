@@ -49,7 +49,8 @@ int main(int argc, char **argv)
 	char byte = 0;
 	pid_t child;
 
-	if (argc != 2 || (seconds = atol(argv[1])) <= 0) {
+	seconds = argc == 2 ? atol(argv[1]) : 0;
+	if (seconds <= 0) {
 		fprintf(stderr, "usage: %s SECONDS\n", argv[0]);
 		return 2;
 	}
