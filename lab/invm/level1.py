@@ -36,7 +36,7 @@ from lab.invm.level2 import (
 )
 from lab.ktap import Case, parse_ktap, planned_count
 from lab.protocol import GUEST_DONE, LEVEL1_DONE, LEVEL1_READY
-from lab.runner import Runner
+from lab.runner import Background, Runner
 
 
 class Verdicts(list[Case]):
@@ -85,6 +85,25 @@ def unprivileged_vmm(runner: Runner, cfg: dict[str, object], out: Path) -> tuple
 REBOOT_LINE = re.compile(r"LAB-REBOOT-BOOT stale=(\d+) registered=(\d+)")
 
 
+def watch_guest(runner: Runner, guest: Background, cfg: dict[str, object], label: str, out: Path, done: Callable[[str], bool]) -> str:
+    """Wait up to two boots' bound for `done(console)` or the guest's end. A
+    guest silent for half a boot's bound has stopped: what KVM sees of it is
+    sampled then, while level 1 still can (it may not live to the deadline),
+    else at the deadline. Returns what the sample said ('' if none was taken)."""
+    timeout = float(cfg["kvm_timeout"])  # type: ignore[arg-type]
+    deadline = time.monotonic() + 2 * timeout
+    heard, heard_at, stuck, sampled = len(guest.output), time.monotonic(), "", False
+    while not done(guest.output) and guest.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+        if len(guest.output) != heard:
+            heard, heard_at = len(guest.output), time.monotonic()
+        elif not sampled and time.monotonic() - heard_at > timeout / 2:
+            stuck, sampled = sample_exits(runner, guest.pid, cfg, out / record_name(label)), True
+    if not done(guest.output) and guest.poll() is None and not sampled:
+        stuck = sample_exits(runner, guest.pid, cfg, out / record_name(label))
+    return stuck
+
+
 def reboot_case(runner: Runner, cfg: dict[str, object], out: Path) -> tuple[Case, str]:
     """A guest that reboots leaves no registration for its next kernel: the
     guest boots, registers and reboots (QEMU keeps running); its second boot
@@ -95,20 +114,7 @@ def reboot_case(runner: Runner, cfg: dict[str, object], out: Path) -> tuple[Case
     console_log = out / "level2-console-reboot.log"
     marks.level2_begins(console_log.name)
     guest = runner.start(qemu_command(cfg, "kvm", "lab.mode=reboot", reboot=True), "level2 reboot", tee=console_log)
-    timeout = float(cfg["kvm_timeout"])  # type: ignore[arg-type]
-    deadline = time.monotonic() + 2 * timeout
-    # A guest silent for half a boot's bound has stopped: what KVM sees of it
-    # is sampled then, while level 1 still can (it may not live to the deadline).
-    heard, heard_at, stuck, sampled = len(guest.output), time.monotonic(), "", False
-    while guest.output.count("LAB-REBOOT-BOOT") < 2 and guest.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.2)
-        if len(guest.output) != heard:
-            heard, heard_at = len(guest.output), time.monotonic()
-        elif not sampled and time.monotonic() - heard_at > timeout / 2:
-            stuck, sampled = sample_exits(runner, guest.pid, cfg, out / record_name("reboot")), True
-    unfinished = guest.poll() is None and guest.output.count("LAB-REBOOT-BOOT") < 2
-    if unfinished and not sampled:
-        stuck = sample_exits(runner, guest.pid, cfg, out / record_name("reboot"))
+    stuck = watch_guest(runner, guest, cfg, "reboot", out, lambda console: console.count("LAB-REBOOT-BOOT") >= 2)
     guest.stop(signal.SIGKILL, grace=30)
     console = guest.output
     boots = [(int(m[1]), int(m[2])) for m in REBOOT_LINE.finditer(console)]
@@ -161,13 +167,15 @@ def kexec_case(runner: Runner, cfg: dict[str, object], out: Path) -> tuple[Case,
     # A second kernel that dies in its boot ends QEMU with status 0: KVM's trace says whether it triple-faulted.
     trace = arm_shutdown_trace(runner) if cfg.get("trace_shutdowns") else None
     guest = runner.start(qemu_command(cfg, "kvm", "lab.mode=kexec", drives=drives), "level2 kexec", tee=console_log)
-    finished = guest.wait_for(GUEST_DONE, 2 * float(cfg["kvm_timeout"]))  # type: ignore[arg-type]
+    # What its vCPUs do in KVM if it falls silent (kept for lab.emulator_faults).
+    sampled = watch_guest(runner, guest, cfg, "kexec", out, lambda console: GUEST_DONE in console)
+    finished = guest.seen(GUEST_DONE)
     powered_off = guest.wait(KEXEC_POWER_OFF_S if finished else KEXEC_REAP_S) is not None
     if powered_off:
         stuck = "" if finished else f"QEMU exit {guest.poll()}; {shutdown_witness(trace, cfg)}"
     else:
-        # What its vCPUs do in KVM, before it is stopped (kept for lab.emulator_faults).
-        stuck = sample_exits(runner, guest.pid, cfg, out / record_name("kexec"))
+        # The sample taken at its silence, if it never finished; else what it does now.
+        stuck = sampled if sampled and not finished else sample_exits(runner, guest.pid, cfg, out / record_name("kexec"))
         guest.stop(signal.SIGKILL, grace=30)
     console = guest.output
     return kexec_verdict(console, int(cfg["guest_cpus"]), powered_off, stuck), console  # type: ignore[call-overload]

@@ -147,3 +147,26 @@ def test_a_second_kernel_that_died_in_its_boot_says_what_kvm_saw(tmp_path: Path,
     case, _ = kexec_case(Runner(tmp_path / "logs"), cfg, tmp_path)
     assert case.status == "failed"
     assert case.message.startswith("boots reported: [1]; the guest never finished: no data; QEMU exit 0; KVM saw a shutdown exit")
+
+
+def test_a_kexec_guest_silent_for_half_its_bound_is_sampled_then(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from test_shutdown_trace import fake_tracefs
+
+    from lab import exit_record
+    from lab.invm import exit_sample, shutdown_trace
+    from lab.invm.level1 import kexec_case
+    from lab.runner import Runner
+
+    base = fake_tracefs(tmp_path / "tracefs")
+    monkeypatch.setattr(shutdown_trace, "TRACEFS_DIRS", (base,))
+    monkeypatch.setattr(exit_sample, "SAMPLE_S", 0.5)
+    first = "".join(f"echo '{line}'\n" for line in ["LAB-KEXEC-BOOT 1 stale=0 registered=2", *DUMP])
+    second = "".join(f"echo '{line}'\n" for line in ["LAB-KEXEC-BOOT 2 stale=0 registered=2", *DUMP, "LAB-GUEST-DONE"])
+    qemu = tmp_path / "qemu"  # silent for 3 s between its kernels, then finishes and powers off
+    qemu.write_text(f"#!/bin/sh\n{first}sleep 3\n{second}")
+    qemu.chmod(0o755)
+    cfg = {"qemu": str(qemu), "guest_cpus": 2, "guest_mem_mb": 256, "kvm_timeout": 4.0, "tcg_timeout": 4.0,
+           "guest_kernel": str(tmp_path / "bzImage"), "guest_initramfs": "i", "trace_shutdowns": True}  # fmt: skip
+    case, _ = kexec_case(Runner(tmp_path / "logs"), cfg, tmp_path)
+    assert case.status == "passed", case.message
+    assert (tmp_path / exit_record.record_name("kexec")).exists()  # sampled at 2 s of silence, before the second kernel
