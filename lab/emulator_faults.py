@@ -313,7 +313,7 @@ def _vmrun_return_loops(attempt_dir: Path, vmrun_return: int) -> list[Evidence]:
             what = f"a level-2 {seen}, level 1's return point from VMRUN"
             # At the end: it explains the stalls it causes; in the guest's console: what failed once that guest began.
             found.append(Evidence("guest-at-vmrun-return", what, record.name, AT_END))
-            console = attempt_dir / record.name.replace("level2-exits-", "level2-console-").replace(".json", ".log")
+            console = attempt_dir / f"level2-console-{exit_record.label_of(record)}.log"
             if lines := len(_read(console).splitlines()):
                 found.append(Evidence("guest-at-vmrun-return", what, console.name, lines))
     return found

@@ -32,9 +32,14 @@ def record_name(guest: str) -> str:
     return f"level2-exits-{guest}.json"
 
 
+def label_of(record: Path) -> str:
+    """The guest whose exit sample `record` is (record_name's inverse)."""
+    return record.name.removeprefix("level2-exits-").removesuffix(".json")
+
+
 def registers_path(record: Path) -> Path:
     """Where the registers of the guest whose exit sample is `record` are kept (lab.invm.qmp)."""
-    return record.with_name(record.name.replace("level2-exits-", "level2-registers-")).with_suffix(".txt")
+    return record.with_name(f"level2-registers-{label_of(record)}.txt")
 
 
 def write_record(path: Path, found: dict[int, VcpuExits], seconds: float) -> None:

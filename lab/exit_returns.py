@@ -17,11 +17,11 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from pathlib import Path
 
-from lab import bzimage
+from lab import bzimage, landmarks
 from lab.runner import Runner
+from lab.symbols import SymbolMap
 
 # Instructions that exit from a guest to level 1's KVM, which then resumes
 # the guest past them (port I/O, MSRs KVM intercepts, pause-loop exits, ...).
@@ -29,14 +29,12 @@ EXITING = frozenset({"in", "out", "ins", "outs", "insb", "outsb", "wrmsr", "rdms
                      "vmmcall", "vmcall", "xsetbv", "wbinvd", "invd", "rdpmc", "monitor", "mwait"})  # fmt: skip
 # The decompressed bzImage payload (vmlinux.bin: ELF, no symbols), kept beside it.
 ELF_NAME = "vmlinux.bin"
-# "ffffffff81ac0178:\tout    %al,(%dx)" (objdump -d --no-show-raw-insn)
-_INSN = re.compile(r"^\s*([0-9a-f]+):\s+(?:(?:rep|repz|repnz|lock)\s+)?([a-z][a-z0-9]*)")
 
 
 def instruction_before(listing: str, address: int) -> str | None:
     """The mnemonic of the instruction that ends at `address` in an objdump
     listing decoded from before it; None if no instruction starts there."""
-    insns = [(int(m[1], 16), m[2]) for line in listing.splitlines() if (m := _INSN.match(line))]
+    insns = landmarks.instructions(listing)
     for (_, name), (start, _) in zip(insns, insns[1:], strict=False):
         if start == address:
             return name
@@ -45,14 +43,7 @@ def instruction_before(listing: str, address: int) -> str | None:
 
 def function_start(system_map: Path, address: int) -> int | None:
     """The start of the text symbol that holds `address`."""
-    best = None
-    for line in system_map.read_text().splitlines():
-        parts = line.split()
-        if len(parts) == 3 and parts[1] in "tTwW":
-            start = int(parts[0], 16)
-            if start <= address and (best is None or start > best):
-                best = start
-    return best
+    return SymbolMap(system_map).start(address)
 
 
 def _decompressed(kernel: Path) -> Path:

@@ -14,8 +14,8 @@ from lab.runner import Runner
 FILE = "landmarks.json"
 VMRUN_RETURN = "vmrun_return"
 VMRUN_FUNCTION = "__svm_vcpu_run"
-# "ffffffff81e8d20d:\tvmrun  %rax" (objdump -d --no-show-raw-insn)
-_INSN = re.compile(r"^\s*([0-9a-f]+):\s+(\S+)")
+# "ffffffff81e8d20d:\tvmrun  %rax", "...:\tlock cmpxchg %edx,(%rbx)" (objdump -d --no-show-raw-insn)
+_INSN = re.compile(r"^\s*([0-9a-f]+):\s+(?:(?:rep|repz|repnz|lock)\s+)?([a-z][a-z0-9]*)")
 
 
 def function_range(system_map: Path, name: str) -> tuple[int, int] | None:
@@ -34,10 +34,15 @@ def function_range(system_map: Path, name: str) -> tuple[int, int] | None:
     return (start, end) if end is not None else None
 
 
+def instructions(disassembly: str) -> list[tuple[int, str]]:
+    """(address, mnemonic) of each instruction in an objdump listing, prefixes dropped."""
+    return [(int(m[1], 16), m[2]) for line in disassembly.splitlines() if (m := _INSN.match(line))]
+
+
 def after_instruction(disassembly: str, mnemonic: str) -> int | None:
     """The address of the instruction after the only `mnemonic` in an objdump
     listing; None if there is none or more than one (then it is ambiguous)."""
-    insns = [(int(m[1], 16), m[2]) for line in disassembly.splitlines() if (m := _INSN.match(line))]
+    insns = instructions(disassembly)
     at = [i for i, (_, name) in enumerate(insns) if name == mnemonic]
     if len(at) != 1 or at[0] + 1 >= len(insns):
         return None

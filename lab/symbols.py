@@ -24,6 +24,11 @@ class SymbolMap:
         self.is_global = [g for _, _, g in pairs]
         self.copies = Counter(self.names)
 
+    def start(self, addr: int) -> int | None:
+        """The address of the text symbol that holds `addr`."""
+        i = bisect.bisect_right(self.addrs, addr) - 1
+        return self.addrs[i] if i >= 0 else None
+
     def name(self, addr: int) -> str:
         """`function+0xoff`; a static function the compiler emitted in many
         units (an out-of-line `wrmsrl`) also names the global function
