@@ -103,13 +103,19 @@ def _names(allowed: tuple[str, ...]) -> Callable[[str], list[str]]:
 
 
 def _cap(text: str) -> str:
-    """BUDGET_US/PERIOD_US with 0 < budget <= period (what KVM's cap can enforce)."""
+    """BUDGET_US/PERIOD_US[/VM_BUDGET_US] with 0 < budget <= period and
+    0 < VM budget (what KVM's cap can enforce)."""
+    shape = f"{text!r} is not BUDGET_US/PERIOD_US[/VM_BUDGET_US], e.g. 3000/100000"
     try:
-        budget, period = (int(v) for v in text.split("/"))
+        budget, period, *vm = (int(v) for v in text.split("/"))
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not BUDGET_US/PERIOD_US, e.g. 3000/100000") from None
+        raise argparse.ArgumentTypeError(shape) from None
+    if len(vm) > 1:
+        raise argparse.ArgumentTypeError(shape)
     if not 0 < budget <= period:
         raise argparse.ArgumentTypeError(f"budget {budget} us must be above 0 and at most the period {period} us")
+    if vm and vm[0] <= 0:
+        raise argparse.ArgumentTypeError(f"the VM's budget {vm[0]} us must be above 0")
     return text
 
 
@@ -214,8 +220,9 @@ def parser() -> argparse.ArgumentParser:
     st.add_argument("--kills", type=_positive_int, default=5, help="VMM SIGKILLed while a vCPU thread is boosted")
     st.add_argument("--teardowns", type=_positive_int, default=40, help="tiny VMs killed while a vCPU is boosted or throttled")
     st.add_argument("--hostile-secs", type=_positive_int, default=20, help="seconds of host measurement, vanilla and hostile")
-    st.add_argument("--hostile-cap", type=_cap, default=None, metavar="BUDGET_US/PERIOD_US",
-                    help="a vCPU's boost cap during the hostile part (default: KVM's shipped cap, left as it is)")  # fmt: skip
+    st.add_argument("--hostile-cap", type=_cap, default=None, metavar="BUDGET_US/PERIOD_US[/VM_BUDGET_US]",
+                    help="a vCPU's boost cap, and the VM's budget if given, during the hostile part "
+                         "(default: KVM's shipped cap, left as it is)")  # fmt: skip
     st.add_argument("--hostile-rounds", type=_positive_int, default=STRESS_HOSTILE_ROUNDS,
                     help="rounds of vanilla, policy and hostile measurements (single 20 s rounds vary ~10 %% here; "
                          "5 or more for an interval)")  # fmt: skip

@@ -30,6 +30,11 @@ def cyclictest_command(*extra: str) -> list[str]:
     return ["cyclictest", "-m", "-p", str(HOST_CT_PRIORITY), "-i", "1000", *extra, "-q"]
 
 
+def ordinary_cyclictest_command(*extra: str) -> list[str]:
+    """A cyclictest waking every millisecond at SCHED_OTHER, as the host's ordinary tasks run."""
+    return ["cyclictest", "-m", "--policy=other", "-i", "1000", *extra, "-q"]
+
+
 class HostLoad:
     """stress-ng on every CPU and a 1 kHz cyclictest below the boosts' priority."""
 

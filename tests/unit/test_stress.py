@@ -412,12 +412,12 @@ def test_hostile_verdict_gives_each_ratio_its_interval_over_paired_rounds() -> N
     assert latency["low"] < 1.0 < 1.1 < latency["high"]
     assert details["progress_interval"]["low"] < details["progress_ratio"] < details["progress_interval"]["high"]
     assert len(failures) == 1
-    assert failures[0].startswith(f"host cyclictest avg 1.10x [{latency['low']:.2f}, {latency['high']:.2f}] of vanilla")
+    assert failures[0].startswith(f"host SCHED_OTHER cyclictest avg 1.10x [{latency['low']:.2f}, {latency['high']:.2f}] of vanilla")
     assert failures[0].endswith("; not resolved: the interval holds 1.1)")
     # Fewer than five rounds give no interval (four pairs on one side by chance
     # one time in eight): the verdict on the medians stands, no interval is claimed.
     details, failures = hostile_verdict(vanilla[:4], hostile[:4])
-    assert "host_latency_interval" not in details and failures[0].startswith("host cyclictest avg 1.10x of vanilla")
+    assert "host_latency_interval" not in details and failures[0].startswith("host SCHED_OTHER cyclictest avg 1.10x of vanilla")
 
 
 def test_hostile_verdict_says_resolved_only_when_the_interval_clears_the_bound() -> None:
@@ -623,3 +623,97 @@ def test_a_lost_hostile_guest_says_what_kvm_saw_of_it(tmp_path: Path, monkeypatc
         assert sampled == [4242] and result["error"].endswith("npf at __svm_vcpu_run+0xa0")
     else:
         assert sampled == [] and result["error"] == f"guest ended before its load (QEMU exit 0; {witness})"
+
+
+def _histfile(counts: dict[int, int]) -> str:
+    """A cyclictest --histfile with one thread: `latency_us count` lines, then its summary."""
+    lines = [f"{us:06d} {counts.get(us, 0):06d}" for us in range(0, max(counts) + 1)]
+    total = sum(counts.values())
+    avg = sum(us * n for us, n in counts.items()) // total
+    return "\n".join([*lines, f"# Total: {total:09d}", f"# Min Latencies: {min(counts):05d}",
+                      f"# Avg Latencies: {avg:05d}", f"# Max Latencies: {max(counts):05d}"]) + "\n"  # fmt: skip
+
+
+def test_cyclictest_result_reads_its_histogram_under_its_prefix(tmp_path: Path) -> None:
+    from lab.invm.stress import cyclictest_result
+
+    hist = tmp_path / "h.hist"
+    hist.write_text(_histfile({100: 80, 300: 19, 9000: 1}))
+    result = cyclictest_result("# /dev/cpu_dma_latency set to 0us\n", hist, "rt_")
+    assert result == {"rt_ct_avg_us": 227.0, "rt_ct_max_us": 9000.0, "rt_ct_p50_us": 100.0, "rt_ct_p99_us": 300.0}
+    # Nothing measured is None, never 0: the verdict then has no data and fails.
+    assert cyclictest_result("", tmp_path / "absent.hist") == {"ct_avg_us": None, "ct_max_us": None}
+
+
+def test_hostile_round_measures_an_ordinary_and_a_fifo_host_task_over_one_window(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from lab.invm import stress as invm_stress
+
+    stress = _stress_with_fakes(tmp_path, monkeypatch, _Taint())
+    stress.cfg.update({"hostile_secs": 20, "kvm_timeout": 1})
+    guest = _LostGuest(None)
+    guest.wait_for = lambda marker, timeout: True  # type: ignore[method-assign]
+    monkeypatch.setattr(invm_stress, "Guest", lambda *args: guest)
+    monkeypatch.setattr(invm_stress.time, "sleep", lambda s: None)
+    monkeypatch.setattr(stress, "snapshot", lambda: [{"tid": 7, "throttles": "3", "boosted_ns": "2000000"}])
+    started: list[list[str]] = []
+    latencies = {"--policy=other": {900: 9, 1500: 1}, "-p": {200: 10}}
+
+    class _Proc:
+        def __init__(self, cmd: list[str]) -> None:
+            self.cmd, self.output = cmd, "stress-ng: metrc: cpu 1234 20.0\n" if cmd[0] == "stress-ng" else ""
+            if cmd[0] == "cyclictest":
+                started.append(cmd)
+                hist = next(a.split("=", 1)[1] for a in cmd if a.startswith("--histfile="))
+                Path(hist).write_text(_histfile(next(v for k, v in latencies.items() if k in cmd)))
+
+        def wait(self, timeout: float) -> int:
+            return 0
+
+    stress.runner = SimpleNamespace(start=lambda cmd, label, **kw: _Proc(cmd), run=lambda cmd, label, **kw: _Proc(cmd))
+    result = stress.measure_host("hostile-hostile-2", 1)
+    assert [c[:3] for c in started] == [["cyclictest", "-m", "--policy=other"], ["cyclictest", "-m", "-p"]]
+    assert all(c[c.index("-D") + 1] == "20" for c in started)  # the same window as stress-ng's
+    assert result["ct_avg_us"] == 960.0 and result["ct_p50_us"] == 900.0  # the ordinary task: judged
+    assert result["rt_ct_avg_us"] == 200.0  # below the boosts: reported
+    assert result["bogo_ops"] == 1234 and result["throttles"] == 0
+
+
+def test_hostile_verdict_judges_the_ordinary_task_and_reports_the_fifo_one() -> None:
+    from lab.invm.stress import hostile_verdict
+
+    # A FIFO task below the boosts 1.27x slower (b591's figure), the ordinary task not.
+    vanilla = [{**_run(1000 + i, 2000 + 10 * i), "rt_ct_avg_us": 420.0 + i} for i in range(5)]
+    hostile = [{**_run(990 + i, 2050 + 10 * i, 40), "rt_ct_avg_us": 534.0 + i} for i in range(5)]
+    details, failures = hostile_verdict(vanilla, hostile)
+    assert failures == []
+    assert details["rt_latency_ratio"] == 1.27 and details["rt_latency_interval"]["low"] > 1.1
+    # The ordinary task 1.2x slower fails, whatever the FIFO one did.
+    slower = [{**r, "ct_avg_us": r["ct_avg_us"] * 1.2, "rt_ct_avg_us": 420.0} for r in hostile]
+    _, failures = hostile_verdict(vanilla, slower)
+    assert len(failures) == 1 and failures[0].startswith("host SCHED_OTHER cyclictest avg 1.23x")
+
+
+def test_hostile_cap_takes_the_vm_budget_too() -> None:
+    from lab.cli import parser
+
+    args = parser().parse_args(["stress", "--hostile-cap", "500000/1000000/1000000"])
+    assert args.hostile_cap == "500000/1000000/1000000"
+    assert parser().parse_args(["stress", "--hostile-cap", "3000/100000"]).hostile_cap == "3000/100000"
+    for bad in ("500000", "5/4", "1/2/0", "1/2/3/4", "a/b"):
+        with pytest.raises(SystemExit):
+            parser().parse_args(["stress", "--hostile-cap", bad])
+
+
+def test_hostile_part_applies_the_vm_budget_it_was_given(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from lab.invm import stress as invm_stress
+
+    stress = _stress_with_fakes(tmp_path, monkeypatch, _Taint())
+    stress.cfg.update({"hostile_cap": "500000/1000000/1000000", "hostile_rounds": 1})
+    written: list[tuple[str, int]] = []
+    monkeypatch.setattr(invm_stress.pvsched_host, "set_cap", lambda b, p: written.append(("cap", b, p)))  # type: ignore[arg-type]
+    monkeypatch.setattr(invm_stress.pvsched_host, "set_kvm_param", lambda name, v: written.append((name, v)))
+    monkeypatch.setattr(stress, "measure_host", lambda label, hostile: {"bogo_ops": 100.0, "ct_avg_us": 50.0, "throttles": 1})
+    part = invm_stress.Part("hostile")
+    stress.hostile(part)
+    assert written == [("cap", 500000, 1000000), ("pvsched_vm_budget_us", 1000000)]
+    assert part.details["cap"] == "500000 us per 1000000 us, the VM's 1000000 us"
