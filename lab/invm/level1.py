@@ -173,6 +173,10 @@ def kexec_case(runner: Runner, cfg: dict[str, object], out: Path) -> tuple[Case,
     powered_off = guest.wait(KEXEC_POWER_OFF_S if finished else KEXEC_REAP_S) is not None
     if powered_off:
         stuck = "" if finished else f"QEMU exit {guest.poll()}; {shutdown_witness(trace, cfg)}"
+        if stuck:
+            # The witness in level 1's console, with its guest's console, as a
+            # boot_guest's: where the host looks for the sign it may be.
+            print(f"level2 kexec: kernel 2 did not finish ({stuck}) (console {console_log})", flush=True)
     else:
         # The sample taken at its silence, if it never finished; else what it does now.
         stuck = sampled if sampled and not finished else sample_exits(runner, guest.pid, cfg, out / record_name("kexec"))

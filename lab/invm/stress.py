@@ -571,7 +571,8 @@ class Stress:
         try:
             if not guest.wait_for("LAB-STRESS load start", float(self.cfg["kvm_timeout"])):
                 if guest.proc.poll() is not None:
-                    return {"error": f"guest ended before its load (QEMU exit {guest.proc.poll()}; {shutdown_witness(trace, self.cfg)})"}
+                    witness = f"QEMU exit {guest.proc.poll()}; {shutdown_witness(trace, self.cfg)}"
+                    return {"error": f"guest ended before its load ({witness}) (console {guest.log})"}
                 record = self.out / record_name(f"stress-{label}")
                 seen = sample_exits(self.runner, guest.proc.pid, self.cfg, record)
                 return {"error": "guest did not start its load" + (f"; {seen}" if seen else "")}
@@ -586,7 +587,7 @@ class Stress:
             if not after:
                 exited = guest.proc.poll()
                 gone = f", its QEMU exited with status {exited}; {shutdown_witness(trace, self.cfg)}" if exited is not None else ""
-                result["error"] = f"no KVM snapshot after the measurement (the guest was gone{gone})"
+                result["error"] = f"no KVM snapshot after the measurement (the guest was gone{gone}) (console {guest.log})"
             (self.out / f"stress-{label}-host.txt").write_text(sng_out + "\n" + "\n".join(out for out, _ in latency.values()))
             m = re.search(r"\bcpu\s+(\d+)\s", sng_out)
             result["bogo_ops"] = int(m[1]) if m else None

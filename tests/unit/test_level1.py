@@ -127,7 +127,9 @@ def test_the_kexec_check_judges_the_second_kernel(
     assert "lab.mode=kexec" in args
 
 
-def test_a_second_kernel_that_died_in_its_boot_says_what_kvm_saw(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_second_kernel_that_died_in_its_boot_says_what_kvm_saw(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     from test_shutdown_trace import SHUTDOWN, fake_tracefs
 
     from lab.invm import shutdown_trace
@@ -147,6 +149,11 @@ def test_a_second_kernel_that_died_in_its_boot_says_what_kvm_saw(tmp_path: Path,
     case, _ = kexec_case(Runner(tmp_path / "logs"), cfg, tmp_path)
     assert case.status == "failed"
     assert case.message.startswith("boots reported: [1]; the guest never finished: no data; QEMU exit 0; KVM saw a shutdown exit")
+    # Said in level 1's console with the guest's console, where the host reads the sign from (test run 123b's attempt 2).
+    from lab.emulator_faults import _TRIPLE_FAULT
+
+    m = _TRIPLE_FAULT.search(capsys.readouterr().out)
+    assert m and m[2] == "level2-console-kexec.log" and "shutdown at 0x" in m[1]
 
 
 def test_a_kexec_guest_silent_for_half_its_bound_is_sampled_then(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -588,6 +588,7 @@ class _LostGuest:
 
     def __init__(self, exit_status: int | None) -> None:
         self.proc = SimpleNamespace(poll=lambda: exit_status, pid=4242)
+        self.log = Path("/out/level2-console-stress-hostile-vanilla-3.log")
         self.console = ""
         self.ended = False
 
@@ -622,7 +623,12 @@ def test_a_lost_hostile_guest_says_what_kvm_saw_of_it(tmp_path: Path, monkeypatc
     if exit_status is None:
         assert sampled == [4242] and result["error"].endswith("npf at __svm_vcpu_run+0xa0")
     else:
-        assert sampled == [] and result["error"] == f"guest ended before its load (QEMU exit 0; {witness})"
+        assert sampled == [] and result["error"] == f"guest ended before its load (QEMU exit 0; {witness}) (console {guest.log})"
+        # What the host reads for `guest-resumed-past-exit`: the witness and its guest's console.
+        from lab.emulator_faults import _TRIPLE_FAULT
+
+        m = _TRIPLE_FAULT.search(f"stress hostile: lost round: vanilla round 3: {result['error']}; measured again")
+        assert m and m[2] == guest.log.name and "0xffffffff81001234" in m[1]
 
 
 def _histfile(counts: dict[int, int]) -> str:
