@@ -73,7 +73,8 @@ def run_stress(pipe: Pipeline, tree: SourceTree, builds: dict[str, KernelBuild],
     for part in report["parts"]:
         lost = part.get("lost", [])
         ok = stress_resume.part_passed(part)
-        why = "; ".join(part["failures"][:5] + ([f"{len(lost)} rounds lost: {lost[0]}"] if lost else []))
+        unresolved = [f"not resolved: {n}" for n in part["details"].get("not_resolved", [])]
+        why = "; ".join(part["failures"][:5] + ([f"{len(lost)} rounds lost: {lost[0]}"] if lost else []) + unresolved)
         pipe.record.cases.append(Case(f"stress_{part['name']}", "level1", "passed" if ok else "failed",
                                       f"{part['rounds']} rounds; {why}".rstrip("; "), part["seconds"]))  # fmt: skip
     # Boots that finished before a rerun left their state too: all must be clean.

@@ -723,3 +723,21 @@ def test_hostile_part_applies_the_vm_budget_it_was_given(tmp_path: Path, monkeyp
     stress.hostile(part)
     assert written == [("cap", 500000, 1000000), ("pvsched_vm_budget_us", 1000000)]
     assert part.details["cap"] == "500000 us per 1000000 us, the VM's 1000000 us"
+
+
+def test_a_pass_inside_the_noise_is_said_not_resolved() -> None:
+    from lab.invm.stress import hostile_verdict
+
+    # The SCHED_OTHER task's rounds of run 20261204T222634Z-8e29: 1.04x on the
+    # medians, within 1.1, but vanilla alone spread 58 %.
+    vanilla = [_run(1531, 1027), _run(1612, 983), _run(1597, 1019), _run(1618, 926), _run(1818, 532), _run(1701, 682), _run(1704, 823)]
+    hostile = [_run(1590, 973, 42), _run(1741, 771, 42), _run(1583, 1014, 43), _run(1597, 833, 43), _run(1693, 785, 42),
+               _run(1569, 967, 42), _run(1583, 1038, 42)]  # fmt: skip
+    details, failures = hostile_verdict(vanilla, hostile)
+    assert failures == []
+    assert len(details["not_resolved"]) == 1 and details["not_resolved"][0].startswith("host latency 1.")
+    assert details["not_resolved"][0].endswith("holds 1.1")
+    # Far inside its bounds: resolved, nothing said.
+    calm = [_run(r["bogo_ops"], 500.0 + i, 40) for i, r in enumerate(vanilla)]
+    details, _ = hostile_verdict([_run(r["bogo_ops"], 500.0 + i) for i, r in enumerate(vanilla)], calm)
+    assert "not_resolved" not in details
