@@ -6,12 +6,22 @@ from __future__ import annotations
 
 from typing import Any
 
+from lab.protocol import stress_trouble
+
 
 def part_in_trouble(part: dict[str, Any]) -> bool:
     """A failure or a lost round (a guest that reset or hung, measured
     again): only an emulator sign excuses either, and then the host reruns
     the part (lab.suites.stress); its lost rounds are then `lost_excused`."""
     return bool(part.get("failures") or part.get("lost"))
+
+
+def trouble_checks(part: dict[str, Any]) -> list[tuple[str, str]]:
+    """The checks the host judges for a part that did not pass: one per
+    failure and lost round, each at its own mark (lab.invm.stress); the part
+    itself if it has none (a part that ran no round: no mark, never excused)."""
+    troubles = len(part.get("failures", [])) + len(part.get("lost", []))
+    return [("stress", stress_trouble(part["name"], n)) for n in range(1, troubles + 1)] or [("stress", part["name"])]
 
 
 def part_passed(part: dict[str, Any]) -> bool:

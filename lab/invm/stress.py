@@ -27,7 +27,7 @@ from lab.invm import boosted_teardown, marks, pvsched_host, vcpu_sampler, watchd
 from lab.invm.bench import parse_histfile
 from lab.invm.host_load import cyclictest_command, every_cpu_command, ordinary_cyclictest_command
 from lab.invm.level2 import Guest, arm_shutdown_trace, boot_guest, guest_dmesg, sample_exits, shutdown_witness
-from lab.protocol import LEVEL1_DONE, LEVEL1_READY, SHIPPED_CAP_US, STRESS_HOSTILE_ROUNDS, STRESS_PARTIAL_REPORT
+from lab.protocol import LEVEL1_DONE, LEVEL1_READY, SHIPPED_CAP_US, STRESS_HOSTILE_ROUNDS, STRESS_PARTIAL_REPORT, stress_trouble
 from lab.runner import Runner
 
 KVM_VM_DEBUGFS = Path("/sys/kernel/debug/kvm")
@@ -53,14 +53,15 @@ class Part:
     # oops or a warning in level 1 runs on a kernel that may no longer be whole.
     tainted_at_start: int = 0
 
-    def _mark_first_trouble(self) -> None:
-        """The part's first failure or lost round, in the kernel log: where the host looks for signs before it."""
-        if not self.failures and not self.lost:
-            marks.failed("stress", self.name)
+    def _mark_trouble(self) -> None:
+        """Each failure and lost round in the kernel log, numbered: the host
+        judges each by where it happened (a sign before a lost round says
+        nothing of a criterion failed minutes later)."""
+        marks.failed("stress", stress_trouble(self.name, len(self.failures) + len(self.lost) + 1))
 
     def fail(self, why: str) -> None:
         print(f"stress {self.name}: FAIL {why}", flush=True)
-        self._mark_first_trouble()
+        self._mark_trouble()
         self.failures.append(why)
 
     def lose(self, why: str) -> None:
@@ -68,7 +69,7 @@ class Part:
         figures are whole, but the part fails unless the host finds an
         emulator sign at or before this mark (lab.stress_resume.part_passed)."""
         print(f"stress {self.name}: lost round: {why}", flush=True)
-        self._mark_first_trouble()
+        self._mark_trouble()
         self.lost.append(why)
 
 

@@ -130,9 +130,9 @@ def stress_attempts(pipe: Pipeline, level1: Level1, cfg: dict[str, Any], out: Pa
             for part in partial["parts"]:
                 part["attempt"] = len(attempts) + 1
             finished = {part["name"] for part in partial["parts"]}
-            failed_parts = [("stress", p["name"]) for p in partial["parts"] if not stress_resume.part_passed(p)]
+            failed_parts = [c for p in partial["parts"] if not stress_resume.part_passed(p) for c in stress_resume.trouble_checks(p)]
             if "current" in partial and stress_resume.part_in_trouble(partial["current"]):
-                failed_parts.append(("stress", partial["current"]["name"]))
+                failed_parts += stress_resume.trouble_checks(partial["current"])
             why = (pipe.record.failed_step or {}).get("message", "level 1 lost").splitlines()[0]
             pipe.scan_level2(out)
             judgement = pipe.judge_attempt(out, failed_parts, first_splat, why)
@@ -162,7 +162,8 @@ def stress_attempts(pipe: Pipeline, level1: Level1, cfg: dict[str, Any], out: Pa
             break
         pipe.scan_log((out / "level1-dmesg.txt").read_text(), "level1", "vm/level1-dmesg.txt")
         pipe.scan_level2(out)
-        judgement = pipe.judge_attempt(out, [("stress", name) for name in failed], first_splat, "")
+        troubles = [c for p in report["parts"] if p["name"] in failed for c in stress_resume.trouble_checks(p)]
+        judgement = pipe.judge_attempt(out, troubles, first_splat, "")
         if not judgement.excused:
             # The verdict stands: the splats are scanned again with the report below.
             del pipe.record.splats[first_splat:], pipe.record.cases[first_case:]

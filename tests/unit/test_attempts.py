@@ -271,3 +271,20 @@ def test_a_guests_sign_does_not_explain_what_failed_once_the_next_guest_began(tm
     verdict = _judge(tmp_path, "[   1.0] boot\n" + begin + during + later, checks)
     assert not verdict.excused
     assert any("pvsched_kexec_unregisters" in why for why in verdict.unexplained)
+
+
+def test_a_guests_sign_excuses_its_lost_round_not_the_criterion_failed_after_it(tmp_path: Path) -> None:
+    from oops_samples import NULL_CS_FRAME_OOPS
+
+    # The planted cap's run 8d95: hostile policy round 3's guest lost (its
+    # sign), then the criterion failed at the part's end, guests later.
+    (tmp_path / "level2-console-stress-hostile-policy-3.log").write_text("LAB-GUEST-READY\n" + NULL_CS_FRAME_OOPS)
+    dmesg = ("[   1.0] boot\n[ 400.0] LAB-LEVEL2-BEGIN level2-console-stress-hostile-policy-3.log\n"
+             "[ 480.0] LAB-FAILED stress/hostile#001\n[ 490.0] LAB-LEVEL2-BEGIN level2-console-stress-hostile-policy-3-again.log\n"
+             "[ 600.0] LAB-LEVEL2-BEGIN level2-console-stress-hostile-hostile-4.log\n"
+             "[ 634.0] LAB-FAILED stress/hostile#002\n[ 634.0] LAB-FAILED stress/hostile#003\n")  # fmt: skip
+    verdict = _judge(tmp_path, dmesg, [("stress", "hostile#001")])
+    assert verdict.excused, verdict.unexplained  # the lost round alone: the emulator's
+    verdict = _judge(tmp_path, dmesg, [("stress", f"hostile#{n:03d}") for n in (1, 2, 3)])
+    assert not verdict.excused
+    assert [why.split(" failed")[0] for why in verdict.unexplained] == ["stress/hostile#002", "stress/hostile#003"]

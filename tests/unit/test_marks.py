@@ -32,7 +32,7 @@ def test_a_kernel_log_that_cannot_be_written_is_said_on_the_console(tmp_path: Pa
     assert "LAB-FAILED level1/x (not in the kernel log" in capsys.readouterr().out
 
 
-def test_a_stress_parts_first_lost_round_or_failure_is_marked_once(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_each_lost_round_and_failure_of_a_stress_part_is_marked(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     from lab.invm.stress import Part
 
     kmsg = tmp_path / "kmsg"
@@ -40,7 +40,15 @@ def test_a_stress_parts_first_lost_round_or_failure_is_marked_once(tmp_path: Pat
     monkeypatch.setattr(marks, "KMSG", kmsg)
     part = Part("hostile")
     part.lose("vanilla round 1: no KVM snapshot after the measurement; measured again")
-    assert kmsg.read_text().splitlines() == ["<3>LAB-FAILED stress/hostile"]  # a lost round is a failure
+    assert kmsg.read_text().splitlines() == ["<3>LAB-FAILED stress/hostile#001"]  # a lost round is a failure
     part.fail("host stress-ng progress 0.80x of vanilla")
     part.lose("hostile round 2: guest did not start its load; measured again")
-    assert kmsg.read_text().splitlines() == ["<3>LAB-FAILED stress/hostile"]  # where the host looks for signs before it
+    # Each where it happened: the host judges each by its own place.
+    assert kmsg.read_text().splitlines() == [f"<3>LAB-FAILED stress/hostile#{n:03d}" for n in (1, 2, 3)]
+    from lab.stress_resume import trouble_checks
+
+    assert trouble_checks({"name": "hostile", "failures": part.failures, "lost": part.lost}) == [
+        ("stress", f"hostile#{n:03d}") for n in (1, 2, 3)
+    ]
+    # A part that ran nothing has no mark: judged by its name, found nowhere, never excused.
+    assert trouble_checks({"name": "kill", "failures": [], "lost": []}) == [("stress", "kill")]

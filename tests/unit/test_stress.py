@@ -11,6 +11,7 @@ from oops_samples import SYSTEM_MAP
 
 from lab import stress_resume
 from lab.invm.stress import counters_consistent
+from lab.protocol import stress_trouble
 from lab.suites import stress as stress_suite
 from lab.suites.stress import stress_markdown
 
@@ -175,10 +176,11 @@ def _stress_pipeline(tmp_path, monkeypatch, boots):  # type: ignore[no-untyped-d
             if part["name"] in failing:
                 part["failures"] = [f"{part['name']} failed"]
             part.update(part_overrides.get(part["name"], {}))
-        # Level 1 marks a part's first failure in its kernel log, after the console's text here.
-        failed_now = [p["name"] for p in parts if p["failures"] or p["lost"]]
-        failed_now += [rest[3]["name"]] if len(rest) > 3 and (rest[3]["failures"] or rest[3]["lost"]) else []
-        console += "".join(f"[  500.0] LAB-FAILED stress/{name}\n" for name in failed_now)
+        # Level 1 marks each failure and lost round of a part in its kernel log, after the console's text here.
+        failed_now = [p for p in parts if p["failures"] or p["lost"]]
+        failed_now += [rest[3]] if len(rest) > 3 and (rest[3]["failures"] or rest[3]["lost"]) else []
+        console += "".join(f"[  500.0] LAB-FAILED stress/{stress_trouble(p['name'], n + 1)}\n"
+                           for p in failed_now for n in range(len(p["failures"]) + len(p["lost"])))  # fmt: skip
         (out_dir / "level1-console.log").write_text(console)
         for name in ("level1-dmesg.txt", "level2-dmesg.txt"):
             (out_dir / name).write_text("")
