@@ -55,15 +55,6 @@ SHIPPED_CAP_US = {"budget": 50_000, "period": 1_000_000, "vm_budget": 50_000, "s
 # The stress suite: the report rewritten after every part, and the parts
 # that snapshot the per-vCPU counters.
 STRESS_PARTIAL_REPORT = "stress-partial.json"
-
-
-def stress_trouble(part: str, n: int) -> str:
-    """The check name of a stress part's n-th failure or lost round (1-based),
-    marked in level 1's kernel log as `LAB-FAILED stress/<this>`: fixed width,
-    so no mark is a prefix of another."""
-    return f"{part}#{n:03d}"
-
-
 STRESS_COUNTER_PARTS = frozenset({"reload", "kill", "hostile"})
 # The hostile part's rounds: at least five, so its ratios keep an interval
 # (lab.bench_stats.MIN_ROUNDS); seven, because one round's host latency
@@ -78,3 +69,10 @@ BENCH_GUEST_CPUS = {"single": 1, "smp": 2, "tenants": 1}
 # A bench window still open this long past its length is livelocked: level 1
 # withdraws the mode and reports the livelock as the mode's result.
 BENCH_OVERDUE_GRACE_S = 30
+
+
+def stress_trouble(part: str, n: int) -> str:
+    """The check name of a stress part's n-th failure or lost round (1-based),
+    marked in level 1's kernel log as `LAB-FAILED stress/<this>`: fixed width,
+    so no mark is a prefix of another."""
+    return f"{part}#{n:03d}"
