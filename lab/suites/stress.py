@@ -62,6 +62,15 @@ def stress_markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def part_case(part: dict[str, Any]) -> Case:
+    """A part's verdict: its failures, its lost rounds, and a pass its noise could not resolve."""
+    lost = part.get("lost", [])
+    unresolved = [f"not resolved: {n}" for n in part["details"].get("not_resolved", [])]
+    why = "; ".join(part["failures"][:5] + ([f"{len(lost)} rounds lost: {lost[0]}"] if lost else []) + unresolved)
+    status = "passed" if stress_resume.part_passed(part) else "failed"
+    return Case(f"stress_{part['name']}", "level1", status, f"{part['rounds']} rounds; {why}".rstrip("; "), part["seconds"])
+
+
 def run_stress(pipe: Pipeline, tree: SourceTree, builds: dict[str, KernelBuild], stress_opts: dict[str, Any]) -> None:
     binaries = {f"bin/{name}": Path(pipe.runner.which(name) or f"/usr/bin/{name}") for name in ("cyclictest",)}
     level1, cfg, out = pipe.prepare_vms(tree, builds, binaries)
@@ -70,13 +79,7 @@ def run_stress(pipe: Pipeline, tree: SourceTree, builds: dict[str, KernelBuild],
     cfg.update(stress_opts)
     report = stress_attempts(pipe, level1, cfg, out)
     pipe.record.stress = report
-    for part in report["parts"]:
-        lost = part.get("lost", [])
-        ok = stress_resume.part_passed(part)
-        unresolved = [f"not resolved: {n}" for n in part["details"].get("not_resolved", [])]
-        why = "; ".join(part["failures"][:5] + ([f"{len(lost)} rounds lost: {lost[0]}"] if lost else []) + unresolved)
-        pipe.record.cases.append(Case(f"stress_{part['name']}", "level1", "passed" if ok else "failed",
-                                      f"{part['rounds']} rounds; {why}".rstrip("; "), part["seconds"]))  # fmt: skip
+    pipe.record.cases += [part_case(part) for part in report["parts"]]
     # Boots that finished before a rerun left their state too: all must be clean.
     end = stress_resume.merged_end_state([*report.get("earlier_end_states", []), report["end_state"]])
     checks = {

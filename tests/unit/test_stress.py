@@ -743,3 +743,13 @@ def test_a_pass_inside_the_noise_is_said_not_resolved() -> None:
     calm = [_run(r["bogo_ops"], 500.0 + i, 40) for i, r in enumerate(vanilla)]
     details, _ = hostile_verdict([_run(r["bogo_ops"], 500.0 + i) for i, r in enumerate(vanilla)], calm)
     assert "not_resolved" not in details
+
+
+def test_a_parts_case_says_a_pass_was_not_resolved() -> None:
+    from lab.suites.stress import part_case
+
+    part = {**_part("hostile"), "rounds": 21, "details": {"not_resolved": ["host latency 1.04x [0.80, 1.42] holds 1.1"]}}
+    case = part_case(part)
+    assert case.status == "passed" and case.message == "21 rounds; not resolved: host latency 1.04x [0.80, 1.42] holds 1.1"
+    lost = {**_part("churn"), "lost": ["round 3: guest hung; measured again"]}
+    assert part_case(lost).status == "failed" and part_case(lost).message == "1 rounds; 1 rounds lost: round 3: guest hung; measured again"
