@@ -26,11 +26,16 @@ def run(pipe: Pipeline, stress_opts: dict[str, Any]) -> int:
     return pipe.run_suite(suite)
 
 
+def _listed_below(value: Any) -> bool:
+    """A detail too large for the table (a dict, or a list of rounds): one line each below it."""
+    return isinstance(value, dict) or (isinstance(value, list) and bool(value) and all(isinstance(v, dict) for v in value))
+
+
 def stress_markdown(report: dict[str, Any]) -> str:
     lines = ["## Stress", "", "| part | level-1 boot | rounds | failures | lost rounds | seconds | details |",
              "| --- | --- | --- | --- | --- | --- | --- |"]  # fmt: skip
     for p in report["parts"]:
-        details = ", ".join(f"{k}={v}" for k, v in p["details"].items() if not isinstance(v, dict))
+        details = ", ".join(f"{k}={v}" for k, v in p["details"].items() if not _listed_below(v))
         excused = f" (+{len(p['lost_excused'])} excused)" if p.get("lost_excused") else ""
         # A part begun after an oops or a warning in level 1 ran on a kernel that may not be whole.
         taint = int(p.get("level1_tainted_at_start", 0))
@@ -49,9 +54,11 @@ def stress_markdown(report: dict[str, Any]) -> str:
             dropped = f"; its failures, run again: {kept['failures_not_kept']}" if kept["failures_not_kept"] else ""
             lines.append(f"\n{p['name']}: {kept['rounds']} clean rounds kept from level-1 boot {kept['attempt']}{dropped}")
     for p in report["parts"]:
-        for name, run in p["details"].items():
-            if isinstance(run, dict):
-                lines.append(f"\n{p['name']} {name}: " + ", ".join(f"{k}={v}" for k, v in run.items()))
+        for name, value in p["details"].items():
+            runs = [value] if isinstance(value, dict) else value if _listed_below(value) else []
+            for i, run in enumerate(runs):
+                label = f"{name} {i}" if isinstance(value, list) else name  # a round of a variant
+                lines.append(f"\n{p['name']} {label}: " + ", ".join(f"{k}={v}" for k, v in run.items()))
 
     def counts(end: dict[str, Any]) -> str:
         return ", ".join(f"{k}={v if not isinstance(v, list) else len(v)}" for k, v in end.items())

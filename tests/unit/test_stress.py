@@ -55,7 +55,8 @@ def test_stress_markdown_lists_parts_and_end_state() -> None:
         "parts": [
             {"name": "churn", "rounds": 10, "failures": [], "seconds": 200.0, "details": {}},
             {"name": "hostile", "rounds": 2, "failures": ["x"], "seconds": 90.0,
-             "details": {"progress_ratio": 0.97, "vanilla": {"bogo_ops": 100}}},
+             "details": {"progress_ratio": 0.97, "vanilla": {"bogo_ops": 100}, "hostile": [{"bogo_ops": 90}, {"bogo_ops": 95}],
+                         "not_resolved": ["host latency 1.04x [0.80, 1.42] holds 1.1"]}},
             {"name": "reload", "rounds": 0, "failures": ["y"], "seconds": 15.2, "details": {},
              "level1_tainted_at_start": 640},
             {"name": "kill", "rounds": 5, "failures": [], "seconds": 300.0, "details": {},
@@ -68,6 +69,9 @@ def test_stress_markdown_lists_parts_and_end_state() -> None:
     assert "| reload | 1 (tainted at start) | 0 | 1 | 0 | 15.2 |" in md
     assert "| kill | 1 (taint unread) | 5 | 0 | 0 | 300.0 |" in md
     assert "progress_ratio=0.97" in md and "hostile vanilla: bogo_ops=100" in md
+    # Rounds are listed one per line below the table, not dumped into it.
+    assert "hostile hostile 0: bogo_ops=90" in md and "hostile hostile 1: bogo_ops=95" in md and "[{" not in md
+    assert "not_resolved=['host latency 1.04x [0.80, 1.42] holds 1.1']" in md
     assert "registered_areas=0" in md
 
 
