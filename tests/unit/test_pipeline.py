@@ -269,3 +269,19 @@ def test_every_object_the_makefile_builds_to_be_refused_is_tried_in_level1():
     assert built == set(pipeline.REJECTED_BPF)
     for name in built:
         assert (Path(__file__).parents[2] / "bpf" / f"{name}.bpf.c").is_file()
+
+
+def test_an_attempt_failed_on_splats_alone_is_judged_like_any_other(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    # Test run efab: every check passed, then the sched_ext guest stalled
+    # (an RCU stall in it, its vCPU at level 1's VMRUN return); the run
+    # failed on no_splats_level2 alone, never judged. With an emulator sign
+    # before the splat it is the emulator's and run again; without, it stands.
+    pipe = _pipeline(tmp_path, monkeypatch, [(NULL_PERCPU_OOPS + NULL_PERCPU_TRACE, _report("passed")), _report("passed")])
+    functional.run_vms(pipe, None, {})  # type: ignore[arg-type]
+    assert pipe.record.status == "passed" and len(pipe.record.reruns()) == 1
+    assert pipe.record.splats and all(s.attributed.startswith("attempt 1 lost to the emulator") for s in pipe.record.splats)
+    oops_without_evidence = NULL_PERCPU_OOPS.replace("RAX: 0000000000000000", "RAX: ffff888100000000")
+    pipe = _pipeline(tmp_path / "b", monkeypatch, [(oops_without_evidence, _report("passed")), _report("passed")])
+    functional.run_vms(pipe, None, {})  # type: ignore[arg-type]
+    assert pipe.record.status == "failed" and pipe.record.reruns() == []
+    assert pipe.record.attempts[0]["verdict"].startswith("not excused")
