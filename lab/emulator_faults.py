@@ -313,9 +313,11 @@ def _vmrun_return_loops(attempt_dir: Path, vmrun_return: int) -> list[Evidence]:
             what = f"a level-2 {seen}, level 1's return point from VMRUN"
             # At the end: it explains the stalls it causes; in the guest's console: what failed once that guest began.
             found.append(Evidence("guest-at-vmrun-return", what, record.name, AT_END))
+            # A guest that printed nothing yet has an empty console: its sign
+            # sits at its first line (test run eadc's reboot guest).
             console = attempt_dir / f"level2-console-{exit_record.label_of(record)}.log"
-            if lines := len(_read(console).splitlines()):
-                found.append(Evidence("guest-at-vmrun-return", what, console.name, lines))
+            if console.exists():
+                found.append(Evidence("guest-at-vmrun-return", what, console.name, len(_read(console).splitlines()) or 1))
     return found
 
 
@@ -333,13 +335,13 @@ def resumed_past_exit(attempt_dir: Path, console: str, exit_before: Callable[[in
     for m in _TRIPLE_FAULT.finditer(console):
         guest = attempt_dir / m[2]
         guest_lines = _read(guest).splitlines()
-        if not guest_lines or any(_GUEST_DIED_ALOUD.search(line) for line in guest_lines):
+        if not guest.exists() or any(_GUEST_DIED_ALOUD.search(line) for line in guest_lines):
             continue
         for vcpu, rip, where in _SHUTDOWN_AT.findall(m[1]):
             name = exit_before(int(rip, 16))
             if name:
                 what = f"level-2 vCPU {vcpu} triple-faulted at {where or rip}, right after `{name}`, where level 1 resumed it"
-                found.append(Evidence("guest-resumed-past-exit", what, m[2], len(guest_lines)))
+                found.append(Evidence("guest-resumed-past-exit", what, m[2], len(guest_lines) or 1))  # an empty console: its first line
     return found
 
 

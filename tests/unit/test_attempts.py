@@ -288,3 +288,28 @@ def test_a_guests_sign_excuses_its_lost_round_not_the_criterion_failed_after_it(
     verdict = _judge(tmp_path, dmesg, [("stress", f"hostile#{n:03d}") for n in (1, 2, 3)])
     assert not verdict.excused
     assert [why.split(" failed")[0] for why in verdict.unexplained] == ["stress/hostile#002", "stress/hostile#003"]
+
+
+def test_a_guest_that_printed_nothing_has_its_sign_in_its_empty_console(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from lab import exit_record, landmarks
+    from lab.exit_record import VcpuExits
+
+    # Test run eadc: the reboot check's guest printed nothing, its vCPU 1 looping
+    # at level 1's VMRUN return; the check failed with no data and was not excused.
+    monkeypatch.setattr(emulator_faults, "ATTRIBUTABLE", SHIPPED_ATTRIBUTABLE)
+    (tmp_path / "level1-console.log").write_text("")
+    begin = "[   85.0] LAB-LEVEL2-BEGIN level2-console-reboot.log\n"
+    failed = "[  325.2] LAB-FAILED level2/pvsched_reboot_unregisters\n[  325.3] LAB-LEVEL2-BEGIN level2-console-kexec.log\n"
+    (tmp_path / "level1-dmesg.txt").write_text("[    1.0] boot\n" + begin + failed)
+    (tmp_path / "level2-console-reboot.log").write_text("")
+    loop = VcpuExits(1, 523, [("npf", 0xFFFFFFFF81512AA0, 523)])
+    exit_record.write_record(tmp_path / exit_record.record_name("reboot"), {1: loop}, 2.0)
+    signs = emulator_faults.find(tmp_path, "tcg", {}, {landmarks.VMRUN_RETURN: 0xFFFFFFFF81512AA0})
+    assert [(s.source, s.line_no) for s in signs] == [("level2-exits-reboot.json", 0), ("level2-console-reboot.log", 1)]
+    checks = [("level2", "pvsched_reboot_unregisters")]
+    verdict = attempts.judge(tmp_path, signs, attempts.failures_of(tmp_path, checks, [], ""))
+    assert verdict.excused, verdict.unexplained
+    # A guest with no console kept at all gives no such place.
+    (tmp_path / "level2-console-reboot.log").unlink()
+    signs = emulator_faults.find(tmp_path, "tcg", {}, {landmarks.VMRUN_RETURN: 0xFFFFFFFF81512AA0})
+    assert not attempts.judge(tmp_path, signs, attempts.failures_of(tmp_path, checks, [], "")).excused

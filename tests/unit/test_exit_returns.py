@@ -55,6 +55,12 @@ def test_a_silent_triple_fault_after_an_exit_is_the_sign(tmp_path: Path) -> None
     found = emulator_faults.resumed_past_exit(attempt, WITNESS, {0xFFFFFFFF813C2A79: "out"}.get)
     assert [(e.signature, e.source, e.line_no) for e in found] == [("guest-resumed-past-exit", "level2-console-control-2.log", 2)]
     assert "right after `out`" in found[0].detail
+    # A guest that died before it printed anything: the sign at its empty console's first line.
+    attempt = _attempt(tmp_path, "")
+    found = emulator_faults.resumed_past_exit(attempt, WITNESS, {0xFFFFFFFF813C2A79: "out"}.get)
+    assert [(e.source, e.line_no) for e in found] == [("level2-console-control-2.log", 1)]
+    (tmp_path / "level2-console-control-2.log").unlink()  # no console kept: no place for it
+    assert emulator_faults.resumed_past_exit(tmp_path, WITNESS, {0xFFFFFFFF813C2A79: "out"}.get) == []
 
 
 def test_a_triple_fault_elsewhere_or_after_a_reported_crash_is_not(tmp_path: Path) -> None:
