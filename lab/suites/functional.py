@@ -46,7 +46,9 @@ def run_vms(pipe: Pipeline, tree: SourceTree, builds: dict[str, KernelBuild]) ->
         # Splats alone are judged too: a guest stalled by a proven emulator
         # fault after its checks passed is the emulator's (test run efab).
         judgement = pipe.judge_attempt(out, failed, first_splat, lost)
-        attempt: dict[str, Any] = {"failed": [f"{lv}/{n}" for lv, n in failed] + ([lost] if lost else []),
+        # What failed, as the summary lists it: the splat checks too (the splats themselves are judged).
+        shown = [f"{c.level}/{c.name}" for c in pipe.record.cases[first_case:] if c.status == "failed"]
+        attempt: dict[str, Any] = {"failed": shown + ([lost] if lost else []),
                                    "evidence": [e.describe() for e in judgement.evidence], "verdict": judgement.summary()}  # fmt: skip
         if not judgement.excused or len(attempts) >= pipe.opts.vm_retries:
             attempt["dir"] = str(out)

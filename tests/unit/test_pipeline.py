@@ -280,6 +280,7 @@ def test_an_attempt_failed_on_splats_alone_is_judged_like_any_other(tmp_path, mo
     functional.run_vms(pipe, None, {})  # type: ignore[arg-type]
     assert pipe.record.status == "passed" and len(pipe.record.reruns()) == 1
     assert pipe.record.splats and all(s.attributed.startswith("attempt 1 lost to the emulator") for s in pipe.record.splats)
+    assert pipe.record.attempts[0]["failed"] == ["level1/no_splats_level1"]  # what the summary says failed
     oops_without_evidence = NULL_PERCPU_OOPS.replace("RAX: 0000000000000000", "RAX: ffff888100000000")
     pipe = _pipeline(tmp_path / "b", monkeypatch, [(oops_without_evidence, _report("passed")), _report("passed")])
     functional.run_vms(pipe, None, {})  # type: ignore[arg-type]
