@@ -17,7 +17,7 @@ from lab.emulator_control import DEFAULT_CELLS as CONTROL_DEFAULT_CELLS
 from lab.errors import LabError
 from lab.paths import REPO, RESULTS_DIR, cache_dir
 from lab.pipeline import Options, Pipeline, StepFailed
-from lab.protocol import BENCH_GUEST_CPUS, BENCH_MODES, BENCH_SCENARIOS, STRESS_HOSTILE_ROUNDS
+from lab.protocol import BENCH_GUEST_CPUS, BENCH_MODES, BENCH_SCENARIOS, STRESS_HOSTILE_ROUNDS, parse_cap
 from lab.runner import Runner, exit_on_signal, stop_all
 from lab.vm import Level1, vng_command
 
@@ -107,15 +107,13 @@ def _cap(text: str) -> str:
     0 < VM budget (what KVM's cap can enforce)."""
     shape = f"{text!r} is not BUDGET_US/PERIOD_US[/VM_BUDGET_US], e.g. 3000/100000"
     try:
-        budget, period, *vm = (int(v) for v in text.split("/"))
+        budget, period, vm = parse_cap(text)
     except ValueError:
         raise argparse.ArgumentTypeError(shape) from None
-    if len(vm) > 1:
-        raise argparse.ArgumentTypeError(shape)
     if not 0 < budget <= period:
         raise argparse.ArgumentTypeError(f"budget {budget} us must be above 0 and at most the period {period} us")
-    if vm and vm[0] <= 0:
-        raise argparse.ArgumentTypeError(f"the VM's budget {vm[0]} us must be above 0")
+    if vm is not None and vm <= 0:
+        raise argparse.ArgumentTypeError(f"the VM's budget {vm} us must be above 0")
     return text
 
 

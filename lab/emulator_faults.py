@@ -317,7 +317,7 @@ def _vmrun_return_loops(attempt_dir: Path, vmrun_return: int) -> list[Evidence]:
             # sits at its first line (test run eadc's reboot guest).
             console = attempt_dir / f"level2-console-{exit_record.label_of(record)}.log"
             if console.exists():
-                found.append(Evidence("guest-at-vmrun-return", what, console.name, len(_read(console).splitlines()) or 1))
+                found.append(Evidence("guest-at-vmrun-return", what, console.name, _last_line(_read(console).splitlines())))
     return found
 
 
@@ -341,8 +341,13 @@ def resumed_past_exit(attempt_dir: Path, console: str, exit_before: Callable[[in
             name = exit_before(int(rip, 16))
             if name:
                 what = f"level-2 vCPU {vcpu} triple-faulted at {where or rip}, right after `{name}`, where level 1 resumed it"
-                found.append(Evidence("guest-resumed-past-exit", what, m[2], len(guest_lines) or 1))  # an empty console: its first line
+                found.append(Evidence("guest-resumed-past-exit", what, m[2], _last_line(guest_lines)))
     return found
+
+
+def _last_line(lines: list[str]) -> int:
+    """Where a guest's sign sits in its console: its last line (an empty console: its first)."""
+    return len(lines) or 1
 
 
 def _read(path: Path) -> str:

@@ -76,3 +76,11 @@ def stress_trouble(part: str, n: int) -> str:
     marked in level 1's kernel log as `LAB-FAILED stress/<this>`: fixed width,
     so no mark is a prefix of another."""
     return f"{part}#{n:03d}"
+
+
+def parse_cap(text: str) -> tuple[int, int, int | None]:
+    """BUDGET_US/PERIOD_US[/VM_BUDGET_US] -> (budget, period, VM budget or None); ValueError if not that shape."""
+    budget, period, *vm = (int(v) for v in text.split("/"))
+    if len(vm) > 1:
+        raise ValueError(f"{text!r} has more than three fields")
+    return budget, period, vm[0] if vm else None

@@ -29,6 +29,7 @@ from lab.invm.level2 import (
     READY,
     arm_shutdown_trace,
     boot_guest,
+    console_ref,
     guest_dmesg,
     qemu_command,
     sample_exits,
@@ -176,7 +177,7 @@ def kexec_case(runner: Runner, cfg: dict[str, object], out: Path) -> tuple[Case,
         if stuck:
             # The witness in level 1's console, with its guest's console, as a
             # boot_guest's: where the host looks for the sign it may be.
-            print(f"level2 kexec: kernel 2 did not finish ({stuck}) (console {console_log})", flush=True)
+            print(f"level2 kexec: kernel 2 did not finish ({stuck}){console_ref(console_log)}", flush=True)
     else:
         # The sample taken at its silence, if it never finished; else what it does now.
         stuck = sampled if sampled and not finished else sample_exits(runner, guest.pid, cfg, out / record_name("kexec"))

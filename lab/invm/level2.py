@@ -134,7 +134,7 @@ def boot_guest(
     else:
         reason = ""
     if reason:
-        reason += f" (console {console_log})"
+        reason += console_ref(console_log)
     seconds = ready_at[-1] if ready_at else result.seconds
     return accel.Probe(mode, not reason, round(seconds, 2), reason), console
 
@@ -203,6 +203,11 @@ def shutdown_witness(trace: Path | None, cfg: dict[str, object]) -> str:
     except OSError as exc:
         return f"KVM trace unreadable: {exc}"
     return shutdown_trace.verdict(exits, _guest_symbols(cfg))
+
+
+def console_ref(console_log: Path) -> str:
+    """` (console PATH)` after a guest's failure: where the host reads its signs (lab.emulator_faults)."""
+    return f" (console {console_log})"
 
 
 def guest_dmesg(console: str) -> str:

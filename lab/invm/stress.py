@@ -26,8 +26,8 @@ from lab.exit_record import record_name
 from lab.invm import boosted_teardown, marks, pvsched_host, vcpu_sampler, watchdog
 from lab.invm.bench import parse_histfile
 from lab.invm.host_load import cyclictest_command, every_cpu_command, ordinary_cyclictest_command
-from lab.invm.level2 import Guest, arm_shutdown_trace, boot_guest, guest_dmesg, sample_exits, shutdown_witness
-from lab.protocol import LEVEL1_DONE, LEVEL1_READY, SHIPPED_CAP_US, STRESS_HOSTILE_ROUNDS, STRESS_PARTIAL_REPORT, stress_trouble
+from lab.invm.level2 import Guest, arm_shutdown_trace, boot_guest, console_ref, guest_dmesg, sample_exits, shutdown_witness
+from lab.protocol import LEVEL1_DONE, LEVEL1_READY, SHIPPED_CAP_US, STRESS_HOSTILE_ROUNDS, STRESS_PARTIAL_REPORT, parse_cap, stress_trouble
 from lab.runner import Runner
 
 KVM_VM_DEBUGFS = Path("/sys/kernel/debug/kvm")
@@ -523,10 +523,10 @@ class Stress:
         saved = pvsched_host.Cap.read()
         budget_us, period_us, vm_budget_us = saved.budget_us, saved.period_us, saved.vm_budget_us
         if self.cfg.get("hostile_cap"):
-            budget_us, period_us, *vm = (int(v) for v in str(self.cfg["hostile_cap"]).split("/"))
+            budget_us, period_us, vm = parse_cap(str(self.cfg["hostile_cap"]))
             pvsched_host.set_cap(budget_us, period_us)
-            if vm:
-                vm_budget_us = vm[0]
+            if vm is not None:
+                vm_budget_us = vm
                 pvsched_host.set_kvm_param("pvsched_vm_budget_us", vm_budget_us)
         elif not saved.is_shipped():
             part.fail(f"KVM's cap is {budget_us}/{period_us} us (VM {vm_budget_us} us), not the shipped {SHIPPED_CAP_US}")
@@ -581,7 +581,7 @@ class Stress:
             if not guest.wait_for("LAB-STRESS load start", float(self.cfg["kvm_timeout"])):
                 if guest.proc.poll() is not None:
                     witness = f"QEMU exit {guest.proc.poll()}; {shutdown_witness(trace, self.cfg)}"
-                    return {"error": f"guest ended before its load ({witness}) (console {guest.log})"}
+                    return {"error": f"guest ended before its load ({witness}){console_ref(guest.log)}"}
                 record = self.out / record_name(f"stress-{label}")
                 seen = sample_exits(self.runner, guest.proc.pid, self.cfg, record)
                 return {"error": "guest did not start its load" + (f"; {seen}" if seen else "")}
@@ -596,7 +596,7 @@ class Stress:
             if not after:
                 exited = guest.proc.poll()
                 gone = f", its QEMU exited with status {exited}; {shutdown_witness(trace, self.cfg)}" if exited is not None else ""
-                result["error"] = f"no KVM snapshot after the measurement (the guest was gone{gone}) (console {guest.log})"
+                result["error"] = f"no KVM snapshot after the measurement (the guest was gone{gone}){console_ref(guest.log)}"
             (self.out / f"stress-{label}-host.txt").write_text(sng_out + "\n" + "\n".join(out for out, _ in latency.values()))
             m = re.search(r"\bcpu\s+(\d+)\s", sng_out)
             result["bogo_ops"] = int(m[1]) if m else None
