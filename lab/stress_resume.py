@@ -4,9 +4,11 @@ of several boots as one. Level 1 runs the parts (lab.invm.stress)."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
-from lab.protocol import stress_trouble
+from lab.protocol import LEVEL2_BEGIN, stress_trouble
+from lab.splats import Splat
 
 
 def part_in_trouble(part: dict[str, Any]) -> bool:
@@ -89,3 +91,30 @@ def merged_end_state(states: list[dict[str, Any]]) -> dict[str, Any]:
         "counter_snapshots": states[-1]["counter_snapshots"],
         "inconsistent_counters": states[-1]["inconsistent_counters"],
     }
+
+
+_CONSOLE = re.compile(r"level2-console-stress-([\w.-]+?)\.log$")
+
+
+def parts_hit_by_splats(splats: list[Splat], level1_log: list[str], names: list[str]) -> list[str]:
+    """The parts, of `names` in the order run, that a finished boot's splats
+    leave without evidence: the part whose guest printed a level-2 splat;
+    for a level-1 splat, the part whose guest last began before it in level
+    1's log and every part after it (level 1 may not be whole since), or
+    every part when no guest began before it."""
+    hit: set[str] = set()
+
+    def part_of(console: str) -> str | None:
+        found = _CONSOLE.search(console)
+        label = found.group(1) if found else ""
+        return next((n for n in names if label == n or label.startswith(f"{n}-")), None)
+
+    for splat in splats:
+        if splat.level == "level2":
+            part = part_of(splat.source)
+            hit.update([part] if part else names)
+            continue
+        begun = [line for line in level1_log[: max(splat.line_no, 1)] if LEVEL2_BEGIN in line]
+        first = part_of(begun[-1].split(LEVEL2_BEGIN, 1)[1].strip()) if begun else None
+        hit.update(names[names.index(first) :] if first else names)
+    return [n for n in names if n in hit]

@@ -115,9 +115,10 @@ def run_stress(pipe: Pipeline, tree: SourceTree, builds: dict[str, KernelBuild],
 
 def stress_attempts(pipe: Pipeline, level1: Level1, cfg: dict[str, Any], out: Path) -> dict[str, Any]:
     """Run the stress parts in level 1. A boot lost on the way, or one that
-    finished with failed parts, is rebooted for the parts it had not
-    finished or that failed only when lab.attempts excuses it (every
-    failure explained by an emulator sign), up to vm_retries times. Parts
+    finished with failed parts or splats, is rebooted for the parts it had
+    not finished, that failed or that the splats hit (lab.stress_resume)
+    only when lab.attempts excuses it (every failure and splat explained by
+    an emulator sign), up to vm_retries times. Parts
     keep their results from the boot that ran them; each attempt is kept
     and listed, and the last boot is never excused."""
     remaining = list(cfg["parts"])
@@ -168,30 +169,42 @@ def stress_attempts(pipe: Pipeline, level1: Level1, cfg: dict[str, Any], out: Pa
             ui.info(f"stress attempt {len(attempts)} {judgement.summary()}; rerunning parts {remaining} (kept in {attempt['dir']})")
             continue
         failed = [part["name"] for part in report["parts"] if not stress_resume.part_passed(part)]
-        if not failed or len(attempts) >= pipe.opts.vm_retries:
+        if len(attempts) >= pipe.opts.vm_retries:
             break
         pipe.scan_log((out / "level1-dmesg.txt").read_text(), "level1", "vm/level1-dmesg.txt")
         pipe.scan_level2(out)
+        splats = pipe.record.splats[first_splat:]
         troubles = [c for p in report["parts"] if p["name"] in failed for c in stress_resume.trouble_checks(p)]
+        if not failed and not splats:
+            del pipe.record.cases[first_case:]  # scanned again with the report below
+            break
         judgement = pipe.judge_attempt(out, troubles, first_splat, "")
         if not judgement.excused:
             # The verdict stands: the splats are scanned again with the report below.
             del pipe.record.splats[first_splat:], pipe.record.cases[first_case:]
-            ui.info(f"stress parts {failed} failed and stand ({judgement.summary()})")
+            ui.info(f"stress parts {failed} failed or left splats, and stand ({judgement.summary()})")
             break
-        # Every failure in the finished boot came after an emulator sign:
-        # what failed there is measured again in a new boot; what passed stands.
+        # Every failure and splat in the finished boot came after an emulator
+        # sign: the parts that failed, and those that passed but the splats
+        # leave without evidence (none of their rounds kept), are measured
+        # again in a new boot; what passed clean stands.
+        names = [part["name"] for part in report["parts"]]
+        hit = stress_resume.parts_hit_by_splats(splats, (out / "level1-dmesg.txt").read_text().splitlines(), names)
+        rerun = [name for name in names if name in failed or name in hit]
         for part in report["parts"]:
             part["attempt"] = len(attempts) + 1
-            if part["name"] in failed:
+            if part["name"] in failed:  # its own failures place its trouble: its clean rounds are kept
                 kept_rounds.keep(part, len(attempts) + 1)
-        done += [kept_rounds.merge(part) for part in report["parts"] if part["name"] not in failed]
+        done += [kept_rounds.merge(part) for part in report["parts"] if part["name"] not in rerun]
         snapshots += int(report["end_state"]["counter_snapshots"])
         inconsistent += report["end_state"]["inconsistent_counters"]
         earlier_end_states.append(report["end_state"])
-        attempt = {"failed": failed, "evidence": [e.describe() for e in judgement.evidence], "verdict": judgement.summary(),
-                   "failed_parts": {p["name"]: p["failures"][:3] for p in report["parts"] if p["name"] in failed}}  # fmt: skip
+        splat_text = [f"{s.kind}: {s.line[:100]}" for s in splats]
+        attempt = {"failed": rerun, "evidence": [e.describe() for e in judgement.evidence], "verdict": judgement.summary(),
+                   "failed_parts": {p["name"]: p["failures"][:3] or splat_text[:1]
+                                    for p in report["parts"] if p["name"] in rerun}}  # fmt: skip
         _lose_stress_boot(pipe, out, attempts, attempt, first_splat, first_case)
+        failed = rerun
         remaining = failed
         ui.info(f"stress attempt {len(attempts)} {judgement.summary()}; rerunning {failed} (kept in {attempt['dir']})")
     for part in report["parts"]:

@@ -250,10 +250,12 @@ def test_a_finished_boot_with_emulator_evidence_reruns_only_its_failed_parts(tmp
 
     from lab.suites.stress import stress_markdown
 
-    boots = [(3, False, NULL_PERCPU_OOPS, {"hostile"}), (1, False, "")]
+    # Level 1's oops came while the hostile part's guest ran, the last part.
+    console = "[   10.0] LAB-LEVEL2-BEGIN level2-console-stress-hostile-vanilla-0.log\n" + NULL_PERCPU_OOPS
+    boots = [(3, False, console, {"hostile"}), (1, False, "")]
     pipe, out, asked = _stress_pipeline(tmp_path, monkeypatch, boots)
-    report = stress_suite.stress_attempts(pipe, None, {"parts": ["hostile", "churn", "kill"]}, out)  # type: ignore[arg-type]
-    assert asked == [["hostile", "churn", "kill"], ["hostile"]]
+    report = stress_suite.stress_attempts(pipe, None, {"parts": ["churn", "kill", "hostile"]}, out)  # type: ignore[arg-type]
+    assert asked == [["churn", "kill", "hostile"], ["hostile"]]
     assert [(p["name"], p["attempt"], p["failures"]) for p in report["parts"]] == [("churn", 1, []), ("kill", 1, []), ("hostile", 2, [])]
     assert report["attempts"][0]["failed_parts"] == {"hostile": ["hostile failed"]}
     assert pipe.record.splats and all(s.attributed for s in pipe.record.splats)
@@ -261,12 +263,51 @@ def test_a_finished_boot_with_emulator_evidence_reruns_only_its_failed_parts(tmp
 
 
 def test_a_finished_boot_is_not_rerun_without_evidence_or_when_all_passed(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    from oops_samples import NULL_PERCPU_OOPS
-
-    for boots in ([(2, False, "", {"hostile"})], [(2, False, NULL_PERCPU_OOPS)]):
+    for boots in ([(2, False, "", {"hostile"})], [(2, False, "")]):
         pipe, out, asked = _stress_pipeline(tmp_path / str(len(boots[0])), monkeypatch, boots)
         report = stress_suite.stress_attempts(pipe, None, {"parts": ["hostile", "churn"]}, out)  # type: ignore[arg-type]
-        assert len(asked) == 1 and "attempts" not in report
+        assert len(asked) == 1 and "attempts" not in report and not pipe.record.splats
+
+
+def test_a_boot_whose_parts_passed_beside_a_splat_is_judged(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from oops_samples import NULL_PERCPU_OOPS
+
+    # Every part passed, and level 1 oopsed while churn's guest ran: with an
+    # emulator sign, churn and what came after it are measured again (the
+    # splat's round unknown, none of churn's rounds kept); hostile stands.
+    console = "[   10.0] LAB-LEVEL2-BEGIN level2-console-stress-churn-0.log\n" + NULL_PERCPU_OOPS
+    pipe, out, asked = _stress_pipeline(tmp_path, monkeypatch, [(3, False, console), (2, False, "")])
+    report = stress_suite.stress_attempts(pipe, None, {"parts": ["hostile", "churn", "kill"], "churn": 10}, out)  # type: ignore[arg-type]
+    assert asked == [["hostile", "churn", "kill"], ["churn", "kill"]] and asked.cfgs[1]["churn_from"] == 0
+    assert [(p["name"], p["attempt"]) for p in report["parts"]] == [("hostile", 1), ("churn", 2), ("kill", 2)]
+    assert "stack guard page" in report["attempts"][0]["failed_parts"]["churn"][0]
+    assert pipe.record.splats and all(s.attributed for s in pipe.record.splats)
+    # Without a sign (a NULL read that is not the emulator's), the splat fails the run at once.
+    plain = (
+        "[   10.0] LAB-LEVEL2-BEGIN level2-console-stress-churn-0.log\n"
+        "[ 11.0] BUG: kernel NULL pointer dereference, address: 0000000000000008\n"
+    )
+    pipe, out, asked = _stress_pipeline(tmp_path / "plain", monkeypatch, [(3, False, plain), (2, False, "")])
+    report = stress_suite.stress_attempts(pipe, None, {"parts": ["hostile", "churn", "kill"]}, out)  # type: ignore[arg-type]
+    assert len(asked) == 1 and "attempts" not in report and not pipe.record.splats  # scanned with the report, by run_stress
+
+
+def test_splats_hit_the_part_whose_guest_printed_them_or_level_1_from_then_on() -> None:
+    from lab.splats import Splat
+    from lab.stress_resume import parts_hit_by_splats
+
+    names = ["churn", "hotplug", "reload", "kill", "hostile"]
+    guest = Splat("level2", "warning", 3, "WARNING: ...", "vm/level2-console-stress-reload-again.log")
+    assert parts_hit_by_splats([guest], [], names) == ["reload"]
+    hostile = Splat("level2", "oops", 3, "Oops: ...", "vm/level2-console-stress-hostile-policy-2.log")
+    assert parts_hit_by_splats([hostile, guest], [], names) == ["reload", "hostile"]
+    log = ["[ 1.0] LAB-LEVEL2-BEGIN level2-console-stress-churn-0.log", "[ 2.0] LAB-LEVEL2-BEGIN level2-console-stress-kill-0.log",
+           "[ 3.0] INFO: rcu_sched self-detected stall on CPU"]  # fmt: skip
+    assert parts_hit_by_splats([Splat("level1", "rcu-stall", 3, log[2], "vm/level1-dmesg.txt")], log, names) == ["kill", "hostile"]
+    assert parts_hit_by_splats([Splat("level1", "rcu-stall", 1, log[0], "vm/level1-dmesg.txt")], log, names) == names
+    assert parts_hit_by_splats([Splat("level1", "rcu-stall", 1, "x", "vm/level1-dmesg.txt")], [], names) == names
+    unknown = Splat("level2", "oops", 1, "Oops", "vm/level2-console-boot.log")
+    assert parts_hit_by_splats([unknown], [], names) == names
 
 
 def test_the_last_boot_with_evidence_is_not_excused_when_retries_run_out(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
@@ -296,6 +337,7 @@ def test_the_last_stress_boot_is_never_excused_even_with_a_sign(tmp_path, monkey
     # Run 20261127T181020Z passed on the strength of a sign like this one; now its splats fail the run.
     aftermath = "[  142.9] WARNING: CPU: 0 PID: 0 at kernel/context_tracking.c:128 ct_kernel_exit.constprop.0+0x23/0x68\n"
     pipe, out, _ = _stress_pipeline(tmp_path, monkeypatch, [(1, False, NULL_PERCPU_OOPS + aftermath)])
+    pipe.opts.vm_retries = 0  # the only boot is the last
     stress_suite.stress_attempts(pipe, None, {"parts": ["hostile"]}, out)  # type: ignore[arg-type]
     pipe.scan_log((out / "level1-dmesg.txt").read_text(), "level1", "vm/level1-dmesg.txt")
     assert pipe.record.splats and not any(s.attributed for s in pipe.record.splats)
@@ -327,7 +369,8 @@ def test_a_failed_churn_in_a_boot_with_evidence_keeps_its_clean_rounds(tmp_path,
     from oops_samples import NULL_PERCPU_OOPS
 
     cut = {"churn": {"rounds": 10, "clean_rounds": 8}}
-    boots = [(2, False, NULL_PERCPU_OOPS, {"churn"}, {}, cut), (1, False, "")]
+    console = "[   10.0] LAB-LEVEL2-BEGIN level2-console-stress-churn-8.log\n" + NULL_PERCPU_OOPS
+    boots = [(2, False, console, {"churn"}, {}, cut), (1, False, "")]
     pipe, out, asked = _stress_pipeline(tmp_path, monkeypatch, boots)
     report = stress_suite.stress_attempts(pipe, None, {"parts": ["hostile", "churn"], "churn": 10}, out)  # type: ignore[arg-type]
     assert asked == [["hostile", "churn"], ["churn"]] and [c["churn_from"] for c in asked.cfgs] == [0, 8]
