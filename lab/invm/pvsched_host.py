@@ -549,6 +549,7 @@ class PvschedObserver:
                                        {int(k): v for k, v in rec.get("priorities", {}).items()}))  # fmt: skip
             vcpus = rec.get("vcpus") or []
             if vcpus:  # the sampler reads the policy's statistics every few samples only
+                t = float(rec.get("t_vcpus", t))  # when they were read, at the latest
                 self.policy_samples.append((t, vcpus))
             # The guest's RT task (priority 50, on vCPU 1), not any FIFO thread of the guest (its kthreads are FIFO 99).
             ours = [v for v in vcpus if int(v.get("vcpu_id", -1)) == 1 and v.get("rt_seen", 0)

@@ -4,9 +4,9 @@ Started by the pvsched observer inside level 1, before the guest boots, as
 `python -m lab.invm.vcpu_sampler OUT STATS INTERVAL`; it waits for one line
 of thread ids on stdin (the observer sends them once QMP has named them),
 raises itself to SCHED_FIFO above the boosts and appends one JSON line per
-sample to OUT: `{"t": monotonic, "policies": {tid: SCHED_*}, "priorities":
-{tid: RT priority}}`, plus the
-policy's per-vCPU statistics every fifth sample, until SIGTERM.
+sample to OUT: `{"t": monotonic before the reads, "policies": {tid: SCHED_*},
+"priorities": {tid: RT priority}}`, plus the policy's per-vCPU statistics
+and the time after reading them (`t_vcpus`) every fifth sample, until SIGTERM.
 
 A process of its own, started early: as a thread of the observer it shared
 the observer's GIL and stalled for whole phases, and started on demand its
@@ -74,14 +74,19 @@ def sample_forever(out: Path, stats: Path, interval: float, tids: list[int]) -> 
     n = 0
     with out.open("a") as f:
         while not stop:
+            # Stamped before the reads: a sample stamped after an event was
+            # read after it (stamped after, a read from before an admin's
+            # chrt was judged as after it: test run 16d6).
+            started = time.monotonic()
             sched = {t: thread_sched(t) for t in tids}
             record: dict[str, object] = {
-                "t": time.monotonic(),
+                "t": started,
                 "policies": {t: s[0] if s else None for t, s in sched.items()},
                 "priorities": {t: s[1] if s else None for t, s in sched.items()},
             }
             if n % STATS_EVERY == 0:
                 record["vcpus"] = read_stats(stats)
+                record["t_vcpus"] = time.monotonic()  # no earlier than what the statistics saw
             f.write(json.dumps(record) + "\n")
             f.flush()  # a killed sampler still leaves what it saw
             n += 1

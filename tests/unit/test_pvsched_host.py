@@ -369,7 +369,7 @@ def test_samples_get_the_phase_announced_before_them(tmp_path: Path) -> None:
     lines = [
         {"t": 9.0, "policies": {"12": 0}},
         {"t": 10.5, "policies": {"12": 1}, "vcpus": [_vcpu(1, 12)]},
-        {"t": 11.0, "policies": {"12": 1}, "vcpus": [_vcpu(1, 12, rt_seen=3, last_policy=0, last_rt_priority=50)]},
+        {"t": 11.0, "policies": {"12": 1}, "vcpus": [_vcpu(1, 12, rt_seen=3, last_policy=0, last_rt_priority=50)], "t_vcpus": 11.25},
         {"t": 25.0, "policies": {"12": 0}},
     ]
     path = tmp_path / "samples.jsonl"
@@ -378,9 +378,9 @@ def test_samples_get_the_phase_announced_before_them(tmp_path: Path) -> None:
     assert [(s.phase, s.policies) for s in obs.samples] == [
         ("boot", {12: 0}), ("rt", {12: 1}), ("rt", {12: 1}), ("rt-done", {12: 0})
     ]  # fmt: skip
-    assert obs.rt_seen_after == 1.0 and obs.rt_priorities == {50}
+    assert obs.rt_seen_after == 1.25 and obs.rt_priorities == {50}  # when the statistics were read, not the policies
     # Only samples that read the policy's statistics count as its view (the sampler reads them every few samples).
-    assert [t for t, _ in obs.policy_samples] == [10.5, 11.0]
+    assert [t for t, _ in obs.policy_samples] == [10.5, 11.25]
 
 
 def test_sampler_process_records_policies_until_terminated(tmp_path: Path) -> None:
@@ -571,3 +571,32 @@ def test_the_phases_that_sample_boosts_run_with_the_cap_lifted_and_put_it_back(t
         assert ph.Cap.read() == SHIPPED
     obs._enter("hostile")
     assert obs.caps["hostile"] == SHIPPED
+
+
+def test_sampler_stamps_a_sample_before_its_reads_and_the_statistics_after(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A read stamped after itself could come from before an event stamped
+    in between (test run 16d6: a read from before the admin's chrt judged as
+    after it). Each clock read here advances the clock by one."""
+    clock = iter(range(100))
+    read_at: dict[str, int] = {}
+
+    def sched(tid: int) -> tuple[int, int]:
+        read_at["sched"] = next(clock)
+        return (0, 0)
+
+    def stats(path: Path) -> list[dict[str, int]]:
+        read_at["stats"] = next(clock)
+        return [{"vcpu_id": 0}]
+
+    def sleep(_s: float) -> None:
+        raise KeyboardInterrupt  # one sample
+
+    monkeypatch.setattr(vcpu_sampler.time, "monotonic", lambda: float(next(clock)))
+    monkeypatch.setattr(vcpu_sampler, "thread_sched", sched)
+    monkeypatch.setattr(vcpu_sampler, "read_stats", stats)
+    monkeypatch.setattr(vcpu_sampler.time, "sleep", sleep)
+    out = tmp_path / "samples.jsonl"
+    with pytest.raises(KeyboardInterrupt):
+        vcpu_sampler.sample_forever(out, tmp_path / "stats.json", 0.01, [7])
+    record = json.loads(out.read_text())
+    assert record["t"] < read_at["sched"] and record["t_vcpus"] > read_at["stats"]
