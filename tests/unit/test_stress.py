@@ -800,3 +800,24 @@ def test_a_parts_case_says_a_pass_was_not_resolved() -> None:
     assert case.status == "passed" and case.message == "21 rounds; not resolved: host latency 1.04x [0.80, 1.42] holds 1.1"
     lost = {**_part("churn"), "lost": ["round 3: guest hung; measured again"]}
     assert part_case(lost).status == "failed" and part_case(lost).message == "1 rounds; 1 rounds lost: round 3: guest hung; measured again"
+
+
+def test_a_round_lost_twice_is_lost_again_and_not_kept(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from lab.invm import stress as invm_stress
+
+    # Run 8cbe: a vanilla guest triple-faulted in the round measured again;
+    # its host figures were kept as a round and the loss was not counted.
+    stress = _stress_with_fakes(tmp_path, monkeypatch, _Taint())
+    stress.cfg["hostile_rounds"] = 3
+    monkeypatch.setattr(invm_stress, "hostile_verdict", lambda v, h, p: ({"rounds": (len(v), len(h), len(p))}, []))
+    monkeypatch.setattr(invm_stress.Part, "_mark_trouble", lambda self: None)
+
+    def measure_host(label: str, hostile: int) -> dict[str, Any]:
+        gone = label.startswith("hostile-vanilla-0")
+        return {"error": "the guest was gone", "bogo_ops": 100} if gone else {"bogo_ops": 100.0, "ct_avg_us": 50.0}
+
+    monkeypatch.setattr(stress, "measure_host", measure_host)
+    part = invm_stress.Part("hostile")
+    stress.hostile(part)
+    assert len(part.lost) == 2 and "measured again" in part.lost[1] and "not kept" in part.lost[1]
+    assert part.details["rounds"] == (2, 3, 3)
