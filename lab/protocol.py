@@ -50,7 +50,7 @@ def guest_kernel_log_spans(lines: list[str]) -> list[tuple[int, int]]:
 # pvsched_vm_budget_us in kernel/patches/0003): what the functional phases,
 # the stress suite's hostile part and the bench's pvsched mode run under,
 # and what level 1 checks the kernel booted with.
-SHIPPED_CAP_US = {"budget": 50_000, "period": 1_000_000, "vm_budget": 50_000, "slice": 5_000}
+SHIPPED_CAP_US = {"budget": 50_000, "period": 1_000_000, "vm_budget": 50_000, "slice": 1_000}
 
 # The stress suite: the report rewritten after every part, and the parts
 # that snapshot the per-vCPU counters.

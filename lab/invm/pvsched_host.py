@@ -104,7 +104,7 @@ CS_PROBE_KINDS = {
 # bit that does not clear shows at nearly every one of its events.
 PREEMPT_MAX_SHARE_IN_USER, PREEMPT_MIN_EVENTS = 0.25, 50
 EVENT_STATS = ("vmenter", "vmexit", "halt", "intr_inj")
-# KVM ends a boost at its slice (kvm.pvsched_slice_us, 5 ms): no boost of
+# KVM ends a boost at its slice (kvm.pvsched_slice_us, 1 ms): no boost of
 # the rt-long spin may come near the budget (50 ms), which one unbroken
 # boost used up before. Half of it leaves room for the cap timer's lateness
 # under emulation and still fails a boost that runs to the budget.
