@@ -171,7 +171,8 @@ def stress_attempts(pipe: Pipeline, level1: Level1, cfg: dict[str, Any], out: Pa
         failed = [part["name"] for part in report["parts"] if not stress_resume.part_passed(part)]
         if len(attempts) >= pipe.opts.vm_retries:
             break
-        pipe.scan_log((out / "level1-dmesg.txt").read_text(), "level1", "vm/level1-dmesg.txt")
+        level1_log = (out / "level1-dmesg.txt").read_text()
+        pipe.scan_log(level1_log, "level1", "vm/level1-dmesg.txt")
         pipe.scan_level2(out)
         splats = pipe.record.splats[first_splat:]
         troubles = [c for p in report["parts"] if p["name"] in failed for c in stress_resume.trouble_checks(p)]
@@ -189,7 +190,7 @@ def stress_attempts(pipe: Pipeline, level1: Level1, cfg: dict[str, Any], out: Pa
         # leave without evidence (none of their rounds kept), are measured
         # again in a new boot; what passed clean stands.
         names = [part["name"] for part in report["parts"]]
-        hit = stress_resume.parts_hit_by_splats(splats, (out / "level1-dmesg.txt").read_text().splitlines(), names)
+        hit = stress_resume.parts_hit_by_splats(splats, level1_log.splitlines(), names)
         rerun = [name for name in names if name in failed or name in hit]
         for part in report["parts"]:
             part["attempt"] = len(attempts) + 1
@@ -199,9 +200,9 @@ def stress_attempts(pipe: Pipeline, level1: Level1, cfg: dict[str, Any], out: Pa
         snapshots += int(report["end_state"]["counter_snapshots"])
         inconsistent += report["end_state"]["inconsistent_counters"]
         earlier_end_states.append(report["end_state"])
-        splat_text = [f"{s.kind}: {s.line[:100]}" for s in splats]
+        first_splat_text = [f"{s.kind}: {s.line[:100]}" for s in splats[:1]]
         attempt = {"failed": rerun, "evidence": [e.describe() for e in judgement.evidence], "verdict": judgement.summary(),
-                   "failed_parts": {p["name"]: p["failures"][:3] or splat_text[:1]
+                   "failed_parts": {p["name"]: p["failures"][:3] or first_splat_text
                                     for p in report["parts"] if p["name"] in rerun}}  # fmt: skip
         _lose_stress_boot(pipe, out, attempts, attempt, first_splat, first_case)
         failed = rerun
