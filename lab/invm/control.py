@@ -45,6 +45,7 @@ def main(config_path: str) -> int:
         policy_error = policy.start()
     driver = "1" if isinstance(pv, dict) else "0"
     irq = "1" if control.get("guest_irq") else "0"
+    spin = int(str(control.get("guest_spin_s", 2)))
     storm = IpiStorm((0, 1), out / "ipi-storm-trips.txt") if control.get("ipi_storm") else None
     if storm is not None:
         storm.start()
@@ -63,7 +64,7 @@ def main(config_path: str) -> int:
             "kvm",
             out,
             label=f"control-{i}",
-            extra_append=f"lab.mode=control lab.control_driver={driver} lab.control_irq={irq}",
+            extra_append=f"lab.mode=control lab.control_driver={driver} lab.control_irq={irq} lab.control_spin={spin}",
         )
         cases = parse_ktap(console, "level2")
         results.append({

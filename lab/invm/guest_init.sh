@@ -388,9 +388,12 @@ elif [ "$mode" = control ]; then
 	rtspin 50 1 1500 4000 1000 > /dev/null
 	echo 0 > /sys/devices/system/cpu/cpu1/online
 	echo 1 > /sys/devices/system/cpu/cpu1/online
+	# Every vCPU busy in the shell loop of the stress suite's load guests,
+	# for as long as the cell asks (the hostile part's guests: a minute).
+	spin=$(param lab.control_spin)
 	c=0
 	while [ $c -lt "$want_cpus" ]; do
-		taskset -c $c timeout 2 sh -c 'while :; do :; done' &
+		taskset -c $c timeout "${spin:-2}" sh -c 'while :; do :; done' &
 		c=$((c + 1))
 	done
 	wait

@@ -343,3 +343,26 @@ def test_a_run_whose_guests_skipped_their_workload_is_not_a_clean_run(tmp_path: 
     boot["workload"][0]["status"] = "passed"  # type: ignore[index]
     row = {"cell": "base-girq", "run": 1, "seconds": 60.0, **ctl.classify(out, "tcg", tmp_path / "System.map", "", {"boots": [boot]})}
     assert ctl.events(row) == set()
+
+
+def test_a_guest_that_triple_faulted_in_user_mode_is_its_own_row() -> None:
+    user = ("guest did not finish (qemu exit status 0; KVM saw a shutdown exit (triple fault): "
+            "vCPU 1 shutdown at 0x528293 (_end+0x...)) (console /out/level2-console-control-3.log)")  # fmt: skip
+    kernel = ("guest did not finish (qemu exit status 0; KVM saw a shutdown exit (triple fault): "
+              "vCPU 0 shutdown at 0xffffffff81ac0179 (io_serial_out+0x73))")  # fmt: skip
+    reset = "guest did not finish (qemu exit status 0; KVM saw no shutdown exit (not a triple fault: ...))"
+    assert ctl.user_mode_triple_faults(user) == [0x528293]
+    assert ctl.user_mode_triple_faults(kernel) == [] and ctl.user_mode_triple_faults(reset) == []
+    row = {"signs": [], "splats": [], "lost": "", "boots_failed": [user]}
+    assert ctl.events(row) == {"level-2 boot failed (no sign)", "level-2 triple fault in user mode"}
+    assert ctl.events({**row, "boots_failed": [kernel]}) == {"level-2 boot failed (no sign)"}
+
+
+def test_the_spin_cell_replays_the_hostile_parts_guests_on_the_unpatched_kernel() -> None:
+    from lab.paths import REPO
+
+    assert ctl.builds_of("base-spin") == ("base", "base") and "base-spin" in ctl.UNPATCHED
+    assert "base-spin" in ctl.HOST_LOAD and ctl.POLICY["base-spin"] == "none"
+    assert "base-spin" not in ctl.DEFAULT_CELLS and ctl.SPIN_S["base-spin"] > 2
+    init = (REPO / "lab/invm/guest_init.sh").read_text()
+    assert "spin=$(param lab.control_spin)" in init and 'timeout "${spin:-2}"' in init
