@@ -32,8 +32,11 @@ def part_passed(part: dict[str, Any]) -> bool:
 
 
 # Parts whose rounds are independent, so a part cut short by a lost level-1
-# boot resumes in the next one: the option naming the first round it runs.
-RESUMABLE = {"churn": "churn_from"}
+# boot resumes in the next one: the option naming where it resumes. Churn's
+# is the first round it runs; the hostile part's, the measurements of the
+# rounds it keeps (each round's three variants whole, so every variant
+# keeps its share of every boot's drift), the others measured anew.
+RESUMABLE = {"churn": "churn_from", "hostile": "hostile_kept"}
 
 
 class KeptRounds:
@@ -50,16 +53,20 @@ class KeptRounds:
         clean = int(part.get("clean_rounds", 0))
         if part["name"] not in RESUMABLE or clean == 0:
             return
-        kept = self.kept.setdefault(part["name"], {"rounds": 0, "lost_excused": [], "seconds": 0.0, "from": []})
+        kept = self.kept.setdefault(part["name"], {"rounds": 0, "lost_excused": [], "seconds": 0.0, "from": [], "results": {}})
         kept["rounds"] += clean
+        kept["results"].update(part.get("round_results", {}))
         # Kept only from a boot the host excused: its lost rounds came after an emulator sign.
         kept["lost_excused"] += part.get("lost_excused", []) + part.get("lost", [])
         kept["seconds"] += float(part["seconds"])
         kept["from"].append({"attempt": attempt, "rounds": clean, "failures_not_kept": part["failures"]})
 
-    def resume_options(self) -> dict[str, int]:
+    def resume_options(self) -> dict[str, Any]:
         """Options for the next boot: where each resumable part starts."""
-        return {option: int(self.kept.get(name, {}).get("rounds", 0)) for name, option in RESUMABLE.items()}
+        return {
+            "churn_from": int(self.kept.get("churn", {}).get("rounds", 0)),
+            "hostile_kept": dict(self.kept.get("hostile", {}).get("results", {})),
+        }
 
     def merge(self, part: dict[str, Any]) -> dict[str, Any]:
         """A part as finished in a later boot, with the rounds kept for it."""

@@ -48,6 +48,9 @@ class Part:
     # Rounds that ended without a failure: what a part resumed in a later
     # level-1 boot keeps from a boot that was lost.
     clean_rounds: int = 0
+    # The hostile part's clean rounds' measurements by round number, each
+    # round's variants whole: what a later boot resumes from.
+    round_results: dict[str, dict[str, Any]] = field(default_factory=dict)
     started: float = 0.0  # time.monotonic() when the part began; 0 before
     # Level 1's taint flags when the part began: a part that starts after an
     # oops or a warning in level 1 runs on a kernel that may no longer be whole.
@@ -176,6 +179,9 @@ def hostile_verdict(
     return details, failures
 
 
+HOSTILE_VARIANTS = ("vanilla", "policy", "hostile")
+
+
 def hostile_schedule(rounds: int) -> list[tuple[int, str]]:
     """The order of the hostile part's measurements: (round, variant).
 
@@ -185,8 +191,19 @@ def hostile_schedule(rounds: int) -> list[tuple[int, str]]:
     minutes) falls alike on every variant's mean instead of on the ones
     measured last.
     """
-    variants = ["vanilla", "policy", "hostile"]
+    variants = list(HOSTILE_VARIANTS)
     return [(i, name) for i in range(rounds) for name in (variants if i % 2 == 0 else variants[::-1])]
+
+
+def hostile_runs(measured: dict[int, dict[str, dict[str, Any]]]) -> dict[str, list[dict[str, Any]]]:
+    """Each variant's measurements in round order, for hostile_verdict.
+    Vanilla and hostile only from rounds that have both: their interval
+    resamples them in pairs by position, so a round that lost one of them
+    must not shift every later pair."""
+    rounds = [measured[i] for i in sorted(measured)]
+    paired = [r for r in rounds if "vanilla" in r and "hostile" in r]
+    return {"vanilla": [r["vanilla"] for r in paired], "hostile": [r["hostile"] for r in paired],
+            "policy": [r["policy"] for r in rounds if "policy" in r]}  # fmt: skip
 
 
 # The host's latency tasks in the hostile part, by the prefix of their keys:
@@ -219,6 +236,7 @@ def part_record(part: Part) -> dict[str, Any]:
         "name": part.name,
         "rounds": part.rounds,
         "clean_rounds": part.clean_rounds,
+        "round_results": part.round_results,
         "failures": part.failures,
         "lost": part.lost,
         # A part under way reports the time it has run so far.
@@ -531,11 +549,18 @@ class Stress:
         elif not saved.is_shipped():
             part.fail(f"KVM's cap is {budget_us}/{period_us} us (VM {vm_budget_us} us), not the shipped {SHIPPED_CAP_US}")
             return
-        runs: dict[str, list[dict[str, Any]]] = {"vanilla": [], "policy": [], "hostile": []}
+        # Round number -> variant -> measurement. A part resumed in a new
+        # level-1 boot starts with the clean rounds kept from a lost one and
+        # measures the others (lab.stress_resume).
+        measured: dict[int, dict[str, dict[str, Any]]] = {int(i): dict(r) for i, r in self.cfg.get("hostile_kept", {}).items()}
+        kept = set(measured)
+        troubled: set[int] = set()  # rounds with a lost measurement: never kept for a later boot
         try:
             # "policy": the policy loaded, the guest well-behaved (what the
             # policy costs by itself, apart from the hostility).
             for i, name in hostile_schedule(int(self.cfg.get("hostile_rounds", STRESS_HOSTILE_ROUNDS))):
+                if i in kept:
+                    continue
                 hostile = int(name == "hostile")
                 policy = self.policy("boost") if name != "vanilla" else None
                 if policy and (err := policy.start()):
@@ -547,13 +572,14 @@ class Stress:
                         # The guest reset or hung under nested KVM on TCG (its
                         # console just stops): that round measured nothing.
                         part.lose(f"{name} round {i}: {result['error']}; measured again")
+                        troubled.add(i)
                         result = self.measure_host(f"hostile-{name}-{i}-again", hostile)
                     if "error" in result:
                         # Lost again: a host measured beside a guest that died
                         # in the window is not a round (stress run 8cbe kept one).
                         part.lose(f"{name} round {i}, measured again: {result['error']}; not kept")
                     else:
-                        runs[name].append(result)
+                        measured.setdefault(i, {})[name] = result
                 finally:
                     if policy:
                         policy.stop()
@@ -562,8 +588,13 @@ class Stress:
                     # 13 minutes of rounds on a broken kernel would say nothing.
                     part.fail(f"level 1 tainted ({trouble}) by round {i} ({name}): the part stops there")
                     return
+                if i not in troubled and len(measured.get(i, {})) == len(HOSTILE_VARIANTS):
+                    part.round_results[str(i)] = measured[i]
+                    part.clean_rounds += len(HOSTILE_VARIANTS)
+                    self.save_progress(current=part)
         finally:
             saved.apply()
+        runs = hostile_runs(measured)
         details, failures = hostile_verdict(runs["vanilla"], runs["hostile"], runs["policy"])
         part.details.update(details)
         part.details["cap"] = f"{budget_us} us per {period_us} us, the VM's {vm_budget_us} us"

@@ -409,10 +409,10 @@ def test_a_round_lost_after_an_emulator_sign_is_run_again(tmp_path, monkeypatch)
 def test_parts_that_are_not_resumable_keep_nothing(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     from oops_samples import NULL_PERCPU_OOPS
 
-    under_way = {"name": "hostile", "rounds": 1, "clean_rounds": 1, "failures": [], "lost": [], "seconds": 60.0, "details": {}}
+    under_way = {"name": "kill", "rounds": 1, "clean_rounds": 1, "failures": [], "lost": [], "seconds": 60.0, "details": {}}
     boots = [(0, True, NULL_PERCPU_OOPS, (), {}, {}, under_way), (1, False, "")]
     pipe, out, asked = _stress_pipeline(tmp_path, monkeypatch, boots)
-    report = stress_suite.stress_attempts(pipe, None, {"parts": ["hostile"]}, out)  # type: ignore[arg-type]
+    report = stress_suite.stress_attempts(pipe, None, {"parts": ["kill"]}, out)  # type: ignore[arg-type]
     assert report["parts"][0]["rounds"] == 1 and "kept_from" not in report["parts"][0]
 
 
@@ -820,4 +820,58 @@ def test_a_round_lost_twice_is_lost_again_and_not_kept(tmp_path: Path, monkeypat
     part = invm_stress.Part("hostile")
     stress.hostile(part)
     assert len(part.lost) == 2 and "measured again" in part.lost[1] and "not kept" in part.lost[1]
-    assert part.details["rounds"] == (2, 3, 3)
+    # Round 0 kept no vanilla: its hostile measurement has no pair, so it is left out (hostile_runs).
+    assert part.details["rounds"] == (2, 2, 3)
+
+
+def test_hostile_resumes_from_the_clean_rounds_kept_and_keeps_only_whole_clean_rounds(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from lab.invm import stress as invm_stress
+
+    stress = _stress_with_fakes(tmp_path, monkeypatch, _Taint())
+    measurement = {"bogo_ops": 100.0, "ct_avg_us": 50.0}
+    kept = {"0": {v: {**measurement, "bogo_ops": 90.0} for v in invm_stress.HOSTILE_VARIANTS}}
+    stress.cfg.update({"hostile_rounds": 3, "hostile_kept": kept})
+    monkeypatch.setattr(invm_stress, "hostile_verdict", lambda v, h, p: ({"ops": [r["bogo_ops"] for r in v + h + p]}, []))
+    monkeypatch.setattr(invm_stress.Part, "_mark_trouble", lambda self: None)
+    saved: list[dict[str, Any]] = []
+    monkeypatch.setattr(stress, "save_progress", lambda current=None: saved.append(dict(current.round_results)))
+    measured: list[str] = []
+
+    def measure_host(label: str, hostile: int) -> dict[str, Any]:
+        measured.append(label)
+        return {"error": "the guest was gone"} if label == "hostile-policy-1" else dict(measurement)
+
+    monkeypatch.setattr(stress, "measure_host", measure_host)
+    part = invm_stress.Part("hostile")
+    stress.hostile(part)
+    # Round 0 is not measured again; round 1 lost a measurement (measured again), round 2 is clean.
+    assert not any(label.endswith("-0") for label in measured) and "hostile-policy-1-again" in measured
+    assert part.rounds == 6 and len(part.lost) == 1
+    assert set(part.round_results) == {"2"} and part.clean_rounds == 3 and saved[-1] == part.round_results
+    assert sorted(part.details["ops"]) == [90.0] * 3 + [100.0] * 6  # the kept round is judged with the rest
+
+
+def test_hostile_pairs_vanilla_and_hostile_by_round() -> None:
+    from lab.invm.stress import hostile_runs
+
+    measured = {0: {"vanilla": {"r": 0}, "policy": {"r": 0}}, 1: {"vanilla": {"r": 1}, "hostile": {"r": 1}}, 2: {"hostile": {"r": 2}}}
+    runs = hostile_runs(measured)
+    assert runs == {"vanilla": [{"r": 1}], "hostile": [{"r": 1}], "policy": [{"r": 0}]}
+
+
+def test_a_hostile_part_cut_short_resumes_with_its_clean_rounds(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from oops_samples import NULL_PERCPU_OOPS
+
+    results = {"0": {"vanilla": {"bogo_ops": 1}, "policy": {"bogo_ops": 2}, "hostile": {"bogo_ops": 3}}}
+    under_way = {"name": "hostile", "rounds": 5, "clean_rounds": 3, "round_results": results, "failures": [],
+                 "lost": [], "seconds": 300.0, "details": {}}  # fmt: skip
+    boots = [(0, True, NULL_PERCPU_OOPS, (), {}, {}, under_way), (2, False, "")]
+    pipe, out, asked = _stress_pipeline(tmp_path, monkeypatch, boots)
+    report = stress_suite.stress_attempts(pipe, None, {"parts": ["hostile", "churn"], "churn": 10}, out)  # type: ignore[arg-type]
+    assert asked == [["hostile", "churn"], ["hostile", "churn"]]
+    assert [c["hostile_kept"] for c in asked.cfgs] == [{}, results]
+    hostile = report["parts"][0]
+    assert (hostile["rounds"], hostile["clean_rounds"]) == (4, 4) and stress_resume.part_passed(hostile)
+    assert hostile["kept_from"] == [{"attempt": 1, "rounds": 3, "failures_not_kept": []}]
