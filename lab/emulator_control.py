@@ -34,6 +34,8 @@ mode with no sign, 2026-12-04/05):
 
   base-spin     base-load's host load, each guest's vCPUs all in the
                 load's `sh` busy loop for SPIN_S seconds instead of 2
+  nopolicy-spin the same on our kernels with the guest driver, no policy:
+                the hostile part's vanilla rounds
 
 Three more cells, run only when named (`--cells`), tell which level of ours
 a fault seen on our kernels and not on the base comes with (none of them
@@ -75,13 +77,14 @@ KERNELS = {"nodriver": ("patched", "patched"), "l1-ours": ("patched", "base"), "
 GUEST_IRQ = ("base-girq", "nopolicy-girq")
 # Guests whose vCPUs spin in the shell loop as long as the hostile part's
 # (a minute there, less here so a boot stays within its timeout).
-SPIN_S = {"base-spin": 45}
+SPIN_S = {"base-spin": 45, "nopolicy-spin": 45}
 # Cells that run under the stress suite's host load.
-HOST_LOAD = ("base-load", "base-spin")
+HOST_LOAD = ("base-load", "base-spin", "nopolicy-spin")
 CELLS = DEFAULT_CELLS + GUEST_IRQ + tuple(SPIN_S) + tuple(KERNELS)
 POLICY = {"base": "none", "base-ipi": "none", "base-flip": "none", "base-load": "none", "base-scx": "scx-simple",
           "nopolicy": "none", "boost": "boost", "scx": "scx", "nodriver": "none", "l1-ours": "none",
-          "l2-ours": "none", "base-girq": "none", "nopolicy-girq": "none", "base-spin": "none"}  # fmt: skip
+          "l2-ours": "none", "base-girq": "none", "nopolicy-girq": "none", "base-spin": "none",
+          "nopolicy-spin": "none"}  # fmt: skip
 # The cells that run the unpatched kernel: only signs seen there may excuse.
 UNPATCHED = ("base", "base-ipi", "base-flip", "base-load", "base-scx", "base-girq", "base-spin")
 # The guest tools the control's workload runs (lab/invm/guest_init.sh, mode control).

@@ -364,5 +364,8 @@ def test_the_spin_cell_replays_the_hostile_parts_guests_on_the_unpatched_kernel(
     assert ctl.builds_of("base-spin") == ("base", "base") and "base-spin" in ctl.UNPATCHED
     assert "base-spin" in ctl.HOST_LOAD and ctl.POLICY["base-spin"] == "none"
     assert "base-spin" not in ctl.DEFAULT_CELLS and ctl.SPIN_S["base-spin"] > 2
+    # Its sibling on our kernels is the hostile part's vanilla round: the driver loaded, no policy.
+    assert ctl.builds_of("nopolicy-spin") == ("patched", "patched") and "nopolicy-spin" not in ctl.NO_DRIVER
+    assert ctl.SPIN_S["nopolicy-spin"] == ctl.SPIN_S["base-spin"] and "nopolicy-spin" in ctl.HOST_LOAD
     init = (REPO / "lab/invm/guest_init.sh").read_text()
     assert "spin=$(param lab.control_spin)" in init and 'timeout "${spin:-2}"' in init
