@@ -37,7 +37,11 @@ and each is matched as narrowly as the text allows:
   holds a requested interrupt above its priority, none in service (KVM
   intercepts every interrupt of a running guest, and level 1's own user
   code takes it: a correct CPU leaves at the next instruction). A CPU at
-  CPL 3 with nothing pending is a stall of some other cause.
+  CPL 3 with nothing pending is a stall of some other cause. The stall
+  may also be reported by the CPU that waits for it: a soft lockup in
+  `smp_call_function_many_cond()`, when the CPU at CPL 3 holds a
+  call-function IPI requested and not taken (the emulator control's
+  base-spin cell, unpatched kernel, 2026-12-05).
 - `lost-wakeup`: two CPU dumps, each taken with the VM stopped and at
   least a second of running apart, show the same CPU halted with
   interrupts enabled and the same interrupt above its priority requested
@@ -85,7 +89,7 @@ from pathlib import Path
 from lab import exit_record, landmarks
 from lab.errors import LabError
 from lab.exit_record import VcpuExits
-from lab.monitor import LOST_WAKEUP_LINE, running_with_interrupt_pending, split_dump
+from lab.monitor import LOST_WAKEUP_LINE, lapic_vectors, running_with_interrupt_pending, split_dump
 from lab.protocol import WEDGED
 from lab.splats import PATTERNS
 
@@ -99,6 +103,12 @@ _SCHED_ATOMIC = re.compile(r"BUG: scheduling while atomic: .*/(0x[0-9a-f]+)\s*$"
 _NMI_MASK = 0x00F00000  # include/linux/preempt.h: NMI_BITS 4 at NMI_SHIFT 20
 # "rcu: \t0-...0: (4696 ticks this GP) ...": a stalled CPU.
 _RCU_STALLED_CPU = re.compile(r"rcu:\s+(\d+)-\S*: \(")
+# A soft lockup report, and its RIP line a few lines below, in the IPI's wait loop.
+_SOFT_LOCKUP = re.compile(r"watchdog: BUG: soft lockup - CPU#\d+ stuck for")
+_IPI_WAIT_RIP = re.compile(r"\bRIP: 0010:smp_call_function_many_cond\+0x")
+SOFT_LOCKUP_RIP_WITHIN = 6
+# arch/x86/include/asm/irq_vectors.h: CALL_FUNCTION_SINGLE_VECTOR, CALL_FUNCTION_VECTOR.
+CALL_FUNCTION_VECTORS = (0xFB, 0xFC)
 # A CPU's header and its RIP line in the monitor dump (lab.monitor).
 # A level-2 report of a page-fault handler that read a NULL current (guest-null-current).
 _GUEST_GUARD_HIT = re.compile(r"BUG: \S+ stack guard page was hit")
@@ -279,7 +289,21 @@ def clock_from_guest(console: str) -> tuple[int, str]:
 def stuck_in_guest(console: str, cpu_dump: str) -> list[int]:
     """CPUs level 1 reports stalled that the dump shows at CPL 3 not taking a deliverable interrupt."""
     stalled = {int(m[1]) for m in _RCU_STALLED_CPU.finditer(console)}
-    return sorted(stalled & set(running_with_interrupt_pending(*split_dump(cpu_dump))))
+    registers, lapics = split_dump(cpu_dump)
+    if waits_for_call_function(console):
+        # The waiter names no CPU: the one holding a call-function IPI it has not taken is the one it waits for.
+        stalled |= {i for i, lapic in enumerate(lapics) if set(lapic_vectors(lapic, "IRR")) & set(CALL_FUNCTION_VECTORS)}
+    return sorted(stalled & set(running_with_interrupt_pending(registers, lapics)))
+
+
+def waits_for_call_function(console: str) -> bool:
+    """Whether level 1 reported a soft lockup of a CPU spinning in
+    smp_call_function_many_cond(): waiting for other CPUs to run its IPI."""
+    lines = console.splitlines()
+    for i, line in enumerate(lines):
+        if _SOFT_LOCKUP.search(line) and any(_IPI_WAIT_RIP.search(after) for after in lines[i + 1 : i + 1 + SOFT_LOCKUP_RIP_WITHIN]):
+            return True
+    return False
 
 
 def unkillable_running(console: str) -> str:

@@ -262,3 +262,20 @@ def test_a_splat_stamped_back_in_time_is_clock_from_guest(tmp_path: Path) -> Non
     assert emulator_faults.clock_from_guest(quiet + "[    3.0] virtio_blk virtio1: [vda] 1 512-byte logical blocks\n") == (0, "")
     # Seen on the unpatched kernel since 2026-12-04 (the control's base-girq cell): it may excuse.
     assert "clock-from-guest" in emulator_faults.ATTRIBUTABLE
+
+
+def test_stuck_in_guest_reported_by_the_cpu_waiting_for_its_ipi(tmp_path: Path) -> None:
+    from oops_samples import SOFT_LOCKUP_IPI_WAIT, STUCK_IN_GUEST_IPI_DUMP
+
+    # base-spin run 3: CPU 1 soft-locked in smp_call_function_many_cond(), CPU 0 at CPL 3 with 251 pending.
+    assert emulator_faults.stuck_in_guest(SOFT_LOCKUP_IPI_WAIT, STUCK_IN_GUEST_IPI_DUMP) == [0]
+    # A soft lockup elsewhere says nothing of CPU 0; nor does CPU 0 without the call-function IPI requested.
+    elsewhere = SOFT_LOCKUP_IPI_WAIT.replace("RIP: 0010:smp_call_function_many_cond", "RIP: 0010:pvsched_apply")
+    assert emulator_faults.stuck_in_guest(elsewhere, STUCK_IN_GUEST_IPI_DUMP) == []
+    assert emulator_faults.stuck_in_guest(SOFT_LOCKUP_IPI_WAIT, STUCK_IN_GUEST_IPI_DUMP.replace("IRR\t 236 251 253", "IRR\t 236 253")) == []
+    # Nor a CPU that takes it (in the kernel, CPL 0).
+    at_cpl0 = STUCK_IN_GUEST_IPI_DUMP.replace("RFL=00000246 [---Z-P-] CPL=3", "RFL=00000246 [---Z-P-] CPL=0")
+    assert emulator_faults.stuck_in_guest(SOFT_LOCKUP_IPI_WAIT, at_cpl0) == []
+    (tmp_path / "level1-console.log").write_text(SOFT_LOCKUP_IPI_WAIT)
+    (tmp_path / "level1-cpus.txt").write_text(STUCK_IN_GUEST_IPI_DUMP)
+    assert [e.signature for e in emulator_faults.find(tmp_path, "tcg", {})] == ["stuck-in-guest"]
