@@ -74,6 +74,8 @@ and each is matched as narrowly as the text allows:
 - `unkillable-vcpu`: level 1's watchdog found a killed VMM still *running*
   (state R) long after SIGKILL: a CPU that never leaves its guest. A
   thread asleep (state D, e.g. in our teardown) is a kernel bug, not this.
+  Seen on the unpatched kernel (base-spin, 2026-12-05: the vCPU thread of
+  a guest whose level-1 CPU was `stuck-in-guest`).
 
 Whether a sign may excuse anything (where it is, whose code is in its
 trace) is decided in lab.attempts.
@@ -148,6 +150,7 @@ ATTRIBUTABLE: frozenset[str] = frozenset(
         "nmi-never-left",
         "null-percpu",
         "stuck-in-guest",
+        "unkillable-vcpu",
         "wild-return-from-halt",
     }
 )
