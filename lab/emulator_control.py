@@ -28,9 +28,9 @@ when named:
   base-girq     the unpatched kernel, guests sending IPIs and NMIs
   nopolicy-girq our kernels and the guest driver, the same guests
 
-One more unpatched cell, run only when named, replays the guests of the
-stress suite's hostile part (where three guests triple-faulted in user
-mode with no sign, 2026-12-04/05):
+Two more cells, run only when named, replay the guests of the stress
+suite's hostile part (where three guests triple-faulted in user mode with
+no sign, 2026-12-04/05); the first runs the unpatched kernel:
 
   base-spin     base-load's host load, each guest's vCPUs all in the
                 load's `sh` busy loop for SPIN_S seconds instead of 2
