@@ -59,7 +59,11 @@ class KeptRounds:
         # Kept only from a boot the host excused: its lost rounds came after an emulator sign.
         kept["lost_excused"] += part.get("lost_excused", []) + part.get("lost", [])
         kept["seconds"] += float(part["seconds"])
-        kept["from"].append({"attempt": attempt, "rounds": clean, "failures_not_kept": part["failures"]})
+        came = {"attempt": attempt, "rounds": clean, "failures_not_kept": part["failures"]}
+        if part.get("round_results"):
+            # The hostile part counts measurements as its rounds: which of its rounds these were.
+            came["round_numbers"] = sorted(int(n) for n in part["round_results"])
+        kept["from"].append(came)
 
     def resume_options(self) -> dict[str, Any]:
         """Options for the next boot: where each resumable part starts."""

@@ -52,7 +52,10 @@ def stress_markdown(report: dict[str, Any]) -> str:
     for p in report["parts"]:
         for kept in p.get("kept_from", []):
             dropped = f"; its failures, run again: {kept['failures_not_kept']}" if kept["failures_not_kept"] else ""
-            lines.append(f"\n{p['name']}: {kept['rounds']} clean rounds kept from level-1 boot {kept['attempt']}{dropped}")
+            what = f"{kept['rounds']} clean rounds"
+            if "round_numbers" in kept:  # the hostile part's: three measurements a round
+                what = f"rounds {kept['round_numbers']} ({kept['rounds']} measurements)"
+            lines.append(f"\n{p['name']}: {what} kept from level-1 boot {kept['attempt']}{dropped}")
     for p in report["parts"]:
         for name, value in p["details"].items():
             runs = [value] if isinstance(value, dict) else value if _listed_below(value) else []

@@ -874,4 +874,5 @@ def test_a_hostile_part_cut_short_resumes_with_its_clean_rounds(tmp_path, monkey
     assert [c["hostile_kept"] for c in asked.cfgs] == [{}, results]
     hostile = report["parts"][0]
     assert (hostile["rounds"], hostile["clean_rounds"]) == (4, 4) and stress_resume.part_passed(hostile)
-    assert hostile["kept_from"] == [{"attempt": 1, "rounds": 3, "failures_not_kept": []}]
+    assert hostile["kept_from"] == [{"attempt": 1, "rounds": 3, "failures_not_kept": [], "round_numbers": [0]}]
+    assert "hostile: rounds [0] (3 measurements) kept from level-1 boot 1" in stress_markdown(report)
