@@ -33,6 +33,9 @@ from lab.runner import Runner
 KVM_VM_DEBUGFS = Path("/sys/kernel/debug/kvm")
 HOST_HIST_US = 50000  # histogram range of the host cyclictest (us)
 GUEST_LOAD_MARGIN_S = 40  # the hostile part's guest load outlasts the host's measurement by this
+# A guest's report that it stalled, while the host waits for its load.
+GUEST_STALL = re.compile(r"rcu: INFO: rcu_\w+ (self-)?detected stall")
+STALL_POLL_S = 1.0
 PARTIAL_REPORT = STRESS_PARTIAL_REPORT
 
 
@@ -614,13 +617,14 @@ class Stress:
                       f"lab.mode=load lab.hostile={hostile} lab.secs={secs + GUEST_LOAD_MARGIN_S}")  # fmt: skip
         result: dict[str, Any] = {}
         try:
-            if not guest.wait_for("LAB-STRESS load start", float(self.cfg["kvm_timeout"])):
+            if not await_load(guest, float(self.cfg["kvm_timeout"])):
                 if guest.proc.poll() is not None:
                     witness = f"QEMU exit {guest.proc.poll()}; {shutdown_witness(trace, self.cfg)}"
                     return {"error": f"guest ended before its load ({witness}){console_ref(guest.log)}"}
                 record = self.out / record_name(f"stress-{label}")
                 seen = sample_exits(self.runner, guest.proc.pid, self.cfg, record)
-                return {"error": "guest did not start its load" + (f"; {seen}" if seen else "")}
+                stalled = " (it reported a stall)" if GUEST_STALL.search(guest.console) else ""
+                return {"error": f"guest did not start its load{stalled}" + (f"; {seen}" if seen else "")}
             time.sleep(1)
             before = {r["tid"]: r for r in self.snapshot()}
             sng = self.runner.start(every_cpu_command(secs, "--metrics-brief"), f"host load {label}", cwd=Path("/tmp"))
@@ -680,6 +684,20 @@ class Stress:
             "counter_snapshots": self.snapshots,
             "inconsistent_counters": self.inconsistent,
         }
+
+
+def await_load(guest: Guest, timeout: float) -> bool:
+    """Whether the guest starts its load within `timeout` s. False as soon
+    as it ends or its console reports a stall: what KVM sees of it is then
+    sampled while level 1 may still be whole (stress run 254a: a guest
+    stalled from its boot, and level 1 panicked 11 s later, before the
+    guest's timeout and its sample)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if guest.wait_for("LAB-STRESS load start", min(STALL_POLL_S, max(deadline - time.monotonic(), 0))):
+            return True
+        if guest.proc.poll() is not None or GUEST_STALL.search(guest.console) or time.monotonic() >= deadline:
+            return False
 
 
 def run_parts(stress: Any, names: list[str], taint: Callable[[], int] = kernel_taint) -> None:

@@ -876,3 +876,29 @@ def test_a_hostile_part_cut_short_resumes_with_its_clean_rounds(tmp_path, monkey
     assert (hostile["rounds"], hostile["clean_rounds"]) == (4, 4) and stress_resume.part_passed(hostile)
     assert hostile["kept_from"] == [{"attempt": 1, "rounds": 3, "failures_not_kept": [], "round_numbers": [0]}]
     assert "hostile: rounds [0] (3 measurements) kept from level-1 boot 1" in stress_markdown(report)
+
+
+def test_a_hostile_guest_that_reports_a_stall_is_sampled_at_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import time
+
+    from lab.invm import stress as invm_stress
+
+    stress = _stress_with_fakes(tmp_path, monkeypatch, _Taint())
+    stress.cfg.update({"hostile_secs": 20, "kvm_timeout": 600, "trace_shutdowns": True})
+    guest = _LostGuest(None)
+    # Run 254a's hostile guest of round 6: silent from 1 s into its boot, then its RCU stall.
+    guest.console = (
+        "[    0.944816] kvm_intel: VMX not supported by CPU 1\n[  100.965104] rcu: INFO: rcu_preempt detected stalls on CPUs/tasks:\n"
+    )
+    monkeypatch.setattr(invm_stress, "Guest", lambda *args: guest)
+    monkeypatch.setattr(invm_stress, "arm_shutdown_trace", lambda runner: tmp_path)
+    monkeypatch.setattr(invm_stress, "sample_exits", lambda runner, pid, cfg, record: "KVM in the last 5.0 s: vCPU 0 no exits")
+    start = time.monotonic()
+    result = stress.measure_host("hostile-hostile-6", 1)
+    assert time.monotonic() - start < 5  # not the 600 s of its timeout
+    assert result["error"] == "guest did not start its load (it reported a stall); KVM in the last 5.0 s: vCPU 0 no exits"
+    guest.console = guest.console.splitlines()[0]  # no stall: it waits its timeout out
+    stress.cfg["kvm_timeout"] = 1.5
+    start = time.monotonic()
+    assert stress.measure_host("hostile-hostile-6", 1)["error"].startswith("guest did not start its load;")
+    assert time.monotonic() - start >= 1.5
