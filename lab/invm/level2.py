@@ -139,12 +139,16 @@ def boot_guest(
     return accel.Probe(mode, not reason, round(seconds, 2), reason), console
 
 
+_said_no_state: list[str] = []  # once per level-1 boot
+
+
 def arm_shutdown_trace(runner: Runner) -> Path | None:
     """KVM's trace of shutdown exits, armed for this boot (None if level 1 cannot trace)."""
     try:
         base = shutdown_trace.tracefs(runner)
-        if base is not None:
-            shutdown_trace.arm(base)
+        if base is not None and (missing := shutdown_trace.arm(base)) and not _said_no_state:
+            _said_no_state.append(missing)
+            print(f"level2: no guest state at shutdown exits: {missing}", flush=True)
         return base
     except OSError as exc:
         print(f"level2: no KVM shutdown trace: {exc}", flush=True)

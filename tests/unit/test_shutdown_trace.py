@@ -63,3 +63,53 @@ def test_a_guest_that_ends_early_carries_what_kvm_saw(tmp_path: Path, monkeypatc
     probe, _ = level2.boot_guest(Runner(tmp_path / "logs"), cfg, "kvm", tmp_path, label="t")
     assert not probe.ok
     assert "qemu exit status 0" in probe.reason and said in probe.reason
+
+
+# A triple fault of a guest's user code (the stress suite's, run 8cbe's address), and the probe's line after it.
+USER_SHUTDOWN = (
+    " qemu-system-x86-412 [001] d..1.  95.250331: kvm_exit: vcpu 0 reason shutdown rip 0x528293 "
+    "info1 0x0000000000000000 info2 0x0000000000000000 intr_info 0x00000000 error_code 0x00000000\n"
+    " qemu-system-x86-412 [001] d..1.  95.250340: lab_shutdown_state: (shutdown_interception+0x0/0x90) rip=0x528293 "
+    "rsp=0x7ffd5a1c0ff8 cr2=0xfffffe0000046ff8 cr3=0x1a3e000 cpl=3 idt=0xfffffe0000000000 tr=0xfffffe0000043000 "
+    "exitintinfo=0x8000030e exitinfo1=0x0\n"
+)
+
+
+def test_the_guests_state_at_a_shutdown_is_probed_from_the_vmcb(tmp_path: Path) -> None:
+    from test_btf_offsets import BLOB
+
+    base = fake_tracefs(tmp_path / "tracefs")
+    (base / "kprobe_events").write_text("")
+    btf = tmp_path / "vmlinux"
+    btf.write_bytes(BLOB)
+    # The kernel makes the event's directory once the probe is placed; the fake has none yet.
+    assert shutdown_trace.arm(base, btf).startswith("kprobe on shutdown_interception not enabled")
+    placed = (base / "kprobe_events").read_text()
+    assert placed.startswith("p:lab/lab_shutdown_state shutdown_interception rip=+0x578(+0x17f8(%di)):x64 ")
+    assert "cr2=+0x640(+0x17f8(%di)):x64" in placed and "cpl=+0x4cb(+0x17f8(%di)):u8" in placed
+    event = base / "events/lab/lab_shutdown_state"
+    event.mkdir(parents=True)
+    assert shutdown_trace.arm(base, btf) == ""
+    assert (base / "kprobe_events").read_text() == placed  # placed once per boot
+    assert (event / "enable").read_text() == "1\n"
+    vmx = tmp_path / "vmx"
+    vmx.write_bytes(BLOB.replace(b"vcpu_svm", b"vcpu_vmx"))
+    assert shutdown_trace.arm_state_probe(tmp_path / "other", vmx) == "no struct vcpu_svm in the kernel's BTF (no SVM)"
+
+
+def test_a_shutdown_carries_the_state_printed_after_it() -> None:
+    exits = shutdown_trace.parse(USER_SHUTDOWN)
+    assert [(e.vcpu, e.rip) for e in exits] == [(0, 0x528293)]
+    said = shutdown_trace.verdict(exits)
+    assert said.startswith("KVM saw a shutdown exit (triple fault): vCPU 0 shutdown at 0x528293, its state rip=0x528293 ")
+    assert "cr2=0xfffffe0000046ff8" in said and said.endswith("exitinfo1=0x0")
+    # What the host parses of it still holds (lab.emulator_faults, lab.emulator_control).
+    from lab.emulator_control import user_mode_triple_faults
+    from lab.emulator_faults import _SHUTDOWN_AT, _TRIPLE_FAULT
+
+    reason = f"guest did not finish (qemu exit status 0; {said}) (console /out/level2-console-control-1.log)"
+    m = _TRIPLE_FAULT.search(reason)
+    assert m and _SHUTDOWN_AT.findall(m[1])[0][:2] == ("0", "0x528293") and user_mode_triple_faults(reason) == [0x528293]
+    # Without its probe line a shutdown is still named; with a state for none of them none is paired.
+    assert shutdown_trace.parse(USER_SHUTDOWN.splitlines()[0])[0].state == ""
+    assert all(e.state == "" for e in shutdown_trace.parse(USER_SHUTDOWN + SHUTDOWN))
