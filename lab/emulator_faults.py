@@ -71,6 +71,16 @@ and each is matched as narrowly as the text allows:
   (`null-percpu`'s registers) was stamped 17.1 s, the age of the guest its
   vCPU thread ran, among lines at 542-656 s; 2708's double fault 6.48 s
   among 58 s. A kernel's own clock does not step back by seconds.
+- `irq-with-if-clear`: an oops trace in which an interrupt handler's entry
+  (`asm_sysvec_*`, `asm_common_interrupt`) was itself interrupted at its
+  very first instruction, with IF clear in the saved flags, by a maskable
+  interrupt (the frame above it is another interrupt's entry, no NMI in
+  sight): the gate had just cleared IF, and a correct CPU delivers no
+  maskable interrupt with IF clear. The nested entry, coming from kernel
+  mode, skips SWAPGS and runs with the user's GS base: its per-CPU reads
+  fault until the stack overflows (stress run 20261205T053244Z-796b, a
+  guest's APIC timer entered twice from user mode). Not yet seen on the
+  unpatched kernel, so it excuses nothing.
 - `unkillable-vcpu`: level 1's watchdog found a killed VMM still *running*
   (state R) long after SIGKILL: a CPU that never leaves its guest. A
   thread asleep (state D, e.g. in our teardown) is a kernel bug, not this.
@@ -134,7 +144,7 @@ CURRENT_TASK_SYMBOL = "pcpu_hot"
 # Every sign find() can report, in the order of the docstring.
 SIGNATURES = ("null-percpu", "null-cs-frame", "guest-null-current", "nmi-never-left", "wild-return-from-halt",
               "stuck-in-guest", "lost-wakeup", "guest-at-vmrun-return", "guest-resumed-past-exit", "clock-from-guest",
-              "unkillable-vcpu")  # fmt: skip
+              "irq-with-if-clear", "unkillable-vcpu")  # fmt: skip
 
 # The signs `nox -s emulator_control` saw on the unpatched kernel (README,
 # "Emulator control"; tests/unit/test_emulator_control.py holds this to the
@@ -262,6 +272,36 @@ def guest_null_current(console: str) -> tuple[int, str]:
             return i + 1, guard[0]
         if table and int(table[1], 16) == r12:
             return i + 1, table[0]
+    return 0, ""
+
+
+# An interrupt entry's first instruction as an oops frame, and any interrupt entry's return address.
+_IRQ_ENTRY_AT_START = re.compile(r"\bRIP: 0010:(asm_(?:sysvec_\w+|common_interrupt))\+0x0/0x[0-9a-f]+")
+_IRQ_ENTRY_FRAME = re.compile(r"\basm_(?:sysvec_\w+|common_interrupt)\+0x[0-9a-f]+/")
+_EFLAGS = re.compile(r"\bEFLAGS: ([0-9a-f]+)")
+_IF_FLAG = 0x200
+NESTED_FRAME_WITHIN = 4  # lines between the nested entry's frame and the RIP line it interrupted
+_NMI_CONTEXT = re.compile(r"NMI backtrace|\bexc_nmi\b|\basm_exc_nmi\b|\bnmi_handle\b")
+
+
+def irq_with_if_clear(console: str) -> tuple[int, str]:
+    """(line of the oops's first line, the frame) of an interrupt entry
+    interrupted at its first instruction, IF clear, by a maskable interrupt; or (0, '')."""
+    lines = console.splitlines()
+    for i, line in enumerate(lines):
+        m = _IRQ_ENTRY_AT_START.search(line)
+        if not m:
+            continue
+        flags = next((int(f[1], 16) for ln in lines[i + 1 : i + 4] if (f := _EFLAGS.search(ln))), None)
+        nested = any(_IRQ_ENTRY_FRAME.search(ln) for ln in lines[max(i - NESTED_FRAME_WITHIN, 0) : i])
+        start = next((j for j in range(i, -1, -1) if _SPLAT_LINE.search(lines[j])), None)
+        if flags is None or flags & _IF_FLAG or not nested or start is None:
+            continue
+        while start > 0 and _SPLAT_LINE.search(lines[start - 1]):
+            start -= 1  # the report's first line ("BUG: ..." before "Oops: ...")
+        if any(_NMI_CONTEXT.search(ln) for ln in lines[start:i]):
+            continue  # an NMI may land there: not this
+        return start + 1, f"{m[1]}+0x0 entered again with IF clear (EFLAGS {flags:08x})"
     return 0, ""
 
 
@@ -430,6 +470,9 @@ def find(
     line, what = clock_from_guest(text)
     if line:
         found.append(Evidence("clock-from-guest", f"a splat stamped back in time: {what}", name, line))
+    line, frame = irq_with_if_clear(text)
+    if line:
+        found.append(Evidence("irq-with-if-clear", f"an interrupt delivered with IF clear: {frame}", name, line))
     for guest in level2_consoles(attempt_dir):
         source = str(guest.relative_to(attempt_dir))
         guest_console = guest.read_text(errors="replace")
@@ -439,6 +482,9 @@ def find(
         line, header = guest_null_current(guest_console)
         if line:
             found.append(Evidence("guest-null-current", f"a level-2 page-fault handler read a NULL current ({header})", source, line))
+        line, frame = irq_with_if_clear(guest_console)
+        if line:
+            found.append(Evidence("irq-with-if-clear", f"a level-2 interrupt delivered with IF clear: {frame}", source, line))
     for dump in sorted(attempt_dir.glob("level1-cpus*.txt")):
         cpus = stuck_in_guest(text + "\n" + console, dump.read_text(errors="replace"))
         if cpus:

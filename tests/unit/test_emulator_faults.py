@@ -279,3 +279,22 @@ def test_stuck_in_guest_reported_by_the_cpu_waiting_for_its_ipi(tmp_path: Path) 
     (tmp_path / "level1-console.log").write_text(SOFT_LOCKUP_IPI_WAIT)
     (tmp_path / "level1-cpus.txt").write_text(STUCK_IN_GUEST_IPI_DUMP)
     assert [e.signature for e in emulator_faults.find(tmp_path, "tcg", {})] == ["stuck-in-guest"]
+
+
+def test_an_interrupt_entered_again_with_if_clear_is_a_sign(tmp_path: Path) -> None:
+    from oops_samples import IRQ_WITH_IF_CLEAR_OOPS, NMI_AT_IRQ_ENTRY
+
+    line, frame = emulator_faults.irq_with_if_clear(IRQ_WITH_IF_CLEAR_OOPS)
+    assert line == 1 and frame == "asm_sysvec_apic_timer_interrupt+0x0 entered again with IF clear (EFLAGS 00000006)"
+    # IF set in the frame, an NMI's report, or no interrupt entry above it: not this.
+    assert emulator_faults.irq_with_if_clear(IRQ_WITH_IF_CLEAR_OOPS.replace("EFLAGS: 00000006", "EFLAGS: 00000206")) == (0, "")
+    in_nmi = IRQ_WITH_IF_CLEAR_OOPS.replace("[   10.128255] CPU: 1", "[   10.128200] NMI backtrace for cpu 1\n[   10.128255] CPU: 1")
+    assert emulator_faults.irq_with_if_clear(in_nmi) == (0, "")
+    assert emulator_faults.irq_with_if_clear(NMI_AT_IRQ_ENTRY) == (0, "")
+    alone = IRQ_WITH_IF_CLEAR_OOPS.replace("asm_sysvec_apic_timer_interrupt+0x1a/0x20", "handle_mm_fault+0x1a/0x20")
+    assert emulator_faults.irq_with_if_clear(alone) == (0, "")
+    # Found in a guest's console by find(); it may not excuse until the unpatched kernel shows it.
+    (tmp_path / "level1-console.log").write_text("")
+    (tmp_path / "level2-console-stress-hostile-policy-1.log").write_text(IRQ_WITH_IF_CLEAR_OOPS)
+    assert [(e.signature, e.line_no) for e in emulator_faults.find(tmp_path, "tcg", {})] == [("irq-with-if-clear", 1)]
+    assert "irq-with-if-clear" not in emulator_faults.ATTRIBUTABLE
