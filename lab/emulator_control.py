@@ -36,9 +36,6 @@ no sign, 2026-12-04/05); the first runs the unpatched kernel:
                 load's `sh` busy loop for SPIN_S seconds instead of 2
   nopolicy-spin the same on our kernels with the guest driver, no policy:
                 the hostile part's vanilla rounds
-  base-spin-nothp  base-spin with level 1's transparent huge pages off
-                (lab.invm.thp: no khugepaged collapse dropping the guests'
-                nested page-table entries while they run)
 
 Three more cells, run only when named (`--cells`), tell which level of ours
 a fault seen on our kernels and not on the base comes with (none of them
@@ -80,18 +77,16 @@ KERNELS = {"nodriver": ("patched", "patched"), "l1-ours": ("patched", "base"), "
 GUEST_IRQ = ("base-girq", "nopolicy-girq")
 # Guests whose vCPUs spin in the shell loop as long as the hostile part's
 # (a minute there, less here so a boot stays within its timeout).
-SPIN_S = {"base-spin": 45, "nopolicy-spin": 45, "base-spin-nothp": 45}
+SPIN_S = {"base-spin": 45, "nopolicy-spin": 45}
 # Cells that run under the stress suite's host load.
-HOST_LOAD = ("base-load", "base-spin", "nopolicy-spin", "base-spin-nothp")
-# Cells whose level 1 runs without transparent huge pages.
-THP_OFF = ("base-spin-nothp",)
+HOST_LOAD = ("base-load", "base-spin", "nopolicy-spin")
 CELLS = DEFAULT_CELLS + GUEST_IRQ + tuple(SPIN_S) + tuple(KERNELS)
 POLICY = {"base": "none", "base-ipi": "none", "base-flip": "none", "base-load": "none", "base-scx": "scx-simple",
           "nopolicy": "none", "boost": "boost", "scx": "scx", "nodriver": "none", "l1-ours": "none",
           "l2-ours": "none", "base-girq": "none", "nopolicy-girq": "none", "base-spin": "none",
-          "nopolicy-spin": "none", "base-spin-nothp": "none"}  # fmt: skip
+          "nopolicy-spin": "none"}  # fmt: skip
 # The cells that run the unpatched kernel: only signs seen there may excuse.
-UNPATCHED = ("base", "base-ipi", "base-flip", "base-load", "base-scx", "base-girq", "base-spin", "base-spin-nothp")
+UNPATCHED = ("base", "base-ipi", "base-flip", "base-load", "base-scx", "base-girq", "base-spin")
 # The guest tools the control's workload runs (lab/invm/guest_init.sh, mode control).
 BASE_TOOLS = ("rtspin", "ipi_pingpong")
 # Cells whose guests never load the guest driver.
@@ -163,8 +158,6 @@ def classify(
         "ipi_storm_trips": (report or {}).get("ipi_storm_trips"),
         "rt_flips": (report or {}).get("rt_flips"),
         "host_load_ran": (report or {}).get("host_load_ran"),
-        "thp": (report or {}).get("thp"),
-        "thp_counters": (report or {}).get("thp_counters"),
         "signs": [{"signature": e.signature, "where": e.describe()} for e in signs],
         "splats": splat_rows,
     }
@@ -277,8 +270,7 @@ class ControlRun:
         out.mkdir()
         control = {"policy": POLICY[cell.name], "boots": self.boots, "ipi_storm": cell.name == "base-ipi",
                    "rt_flip": cell.name == "base-flip", "host_load": cell.name in HOST_LOAD,
-                   "guest_irq": cell.name in GUEST_IRQ, "guest_spin_s": SPIN_S.get(cell.name, 2),
-                   "thp_off": cell.name in THP_OFF}  # fmt: skip
+                   "guest_irq": cell.name in GUEST_IRQ, "guest_spin_s": SPIN_S.get(cell.name, 2)}  # fmt: skip
         cfg = {**cell.cfg, "out": str(out), "control": control}
         if cell.name in NO_DRIVER:
             cfg.pop("pvsched", None)

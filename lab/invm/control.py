@@ -12,7 +12,7 @@ import json
 import time
 
 from lab.errors import LabError
-from lab.invm import level1, level2, pvsched_host, thp
+from lab.invm import level1, level2, pvsched_host
 from lab.invm.host_load import HostLoad
 from lab.invm.ipi_storm import IpiStorm
 from lab.invm.rt_flip import RtFlip
@@ -55,8 +55,6 @@ def main(config_path: str) -> int:
     load = HostLoad(runner) if control.get("host_load") else None
     if load is not None:
         load.start()
-    thp_setting = thp.turn_off() if control.get("thp_off") else thp.setting()
-    thp_before = thp.counters()
     results = []
     for i in range(boots):
         start = time.monotonic()
@@ -85,8 +83,7 @@ def main(config_path: str) -> int:
     dmesg = runner.run(["dmesg"], "dmesg").output
     (out / "level1-dmesg.txt").write_text(dmesg)
     report = {"policy": policy_name, "policy_error": policy_error, "driver": driver == "1",
-              "ipi_storm_trips": trips, "rt_flips": flips, "host_load_ran": load_ran, "boots": results,
-              "thp": thp_setting, "thp_counters": {k: v - thp_before[k] for k, v in thp.counters().items()}}  # fmt: skip
+              "ipi_storm_trips": trips, "rt_flips": flips, "host_load_ran": load_ran, "boots": results}  # fmt: skip
     (out / "control.json").write_text(json.dumps(report, indent=2) + "\n")
     print(LEVEL1_DONE, flush=True)
     stop_watchdog.set()

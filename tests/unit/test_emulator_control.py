@@ -369,19 +369,3 @@ def test_the_spin_cell_replays_the_hostile_parts_guests_on_the_unpatched_kernel(
     assert ctl.SPIN_S["nopolicy-spin"] == ctl.SPIN_S["base-spin"] and "nopolicy-spin" in ctl.HOST_LOAD
     init = (REPO / "lab/invm/guest_init.sh").read_text()
     assert "spin=$(param lab.control_spin)" in init and 'timeout "${spin:-2}"' in init
-
-
-def test_the_nothp_cell_turns_level_1s_huge_pages_off_and_counts_them(tmp_path: Path) -> None:
-    from lab.invm import thp
-
-    assert ctl.builds_of("base-spin-nothp") == ("base", "base") and "base-spin-nothp" in ctl.UNPATCHED
-    assert ctl.THP_OFF == ("base-spin-nothp",) and ctl.SPIN_S["base-spin-nothp"] == ctl.SPIN_S["base-spin"]
-    sysfs = tmp_path / "thp"
-    sysfs.mkdir()
-    (sysfs / "enabled").write_text("always [madvise] never\n")
-    (sysfs / "defrag").write_text("always defer defer+madvise [madvise] never\n")
-    assert thp.setting(sysfs) == "always [madvise] never"
-    assert thp.turn_off(sysfs) == "never" and (sysfs / "defrag").read_text() == "never\n"
-    vmstat = tmp_path / "vmstat"
-    vmstat.write_text("nr_free_pages 5\nthp_fault_alloc 12\nthp_collapse_alloc 3\nthp_split_pmd 1\n")
-    assert thp.counters(vmstat) == {"thp_fault_alloc": 12, "thp_collapse_alloc": 3, "thp_split_page": -1, "thp_split_pmd": 1}
