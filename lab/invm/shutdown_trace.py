@@ -17,6 +17,7 @@ suite's, 2026-12-04/05) says nothing else of what could not be delivered.
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -89,8 +90,12 @@ def arm_state_probe(base: Path, btf: Path = btf_offsets.VMLINUX_BTF) -> str:
             return "no struct vcpu_svm in the kernel's BTF (no SVM)"
         fetch = " ".join(f"{name}=+{offset:#x}(+{vmcb:#x}(%di)):{kind}" for name, offset, kind in VMCB_FIELDS)
         try:
-            with (base / "kprobe_events").open("a") as events:
-                events.write(f"p:lab/{STATE_PROBE} {STATE_HANDLER} {fetch}\n")
+            # O_APPEND without Python's "a" mode, whose seek to the end tracefs refuses (EINVAL).
+            fd = os.open(base / "kprobe_events", os.O_WRONLY | os.O_APPEND)
+            try:
+                os.write(fd, f"p:lab/{STATE_PROBE} {STATE_HANDLER} {fetch}\n".encode())
+            finally:
+                os.close(fd)
         except OSError as exc:
             return f"kprobe on {STATE_HANDLER} not placed: {exc}"
     try:
