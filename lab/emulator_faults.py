@@ -81,6 +81,16 @@ and each is matched as narrowly as the text allows:
   fault until the stack overflows (stress run 20261205T053244Z-796b, a
   guest's APIC timer entered twice from user mode). Not yet seen on the
   unpatched kernel, so it excuses nothing.
+- `idt-unreadable`: a level-2 vCPU triple-faulted, and its state at the
+  shutdown (lab.invm.shutdown_trace's probe of the VMCB) has CR2, the
+  last page fault's address, inside the guest's own IDT: the CPU could not
+  read the IDT to deliver an event (EXITINTINFO names it), nor to deliver
+  the faults that followed. The IDT is mapped in every page table of a
+  running kernel, so a correct CPU faults there only if the guest unmapped
+  it; a nested walk that missed belongs in a nested page fault exit to
+  level 1 (stress run 20261205T062501Z-22f7: interrupt 236 from user mode,
+  CR2 = IDT + 0x80, the double fault's entry). Not yet seen on the
+  unpatched kernel, so it excuses nothing.
 - `unkillable-vcpu`: level 1's watchdog found a killed VMM still *running*
   (state R) long after SIGKILL: a CPU that never leaves its guest. A
   thread asleep (state D, e.g. in our teardown) is a kernel bug, not this.
@@ -144,7 +154,7 @@ CURRENT_TASK_SYMBOL = "pcpu_hot"
 # Every sign find() can report, in the order of the docstring.
 SIGNATURES = ("null-percpu", "null-cs-frame", "guest-null-current", "nmi-never-left", "wild-return-from-halt",
               "stuck-in-guest", "lost-wakeup", "guest-at-vmrun-return", "guest-resumed-past-exit", "clock-from-guest",
-              "irq-with-if-clear", "unkillable-vcpu")  # fmt: skip
+              "irq-with-if-clear", "idt-unreadable", "unkillable-vcpu")  # fmt: skip
 
 # The signs `nox -s emulator_control` saw on the unpatched kernel (README,
 # "Emulator control"; tests/unit/test_emulator_control.py holds this to the
@@ -412,6 +422,30 @@ def resumed_past_exit(attempt_dir: Path, console: str, exit_before: Callable[[in
     return found
 
 
+# "its state rip=0x52bc4f rsp=... cr2=0xfffffe0000000080 ... idt=0xfffffe0000000000 ... exitintinfo=0x800000ec"
+_STATE_FIELD = re.compile(r"\b(cr2|idt|exitintinfo)=(0x[0-9a-f]+)")
+IDT_BYTES = 256 * 16  # 256 gates of 16 bytes (64-bit mode)
+
+
+def idt_unreadable(attempt_dir: Path, console: str) -> list[Evidence]:
+    """`idt-unreadable` for every guest level 1 saw triple-fault with its last page fault inside its IDT."""
+    found = []
+    for m in _TRIPLE_FAULT.finditer(console):
+        for exit_text in m[1].split("; "):
+            state = dict(_STATE_FIELD.findall(exit_text))
+            if "cr2" not in state or "idt" not in state:
+                continue
+            cr2, idt = int(state["cr2"], 16), int(state["idt"], 16)
+            if idt <= cr2 < idt + IDT_BYTES:
+                at = _SHUTDOWN_AT.search(exit_text)
+                vcpu = at[1] if at else "?"
+                what = (f"level-2 vCPU {vcpu} triple-faulted reading its IDT (CR2 {cr2:#x} = IDT + {cr2 - idt:#x}, "
+                        f"gate {(cr2 - idt) // 16}; EXITINTINFO {state.get('exitintinfo', '?')})")  # fmt: skip
+                guest_lines = _read(attempt_dir / m[2]).splitlines()
+                found.append(Evidence("idt-unreadable", what, m[2], _last_line(guest_lines)))
+    return found
+
+
 def _last_line(lines: list[str]) -> int:
     """Where a guest's sign sits in its console: its last line (an empty console: its first)."""
     return len(lines) or 1
@@ -497,6 +531,7 @@ def find(
         found += _vmrun_return_loops(attempt_dir, vmrun_return)
     if exit_before is not None:
         found += resumed_past_exit(attempt_dir, console, exit_before)
+    found += idt_unreadable(attempt_dir, console)
     wedged = unkillable_running(console)
     if wedged:
         found.append(Evidence("unkillable-vcpu", wedged[:160], "level1-console.log", AT_END))

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -298,3 +299,27 @@ def test_an_interrupt_entered_again_with_if_clear_is_a_sign(tmp_path: Path) -> N
     (tmp_path / "level2-console-stress-hostile-policy-1.log").write_text(IRQ_WITH_IF_CLEAR_OOPS)
     assert [(e.signature, e.line_no) for e in emulator_faults.find(tmp_path, "tcg", {})] == [("irq-with-if-clear", 1)]
     assert "irq-with-if-clear" not in emulator_faults.ATTRIBUTABLE
+
+
+# Stress run 20261205T062501Z-22f7: a hostile guest's user-mode triple fault, with its state from the VMCB.
+IDT_TRIPLE_FAULT = (
+    "stress hostile: lost round: hostile round 3: no KVM snapshot after the measurement (the guest was gone, its QEMU "
+    "exited with status 0; KVM saw a shutdown exit (triple fault): vCPU 1 shutdown at 0x52bc4f (?), its state "
+    "rip=0x52bc4f rsp=0x7ffe55769090 cr2=0xfffffe0000000080 cr3=0x97d000 cpl=3 idt=0xfffffe0000000000 "
+    "tr=0xfffffe000003e000 exitintinfo=0x800000ec exitinfo1=0x0) (console "
+    "/out/vm/level2-console-stress-hostile-hostile-3.log); measured again\n"
+)
+
+
+def test_a_triple_fault_reading_the_idt_is_a_sign(tmp_path: Path) -> None:
+    (tmp_path / "level2-console-stress-hostile-hostile-3.log").write_text("LAB-GUEST-READY 2.1\nLAB-STRESS load start\n")
+    found = emulator_faults.idt_unreadable(tmp_path, IDT_TRIPLE_FAULT)
+    assert [(e.signature, e.source, e.line_no) for e in found] == [("idt-unreadable", "level2-console-stress-hostile-hostile-3.log", 2)]
+    assert "CR2 0xfffffe0000000080 = IDT + 0x80, gate 8; EXITINTINFO 0x800000ec" in found[0].detail
+    # A page fault elsewhere, or no state (a kernel without the probe): not this.
+    assert emulator_faults.idt_unreadable(tmp_path, IDT_TRIPLE_FAULT.replace("cr2=0xfffffe0000000080", "cr2=0x7ffe55768ff8")) == []
+    without_state = re.sub(r", its state [^)]*", "", IDT_TRIPLE_FAULT)
+    assert "shutdown at 0x52bc4f (?)) (console" in without_state and emulator_faults.idt_unreadable(tmp_path, without_state) == []
+    (tmp_path / "level1-console.log").write_text(IDT_TRIPLE_FAULT)
+    assert [e.signature for e in emulator_faults.find(tmp_path, "tcg", {})] == ["idt-unreadable"]
+    assert "idt-unreadable" not in emulator_faults.ATTRIBUTABLE
