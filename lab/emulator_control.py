@@ -54,7 +54,6 @@ boots. A sign that never occurs in the base cell cannot excuse anything
 from __future__ import annotations
 
 import json
-import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -163,8 +162,7 @@ def classify(
     }
 
 
-# A shutdown exit KVM saw, at a RIP below the canonical hole: the guest was in user mode.
-_SHUTDOWN_AT = re.compile(r"\bshutdown at (0x[0-9a-f]+)")
+# A shutdown exit KVM saw at a RIP below the canonical hole: the guest was in user mode.
 USER_SPACE_TOP = 0x0000_8000_0000_0000
 
 
@@ -172,7 +170,7 @@ def user_mode_triple_faults(reason: str) -> list[int]:
     """The user-space RIPs of the triple faults a failed boot's reason names (lab.invm.shutdown_trace)."""
     if "(triple fault)" not in reason:
         return []
-    return [rip for m in _SHUTDOWN_AT.finditer(reason) if (rip := int(m[1], 16)) < USER_SPACE_TOP]
+    return [rip for m in emulator_faults.SHUTDOWN_AT.finditer(reason) if (rip := int(m[2], 16)) < USER_SPACE_TOP]
 
 
 def events(run: dict[str, Any]) -> set[str]:

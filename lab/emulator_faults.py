@@ -401,7 +401,7 @@ def _vmrun_return_loops(attempt_dir: Path, vmrun_return: int) -> list[Evidence]:
 # "... KVM saw a shutdown exit (triple fault): vCPU 0 shutdown at 0xffffffff81ac0179 (io_serial_out+0x73))
 #  (console /.../level2-console-kvm.log)": level 1's report of a guest that ended early (lab.invm.level2).
 _TRIPLE_FAULT = re.compile(r"KVM saw a shutdown exit \(triple fault\): (.*?)\) \(console \S*?(level2-console-[^/\s]+\.log)\)")
-_SHUTDOWN_AT = re.compile(r"vCPU (\d+) shutdown at (0x[0-9a-f]+)(?: \(([^)]*)\))?")
+SHUTDOWN_AT = re.compile(r"vCPU (\d+) shutdown at (0x[0-9a-f]+)(?: \(([^)]*)\))?")
 # A guest that reported its own death: not a silent triple fault.
 _GUEST_DIED_ALOUD = re.compile(r"Kernel panic|Oops:|BUG: |general protection fault|double fault")
 
@@ -414,7 +414,7 @@ def resumed_past_exit(attempt_dir: Path, console: str, exit_before: Callable[[in
         guest_lines = _read(guest).splitlines()
         if not guest.exists() or any(_GUEST_DIED_ALOUD.search(line) for line in guest_lines):
             continue
-        for vcpu, rip, where in _SHUTDOWN_AT.findall(m[1]):
+        for vcpu, rip, where in SHUTDOWN_AT.findall(m[1]):
             name = exit_before(int(rip, 16))
             if name:
                 what = f"level-2 vCPU {vcpu} triple-faulted at {where or rip}, right after `{name}`, where level 1 resumed it"
@@ -437,7 +437,7 @@ def idt_unreadable(attempt_dir: Path, console: str) -> list[Evidence]:
                 continue
             cr2, idt = int(state["cr2"], 16), int(state["idt"], 16)
             if idt <= cr2 < idt + IDT_BYTES:
-                at = _SHUTDOWN_AT.search(exit_text)
+                at = SHUTDOWN_AT.search(exit_text)
                 vcpu = at[1] if at else "?"
                 what = (f"level-2 vCPU {vcpu} triple-faulted reading its IDT (CR2 {cr2:#x} = IDT + {cr2 - idt:#x}, "
                         f"gate {(cr2 - idt) // 16}; EXITINTINFO {state.get('exitintinfo', '?')})")  # fmt: skip

@@ -105,11 +105,11 @@ def test_a_shutdown_carries_the_state_printed_after_it() -> None:
     assert "cr2=0xfffffe0000046ff8" in said and said.endswith("exitinfo1=0x0")
     # What the host parses of it still holds (lab.emulator_faults, lab.emulator_control).
     from lab.emulator_control import user_mode_triple_faults
-    from lab.emulator_faults import _SHUTDOWN_AT, _TRIPLE_FAULT
+    from lab.emulator_faults import _TRIPLE_FAULT, SHUTDOWN_AT
 
     reason = f"guest did not finish (qemu exit status 0; {said}) (console /out/level2-console-control-1.log)"
     m = _TRIPLE_FAULT.search(reason)
-    assert m and _SHUTDOWN_AT.findall(m[1])[0][:2] == ("0", "0x528293") and user_mode_triple_faults(reason) == [0x528293]
+    assert m and SHUTDOWN_AT.findall(m[1])[0][:2] == ("0", "0x528293") and user_mode_triple_faults(reason) == [0x528293]
     # Without its probe line a shutdown is still named; with a state for none of them none is paired.
     assert shutdown_trace.parse(USER_SHUTDOWN.splitlines()[0])[0].state == ""
     assert all(e.state == "" for e in shutdown_trace.parse(USER_SHUTDOWN + SHUTDOWN))
