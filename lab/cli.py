@@ -19,6 +19,7 @@ from lab.paths import REPO, RESULTS_DIR, cache_dir
 from lab.pipeline import Options, Pipeline, StepFailed
 from lab.protocol import BENCH_GUEST_CPUS, BENCH_MODES, BENCH_SCENARIOS, STRESS_HOSTILE_ROUNDS, parse_cap
 from lab.runner import Runner, exit_on_signal, stop_all
+from lab.suites.kernel import SERIES_VARIANTS
 from lab.vm import Level1, vng_command
 
 
@@ -149,7 +150,14 @@ def parser() -> argparse.ArgumentParser:
     k = sub.add_parser("kernel", help="prepare the source and build the kernels")
     _common(k)
     k.add_argument("--check-reproducible", action="store_true", help="build twice without ccache, compare bzImage")
-    k.add_argument("--check-series", action="store_true", help="build after each patch (git rebase --exec), KVM built in and =m")
+    k.add_argument(
+        "--check-series",
+        nargs="?",
+        const="both",
+        choices=("both", *SERIES_VARIANTS),
+        default=None,
+        help="build after each patch (git rebase --exec): KVM built in and as a module (both), or one of them",
+    )
     for name, help_text in (
         ("run", "everything: build, boot both levels, test, report"),
         ("boot", "boot level 1"),

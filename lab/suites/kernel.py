@@ -12,13 +12,17 @@ from lab.ktap import Case
 from lab.pipeline import Pipeline
 from lab.source import SourceTree
 
+SERIES_VARIANTS = ("kvm-builtin", "kvm-module")
 
-def run(pipe: Pipeline, reproducible: bool, series: bool = False) -> int:
+
+def run(pipe: Pipeline, reproducible: bool, series: str | None = None) -> int:
+    """`series`: "both", one of SERIES_VARIANTS, or None for no series check."""
+
     def suite(tree: SourceTree, builds: dict[str, KernelBuild]) -> None:
         if reproducible:
             check_reproducible(pipe, tree, builds)
         if series:
-            check_series(pipe, tree, builds)
+            check_series(pipe, tree, builds, SERIES_VARIANTS if series == "both" else (series,))
 
     return pipe.run_suite(suite)
 
@@ -29,11 +33,13 @@ def kvm_as_module(config: str) -> str:
     return "\n".join(swap.get(line, line) for line in config.splitlines()) + "\n"
 
 
-def check_series(pipe: Pipeline, tree: SourceTree, builds: dict[str, KernelBuild]) -> None:
+def check_series(pipe: Pipeline, tree: SourceTree, builds: dict[str, KernelBuild], variants: tuple[str, ...] = SERIES_VARIANTS) -> None:
     """`git rebase --exec` builds after each patch; KVM built in, then as a module."""
     with pipe.step("check series"):
         config = (builds["host"].entry / "config").read_text()
-        for variant, cfg in (("kvm-builtin", config), ("kvm-module", kvm_as_module(config))):
+        configs = {"kvm-builtin": config, "kvm-module": kvm_as_module(config)}
+        for variant in variants:
+            cfg = configs[variant]
             ok, detail = pipe.builder().check_series(tree, variant, cfg)
             ui.info(f"series: {detail}")
             pipe.record.cases.append(Case(f"series_builds_patch_by_patch_{variant.replace('-', '_')}", "host",

@@ -1,12 +1,15 @@
 from __future__ import annotations
 
+import contextlib
 import subprocess
 from pathlib import Path
+from types import SimpleNamespace
 
 from lab.build import KernelBuilder
+from lab.cli import parser
 from lab.runner import Runner
 from lab.source import SourceTree
-from lab.suites.kernel import kvm_as_module
+from lab.suites.kernel import SERIES_VARIANTS, check_series, kvm_as_module
 
 MAKEFILE = """\
 olddefconfig:
@@ -83,3 +86,46 @@ def test_a_series_option_that_olddefconfig_drops_fails_the_check(tmp_path: Path)
     ok, detail = _builder(tmp_path).check_series(tree, "kvm-builtin", "CONFIG_KVM_PVSCHED=y\nCONFIG_PVSCHED_GUEST_PREEMPT=y\n")
     assert not ok
     assert "dropped ['CONFIG_PVSCHED_GUEST_PREEMPT=y']" in detail
+
+
+class _Record:
+    def __init__(self) -> None:
+        self.cases: list[object] = []
+
+
+class _SeriesPipe:
+    """What check_series uses of a Pipeline: a step, a builder, the record."""
+
+    def __init__(self) -> None:
+        self.record = _Record()
+        self.built: list[tuple[str, str]] = []
+
+    def step(self, name: str) -> contextlib.AbstractContextManager[None]:
+        return contextlib.nullcontext()
+
+    def builder(self) -> _SeriesPipe:
+        return self
+
+    def check_series(self, tree: object, variant: str, config: str) -> tuple[bool, str]:
+        self.built.append((variant, config))
+        return True, variant
+
+
+def test_check_series_builds_only_the_variants_asked(tmp_path: Path) -> None:
+    entry = tmp_path / "host"
+    entry.mkdir()
+    (entry / "config").write_text("CONFIG_KVM=y\nCONFIG_KVM_AMD=y\n")
+    builds = {"host": SimpleNamespace(entry=entry)}
+    pipe = _SeriesPipe()
+    check_series(pipe, None, builds, ("kvm-module",))  # type: ignore[arg-type]
+    assert pipe.built == [("kvm-module", "CONFIG_KVM=m\nCONFIG_KVM_AMD=m\n")]
+    assert [c.name for c in pipe.record.cases] == ["series_builds_patch_by_patch_kvm_module"]  # type: ignore[attr-defined]
+    both = _SeriesPipe()
+    check_series(both, None, builds, SERIES_VARIANTS)  # type: ignore[arg-type]
+    assert [v for v, _ in both.built] == ["kvm-builtin", "kvm-module"]
+
+
+def test_check_series_option_defaults_to_both_variants() -> None:
+    assert parser().parse_args(["kernel", "--check-series"]).check_series == "both"
+    assert parser().parse_args(["kernel", "--check-series", "kvm-module"]).check_series == "kvm-module"
+    assert parser().parse_args(["kernel"]).check_series is None
