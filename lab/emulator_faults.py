@@ -90,7 +90,9 @@ and each is matched as narrowly as the text allows:
   it; a nested walk that missed belongs in a nested page fault exit to
   level 1 (stress run 20261205T062501Z-22f7: interrupt 236 from user mode,
   CR2 = IDT + 0x80, the double fault's entry). Not yet seen on the
-  unpatched kernel, so it excuses nothing.
+  unpatched kernel, so it excuses nothing. Since 2026-12-05 the paused
+  guest's own page tables are walked for CR2 (lab.invm.reset_watch): the
+  detail says whether they mapped it.
 - `unkillable-vcpu`: level 1's watchdog found a killed VMM still *running*
   (state R) long after SIGKILL: a CPU that never leaves its guest. A
   thread asleep (state D, e.g. in our teardown) is a kernel bug, not this.
@@ -425,6 +427,8 @@ def resumed_past_exit(attempt_dir: Path, console: str, exit_before: Callable[[in
 # "its state rip=0x52bc4f rsp=... cr2=0xfffffe0000000080 ... idt=0xfffffe0000000000 ... exitintinfo=0x800000ec"
 _STATE_FIELD = re.compile(r"\b(cr2|idt|exitintinfo)=(0x[0-9a-f]+)")
 IDT_BYTES = 256 * 16  # 256 gates of 16 bytes (64-bit mode)
+# lab.invm.page_walk's word on CR2 in the guest's own tables, read from the paused guest after it.
+_CR2_WALK = re.compile(r"its page walk: (?:[^;)]*?)\bcr2 0x[0-9a-f]+ (mapped at 0x[0-9a-f]+|NOT PRESENT at the \w+|not read)")
 
 
 def idt_unreadable(attempt_dir: Path, console: str) -> list[Evidence]:
@@ -439,8 +443,10 @@ def idt_unreadable(attempt_dir: Path, console: str) -> list[Evidence]:
             if idt <= cr2 < idt + IDT_BYTES:
                 at = SHUTDOWN_AT.search(exit_text)
                 vcpu = at[1] if at else "?"
+                walked = _CR2_WALK.search(m[1])
+                tables = f"; the guest's own tables: {walked[1]}" if walked else ""
                 what = (f"level-2 vCPU {vcpu} triple-faulted reading its IDT (CR2 {cr2:#x} = IDT + {cr2 - idt:#x}, "
-                        f"gate {(cr2 - idt) // 16}; EXITINTINFO {state.get('exitintinfo', '?')})")  # fmt: skip
+                        f"gate {(cr2 - idt) // 16}; EXITINTINFO {state.get('exitintinfo', '?')}{tables})")  # fmt: skip
                 guest_lines = _read(attempt_dir / m[2]).splitlines()
                 found.append(Evidence("idt-unreadable", what, m[2], _last_line(guest_lines)))
     return found

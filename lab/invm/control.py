@@ -65,6 +65,7 @@ def main(config_path: str) -> int:
             out,
             label=f"control-{i}",
             extra_append=f"lab.mode=control lab.control_driver={driver} lab.control_irq={irq} lab.control_spin={spin}",
+            walk_resets=True,  # as the stress suite's guests: a triple fault's walk beside the patched one's
         )
         cases = parse_ktap(console, "level2")
         results.append({

@@ -4,6 +4,8 @@ caller waits for (`boot_guest`), and a guest started in the background
 
 from __future__ import annotations
 
+import contextlib
+import os
 import re
 import signal
 import threading
@@ -13,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from lab import accel, exit_record
-from lab.invm import exit_sample, marks, shutdown_trace
+from lab.invm import exit_sample, marks, reset_watch, shutdown_trace
 from lab.invm import qmp as qmp_lib
 from lab.protocol import GUEST_DONE, GUEST_READY, guest_kernel_log_spans
 from lab.runner import Runner, pid_of
@@ -31,10 +33,17 @@ SLOW_HOST_APPEND = "watchdog_thresh=55 rcupdate.rcu_cpu_stall_timeout=100"
 
 
 def qemu_command(
-    cfg: dict[str, object], mode: str, extra_append: str = "", qmp: Path | None = None, reboot: bool = False, drives: tuple[Path, ...] = ()
+    cfg: dict[str, object],
+    mode: str,
+    extra_append: str = "",
+    qmp: Path | None = None,
+    reboot: bool = False,
+    drives: tuple[Path, ...] = (),
+    reset_watch_socket: Path | None = None,
 ) -> list[str]:
     """QEMU for a level-2 guest; a guest reboot ends QEMU unless `reboot` (the reboot test).
-    `drives`: files the guest reads as /dev/vda, /dev/vdb, ... (read-only)."""
+    `drives`: files the guest reads as /dev/vda, /dev/vdb, ... (read-only).
+    `reset_watch_socket`: QEMU pauses at a shutdown for lab.invm.reset_watch on that QMP socket."""
     cpus, mem = int(cfg["guest_cpus"]), int(cfg["guest_mem_mb"])  # type: ignore[call-overload]
     append = f"console=ttyS0 loglevel=4 panic=-1 lab.cpus={cpus} lab.mem_mb={mem} {extra_append}".strip()
     cpu = "host" if mode == "kvm" else "max"
@@ -58,6 +67,8 @@ def qemu_command(
         cmd += ["-drive", f"file={drive},if=virtio,format=raw,readonly=on"]
     # Without one of the lab's own, a diagnostic socket: a stalled guest's registers (lab.invm.qmp).
     cmd += ["-qmp", f"unix:{qmp or qmp_lib.diagnostic_socket()},server=on,wait=off"]
+    if reset_watch_socket is not None:
+        cmd += [*reset_watch.QEMU_ARGS, "-qmp", f"unix:{reset_watch_socket},server=on,wait=off"]
     return cmd
 
 
@@ -76,6 +87,7 @@ def boot_guest(
     watch: Callable[[str], None] | None = None,
     prefix: list[str] | None = None,
     until_silent: bool = False,
+    walk_resets: bool = False,
 ) -> tuple[accel.Probe, str]:
     """One level-2 boot; the probe is 'ok' when the guest reached its tests and finished.
 
@@ -85,7 +97,9 @@ def boot_guest(
     marked in the kernel log as they print.
     `until_silent`: the boot's timeout bounds the guest's silence, not its
     whole run: a guest that prints progress as it goes (rounds whose count
-    and speed vary with the profile) runs as long as it makes any."""
+    and speed vary with the profile) runs as long as it makes any.
+    `walk_resets`: a triple fault's page walk is read from the paused guest
+    (lab.invm.reset_watch) where level 1 traces shutdown exits."""
     start = time.monotonic()
     ready_at: list[float] = []
 
@@ -100,11 +114,18 @@ def boot_guest(
     name = label or mode
     console_log = out / f"level2-console-{name}.log"
     timeout = accel.probe_timeout(mode, float(cfg["kvm_timeout"]), float(cfg["tcg_timeout"]))  # type: ignore[arg-type]
-    cmd = [*(prefix or []), *qemu_command(cfg, mode, extra_append, qmp)]
     # Level 1 only (its config says so): armed elsewhere it would trace the machine the lab runs on.
     trace = arm_shutdown_trace(runner) if mode == "kvm" and cfg.get("trace_shutdowns") else None
-    marks.level2_begins(console_log.name)
     label = f"level2 boot ({name})"
+    reset_walker = None
+    if walk_resets and trace is not None:
+        sock = Path(f"/tmp/lab-l2-watch-{os.getpid()}-{name}.sock")
+        sock.unlink(missing_ok=True)
+        reset_walker = reset_watch.ResetWatch(sock, trace, out / f"level2-walk-{name}.txt", lambda: _kill(label))
+    cmd = [*(prefix or []), *qemu_command(cfg, mode, extra_append, qmp, reset_watch_socket=reset_walker.sock if reset_walker else None)]
+    marks.level2_begins(console_log.name)
+    if reset_walker is not None:
+        reset_walker.start()
     stuck: list[str] = []  # what KVM saw the guest do just before its timeout
     record = out / exit_record.record_name(name)  # the same, for the host's emulator signs
     sampler = None
@@ -130,13 +151,25 @@ def boot_guest(
     elif PANIC in console:
         reason = "guest kernel panicked: " + next(ln[ln.index(PANIC) :].strip() for ln in console.splitlines() if PANIC in ln)
     elif DONE not in console:
-        reason = f"guest did not finish (qemu exit status {result.returncode}; {shutdown_witness(trace, cfg)})"
+        walked = ""
+        if reset_walker is not None:
+            reset_walker.join(10)  # it quit QEMU right after its walk
+            walked = f"; its page walk: {reset_walker.summary}" if reset_walker.summary else ""
+        reason = f"guest did not finish (qemu exit status {result.returncode}; {shutdown_witness(trace, cfg)}{walked})"
     else:
         reason = ""
     if reason:
         reason += console_ref(console_log)
     seconds = ready_at[-1] if ready_at else result.seconds
     return accel.Probe(mode, not reason, round(seconds, 2), reason), console
+
+
+def _kill(label: str) -> None:
+    """SIGKILL to the running command `label` (a guest its reset watch lost)."""
+    pid = pid_of(label)
+    if pid is not None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
 
 
 _said_no_state: list[str] = []  # once per level-1 boot
@@ -223,20 +256,57 @@ def guest_dmesg(console: str) -> str:
 class Guest:
     """A level-2 guest started in the background, with its console watched."""
 
-    def __init__(self, runner: Runner, cfg: dict[str, Any], out: Path, label: str, append: str) -> None:
+    def __init__(self, runner: Runner, cfg: dict[str, Any], out: Path, label: str, append: str, reset_trace: Path | None = None) -> None:
+        """`reset_trace`: the armed shutdown trace; with one, a triple fault's
+        page walk is read from the paused guest (lab.invm.reset_watch)."""
         self.qmp = Path(f"/tmp/lab-{label}.sock")
         self.qmp.unlink(missing_ok=True)
         self.log = out / f"level2-console-{label}.log"
         marks.level2_begins(self.log.name)
-        self.cmd = qemu_command(cfg, "kvm", append, self.qmp)
+        self.watch: reset_watch.ResetWatch | None = None
+        watch_socket = None
+        if reset_trace is not None:
+            watch_socket = Path(f"/tmp/lab-{label}-watch.sock")
+            watch_socket.unlink(missing_ok=True)
+            self.watch = reset_watch.ResetWatch(watch_socket, reset_trace, out / f"level2-walk-{label}.txt", self._kill)
+        self.cmd = qemu_command(cfg, "kvm", append, self.qmp, reset_watch_socket=watch_socket)
         self.proc = runner.start(self.cmd, f"level2 {label}", tee=self.log)
+        if self.watch is not None:
+            self.watch.start()
 
     def wait_for(self, marker: str, timeout: float) -> bool:
         return self.proc.wait_for(marker, timeout)
 
     def end(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int | None:
         """Stop QEMU (SIGKILL after `timeout` s); None if it survives that too."""
-        return self.proc.stop(sig, grace=timeout)
+        if self.watch is not None and not self.watch.is_alive() and self.proc.poll() is None:
+            sig = signal.SIGKILL  # QEMU pauses at a shutdown, and nothing is left to quit it
+        code = self.proc.stop(sig, grace=timeout)
+        if self.watch is not None:
+            self.watch.join(5)
+        return code
+
+    def _kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.stop(signal.SIGKILL, grace=5)
+
+    def was_reset(self) -> bool:
+        """Whether the guest reset itself (a triple fault); QEMU has ended when it did."""
+        if self.watch is None or not self.watch.reset.is_set():
+            return False
+        self.watch.join(10)
+        if self.proc.poll() is None:
+            self.end(signal.SIGKILL)
+        return True
+
+    def reset_walk(self) -> str:
+        """'; its page walk: ...' for a guest that triple-faulted and was walked, else ''."""
+        if self.watch is None or self.proc.poll() is None:
+            return ""
+        self.watch.join(10)  # it quits QEMU right after the walk
+        if self.watch.summary:
+            return f"; its page walk: {self.watch.summary}"
+        return f"; {self.watch.error}" if self.watch.error else ""
 
     @property
     def console(self) -> str:

@@ -614,12 +614,12 @@ class Stress:
         # A guest lost on the way says what KVM saw of it, as boot_guest's do.
         trace = arm_shutdown_trace(self.runner) if self.cfg.get("trace_shutdowns") else None
         guest = Guest(self.runner, self.cfg, self.out, f"stress-{label}",
-                      f"lab.mode=load lab.hostile={hostile} lab.secs={secs + GUEST_LOAD_MARGIN_S}")  # fmt: skip
+                      f"lab.mode=load lab.hostile={hostile} lab.secs={secs + GUEST_LOAD_MARGIN_S}", reset_trace=trace)  # fmt: skip
         result: dict[str, Any] = {}
         try:
             if not await_load(guest, float(self.cfg["kvm_timeout"])):
                 if guest.proc.poll() is not None:
-                    witness = f"QEMU exit {guest.proc.poll()}; {shutdown_witness(trace, self.cfg)}"
+                    witness = f"QEMU exit {guest.proc.poll()}; {shutdown_witness(trace, self.cfg)}{guest.reset_walk()}"
                     return {"error": f"guest ended before its load ({witness}){console_ref(guest.log)}"}
                 record = self.out / record_name(f"stress-{label}")
                 seen = sample_exits(self.runner, guest.proc.pid, self.cfg, record)
@@ -633,10 +633,14 @@ class Stress:
             if sng.wait(60) is None:
                 sng.stop(signal.SIGKILL)
             sng_out = sng.output
-            if not after:
+            # A guest that reset itself is paused for its page walk until it is
+            # quit (lab.invm.reset_watch): KVM may list it in a snapshot after it.
+            if not after or guest.was_reset():
                 exited = guest.proc.poll()
-                gone = f", its QEMU exited with status {exited}; {shutdown_witness(trace, self.cfg)}" if exited is not None else ""
-                result["error"] = f"no KVM snapshot after the measurement (the guest was gone{gone}){console_ref(guest.log)}"
+                witness = f"{shutdown_witness(trace, self.cfg)}{guest.reset_walk()}"
+                gone = f", its QEMU exited with status {exited}; {witness}" if exited is not None else ""
+                what = "no KVM snapshot after the measurement" if not after else "the guest reset itself during the measurement"
+                result["error"] = f"{what} (the guest was gone{gone}){console_ref(guest.log)}"
             (self.out / f"stress-{label}-host.txt").write_text(sng_out + "\n" + "\n".join(out for out, _ in latency.values()))
             m = re.search(r"\bcpu\s+(\d+)\s", sng_out)
             result["bogo_ops"] = int(m[1]) if m else None

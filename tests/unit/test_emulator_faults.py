@@ -323,3 +323,12 @@ def test_a_triple_fault_reading_the_idt_is_a_sign(tmp_path: Path) -> None:
     (tmp_path / "level1-console.log").write_text(IDT_TRIPLE_FAULT)
     assert [e.signature for e in emulator_faults.find(tmp_path, "tcg", {})] == ["idt-unreadable"]
     assert "idt-unreadable" not in emulator_faults.ATTRIBUTABLE
+    # With the paused guest's page walk after the state (lab.invm.reset_watch): the sign says what the tables held.
+    walked = IDT_TRIPLE_FAULT.replace(
+        "exitinfo1=0x0) (console",
+        "exitinfo1=0x0; its page walk: cr2 0xfffffe0000000080 mapped at 0x2a0e080, rip 0x52bc4f mapped at 0x9c3c4f) (console",
+    )
+    (found,) = emulator_faults.idt_unreadable(tmp_path, walked)
+    assert found.detail.endswith("EXITINTINFO 0x800000ec; the guest's own tables: mapped at 0x2a0e080)")
+    unmapped = walked.replace("mapped at 0x2a0e080", "NOT PRESENT at the pmd")
+    assert emulator_faults.idt_unreadable(tmp_path, unmapped)[0].detail.endswith("the guest's own tables: NOT PRESENT at the pmd)")

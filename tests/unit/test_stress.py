@@ -647,6 +647,12 @@ class _LostGuest:
     def end(self) -> None:
         self.ended = True
 
+    def was_reset(self) -> bool:
+        return False
+
+    def reset_walk(self) -> str:
+        return ""
+
 
 @pytest.mark.parametrize("exit_status", [0, None])
 def test_a_lost_hostile_guest_says_what_kvm_saw_of_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, exit_status: int | None) -> None:
@@ -656,7 +662,7 @@ def test_a_lost_hostile_guest_says_what_kvm_saw_of_it(tmp_path: Path, monkeypatc
     stress.cfg.update({"hostile_secs": 20, "kvm_timeout": 1, "trace_shutdowns": True})
     guest = _LostGuest(exit_status)
     sampled: list[int] = []
-    monkeypatch.setattr(invm_stress, "Guest", lambda *args: guest)
+    monkeypatch.setattr(invm_stress, "Guest", lambda *args, **kwargs: guest)
     monkeypatch.setattr(invm_stress, "arm_shutdown_trace", lambda runner: tmp_path)
     witness = "KVM saw a shutdown exit (triple fault): vCPU 0 shutdown at 0xffffffff81001234 (io_serial_in+0x18)"
     monkeypatch.setattr(invm_stress, "shutdown_witness", lambda trace, cfg: witness if trace == tmp_path else "")
@@ -700,14 +706,14 @@ def test_cyclictest_result_reads_its_histogram_under_its_prefix(tmp_path: Path) 
     assert cyclictest_result("", tmp_path / "absent.hist") == {"ct_avg_us": None, "ct_max_us": None}
 
 
-def test_hostile_round_measures_an_ordinary_and_a_fifo_host_task_over_one_window(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def _measure_round(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, guest: _LostGuest) -> tuple[dict[str, Any], list[list[str]]]:
+    """One hostile-part round with `guest` (which starts its load) and fake host tools; (result, cyclictests started)."""
     from lab.invm import stress as invm_stress
 
     stress = _stress_with_fakes(tmp_path, monkeypatch, _Taint())
     stress.cfg.update({"hostile_secs": 20, "kvm_timeout": 1})
-    guest = _LostGuest(None)
     guest.wait_for = lambda marker, timeout: True  # type: ignore[method-assign]
-    monkeypatch.setattr(invm_stress, "Guest", lambda *args: guest)
+    monkeypatch.setattr(invm_stress, "Guest", lambda *args, **kwargs: guest)
     monkeypatch.setattr(invm_stress.time, "sleep", lambda s: None)
     monkeypatch.setattr(stress, "snapshot", lambda: [{"tid": 7, "throttles": "3", "boosted_ns": "2000000"}])
     started: list[list[str]] = []
@@ -725,12 +731,28 @@ def test_hostile_round_measures_an_ordinary_and_a_fifo_host_task_over_one_window
             return 0
 
     stress.runner = SimpleNamespace(start=lambda cmd, label, **kw: _Proc(cmd), run=lambda cmd, label, **kw: _Proc(cmd))
-    result = stress.measure_host("hostile-hostile-2", 1)
+    return stress.measure_host("hostile-hostile-2", 1), started
+
+
+def test_hostile_round_measures_an_ordinary_and_a_fifo_host_task_over_one_window(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    result, started = _measure_round(tmp_path, monkeypatch, _LostGuest(None))
+    assert "error" not in result
     assert [c[:3] for c in started] == [["cyclictest", "-m", "--policy=other"], ["cyclictest", "-m", "-p"]]
     assert all(c[c.index("-D") + 1] == "20" for c in started)  # the same window as stress-ng's
     assert result["ct_avg_us"] == 960.0 and result["ct_p50_us"] == 900.0  # the ordinary task: judged
     assert result["rt_ct_avg_us"] == 200.0  # below the boosts: reported
     assert result["bogo_ops"] == 1234 and result["throttles"] == 0
+
+
+def test_a_guest_that_reset_during_the_round_fails_it_though_kvm_still_listed_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Paused at its triple fault for its page walk, the VM is still in KVM's
+    debugfs at the after-snapshot: the round must not pass for a live guest's."""
+    guest = _LostGuest(0)
+    guest.was_reset = lambda: True  # type: ignore[method-assign]
+    guest.reset_walk = lambda: "; its page walk: cr2 0xfffffe0000000080 mapped at 0x1234080"  # type: ignore[method-assign]
+    result, _ = _measure_round(tmp_path, monkeypatch, guest)
+    assert result["error"].startswith("the guest reset itself during the measurement (the guest was gone, its QEMU exited with status 0; ")
+    assert "its page walk: cr2 0xfffffe0000000080 mapped at 0x1234080)" in result["error"]
 
 
 def test_hostile_verdict_judges_the_ordinary_task_and_reports_the_fifo_one() -> None:
@@ -890,7 +912,7 @@ def test_a_hostile_guest_that_reports_a_stall_is_sampled_at_once(tmp_path: Path,
     guest.console = (
         "[    0.944816] kvm_intel: VMX not supported by CPU 1\n[  100.965104] rcu: INFO: rcu_preempt detected stalls on CPUs/tasks:\n"
     )
-    monkeypatch.setattr(invm_stress, "Guest", lambda *args: guest)
+    monkeypatch.setattr(invm_stress, "Guest", lambda *args, **kwargs: guest)
     monkeypatch.setattr(invm_stress, "arm_shutdown_trace", lambda runner: tmp_path)
     monkeypatch.setattr(invm_stress, "sample_exits", lambda runner, pid, cfg, record: "KVM in the last 5.0 s: vCPU 0 no exits")
     start = time.monotonic()

@@ -1,0 +1,259 @@
+from __future__ import annotations
+
+import json
+import socket
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from lab.invm import page_walk, reset_watch
+
+# Stress run 22f7's first user-mode triple fault, as the probe printed it.
+STATE_22F7 = ("rip=0x52bc4f rsp=0x7ffe55769090 cr2=0xfffffe0000000080 cr3=0x97d000 cpl=3 "
+              "idt=0xfffffe0000000000 tr=0xfffffe000003e000 exitintinfo=0x800000ec exitinfo1=0x0")  # fmt: skip
+TRACE_22F7 = (
+    " qemu-system-x86-412 [001] d..1.  95.250331: kvm_exit: vcpu 1 reason shutdown rip 0x52bc4f "
+    "info1 0x0000000000000000 info2 0x0000000000000000 intr_info 0x00000000 error_code 0x00000000\n"
+    f" qemu-system-x86-412 [001] d..1.  95.250340: lab_shutdown_state: (shutdown_interception+0x0/0x90) {STATE_22F7}\n"
+)
+IDT_VA = 0xFFFFFE0000000000
+CR3 = 0x97D000
+
+
+def _tables(idt_pte: int) -> dict[int, int]:
+    """Guest memory holding the walk of the IDT's page from CR3 0x97d000 (PGD 508, PUD 0, PMD 0, PTE 0)."""
+    return {
+        CR3 + 8 * 508: 0x2000 | 0x67,
+        0x2000 + 8 * 0: 0x3000 | 0x67,
+        0x3000 + 8 * 0: 0x4000 | 0x63,
+        0x4000 + 8 * 0: idt_pte,
+    }
+
+
+def _reader(memory: dict[int, int]) -> Callable[[int], int]:
+    def read(gpa: int) -> int:
+        return memory.get(gpa, 0)
+
+    return read
+
+
+def test_a_mapped_idt_walks_to_its_page() -> None:
+    w = page_walk.walk(_reader(_tables(0x8000_0000_0123_4161)), CR3 | 0x5, IDT_VA + 0x80, "gate 8")
+    assert w.gpa == 0x1234080
+    assert [s.level for s in w.steps] == ["pgd", "pud", "pmd", "pte"]
+    assert w.brief() == "gate 8 0xfffffe0000000080 mapped at 0x1234080"
+    assert "pte 0x8000000001234161" in w.describe()
+
+
+def test_an_unmapped_page_says_at_which_level() -> None:
+    w = page_walk.walk(_reader(_tables(0)), CR3, IDT_VA + 0x80, "gate 8")
+    assert w.gpa is None
+    assert w.outcome() == "NOT PRESENT at the pte"
+    memory = _tables(0x1234161)
+    del memory[0x2000]
+    assert page_walk.walk(_reader(memory), CR3, IDT_VA, "idt").outcome() == "NOT PRESENT at the pud"
+
+
+def test_a_large_page_ends_the_walk() -> None:
+    memory = _tables(0)
+    memory[0x3000] = 0x4060_0000 | 0x80 | 0x63  # a 2 MiB page at the PMD
+    w = page_walk.walk(_reader(memory), CR3, IDT_VA + 0x12345, "idt")
+    assert w.gpa == 0x4060_0000 + 0x12345
+    assert len(w.steps) == 3
+
+
+def test_memory_that_cannot_be_read_is_said() -> None:
+    def unreadable(gpa: int) -> int:
+        raise OSError("Cannot access memory")
+
+    w = page_walk.walk(unreadable, CR3, IDT_VA, "idt")
+    assert w.outcome() == "not read" and "pgd unreadable at 0x97dfe0" in w.describe()
+
+
+def test_the_addresses_of_a_probed_triple_fault() -> None:
+    wanted = dict(page_walk.addresses(STATE_22F7))
+    assert wanted["cr2"] == IDT_VA + 0x80
+    assert wanted["the IDT's gate 236"] == IDT_VA + 16 * 236
+    assert wanted["the IDT's #DF gate"] == IDT_VA + 0x80
+    assert wanted["tr"] == 0xFFFFFE000003E000
+    # No event being delivered (EXITINTINFO not valid): no gate of its own.
+    assert not any("gate 0" in what for what, _ in page_walk.addresses(STATE_22F7.replace("0x800000ec", "0x0")))
+    assert page_walk.walks(_reader({}), "rip=0x1") == []  # no CR3: nothing to walk
+
+
+def test_xp_output_is_parsed_or_refused() -> None:
+    assert page_walk.parse_xp("000000000097dff0: 0x0000000000002067\r\n", 0x97DFF0) == 0x2067
+    with pytest.raises(OSError):
+        page_walk.parse_xp("Cannot access memory\r\n", 0x97DFF0)
+    with pytest.raises(OSError):
+        page_walk.parse_xp("0000000000001000: 0x0000000000002067\r\n", 0x97DFF0)  # another address
+
+
+class FakeQemu(threading.Thread):
+    """A QMP server on a UNIX socket that sends one SHUTDOWN event, answers
+    `xp` from `memory` and records the commands it got."""
+
+    def __init__(self, sock: Path, reason: str, memory: dict[int, int]) -> None:
+        super().__init__(daemon=True)
+        self.server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.server.bind(str(sock))
+        self.server.listen(1)
+        self.reason, self.memory = reason, memory
+        self.commands: list[str] = []
+
+    def run(self) -> None:
+        conn, _ = self.server.accept()
+        with conn, conn.makefile("rw") as f:
+            f.write(json.dumps({"QMP": {"version": {}}}) + "\n")
+            f.flush()
+            for line in f:
+                cmd = json.loads(line)
+                self.commands.append(cmd["execute"])
+                if cmd["execute"] == "qmp_capabilities":
+                    f.write(json.dumps({"return": {}}) + "\n")
+                    f.write(json.dumps({"event": "SHUTDOWN", "data": {"guest": True, "reason": self.reason}}) + "\n")
+                elif cmd["execute"] == "human-monitor-command":
+                    gpa = int(cmd["arguments"]["command-line"].split()[-1], 16)
+                    f.write(json.dumps({"event": "STOP"}) + "\n")  # events may come between replies
+                    f.write(json.dumps({"return": f"{gpa:016x}: 0x{self.memory.get(gpa, 0):016x}\r\n"}) + "\n")
+                elif cmd["execute"] == "quit":
+                    f.write(json.dumps({"return": {}}) + "\n")
+                    f.flush()
+                    return
+                f.flush()
+
+
+def _trace_dir(tmp_path: Path) -> Path:
+    (tmp_path / "tracefs").mkdir()
+    (tmp_path / "tracefs/trace").write_text(TRACE_22F7)
+    return tmp_path / "tracefs"
+
+
+def test_a_guest_reset_is_walked_then_qemu_quit(tmp_path: Path) -> None:
+    qemu = FakeQemu(tmp_path / "w.sock", "guest-reset", _tables(0x1234161))
+    qemu.start()
+    lost: list[bool] = []
+    watch = reset_watch.ResetWatch(tmp_path / "w.sock", _trace_dir(tmp_path), tmp_path / "walk.txt", lambda: lost.append(True))
+    watch.start()
+    watch.join(10)
+    assert watch.reset.is_set() and not lost and not watch.error
+    assert qemu.commands[0] == "qmp_capabilities" and qemu.commands[-1] == "quit"
+    assert "the IDT's #DF gate 0xfffffe0000000080 mapped at 0x1234080" in watch.summary
+    assert "cr2 0xfffffe0000000080 mapped at 0x1234080" in watch.summary
+    assert "rip 0x52bc4f NOT PRESENT at the pgd" in watch.summary  # the user half is not in these tables
+    record = (tmp_path / "walk.txt").read_text()
+    assert record.startswith(f"state: {STATE_22F7}\n") and "pte 0x1234161" in record
+    assert (tmp_path / "tracefs/trace").read_text() == TRACE_22F7  # left for shutdown_witness
+
+
+def test_a_power_off_or_a_signal_is_only_quit(tmp_path: Path) -> None:
+    qemu = FakeQemu(tmp_path / "w.sock", "host-signal", {})
+    qemu.start()
+    watch = reset_watch.ResetWatch(tmp_path / "w.sock", _trace_dir(tmp_path), tmp_path / "walk.txt", lambda: None)
+    watch.start()
+    watch.join(10)
+    assert qemu.commands == ["qmp_capabilities", "quit"]
+    assert not watch.reset.is_set() and watch.summary == "" and not (tmp_path / "walk.txt").exists()
+
+
+def test_a_watch_that_cannot_reach_qemu_ends_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A guest paused at a shutdown with nobody to quit it would stay in KVM and look alive."""
+    monkeypatch.setattr(reset_watch, "CONNECT_S", 0.3)
+    lost: list[bool] = []
+    watch = reset_watch.ResetWatch(tmp_path / "none.sock", None, tmp_path / "walk.txt", lambda: lost.append(True))
+    watch.start()
+    watch.join(10)
+    assert lost == [True] and "reset watch" in watch.error
+
+
+FAKE_QEMU = r'''#!/usr/bin/env python3
+"""Stands in for a level-2 QEMU whose guest triple-faults: KVM's probe line
+in the trace, a SHUTDOWN event on the reset-watch socket, `xp` answered
+from MEMORY, exit 0 at `quit`, as QEMU run with -action shutdown=pause."""
+import json, socket, sys
+args = sys.argv[1:]
+assert args[args.index("-action") + 1] == "shutdown=pause"
+qmps = [args[i + 1] for i, a in enumerate(args) if a == "-qmp"]
+path = qmps[-1].split(",")[0].removeprefix("unix:")
+MEMORY = {memory!r}
+server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+server.bind(path)
+server.listen(1)
+print("LAB-STRESS load start", flush=True)
+with open({trace!r}, "a") as t:
+    t.write({trace_text!r})
+conn, _ = server.accept()
+f = conn.makefile("rw")
+def send(msg):
+    f.write(json.dumps(msg) + "\n"); f.flush()
+send({{"QMP": {{}}}})
+for line in f:
+    cmd = json.loads(line)
+    if cmd["execute"] == "qmp_capabilities":
+        send({{"return": {{}}}})
+        send({{"event": "SHUTDOWN", "data": {{"guest": True, "reason": "guest-reset"}}}})
+    elif cmd["execute"] == "human-monitor-command":
+        gpa = int(cmd["arguments"]["command-line"].split()[-1], 16)
+        send({{"return": "%016x: 0x%016x\r\n" % (gpa, MEMORY.get(gpa, 0))}})
+    elif cmd["execute"] == "quit":
+        send({{"return": {{}}}})
+        sys.exit(0)
+'''
+
+
+def test_a_stress_guest_that_triple_faults_carries_its_page_walk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from lab.invm import level2, marks
+    from lab.runner import Runner
+
+    monkeypatch.setattr(marks, "KMSG", tmp_path / "kmsg")
+    base = tmp_path / "tracefs"
+    base.mkdir()
+    (base / "trace").write_text("")
+    qemu = tmp_path / "qemu"
+    qemu.write_text(FAKE_QEMU.format(memory=_tables(0x1234161), trace=str(base / "trace"), trace_text=TRACE_22F7))
+    qemu.chmod(0o755)
+    cfg = {"qemu": str(qemu), "guest_cpus": 2, "guest_mem_mb": 256, "guest_kernel": str(tmp_path / "bzImage"),
+           "guest_initramfs": str(tmp_path / "initramfs")}  # fmt: skip
+    guest = level2.Guest(Runner(tmp_path / "logs"), cfg, tmp_path, "walk-test", "lab.mode=load", reset_trace=base)
+    assert guest.wait_for("LAB-STRESS load start", 10)
+    assert guest.proc.wait(20) == 0  # the watch quit it, as -no-reboot alone would have ended it
+    assert guest.was_reset()
+    walk = guest.reset_walk()
+    assert walk.startswith("; its page walk: cr2 0xfffffe0000000080 mapped at 0x1234080")
+    assert "the IDT's gate 236 0xfffffe0000000ec0 mapped at 0x1234ec0" in walk
+    assert (tmp_path / "level2-walk-walk-test.txt").exists()
+
+
+def test_a_guest_without_a_trace_is_not_paused_at_shutdown(tmp_path: Path) -> None:
+    from lab.invm import level2
+
+    cfg = {"qemu": "qemu", "guest_cpus": 2, "guest_mem_mb": 256, "guest_kernel": "k", "guest_initramfs": "i"}
+    assert "-action" not in level2.qemu_command(cfg, "kvm")
+    cmd = level2.qemu_command(cfg, "kvm", reset_watch_socket=tmp_path / "w.sock")
+    assert cmd[cmd.index("-action") + 1] == "shutdown=pause" and "-no-reboot" in cmd
+    assert cmd[-1] == f"unix:{tmp_path / 'w.sock'},server=on,wait=off"
+
+
+def test_a_boot_that_triple_faults_carries_its_page_walk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """boot_guest with walk_resets, as the emulator control's guests run."""
+    from test_shutdown_trace import fake_tracefs
+
+    from lab.invm import level2, marks, shutdown_trace
+    from lab.runner import Runner
+
+    monkeypatch.setattr(marks, "KMSG", tmp_path / "kmsg")
+    base = fake_tracefs(tmp_path / "tracefs")
+    monkeypatch.setattr(shutdown_trace, "TRACEFS_DIRS", (base,))
+    qemu = tmp_path / "qemu"
+    qemu.write_text(FAKE_QEMU.format(memory=_tables(0x1234161), trace=str(base / "trace"), trace_text=TRACE_22F7))
+    qemu.chmod(0o755)
+    cfg = {"qemu": str(qemu), "guest_cpus": 2, "guest_mem_mb": 256, "guest_kernel": str(tmp_path / "bzImage"),
+           "guest_initramfs": str(tmp_path / "initramfs"), "kvm_timeout": 30, "tcg_timeout": 30,
+           "trace_shutdowns": True}  # fmt: skip
+    probe, _ = level2.boot_guest(Runner(tmp_path / "logs"), cfg, "kvm", tmp_path, label="control-0", walk_resets=True)
+    assert not probe.ok
+    assert "qemu exit status 0; KVM saw a shutdown exit (triple fault): vCPU 1 shutdown at 0x52bc4f" in probe.reason
+    assert "; its page walk: cr2 0xfffffe0000000080 mapped at 0x1234080" in probe.reason
+    assert (tmp_path / "level2-walk-control-0.txt").exists()
