@@ -50,7 +50,12 @@ HEADER_WINDOW_S = 1.0  # an oops prints its headers within this long before its 
 STALL_KINDS = frozenset({"rcu-stall", "hung-task", "soft-lockup", "hard-lockup"})
 _ANY_SPLAT = re.compile("|".join(rx for _, rx in PATTERNS))
 _END_OF_REPORT = re.compile(r"---\[ end (trace|Kernel panic)")
-REPORT_LINES = 80  # a report's call trace ends within this many lines
+REPORT_LINES = 80  # a report's call trace ends within this many lines of the line asked about
+# How far above a line its report may begin: a stack overflowing in a fault
+# handler prints one frame per nesting, hundreds of lines within milliseconds
+# (stress run 20261205T073507Z-6615: the header 760 lines above the frame the
+# chain began with). The one-second window and the end markers bound it.
+REPORT_START_LINES = 4000
 
 
 @dataclass(frozen=True)
@@ -92,7 +97,7 @@ def report_start(lines: list[str], line_no: int) -> int:
         return line_no
     at = _seconds(lines[line_no - 1])
     start = line_no
-    for i in range(line_no - 2, max(-1, line_no - 1 - REPORT_LINES), -1):
+    for i in range(line_no - 2, max(-1, line_no - 1 - REPORT_START_LINES), -1):
         if _END_OF_REPORT.search(lines[i]):
             break
         when = _seconds(lines[i])
@@ -111,7 +116,7 @@ def _report(lines: list[str], line_no: int) -> list[str]:
     start = report_start(lines, line_no)
     timed = 0 < start <= len(lines) and _seconds(lines[start - 1]) is not None
     report = []
-    for i in range(start - 1, min(len(lines), start - 1 + REPORT_LINES)):
+    for i in range(start - 1, min(len(lines), max(start, line_no) - 1 + REPORT_LINES)):
         if i > start - 1 and (_END_OF_REPORT.search(lines[i]) or (i > line_no - 1 and _ANY_SPLAT.search(lines[i]))):
             break
         if not timed or _seconds(lines[i]) is not None:

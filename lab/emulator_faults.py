@@ -56,6 +56,16 @@ and each is matched as narrowly as the text allows:
   level 1's own return point from its guest. Level 2 runs the same kernel image (no KASLR) and never
   a VM of its own, so it never runs that code: the emulator put level 1's
   RIP into level 2's state. The RIP under `null-percpu`'s oopses too.
+- `irq-at-vmrun-return`: a level-1 oops trace in which a maskable
+  interrupt's entry (`asm_sysvec_*`, `asm_common_interrupt`) interrupted
+  level 1 at that same instruction right after VMRUN (the frame's RIP,
+  with System.map, is the landmark): #VMEXIT clears GIF, which holds every
+  interrupt until KVM's STGI, so a correct CPU takes none there. The
+  handler then runs with the guest's GS base: `null-percpu` when its
+  per-CPU read finds 0, or, as in stress run 20261205T073507Z-6615, page
+  faults on the per-CPU reads themselves until the stack overflows (RAX
+  not 0, so not `null-percpu`). Seen on the unpatched kernel (base-spin,
+  2026-12-05: `asm_sysvec_reschedule_ipi` over `__svm_vcpu_run+0xa0`).
 - `guest-resumed-past-exit`: level 1 saw a level-2 vCPU triple-fault (KVM's
   shutdown trace, lab.invm.shutdown_trace) at the instruction right after
   one that exits to level 1 (`out`, `in`, `wrmsr`, `pause`, ...: the guest
@@ -155,8 +165,8 @@ CURRENT_TASK_SYMBOL = "pcpu_hot"
 
 # Every sign find() can report, in the order of the docstring.
 SIGNATURES = ("null-percpu", "null-cs-frame", "guest-null-current", "nmi-never-left", "wild-return-from-halt",
-              "stuck-in-guest", "lost-wakeup", "guest-at-vmrun-return", "guest-resumed-past-exit", "clock-from-guest",
-              "irq-with-if-clear", "idt-unreadable", "unkillable-vcpu")  # fmt: skip
+              "stuck-in-guest", "lost-wakeup", "guest-at-vmrun-return", "irq-at-vmrun-return", "guest-resumed-past-exit",
+              "clock-from-guest", "irq-with-if-clear", "idt-unreadable", "unkillable-vcpu")  # fmt: skip
 
 # The signs `nox -s emulator_control` saw on the unpatched kernel (README,
 # "Emulator control"; tests/unit/test_emulator_control.py holds this to the
@@ -168,6 +178,7 @@ ATTRIBUTABLE: frozenset[str] = frozenset(
         "guest-at-vmrun-return",
         "guest-null-current",
         "guest-resumed-past-exit",
+        "irq-at-vmrun-return",
         "lost-wakeup",
         "nmi-never-left",
         "null-percpu",
@@ -237,6 +248,25 @@ def null_percpu_oops(console: str, symbols: dict[str, int]) -> tuple[int, str]:
     """(1-based line, Code line) of an oops that read a NULL current_task, or (0, '')."""
     lines = console.splitlines()
     return next(((i + 1, lines[i].strip()) for i in range(len(lines)) if _is_null_percpu_code(lines, i, symbols)), (0, ""))
+
+
+# A maskable interrupt's entry frame in a trace ("asm_sysvec_reschedule_ipi+0x1a/0x20").
+_IRQ_ENTRY_LINE = re.compile(r"^\s*(?:\[[\s\d.]+\]\s*)?\??\s*(asm_(?:sysvec_\w+|common_interrupt))\+0x[0-9a-f]+/0x[0-9a-f]+\s*$")
+IRQ_FRAME_WITHIN = 2  # lines between an entry's frame and the RIP line of what it interrupted
+
+
+def irq_at_vmrun_return(console: str, symbols: dict[str, int], vmrun_return: int) -> tuple[int, str]:
+    """(line of the RIP, the entry) of a level-1 trace where an interrupt's
+    entry interrupted the instruction right after VMRUN, or (0, '')."""
+    lines = console.splitlines()
+    for i, line in enumerate(lines):
+        rip = _RIP_SYMBOL.search(line)
+        if not rip or rip[1] not in symbols or symbols[rip[1]] + int(rip[2], 16) != vmrun_return:
+            continue
+        for before in reversed(lines[max(0, i - IRQ_FRAME_WITHIN) : i]):
+            if m := _IRQ_ENTRY_LINE.match(before):
+                return i + 1, f"{m[1]} over {rip[1]}+0x{rip[2]}"
+    return 0, ""
 
 
 def null_cs_frame(console: str) -> tuple[int, str]:
@@ -535,6 +565,9 @@ def find(
     vmrun_return = (marks or {}).get(landmarks.VMRUN_RETURN)
     if vmrun_return is not None:
         found += _vmrun_return_loops(attempt_dir, vmrun_return)
+        line, entry = irq_at_vmrun_return(text, symbols, vmrun_return)
+        if line:
+            found.append(Evidence("irq-at-vmrun-return", f"a host interrupt taken where GIF is clear: {entry}", name, line))
     if exit_before is not None:
         found += resumed_past_exit(attempt_dir, console, exit_before)
     found += idt_unreadable(attempt_dir, console)

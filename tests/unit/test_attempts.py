@@ -313,3 +313,33 @@ def test_a_guest_that_printed_nothing_has_its_sign_in_its_empty_console(tmp_path
     (tmp_path / "level2-console-reboot.log").unlink()
     signs = emulator_faults.find(tmp_path, "tcg", {}, {landmarks.VMRUN_RETURN: 0xFFFFFFFF81512AA0})
     assert not attempts.judge(tmp_path, signs, attempts.failures_of(tmp_path, checks, [], "")).excused
+
+
+def test_an_interrupt_taken_at_the_vmrun_return_excuses_its_whole_report(tmp_path: Path) -> None:
+    """Stress run 6615: the frame that proves it (an APIC timer entry over the
+    instruction after VMRUN) is printed 700 lines below the report's header,
+    which it explains; its handler's fault is not `null-percpu` (RAX not 0)."""
+    from oops_samples import IRQ_AT_VMRUN_RETURN_OOPS, SYSTEM_MAP_IRQ_AT_VMRUN_RETURN, VMRUN_RETURN_6615
+
+    from lab import landmarks
+
+    (tmp_path / "System.map").write_text(SYSTEM_MAP_IRQ_AT_VMRUN_RETURN)
+    symbols = emulator_faults.read_symbols(tmp_path / "System.map")
+    console = "[  474.982078] LAB-LEVEL2-BEGIN level2-console-stress-hostile-hostile-4.log\n" + IRQ_AT_VMRUN_RETURN_OOPS
+    (tmp_path / "level1-console.log").write_text(console)
+    signs = emulator_faults.find(tmp_path, "tcg", symbols, {landmarks.VMRUN_RETURN: VMRUN_RETURN_6615})
+    assert [s.signature for s in signs] == ["irq-at-vmrun-return"]
+    assert signs[0].detail.endswith("asm_sysvec_apic_timer_interrupt over __svm_vcpu_run+0xa0")
+    failures = attempts.failures_of(tmp_path, [], scan(console, "level1", "vm/level1-console.log"), "level 1 ended (exit status 255)")
+    assert {f.kind for f in failures} >= {"bug", "oops", "panic", "loss"}
+    verdict = attempts.judge(tmp_path, signs, failures)
+    assert verdict.excused, verdict.unexplained
+    # A frame of ours anywhere in the chain down to the interrupted VMRUN return: ours, not the emulator's.
+    ours = console.replace("? svm_vcpu_run+0x347/0x645", "? kvm_pvsched_vcpu_enter+0x47/0x90")
+    (tmp_path / "level1-console.log").write_text(ours)
+    verdict = attempts.judge(tmp_path, signs, attempts.failures_of(tmp_path, [], scan(ours, "level1", "vm/level1-console.log"), ""))
+    assert not verdict.excused and any("kvm_pvsched_vcpu_enter" in why for why in verdict.unexplained)
+    # Elsewhere than the VMRUN return, or without an interrupt's entry over it: not this sign.
+    assert emulator_faults.irq_at_vmrun_return(console, symbols, VMRUN_RETURN_6615 + 2) == (0, "")
+    no_entry = console.replace("asm_sysvec_apic_timer_interrupt+0x1a/0x20", "svm_vcpu_enter_exit+0x25/0x37")
+    assert emulator_faults.irq_at_vmrun_return(no_entry, symbols, VMRUN_RETURN_6615) == (0, "")
