@@ -102,7 +102,8 @@ and each is matched as narrowly as the text allows:
   CR2 = IDT + 0x80, the double fault's entry). Not yet seen on the
   unpatched kernel, so it excuses nothing. Since 2026-12-05 the paused
   guest's own page tables are walked for CR2 (lab.invm.reset_watch): the
-  detail says whether they mapped it.
+  detail says whether they mapped it (stress run 20261205T090053Z-5be4,
+  the first walked: they did, so the CPU failed to read whole tables).
 - `unkillable-vcpu`: level 1's watchdog found a killed VMM still *running*
   (state R) long after SIGKILL: a CPU that never leaves its guest. A
   thread asleep (state D, e.g. in our teardown) is a kernel bug, not this.
