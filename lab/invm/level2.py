@@ -151,10 +151,7 @@ def boot_guest(
     elif PANIC in console:
         reason = "guest kernel panicked: " + next(ln[ln.index(PANIC) :].strip() for ln in console.splitlines() if PANIC in ln)
     elif DONE not in console:
-        walked = ""
-        if reset_walker is not None:
-            reset_walker.join(10)  # it quit QEMU right after its walk
-            walked = f"; its page walk: {reset_walker.summary}" if reset_walker.summary else ""
+        walked = reset_walker.walked() if reset_walker is not None else ""
         reason = f"guest did not finish (qemu exit status {result.returncode}; {shutdown_witness(trace, cfg)}{walked})"
     else:
         reason = ""
@@ -303,10 +300,7 @@ class Guest:
         """'; its page walk: ...' for a guest that triple-faulted and was walked, else ''."""
         if self.watch is None or self.proc.poll() is None:
             return ""
-        self.watch.join(10)  # it quits QEMU right after the walk
-        if self.watch.summary:
-            return f"; its page walk: {self.watch.summary}"
-        return f"; {self.watch.error}" if self.watch.error else ""
+        return self.watch.walked() or (f"; {self.watch.error}" if self.watch.error else "")
 
     @property
     def console(self) -> str:

@@ -29,34 +29,69 @@ def diagnostic_socket() -> Path:
     return path
 
 
+class Connection:
+    """One QMP connection, capabilities negotiated: commands answered in
+    turn, the asynchronous events that come between kept for `event()`."""
+
+    def __init__(self, sock_path: Path, connect_s: float = 10.0, io_timeout: float | None = 5.0) -> None:
+        """Waits up to `connect_s` for QEMU to open the socket; `io_timeout`
+        bounds each read (None: a read waits for QEMU as long as it takes)."""
+        deadline = time.monotonic() + connect_s
+        while True:
+            self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            self._sock.settimeout(io_timeout)
+            try:
+                self._sock.connect(str(sock_path))
+                break
+            except OSError:
+                self._sock.close()
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
+        self._file = self._sock.makefile("rw")
+        self._events: list[dict[str, Any]] = []
+        self._read()  # the greeting
+        self.command("qmp_capabilities")
+
+    def __enter__(self) -> Connection:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._file.close()
+        self._sock.close()
+
+    def _read(self) -> dict[str, Any] | None:
+        line = self._file.readline()
+        return json.loads(line) if line else None
+
+    def command(self, name: str, arguments: dict[str, Any] | None = None) -> Any:
+        """`name`'s return value; OSError if QEMU refuses it or goes away."""
+        self._file.write(json.dumps({"execute": name, **({"arguments": arguments} if arguments else {})}) + "\n")
+        self._file.flush()
+        while True:
+            reply = self._read()
+            if reply is None:
+                raise OSError(f"QMP {name}: QEMU closed the socket")
+            if "error" in reply:
+                raise OSError(f"QMP {name}: {reply['error'].get('desc', reply['error'])}")
+            if "return" in reply:
+                return reply["return"]
+            if "event" in reply:
+                self._events.append(reply)
+
+    def event(self) -> dict[str, Any] | None:
+        """The next event (waiting for it), None once QEMU closed the socket."""
+        if self._events:
+            return self._events.pop(0)
+        while (msg := self._read()) is not None and "event" not in msg:
+            pass
+        return msg
+
+
 def execute(sock_path: Path, command: str, arguments: dict[str, Any] | None = None, timeout: float = 10.0) -> Any:
     """`command`'s return value; OSError if QEMU cannot be reached or refuses it."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            s.settimeout(5)
-            s.connect(str(sock_path))
-            break
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.1)
-    with s, s.makefile("rw") as f:
-        json.loads(f.readline())  # greeting
-        for name, args in (("qmp_capabilities", None), (command, arguments)):
-            f.write(json.dumps({"execute": name, **({"arguments": args} if args else {})}) + "\n")
-            f.flush()
-            while True:
-                line = f.readline()
-                if not line:
-                    raise OSError(f"QMP {command}: QEMU closed the socket")
-                reply = json.loads(line)
-                if "error" in reply:
-                    raise OSError(f"QMP {name}: {reply['error'].get('desc', reply['error'])}")
-                if "return" in reply:
-                    break  # anything else is an asynchronous event
-    return reply["return"]
+    with Connection(sock_path, connect_s=timeout) as qmp:
+        return qmp.command(command, arguments)
 
 
 def socket_of(pid: int) -> Path | None:

@@ -11,15 +11,11 @@ pause. So what a run sees of the guest is unchanged, plus the walk.
 
 from __future__ import annotations
 
-import json
-import socket
 import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TextIO
 
-from lab.invm import page_walk, shutdown_trace
+from lab.invm import page_walk, qmp, shutdown_trace
 
 QEMU_ARGS = ("-action", "shutdown=pause")
 CONNECT_S = 30.0  # QEMU opens its sockets before the guest runs; this covers a slow start
@@ -37,54 +33,24 @@ class ResetWatch(threading.Thread):
 
     def run(self) -> None:
         try:
-            with self._connect() as s, s.makefile("rw") as f:
-                self._command(f, "qmp_capabilities")
-                while True:
-                    msg = self._read(f)
-                    if msg is None:
-                        return  # QEMU is gone
-                    if msg.get("event") == "SHUTDOWN":
+            with qmp.Connection(self.sock, connect_s=CONNECT_S, io_timeout=None) as conn:
+                while (msg := conn.event()) is not None:
+                    if msg["event"] == "SHUTDOWN":
                         if msg.get("data", {}).get("reason") == "guest-reset":
                             self.reset.set()
-                            self._look(f)
-                        self._command(f, "quit")
+                            self._look(conn)
+                        conn.command("quit")
                         return
         except (OSError, ValueError) as exc:
             self.error = f"reset watch: {exc}"
             self.on_lost()
 
-    def _connect(self) -> socket.socket:
-        deadline = time.monotonic() + CONNECT_S
-        while True:
-            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            try:
-                s.connect(str(self.sock))
-                return s
-            except OSError:
-                s.close()
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.1)
+    def walked(self) -> str:
+        """'; its page walk: ...' once QEMU has ended ('' when no walk was read)."""
+        self.join(10)  # it quits QEMU right after the walk
+        return f"; its page walk: {self.summary}" if self.summary else ""
 
-    @staticmethod
-    def _read(f: TextIO) -> dict[str, Any] | None:
-        line = f.readline()
-        return json.loads(line) if line else None
-
-    def _command(self, f: TextIO, name: str, arguments: dict[str, Any] | None = None) -> Any:
-        f.write(json.dumps({"execute": name, **({"arguments": arguments} if arguments else {})}) + "\n")
-        f.flush()
-        while True:
-            reply = self._read(f)
-            if reply is None:
-                raise OSError(f"QMP {name}: QEMU closed the socket")
-            if "error" in reply:
-                raise OSError(f"QMP {name}: {reply['error'].get('desc', reply['error'])}")
-            if "return" in reply:
-                return reply["return"]
-            # the greeting or an event: not the reply
-
-    def _look(self, f: TextIO) -> None:
+    def _look(self, conn: qmp.Connection) -> None:
         """The walk of the probed state's addresses, in `record` and `summary`."""
         state = self._probed_state()
         if not state:
@@ -92,7 +58,7 @@ class ResetWatch(threading.Thread):
             return
 
         def read_u64(gpa: int) -> int:
-            out = self._command(f, "human-monitor-command", {"command-line": f"xp /1gx {gpa:#x}"})
+            out = conn.command("human-monitor-command", {"command-line": f"xp /1gx {gpa:#x}"})
             return page_walk.parse_xp(str(out), gpa)
 
         found = page_walk.walks(read_u64, state)
