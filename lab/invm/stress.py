@@ -109,7 +109,10 @@ LATENCY_BOUND = 1.1
 
 
 def hostile_verdict(
-    vanilla: list[dict[str, Any]], hostile: list[dict[str, Any]], policy: list[dict[str, Any]] | None = None
+    vanilla: list[dict[str, Any]],
+    hostile: list[dict[str, Any]],
+    policy: list[dict[str, Any]] | None = None,
+    unboosted: list[dict[str, Any]] | None = None,
 ) -> tuple[dict[str, Any], list[str]]:
     """Medians over the rounds: host progress >= 0.9x, host latency <= 1.1x vanilla.
 
@@ -127,6 +130,8 @@ def hostile_verdict(
     machine it says how much of a ratio is the machine, not the guest.
     `policy`: rounds with the policy loaded and a well-behaved guest; their
     ratios to vanilla split the cost into the policy's and the hostility's.
+    `unboosted`: the hostile guest with no policy; hostile over unboosted is
+    what the boosts cost apart from what the guest's own behaviour costs.
     """
     details: dict[str, Any] = {"vanilla": vanilla, "hostile": hostile}
     needed = ("bogo_ops", "ct_avg_us")
@@ -151,6 +156,14 @@ def hostile_verdict(
         details["policy"] = policy
         details["policy_progress_ratio"] = round(median([r["bogo_ops"] for r in policy]) / median(van_ops), 3)
         details["policy_latency_ratio"] = round(median([r["ct_avg_us"] for r in policy]) / median(van_ct), 3)
+    if unboosted and len(unboosted) == len(hostile) and all(r.get(k) for r in unboosted for k in needed):
+        unb_ops, unb_ct = [r["bogo_ops"] for r in unboosted], [r["ct_avg_us"] for r in unboosted]
+        details["unboosted"] = unboosted
+        details["unboosted_progress_ratio"] = round(median(unb_ops) / median(van_ops), 3)
+        details["unboosted_latency_ratio"] = round(median(unb_ct) / median(van_ct), 3)
+        details["boost_latency_ratio"] = round(median(hos_ct) / median(unb_ct), 3)
+        if boost_iv := ratio_interval(hos_ct, unb_ct):
+            details["boost_latency_interval"] = boost_iv.to_dict()
     # The verdict stays on the medians; the interval (rounds resampled in
     # their pairs) says whether this machine's noise could tell 10 % apart.
     progress_iv, latency_iv = ratio_interval(hos_ops, van_ops), ratio_interval(hos_ct, van_ct)
@@ -182,7 +195,12 @@ def hostile_verdict(
     return details, failures
 
 
-HOSTILE_VARIANTS = ("vanilla", "policy", "hostile")
+HOSTILE_VARIANTS = ("vanilla", "policy", "unboosted", "hostile")
+# Each variant's guest (lab.hostile) and whether the boost policy is attached.
+# "unboosted": the hostile guest with no policy, so the host's cost of the
+# guest's own behaviour (its corrupting loop, its exits) is told apart from
+# what the boosts cost.
+HOSTILE_VARIANT_SETUP = {"vanilla": (0, False), "policy": (0, True), "unboosted": (1, False), "hostile": (1, True)}
 
 
 def hostile_schedule(rounds: int) -> list[tuple[int, str]]:
@@ -206,7 +224,8 @@ def hostile_runs(measured: dict[int, dict[str, dict[str, Any]]]) -> dict[str, li
     rounds = [measured[i] for i in sorted(measured)]
     paired = [r for r in rounds if "vanilla" in r and "hostile" in r]
     return {"vanilla": [r["vanilla"] for r in paired], "hostile": [r["hostile"] for r in paired],
-            "policy": [r["policy"] for r in rounds if "policy" in r]}  # fmt: skip
+            "policy": [r["policy"] for r in rounds if "policy" in r],
+            "unboosted": [r["unboosted"] for r in paired if "unboosted" in r]}  # fmt: skip
 
 
 # The host's latency tasks in the hostile part, by the prefix of their keys:
@@ -564,8 +583,8 @@ class Stress:
             for i, name in hostile_schedule(int(self.cfg.get("hostile_rounds", STRESS_HOSTILE_ROUNDS))):
                 if i in kept:
                     continue
-                hostile = int(name == "hostile")
-                policy = self.policy("boost") if name != "vanilla" else None
+                hostile, boosted = HOSTILE_VARIANT_SETUP[name]
+                policy = self.policy("boost") if boosted else None
                 if policy and (err := policy.start()):
                     part.fail(f"policy did not attach: {err}")
                     return
@@ -598,7 +617,7 @@ class Stress:
         finally:
             saved.apply()
         runs = hostile_runs(measured)
-        details, failures = hostile_verdict(runs["vanilla"], runs["hostile"], runs["policy"])
+        details, failures = hostile_verdict(runs["vanilla"], runs["hostile"], runs["policy"], runs["unboosted"])
         part.details.update(details)
         part.details["cap"] = f"{budget_us} us per {period_us} us, the VM's {vm_budget_us} us"
         for why in failures:

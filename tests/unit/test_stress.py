@@ -420,11 +420,12 @@ def test_hostile_rounds_alternate_their_order_so_a_drift_hits_every_variant_alik
     from lab.invm.stress import hostile_schedule
 
     order = hostile_schedule(2)
-    assert [name for _, name in order] == ["vanilla", "policy", "hostile", "hostile", "policy", "vanilla"]
-    assert [i for i, _ in order] == [0, 0, 0, 1, 1, 1]
+    forth = ["vanilla", "policy", "unboosted", "hostile"]
+    assert [name for _, name in order] == forth + forth[::-1]
+    assert [i for i, _ in order] == [0] * 4 + [1] * 4
     # A linear drift over the part: every variant's mean position is the same.
-    positions = {name: [pos for pos, (_, n) in enumerate(order) if n == name] for name in ("vanilla", "policy", "hostile")}
-    assert {sum(p) / len(p) for p in positions.values()} == {2.5}
+    positions = {name: [pos for pos, (_, n) in enumerate(order) if n == name] for name in forth}
+    assert {sum(p) / len(p) for p in positions.values()} == {3.5}
 
 
 def test_a_part_under_way_reports_the_time_it_has_run() -> None:
@@ -621,15 +622,15 @@ def test_hostile_stops_at_the_round_in_which_level_1_oopsed(tmp_path: Path, monk
 
     def measure_host(label: str, hostile: int) -> dict[str, Any]:
         measured.append(label)
-        if len(measured) == 4:
+        if len(measured) == 5:
             taint.value = 1 << 14  # a soft lockup
         return {"bogo_ops": 100.0, "ct_avg_us": 50.0}
 
     monkeypatch.setattr(stress, "measure_host", measure_host)
     part = invm_stress.Part("hostile")
     stress.hostile(part)
-    assert len(measured) == 4 and part.rounds == 4
-    assert part.failures == [f"level 1 tainted (L) by round 1 ({measured[3].split('-')[1]}): the part stops there"]
+    assert len(measured) == 5 and part.rounds == 5
+    assert part.failures == [f"level 1 tainted (L) by round 1 ({measured[4].split('-')[1]}): the part stops there"]
 
 
 class _LostGuest:
@@ -831,7 +832,7 @@ def test_a_round_lost_twice_is_lost_again_and_not_kept(tmp_path: Path, monkeypat
     # its host figures were kept as a round and the loss was not counted.
     stress = _stress_with_fakes(tmp_path, monkeypatch, _Taint())
     stress.cfg["hostile_rounds"] = 3
-    monkeypatch.setattr(invm_stress, "hostile_verdict", lambda v, h, p: ({"rounds": (len(v), len(h), len(p))}, []))
+    monkeypatch.setattr(invm_stress, "hostile_verdict", lambda v, h, p, u: ({"rounds": (len(v), len(h), len(p), len(u))}, []))
     monkeypatch.setattr(invm_stress.Part, "_mark_trouble", lambda self: None)
 
     def measure_host(label: str, hostile: int) -> dict[str, Any]:
@@ -843,7 +844,7 @@ def test_a_round_lost_twice_is_lost_again_and_not_kept(tmp_path: Path, monkeypat
     stress.hostile(part)
     assert len(part.lost) == 2 and "measured again" in part.lost[1] and "not kept" in part.lost[1]
     # Round 0 kept no vanilla: its hostile measurement has no pair, so it is left out (hostile_runs).
-    assert part.details["rounds"] == (2, 2, 3)
+    assert part.details["rounds"] == (2, 2, 3, 2)
 
 
 def test_hostile_resumes_from_the_clean_rounds_kept_and_keeps_only_whole_clean_rounds(
@@ -855,7 +856,7 @@ def test_hostile_resumes_from_the_clean_rounds_kept_and_keeps_only_whole_clean_r
     measurement = {"bogo_ops": 100.0, "ct_avg_us": 50.0}
     kept = {"0": {v: {**measurement, "bogo_ops": 90.0} for v in invm_stress.HOSTILE_VARIANTS}}
     stress.cfg.update({"hostile_rounds": 3, "hostile_kept": kept})
-    monkeypatch.setattr(invm_stress, "hostile_verdict", lambda v, h, p: ({"ops": [r["bogo_ops"] for r in v + h + p]}, []))
+    monkeypatch.setattr(invm_stress, "hostile_verdict", lambda v, h, p, u: ({"ops": [r["bogo_ops"] for r in v + h + p + u]}, []))
     monkeypatch.setattr(invm_stress.Part, "_mark_trouble", lambda self: None)
     saved: list[dict[str, Any]] = []
     monkeypatch.setattr(stress, "save_progress", lambda current=None: saved.append(dict(current.round_results)))
@@ -870,17 +871,18 @@ def test_hostile_resumes_from_the_clean_rounds_kept_and_keeps_only_whole_clean_r
     stress.hostile(part)
     # Round 0 is not measured again; round 1 lost a measurement (measured again), round 2 is clean.
     assert not any(label.endswith("-0") for label in measured) and "hostile-policy-1-again" in measured
-    assert part.rounds == 6 and len(part.lost) == 1
-    assert set(part.round_results) == {"2"} and part.clean_rounds == 3 and saved[-1] == part.round_results
-    assert sorted(part.details["ops"]) == [90.0] * 3 + [100.0] * 6  # the kept round is judged with the rest
+    assert part.rounds == 8 and len(part.lost) == 1
+    assert set(part.round_results) == {"2"} and part.clean_rounds == 4 and saved[-1] == part.round_results
+    assert sorted(part.details["ops"]) == [90.0] * 4 + [100.0] * 8  # the kept round is judged with the rest
 
 
 def test_hostile_pairs_vanilla_and_hostile_by_round() -> None:
     from lab.invm.stress import hostile_runs
 
-    measured = {0: {"vanilla": {"r": 0}, "policy": {"r": 0}}, 1: {"vanilla": {"r": 1}, "hostile": {"r": 1}}, 2: {"hostile": {"r": 2}}}
+    measured = {0: {"vanilla": {"r": 0}, "policy": {"r": 0}, "unboosted": {"r": 0}},
+                1: {"vanilla": {"r": 1}, "hostile": {"r": 1}, "unboosted": {"r": 1}}, 2: {"hostile": {"r": 2}}}  # fmt: skip
     runs = hostile_runs(measured)
-    assert runs == {"vanilla": [{"r": 1}], "hostile": [{"r": 1}], "policy": [{"r": 0}]}
+    assert runs == {"vanilla": [{"r": 1}], "hostile": [{"r": 1}], "policy": [{"r": 0}], "unboosted": [{"r": 1}]}
 
 
 def test_a_hostile_part_cut_short_resumes_with_its_clean_rounds(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
