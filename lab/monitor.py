@@ -7,6 +7,12 @@ names each RIP with the kernel's System.map, and for each CPU's local APIC
 (`info lapic N`): a CPU halted with interrupts enabled while its APIC holds
 a requested, unserviced interrupt is one QEMU failed to wake (seen here:
 both level-1 CPUs idle for 8 minutes with their timer interrupts pending).
+
+A wedged CPU's stack is read too (`x /Ngx` at its RSP, with the VM
+stopped) and each word that points into the kernel's text is named, as the
+kernel prints its `?` frames: not a reliable trace, but it says whose code
+a spinning CPU came from (run 21a8: both CPUs spinning on one runqueue
+lock, registers only).
 """
 
 from __future__ import annotations
@@ -60,6 +66,46 @@ def annotate_rips(registers: str, symbols: SymbolMap | None) -> str:
     return registers + "\n" + "\n".join(names) + "\n"
 
 
+# Words read from each kernel-mode CPU's stack.
+STACK_WORDS = 256
+# Functions of the series (lab.attempts.OUR_CODE names them in a trace).
+OUR_SYMBOL = re.compile(r"= \w*(?:pvsched|sched_setattr_nopi)\w*\+")
+
+
+def kernel_mode_stacks(registers: str) -> list[tuple[int, int]]:
+    """(CPU, RSP) of every CPU at CPL 0 in an `info registers -a` dump."""
+    found = []
+    for i, regs in enumerate(re.split(r"^CPU#\d+\s*$", registers, flags=re.M)[1:]):
+        rsp = re.search(r"\bRSP=([0-9a-f]{16})", regs)
+        if rsp and re.search(r"\bCPL=0\b", regs):
+            found.append((i, int(rsp[1], 16)))
+    return found
+
+
+def stack_frames(words: str, symbols: SymbolMap) -> list[str]:
+    """`address: value = function+off` for each word of an `x /Ngx` dump
+    that points into the kernel's text, in stack order."""
+    frames = []
+    for line in words.splitlines():
+        where, _, values = line.partition(":")
+        if not re.fullmatch(r"[0-9a-f]+", where.strip()):
+            continue
+        for k, value in enumerate(re.findall(r"0x([0-9a-f]{16})", values)):
+            addr = int(value, 16)
+            if addr in symbols.text:
+                frames.append(f"{int(where, 16) + 8 * k:016x}: {addr:016x} = {symbols.name(addr)}")
+    return frames
+
+
+def read_stacks(path: Path, registers: str) -> dict[int, str]:
+    """CPU -> the `x` dump of its stack, for every CPU in kernel mode; the VM stopped."""
+    stacks = {}
+    for cpu, rsp in kernel_mode_stacks(registers):
+        hmp(path, f"cpu {cpu}")  # the monitor's CPU: `x` reads through its page tables
+        stacks[cpu] = hmp(path, f"x /{STACK_WORDS}gx {rsp:#x}")
+    return stacks
+
+
 def lapic_vectors(lapic: str, register: str) -> list[int]:
     """The vectors set in one register (IRR, ISR) of an `info lapic` dump."""
     for line in lapic.splitlines():
@@ -100,6 +146,7 @@ def running_with_interrupt_pending(registers: str, lapics: list[str]) -> list[in
 
 def split_dump(dump: str) -> tuple[str, list[str]]:
     """A dump_cpus() file: its registers, and each CPU's `info lapic` in CPU order."""
+    dump = re.split(r"^# CPU#\d+ stack", dump, maxsplit=1, flags=re.M)[0]
     registers, *lapics = re.split(r"^# info lapic \d+\s*$", dump, flags=re.M)
     return registers, lapics
 
@@ -149,15 +196,18 @@ def qemu_backtraces(pid: int, runner: Runner, timeout: float = 60.0) -> str:
     return f"$ {' '.join(cmd)}\n{done.output}"
 
 
-def _snapshot(path: Path) -> tuple[str, list[str]]:
+def _snapshot(path: Path, stacks: dict[int, str] | None = None) -> tuple[str, list[str]]:
     """Registers and local APICs of every CPU, read with the VM stopped so
     the two describe one instant (a CPU whose timer just fired is not caught
-    between its IRR update and its wakeup)."""
+    between its IRR update and its wakeup); into `stacks`, the kernel-mode
+    CPUs' stacks of that instant."""
     hmp(path, "stop")
     try:
         regs = hmp(path, "info registers -a")
         ncpus = len(re.findall(r"^CPU#\d+", regs, flags=re.M))
         lapics = [hmp(path, f"info lapic {i}") for i in range(ncpus)]
+        if stacks is not None:
+            stacks.update(read_stacks(path, regs))
     finally:
         hmp(path, "cont")
     return regs, lapics
@@ -173,8 +223,9 @@ def dump_cpus(path: Path, dest: Path, system_map: Path | None, runner: Runner, r
     A CPU is reported as a lost wakeup only if a second snapshot, taken
     after `recheck_after` seconds of running, still shows it halted with the
     same interrupts pending: once is a race, twice is a CPU QEMU does not wake."""
+    stacks: dict[int, str] = {}
     try:
-        regs, lapics = _snapshot(path)
+        regs, lapics = _snapshot(path, stacks)
         first = _pending(regs, lapics)
         if first:
             time.sleep(recheck_after)
@@ -197,9 +248,19 @@ def dump_cpus(path: Path, dest: Path, system_map: Path | None, runner: Runner, r
         # Where QEMU's own threads are then: asleep on the halt condition, or stuck elsewhere.
         if (pid := qemu_pid(path)) is not None:
             text += f"\n# QEMU {pid}: threads\n{qemu_threads(pid)}\n\n# QEMU {pid}: backtraces\n{qemu_backtraces(pid, runner)}\n"
+    ours = []
+    for cpu, words in stacks.items():  # last: split_dump() ends the last APIC at the first of these
+        frames = stack_frames(words, symbols) if symbols else []
+        if mine := sorted({f.split(" = ")[1].split("+")[0] for f in frames if OUR_SYMBOL.search(f)}):
+            ours.append(f"CPU#{cpu}'s stack names {', '.join(mine)}")
+        listing = "\n".join(frames) if frames else "(no word names kernel text)" if symbols else "(no System.map)"
+        text += f"\n# CPU#{cpu} stack: the words that name kernel text (like the kernel's '?' frames)\n{listing}\n"
+        text += f"\n# CPU#{cpu} stack: x /{STACK_WORDS}gx at RSP\n{words}"
     dest.write_text(text)
     named = [line.split(": ", 1)[1] for line in text.splitlines() if line.startswith("CPU#") and ": RIP" in line]
     summary = "; ".join(named) or f"registers in {dest.name}"
     if lost:
         summary += f"; CPUs {lost} halted with interrupts pending (IRR {[still[i] for i in lost]})"
+    if ours:
+        summary += "; " + "; ".join(ours)
     return summary

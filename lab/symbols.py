@@ -23,6 +23,9 @@ class SymbolMap:
         self.names = [n for _, n, _ in pairs]
         self.is_global = [g for _, _, g in pairs]
         self.copies = Counter(self.names)
+        # The kernel's own text (System.map's _stext to _etext); empty without them.
+        ends = {n: a for a, n, _ in pairs if n in ("_stext", "_etext")}
+        self.text = range(ends.get("_stext", 0), ends.get("_etext", 0))
 
     def start(self, addr: int) -> int | None:
         """The address of the text symbol that holds `addr`."""

@@ -20,7 +20,7 @@ LAPIC_STUCK = "dumping local APIC state for CPU 1\r\n\r\nISR\t (none)\r\nIRR\t 2
 LAPIC_IDLE = "dumping local APIC state for CPU 0\r\n\r\nISR\t (none)\r\nIRR\t (none)\r\n"
 
 
-def _fake_hmp(path: Path, commands: list[str], answers: dict[str, list[str]]) -> threading.Thread:
+def _fake_hmp(path: Path, commands: list[str], answers: dict[str, list[str]], connections: int = 0) -> threading.Thread:
     """A monitor that answers each command with the next of its answers (stop and cont: nothing)."""
     server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     server.bind(str(path))
@@ -29,7 +29,7 @@ def _fake_hmp(path: Path, commands: list[str], answers: dict[str, list[str]]) ->
 
     def serve() -> None:
         with server:
-            for _ in range(snapshots * (3 + len(answers) - 1)):
+            for _ in range(connections or snapshots * (3 + len(answers) - 1)):
                 conn, _ = server.accept()
                 with conn:
                     conn.sendall(b"QEMU 7.2.0 monitor - type 'help' for more information\r\n(qemu) ")
@@ -62,6 +62,44 @@ def test_dump_names_every_cpu_rip_and_a_cpu_qemu_did_not_wake(tmp_path: Path) ->
     text = (tmp_path / "cpus.txt").read_text()
     assert "RFL=00000246" in text and "(qemu)" not in text and "\r" not in text
     assert "# info lapic 1" in text and "two snapshots 0.1 s apart): CPUs [1]" in text
+
+
+# Run 21a8 (level 1 silent for 300 s): both CPUs spinning on CPU 0's runqueue lock.
+SPINNING = (
+    "CPU#0\r\nRSP=ffffc90000003e78\r\nRIP=ffffffff81000120 RFL=00000002 CPL=0 HLT=0\r\n"
+    "CPU#1\r\nRSP=00007ffd12345678\r\nRIP=0000000000401000 RFL=00000246 CPL=3 HLT=0\r\n"
+)
+STACK = (
+    "ffffc90000003e78: 0x0000000000000001 0xffffffff81000213\r\n"
+    "ffffc90000003e88: 0xffff88813cc2bd40 0xffffffff81000305\r\n"
+    "ffffc90000003e98: 0xffffffff82000000 0xffffffffa0001234\r\n"
+)
+TEXT_SYMBOLS = (
+    "ffffffff81000000 T _stext\nffffffff81000100 T queued_spin_lock_slowpath\nffffffff81000200 t tick_nohz_handler\n"
+    "ffffffff81000300 t pvsched_cap_timer_fn\nffffffff81000400 T _etext\nffffffff82000000 T _sinittext\n"
+)
+
+
+def test_a_spinning_cpu_gets_its_stack_read_and_its_kernel_text_words_named(tmp_path: Path) -> None:
+    sock = tmp_path / "mon.sock"
+    commands: list[str] = []
+    answers = {"info registers -a": [SPINNING], "info lapic 0": [LAPIC_IDLE], "info lapic 1": [LAPIC_IDLE],
+               "cpu 0": [""], "x /256gx 0xffffc90000003e78": [STACK]}  # fmt: skip
+    thread = _fake_hmp(sock, commands, answers, connections=7)
+    system_map = tmp_path / "System.map"
+    system_map.write_text(TEXT_SYMBOLS)
+    summary = monitor.dump_cpus(sock, tmp_path / "cpus.txt", system_map, Runner(tmp_path / "logs"), recheck_after=0.1)
+    thread.join(5)
+    # Only the CPU in kernel mode, read with the VM stopped, through that CPU's page tables.
+    assert commands == ["stop", "info registers -a", "info lapic 0", "info lapic 1", "cpu 0", "x /256gx 0xffffc90000003e78", "cont"]
+    text = (tmp_path / "cpus.txt").read_text()
+    assert "ffffc90000003e80: ffffffff81000213 = tick_nohz_handler+0x13" in text
+    assert "ffffc90000003e90: ffffffff81000305 = pvsched_cap_timer_fn+0x5" in text
+    # Data, init text (freed after boot) and module addresses are not named.
+    assert "= " not in "".join(line for line in text.splitlines() if "ffff88813cc2bd40" in line or "ffffffff82000000" in line)
+    assert summary.endswith("CPU#0's stack names pvsched_cap_timer_fn")
+    registers, lapics = monitor.split_dump(text)
+    assert "CPU#1" in registers and lapics[1].strip().endswith("IRR\t (none)")
 
 
 def test_a_cpu_that_woke_by_the_second_snapshot_is_no_lost_wakeup(tmp_path: Path) -> None:
