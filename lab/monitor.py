@@ -97,12 +97,37 @@ def stack_frames(words: str, symbols: SymbolMap) -> list[str]:
     return frames
 
 
+# Where x86-64 kernel stacks live (vmalloc space: task, IRQ and exception stacks).
+STACK_SPACE = range(0xFFFFC90000000000, 0xFFFFE90000000000)
+STACK_SIZE = 0x4000
+
+
+def interrupted_stack(words: str, rsp: int) -> int | None:
+    """The pointer to another stack nearest the top of this one: on an
+    interrupt stack, the saved stack pointer of what it interrupted
+    (call_on_irqstack stores it at the top)."""
+    found = None
+    for line in words.splitlines():
+        where, _, values = line.partition(":")
+        if not re.fullmatch(r"[0-9a-f]+", where.strip()):
+            continue
+        for value in re.findall(r"0x([0-9a-f]{16})", values):
+            addr = int(value, 16)
+            if addr in STACK_SPACE and abs(addr - rsp) > STACK_SIZE:
+                found = addr
+    return found
+
+
 def read_stacks(path: Path, registers: str) -> dict[int, str]:
-    """CPU -> the `x` dump of its stack, for every CPU in kernel mode; the VM stopped."""
+    """CPU -> the `x` dump of its stack, for every CPU in kernel mode, and of
+    the stack it interrupted if it runs on another; the VM stopped."""
     stacks = {}
     for cpu, rsp in kernel_mode_stacks(registers):
         hmp(path, f"cpu {cpu}")  # the monitor's CPU: `x` reads through its page tables
-        stacks[cpu] = hmp(path, f"x /{STACK_WORDS}gx {rsp:#x}")
+        words = hmp(path, f"x /{STACK_WORDS}gx {rsp:#x}")
+        if (below := interrupted_stack(words, rsp)) is not None:
+            words += f"# the stack it interrupted, from the pointer saved on it\n{hmp(path, f'x /{STACK_WORDS}gx {below:#x}')}"
+        stacks[cpu] = words
     return stacks
 
 

@@ -73,10 +73,14 @@ STACK = (
     "ffffc90000003e78: 0x0000000000000001 0xffffffff81000213\r\n"
     "ffffc90000003e88: 0xffff88813cc2bd40 0xffffffff81000305\r\n"
     "ffffc90000003e98: 0xffffffff82000000 0xffffffffa0001234\r\n"
+    "ffffc90000003ea8: 0xffffc90000003ec0 0xffffc900001e7cd0\r\n"  # its own frame pointer; the saved task stack pointer
+    "ffffc90000004000: Cannot access memory\r\n"
 )
+# The task stack the interrupt came in on: the interrupted RIP right after VMRUN.
+TASK_STACK = "ffffc900001e7cd0: 0xffffffff810003b0 0x0000000000000010\r\n"
 TEXT_SYMBOLS = (
     "ffffffff81000000 T _stext\nffffffff81000100 T queued_spin_lock_slowpath\nffffffff81000200 t tick_nohz_handler\n"
-    "ffffffff81000300 t pvsched_cap_timer_fn\nffffffff81000400 T _etext\nffffffff82000000 T _sinittext\n"
+    "ffffffff81000300 t pvsched_cap_timer_fn\nffffffff81000310 T __svm_vcpu_run\nffffffff81000400 T _etext\nffffffff82000000 T _sinittext\n"
 )
 
 
@@ -84,19 +88,21 @@ def test_a_spinning_cpu_gets_its_stack_read_and_its_kernel_text_words_named(tmp_
     sock = tmp_path / "mon.sock"
     commands: list[str] = []
     answers = {"info registers -a": [SPINNING], "info lapic 0": [LAPIC_IDLE], "info lapic 1": [LAPIC_IDLE],
-               "cpu 0": [""], "x /256gx 0xffffc90000003e78": [STACK]}  # fmt: skip
-    thread = _fake_hmp(sock, commands, answers, connections=7)
+               "cpu 0": [""], "x /256gx 0xffffc90000003e78": [STACK], "x /256gx 0xffffc900001e7cd0": [TASK_STACK]}  # fmt: skip
+    thread = _fake_hmp(sock, commands, answers, connections=8)
     system_map = tmp_path / "System.map"
     system_map.write_text(TEXT_SYMBOLS)
     summary = monitor.dump_cpus(sock, tmp_path / "cpus.txt", system_map, Runner(tmp_path / "logs"), recheck_after=0.1)
     thread.join(5)
     # Only the CPU in kernel mode, read with the VM stopped, through that CPU's page tables.
-    assert commands == ["stop", "info registers -a", "info lapic 0", "info lapic 1", "cpu 0", "x /256gx 0xffffc90000003e78", "cont"]
+    assert commands == ["stop", "info registers -a", "info lapic 0", "info lapic 1", "cpu 0", "x /256gx 0xffffc90000003e78",
+                        "x /256gx 0xffffc900001e7cd0", "cont"]  # fmt: skip
     text = (tmp_path / "cpus.txt").read_text()
     assert "ffffc90000003e80: ffffffff81000213 = tick_nohz_handler+0x13" in text
     assert "ffffc90000003e90: ffffffff81000305 = pvsched_cap_timer_fn+0x5" in text
     # Data, init text (freed after boot) and module addresses are not named.
     assert "= " not in "".join(line for line in text.splitlines() if "ffff88813cc2bd40" in line or "ffffffff82000000" in line)
+    assert "ffffc900001e7cd0: ffffffff810003b0 = __svm_vcpu_run+0xa0" in text
     assert summary.endswith("CPU#0's stack names pvsched_cap_timer_fn")
     registers, lapics = monitor.split_dump(text)
     assert "CPU#1" in registers and lapics[1].strip().endswith("IRR\t (none)")
