@@ -57,10 +57,46 @@ SURVIVOR_AFTER_S = 150.0
 # The lab's main thread in level 1 sleeps at most a few seconds at a time
 # (polls of 0.005-1 s); asleep in a timed sleep this long without once
 # running, its timer did not fire: seen in CI, a reboot check's 0.2 s poll
-# that slept 23 minutes while the watchdog, on the other CPU, kept beating.
+# that slept 23 minutes while the watchdog, on the other CPU, kept beating;
+# and in stress run 1126, a guest's console poll (a 0.1 s Event.wait, a
+# timed futex) that slept 10 minutes while a level-1 CPU ran level 2.
 MAIN_STALL_S = 120.0
+# A futex wait this far past its deadline: its timer did not fire.
+FUTEX_OVERDUE_S = 10.0
 # Wait channels of a timed sleep (time.sleep: clock_nanosleep).
 TIMED_SLEEP_WCHANS = ("hrtimer_nanosleep", "do_nanosleep", "hrtimer_wakeup")
+
+
+FUTEX_SYSCALL = 202  # x86-64
+FUTEX_CMD_MASK, FUTEX_WAIT, FUTEX_WAIT_BITSET, FUTEX_CLOCK_REALTIME = 0x7F, 0, 9, 0x100
+
+
+def futex_overdue(task: Path, now_mono: float | None = None, now_real: float | None = None) -> float | None:
+    """How many seconds ago a thread's futex() wait should have timed out, or
+    None (not in futex(), no timeout, or a relative one: FUTEX_WAIT's,
+    which says nothing of when it began). A Python wait with a timeout
+    (Event.wait(0.1)) sleeps here with an absolute deadline
+    (FUTEX_WAIT_BITSET), read from the thread's memory."""
+    try:
+        fields = (task / "syscall").read_text().split()
+        if len(fields) < 5 or fields[0] != str(FUTEX_SYSCALL) or int(fields[4], 16) == 0:
+            return None
+        op = int(fields[2], 16)
+        if op & FUTEX_CMD_MASK != FUTEX_WAIT_BITSET:
+            return None
+        with open(task.parent.parent / "mem", "rb") as mem:
+            mem.seek(int(fields[4], 16))
+            deadline = mem.read(16)
+    except (OSError, ValueError):
+        return None
+    if len(deadline) < 16:
+        return None
+    sec, nsec = int.from_bytes(deadline[:8], "little", signed=True), int.from_bytes(deadline[8:], "little", signed=True)
+    if op & FUTEX_CLOCK_REALTIME:
+        now = time.time() if now_real is None else now_real
+    else:
+        now = time.monotonic() if now_mono is None else now_mono
+    return now - (sec + nsec / 1e9)
 
 
 def context_switches(task: Path) -> int | None:
@@ -95,8 +131,9 @@ class MainThreadWatch:
         if self.told or found is None or now - self.since < self.stall_after:
             return ""
         state, wchan = found
-        if state != "S" or wchan not in TIMED_SLEEP_WCHANS:
-            return ""  # a blocking wait (a child's exit, a pipe) may last
+        overdue = futex_overdue(self.task)
+        if state != "S" or not (wchan in TIMED_SLEEP_WCHANS or (overdue is not None and overdue >= FUTEX_OVERDUE_S)):
+            return ""  # a blocking wait (a child's exit, a pipe, a long join) may last
         self.told = True
         return (f"{WEDGED} level 1's main thread has not run for {now - self.since:.0f} s, asleep in {wchan}: "
                 "the timer of a sleep of at most seconds did not fire; a level-1 CPU stopped taking interrupts")  # fmt: skip

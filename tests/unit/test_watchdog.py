@@ -5,6 +5,8 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from lab.invm import watchdog
 
 
@@ -74,6 +76,48 @@ def test_a_thread_asleep_without_running_is_found_stalled_once() -> None:
     finally:
         child.kill()
         child.wait()
+
+
+def test_a_timed_wait_past_its_deadline_is_stalled_and_a_long_or_untimed_one_is_not() -> None:
+    from pathlib import Path
+
+    # Stress run 1126: the main thread's 0.1 s Event.wait (a futex with a
+    # deadline) slept 10 minutes while a level-1 CPU ran level 2. Its
+    # deadline is read from the thread's memory and compared with the clock.
+    short = subprocess.Popen([sys.executable, "-c", "import threading; threading.Event().wait(30)"])
+    untimed = subprocess.Popen([sys.executable, "-c", "import threading; threading.Event().wait()"])
+    try:
+        time.sleep(0.5)
+        task = Path(f"/proc/{short.pid}/task/{short.pid}")
+        overdue = watchdog.futex_overdue(task)
+        assert overdue is not None and -30 < overdue < -29  # the deadline is ~29.5 s away
+        # The same wait seen 60 s on, its timer never having fired: stalled.
+        later = watchdog.futex_overdue(task, now_mono=time.monotonic() + 60, now_real=time.time() + 60)
+        assert later is not None and later > watchdog.FUTEX_OVERDUE_S
+        assert watchdog.futex_overdue(Path(f"/proc/{untimed.pid}/task/{untimed.pid}")) is None
+        for proc in (short, untimed):  # neither is overdue now: a long wait may last
+            watch = watchdog.MainThreadWatch(Path(f"/proc/{proc.pid}/task/{proc.pid}"), stall_after=0.2)
+            assert watch.check(10.0) == "" and watch.check(10.3) == "", proc.args
+    finally:
+        for proc in (short, untimed):
+            proc.kill()
+            proc.wait()
+
+
+def test_a_main_thread_whose_short_wait_never_returned_is_reported_wedged(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pathlib import Path
+
+    waiting = subprocess.Popen([sys.executable, "-c", "import threading; threading.Event().wait(30)"])
+    try:
+        time.sleep(0.5)
+        monkeypatch.setattr(watchdog, "futex_overdue", lambda task: 600.0)  # as if 10 minutes had passed
+        watch = watchdog.MainThreadWatch(Path(f"/proc/{waiting.pid}/task/{waiting.pid}"), stall_after=0.2)
+        assert watch.check(10.0) == ""
+        report = watch.check(10.3)
+        assert report.startswith("LAB-WEDGED ") and "asleep in futex" in report
+    finally:
+        waiting.kill()
+        waiting.wait()
 
 
 def test_a_thread_that_keeps_waking_or_blocks_on_a_pipe_is_not_stalled() -> None:
