@@ -124,11 +124,20 @@ def read_stacks(path: Path, registers: str) -> dict[int, str]:
     stacks = {}
     for cpu, rsp in kernel_mode_stacks(registers):
         hmp(path, f"cpu {cpu}")  # the monitor's CPU: `x` reads through its page tables
-        words = hmp(path, f"x /{STACK_WORDS}gx {rsp:#x}")
+        words = hmp(path, f"x /{STACK_WORDS}gx {_line_aligned(rsp):#x}")
         if (below := interrupted_stack(words, rsp)) is not None:
-            words += f"# the stack it interrupted, from the pointer saved on it\n{hmp(path, f'x /{STACK_WORDS}gx {below:#x}')}"
+            below_words = hmp(path, f"x /{STACK_WORDS}gx {_line_aligned(below):#x}")
+            words += f"# the stack it interrupted, from the pointer saved on it\n{below_words}"
         stacks[cpu] = words
     return stacks
+
+
+def _line_aligned(addr: int) -> int:
+    """`x /Ngx` prints two words a line and fails a whole line that crosses
+    into an unmapped page: from a 16-byte boundary no line crosses one, so
+    the last words below a stack's guard page are read too (run 8f54 lost
+    the interrupt stack's top word, the interrupted context's pointer)."""
+    return addr & ~0xF
 
 
 def lapic_vectors(lapic: str, register: str) -> list[int]:

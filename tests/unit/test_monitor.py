@@ -64,20 +64,22 @@ def test_dump_names_every_cpu_rip_and_a_cpu_qemu_did_not_wake(tmp_path: Path) ->
     assert "# info lapic 1" in text and "two snapshots 0.1 s apart): CPUs [1]" in text
 
 
-# Run 21a8 (level 1 silent for 300 s): both CPUs spinning on CPU 0's runqueue lock.
+# Runs 21a8 and 8f54 (level 1 silent for 300 s): both CPUs spinning on a lock of CPU 0's.
 SPINNING = (
-    "CPU#0\r\nRSP=ffffc90000003e78\r\nRIP=ffffffff81000120 RFL=00000002 CPL=0 HLT=0\r\n"
+    "CPU#0\r\nRSP=ffffc90000003f68\r\nRIP=ffffffff81000120 RFL=00000002 CPL=0 HLT=0\r\n"
     "CPU#1\r\nRSP=00007ffd12345678\r\nRIP=0000000000401000 RFL=00000246 CPL=3 HLT=0\r\n"
 )
+# Read from the 16-byte line below RSP, so no line crosses into the guard page
+# above the interrupt stack and its top words are read.
 STACK = (
-    "ffffc90000003e78: 0x0000000000000001 0xffffffff81000213\r\n"
-    "ffffc90000003e88: 0xffff88813cc2bd40 0xffffffff81000305\r\n"
-    "ffffc90000003e98: 0xffffffff82000000 0xffffffffa0001234\r\n"
-    "ffffc90000003ea8: 0xffffc90000003ec0 0xffffc900001e7cd0\r\n"  # its own frame pointer; the saved task stack pointer
+    "ffffc90000003f60: 0x0000000000000001 0xffffffff81000213\r\n"
+    "ffffc90000003f70: 0xffff88813cc2bd40 0xffffffff81000305\r\n"
+    "ffffc90000003f80: 0xffffffff82000000 0xffffffffa0001234\r\n"
+    "ffffc90000003fe0: 0xffffc90000003ef0 0xffffc900002bbd08\r\n"  # its own frame pointer; the interrupted context's pt_regs
     "ffffc90000004000: Cannot access memory\r\n"
 )
 # The task stack the interrupt came in on: the interrupted RIP right after VMRUN.
-TASK_STACK = "ffffc900001e7cd0: 0xffffffff810003b0 0x0000000000000010\r\n"
+TASK_STACK = "ffffc900002bbd00: 0x0000000000000000 0xffffffff810003b0\r\n"
 TEXT_SYMBOLS = (
     "ffffffff81000000 T _stext\nffffffff81000100 T queued_spin_lock_slowpath\nffffffff81000200 t tick_nohz_handler\n"
     "ffffffff81000300 t pvsched_cap_timer_fn\nffffffff81000310 T __svm_vcpu_run\nffffffff81000400 T _etext\nffffffff82000000 T _sinittext\n"
@@ -88,21 +90,21 @@ def test_a_spinning_cpu_gets_its_stack_read_and_its_kernel_text_words_named(tmp_
     sock = tmp_path / "mon.sock"
     commands: list[str] = []
     answers = {"info registers -a": [SPINNING], "info lapic 0": [LAPIC_IDLE], "info lapic 1": [LAPIC_IDLE],
-               "cpu 0": [""], "x /256gx 0xffffc90000003e78": [STACK], "x /256gx 0xffffc900001e7cd0": [TASK_STACK]}  # fmt: skip
+               "cpu 0": [""], "x /256gx 0xffffc90000003f60": [STACK], "x /256gx 0xffffc900002bbd00": [TASK_STACK]}  # fmt: skip
     thread = _fake_hmp(sock, commands, answers, connections=8)
     system_map = tmp_path / "System.map"
     system_map.write_text(TEXT_SYMBOLS)
     summary = monitor.dump_cpus(sock, tmp_path / "cpus.txt", system_map, Runner(tmp_path / "logs"), recheck_after=0.1)
     thread.join(5)
     # Only the CPU in kernel mode, read with the VM stopped, through that CPU's page tables.
-    assert commands == ["stop", "info registers -a", "info lapic 0", "info lapic 1", "cpu 0", "x /256gx 0xffffc90000003e78",
-                        "x /256gx 0xffffc900001e7cd0", "cont"]  # fmt: skip
+    assert commands == ["stop", "info registers -a", "info lapic 0", "info lapic 1", "cpu 0", "x /256gx 0xffffc90000003f60",
+                        "x /256gx 0xffffc900002bbd00", "cont"]  # fmt: skip
     text = (tmp_path / "cpus.txt").read_text()
-    assert "ffffc90000003e80: ffffffff81000213 = tick_nohz_handler+0x13" in text
-    assert "ffffc90000003e90: ffffffff81000305 = pvsched_cap_timer_fn+0x5" in text
+    assert "ffffc90000003f68: ffffffff81000213 = tick_nohz_handler+0x13" in text
+    assert "ffffc90000003f78: ffffffff81000305 = pvsched_cap_timer_fn+0x5" in text
     # Data, init text (freed after boot) and module addresses are not named.
     assert "= " not in "".join(line for line in text.splitlines() if "ffff88813cc2bd40" in line or "ffffffff82000000" in line)
-    assert "ffffc900001e7cd0: ffffffff810003b0 = __svm_vcpu_run+0xa0" in text
+    assert "ffffc900002bbd08: ffffffff810003b0 = __svm_vcpu_run+0xa0" in text
     assert summary.endswith("CPU#0's stack names pvsched_cap_timer_fn")
     registers, lapics = monitor.split_dump(text)
     assert "CPU#1" in registers and lapics[1].strip().endswith("IRR\t (none)")
