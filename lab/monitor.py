@@ -82,19 +82,20 @@ def kernel_mode_stacks(registers: str) -> list[tuple[int, int]]:
     return found
 
 
+def _words(dump: str) -> list[tuple[int, int]]:
+    """(address, value) of every word of an `x /Ngx` dump, in order."""
+    found = []
+    for line in dump.splitlines():
+        where, _, values = line.partition(":")
+        if re.fullmatch(r"[0-9a-f]+", where.strip()):
+            found += [(int(where, 16) + 8 * k, int(v, 16)) for k, v in enumerate(re.findall(r"0x([0-9a-f]{16})", values))]
+    return found
+
+
 def stack_frames(words: str, symbols: SymbolMap) -> list[str]:
     """`address: value = function+off` for each word of an `x /Ngx` dump
     that points into the kernel's text, in stack order."""
-    frames = []
-    for line in words.splitlines():
-        where, _, values = line.partition(":")
-        if not re.fullmatch(r"[0-9a-f]+", where.strip()):
-            continue
-        for k, value in enumerate(re.findall(r"0x([0-9a-f]{16})", values)):
-            addr = int(value, 16)
-            if addr in symbols.text:
-                frames.append(f"{int(where, 16) + 8 * k:016x}: {addr:016x} = {symbols.name(addr)}")
-    return frames
+    return [f"{where:016x}: {value:016x} = {symbols.name(value)}" for where, value in _words(words) if value in symbols.text]
 
 
 # Where x86-64 kernel stacks live (vmalloc space: task, IRQ and exception stacks).
@@ -106,16 +107,26 @@ def interrupted_stack(words: str, rsp: int) -> int | None:
     """The pointer to another stack nearest the top of this one: on an
     interrupt stack, the saved stack pointer of what it interrupted
     (call_on_irqstack stores it at the top)."""
-    found = None
-    for line in words.splitlines():
-        where, _, values = line.partition(":")
-        if not re.fullmatch(r"[0-9a-f]+", where.strip()):
-            continue
-        for value in re.findall(r"0x([0-9a-f]{16})", values):
-            addr = int(value, 16)
-            if addr in STACK_SPACE and abs(addr - rsp) > STACK_SIZE:
-                found = addr
-    return found
+    found = [value for _, value in _words(words) if value in STACK_SPACE and abs(value - rsp) > STACK_SIZE]
+    return found[-1] if found else None
+
+
+KERNEL_CS, KERNEL_SS, X86_EFLAGS_IF = 0x10, 0x18, 0x200
+
+
+def interrupt_frames(dump: str, symbols: SymbolMap) -> list[str]:
+    """The hardware frames of interrupts or exceptions taken in kernel mode
+    (RIP in kernel text, CS 0x10, RFLAGS, RSP, SS 0x18), each with whether
+    it came with interrupts enabled: a frame with IF clear that an
+    interrupt pushed is one a correct CPU never takes."""
+    words = _words(dump)
+    frames = []
+    for i in range(len(words) - 4):
+        (where, rip), (_, cs), (_, flags), (_, _sp), (_, ss) = words[i : i + 5]
+        if rip in symbols.text and cs == KERNEL_CS and ss == KERNEL_SS and flags & 0x2 and flags < 1 << 22:
+            state = "interrupts enabled" if flags & X86_EFLAGS_IF else "interrupts DISABLED"
+            frames.append(f"{where:016x}: a kernel-mode entry frame: RIP {symbols.name(rip)}, RFLAGS {flags:#x} ({state})")
+    return frames
 
 
 def read_stacks(path: Path, registers: str) -> dict[int, str]:
@@ -282,11 +293,14 @@ def dump_cpus(path: Path, dest: Path, system_map: Path | None, runner: Runner, r
         # Where QEMU's own threads are then: asleep on the halt condition, or stuck elsewhere.
         if (pid := qemu_pid(path)) is not None:
             text += f"\n# QEMU {pid}: threads\n{qemu_threads(pid)}\n\n# QEMU {pid}: backtraces\n{qemu_backtraces(pid, runner)}\n"
-    ours = []
+    notes = []
     for cpu, words in stacks.items():  # last: split_dump() ends the last APIC at the first of these
         frames = stack_frames(words, symbols) if symbols else []
+        if symbols and (entries := interrupt_frames(words, symbols)):
+            text += f"\n# CPU#{cpu} stack: entry frames (RIP, CS, RFLAGS, RSP, SS)\n" + "\n".join(entries) + "\n"
+            notes.append(f"CPU#{cpu} was entered at {entries[-1].split('RIP ', 1)[1]}")
         if mine := sorted({f.split(" = ")[1].split("+")[0] for f in frames if OUR_SYMBOL.search(f)}):
-            ours.append(f"CPU#{cpu}'s stack names {', '.join(mine)}")
+            notes.append(f"CPU#{cpu}'s stack names {', '.join(mine)}")
         listing = "\n".join(frames) if frames else "(no word names kernel text)" if symbols else "(no System.map)"
         text += f"\n# CPU#{cpu} stack: the words that name kernel text (like the kernel's '?' frames)\n{listing}\n"
         text += f"\n# CPU#{cpu} stack: x /{STACK_WORDS}gx at RSP\n{words}"
@@ -295,6 +309,6 @@ def dump_cpus(path: Path, dest: Path, system_map: Path | None, runner: Runner, r
     summary = "; ".join(named) or f"registers in {dest.name}"
     if lost:
         summary += f"; CPUs {lost} halted with interrupts pending (IRR {[still[i] for i in lost]})"
-    if ours:
-        summary += "; " + "; ".join(ours)
+    if notes:
+        summary += "; " + "; ".join(notes)
     return summary

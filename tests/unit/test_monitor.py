@@ -79,7 +79,11 @@ STACK = (
     "ffffc90000004000: Cannot access memory\r\n"
 )
 # The task stack the interrupt came in on: the interrupted RIP right after VMRUN.
-TASK_STACK = "ffffc900002bbd00: 0x0000000000000000 0xffffffff810003b0\r\n"
+TASK_STACK = (
+    "ffffc900002bbd00: 0x0000000000000000 0xffffffff810003b0\r\n"  # pt_regs: ..., RIP,
+    "ffffc900002bbd10: 0x0000000000000010 0x0000000000000046\r\n"  # CS, RFLAGS (IF clear),
+    "ffffc900002bbd20: 0xffffc900002bbdc8 0x0000000000000018\r\n"  # RSP, SS
+)
 TEXT_SYMBOLS = (
     "ffffffff81000000 T _stext\nffffffff81000100 T queued_spin_lock_slowpath\nffffffff81000200 t tick_nohz_handler\n"
     "ffffffff81000300 t pvsched_cap_timer_fn\nffffffff81000310 T __svm_vcpu_run\nffffffff81000400 T _etext\nffffffff82000000 T _sinittext\n"
@@ -105,7 +109,9 @@ def test_a_spinning_cpu_gets_its_stack_read_and_its_kernel_text_words_named(tmp_
     # Data, init text (freed after boot) and module addresses are not named.
     assert "= " not in "".join(line for line in text.splitlines() if "ffff88813cc2bd40" in line or "ffffffff82000000" in line)
     assert "ffffc900002bbd08: ffffffff810003b0 = __svm_vcpu_run+0xa0" in text
-    assert summary.endswith("CPU#0's stack names pvsched_cap_timer_fn")
+    assert "ffffc900002bbd08: a kernel-mode entry frame: RIP __svm_vcpu_run+0xa0, RFLAGS 0x46 (interrupts DISABLED)" in text
+    assert summary.endswith("CPU#0 was entered at __svm_vcpu_run+0xa0, RFLAGS 0x46 (interrupts DISABLED); "
+                            "CPU#0's stack names pvsched_cap_timer_fn")  # fmt: skip
     registers, lapics = monitor.split_dump(text)
     assert "CPU#1" in registers and lapics[1].strip().endswith("IRR\t (none)")
 
