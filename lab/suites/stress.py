@@ -53,7 +53,7 @@ def stress_markdown(report: dict[str, Any]) -> str:
         for kept in p.get("kept_from", []):
             dropped = f"; its failures, run again: {kept['failures_not_kept']}" if kept["failures_not_kept"] else ""
             what = f"{kept['rounds']} clean rounds"
-            if "round_numbers" in kept:  # the hostile part's: three measurements a round
+            if "round_numbers" in kept:  # the hostile part's: four measurements a round
                 what = f"rounds {kept['round_numbers']} ({kept['rounds']} measurements)"
             lines.append(f"\n{p['name']}: {what} kept from level-1 boot {kept['attempt']}{dropped}")
     for p in report["parts"]:
