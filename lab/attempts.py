@@ -31,11 +31,12 @@ from lab import emulator_faults
 from lab.emulator_faults import AT_END, Evidence, timeline_name
 from lab.protocol import FAILED, LEVEL2_BEGIN
 from lab.splats import PATTERNS, Splat
+from lab.symbols import SERIES_FUNCTION
 
 # Frames of the series, the guest driver and the BPF policies ("func+0x1/0x2",
 # a module tag, or a WARNING's "at arch/x86/kvm/pvsched.c:312"); not the
 # kernel's version string, which names the lab too.
-OUR_CODE = re.compile(r"\b\w*(?:pvsched|sched_setattr_nopi)\w*\+0x[0-9a-f]+/0x[0-9a-f]+|\[pvsched\w*\]|/pvsched[\w.]*:\d+")
+OUR_CODE = re.compile(rf"\b{SERIES_FUNCTION}\+0x[0-9a-f]+/0x[0-9a-f]+|\[pvsched\w*\]|/pvsched[\w.]*:\d+")
 # A call-trace line the unwinder did not find on the call chain ("  ? func+0x1/0x2").
 _UNRELIABLE_FRAME = re.compile(r"^\s*(?:\[\s*\d+\.\d+\]\s*)?\?\s")
 # A frame, not marked `?`, where a task entered the kernel: a system call,

@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 from lab.runner import Runner
-from lab.symbols import SymbolMap
+from lab.symbols import SERIES_FUNCTION, SymbolMap
 
 PROMPT = b"(qemu) "
 
@@ -68,8 +68,6 @@ def annotate_rips(registers: str, symbols: SymbolMap | None) -> str:
 
 # Words read from each kernel-mode CPU's stack.
 STACK_WORDS = 256
-# Functions of the series (lab.attempts.OUR_CODE names them in a trace).
-OUR_SYMBOL = re.compile(r"= \w*(?:pvsched|sched_setattr_nopi)\w*\+")
 
 
 def kernel_mode_stacks(registers: str) -> list[tuple[int, int]]:
@@ -92,41 +90,58 @@ def _words(dump: str) -> list[tuple[int, int]]:
     return found
 
 
-def stack_frames(words: str, symbols: SymbolMap) -> list[str]:
-    """`address: value = function+off` for each word of an `x /Ngx` dump
-    that points into the kernel's text, in stack order."""
-    return [f"{where:016x}: {value:016x} = {symbols.name(value)}" for where, value in _words(words) if value in symbols.text]
-
-
 # Where x86-64 kernel stacks live (vmalloc space: task, IRQ and exception stacks).
 STACK_SPACE = range(0xFFFFC90000000000, 0xFFFFE90000000000)
 STACK_SIZE = 0x4000
 
 
-def interrupted_stack(words: str, rsp: int) -> int | None:
+def interrupted_stack(words: list[tuple[int, int]], rsp: int) -> int | None:
     """The pointer to another stack nearest the top of this one: on an
     interrupt stack, the saved stack pointer of what it interrupted
     (call_on_irqstack stores it at the top)."""
-    found = [value for _, value in _words(words) if value in STACK_SPACE and abs(value - rsp) > STACK_SIZE]
+    found = [value for _, value in words if value in STACK_SPACE and abs(value - rsp) > STACK_SIZE]
     return found[-1] if found else None
 
 
 KERNEL_CS, KERNEL_SS, X86_EFLAGS_IF = 0x10, 0x18, 0x200
+SERIES = re.compile(SERIES_FUNCTION)
 
 
-def interrupt_frames(dump: str, symbols: SymbolMap) -> list[str]:
-    """The hardware frames of interrupts or exceptions taken in kernel mode
-    (RIP in kernel text, CS 0x10, RFLAGS, RSP, SS 0x18), each with whether
-    it came with interrupts enabled: a frame with IF clear that an
-    interrupt pushed is one a correct CPU never takes."""
-    words = _words(dump)
+def entry_frames(words: list[tuple[int, int]], text: range) -> list[tuple[int, int, int]]:
+    """(address, RIP, RFLAGS) of the hardware frames of interrupts or
+    exceptions taken in kernel mode (RIP in kernel text, CS 0x10, RFLAGS,
+    RSP, SS 0x18): one pushed by an interrupt with IF clear is one a
+    correct CPU never takes."""
     frames = []
     for i in range(len(words) - 4):
-        (where, rip), (_, cs), (_, flags), (_, _sp), (_, ss) = words[i : i + 5]
-        if rip in symbols.text and cs == KERNEL_CS and ss == KERNEL_SS and flags & 0x2 and flags < 1 << 22:
-            state = "interrupts enabled" if flags & X86_EFLAGS_IF else "interrupts DISABLED"
-            frames.append(f"{where:016x}: a kernel-mode entry frame: RIP {symbols.name(rip)}, RFLAGS {flags:#x} ({state})")
+        (where, rip), (_, cs), (_, flags), _, (_, ss) = words[i : i + 5]
+        if rip in text and cs == KERNEL_CS and ss == KERNEL_SS and flags & 0x2 and flags < 1 << 22:
+            frames.append((where, rip, flags))
     return frames
+
+
+def stack_report(cpu: int, dump: str, symbols: SymbolMap | None) -> tuple[str, list[str]]:
+    """One CPU's stack sections for the dump file, and the summary's notes on
+    it: its outermost entry frame, and the series' functions it names."""
+    heading = f"\n# CPU#{cpu} stack: the words that name kernel text (like the kernel's '?' frames)\n"
+    raw = f"\n# CPU#{cpu} stack: x /{STACK_WORDS}gx at RSP\n{dump}"
+    if symbols is None:
+        return f"{heading}(no System.map)\n{raw}", []
+    words = _words(dump)
+    kernel = [(where, value) for where, value in words if value in symbols.text]
+    text, notes = "", []
+    if entries := entry_frames(words, symbols.text):
+        said = [f"{symbols.name(rip)}, RFLAGS {flags:#x} (interrupts {'enabled' if flags & X86_EFLAGS_IF else 'DISABLED'})"
+                for _, rip, flags in entries]  # fmt: skip
+        listing = "\n".join(
+            f"{where:016x}: a kernel-mode entry frame: RIP {what}" for (where, _, _), what in zip(entries, said, strict=True)
+        )
+        text += f"\n# CPU#{cpu} stack: entry frames (RIP, CS, RFLAGS, RSP, SS)\n{listing}\n"
+        notes.append(f"CPU#{cpu} was entered at {said[-1]}")
+    if ours := sorted({name for name in (symbols.function(v) for _, v in kernel) if SERIES.fullmatch(name)}):
+        notes.append(f"CPU#{cpu}'s stack names {', '.join(ours)}")
+    named = "\n".join(f"{where:016x}: {value:016x} = {symbols.name(value)}" for where, value in kernel)
+    return f"{text}{heading}{named or '(no word names kernel text)'}\n{raw}", notes
 
 
 def read_stacks(path: Path, registers: str) -> dict[int, str]:
@@ -136,7 +151,7 @@ def read_stacks(path: Path, registers: str) -> dict[int, str]:
     for cpu, rsp in kernel_mode_stacks(registers):
         hmp(path, f"cpu {cpu}")  # the monitor's CPU: `x` reads through its page tables
         words = hmp(path, f"x /{STACK_WORDS}gx {_line_aligned(rsp):#x}")
-        if (below := interrupted_stack(words, rsp)) is not None:
+        if (below := interrupted_stack(_words(words), rsp)) is not None:
             below_words = hmp(path, f"x /{STACK_WORDS}gx {_line_aligned(below):#x}")
             words += f"# the stack it interrupted, from the pointer saved on it\n{below_words}"
         stacks[cpu] = words
@@ -294,16 +309,10 @@ def dump_cpus(path: Path, dest: Path, system_map: Path | None, runner: Runner, r
         if (pid := qemu_pid(path)) is not None:
             text += f"\n# QEMU {pid}: threads\n{qemu_threads(pid)}\n\n# QEMU {pid}: backtraces\n{qemu_backtraces(pid, runner)}\n"
     notes = []
-    for cpu, words in stacks.items():  # last: split_dump() ends the last APIC at the first of these
-        frames = stack_frames(words, symbols) if symbols else []
-        if symbols and (entries := interrupt_frames(words, symbols)):
-            text += f"\n# CPU#{cpu} stack: entry frames (RIP, CS, RFLAGS, RSP, SS)\n" + "\n".join(entries) + "\n"
-            notes.append(f"CPU#{cpu} was entered at {entries[-1].split('RIP ', 1)[1]}")
-        if mine := sorted({f.split(" = ")[1].split("+")[0] for f in frames if OUR_SYMBOL.search(f)}):
-            notes.append(f"CPU#{cpu}'s stack names {', '.join(mine)}")
-        listing = "\n".join(frames) if frames else "(no word names kernel text)" if symbols else "(no System.map)"
-        text += f"\n# CPU#{cpu} stack: the words that name kernel text (like the kernel's '?' frames)\n{listing}\n"
-        text += f"\n# CPU#{cpu} stack: x /{STACK_WORDS}gx at RSP\n{words}"
+    for cpu, dump in stacks.items():  # last: split_dump() ends the last APIC at the first of these
+        section, said = stack_report(cpu, dump, symbols)
+        text += section
+        notes += said
     dest.write_text(text)
     named = [line.split(": ", 1)[1] for line in text.splitlines() if line.startswith("CPU#") and ": RIP" in line]
     summary = "; ".join(named) or f"registers in {dest.name}"

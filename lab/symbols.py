@@ -8,6 +8,10 @@ import bisect
 from collections import Counter
 from pathlib import Path
 
+# Functions the lab's series adds (KVM's pvsched, sched_setattr_nopi), as a
+# regular expression for a symbol name; lab.attempts and lab.monitor look for them.
+SERIES_FUNCTION = r"\w*(?:pvsched|sched_setattr_nopi)\w*"
+
 
 class SymbolMap:
     """Address -> symbol+offset from a System.map."""
@@ -31,6 +35,11 @@ class SymbolMap:
         """The address of the text symbol that holds `addr`."""
         i = bisect.bisect_right(self.addrs, addr) - 1
         return self.addrs[i] if i >= 0 else None
+
+    def function(self, addr: int) -> str:
+        """The name of the text symbol that holds `addr` ("?" below the first)."""
+        i = bisect.bisect_right(self.addrs, addr) - 1
+        return self.names[i] if i >= 0 else "?"
 
     def name(self, addr: int) -> str:
         """`function+0xoff`; a static function the compiler emitted in many
