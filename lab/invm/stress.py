@@ -195,12 +195,12 @@ def hostile_verdict(
     return details, failures
 
 
-HOSTILE_VARIANTS = ("vanilla", "policy", "unboosted", "hostile")
-# Each variant's guest (lab.hostile) and whether the boost policy is attached.
-# "unboosted": the hostile guest with no policy, so the host's cost of the
-# guest's own behaviour (its corrupting loop, its exits) is told apart from
-# what the boosts cost.
+# Each variant's guest (lab.hostile) and whether the boost policy is attached,
+# in the order a round measures them. "unboosted": the hostile guest with no
+# policy, so the host's cost of the guest's own behaviour (its corrupting
+# loop, its exits) is told apart from what the boosts cost.
 HOSTILE_VARIANT_SETUP = {"vanilla": (0, False), "policy": (0, True), "unboosted": (1, False), "hostile": (1, True)}
+HOSTILE_VARIANTS = tuple(HOSTILE_VARIANT_SETUP)
 
 
 def hostile_schedule(rounds: int) -> list[tuple[int, str]]:

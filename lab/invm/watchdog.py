@@ -68,7 +68,7 @@ TIMED_SLEEP_WCHANS = ("hrtimer_nanosleep", "do_nanosleep", "hrtimer_wakeup")
 
 
 FUTEX_SYSCALL = 202  # x86-64
-FUTEX_CMD_MASK, FUTEX_WAIT, FUTEX_WAIT_BITSET, FUTEX_CLOCK_REALTIME = 0x7F, 0, 9, 0x100
+FUTEX_CMD_MASK, FUTEX_WAIT_BITSET, FUTEX_CLOCK_REALTIME = 0x7F, 9, 0x100
 
 
 def futex_overdue(task: Path, now_mono: float | None = None, now_real: float | None = None) -> float | None:
