@@ -95,12 +95,23 @@ STACK_SPACE = range(0xFFFFC90000000000, 0xFFFFE90000000000)
 STACK_SIZE = 0x4000
 
 
-def interrupted_stack(words: list[tuple[int, int]], rsp: int) -> int | None:
-    """The pointer to another stack nearest the top of this one: on an
-    interrupt stack, the saved stack pointer of what it interrupted
-    (call_on_irqstack stores it at the top)."""
-    found = [value for _, value in words if value in STACK_SPACE and abs(value - rsp) > STACK_SIZE]
-    return found[-1] if found else None
+# The kernel image: the boot CPU's idle task runs on init_task's stack there.
+KERNEL_IMAGE = range(0xFFFFFFFF80000000, 0xFFFFFFFFC0000000)
+
+
+def interrupted_stack(dump: str, rsp: int, text: range = range(0)) -> int | None:
+    """On an interrupt stack, the saved stack pointer of what it interrupted:
+    call_on_irqstack stores it in the stack's top word, the last one `x`
+    could read below the guard page. A stack is in vmalloc space, or in the
+    kernel image outside its `text` (the boot CPU's idle task runs on
+    init_task's stack there)."""
+    words = _words(dump)
+    if not words or "Cannot access memory" not in dump:
+        return None
+    top = words[-1][1]
+    if (top in STACK_SPACE or (top in KERNEL_IMAGE and top not in text)) and abs(top - rsp) > STACK_SIZE:
+        return top
+    return None
 
 
 KERNEL_CS, KERNEL_SS, X86_EFLAGS_IF = 0x10, 0x18, 0x200
@@ -144,14 +155,14 @@ def stack_report(cpu: int, dump: str, symbols: SymbolMap | None) -> tuple[str, l
     return f"{text}{heading}{named or '(no word names kernel text)'}\n{raw}", notes
 
 
-def read_stacks(path: Path, registers: str) -> dict[int, str]:
+def read_stacks(path: Path, registers: str, text: range = range(0)) -> dict[int, str]:
     """CPU -> the `x` dump of its stack, for every CPU in kernel mode, and of
     the stack it interrupted if it runs on another; the VM stopped."""
     stacks = {}
     for cpu, rsp in kernel_mode_stacks(registers):
         hmp(path, f"cpu {cpu}")  # the monitor's CPU: `x` reads through its page tables
         words = hmp(path, f"x /{STACK_WORDS}gx {_line_aligned(rsp):#x}")
-        if (below := interrupted_stack(_words(words), rsp)) is not None:
+        if (below := interrupted_stack(words, rsp, text)) is not None:
             below_words = hmp(path, f"x /{STACK_WORDS}gx {_line_aligned(below):#x}")
             words += f"# the stack it interrupted, from the pointer saved on it\n{below_words}"
         stacks[cpu] = words
@@ -256,7 +267,7 @@ def qemu_backtraces(pid: int, runner: Runner, timeout: float = 60.0) -> str:
     return f"$ {' '.join(cmd)}\n{done.output}"
 
 
-def _snapshot(path: Path, stacks: dict[int, str] | None = None) -> tuple[str, list[str]]:
+def _snapshot(path: Path, stacks: dict[int, str] | None = None, text: range = range(0)) -> tuple[str, list[str]]:
     """Registers and local APICs of every CPU, read with the VM stopped so
     the two describe one instant (a CPU whose timer just fired is not caught
     between its IRR update and its wakeup); into `stacks`, the kernel-mode
@@ -267,7 +278,7 @@ def _snapshot(path: Path, stacks: dict[int, str] | None = None) -> tuple[str, li
         ncpus = len(re.findall(r"^CPU#\d+", regs, flags=re.M))
         lapics = [hmp(path, f"info lapic {i}") for i in range(ncpus)]
         if stacks is not None:
-            stacks.update(read_stacks(path, regs))
+            stacks.update(read_stacks(path, regs, text))
     finally:
         hmp(path, "cont")
     return regs, lapics
@@ -284,8 +295,9 @@ def dump_cpus(path: Path, dest: Path, system_map: Path | None, runner: Runner, r
     after `recheck_after` seconds of running, still shows it halted with the
     same interrupts pending: once is a race, twice is a CPU QEMU does not wake."""
     stacks: dict[int, str] = {}
+    symbols = SymbolMap(system_map) if system_map and system_map.exists() else None
     try:
-        regs, lapics = _snapshot(path, stacks)
+        regs, lapics = _snapshot(path, stacks, symbols.text if symbols else range(0))
         first = _pending(regs, lapics)
         if first:
             time.sleep(recheck_after)
@@ -296,7 +308,6 @@ def dump_cpus(path: Path, dest: Path, system_map: Path | None, runner: Runner, r
             still = {}
     except OSError as exc:
         return f"monitor unreachable: {exc}"
-    symbols = SymbolMap(system_map) if system_map and system_map.exists() else None
     text = annotate_rips(regs, symbols)
     for i, lapic in enumerate(lapics):
         text += f"\n# info lapic {i}\n{lapic}"

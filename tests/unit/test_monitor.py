@@ -116,6 +116,20 @@ def test_a_spinning_cpu_gets_its_stack_read_and_its_kernel_text_words_named(tmp_
     assert "CPU#1" in registers and lapics[1].strip().endswith("IRR\t (none)")
 
 
+def test_the_boot_cpus_idle_stack_in_the_kernel_image_is_followed_too() -> None:
+    # By hand against QEMU 7.2 (/tmp/stk/run.py): CPU 0's timer interrupt
+    # stack saved a pointer into init_task's stack, which lies in the kernel
+    # image, not in vmalloc space.
+    top = (
+        "ffffc90000003fe0: 0xffffffff81e03de8 0x0000000000000001\nffffc90000003ff0: 0xffffffff8151429a 0xffffffff81e03dd0\n"
+        "ffffc90000004000: Cannot access memory\n"
+    )
+    text = range(0xFFFFFFFF81000000, 0xFFFFFFFF81800000)
+    assert monitor.interrupted_stack(top, 0xFFFFC90000003F80, text) == 0xFFFFFFFF81E03DD0
+    # A stack read whole without reaching a guard page (an idle task's, in the image) is followed nowhere.
+    assert monitor.interrupted_stack(top.rsplit("ffffc90000004000", 1)[0], 0xFFFFC90000003F80, text) is None
+
+
 def test_a_cpu_that_woke_by_the_second_snapshot_is_no_lost_wakeup(tmp_path: Path) -> None:
     sock = tmp_path / "mon.sock"
     commands: list[str] = []
