@@ -45,6 +45,11 @@ loads the guest driver or a policy, so none may excuse anything):
   l1-ours   our level-1 kernel, the unpatched guest kernel
   l2-ours   the unpatched level-1 kernel, our guest kernel
 
+Each of the three has a `-spin` twin (`nodriver-spin`, ...) with base-spin's
+load and guests: `idt-unreadable` came only on our kernels with the driver
+registered, and these say whether it needs the driver or which level's
+kernel of ours.
+
 Each run counts the emulator signs (lab.emulator_faults), the splats (and
 whether our code is in their trace), lost level-1 boots and failed level-2
 boots. A sign that never occurs in the base cell cannot excuse anything
@@ -72,18 +77,18 @@ from lab.vm import Level1
 DEFAULT_CELLS = ("base", "base-ipi", "base-flip", "base-load", "base-scx", "nopolicy", "boost", "scx")
 # Each level's kernel (and guest initramfs) from the unpatched build or ours: (level 1, level 2).
 KERNELS = {"nodriver": ("patched", "patched"), "l1-ours": ("patched", "base"), "l2-ours": ("base", "patched")}
+KERNELS |= {f"{name}-spin": builds for name, builds in KERNELS.items()}
 # Guests that add IPIs and NMIs to the control's workload.
 GUEST_IRQ = ("base-girq", "nopolicy-girq")
 # Guests whose vCPUs spin in the shell loop as long as the hostile part's
 # (a minute there, less here so a boot stays within its timeout).
-SPIN_S = {"base-spin": 45, "nopolicy-spin": 45}
+SPIN_S = {name: 45 for name in ("base-spin", "nopolicy-spin", *KERNELS) if name.endswith("-spin")}
 # Cells that run under the stress suite's host load.
-HOST_LOAD = ("base-load", "base-spin", "nopolicy-spin")
-CELLS = DEFAULT_CELLS + GUEST_IRQ + tuple(SPIN_S) + tuple(KERNELS)
+HOST_LOAD = ("base-load", *SPIN_S)
+CELLS = tuple(dict.fromkeys(DEFAULT_CELLS + GUEST_IRQ + tuple(SPIN_S) + tuple(KERNELS)))
 POLICY = {"base": "none", "base-ipi": "none", "base-flip": "none", "base-load": "none", "base-scx": "scx-simple",
-          "nopolicy": "none", "boost": "boost", "scx": "scx", "nodriver": "none", "l1-ours": "none",
-          "l2-ours": "none", "base-girq": "none", "nopolicy-girq": "none", "base-spin": "none",
-          "nopolicy-spin": "none"}  # fmt: skip
+          "nopolicy": "none", "boost": "boost", "scx": "scx", "base-girq": "none", "nopolicy-girq": "none",
+          **{name: "none" for name in (*SPIN_S, *KERNELS)}}  # fmt: skip
 # The cells that run the unpatched kernel: only signs seen there may excuse.
 UNPATCHED = ("base", "base-ipi", "base-flip", "base-load", "base-scx", "base-girq", "base-spin")
 # The guest tools the control's workload runs (lab/invm/guest_init.sh, mode control).

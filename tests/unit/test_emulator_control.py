@@ -369,3 +369,12 @@ def test_the_spin_cell_replays_the_hostile_parts_guests_on_the_unpatched_kernel(
     assert ctl.SPIN_S["nopolicy-spin"] == ctl.SPIN_S["base-spin"] and "nopolicy-spin" in ctl.HOST_LOAD
     init = (REPO / "lab/invm/guest_init.sh").read_text()
     assert "spin=$(param lab.control_spin)" in init and 'timeout "${spin:-2}"' in init
+
+
+def test_the_locating_cells_have_spin_twins_that_load_no_driver() -> None:
+    for name in ("nodriver", "l1-ours", "l2-ours"):
+        twin = f"{name}-spin"
+        assert ctl.builds_of(twin) == ctl.builds_of(name) and twin in ctl.NO_DRIVER and twin in ctl.CELLS
+        assert ctl.SPIN_S[twin] == ctl.SPIN_S["base-spin"] and twin in ctl.HOST_LOAD and ctl.POLICY[twin] == "none"
+        assert twin not in ctl.UNPATCHED and twin not in ctl.DEFAULT_CELLS
+    assert len(ctl.CELLS) == len(set(ctl.CELLS))
