@@ -64,3 +64,13 @@ def test_the_extraction_finds_checks_of_every_kind() -> None:
     assert "pvsched_vm_destroy_unregisters" in found  # a name variable
     assert "pvsched_verifier_rejects_pvsched_bad_scx" in found
     assert len(found) > 40
+
+
+def test_every_mutant_expects_checks_the_lab_can_report() -> None:
+    """A renamed check would leave its mutants unkillable ("inconclusive" for ever)."""
+    from lab import mutants
+
+    reportable = emitted() | {"no_splats_level1", "no_splats_level2", "level2_boots"}
+    for mutant in mutants.load_catalogue():
+        unknown = set(mutant.expect) - reportable
+        assert not unknown, f"{mutant.name} expects checks no code reports: {sorted(unknown)}"
