@@ -69,7 +69,13 @@ def _good_observer(tmp_path: Path) -> ph.PvschedObserver:
         (7.0, [_vcpu(0, 11, softirq_seen=5, hardirq_seen=3), _vcpu(1, 12, rt_seen=40, **_events(1400, preempt=20))]),
         (9.0, [_vcpu(0, 11, softirq_seen=9, hardirq_seen=3, request_seen=1), _vcpu(1, 12, rt_seen=40)]),
         (11.5, [_vcpu(0, 11, softirq_seen=9, hardirq_seen=3, request_seen=4), _vcpu(1, 12, rt_seen=40)]),
+        # Both vCPUs registered while the RT task ran (index 9).
+        (1.2, [_vcpu(0, 11), _vcpu(1, 12)]),
+        # Between rt-long and its spin (index 10): vCPU 1 registered twice more over the hotplug phase
+        # (4.5), its counts otherwise those of the sample before (2.5).
+        (5.5, [_vcpu(0, 11, softirq_seen=5, hardirq_seen=3), _vcpu(1, 12, rt_seen=40, registrations=3, **_events(1000, preempt=10))]),
     ]
+    obs.phase_times["hotplug"] = 4.5
     row = {"tid": "11", "throttles": "0", "boosted_ns": "0", "boosted_cpu_ns": "0", "vm_throttles": "0"}
     # Boosted 0.9 s of wall time but 0.09 s of CPU time (the cap is on CPU time) in
     # 2 s, within the VM's budget of 50 ms per 1 s (0.15 s over the 3 periods
@@ -170,6 +176,17 @@ def test_healthy_run_passes_every_check(tmp_path: Path) -> None:
     ("breakage", "failing"),
     [
         (lambda o: o.threads.update({2: 13}), "pvsched_host_sees_every_vcpu"),
+        # vCPU 1 counted itself registered and was not, while the RT task ran (mutants
+        # flaky-vcpu-not-registered, hotplug-online-skips-register): registered later all the same.
+        (lambda o: o.policy_samples.__setitem__(9, (1.2, [_vcpu(0, 11)])), "pvsched_host_sees_every_vcpu"),
+        (lambda o: o.policy_samples.__setitem__(9, (1.2, [_vcpu(0, 11), _vcpu(1, 12, registered=0)])),
+         "pvsched_host_sees_every_vcpu"),
+        (lambda o: o.policy_samples.__delitem__(9), "pvsched_host_sees_every_vcpu"),  # no sample in the RT phase
+        # One of the hotplug phase's two registrations skipped, vCPU 1 left unregistered, or no data.
+        (lambda o: o.policy_samples[10][1].__setitem__(1, _vcpu(1, 12, registrations=2)), "pvsched_hotplug_reregisters"),
+        (lambda o: o.policy_samples[10][1].__setitem__(1, _vcpu(1, 12, registrations=3, registered=0)),
+         "pvsched_hotplug_reregisters"),
+        (lambda o: o.policy_samples.__delitem__(10), "pvsched_hotplug_reregisters"),
         (lambda o: setattr(o, "samples", [ph.Sample(1.0, "rt", {11: 0, 12: 0})] + o.samples[1:]),
          "pvsched_boost_sets_vcpu_thread_fifo"),
         (lambda o: [o.samples.__setitem__(i, ph.Sample(t, "rt-done", {11: 0, 12: 1})) for i, t in ((1, 2.0), (4, 1.9))],
