@@ -317,6 +317,8 @@ def main(config_path: str) -> int:
             "threads": observer.threads,
             "samples": [{"t": smp.t, "phase": smp.phase, "policies": smp.policies, "priorities": smp.priorities}
                         for smp in observer.samples],
+            # The policy's statistics as the checks read them between phases.
+            "policy_samples": [{"t": t, "vcpus": vcpus} for t, vcpus in observer.policy_samples],
         }))  # fmt: skip
         cases.extend(pvsched_verdicts.judge(observer))
         cases.append(destroy_case(observer))
