@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lab import ui
+from lab import attempts, ui
 from lab.errors import LabError
 from lab.paths import REPO, RESULTS_DIR
 from lab.runner import Runner
@@ -32,6 +32,8 @@ CATALOGUE = REPO / "tests/mutants/catalogue.toml"
 CONTROL = "unmodified"
 # The check that fails when a level-2 guest is lost (crashed, reset, hung).
 GUEST_LOST = "level2_boots"
+# The splat checks, one per level (`no_splats_level1`).
+SPLAT_CHECK = "no_splats_"
 # What a copy of the lab needs; not its results, virtualenvs or git objects.
 _NOT_COPIED = shutil.ignore_patterns(".git", ".nox", "results", "__pycache__", "*.egg-info", ".mypy_cache", ".ruff_cache")
 
@@ -55,11 +57,15 @@ class Outcome:
     minutes: float = 0.0
     run_dir: str = ""
     reruns: int = 0
+    our_splats: list[str] = field(default_factory=list)  # levels with a splat whose trace names the series' code
 
     @property
     def guest_lost(self) -> bool:
-        """The run lost a level-2 guest the mutant is not expected to lose: every check failed for want of data."""
-        return GUEST_LOST in self.failed and GUEST_LOST not in self.mutant.expect
+        """The run lost a level-2 guest the mutant is not expected to lose: every check failed for
+        want of data. Not so when an expected splat check failed on a splat of our code: an oops in a
+        vCPU thread (in the MSR write, say) takes its guest with it, and the emulator is not in it."""
+        ours = any(f"{SPLAT_CHECK}{level}" in self.expected_seen for level in self.our_splats)
+        return GUEST_LOST in self.failed and GUEST_LOST not in self.mutant.expect and not ours
 
     @property
     def inconclusive(self) -> bool:
@@ -102,7 +108,21 @@ def outcome_of(mutant: Mutant, summary: dict[str, Any] | None, minutes: float, r
     failed = [c["name"] for c in summary["tests"]["cases"] if c["status"] == "failed" and not c.get("attempt")]
     if summary.get("failed_step"):
         failed.append(f"step {summary['failed_step']['step']}")
-    return Outcome(mutant, summary["status"], failed, minutes, run_dir, int(summary.get("reruns", 0)))
+    return Outcome(mutant, summary["status"], failed, minutes, run_dir, int(summary.get("reruns", 0)),
+                   splats_of_ours(summary, Path(run_dir)) if run_dir else [])  # fmt: skip
+
+
+def splats_of_ours(summary: dict[str, Any], run_dir: Path) -> list[str]:
+    """The levels with a splat of the run's last attempt whose report names the series' code (lab.attempts)."""
+    levels: set[str] = set()
+    for splat in summary.get("splats") or []:
+        try:
+            lines = (run_dir / splat["source"]).read_text(errors="replace").splitlines()
+        except (OSError, KeyError):
+            continue
+        if attempts.our_frame(lines, int(splat.get("line_no", 0))):
+            levels.add(str(splat.get("level")))
+    return sorted(levels)
 
 
 def kill_table(outcomes: list[Outcome]) -> str:

@@ -471,3 +471,32 @@ IRQ_AT_VMRUN_RETURN_TAIL = """\
 IRQ_AT_VMRUN_RETURN_OOPS = IRQ_AT_VMRUN_RETURN_HEAD + IRQ_AT_VMRUN_RETURN_NESTED * 70 + IRQ_AT_VMRUN_RETURN_TAIL
 SYSTEM_MAP_IRQ_AT_VMRUN_RETURN = "ffffffff81512a00 t __svm_vcpu_run\nffffffff81512bed t __svm_sev_es_vcpu_run\n"
 VMRUN_RETURN_6615 = 0xFFFFFFFF81512AA0
+
+# The planted flaky-oops-at-registration defect (mutants-20261205T214002Z): a NULL read in
+# the series' MSR write, in a vCPU thread, which took its level-2 guest with it.
+PLANTED_MSR_OOPS = """\
+[   35.057694] BUG: kernel NULL pointer dereference, address: 0000000000000000
+[   35.059035] #PF: supervisor read access in kernel mode
+[   35.060003] #PF: error_code(0x0000) - not-present page
+[   35.061304] PGD 0 P4D 0
+[   35.062171] Oops: Oops: 0000 [#1] PREEMPT SMP
+[   35.062690] CPU: 0 UID: 0 PID: 105 Comm: CPU 1/KVM Not tainted 6.12.117-pvsched-lab+ #1
+[   35.063104] RIP: 0010:kvm_pvsched_set_msr+0x20d/0x36d
+[   35.063834] RSP: 0018:ffffc90000227cf0 EFLAGS: 00000246
+[   35.063966] RAX: 0000000000000000 RBX: ffff888104811800 RCX: 0000000000000428
+[   35.064816] CR2: 0000000000000000 CR3: 0000000103f21000 CR4: 00000000007506b0
+[   35.065068] Call Trace:
+[   35.065731]  <TASK>
+[   35.066241]  kvm_set_msr_ignored_check+0x15f/0x1e2
+[   35.066697]  kvm_emulate_wrmsr+0x39/0x96
+[   35.066956]  kvm_arch_vcpu_ioctl_run+0x1441/0x16ce
+[   35.067088]  kvm_vcpu_ioctl+0x1a5/0x718
+[   35.067857]  vfs_ioctl+0x1f/0x2c
+[   35.068104]  __x64_sys_ioctl+0x897/0x8b8
+[   35.068342]  do_syscall_64+0x4e/0xa4
+[   35.068399]  entry_SYSCALL_64_after_hwframe+0x4b/0x53
+[   35.069649]  </TASK>
+[   35.069711] Modules linked in:
+[   35.069884] CR2: 0000000000000000
+[   35.070078] ---[ end trace 0000000000000000 ]---
+"""

@@ -121,3 +121,33 @@ def test_a_failed_control_fails_the_session(tmp_path: Path, monkeypatch, capsys)
     assert "CONTROL FAILED" in capsys.readouterr().out
     by_name["unmodified"] = _summary("passed", [])
     assert mutants.run(["vm-budget-ignored"], []) == 0
+
+
+def test_a_guest_lost_to_an_oops_of_ours_is_the_mutants_doing(tmp_path: Path) -> None:
+    """mutants-20261205T214002Z: flaky-oops-at-registration's NULL read in kvm_pvsched_set_msr
+    killed a vCPU thread and its guest; no_splats_level1 failed as expected, and the run was
+    called inconclusive (guest lost). The same loss beside an oops without our code in it (the
+    emulator's null-percpu) still kills nothing."""
+    from tests.unit.oops_samples import NULL_PERCPU_OOPS, PLANTED_MSR_OOPS
+
+    m = mutants.Mutant("flaky-oops-at-registration", "an oops (flaky)", "x", ["no_splats_level1"], REPO / "x.patch")
+    for oops, killed in ((PLANTED_MSR_OOPS, True), (NULL_PERCPU_OOPS, False)):
+        run = tmp_path / str(killed)
+        (run / "vm").mkdir(parents=True)
+        (run / "vm/level1-dmesg.txt").write_text("[    1.0] boot\n" + oops)
+        summary = _summary("failed", ["level2_boots", "pvsched_hotplug_reregisters", "no_splats_level1"])
+        # As the lab lists them: the report's header line and its Oops line (the one whose report has the RIP).
+        oops_line = 1 + next(i for i, line in enumerate(oops.splitlines(), 1) if "Oops" in line)
+        summary["splats"] = [
+            {"level": "level1", "kind": "bug", "line_no": 2, "source": "vm/level1-dmesg.txt"},
+            {"level": "level1", "kind": "oops", "line_no": oops_line, "source": "vm/level1-dmesg.txt"},
+        ]
+        outcome = mutants.outcome_of(m, summary, 9.5, str(run))
+        assert outcome.killed is killed and outcome.inconclusive is not killed, oops[:80]
+        assert outcome.our_splats == (["level1"] if killed else [])
+    # A splat of ours at a level the mutant's expected checks do not judge excuses no lost guest.
+    other = mutants.Mutant("m", "x", "x", ["no_splats_level2"], REPO / "x.patch")
+    run = tmp_path / "True"
+    summary = _summary("failed", ["level2_boots", "no_splats_level2"])
+    summary["splats"] = [{"level": "level1", "kind": "oops", "line_no": 2, "source": "vm/level1-dmesg.txt"}]
+    assert mutants.outcome_of(other, summary, 1.0, str(run)).inconclusive
