@@ -47,6 +47,9 @@ class Mutant:
     patch: Path | None  # None: the unmodified tree
     flaky: bool = False
     args: tuple[str, ...] = ()  # its own arguments to `lab run` (a defect only the debug profile sees)
+    # The defect itself may take the guest down (the host writing where the guest did not ask):
+    # a lost guest does not make its run inconclusive; its other expected checks still must fail.
+    loses_guest: bool = False
 
 
 @dataclass
@@ -65,7 +68,8 @@ class Outcome:
         want of data. Not so when an expected splat check failed on a splat of our code: an oops in a
         vCPU thread (in the MSR write, say) takes its guest with it, and the emulator is not in it."""
         ours = any(f"{SPLAT_CHECK}{level}" in self.expected_seen for level in self.our_splats)
-        return GUEST_LOST in self.failed and GUEST_LOST not in self.mutant.expect and not ours
+        expected = GUEST_LOST in self.mutant.expect or self.mutant.loses_guest
+        return GUEST_LOST in self.failed and not expected and not ours
 
     @property
     def inconclusive(self) -> bool:
@@ -97,7 +101,7 @@ def load_catalogue(path: Path = CATALOGUE) -> list[Mutant]:
         if not patch.exists():
             raise LabError(f"mutant {entry['name']} has no patch {patch}", fix="add the patch or drop the entry")
         mutants.append(Mutant(entry["name"], entry["covers"], entry["what"], list(entry["expect"]), patch, bool(entry.get("flaky")),
-                              tuple(entry.get("args", ()))))  # fmt: skip
+                              tuple(entry.get("args", ())), bool(entry.get("loses_guest"))))  # fmt: skip
     return mutants
 
 
@@ -138,7 +142,7 @@ def kill_table(outcomes: list[Outcome]) -> str:
         elif o.inconclusive:
             killed = "inconclusive (guest lost)" if o.guest_lost else "inconclusive (not by its checks)"
         else:
-            killed = "yes" if o.killed else "**no**"
+            killed = ("yes" if o.killed else "**no**") + (" (its guest lost, as it may be)" if o.killed and GUEST_LOST in o.failed else "")
         name = o.mutant.name + (" (flaky)" if o.mutant.flaky else "") + (f" (`{' '.join(o.mutant.args)}`)" if o.mutant.args else "")
         lines.append(f"| {name} | {o.mutant.covers} | {', '.join(o.mutant.expect)} | {verdict} | {killed} | {o.minutes:.1f} |")
     mutants = [o for o in outcomes if o.mutant.patch is not None]

@@ -151,3 +151,17 @@ def test_a_guest_lost_to_an_oops_of_ours_is_the_mutants_doing(tmp_path: Path) ->
     summary = _summary("failed", ["level2_boots", "no_splats_level2"])
     summary["splats"] = [{"level": "level1", "kind": "oops", "line_no": 2, "source": "vm/level1-dmesg.txt"}]
     assert mutants.outcome_of(other, summary, 1.0, str(run)).inconclusive
+
+
+def test_a_mutant_that_may_take_its_guest_down_is_killed_by_its_checks_all_the_same() -> None:
+    """mutants-20261205T214002Z: mapping-at-wrong-gpa's host half overwrote a guest kmalloc
+    object; the guest crashed after the RT phase, whose check had failed: inconclusive then."""
+    m = mutants.Mutant("mapping-at-wrong-gpa", "the mapping", "x", ["pvsched_rt_task_visible_to_host"], REPO / "x.patch",
+                       loses_guest=True)  # fmt: skip
+    outcome = mutants.outcome_of(m, _summary("failed", ["level2_boots", "pvsched_rt_task_visible_to_host"]), 10.1, "r")
+    assert outcome.killed and "(its guest lost, as it may be)" in mutants.kill_table([outcome])
+    # The lost guest alone kills nothing: one of its own checks must fail.
+    assert mutants.outcome_of(m, _summary("failed", ["level2_boots", "pvsched_kexec_unregisters"]), 9.0, "r").inconclusive
+    plain = mutants.Mutant("mapping-at-wrong-gpa", "the mapping", "x", ["pvsched_rt_task_visible_to_host"], REPO / "x.patch")
+    assert mutants.outcome_of(plain, _summary("failed", ["level2_boots", "pvsched_rt_task_visible_to_host"]), 10.1, "r").inconclusive
+    assert next(c for c in mutants.load_catalogue() if c.name == "mapping-at-wrong-gpa").loses_guest
