@@ -119,12 +119,15 @@ def outcome_of(mutant: Mutant, summary: dict[str, Any] | None, minutes: float, r
 def splats_of_ours(summary: dict[str, Any], run_dir: Path) -> list[str]:
     """The levels with a splat of the run's last attempt whose report names the series' code (lab.attempts)."""
     levels: set[str] = set()
+    logs: dict[str, list[str]] = {}  # each log read once, however many splats it holds
     for splat in summary.get("splats") or []:
-        try:
-            lines = (run_dir / splat["source"]).read_text(errors="replace").splitlines()
-        except (OSError, KeyError):
-            continue
-        if attempts.our_frame(lines, int(splat.get("line_no", 0))):
+        source = str(splat.get("source", ""))
+        if source not in logs:
+            try:
+                logs[source] = (run_dir / source).read_text(errors="replace").splitlines() if source else []
+            except OSError:
+                logs[source] = []
+        if logs[source] and attempts.our_frame(logs[source], int(splat.get("line_no", 0))):
             levels.add(str(splat.get("level")))
     return sorted(levels)
 

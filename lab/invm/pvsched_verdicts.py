@@ -186,18 +186,21 @@ class PvschedVerdicts:
         a, b = self.obs.phase_times.get(start), self.obs.phase_times.get(end)
         return None if a is None or b is None else b - a
 
+    def _last_stats(self, since: float, until: float) -> list[dict[str, int]] | None:
+        """The policy's per-vCPU statistics in the last sample taken in [since, until), or None."""
+        inside = [(t, vcpus) for t, vcpus in self.obs.policy_samples if since <= t < until]
+        return max(inside, key=lambda sample: sample[0])[1] if inside else None
+
     def _stats_before(self, phase: str) -> list[dict[str, int]]:
         """The policy's per-vCPU statistics in the last sample before `phase` began ([] if none)."""
         at = self.obs.phase_times.get(phase)
-        earlier = [(t, vcpus) for t, vcpus in self.obs.policy_samples if at is not None and t < at]
-        return max(earlier, key=lambda sample: sample[0])[1] if earlier else []
+        return (self._last_stats(float("-inf"), at) if at is not None else None) or []
 
     def _stats_in(self, start: str, end: str) -> list[dict[str, int]] | None:
         """The policy's per-vCPU statistics in the last sample taken between two phases'
         starts (None if there is none, or either phase was not seen)."""
         a, b = self.obs.phase_times.get(start), self.obs.phase_times.get(end)
-        inside = [(t, vcpus) for t, vcpus in self.obs.policy_samples if a is not None and b is not None and a <= t < b]
-        return max(inside, key=lambda sample: sample[0])[1] if inside else None
+        return self._last_stats(a, b) if a is not None and b is not None else None
 
     def _every_vcpu_case(self, tids: set[int]) -> Case:
         """Every vCPU thread registered while the guest's RT task ran: the guest
