@@ -24,7 +24,10 @@ and each is matched as narrowly as the text allows:
   page table at address R12"). The same registers as `null-percpu` in
   level 1, seen in a level-2 guest of the unpatched kernel (base-ipi).
 - `nmi-never-left`: "scheduling while atomic" with the NMI bits of the
-  preempt count set: an NMI was entered and its exit never ran.
+  preempt count set: an NMI was entered and its exit never ran. Placed at
+  the same task's `__local_bh_enable_ip` warning (`in_hardirq()`, the
+  hardirq count nmi_enter() raises with the NMI count) when that report
+  comes right before it, the same count seen first.
 - `wild-return-from-halt`: an oops in an idle task (`swapper/N`) fetching
   an instruction at a raw address that is no code (`RIP: 0010:0x...`, no
   symbol), whose trace starts at the idle loop's HLT
@@ -109,6 +112,15 @@ and each is matched as narrowly as the text allows:
   thread asleep (state D, e.g. in our teardown) is a kernel bug, not this.
   Seen on the unpatched kernel (base-spin, 2026-12-05: the vCPU thread of
   a guest whose level-1 CPU was `stuck-in-guest`).
+- `guest-with-host-gs`: a level-2 oops whose page-fault entry overflowed
+  its stack faulting on the read of `current` itself, at level 1's own GS
+  base: R12 (the first fault's address) is `pcpu_hot`'s offset from a GS
+  base level 1 printed in a report of its own, not the guest's. The
+  reverse of `null-percpu`: level 2 ran with level 1's GS base
+  (mutants-20261206T003549Z's unmodified tree: the kexec guest at 2.2 s,
+  level 1's CPU 1 base, as the vCPU thread running it on that CPU left an
+  NMI behind, `nmi-never-left`). Not yet seen on the unpatched kernel,
+  so it excuses nothing.
 
 Whether a sign may excuse anything (where it is, whose code is in its
 trace) is decided in lab.attempts.
@@ -134,7 +146,11 @@ _GS_LOAD_THEN_FAULT = re.compile(r"Code: .*\b65 48 8b 05 ((?:[0-9a-f]{2} ){4})<4
 _RAX_ZERO = re.compile(r"\bRAX: 0{16}\b")
 _RIP_SYMBOL = re.compile(r"\bRIP: 0010:([A-Za-z0-9_.]+)\+0x([0-9a-f]+)/0x[0-9a-f]+")
 # "BUG: scheduling while atomic: comm/pid/0x00110000": the preempt count.
-_SCHED_ATOMIC = re.compile(r"BUG: scheduling while atomic: .*/(0x[0-9a-f]+)\s*$", re.MULTILINE)
+_SCHED_ATOMIC = re.compile(r"BUG: scheduling while atomic: .*/(\d+)/(0x[0-9a-f]+)\s*$", re.MULTILINE)
+# kernel/softirq.c's WARN_ON_ONCE(in_hardirq()): a task with the hardirq
+# count raised, which nmi_enter() raises with the NMI count.
+_BH_ENABLE_IN_HARDIRQ = re.compile(r"WARNING: CPU: \d+ PID: (\d+) at \S+ __local_bh_enable_ip\+0x")
+_CUT_HERE = re.compile(r"-+\[ cut here \]-+")
 _NMI_MASK = 0x00F00000  # include/linux/preempt.h: NMI_BITS 4 at NMI_SHIFT 20
 # "rcu: \t0-...0: (4696 ticks this GP) ...": a stalled CPU.
 _RCU_STALLED_CPU = re.compile(r"rcu:\s+(\d+)-\S*: \(")
@@ -167,7 +183,7 @@ CURRENT_TASK_SYMBOL = "pcpu_hot"
 # Every sign find() can report, in the order of the docstring.
 SIGNATURES = ("null-percpu", "null-cs-frame", "guest-null-current", "nmi-never-left", "wild-return-from-halt",
               "stuck-in-guest", "lost-wakeup", "guest-at-vmrun-return", "irq-at-vmrun-return", "guest-resumed-past-exit",
-              "clock-from-guest", "irq-with-if-clear", "idt-unreadable", "unkillable-vcpu")  # fmt: skip
+              "clock-from-guest", "irq-with-if-clear", "idt-unreadable", "unkillable-vcpu", "guest-with-host-gs")  # fmt: skip
 
 # The signs `nox -s emulator_control` saw on the unpatched kernel (README,
 # "Emulator control"; tests/unit/test_emulator_control.py holds this to the
@@ -318,6 +334,38 @@ def guest_null_current(console: str) -> tuple[int, str]:
     return 0, ""
 
 
+# A GS base as an oops report prints it: "GS:ffff88813cd00000(0000)".
+_GS_BASE = re.compile(r"\bGS:([0-9a-f]{16})\(")
+
+
+def gs_bases(text: str) -> set[int]:
+    """The GS bases the reports in `text` were taken with (0 left out)."""
+    return {int(m[1], 16) for m in _GS_BASE.finditer(text)} - {0}
+
+
+def guest_with_host_gs(console: str, level1_gs: set[int], symbols: dict[str, int]) -> tuple[int, str]:
+    """(line, what) of a level-2 oops whose page-fault entry overflowed its
+    stack faulting on `current` read through one of level 1's own GS bases
+    (R12, where exc_page_fault keeps CR2, is such a base plus `pcpu_hot`'s
+    per-CPU offset: both levels run one image), or (0, '')."""
+    hot = symbols.get(CURRENT_TASK_SYMBOL)
+    if hot is None or not level1_gs:
+        return 0, ""
+    lines = console.splitlines()
+    for i, line in enumerate(lines):
+        guard = _GUEST_GUARD_HIT.search(line)
+        if not guard:
+            continue
+        report = lines[i : i + 16]
+        r12 = next((int(m[1], 16) for ln in report if (m := _R12.search(ln))), None)
+        if r12 is None or not any(_GUEST_PF_RIP.search(ln) for ln in report[:6]):
+            continue
+        base = r12 - hot
+        if base in level1_gs and base not in gs_bases("\n".join(report)):
+            return i + 1, f"{guard[0]}: R12 {r12:x} is level 1's GS base {base:x} + {CURRENT_TASK_SYMBOL}"
+    return 0, ""
+
+
 # An interrupt entry's first instruction as an oops frame, and any interrupt entry's return address.
 _IRQ_ENTRY_AT_START = re.compile(r"\bRIP: 0010:(asm_(?:sysvec_\w+|common_interrupt))\+0x0/0x[0-9a-f]+")
 _IRQ_ENTRY_FRAME = re.compile(r"\basm_(?:sysvec_\w+|common_interrupt)\+0x[0-9a-f]+/")
@@ -349,12 +397,34 @@ def irq_with_if_clear(console: str) -> tuple[int, str]:
 
 
 def nmi_never_left(console: str) -> tuple[int, str]:
-    """(line, report) of a task that scheduled with the preempt count inside an NMI, or (0, '')."""
-    for i, line in enumerate(console.splitlines()):
+    """(line, report) of a task that scheduled with the preempt count inside
+    an NMI, or (0, ''). The same task's warning of a raised hardirq count
+    right before it, with no other report between, is the same count seen
+    first (the unmodified tree of mutants-20261206T003549Z:
+    `__local_bh_enable_ip` from KVM_RUN's FPU swap, then the schedule at
+    the next syscall's end): the sign is placed at that warning."""
+    lines = console.splitlines()
+    for i, line in enumerate(lines):
         m = _SCHED_ATOMIC.search(line)
-        if m and int(m[1], 16) & _NMI_MASK:
-            return i + 1, m[0].strip()
+        if m and int(m[2], 16) & _NMI_MASK:
+            return _same_count_seen_first(lines, i, m[1]), m[0].strip()
     return 0, ""
+
+
+def _same_count_seen_first(lines: list[str], at: int, pid: str) -> int:
+    """1-based line of the report that first shows task `pid`'s raised count:
+    its `__local_bh_enable_ip` warning when the only splat lines between
+    that and line `at` are the warning's own; else `at`'s own line."""
+    for j in range(at - 1, -1, -1):
+        warning = _BH_ENABLE_IN_HARDIRQ.search(lines[j])
+        if warning:
+            if warning[1] != pid:
+                break
+            start = j - 1 if j > 0 and _CUT_HERE.search(lines[j - 1]) else j
+            return start + 1
+        if _SPLAT_LINE.search(lines[j]):
+            break  # another report between them
+    return at + 1
 
 
 def clock_from_guest(console: str) -> tuple[int, str]:
@@ -544,9 +614,13 @@ def find(
     line, frame = irq_with_if_clear(text)
     if line:
         found.append(Evidence("irq-with-if-clear", f"an interrupt delivered with IF clear: {frame}", name, line))
+    level1_gs = gs_bases(text + "\n" + console)
     for guest in level2_consoles(attempt_dir):
         source = str(guest.relative_to(attempt_dir))
         guest_console = guest.read_text(errors="replace")
+        line, what = guest_with_host_gs(guest_console, level1_gs, symbols)
+        if line:
+            found.append(Evidence("guest-with-host-gs", f"a level-2 page-fault handler ran with level 1's GS base ({what})", source, line))
         line, rip = null_cs_frame(guest_console)
         if line:
             found.append(Evidence("null-cs-frame", f"a level-2 oops frame with code segment 0 ({rip})", source, line))

@@ -500,3 +500,84 @@ PLANTED_MSR_OOPS = """\
 [   35.069884] CR2: 0000000000000000
 [   35.070078] ---[ end trace 0000000000000000 ]---
 """
+
+# The unmodified tree of mutants-20261206T003549Z, level 1 (lines 360-408 of its dmesg): the
+# kexec guest's vCPU thread warned of a raised hardirq count in KVM_RUN's FPU swap, then
+# scheduled at the next syscall's end with an NMI's count (0x110000) never taken off.
+NMI_LEFT_AFTER_BH_WARNING = """\
+[   92.449928] kvm: kvm [120]: vcpu0, guest rIP: 0xffffffff81005692 Unhandled WRMSR(0xc0010007) = 0xffff
+[   95.962605] LAB-LEVEL2-BEGIN level2-console-kexec.log
+[  104.282089] kvm: kvm [130]: vcpu0, guest rIP: 0xffffffff81005692 Unhandled WRMSR(0xc0010007) = 0xffff
+[  105.952112] ------------[ cut here ]------------
+[  105.952297] WARNING: CPU: 1 PID: 134 at kernel/softirq.c:387 __local_bh_enable_ip+0x16/0x5a
+[  105.952598] Modules linked in:
+[  105.953899] CPU: 1 UID: 0 PID: 134 Comm: CPU 0/KVM Not tainted 6.12.117-pvsched-lab+ #1
+[  105.954231] RIP: 0010:__local_bh_enable_ip+0x16/0x5a
+[  105.954334] Code: 00 65 f7 05 3b 84 f5 7e 00 00 0f 00 74 02 <0f> 0b ff ce f7 de 65 01 35 2c
+[  105.954400] RSP: 0018:ffffc900003fbd50 EFLAGS: 00000206
+[  105.954439] RAX: 0000000000000001 RBX: ffff888102658000 RCX: ffff888102658c00
+[  105.954457] RDX: 0000000000000000 RSI: 0000000000000200 RDI: ffffffff8109d32d
+[  105.954472] RBP: ffffc900003ed000 R08: ffffffff8101e8fb R09: 0000000000000001
+[  105.954499] R10: 0000000000000001 R11: 0000000000000000 R12: 0000000000000000
+[  105.954517] R13: ffffc900003ed000 R14: 0000000000000000 R15: 0000000000000000
+[  105.954595] FS:  00007fc85b6fd6c0(0000) GS:ffff88813cd00000(0000) knlGS:0000000000000000
+[  105.954619] CS:  0010 DS: 0000 ES: 0000 CR0: 0000000080050033
+[  105.954636] CR2: ffff888002400000 CR3: 0000000103dda000 CR4: 00000000007506b0
+[  105.954691] PKRU: 55555554
+[  105.954752] Call Trace:
+[  105.955401]  <TASK>
+[  105.955517]  fpu_swap_kvm_fpstate+0xa5/0xae
+[  105.955899]  kvm_put_guest_fpu+0x17/0x26
+[  105.955941]  kvm_arch_vcpu_ioctl_run+0x15fd/0x16ce
+[  105.955974]  ? do_iter_readv_writev+0xda/0x119
+[  105.956005]  ? update_cfs_rq_load_avg+0x15d/0x16c
+[  105.956031]  kvm_vcpu_ioctl+0x1a5/0x718
+[  105.956054]  ? set_next_task_fair+0x1a0/0x1cb
+[  105.956074]  ? __raw_spin_unlock+0xd/0x1d
+[  105.956115]  ? finish_task_switch.isra.0+0x12d/0x1d6
+[  105.956150]  vfs_ioctl+0x1f/0x2c
+[  105.956172]  __x64_sys_ioctl+0x897/0x8b8
+[  105.956191]  ? restore_fpregs_from_fpstate+0x27/0x47
+[  105.956211]  ? kvm_on_user_return+0x58/0x6a
+[  105.956230]  ? fire_user_return_notifiers+0x4f/0x60
+[  105.956253]  do_syscall_64+0x4e/0xa4
+[  105.956278]  entry_SYSCALL_64_after_hwframe+0x4b/0x53
+[  105.956412] RIP: 0033:0x7fc86147bd6b
+[  105.956697] Code: 24 20 48 89 44 24 10 b8 10 00 00 00 0f 05 <89> c2 3d 00 f0 ff ff 77 1c 48
+[  105.956712] RSP: 002b:00007fc85b6fc530 EFLAGS: 00000246 ORIG_RAX: 0000000000000010
+[  105.956810] RAX: ffffffffffffffda RBX: 000000000000ae80 RCX: 00007fc86147bd6b
+[  105.956821] RDX: 0000000000000000 RSI: 000000000000ae80 RDI: 0000000000000011
+[  105.956829] RBP: 0000555f186ad6f0 R08: 0000555f0c3da290 R09: 00000000000000ff
+[  105.956839] R10: 0000000000000005 R11: 0000000000000246 R12: 0000000000000000
+[  105.956847] R13: 0000000000000001 R14: 0000000000000000 R15: 0000000000000000
+[  105.956904]  </TASK>
+[  105.956953] ---[ end trace 0000000000000000 ]---
+[  105.957639] BUG: scheduling while atomic: CPU 0/KVM/134/0x00110001
+[  105.957671] Modules linked in:
+"""
+
+# The same moment in level 2 (level2-console-kexec.log, lines 2-21): the kexec'd guest's
+# page-fault entry faulted on its read of current at ffff88813cd2aec0, level 1's CPU 1 GS
+# base (ffff88813cd00000, printed by level 1's warning above) + pcpu_hot (0x2aec0).
+GUEST_WITH_HOST_GS_OOPS = """\
+[    2.241833] BUG: #DF stack guard page was hit at 0000000061446e41 (stack is 000000005a09d9ea..00000000546cafe3)
+[    2.241833] Oops: stack guard page: 0000 [#1] PREEMPT SMP
+[    2.241833] CPU: 1 UID: 0 PID: 29 Comm: kworker/u8:1 Not tainted 6.12.117-pvsched-lab+ #1
+[    2.241833] Workqueue: async async_run_entry_fn
+[    2.241833] RIP: 0010:exc_page_fault+0x14/0x134
+[    2.241833] Code: 41 54 55 48 89 f5 53 48 89 fb 41 0f 20 d4 <65> 48 8b 05 32 67 b1 7e 48 8b
+[    2.241833] RSP: 0000:fffffe0000044020 EFLAGS: 00000093
+[    2.241833] RAX: fffffe0000044048 RBX: fffffe0000044048 RCX: ffffffff816014f9
+[    2.241833] RDX: 0000000000000000 RSI: 0000000000000000 RDI: fffffe0000044048
+[    2.241833] RBP: 0000000000000000 R08: 0000000000000000 R09: 0000000000000000
+[    2.241833] R10: 0000000000000000 R11: 0000000000000000 R12: ffff88813cd2aec0
+[    2.241833] R13: 0000000000000000 R14: 0000000000000000 R15: 0000000000000000
+[    2.241833] FS:  0000000000000000(0000) GS:ffff88800f700000(0000) knlGS:0000000000000000
+[    2.241833] CS:  0010 DS: 0000 ES: 0000 CR0: 0000000080050033
+[    2.241833] CR2: fffffe0000043ff8 CR3: 0000000001e3f000 CR4: 00000000007106b0
+[    2.241833] PKRU: 55555554
+[    2.241833] Call Trace:
+[    2.241833]  <#DF>
+[    2.241833]  asm_exc_page_fault+0x26/0x30
+[    2.241833] RIP: 0010:exc_page_fault+0x14/0x134
+"""

@@ -4,7 +4,7 @@ import re
 from pathlib import Path
 
 import pytest
-from oops_samples import NULL_CS_FRAME_OOPS, NULL_PERCPU_OOPS, SYSTEM_MAP
+from oops_samples import GUEST_WITH_HOST_GS_OOPS, NMI_LEFT_AFTER_BH_WARNING, NULL_CS_FRAME_OOPS, NULL_PERCPU_OOPS, SYSTEM_MAP
 
 from lab import emulator_faults, exit_record, landmarks
 from lab.errors import LabError
@@ -80,6 +80,47 @@ def test_nmi_never_left_needs_the_nmi_bits_of_the_preempt_count() -> None:
     # A spinlock held across schedule() is a kernel bug, whatever the CPU.
     assert emulator_faults.nmi_never_left(report.replace("0x00110000", "0x00000002")) == (0, "")
     assert emulator_faults.nmi_never_left(report.replace("0x00110000", "0x00010001")) == (0, "")
+
+
+def test_nmi_never_left_is_placed_at_the_same_tasks_hardirq_warning_before_it() -> None:
+    # The warning (line 5, its "cut here" at 4) was the unmodified tree's first splat: a sign
+    # found only at the schedule (line 48) came after it and excused nothing.
+    sched = "BUG: scheduling while atomic: CPU 0/KVM/134/0x00110001"
+    assert emulator_faults.nmi_never_left(NMI_LEFT_AFTER_BH_WARNING) == (4, sched)
+    # Another task's warning says nothing of this task's count.
+    other_task = NMI_LEFT_AFTER_BH_WARNING.replace("PID: 134 at kernel/softirq.c", "PID: 99 at kernel/softirq.c")
+    assert emulator_faults.nmi_never_left(other_task) == (48, sched)
+    # Another report between them: the warning may be of something else.
+    lines = NMI_LEFT_AFTER_BH_WARNING.splitlines()
+    between = "\n".join([*lines[:20], "[  105.9550] BUG: unable to handle page fault for address: 0000000000000008", *lines[20:]])
+    assert emulator_faults.nmi_never_left(between) == (49, sched)
+    # A warning elsewhere than the in_hardirq() check: not the raised count.
+    elsewhere = NMI_LEFT_AFTER_BH_WARNING.replace("at kernel/softirq.c:387 __local_bh_enable_ip+0x16/0x5a", "at mm/slub.c:1 kfree+0x1/0x2")
+    assert emulator_faults.nmi_never_left(elsewhere) == (48, sched)
+
+
+def test_guest_with_host_gs_needs_level_1s_own_gs_base_plus_current_task() -> None:
+    level1_gs = emulator_faults.gs_bases(NMI_LEFT_AFTER_BH_WARNING)
+    assert level1_gs == {0xFFFF88813CD00000}
+    line, what = emulator_faults.guest_with_host_gs(GUEST_WITH_HOST_GS_OOPS, level1_gs, {"pcpu_hot": 0x2AEC0})
+    assert line == 1 and "ffff88813cd00000" in what
+    # No base of level 1's known, another base, or current elsewhere: nothing proven.
+    assert emulator_faults.guest_with_host_gs(GUEST_WITH_HOST_GS_OOPS, set(), {"pcpu_hot": 0x2AEC0}) == (0, "")
+    assert emulator_faults.guest_with_host_gs(GUEST_WITH_HOST_GS_OOPS, {0xFFFF88813CC00000}, {"pcpu_hot": 0x2AEC0}) == (0, "")
+    assert emulator_faults.guest_with_host_gs(GUEST_WITH_HOST_GS_OOPS, level1_gs, {"pcpu_hot": 0x2AC00}) == (0, "")
+    # The guest's own GS base is no sign: a fault through it is the guest's own business.
+    own = GUEST_WITH_HOST_GS_OOPS.replace("GS:ffff88800f700000", "GS:ffff88813cd00000")
+    assert emulator_faults.guest_with_host_gs(own, level1_gs, {"pcpu_hot": 0x2AEC0}) == (0, "")
+
+
+def test_the_unmodified_trees_kexec_loss_shows_both_signs_before_its_splats(tmp_path: Path) -> None:
+    (tmp_path / "level1-dmesg.txt").write_text(NMI_LEFT_AFTER_BH_WARNING)
+    (tmp_path / "level2-console-kexec.log").write_text(GUEST_WITH_HOST_GS_OOPS)
+    found = emulator_faults.find(tmp_path, "tcg", {"pcpu_hot": 0x2AEC0})
+    assert [(e.signature, e.source, e.line_no) for e in found] == [
+        ("nmi-never-left", "level1-dmesg.txt", 4),
+        ("guest-with-host-gs", "level2-console-kexec.log", 1),
+    ]
 
 
 # Run 20261127T143457Z, attempt 1: level 1's CPU 0 in the level-2 guest's user code for minutes.
