@@ -581,3 +581,50 @@ GUEST_WITH_HOST_GS_OOPS = """\
 [    2.241833]  asm_exc_page_fault+0x26/0x30
 [    2.241833] RIP: 0010:exc_page_fault+0x14/0x134
 """
+
+# The planted destroy-keeps-registration defect (mutants-20261206T003549Z, level1-console.log
+# lines 338-379): the series' own assertion that a VM is destroyed with no vCPU registered.
+VM_DESTROYED_WITH_VCPUS_WARNING = """\
+[   63.169121] ------------[ cut here ]------------
+[   63.169340] WARNING: CPU: 0 PID: 101 at arch/x86/kvm/pvsched.c:827 kvm_pvsched_vm_destroy+0x27/0x7a
+[   63.170263] Modules linked in:
+[   63.171780] CPU: 0 UID: 0 PID: 101 Comm: qemu-system-x86 Not tainted 6.12.117-pvsched-lab+ #1
+[   63.172990] RIP: 0010:kvm_pvsched_vm_destroy+0x27/0x7a
+[   63.173155] Code: 53 40 48 8d 43 40 48 89 fd 48 39 c2 74 02 <0f> 0b 48 c7 c7 c0 da e3 81 e8
+[   63.174775] RSP: 0018:ffffc9000020bcf8 EFLAGS: 00000283
+[   63.175351] RAX: ffff888101e13e20 RBX: ffff888101e13de0 RCX: 0000000000000000
+[   63.175445] RDX: ffff888101c05000 RSI: 0000000000000001 RDI: ffffc90000185000
+[   63.175526] RBP: ffffc90000185000 R08: 0000000000000238 R09: ffffc9000020bc90
+[   63.175607] R10: 0000000000000001 R11: 00000000000007e0 R12: ffffc90000186128
+[   63.175686] R13: dead000000000100 R14: ffff88810038e6f0 R15: 0000000000000001
+[   63.175822] FS:  0000000000000000(0000) GS:ffff88813cc00000(0000) knlGS:0000000000000000
+[   63.176643] CS:  0010 DS: 0000 ES: 0000 CR0: 0000000080050033
+[   63.177319] CR2: 00007f2973da4ed0 CR3: 0000000101ef3000 CR4: 00000000007506b0
+[   63.178561] PKRU: 55555554
+[   63.178932] Call Trace:
+[   63.179478]  <TASK>
+[   63.179777]  kvm_arch_destroy_vm+0xea/0x13b
+[   63.179927]  kvm_put_kvm+0x147/0x239
+[   63.179998]  kvm_vm_release+0x1e/0x22
+[   63.180078]  __fput+0x10a/0x1c2
+[   63.180136]  task_work_run+0x6b/0x7c
+[   63.180202]  do_exit+0x356/0x827
+[   63.180269]  ? update_cfs_rq_load_avg+0x15d/0x16c
+[   63.180345]  do_group_exit+0x7d/0x7d
+[   63.180399]  get_signal+0x5bc/0x5dc
+[   63.180461]  ? rcu_segcblist_enqueue+0x16/0x35
+[   63.180534]  arch_do_signal_or_restart+0x2f/0x153
+[   63.180613]  syscall_exit_to_user_mode+0x4e/0x73
+[   63.180684]  do_syscall_64+0x5a/0xa4
+[   63.181134]  entry_SYSCALL_64_after_hwframe+0x4b/0x53
+[   63.181814] RIP: 0033:0x7f2973d75829
+[   63.182079] Code: Unable to access opcode bytes at 0x7f2973d757ff.
+[   63.182149] RSP: 002b:00007f29731bf668 EFLAGS: 00000246 ORIG_RAX: 00000000000000ca
+[   63.182303] RAX: fffffffffffffe00 RBX: 000055765e2107a8 RCX: 00007f2973d75829
+[   63.183253] RDX: 00000000ffffffff RSI: 0000000000000000 RDI: 000055765e2107a8
+[   63.183367] RBP: 000055765e2107a8 R08: 0000000000000000 R09: 0000000000000000
+[   63.183565] R10: 0000000000000000 R11: 0000000000000246 R12: 0000000000000000
+[   63.183645] R13: 000055765db9b485 R14: 00007ffe6fc220d0 R15: 00007f29729c0000
+[   63.183816]  </TASK>
+[   63.183889] ---[ end trace 0000000000000000 ]---
+"""

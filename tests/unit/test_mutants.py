@@ -165,3 +165,25 @@ def test_a_mutant_that_may_take_its_guest_down_is_killed_by_its_checks_all_the_s
     plain = mutants.Mutant("mapping-at-wrong-gpa", "the mapping", "x", ["pvsched_rt_task_visible_to_host"], REPO / "x.patch")
     assert mutants.outcome_of(plain, _summary("failed", ["level2_boots", "pvsched_rt_task_visible_to_host"]), 10.1, "r").inconclusive
     assert next(c for c in mutants.load_catalogue() if c.name == "mapping-at-wrong-gpa").loses_guest
+
+
+def test_an_expected_splat_check_kills_only_on_a_splat_of_ours(tmp_path: Path) -> None:
+    """mutants-20261206T003549Z: destroy-keeps-registration tripped the series' own assertion
+    (WARN_ON_ONCE in kvm_pvsched_vm_destroy: a VM destroyed with vCPUs registered), then level 1
+    hung before its two destroy checks reported. no_splats_level1 is expected of it since; it
+    kills only on a splat whose report names the series' code, not on the emulator's oops."""
+    from tests.unit.oops_samples import NULL_PERCPU_OOPS, VM_DESTROYED_WITH_VCPUS_WARNING
+
+    m = next(c for c in mutants.load_catalogue() if c.name == "destroy-keeps-registration")
+    assert "no_splats_level1" in m.expect
+    for report, killed in ((VM_DESTROYED_WITH_VCPUS_WARNING, True), (NULL_PERCPU_OOPS, False)):
+        run = tmp_path / str(killed)
+        (run / "vm").mkdir(parents=True)
+        (run / "vm/level1-console.log").write_text("[    1.0] boot\n" + report)
+        summary = _summary("failed", ["no_splats_level1"])
+        summary["failed_step"] = {"step": "boot level 1 and run lab.invm.level1"}
+        warning = 1 + next(i for i, line in enumerate(report.splitlines(), 1) if "WARNING" in line or "Oops" in line)
+        summary["splats"] = [{"level": "level1", "kind": "warning", "line_no": warning, "source": "vm/level1-console.log"}]
+        outcome = mutants.outcome_of(m, summary, 19.5, str(run))
+        assert outcome.killed is killed, report[:80]
+        assert outcome.expected_seen == (["no_splats_level1"] if killed else [])
