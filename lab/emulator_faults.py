@@ -314,6 +314,11 @@ def wild_return_from_halt(console: str) -> tuple[int, str]:
     return 0, ""
 
 
+def _r12_of(report: list[str]) -> int | None:
+    """R12 in an oops report's registers (exc_page_fault keeps CR2 there)."""
+    return next((int(m[1], 16) for ln in report if (m := _R12.search(ln))), None)
+
+
 def guest_null_current(console: str) -> tuple[int, str]:
     """(line, header) of a level-2 oops from a page-fault handler that read
     a NULL `current` (RAX 0, R12 a NULL-page offset; the stack overflowed in
@@ -324,7 +329,7 @@ def guest_null_current(console: str) -> tuple[int, str]:
         if not guard and not table:
             continue
         report = lines[i : i + 16]
-        r12 = next((int(m[1], 16) for ln in report if (m := _R12.search(ln))), None)
+        r12 = _r12_of(report)
         if r12 is None or not 0 < r12 < PAGE_SIZE or not any(_RAX_ZERO.search(ln) for ln in report):
             continue
         if guard and any(_GUEST_PF_RIP.search(ln) for ln in report[:6]):
@@ -357,7 +362,7 @@ def guest_with_host_gs(console: str, level1_gs: set[int], symbols: dict[str, int
         if not guard:
             continue
         report = lines[i : i + 16]
-        r12 = next((int(m[1], 16) for ln in report if (m := _R12.search(ln))), None)
+        r12 = _r12_of(report)
         if r12 is None or not any(_GUEST_PF_RIP.search(ln) for ln in report[:6]):
             continue
         base = r12 - hot
