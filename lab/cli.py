@@ -250,7 +250,7 @@ def parser() -> argparse.ArgumentParser:
     i.add_argument("--engine", choices=("docker", "podman"), help="default: the first that works")
     i.add_argument("--mirror", help="Debian mirror for mmdebstrap (default: the one this host's apt uses)")
     m = sub.add_parser("mutants", help="plant each defect of tests/mutants/ in a copy of the lab and run the lab on it")
-    m.add_argument("--only", action="append", default=[], metavar="NAME", help="this mutant only (repeatable)")
+    m.add_argument("--only", action="extend", nargs="+", default=[], metavar="NAME", help="these mutants only (repeatable)")
     m.add_argument("--no-control", action="store_true", help="skip the run of the unmodified tree")
     m.add_argument("lab_args", nargs=argparse.REMAINDER, help="after --: options for each `lab run`")
     mg = sub.add_parser("merge", help="many runs' results as one: junit.xml, summary.md, merged.json")
@@ -379,6 +379,12 @@ def _main(argv: list[str] | None) -> int:
         if args.command == "mutants":
             from lab import mutants
 
+            if args.lab_args and args.lab_args[0] != "--":
+                # Without the `--`, a word meant as a mutant's name would reach every `lab run`.
+                raise LabError(
+                    f"mutants: unexpected {' '.join(args.lab_args)!r}",
+                    fix="name mutants with --only NAME [NAME ...]; options for each lab run go after --",
+                )
             return mutants.run(args.only, [a for a in args.lab_args if a != "--"], control=not args.no_control)
         if args.command == "kernel":
             from lab.suites import kernel as kernel_suite

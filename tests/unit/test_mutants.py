@@ -187,3 +187,18 @@ def test_an_expected_splat_check_kills_only_on_a_splat_of_ours(tmp_path: Path) -
         outcome = mutants.outcome_of(m, summary, 19.5, str(run))
         assert outcome.killed is killed, report[:80]
         assert outcome.expected_seen == (["no_splats_level1"] if killed else [])
+
+
+def test_mutant_names_never_reach_the_lab_runs(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """2026-12-06: `--only A B` ran only A, and B went to every `lab run` as an argument
+    (each ended at once in a usage error, the control "failed"). Several names after one
+    --only are names; anything else before `--` is refused before any run."""
+    from lab import cli
+
+    runs: list[tuple[list[str], list[str]]] = []
+    monkeypatch.setattr(mutants, "run", lambda only, lab_args, control: runs.append((only, lab_args)) or 0)
+    assert cli._main(["mutants", "--only", "a", "b", "--", "--profile", "debug"]) == 0
+    assert cli._main(["mutants", "--only", "a", "--only", "b"]) == 0
+    assert runs == [(["a", "b"], ["--profile", "debug"]), (["a", "b"], [])]
+    assert cli._main(["mutants", "stray", "--only", "a"]) == 2
+    assert len(runs) == 2
