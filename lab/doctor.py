@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -160,9 +161,11 @@ def packages_for(missing: list[Check], runner: Runner) -> tuple[list[str], list[
 def install_fix(missing: list[Check], debian_like: bool) -> str:
     """The exact line for Debian/Ubuntu; elsewhere what to look for, or the container."""
     pkgs = sorted({p for c in missing for p in c.tool.packages[:1]})
-    pip = " ; python3 -m pip install virtme-ng" if any(c.tool.name == "vng" for c in missing) else ""
+    # Into the Python that runs the lab (a nox session's venv): Debian's own refuses pip (PEP 668).
+    pip = f"{sys.executable} -m pip install virtme-ng" if any(c.tool.name == "vng" for c in missing) else ""
     if debian_like:
-        return (f"{' '.join(sudo_prefix())} apt-get install -y {' '.join(pkgs)}".strip() if pkgs else "") + pip or pip.lstrip(" ;")
+        apt = f"{' '.join(sudo_prefix())} apt-get install -y {' '.join(pkgs)}".strip() if pkgs else ""
+        return " ; ".join(step for step in (apt, pip) if step)
     wanted = ", ".join(f"{c.tool.name} ({c.tool.why})" for c in missing)
     return (f"install with your distribution's package manager: {wanted} (Debian calls them {' '.join(pkgs) or 'nothing'}); "
             "or run any session in the lab's image instead: nox -s lab -- --container")  # fmt: skip

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
@@ -72,6 +73,11 @@ def test_install_fix_is_true_for_the_system() -> None:
     missing = [check_tool(Tool("ghost", ("no-such-binary-xyz",), ("ghost-pkg",), why="haunting"), Runner(Path("/tmp/doctor-logs")))]
     assert "apt-get install -y ghost-pkg" in install_fix(missing, debian_like=True)
     other = install_fix(missing, debian_like=False)
+    # vng alone: the pip line for this Python, with nothing before it (it said " ; python3 -m pip ...").
+    vng = [check_tool(Tool("vng", ("no-such-vng-xyz",), (), why="boots level 1"), Runner(Path("/tmp/doctor-logs")))]
+    assert install_fix(vng, debian_like=True) == f"{sys.executable} -m pip install virtme-ng"
+    both = install_fix(missing + vng, debian_like=True)
+    assert both.endswith(f"apt-get install -y ghost-pkg ; {sys.executable} -m pip install virtme-ng")
     assert "apt-get" not in other.split("(Debian calls")[0] and "ghost (haunting)" in other and "--container" in other
 
 
