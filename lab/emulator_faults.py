@@ -107,6 +107,11 @@ and each is matched as narrowly as the text allows:
   guest's own page tables are walked for CR2 (lab.invm.reset_watch): the
   detail says whether they mapped it (stress run 20261205T090053Z-5be4,
   the first walked: they did, so the CPU failed to read whole tables).
+  Since 2026-12-06 the same words are read again through level 1's nested
+  tables (the VMCB's N_CR3): whether the pages the CPU was given hold
+  what QEMU's memory of the guest holds. A difference puts the fault on
+  level 1 (its nested tables, or whatever wrote over them), not on the
+  emulated CPU.
 - `unkillable-vcpu`: level 1's watchdog found a killed VMM still *running*
   (state R) long after SIGKILL: a CPU that never leaves its guest. A
   thread asleep (state D, e.g. in our teardown) is a kernel bug, not this.
@@ -535,6 +540,8 @@ _STATE_FIELD = re.compile(r"\b(cr2|idt|exitintinfo)=(0x[0-9a-f]+)")
 IDT_BYTES = 256 * 16  # 256 gates of 16 bytes (64-bit mode)
 # lab.invm.page_walk's word on CR2 in the guest's own tables, read from the paused guest after it.
 _CR2_WALK = re.compile(r"its page walk: (?:[^;)]*?)\bcr2 0x[0-9a-f]+ (mapped at 0x[0-9a-f]+|NOT PRESENT at the \w+|not read)")
+# The same words read again through level 1's nested tables (lab.invm.page_walk.nested_summary).
+_NESTED = re.compile(r"level 1's nested tables(?: unread)?: [^;)]*")
 
 
 def idt_unreadable(attempt_dir: Path, console: str) -> list[Evidence]:
@@ -551,6 +558,8 @@ def idt_unreadable(attempt_dir: Path, console: str) -> list[Evidence]:
                 vcpu = at[1] if at else "?"
                 walked = _CR2_WALK.search(m[1])
                 tables = f"; the guest's own tables: {walked[1]}" if walked else ""
+                if nested := _NESTED.search(m[1]):
+                    tables += f"; {nested[0]}"
                 what = (f"level-2 vCPU {vcpu} triple-faulted reading its IDT (CR2 {cr2:#x} = IDT + {cr2 - idt:#x}, "
                         f"gate {(cr2 - idt) // 16}; EXITINTINFO {state.get('exitintinfo', '?')}{tables})")  # fmt: skip
                 guest_lines = _read(attempt_dir / m[2]).splitlines()

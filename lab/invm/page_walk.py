@@ -9,6 +9,7 @@ whole. x86-64 with 4-level paging only, as the lab's guests run.
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -113,3 +114,60 @@ def parse_xp(output: str, address: int) -> int:
     if not m or int(m[1], 16) != address:
         raise OSError(f"xp {address:#x}: {output.strip()[:120]!r}")
     return int(m[2], 16)
+
+
+@dataclass(frozen=True)
+class NestedRead:
+    """One guest-physical word the CPU read on a walk, through level 1's nested tables."""
+
+    gpa: int
+    guest_value: int | None  # what QEMU's memory of the guest holds there (xp)
+    nested: Walk  # level 1's nested walk of gpa: the page the CPU reads it from
+    host_value: int | None  # what that page holds there (None: not mapped or not read)
+
+    def agrees(self) -> bool:
+        return self.nested.gpa is not None and self.host_value is not None and self.host_value == self.guest_value
+
+    def describe(self) -> str:
+        if self.nested.gpa is None:
+            return f"{self.gpa:#x}: the nested tables {self.nested.outcome()}"
+        if self.host_value is None:
+            return f"{self.gpa:#x}: nested {self.nested.outcome()}, not read"
+        same = "the same" if self.agrees() else f"NOT the guest's {_hex(self.guest_value)}"
+        return f"{self.gpa:#x}: nested {self.nested.outcome()} holds {self.host_value:#x}, {same}"
+
+
+def _hex(value: int | None) -> str:
+    return "unread" if value is None else f"{value:#x}"
+
+
+def nested_reads(read_guest: Callable[[int], int], read_host: Callable[[int], int], ncr3: int, found: list[Walk]) -> list[NestedRead]:
+    """Every entry of `found`'s walks and each word they reach, read again
+    through level 1's nested page tables (root `ncr3`, the VMCB's N_CR3):
+    where the page they map holds what QEMU's memory of the guest holds,
+    the emulated CPU had whole tables to read; where it does not, level 1's
+    nested tables (its KVM, or whatever wrote over them) misled it."""
+    wanted = [s.entry for w in found for s in w.steps] + [w.gpa for w in found if w.gpa is not None]
+    reads = []
+    for gpa in dict.fromkeys(wanted):
+        try:
+            guest_value: int | None = read_guest(gpa)
+        except OSError:
+            guest_value = None
+        nested = walk(read_host, ncr3, gpa, f"{gpa:#x}")
+        host_value = None
+        if nested.gpa is not None:
+            with contextlib.suppress(OSError):
+                host_value = read_host(nested.gpa)
+        reads.append(NestedRead(gpa, guest_value, nested, host_value))
+    return reads
+
+
+def nested_summary(reads: list[NestedRead]) -> str:
+    """'level 1's nested tables: ...', for the walk's line."""
+    if not reads:
+        return "level 1's nested tables: nothing to read"
+    differ = [r for r in reads if not r.agrees()]
+    if not differ:
+        return f"level 1's nested tables: all {len(reads)} words the same through them"
+    return f"level 1's nested tables: {len(differ)} of {len(reads)} words differ: " + ", ".join(r.describe() for r in differ[:4])

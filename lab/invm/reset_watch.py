@@ -14,11 +14,17 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import NamedTuple
 
-from lab.invm import page_walk, qmp, shutdown_trace
+from lab.invm import kernel_peek, page_walk, qmp, shutdown_trace
 
 QEMU_ARGS = ("-action", "shutdown=pause")
 CONNECT_S = 30.0  # QEMU opens its sockets before the guest runs; this covers a slow start
+
+
+class _Nested(NamedTuple):
+    brief: str  # for the guest's error line
+    detail: str  # for the walk's record
 
 
 class ResetWatch(threading.Thread):
@@ -62,8 +68,25 @@ class ResetWatch(threading.Thread):
             return page_walk.parse_xp(str(out), gpa)
 
         found = page_walk.walks(read_u64, state)
-        self.record.write_text(f"state: {state}\n" + "".join(f"{w.describe()}\n" for w in found))
-        self.summary = ", ".join(w.brief() for w in found) if found else "nothing to walk"
+        nested = self._nested(read_u64, state, found)
+        self.record.write_text(f"state: {state}\n" + "".join(f"{w.describe()}\n" for w in found) + nested.detail)
+        self.summary = (", ".join(w.brief() for w in found) if found else "nothing to walk") + nested.brief
+
+    def _nested(self, read_guest: Callable[[int], int], state: str, found: list[page_walk.Walk]) -> _Nested:
+        """The same words read through level 1's nested tables (N_CR3): whether
+        the emulated CPU was given the tables QEMU's memory of the guest holds."""
+        ncr3 = page_walk.probe_fields(state).get("ncr3")
+        if ncr3 is None or self.trace is None or not found:
+            return _Nested("", "")
+        try:
+            peek = kernel_peek.KernelPeek(self.trace)
+        except OSError as exc:
+            return _Nested(f"; level 1's nested tables unread: {exc}", f"nested: unread: {exc}\n")
+        try:
+            reads = page_walk.nested_reads(read_guest, peek.read_u64, ncr3, found)
+        finally:
+            peek.close()
+        return _Nested(f"; {page_walk.nested_summary(reads)}", "".join(f"nested {r.describe()}\n" for r in reads))
 
     def _probed_state(self) -> str:
         """The last shutdown exit's state in the trace, left in the buffer for shutdown_witness."""

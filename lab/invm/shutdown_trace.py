@@ -11,8 +11,10 @@ Under SVM a kprobe on KVM's shutdown handler also reads the guest's state
 from the VMCB, where the CPU (here QEMU's emulated SVM) saved it at the
 exit and before KVM clears it: RIP, RSP, CR2 (the last page fault's
 address), CR3, CPL, the IDT's and TSS's bases and the event being
-delivered (EXITINTINFO). A triple fault of a guest's user code (the stress
-suite's, 2026-12-04/05) says nothing else of what could not be delivered.
+delivered (EXITINTINFO), and the root of level 1's nested page tables
+for the guest (N_CR3, which lab.invm.reset_watch walks). A triple fault
+of a guest's user code (the stress suite's, 2026-12-04/05) says nothing
+else of what could not be delivered.
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ STATE_HANDLER = "shutdown_interception"
 # the control area's, then the save area's at 0x400.
 VMCB_FIELDS = (("rip", 0x578, "x64"), ("rsp", 0x5D8, "x64"), ("cr2", 0x640, "x64"), ("cr3", 0x550, "x64"),
                ("cpl", 0x4CB, "u8"), ("idt", 0x488, "x64"), ("tr", 0x498, "x64"),
-               ("exitintinfo", 0x88, "x32"), ("exitinfo1", 0x78, "x64"))  # fmt: skip
+               ("exitintinfo", 0x88, "x32"), ("exitinfo1", 0x78, "x64"), ("ncr3", 0xB0, "x64"))  # fmt: skip
 # "... lab_shutdown_state: (shutdown_interception+0x0/0x90) rip=0x528293 rsp=..."
 _STATE = re.compile(STATE_PROBE + r": \([^)]*\) (.*?)\s*$", re.MULTILINE)
 

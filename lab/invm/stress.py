@@ -412,7 +412,7 @@ class Stress:
             for i in range(int(self.cfg.get("churn_from", 0)), int(self.cfg["churn"])):
                 failures = len(part.failures)
                 probe, console = boot_guest(self.runner, self.cfg, "kvm", self.out, label=f"stress-churn-{i}",
-                                            extra_append="lab.mode=churn")  # fmt: skip
+                                            extra_append="lab.mode=churn", walk_resets=True)  # fmt: skip
                 self.guest_dmesg.append(guest_dmesg(console))
                 m = re.search(r"LAB-STRESS registered=(\d+)", console)
                 if not m:
@@ -442,7 +442,8 @@ class Stress:
         rounds = int(self.cfg["hotplug"])
         try:
             probe, console = boot_guest(self.runner, self.cfg, "kvm", self.out, label="stress-hotplug",
-                                        extra_append=f"lab.mode=hotplug lab.rounds={rounds}", until_silent=True)  # fmt: skip
+                                        extra_append=f"lab.mode=hotplug lab.rounds={rounds}",
+                                        until_silent=True, walk_resets=True)  # fmt: skip
         finally:
             policy.stop()
         self.guest_dmesg.append(guest_dmesg(console))

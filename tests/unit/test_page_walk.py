@@ -148,6 +148,36 @@ def test_a_guest_reset_is_walked_then_qemu_quit(tmp_path: Path) -> None:
     assert (tmp_path / "tracefs/trace").read_text() == TRACE_22F7  # left for shutdown_witness
 
 
+def test_a_walk_with_the_nested_root_is_read_again_through_level_1s_tables(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    guest = _tables(0x1234161)
+    host = _nested_tables(PAGES | {0x97D000 & ~0xFFF: 0x100000}) | _host_copy(guest, PAGES)
+    peeks: list[int] = []
+
+    class FakePeek:
+        def __init__(self, tracefs: Path) -> None:
+            assert tracefs == tmp_path / "tracefs"
+
+        def read_u64(self, physical: int) -> int:
+            peeks.append(physical)
+            return host.get(physical, 0)
+
+        def close(self) -> None:
+            peeks.append(-1)
+
+    monkeypatch.setattr(reset_watch.kernel_peek, "KernelPeek", FakePeek)
+    base = _trace_dir(tmp_path)
+    (base / "trace").write_text(TRACE_22F7.replace("exitinfo1=0x0", f"exitinfo1=0x0 ncr3={NCR3:#x}"))
+    qemu = FakeQemu(tmp_path / "w.sock", "guest-reset", guest)
+    qemu.start()
+    watch = reset_watch.ResetWatch(tmp_path / "w.sock", base, tmp_path / "walk.txt", lambda: None)
+    watch.start()
+    watch.join(10)
+    assert "; level 1's nested tables: " in watch.summary and peeks[-1] == -1
+    # The IDT's words agree; the user half (rip, rsp) is not in these guest tables, its PGD entry 0 reads 0 both ways.
+    assert "differ" not in watch.summary, watch.summary
+    assert "nested 0x97dfe0: nested mapped at 0x100fe0 holds 0x2067, the same" in (tmp_path / "walk.txt").read_text()
+
+
 def test_a_power_off_or_a_signal_is_only_quit(tmp_path: Path) -> None:
     qemu = FakeQemu(tmp_path / "w.sock", "host-signal", {})
     qemu.start()
@@ -257,3 +287,49 @@ def test_a_boot_that_triple_faults_carries_its_page_walk(tmp_path: Path, monkeyp
     assert "qemu exit status 0; KVM saw a shutdown exit (triple fault): vCPU 1 shutdown at 0x52bc4f" in probe.reason
     assert "; its page walk: cr2 0xfffffe0000000080 mapped at 0x1234080" in probe.reason
     assert (tmp_path / "level2-walk-control-0.txt").exists()
+
+
+NCR3 = 0x7000  # level 1's nested root in the tests below
+
+
+def _nested_tables(pages: dict[int, int]) -> dict[int, int]:
+    """Level 1's nested tables mapping each guest page of `pages` (guest page -> level-1 page), 4 KiB pages."""
+    memory = {NCR3 + 8 * 0: 0x8000 | 0x7, 0x8000 + 8 * 0: 0x9000 | 0x7}
+    for guest_page, host_page in pages.items():
+        pte_table = 0xA000 + 0x1000 * (guest_page >> 21 & 0x1FF)
+        memory[0x9000 + 8 * (guest_page >> 21 & 0x1FF)] = pte_table | 0x7
+        memory[pte_table + 8 * (guest_page >> 12 & 0x1FF)] = host_page | 0x7
+    return memory
+
+
+def _host_copy(guest: dict[int, int], pages: dict[int, int]) -> dict[int, int]:
+    """Level 1's memory holding each guest page at the level-1 page `pages` names."""
+    return {pages[gpa & ~0xFFF] | (gpa & 0xFFF): value for gpa, value in guest.items() if gpa & ~0xFFF in pages}
+
+
+PAGES = {CR3: 0x100000, 0x2000: 0x101000, 0x3000: 0x102000, 0x4000: 0x103000, 0x1234000: 0x104000}
+
+
+def test_nested_tables_that_map_the_guests_pages_read_the_same() -> None:
+    guest = _tables(0x1234161) | {0x1234080: 0x8E00_0010_1000}
+    host = _nested_tables(PAGES) | _host_copy(guest, PAGES)
+    found = [page_walk.walk(_reader(guest), CR3, IDT_VA + 0x80, "gate 8")]
+    reads = page_walk.nested_reads(_reader(guest), _reader(host), NCR3, found)
+    assert [r.gpa for r in reads] == [CR3 + 8 * 508, 0x2000, 0x3000, 0x4000, 0x1234080]
+    assert all(r.agrees() for r in reads)
+    assert page_walk.nested_summary(reads) == "level 1's nested tables: all 5 words the same through them"
+
+
+def test_a_stale_nested_mapping_is_named_with_what_the_cpu_read() -> None:
+    """The shape that would put idt-unreadable on level 1: its nested tables give
+    the CPU another page than the one QEMU's memory of the guest holds."""
+    guest = _tables(0x1234161) | {0x1234080: 0x8E00_0010_1000}
+    host = _nested_tables(PAGES | {CR3: 0x200000}) | _host_copy(guest, PAGES)  # the PGD's page: an old copy, zeroed
+    found = [page_walk.walk(_reader(guest), CR3, IDT_VA + 0x80, "gate 8")]
+    reads = page_walk.nested_reads(_reader(guest), _reader(host), NCR3, found)
+    said = page_walk.nested_summary(reads)
+    assert said.startswith("level 1's nested tables: 1 of 5 words differ: ")
+    assert "0x97dfe0: nested mapped at 0x200fe0 holds 0x0, NOT the guest's 0x2067" in said
+    del host[0xA000 + 8 * (0x4000 >> 12)]  # the PTE page's nested mapping gone
+    unmapped = page_walk.nested_summary(page_walk.nested_reads(_reader(guest), _reader(host), NCR3, found))
+    assert "0x4000: the nested tables NOT PRESENT at the pte" in unmapped

@@ -87,6 +87,7 @@ def test_the_guests_state_at_a_shutdown_is_probed_from_the_vmcb(tmp_path: Path) 
     placed = (base / "kprobe_events").read_text()
     assert placed.startswith("p:lab/lab_shutdown_state shutdown_interception rip=+0x578(+0x17f8(%di)):x64 ")
     assert "cr2=+0x640(+0x17f8(%di)):x64" in placed and "cpl=+0x4cb(+0x17f8(%di)):u8" in placed
+    assert "ncr3=+0xb0(+0x17f8(%di)):x64" in placed  # N_CR3: level 1's nested tables for the guest
     event = base / "events/lab/lab_shutdown_state"
     event.mkdir(parents=True)
     assert shutdown_trace.arm(base, btf) == ""

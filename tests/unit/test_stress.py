@@ -599,7 +599,7 @@ def test_churn_stops_at_the_round_in_which_level_1_oopsed(tmp_path: Path, monkey
     stress = _stress_with_fakes(tmp_path, monkeypatch, taint)
     booted: list[str] = []
 
-    def boot_guest(runner: Any, cfg: Any, accel: str, out: Path, label: str, extra_append: str) -> Any:
+    def boot_guest(runner: Any, cfg: Any, accel: str, out: Path, label: str, extra_append: str, walk_resets: bool = False) -> Any:
         booted.append(label)
         if label == "stress-churn-2":
             taint.value = 640  # the oops of 1981, during this guest
