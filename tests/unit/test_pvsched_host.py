@@ -326,6 +326,10 @@ def test_healthy_run_passes_every_check(tmp_path: Path) -> None:
         (lambda o: o.snapshots.__setitem__("rt-shared-done", [_shared(boosts=22, boosted_ns=150_000_000, stale=0)]),
          "pvsched_throttles_last_their_period"),
         (lambda o: o.snapshots.pop("rt-shared-spin"), "pvsched_throttles_last_their_period"),
+        # Boosts that each ended at their slice within a period (mutants-20261206T030601Z: 1.07 s in
+        # 11 periods, where the slice's end rolled the period): the phase tested nothing.
+        (lambda o: o.snapshots.__setitem__("rt-shared-done", [_shared(boosts=21 + 760, boosted_ns=1_070_000_000, stale=0)]),
+         "pvsched_throttles_last_their_period"),
         (lambda o: o.errors.append("phase rt-shared-spin: [Errno 1] Operation not permitted"), "pvsched_throttles_last_their_period"),
         # Registering again refilled the budget (mutant reregister-refills-budget): 1.6 s boosted in 2 s.
         (lambda o: o.snapshots["dodge-done"].__setitem__(0, _dodging(11, 25, 35, 2_000_000_000)),
@@ -617,3 +621,10 @@ def test_sampler_stamps_a_sample_before_its_reads_and_the_statistics_after(tmp_p
         vcpu_sampler.sample_forever(out, tmp_path / "stats.json", 0.01, [7])
     record = json.loads(out.read_text())
     assert record["t"] < read_at["sched"] and record["t_vcpus"] > read_at["stats"]
+
+
+def test_the_shared_phase_lifts_the_slice_so_a_boost_spans_periods() -> None:
+    """At the shipped 1 ms slice every boost of rt-shared ended within its period, and
+    the slice's end rolled the period: mutant period-rolls-only-on-boost survived."""
+    cap = ph.Cap(*ph.OWN_CAP_PHASES["rt-shared"])
+    assert cap.slice_us >= cap.period_us > cap.budget_us
