@@ -1,8 +1,10 @@
 """Level 1's own memory at a physical address, for a post-mortem look.
 
 Level 1's kernel has neither /dev/mem nor /proc/kcore, but a kprobe event
-can fetch kernel memory at a fixed address (`@ADDR`, read without faulting:
-a bad address prints "(fault)"). One such event on getppid(2), in a trace
+can fetch kernel memory at a fixed address (`@ADDR`, read without faulting;
+a number fetched from an unmapped address reads as 0, so only addresses
+known to be RAM, as a page walk's are, are worth reading). One such event
+on getppid(2), in a trace
 instance of its own so the shutdown trace's buffer stays as it is, reads
 through the kernel's direct map of physical memory: define the event,
 enable it, call getppid, read its line, remove it. Milliseconds a read:
