@@ -10,6 +10,7 @@ whole. x86-64 with 4-level paging only, as the lab's guests run.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -148,13 +149,19 @@ def nested_reads(read_guest: Callable[[int], int], read_host: Callable[[int], in
     the emulated CPU had whole tables to read; where it does not, level 1's
     nested tables (its KVM, or whatever wrote over them) misled it."""
     wanted = [s.entry for w in found for s in w.steps] + [w.gpa for w in found if w.gpa is not None]
+    pages: dict[int, Walk] = {}  # each guest page walked once (reads of level 1's memory are slow)
     reads = []
     for gpa in dict.fromkeys(wanted):
         try:
             guest_value: int | None = read_guest(gpa)
         except OSError:
             guest_value = None
-        nested = walk(read_host, ncr3, gpa, f"{gpa:#x}")
+        page = gpa & ~0xFFF
+        if page not in pages:
+            pages[page] = walk(read_host, ncr3, page, f"{page:#x}")
+        nested = dataclasses.replace(pages[page], what=f"{gpa:#x}", va=gpa)
+        if nested.gpa is not None:
+            nested = dataclasses.replace(nested, gpa=nested.gpa + (gpa & 0xFFF))
         host_value = None
         if nested.gpa is not None:
             with contextlib.suppress(OSError):

@@ -333,3 +333,19 @@ def test_a_stale_nested_mapping_is_named_with_what_the_cpu_read() -> None:
     del host[0xA000 + 8 * (0x4000 >> 12)]  # the PTE page's nested mapping gone
     unmapped = page_walk.nested_summary(page_walk.nested_reads(_reader(guest), _reader(host), NCR3, found))
     assert "0x4000: the nested tables NOT PRESENT at the pte" in unmapped
+
+
+def test_level_1s_nested_tables_are_walked_once_a_page() -> None:
+    """Each read of level 1's memory costs a kprobe's round trip (0.3 s under TCG)."""
+    guest = _tables(0x1234161) | {0x1234080: 0x8E00_0010_1000, 0x12340E0: 0x8E00_0010_2000}
+    host = _nested_tables(PAGES) | _host_copy(guest, PAGES)
+    reads: list[int] = []
+
+    def read_host(physical: int) -> int:
+        reads.append(physical)
+        return host.get(physical, 0)
+
+    gates = [page_walk.walk(_reader(guest), CR3, IDT_VA + 16 * n, f"gate {n}") for n in (8, 14)]
+    found = page_walk.nested_reads(_reader(guest), read_host, NCR3, gates)
+    assert len(found) == 6 and all(r.agrees() for r in found)  # 4 table entries, 2 gates
+    assert len(reads) == 5 * 4 + 6  # 5 pages walked through 4 levels, then each word read
