@@ -151,8 +151,9 @@ def _long(boosts: int, throttles: int, cpu_ns: int, slices: int = 40, longest_ns
             "slice_ends": str(slices), "longest_boost_ns": str(longest_ns)}  # fmt: skip
 
 
-def _shared(boosts: int, boosted_ns: int, stale: int) -> dict[str, str]:
-    return {"tid": "12", "boosts": str(boosts), "throttles": "18", "boosted_ns": str(boosted_ns), "stale_throttles": str(stale)}
+def _shared(boosts: int, boosted_ns: int, stale: int, slices: int = 7) -> dict[str, str]:
+    return {"tid": "12", "boosts": str(boosts), "throttles": "18", "boosted_ns": str(boosted_ns), "stale_throttles": str(stale),
+            "slice_ends": str(slices)}  # fmt: skip
 
 
 def _hostile_done(throttles: int, cpu_ns: int) -> dict[str, str]:
@@ -326,10 +327,11 @@ def test_healthy_run_passes_every_check(tmp_path: Path) -> None:
         (lambda o: o.snapshots.__setitem__("rt-shared-done", [_shared(boosts=22, boosted_ns=150_000_000, stale=0)]),
          "pvsched_throttles_last_their_period"),
         (lambda o: o.snapshots.pop("rt-shared-spin"), "pvsched_throttles_last_their_period"),
-        # Boosts that each ended at their slice within a period (mutants-20261206T030601Z: 1.07 s in
-        # 11 periods, where the slice's end rolled the period): the phase tested nothing.
-        (lambda o: o.snapshots.__setitem__("rt-shared-done", [_shared(boosts=21 + 760, boosted_ns=1_070_000_000, stale=0)]),
+        # Boosts that ended at their slice within a period (mutants-20261206T030601Z: 1.07 s in
+        # 11 periods, each slice's end rolling the period): the phase tested nothing.
+        (lambda o: o.snapshots.__setitem__("rt-shared-done", [_shared(boosts=21 + 760, boosted_ns=1_070_000_000, stale=0, slices=7 + 760)]),
          "pvsched_throttles_last_their_period"),
+        (lambda o: o.snapshots["rt-shared-done"][0].pop("slice_ends"), "pvsched_throttles_last_their_period"),
         (lambda o: o.errors.append("phase rt-shared-spin: [Errno 1] Operation not permitted"), "pvsched_throttles_last_their_period"),
         # Registering again refilled the budget (mutant reregister-refills-budget): 1.6 s boosted in 2 s.
         (lambda o: o.snapshots["dodge-done"].__setitem__(0, _dodging(11, 25, 35, 2_000_000_000)),
