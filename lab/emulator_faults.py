@@ -126,6 +126,16 @@ and each is matched as narrowly as the text allows:
   level 1's CPU 1 base, as the vCPU thread running it on that CPU left an
   NMI behind, `nmi-never-left`). Not yet seen on the unpatched kernel,
   so it excuses nothing.
+- `guest-in-host-state`: a level-2 vCPU stopped at a triple fault with a
+  CR3 beyond the guest's RAM: the state the CPU ran it with was not the
+  guest's. The first (stress run 20261206T033635Z-35e4, debug profile,
+  hostile part's policy round 0): CR3 0x108f69000 and RSP
+  0xffff8881045c8000, level 1's own (its page tables, its direct map, far
+  past the guest's 256 MiB), TR base 0, at `error_entry`; level 1 then
+  reported a KASAN use-after-free in `putname` and oopsed in KASAN's
+  quarantine with that RSP in R15: level 1's context ran as the guest,
+  and level 1 lost it. Not yet seen on the unpatched kernel, so it
+  excuses nothing.
 
 Whether a sign may excuse anything (where it is, whose code is in its
 trace) is decided in lab.attempts.
@@ -133,6 +143,7 @@ trace) is decided in lab.attempts.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -188,7 +199,8 @@ CURRENT_TASK_SYMBOL = "pcpu_hot"
 # Every sign find() can report, in the order of the docstring.
 SIGNATURES = ("null-percpu", "null-cs-frame", "guest-null-current", "nmi-never-left", "wild-return-from-halt",
               "stuck-in-guest", "lost-wakeup", "guest-at-vmrun-return", "irq-at-vmrun-return", "guest-resumed-past-exit",
-              "clock-from-guest", "irq-with-if-clear", "idt-unreadable", "unkillable-vcpu", "guest-with-host-gs")  # fmt: skip
+              "clock-from-guest", "irq-with-if-clear", "idt-unreadable", "unkillable-vcpu", "guest-with-host-gs",
+              "guest-in-host-state")  # fmt: skip
 
 # The signs `nox -s emulator_control` saw on the unpatched kernel (README,
 # "Emulator control"; tests/unit/test_emulator_control.py holds this to the
@@ -567,6 +579,36 @@ def idt_unreadable(attempt_dir: Path, console: str) -> list[Evidence]:
     return found
 
 
+_STATE_CR3 = re.compile(r"\bcr3=(0x[0-9a-f]+)")
+_STATE_RSP = re.compile(r"\brsp=(0x[0-9a-f]+)")
+PAGE_ADDRESS = 0x000F_FFFF_FFFF_F000  # CR3's page-table address (bits 12-51)
+# A guest this large may have RAM above the PCI hole (4 GiB): its CR3 cannot be judged by size.
+MAX_JUDGED_GUEST_MB = 2048
+
+
+def guest_in_host_state(attempt_dir: Path, console: str) -> list[Evidence]:
+    """`guest-in-host-state` for every guest level 1 saw triple-fault with a CR3 beyond its RAM."""
+    try:
+        cfg = json.loads(_read(attempt_dir / "level1-config.json") or "{}")
+        ram = int(cfg.get("guest_mem_mb", 0)) << 20
+    except (ValueError, TypeError, AttributeError):
+        return []
+    if not 0 < ram <= MAX_JUDGED_GUEST_MB << 20:
+        return []
+    found = []
+    for m in _TRIPLE_FAULT.finditer(console):
+        for exit_text in m[1].split("; "):
+            cr3 = _STATE_CR3.search(exit_text)
+            if not cr3 or int(cr3[1], 16) & PAGE_ADDRESS < ram:
+                continue
+            at = SHUTDOWN_AT.search(exit_text)
+            rsp = _STATE_RSP.search(exit_text)
+            what = (f"level-2 vCPU {at[1] if at else '?'} stopped with CR3 {cr3[1]}, beyond its {ram >> 20} MiB of RAM"
+                    f"{f' (RSP {rsp[1]})' if rsp else ''}: the CPU ran it with a state not its own")  # fmt: skip
+            found.append(Evidence("guest-in-host-state", what, m[2], _last_line(_read(attempt_dir / m[2]).splitlines())))
+    return found
+
+
 def _last_line(lines: list[str]) -> int:
     """Where a guest's sign sits in its console: its last line (an empty console: its first)."""
     return len(lines) or 1
@@ -660,6 +702,7 @@ def find(
     if exit_before is not None:
         found += resumed_past_exit(attempt_dir, console, exit_before)
     found += idt_unreadable(attempt_dir, console)
+    found += guest_in_host_state(attempt_dir, console)
     wedged = unkillable_running(console)
     if wedged:
         found.append(Evidence("unkillable-vcpu", wedged[:160], "level1-console.log", AT_END))

@@ -628,3 +628,18 @@ VM_DESTROYED_WITH_VCPUS_WARNING = """\
 [   63.183816]  </TASK>
 [   63.183889] ---[ end trace 0000000000000000 ]---
 """
+
+# Stress run 20261206T033635Z-35e4 (debug profile), hostile part, policy round 0: the lost round's
+# line as level 1 printed it. CR3 and RSP are level 1's own, far past the guest's 256 MiB; level 1
+# then reported a KASAN use-after-free in putname and oopsed in qlist_free_all with that RSP in R15.
+GUEST_IN_HOST_STATE_LINE = (
+    "stress hostile: lost round: policy round 0: guest ended before its load (QEMU exit 0; KVM saw a shutdown exit "
+    "(triple fault): vCPU 0 shutdown at 0xffffffff820015dd (error_entry+0xd), its state rip=0xffffffff820015dd "
+    "rsp=0xffff8881045c8000 cr2=0x24 cr3=0x108f69000 cpl=0 idt=0xfffffe0000000000 tr=0x0 exitintinfo=0x80000b0e "
+    "exitinfo1=0x0 ncr3=0x10490a000; its page walk: cr2 0x24 not read, rip 0xffffffff820015dd not read, rsp "
+    "0xffff8881045c8000 not read, tr 0x0 not read, the IDT's gate 14 0xfffffe00000000e0 not read, the IDT's #DF gate "
+    "0xfffffe0000000080 not read; level 1's nested tables: 4 of 4 words differ: 0x108f69000: nested mapped at "
+    "0x8000108f69000, not read, 0x108f69ff8: nested mapped at 0x8000108f69ff8, not read, 0x108f69888: nested mapped at "
+    "0x8000108f69888, not read, 0x108f69fe0: nested mapped at 0x8000108f69fe0, not read) (console "
+    "/tmp/st1/results/20261206T033635Z-35e4/vm/level2-console-stress-hostile-policy-0.log); measured again\n"
+)

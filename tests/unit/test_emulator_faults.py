@@ -377,3 +377,24 @@ def test_a_triple_fault_reading_the_idt_is_a_sign(tmp_path: Path) -> None:
     nested = walked.replace("mapped at 0x9c3c4f) (console", f"mapped at 0x9c3c4f; {differ}) (console")
     assert emulator_faults.idt_unreadable(tmp_path, nested)[0].detail.endswith(f"the guest's own tables: mapped at 0x2a0e080; {differ})")
     assert emulator_faults.idt_unreadable(tmp_path, unmapped)[0].detail.endswith("the guest's own tables: NOT PRESENT at the pmd)")
+
+
+def test_a_guest_stopped_in_level_1s_own_state_is_named(tmp_path: Path) -> None:
+    """CR3 beyond the guest's RAM at its triple fault: the CPU ran it with a state not its own."""
+    from oops_samples import GUEST_IN_HOST_STATE_LINE
+
+    (tmp_path / "level1-config.json").write_text('{"guest_mem_mb": 256}')
+    (tmp_path / "level2-console-stress-hostile-policy-0.log").write_text("LAB-GUEST-READY 3.1\n")
+    (found,) = emulator_faults.guest_in_host_state(tmp_path, GUEST_IN_HOST_STATE_LINE)
+    assert found.signature == "guest-in-host-state" and found.source == "level2-console-stress-hostile-policy-0.log"
+    assert "CR3 0x108f69000, beyond its 256 MiB of RAM (RSP 0xffff8881045c8000)" in found.detail
+    (tmp_path / "level1-console.log").write_text(GUEST_IN_HOST_STATE_LINE)
+    assert "guest-in-host-state" in [e.signature for e in emulator_faults.find(tmp_path, "tcg", {})]
+    assert "guest-in-host-state" not in emulator_faults.ATTRIBUTABLE
+    # A guest's own page table (inside its RAM), a larger guest, or no config: not this.
+    own = GUEST_IN_HOST_STATE_LINE.replace("cr3=0x108f69000", "cr3=0x97d000")
+    assert emulator_faults.guest_in_host_state(tmp_path, own) == []
+    (tmp_path / "level1-config.json").write_text('{"guest_mem_mb": 8192}')
+    assert emulator_faults.guest_in_host_state(tmp_path, GUEST_IN_HOST_STATE_LINE) == []
+    (tmp_path / "level1-config.json").unlink()
+    assert emulator_faults.guest_in_host_state(tmp_path, GUEST_IN_HOST_STATE_LINE) == []
