@@ -42,10 +42,14 @@ class Walk:
     va: int
     steps: tuple[Step, ...]
     gpa: int | None  # where it maps; None if it does not
+    reserved: bool = False  # its last entry has address bits the CPU does not have
 
     def outcome(self) -> str:
         if self.gpa is not None:
             return f"mapped at {self.gpa:#x}"
+        if self.reserved:
+            # KVM's nested entries for addresses with no memory (MMIO) are made so.
+            return f"RESERVED bits at the {self.steps[-1].level}"
         if self.steps and self.steps[-1].value is not None:
             return f"NOT PRESENT at the {self.steps[-1].level}"
         return "not read"
@@ -59,9 +63,11 @@ class Walk:
         return f"{self.brief()}: {chain}"
 
 
-def walk(read_u64: Callable[[int], int], cr3: int, va: int, what: str = "") -> Walk:
+def walk(read_u64: Callable[[int], int], cr3: int, va: int, what: str = "", phys_bits: int = 52) -> Walk:
     """The 4-level walk of `va` from `cr3`; `read_u64` reads 8 bytes of guest
-    memory at a guest-physical address (OSError if it cannot)."""
+    memory at a guest-physical address (OSError if it cannot). An entry with
+    address bits at or above `phys_bits` (the CPU's physical width) maps nothing."""
+    reserved = ADDRESS & ~((1 << phys_bits) - 1)
     table = cr3 & ADDRESS
     steps: list[Step] = []
     for level, shift in LEVELS:
@@ -74,6 +80,8 @@ def walk(read_u64: Callable[[int], int], cr3: int, va: int, what: str = "") -> W
         steps.append(Step(level, entry, value))
         if not value & PRESENT:
             return Walk(what, va, tuple(steps), None)
+        if value & reserved:
+            return Walk(what, va, tuple(steps), None, reserved=True)
         if level in ("pud", "pmd") and value & LARGE:
             size = 1 << shift
             return Walk(what, va, tuple(steps), (value & ADDRESS & ~(size - 1)) | (va & (size - 1)))
@@ -142,7 +150,9 @@ def _hex(value: int | None) -> str:
     return "unread" if value is None else f"{value:#x}"
 
 
-def nested_reads(read_guest: Callable[[int], int], read_host: Callable[[int], int], ncr3: int, found: list[Walk]) -> list[NestedRead]:
+def nested_reads(
+    read_guest: Callable[[int], int], read_host: Callable[[int], int], ncr3: int, found: list[Walk], phys_bits: int = 52
+) -> list[NestedRead]:
     """Every entry of `found`'s walks and each word they reach, read again
     through level 1's nested page tables (root `ncr3`, the VMCB's N_CR3):
     where the page they map holds what QEMU's memory of the guest holds,
@@ -158,7 +168,7 @@ def nested_reads(read_guest: Callable[[int], int], read_host: Callable[[int], in
             guest_value = None
         page = gpa & ~0xFFF
         if page not in pages:
-            pages[page] = walk(read_host, ncr3, page, f"{page:#x}")
+            pages[page] = walk(read_host, ncr3, page, f"{page:#x}", phys_bits)
         nested = dataclasses.replace(pages[page], what=f"{gpa:#x}", va=gpa)
         if nested.gpa is not None:
             nested = dataclasses.replace(nested, gpa=nested.gpa + (gpa & 0xFFF))
@@ -168,6 +178,12 @@ def nested_reads(read_guest: Callable[[int], int], read_host: Callable[[int], in
                 host_value = read_host(nested.gpa)
         reads.append(NestedRead(gpa, guest_value, nested, host_value))
     return reads
+
+
+def physical_bits(cpuinfo: str) -> int:
+    """The CPU's physical address width from /proc/cpuinfo ("address sizes : 40 bits physical"); 52 if not said."""
+    m = re.search(r"address sizes\s*:\s*(\d+) bits physical", cpuinfo)
+    return int(m[1]) if m else 52
 
 
 def nested_summary(reads: list[NestedRead]) -> str:

@@ -83,7 +83,8 @@ class ResetWatch(threading.Thread):
         except OSError as exc:
             return _Nested(f"; level 1's nested tables unread: {exc}", f"nested: unread: {exc}\n")
         try:
-            reads = page_walk.nested_reads(read_guest, peek.read_u64, ncr3, found)
+            cpuinfo = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+            reads = page_walk.nested_reads(read_guest, peek.read_u64, ncr3, found, page_walk.physical_bits(cpuinfo))
         finally:
             peek.close()
         return _Nested(f"; {page_walk.nested_summary(reads)}", "".join(f"nested {r.describe()}\n" for r in reads))

@@ -290,14 +290,17 @@ def test_a_boot_that_triple_faults_carries_its_page_walk(tmp_path: Path, monkeyp
 
 
 NCR3 = 0x7000  # level 1's nested root in the tests below
+PTE_TABLES = 0x7_0000_0000  # where the fake nested tables keep their last level
 
 
 def _nested_tables(pages: dict[int, int]) -> dict[int, int]:
     """Level 1's nested tables mapping each guest page of `pages` (guest page -> level-1 page), 4 KiB pages."""
-    memory = {NCR3 + 8 * 0: 0x8000 | 0x7, 0x8000 + 8 * 0: 0x9000 | 0x7}
+    memory = {NCR3 + 8 * 0: 0x8000 | 0x7}
     for guest_page, host_page in pages.items():
-        pte_table = 0xA000 + 0x1000 * (guest_page >> 21 & 0x1FF)
-        memory[0x9000 + 8 * (guest_page >> 21 & 0x1FF)] = pte_table | 0x7
+        pmd_table = 0x9000 + 0x1000 * (guest_page >> 30 & 0x1FF)
+        pte_table = PTE_TABLES + 0x1000 * (guest_page >> 21 & 0x3FFF)
+        memory[0x8000 + 8 * (guest_page >> 30 & 0x1FF)] = pmd_table | 0x7
+        memory[pmd_table + 8 * (guest_page >> 21 & 0x1FF)] = pte_table | 0x7
         memory[pte_table + 8 * (guest_page >> 12 & 0x1FF)] = host_page | 0x7
     return memory
 
@@ -330,7 +333,7 @@ def test_a_stale_nested_mapping_is_named_with_what_the_cpu_read() -> None:
     said = page_walk.nested_summary(reads)
     assert said.startswith("level 1's nested tables: 1 of 5 words differ: ")
     assert "0x97dfe0: nested mapped at 0x200fe0 holds 0x0, NOT the guest's 0x2067" in said
-    del host[0xA000 + 8 * (0x4000 >> 12)]  # the PTE page's nested mapping gone
+    del host[PTE_TABLES + 8 * (0x4000 >> 12)]  # the PTE page's nested mapping gone
     unmapped = page_walk.nested_summary(page_walk.nested_reads(_reader(guest), _reader(host), NCR3, found))
     assert "0x4000: the nested tables NOT PRESENT at the pte" in unmapped
 
@@ -349,3 +352,14 @@ def test_level_1s_nested_tables_are_walked_once_a_page() -> None:
     found = page_walk.nested_reads(_reader(guest), read_host, NCR3, gates)
     assert len(found) == 6 and all(r.agrees() for r in found)  # 4 table entries, 2 gates
     assert len(reads) == 5 * 4 + 6  # 5 pages walked through 4 levels, then each word read
+
+
+def test_a_nested_entry_with_address_bits_the_cpu_lacks_maps_nothing() -> None:
+    """Stress run 35e4: the nested walk of 0x108f69000 (past the guest's RAM) found KVM's MMIO entry,
+    an address with bit 47 set on a CPU of 40 physical bits, and called it "mapped at 0x8000108f69000"."""
+    host = _nested_tables({0x108F69000 & ~0xFFF: 0x8000_0000_0000 | 0x108F69000})
+    said = page_walk.walk(_reader(host), NCR3, 0x108F69000, "cr3", phys_bits=40)
+    assert said.gpa is None and said.outcome() == "RESERVED bits at the pte"
+    assert page_walk.walk(_reader(host), NCR3, 0x108F69000, "cr3").gpa == 0x8000_0000_0000 | 0x108F69000  # 52 bits: an address
+    assert page_walk.physical_bits("model name\t: QEMU\naddress sizes\t: 40 bits physical, 48 bits virtual\n") == 40
+    assert page_walk.physical_bits("") == 52
