@@ -134,8 +134,10 @@ and each is matched as narrowly as the text allows:
   past the guest's 256 MiB), TR base 0, at `error_entry`; level 1 then
   reported a KASAN use-after-free in `putname` and oopsed in KASAN's
   quarantine with that RSP in R15: level 1's context ran as the guest,
-  and level 1 lost it. Not yet seen on the unpatched kernel, so it
-  excuses nothing.
+  and level 1 lost it. The shape of `guest-at-vmrun-return` (a guest
+  looping at level 1's VMRUN return with level 1's CR3, as in control
+  run 20261206T041122Z-e1e3), further on; but not yet seen itself on the
+  unpatched kernel, so it excuses nothing.
 
 Whether a sign may excuse anything (where it is, whose code is in its
 trace) is decided in lab.attempts.
