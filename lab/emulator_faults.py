@@ -138,6 +138,11 @@ and each is matched as narrowly as the text allows:
   looping at level 1's VMRUN return with level 1's CR3, as in control
   run 20261206T041122Z-e1e3), further on; but not yet seen itself on the
   unpatched kernel, so it excuses nothing.
+- `nested-tables-differ`: an `idt-unreadable` whose words, read again
+  through level 1's nested tables, are not all what QEMU's memory of the
+  guest holds: level 1 gave the CPU other pages (its KVM, or a write over
+  its tables), so the fault is level 1's to explain, whatever the
+  emulator did. Never excuses anything.
 
 Whether a sign may excuse anything (where it is, whose code is in its
 trace) is decided in lab.attempts.
@@ -202,7 +207,7 @@ CURRENT_TASK_SYMBOL = "pcpu_hot"
 SIGNATURES = ("null-percpu", "null-cs-frame", "guest-null-current", "nmi-never-left", "wild-return-from-halt",
               "stuck-in-guest", "lost-wakeup", "guest-at-vmrun-return", "irq-at-vmrun-return", "guest-resumed-past-exit",
               "clock-from-guest", "irq-with-if-clear", "idt-unreadable", "unkillable-vcpu", "guest-with-host-gs",
-              "guest-in-host-state")  # fmt: skip
+              "guest-in-host-state", "nested-tables-differ")  # fmt: skip
 
 # The signs `nox -s emulator_control` saw on the unpatched kernel (README,
 # "Emulator control"; tests/unit/test_emulator_control.py holds this to the
@@ -572,12 +577,17 @@ def idt_unreadable(attempt_dir: Path, console: str) -> list[Evidence]:
                 vcpu = at[1] if at else "?"
                 walked = _CR2_WALK.search(m[1])
                 tables = f"; the guest's own tables: {walked[1]}" if walked else ""
-                if nested := _NESTED.search(m[1]):
+                nested = _NESTED.search(m[1])
+                if nested:
                     tables += f"; {nested[0]}"
                 what = (f"level-2 vCPU {vcpu} triple-faulted reading its IDT (CR2 {cr2:#x} = IDT + {cr2 - idt:#x}, "
                         f"gate {(cr2 - idt) // 16}; EXITINTINFO {state.get('exitintinfo', '?')}{tables})")  # fmt: skip
                 guest_lines = _read(attempt_dir / m[2]).splitlines()
-                found.append(Evidence("idt-unreadable", what, m[2], _last_line(guest_lines)))
+                if nested and " differ: " in nested[0]:
+                    # Level 1's nested tables gave the CPU other pages than the guest's: level 1's doing.
+                    found.append(Evidence("nested-tables-differ", what, m[2], _last_line(guest_lines)))
+                else:
+                    found.append(Evidence("idt-unreadable", what, m[2], _last_line(guest_lines)))
     return found
 
 

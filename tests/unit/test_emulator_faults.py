@@ -375,7 +375,13 @@ def test_a_triple_fault_reading_the_idt_is_a_sign(tmp_path: Path) -> None:
     # And the same words through level 1's nested tables (lab.invm.page_walk.nested_summary).
     differ = "level 1's nested tables: 1 of 9 words differ: 0x97dfe0: nested mapped at 0x200fe0 holds 0x0, NOT the guest's 0x2067"
     nested = walked.replace("mapped at 0x9c3c4f) (console", f"mapped at 0x9c3c4f; {differ}) (console")
-    assert emulator_faults.idt_unreadable(tmp_path, nested)[0].detail.endswith(f"the guest's own tables: mapped at 0x2a0e080; {differ})")
+    (differs,) = emulator_faults.idt_unreadable(tmp_path, nested)
+    assert differs.detail.endswith(f"the guest's own tables: mapped at 0x2a0e080; {differ})")
+    # ... which is level 1's doing: another sign, one that never excuses.
+    assert differs.signature == "nested-tables-differ" and "nested-tables-differ" not in emulator_faults.ATTRIBUTABLE
+    whole = "level 1's nested tables: all 17 words the same through them"
+    same = walked.replace("mapped at 0x9c3c4f) (console", f"mapped at 0x9c3c4f; {whole}) (console")
+    assert [e.signature for e in emulator_faults.idt_unreadable(tmp_path, same)] == ["idt-unreadable"]
     assert emulator_faults.idt_unreadable(tmp_path, unmapped)[0].detail.endswith("the guest's own tables: NOT PRESENT at the pmd)")
 
 
