@@ -46,9 +46,10 @@ loads the guest driver or a policy, so none may excuse anything):
   l2-ours   the unpatched level-1 kernel, our guest kernel
 
 Each of the three has a `-spin` twin (`nodriver-spin`, ...) with base-spin's
-load and guests: `idt-unreadable` came only on our kernels with the driver
-registered, and these say whether it needs the driver or which level's
-kernel of ours.
+load and guests: `idt-unreadable` came first only on our kernels with the
+driver registered, and these say whether it needs the driver or which
+level's kernel of ours (since 2026-12-06 it is seen on the unpatched
+kernel too, in base-girq).
 
 Each run counts the emulator signs (lab.emulator_faults), the splats (and
 whether our code is in their trace), lost level-1 boots and failed level-2

@@ -363,7 +363,8 @@ def test_a_triple_fault_reading_the_idt_is_a_sign(tmp_path: Path) -> None:
     assert "shutdown at 0x52bc4f (?)) (console" in without_state and emulator_faults.idt_unreadable(tmp_path, without_state) == []
     (tmp_path / "level1-console.log").write_text(IDT_TRIPLE_FAULT)
     assert [e.signature for e in emulator_faults.find(tmp_path, "tcg", {})] == ["idt-unreadable"]
-    assert "idt-unreadable" not in emulator_faults.ATTRIBUTABLE
+    # Seen on the unpatched kernel (control run 20261206T045513Z-a3bf, base-girq): it may excuse.
+    assert "idt-unreadable" in emulator_faults.ATTRIBUTABLE
     # With the paused guest's page walk after the state (lab.invm.reset_watch): the sign says what the tables held.
     walked = IDT_TRIPLE_FAULT.replace(
         "exitinfo1=0x0) (console",
