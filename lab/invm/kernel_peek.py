@@ -32,6 +32,9 @@ class KernelPeek:
         self.tracefs = tracefs
         self.instance = tracefs / "instances" / INSTANCE
         self.instance.mkdir(exist_ok=True)
+        with contextlib.suppress(OSError):
+            # An event left by a look that was cut short would refuse the next definition.
+            _append(tracefs / "kprobe_events", f"-:lab/{EVENT}")
         self.direct_map = DIRECT_MAP
         if _has_symbol(kallsyms, "page_offset_base"):
             self.direct_map = self._fetch("@page_offset_base")
