@@ -560,7 +560,7 @@ def resumed_past_exit(attempt_dir: Path, console: str, exit_before: Callable[[in
 
 
 # "its state rip=0x52bc4f rsp=... cr2=0xfffffe0000000080 ... idt=0xfffffe0000000000 ... exitintinfo=0x800000ec"
-_STATE_FIELD = re.compile(r"\b(cr2|idt|exitintinfo)=(0x[0-9a-f]+)")
+_STATE_FIELD = re.compile(r"\b(cr2|cr3|rsp|idt|exitintinfo)=(0x[0-9a-f]+)")
 IDT_BYTES = 256 * 16  # 256 gates of 16 bytes (64-bit mode)
 # lab.invm.page_walk's word on CR2 in the guest's own tables, read from the paused guest after it.
 _CR2_WALK = re.compile(r"its page walk: (?:[^;)]*?)\bcr2 0x[0-9a-f]+ (mapped at 0x[0-9a-f]+|NOT PRESENT at the \w+|not read)")
@@ -596,8 +596,6 @@ def idt_unreadable(attempt_dir: Path, console: str) -> list[Evidence]:
     return found
 
 
-_STATE_CR3 = re.compile(r"\bcr3=(0x[0-9a-f]+)")
-_STATE_RSP = re.compile(r"\brsp=(0x[0-9a-f]+)")
 PAGE_ADDRESS = 0x000F_FFFF_FFFF_F000  # CR3's page-table address (bits 12-51)
 # A guest this large may have RAM above the PCI hole (4 GiB): its CR3 cannot be judged by size.
 MAX_JUDGED_GUEST_MB = 2048
@@ -615,13 +613,13 @@ def guest_in_host_state(attempt_dir: Path, console: str) -> list[Evidence]:
     found = []
     for m in _TRIPLE_FAULT.finditer(console):
         for exit_text in m[1].split("; "):
-            cr3 = _STATE_CR3.search(exit_text)
-            if not cr3 or int(cr3[1], 16) & PAGE_ADDRESS < ram:
+            state = dict(_STATE_FIELD.findall(exit_text))
+            if "cr3" not in state or int(state["cr3"], 16) & PAGE_ADDRESS < ram:
                 continue
             at = SHUTDOWN_AT.search(exit_text)
-            rsp = _STATE_RSP.search(exit_text)
-            what = (f"level-2 vCPU {at[1] if at else '?'} stopped with CR3 {cr3[1]}, beyond its {ram >> 20} MiB of RAM"
-                    f"{f' (RSP {rsp[1]})' if rsp else ''}: the CPU ran it with a state not its own")  # fmt: skip
+            rsp = f" (RSP {state['rsp']})" if "rsp" in state else ""
+            what = (f"level-2 vCPU {at[1] if at else '?'} stopped with CR3 {state['cr3']}, beyond its {ram >> 20} MiB of RAM"
+                    f"{rsp}: the CPU ran it with a state not its own")  # fmt: skip
             found.append(Evidence("guest-in-host-state", what, m[2], _last_line(_read(attempt_dir / m[2]).splitlines())))
     return found
 

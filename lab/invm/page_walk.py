@@ -158,25 +158,27 @@ def nested_reads(
     where the page they map holds what QEMU's memory of the guest holds,
     the emulated CPU had whole tables to read; where it does not, level 1's
     nested tables (its KVM, or whatever wrote over them) misled it."""
-    wanted = [s.entry for w in found for s in w.steps] + [w.gpa for w in found if w.gpa is not None]
+    # The table entries' values were read on the walk; only the words they reach are read here.
+    guest: dict[int, int | None] = {s.entry: s.value for w in found for s in w.steps}
+    for target in (w.gpa for w in found if w.gpa is not None):
+        if target not in guest:
+            try:
+                guest[target] = read_guest(target)
+            except OSError:
+                guest[target] = None
     pages: dict[int, Walk] = {}  # each guest page walked once (reads of level 1's memory are slow)
     reads = []
-    for gpa in dict.fromkeys(wanted):
-        try:
-            guest_value: int | None = read_guest(gpa)
-        except OSError:
-            guest_value = None
+    for gpa, guest_value in guest.items():
         page = gpa & ~0xFFF
         if page not in pages:
             pages[page] = walk(read_host, ncr3, page, f"{page:#x}", phys_bits)
-        nested = dataclasses.replace(pages[page], what=f"{gpa:#x}", va=gpa)
-        if nested.gpa is not None:
-            nested = dataclasses.replace(nested, gpa=nested.gpa + (gpa & 0xFFF))
+        base = pages[page].gpa
+        at = None if base is None else base + (gpa & 0xFFF)
         host_value = None
-        if nested.gpa is not None:
+        if at is not None:
             with contextlib.suppress(OSError):
-                host_value = read_host(nested.gpa)
-        reads.append(NestedRead(gpa, guest_value, nested, host_value))
+                host_value = read_host(at)
+        reads.append(NestedRead(gpa, guest_value, dataclasses.replace(pages[page], what=f"{gpa:#x}", va=gpa, gpa=at), host_value))
     return reads
 
 
