@@ -260,6 +260,7 @@ class Guest:
         self.qmp.unlink(missing_ok=True)
         self.log = out / f"level2-console-{label}.log"
         marks.level2_begins(self.log.name)
+        self.trace = reset_trace
         self.watch: reset_watch.ResetWatch | None = None
         watch_socket = None
         if reset_trace is not None:

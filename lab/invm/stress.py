@@ -312,6 +312,21 @@ def counters_consistent(rows: list[dict[str, str]]) -> list[str]:
     return bad
 
 
+def guest_ended(guest: Guest) -> bool:
+    """Whether a background guest ended on its own (a triple-faulted one is
+    paused for its page walk, then quit: lab.invm.reset_watch)."""
+    return guest.proc.poll() is not None or guest.was_reset()
+
+
+def guest_gone(guest: Guest, cfg: dict[str, Any]) -> str:
+    """` (its QEMU's status; what KVM saw of it) (console PATH)` for a guest
+    that ended on its own: the words the host reads emulator signs from
+    (lab.emulator_faults), as the hostile part's lost rounds give them."""
+    code = guest.proc.poll()
+    status = f"its QEMU exited with status {code}" if code is not None else "its QEMU did not exit"
+    return f" ({status}; {shutdown_witness(guest.trace, cfg)}{guest.reset_walk()}){console_ref(guest.log)}"
+
+
 class Stress:
     def __init__(self, cfg: dict[str, Any]) -> None:
         self.cfg = cfg
@@ -491,8 +506,8 @@ class Stress:
                 after = pvsched_host.await_scx_state(("disabled",), 10)
                 if state != "enabled" or after != "disabled":
                     part.fail(f"round {i}: sched_ext state {state} while loaded, {after} after")
-                if guest.proc.poll() is not None:
-                    part.fail(f"round {i}: the guest died")
+                if guest_ended(guest):
+                    part.fail(f"round {i}: the guest died{guest_gone(guest, self.cfg)}")
                     break
                 part.rounds += 1
         finally:
@@ -504,16 +519,21 @@ class Stress:
     def soak_guest(self, part: Part, label: str) -> Guest | None:
         """A running soak guest, or None (its lost boots listed in `part`)."""
         for attempt in (label, f"{label}-again"):
-            guest = Guest(self.runner, self.cfg, self.out, f"stress-{attempt}", "lab.mode=soak")
+            guest = self.start_soak(f"stress-{attempt}")
             if guest.wait_for("LAB-STRESS soak running", float(self.cfg["kvm_timeout"])):
                 return guest
             # Exit status 0 with an empty console: the guest reset in early boot (-no-reboot).
-            rc = guest.proc.poll()
-            exited = f"exited with status {rc}" if rc is not None else "still silent"
+            lines = len(guest.console.splitlines())
+            how = guest_gone(guest, self.cfg) if guest_ended(guest) else " (still silent)"
             guest.end()
             self.guest_dmesg.append(guest.console)
-            part.lose(f"the soak guest {attempt} did not start ({exited}, {len(guest.console.splitlines())} console lines)")
+            part.lose(f"the soak guest {attempt} did not start after {lines} console lines{how}")
         return None
+
+    def start_soak(self, label: str) -> Guest:
+        """A soak guest whose triple fault, if it has one, KVM traces and level 1 walks."""
+        trace = arm_shutdown_trace(self.runner) if self.cfg.get("trace_shutdowns") else None
+        return Guest(self.runner, self.cfg, self.out, label, "lab.mode=soak", reset_trace=trace)
 
     def teardown(self, part: Part) -> None:
         """Tiny VMs killed the moment KVM shows a vCPU boosted, or throttled
@@ -536,21 +556,15 @@ class Stress:
         boosted_at_kill = 0
         try:
             for i in range(int(self.cfg["kills"])):
-                guest = Guest(self.runner, self.cfg, self.out, f"stress-kill-{i}", "lab.mode=soak")
+                guest = self.start_soak(f"stress-kill-{i}")
                 try:
-                    if not guest.wait_for("LAB-STRESS soak running", float(self.cfg["kvm_timeout"])):
-                        part.lose(f"round {i}: the soak guest did not start")
-                        continue
-                    threads = pvsched_host.qmp_vcpu_threads(guest.qmp)
-                    deadline = time.monotonic() + 20
-                    while not self.boosted_tids(threads) and time.monotonic() < deadline:
-                        time.sleep(0.05)
-                    boosted = bool(self.boosted_tids(threads))
-                    self.snapshot()
-                    boosted_at_kill += boosted
+                    boosted = self.boosted_before_kill(part, i, guest)
                 finally:
                     guest.end(signal.SIGKILL)
                 self.guest_dmesg.append(guest.console)
+                if boosted is None:
+                    continue
+                boosted_at_kill += boosted
                 self.settle(part, f"round {i}")
                 part.rounds += 1
         finally:
@@ -558,6 +572,25 @@ class Stress:
         part.details["boosted_at_kill"] = boosted_at_kill
         if boosted_at_kill == 0:
             part.fail("no round had a boosted vCPU thread when the VMM was killed")
+
+    def boosted_before_kill(self, part: Part, i: int, guest: Guest) -> bool | None:
+        """Whether a vCPU thread of the soak guest is boosted when its VMM is
+        to be killed (waiting up to 20 s for one); None when there is no
+        kill to make: the guest did not start, or died first."""
+        if not guest.wait_for("LAB-STRESS soak running", float(self.cfg["kvm_timeout"])):
+            how = guest_gone(guest, self.cfg) if guest_ended(guest) else " (still silent)"
+            part.lose(f"round {i}: the soak guest did not start{how}")
+            return None
+        threads = pvsched_host.qmp_vcpu_threads(guest.qmp)
+        deadline = time.monotonic() + 20
+        while not self.boosted_tids(threads) and time.monotonic() < deadline and not guest_ended(guest):
+            time.sleep(0.05)
+        if guest_ended(guest):
+            part.fail(f"round {i}: the guest died before its kill{guest_gone(guest, self.cfg)}")
+            return None
+        boosted = bool(self.boosted_tids(threads))
+        self.snapshot()
+        return boosted
 
     def hostile(self, part: Part) -> None:
         """A guest asking for boosts all the time must cost the host no more than the cap allows."""

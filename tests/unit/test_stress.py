@@ -926,3 +926,119 @@ def test_a_hostile_guest_that_reports_a_stall_is_sampled_at_once(tmp_path: Path,
     start = time.monotonic()
     assert stress.measure_host("hostile-hostile-6", 1)["error"].startswith("guest did not start its load;")
     assert time.monotonic() - start >= 1.5
+
+
+class _SoakGuest:
+    """A soak guest that starts and then triple-faults at its `dies_at`-th look
+    (QEMU paused for its page walk, then quit), or never starts."""
+
+    WITNESS = (
+        "KVM saw a shutdown exit (triple fault): vCPU 1 shutdown at 0x4475e0 (?), its state cr2=0xfffffe0000000080 idt=0xfffffe0000000000"
+    )
+
+    def __init__(self, label: str, dies_at: int | None, starts: bool = True) -> None:
+        self.label, self.dies_at, self.starts, self.looks = label, dies_at, starts, 0
+        self.trace = Path("/sys/kernel/tracing/instances/lab-shutdown")
+        self.log = Path(f"/out/level2-console-{label}.log")
+        self.qmp = Path(f"/tmp/lab-{label}.sock")
+        self.console = "LAB-GUEST-READY 2.89\n"
+        self.ended: int | None = None
+        self.proc = SimpleNamespace(poll=lambda: self.ended, pid=4242)
+
+    def wait_for(self, marker: str, timeout: float) -> bool:
+        if not self.starts:
+            self.ended = 0
+        return self.starts
+
+    def was_reset(self) -> bool:
+        self.looks += 1
+        if self.dies_at is not None and self.looks >= self.dies_at:
+            self.ended = 0
+        return self.ended is not None
+
+    def reset_walk(self) -> str:
+        return "; its page walk: cr2 0xfffffe0000000080 mapped at 0x224d080" if self.ended is not None else ""
+
+    def end(self, sig: int = 15, timeout: float = 30) -> int | None:
+        self.ended = -9 if self.ended is None else self.ended
+        return self.ended
+
+
+def _soak_fakes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, guests: list[_SoakGuest]) -> Any:
+    from lab.invm import stress as invm_stress
+
+    stress = _stress_with_fakes(tmp_path, monkeypatch, _Taint())
+    stress.cfg.update({"kvm_timeout": 1, "trace_shutdowns": True, "reloads": 10, "kills": 3})
+    armed: list[str] = []
+    started: list[_SoakGuest] = []
+    stress.soak_started = started
+    monkeypatch.setattr(invm_stress, "arm_shutdown_trace", lambda runner: armed.append("armed") or guests[len(armed) - 1].trace)
+
+    def guest(runner: Any, cfg: Any, out: Path, label: str, append: str, reset_trace: Path | None = None) -> _SoakGuest:
+        made = guests[len(armed) - 1]
+        assert label == f"stress-{made.label}" and append == "lab.mode=soak" and reset_trace == made.trace
+        started.append(made)
+        return made
+
+    monkeypatch.setattr(invm_stress, "Guest", guest)
+    monkeypatch.setattr(invm_stress, "shutdown_witness", lambda trace, cfg: _SoakGuest.WITNESS if trace else "no KVM trace in level 1")
+    monkeypatch.setattr(invm_stress.pvsched_host, "qmp_vcpu_threads", lambda qmp: [100, 101])
+    monkeypatch.setattr(invm_stress.pvsched_host, "start_load", lambda runner, *args: SimpleNamespace(stop=lambda sig: None))
+    monkeypatch.setattr(invm_stress.pvsched_host, "scx_state", lambda: "enabled")
+    monkeypatch.setattr(invm_stress.pvsched_host, "await_scx_state", lambda states, timeout: "disabled")
+    monkeypatch.setattr(invm_stress.time, "sleep", lambda s: None)
+    monkeypatch.setattr(stress, "snapshot", lambda: [])
+    return stress
+
+
+def test_a_reload_guest_that_dies_says_what_kvm_saw_of_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from lab.emulator_faults import _TRIPLE_FAULT
+    from lab.invm import stress as invm_stress
+
+    guest = _SoakGuest("reload", dies_at=5)
+    stress = _soak_fakes(tmp_path, monkeypatch, [guest])
+    monkeypatch.setattr(stress, "boosted_tids", lambda threads: [])
+    part = invm_stress.Part("reload")
+    stress.reload(part)
+    assert part.rounds == 4 and len(part.failures) == 1
+    failure = part.failures[0]
+    assert failure.startswith("round 4: the guest died (its QEMU exited with status 0; KVM saw a shutdown exit")
+    # What the host reads its signs from (lab.emulator_faults): the witness, the walk and the guest's console.
+    m = _TRIPLE_FAULT.search(f"stress reload: failed: {failure}")
+    assert m and m[2] == guest.log.name and "cr2=0xfffffe0000000080" in m[1] and "mapped at 0x224d080" in m[1]
+
+
+def test_a_soak_guest_that_never_starts_is_lost_with_what_kvm_saw(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from lab.emulator_faults import _TRIPLE_FAULT
+    from lab.invm import stress as invm_stress
+
+    first, again = _SoakGuest("reload", None, starts=False), _SoakGuest("reload-again", None, starts=False)
+    stress = _soak_fakes(tmp_path, monkeypatch, [first, again])
+    part = invm_stress.Part("reload")
+    stress.reload(part)
+    assert part.rounds == 0 and len(part.lost) == 2
+    assert part.lost[0].startswith("the soak guest reload did not start after 1 console lines (its QEMU exited with status 0; KVM saw")
+    m = _TRIPLE_FAULT.search(part.lost[1])
+    assert m and m[2] == again.log.name
+
+
+def test_a_kill_guest_that_dies_before_its_kill_is_no_kill(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from lab.invm import stress as invm_stress
+
+    # Rounds 0 and 2 boosted and killed; round 1's guest dies while the policy has not boosted it yet.
+    guests = [_SoakGuest("kill-0", None), _SoakGuest("kill-1", dies_at=3), _SoakGuest("kill-2", None)]
+    stress = _soak_fakes(tmp_path, monkeypatch, guests)
+
+    def boosted_tids(threads: list[int]) -> list[int]:
+        return [] if stress.soak_started[-1] is guests[1] else [101]
+
+    monkeypatch.setattr(stress, "boosted_tids", boosted_tids)
+    dmesg: list[str] = []
+    monkeypatch.setattr(invm_stress, "guest_dmesg", lambda console: console)
+    stress.guest_dmesg = dmesg
+    part = invm_stress.Part("kill")
+    stress.kill(part)
+    assert part.rounds == 2 and part.details["boosted_at_kill"] == 2
+    assert len(part.failures) == 1
+    assert part.failures[0].startswith("round 1: the guest died before its kill (its QEMU exited with status 0; KVM saw")
+    assert len(dmesg) == 3  # the dead guest's console is kept too
