@@ -115,6 +115,46 @@ def interrupted_stack(dump: str, rsp: int, text: range = range(0)) -> int | None
 
 
 KERNEL_CS, KERNEL_SS, X86_EFLAGS_IF = 0x10, 0x18, 0x200
+USER_CS, USER_SS = 0x33, 0x2B
+
+# The direct map: a kernel without VMAP_STACK (the debug profile's) keeps its
+# task and interrupt stacks there, with no guard page to end a read.
+DIRECT_MAP = range(0xFFFF888000000000, 0xFFFFC88000000000)
+# Where struct pt_regs keeps the hardware frame (ip, cs, flags, sp, ss).
+PT_REGS_IP = 16 * 8
+# Candidate saved pointers tried on a stack with no guard page (one read each).
+MAX_SAVED_CANDIDATES = 4
+
+
+def saved_pointer_candidates(dump: str, rsp: int, text: range) -> list[int]:
+    """Words that may be the stack pointer call_on_irqstack saved on an
+    interrupt stack with no guard page above it (a kernel without VMAP_STACK,
+    run d926): each right above a word of kernel text (its return address),
+    pointing into the direct map or vmalloc space far from RSP. Only a
+    candidate with a pt_regs frame where it points is taken (saved_frame)."""
+    words = _words(dump)
+    found = []
+    for (_, ret), (_, saved) in zip(words, words[1:], strict=False):
+        far = abs(saved - rsp) > STACK_SIZE
+        if ret in text and saved % 8 == 0 and far and (saved in DIRECT_MAP or saved in STACK_SPACE) and saved not in found:
+            found.append(saved)
+    return found[:MAX_SAVED_CANDIDATES]
+
+
+def saved_frame(dump: str, at: int, text: range) -> bool:
+    """Whether the words at `at` hold a pt_regs whose hardware frame is an
+    interrupt's: RIP in kernel text with the kernel's CS and SS, or the
+    user's CS and SS."""
+    words = dict(_words(dump))
+    frame = [words.get(at + PT_REGS_IP + 8 * k) for k in range(5)]
+    if None in frame:
+        return False
+    rip, cs, flags, _, ss = (int(w) for w in frame if w is not None)
+    kernel = rip in text and cs == KERNEL_CS and ss == KERNEL_SS
+    user = cs == USER_CS and ss == USER_SS
+    return (kernel or user) and bool(flags & 0x2) and flags < 1 << 22
+
+
 SERIES = re.compile(SERIES_FUNCTION)
 
 
@@ -165,6 +205,12 @@ def read_stacks(path: Path, registers: str, text: range = range(0)) -> dict[int,
         if (below := interrupted_stack(words, rsp, text)) is not None:
             below_words = hmp(path, f"x /{STACK_WORDS}gx {_line_aligned(below):#x}")
             words += f"# the stack it interrupted, from the pointer saved on it\n{below_words}"
+        else:
+            for candidate in saved_pointer_candidates(words, rsp, text):
+                below_words = hmp(path, f"x /{STACK_WORDS}gx {_line_aligned(candidate):#x}")
+                if saved_frame(below_words, candidate, text):
+                    words += f"# the stack it interrupted, from the pointer saved on it (its pt_regs at {candidate:#x})\n{below_words}"
+                    break
         stacks[cpu] = words
     return stacks
 

@@ -7,8 +7,11 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
+
 from lab import monitor
 from lab.runner import Runner
+from lab.symbols import SymbolMap
 from lab.vm import Level1Settings, vng_command
 
 REGS = (
@@ -199,3 +202,62 @@ def test_qemu_threads_and_backtraces_of_a_real_process(tmp_path: Path) -> None:
         for proc in (child, launcher):
             proc.kill()
             proc.wait()
+
+
+# Run d926 (debug profile, no VMAP_STACK): CPU 0's timer interrupt spinning on
+# a lock its vCPU thread held, on an interrupt stack in the per-CPU area with no
+# guard page above it; the pointer call_on_irqstack saved is 0xffff88810683f5c0.
+D926_IRQ_STACK = """\
+ffff888124609f50: 0xffffed10248c5479 0xffffffff81ed8ca2
+ffff888124609f60: 0xffffffff813b942e 0xffff88812462a380
+ffff888124609f70: 0xffff88812462a3cc 0xffffffff813b942e
+ffff888124609f80: 0x0000000000000082 0xffff88812462a3e0
+ffff888124609fd0: 0xffffffff811fafd8 0xffff88810683f5d8
+ffff888124609fe0: 0x0000000000000000 0x0000000000000000
+ffff888124609ff0: 0xffffffff81ec468c 0xffff88810683f5c0
+ffff88812460a000: 0x0000300000000000 0x00000000fffffe00
+ffff88812460a010: 0x2db775a000000000 0x0000000000007fff
+"""
+
+
+def _x_dump(memory: dict[int, int], start: int, words: int = 32) -> str:
+    """An `x /Ngx` answer over `memory` (absent words read 0)."""
+    return "".join(f"{a:016x}: 0x{memory.get(a, 0):016x} 0x{memory.get(a + 8, 0):016x}\n" for a in range(start, start + 8 * words, 16))
+
+
+@pytest.mark.parametrize("flags", [0x46, 0x246])
+def test_an_interrupt_stack_without_a_guard_page_is_followed_to_the_frame_it_saved(tmp_path: Path, flags: int) -> None:
+    regs_at, rip = 0xFFFF88810683F5C0, 0xFFFFFFFF81000110
+    task = {regs_at + monitor.PT_REGS_IP + 8 * k: w for k, w in enumerate([rip, 0x10, flags, 0xFFFF88810683F6B8, 0x18])}
+    lock = {0xFFFF88812462A380: 0x1, 0xFFFF88812462A388: 0xFFFFFFFF81000100}  # the lock: no frame there
+    sock, commands = tmp_path / "mon.sock", list[str]()
+    answers = {
+        "info registers -a": [registers := "CPU#0\nRSP=ffff888124609f50 CPL=0 HLT=0\n"],
+        "cpu 0": [""],
+        "x /256gx 0xffff888124609f50": [D926_IRQ_STACK],
+        "x /256gx 0xffff88812462a380": [_x_dump(lock, 0xFFFF88812462A380)],
+        "x /256gx 0xffff88810683f5d0": [_x_dump(task, 0xFFFF88810683F5D0)],
+        "x /256gx 0xffff88810683f5c0": [_x_dump(task, regs_at)],
+    }
+    thread = _fake_hmp(sock, commands, answers, connections=5)
+    text = range(0xFFFFFFFF81000000, 0xFFFFFFFF82000000)
+    stacks = monitor.read_stacks(sock, registers, text)
+    thread.join(5)
+    # Each candidate above a return address is read until one holds an interrupt's frame: the lock and a
+    # pointer into the frame are not one.
+    assert commands == ["cpu 0", "x /256gx 0xffff888124609f50", "x /256gx 0xffff88812462a380",
+                        "x /256gx 0xffff88810683f5d0", "x /256gx 0xffff88810683f5c0"]  # fmt: skip
+    assert "# the stack it interrupted, from the pointer saved on it (its pt_regs at 0xffff88810683f5c0)" in stacks[0]
+    system_map = tmp_path / "System.map"
+    system_map.write_text("ffffffff81000000 T _stext\nffffffff81000100 T svm_vcpu_run\nffffffff82000000 T _etext\n")
+    _, notes = monitor.stack_report(0, stacks[0], SymbolMap(system_map))
+    state = "DISABLED" if flags == 0x46 else "enabled"
+    assert notes[0] == f"CPU#0 was entered at svm_vcpu_run+0x10, RFLAGS {flags:#x} (interrupts {state})"
+
+
+def test_a_stack_with_no_saved_frame_is_followed_nowhere() -> None:
+    text = range(0xFFFFFFFF81000000, 0xFFFFFFFF82000000)
+    candidates = monitor.saved_pointer_candidates(D926_IRQ_STACK, 0xFFFF888124609F50, text)
+    assert candidates == [0xFFFF88812462A380, 0xFFFF88810683F5D8, 0xFFFF88810683F5C0]
+    # Words that are no pt_regs: no frame.
+    assert not monitor.saved_frame(_x_dump({}, 0xFFFF88810683F5C0), 0xFFFF88810683F5C0, text)
