@@ -149,10 +149,18 @@ def saved_frame(dump: str, at: int, text: range) -> bool:
     frame = [words.get(at + PT_REGS_IP + 8 * k) for k in range(5)]
     if None in frame:
         return False
-    rip, cs, flags, _, ss = (int(w) for w in frame if w is not None)
-    kernel = rip in text and cs == KERNEL_CS and ss == KERNEL_SS
-    user = cs == USER_CS and ss == USER_SS
-    return (kernel or user) and bool(flags & 0x2) and flags < 1 << 22
+    rip, cs, flags, _, ss = (w or 0 for w in frame)
+    return _kernel_frame(rip, cs, flags, ss, text) or (cs == USER_CS and ss == USER_SS and _rflags(flags))
+
+
+def _rflags(value: int) -> bool:
+    """Whether a word can be RFLAGS: bit 1 always set, nothing above ID (bit 21)."""
+    return bool(value & 0x2) and value < 1 << 22
+
+
+def _kernel_frame(rip: int, cs: int, flags: int, ss: int, text: range) -> bool:
+    """Whether a hardware frame's RIP, CS, RFLAGS and SS are a kernel-mode one's."""
+    return rip in text and cs == KERNEL_CS and ss == KERNEL_SS and _rflags(flags)
 
 
 SERIES = re.compile(SERIES_FUNCTION)
@@ -166,7 +174,7 @@ def entry_frames(words: list[tuple[int, int]], text: range) -> list[tuple[int, i
     frames = []
     for i in range(len(words) - 4):
         (where, rip), (_, cs), (_, flags), _, (_, ss) = words[i : i + 5]
-        if rip in text and cs == KERNEL_CS and ss == KERNEL_SS and flags & 0x2 and flags < 1 << 22:
+        if _kernel_frame(rip, cs, flags, ss, text):
             frames.append((where, rip, flags))
     return frames
 

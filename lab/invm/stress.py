@@ -327,6 +327,11 @@ def guest_gone(guest: Guest, cfg: dict[str, Any]) -> str:
     return f" ({status}; {shutdown_witness(guest.trace, cfg)}{guest.reset_walk()}){console_ref(guest.log)}"
 
 
+def unstarted(guest: Guest, cfg: dict[str, Any]) -> str:
+    """What became of a guest that never reached its workload: gone (guest_gone) or silent."""
+    return guest_gone(guest, cfg) if guest_ended(guest) else " (still silent)"
+
+
 class Stress:
     def __init__(self, cfg: dict[str, Any]) -> None:
         self.cfg = cfg
@@ -524,7 +529,7 @@ class Stress:
                 return guest
             # Exit status 0 with an empty console: the guest reset in early boot (-no-reboot).
             lines = len(guest.console.splitlines())
-            how = guest_gone(guest, self.cfg) if guest_ended(guest) else " (still silent)"
+            how = unstarted(guest, self.cfg)
             guest.end()
             self.guest_dmesg.append(guest.console)
             part.lose(f"the soak guest {attempt} did not start after {lines} console lines{how}")
@@ -578,8 +583,7 @@ class Stress:
         to be killed (waiting up to 20 s for one); None when there is no
         kill to make: the guest did not start, or died first."""
         if not guest.wait_for("LAB-STRESS soak running", float(self.cfg["kvm_timeout"])):
-            how = guest_gone(guest, self.cfg) if guest_ended(guest) else " (still silent)"
-            part.lose(f"round {i}: the soak guest did not start{how}")
+            part.lose(f"round {i}: the soak guest did not start{unstarted(guest, self.cfg)}")
             return None
         threads = pvsched_host.qmp_vcpu_threads(guest.qmp)
         deadline = time.monotonic() + 20
