@@ -73,10 +73,9 @@ def stress_markdown(report: dict[str, Any]) -> str:
 
 
 def part_case(part: dict[str, Any]) -> Case:
-    """A part's verdict: its failures, its lost rounds, and a pass its noise could not resolve."""
+    """A part's verdict: its failures (a criterion its noise could not resolve among them) and its lost rounds."""
     lost = part.get("lost", [])
-    unresolved = [f"not resolved: {n}" for n in part["details"].get("not_resolved", [])]
-    why = "; ".join(part["failures"][:5] + ([f"{len(lost)} rounds lost: {lost[0]}"] if lost else []) + unresolved)
+    why = "; ".join(part["failures"][:5] + ([f"{len(lost)} rounds lost: {lost[0]}"] if lost else []))
     status = "passed" if stress_resume.part_passed(part) else "failed"
     return Case(f"stress_{part['name']}", "level1", status, f"{part['rounds']} rounds; {why}".rstrip("; "), part["seconds"])
 
