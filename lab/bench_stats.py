@@ -7,6 +7,7 @@ Each round measures every mode once, so comparisons resample whole rounds
 
 from __future__ import annotations
 
+import math
 import random
 import statistics
 from collections.abc import Callable, Sequence
@@ -104,6 +105,17 @@ def share_interval(vanilla: list[float], mode: list[float], reference: list[floa
         return (v - m) / (v - r) if v > r else None
 
     return bootstrap({"v": vanilla, "m": mode, "r": reference}, stat, seed)
+
+
+def rounds_to_clear(interval: Interval, bound: float, rounds: int) -> int | None:
+    """About how many rounds an interval like this one would need to clear
+    `bound`, if it narrows as 1/sqrt(rounds) and the value stays where it is;
+    None when the value sits on the bound (no number of rounds would)."""
+    distance = abs(bound - interval.value)
+    if distance == 0:
+        return None
+    half = interval.high - interval.value if bound > interval.value else interval.value - interval.low
+    return max(rounds, math.ceil(rounds * (half / distance) ** 2))
 
 
 def resolved(interval: Interval | None, null: float) -> bool:

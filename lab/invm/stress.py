@@ -21,7 +21,7 @@ from pathlib import Path
 from statistics import median
 from typing import Any
 
-from lab.bench_stats import MIN_ROUNDS, Interval, ratio_interval
+from lab.bench_stats import MIN_ROUNDS, Interval, ratio_interval, rounds_to_clear
 from lab.exit_record import record_name
 from lab.invm import boosted_teardown, marks, pvsched_host, vcpu_sampler, watchdog
 from lab.invm.bench import parse_histfile
@@ -93,17 +93,32 @@ def _within(interval: Interval | None) -> str:
     return f" [{interval.low:.2f}, {interval.high:.2f}]" if interval else ""
 
 
-def _against(interval: Interval | None, bound: float) -> str:
+# Beyond this many rounds a hint to run more is no hint (hours of level 1).
+PRACTICAL_HOSTILE_ROUNDS = 60
+
+
+def _more_rounds(interval: Interval, bound: float, rounds: int) -> str:
+    """What might resolve it: more rounds, if a practical number would."""
+    needed = rounds_to_clear(interval, bound, rounds)
+    if needed is None or needed > PRACTICAL_HOSTILE_ROUNDS:
+        return f"; at this spread no practical number of rounds would (over {PRACTICAL_HOSTILE_ROUNDS})"
+    return f"; at this spread about {needed} paired rounds might (--hostile-rounds {needed})"
+
+
+def _against(interval: Interval | None, bound: float, rounds: int) -> str:
     """Why a ratio beyond its bound is not resolved: its interval holds the bound."""
     if interval and interval.contains(bound):
-        return f"; not resolved: the interval holds {bound}"
+        return f"; not resolved: the interval holds {bound}{_more_rounds(interval, bound, rounds)}"
     return ""
 
 
 def _unresolved(what: str, value: float, interval: Interval | None, bound: float, rounds: int) -> str:
     """A ratio within its bound on the medians that the noise cannot tell
     from the bound: not a pass, since nothing showed it within."""
-    why = f"{rounds} paired rounds give no interval (at least {MIN_ROUNDS})" if interval is None else f"the interval holds {bound}"
+    if interval is None:
+        why = f"{rounds} paired rounds give no interval (at least {MIN_ROUNDS})"
+    else:
+        why = f"the interval holds {bound}{_more_rounds(interval, bound, rounds)}"
     return f"{what} {value:.2f}x{_within(interval)} of vanilla: within {bound} on the medians, not resolved: {why}"
 
 
@@ -183,10 +198,10 @@ def hostile_verdict(
     failures = []
     if progress < PROGRESS_BOUND:
         failures.append(f"host stress-ng progress {progress:.2f}x{_within(progress_iv)} of vanilla (medians, < {PROGRESS_BOUND}; "
-                        f"vanilla spread {_spread(van_ops):.0%}{_against(progress_iv, PROGRESS_BOUND)})")  # fmt: skip
+                        f"vanilla spread {_spread(van_ops):.0%}{_against(progress_iv, PROGRESS_BOUND, len(vanilla))})")  # fmt: skip
     if latency > LATENCY_BOUND:
         failures.append(f"host SCHED_OTHER cyclictest avg {latency:.2f}x{_within(latency_iv)} of vanilla (medians, > {LATENCY_BOUND}; "
-                        f"vanilla spread {_spread(van_ct):.0%}{_against(latency_iv, LATENCY_BOUND)})")  # fmt: skip
+                        f"vanilla spread {_spread(van_ct):.0%}{_against(latency_iv, LATENCY_BOUND, len(vanilla))})")  # fmt: skip
     if details["throttles"] == 0:
         failures.append("the hostile guest was never throttled")
     # A ratio within its bound passes only when its interval clears the

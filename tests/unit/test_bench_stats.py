@@ -76,3 +76,16 @@ def test_share_of_a_reference_gain() -> None:
 def test_the_interval_is_reproducible() -> None:
     data = [3.0, 5.0, 4.0, 8.0, 1.0]
     assert bs.median_interval(data) == bs.median_interval(data)
+
+
+def test_rounds_to_clear_scales_the_interval_as_one_over_the_root_of_the_rounds() -> None:
+    from lab.bench_stats import Interval, rounds_to_clear
+
+    # Run fced's latency, 1.00x [0.74, 1.20] over 7 rounds against 1.1: the
+    # upper side (0.20) must shrink to the distance (0.10), four times the rounds.
+    assert rounds_to_clear(Interval(1.0, 0.74, 1.2), 1.1, 7) == 28
+    # A bound below the value looks at the lower side: progress 0.84x [0.75, 0.97] against 0.9.
+    assert rounds_to_clear(Interval(0.84, 0.75, 0.97), 0.9, 5) == 24
+    # On the bound no number of rounds clears it; never fewer than already run.
+    assert rounds_to_clear(Interval(1.1, 1.0, 1.2), 1.1, 7) is None
+    assert rounds_to_clear(Interval(1.0, 0.99, 1.01), 1.1, 7) == 7
