@@ -134,7 +134,8 @@ def hostile_verdict(
     policy: list[dict[str, Any]] | None = None,
     unboosted: list[dict[str, Any]] | None = None,
 ) -> tuple[dict[str, Any], list[str]]:
-    """Medians over the rounds: host progress >= 0.9x, host latency <= 1.1x vanilla.
+    """Medians over the rounds: host progress >= 0.9x, host latency <= 1.1x
+    vanilla, each shown by its interval clearing the bound (not resolved: failed).
 
     Host latency is a SCHED_OTHER task's, as the host's ordinary tasks
     run: what the cap promises them. A host task at SCHED_FIFO below the
