@@ -97,28 +97,28 @@ def _within(interval: Interval | None) -> str:
 PRACTICAL_HOSTILE_ROUNDS = 60
 
 
-def _more_rounds(interval: Interval, bound: float, rounds: int) -> str:
-    """What might resolve it: more rounds, if a practical number would."""
+def _holds(interval: Interval, bound: float, rounds: int) -> str:
+    """That the interval holds the bound, and what might resolve it: more
+    rounds, if a practical number would."""
     needed = rounds_to_clear(interval, bound, rounds)
     if needed is None or needed > PRACTICAL_HOSTILE_ROUNDS:
-        return f"; at this spread no practical number of rounds would (over {PRACTICAL_HOSTILE_ROUNDS})"
-    return f"; at this spread about {needed} paired rounds might (--hostile-rounds {needed})"
+        hint = f"no practical number of rounds would (over {PRACTICAL_HOSTILE_ROUNDS})"
+    else:
+        hint = f"about {needed} paired rounds might (--hostile-rounds {needed})"
+    return f"the interval holds {bound}; at this spread {hint}"
 
 
 def _against(interval: Interval | None, bound: float, rounds: int) -> str:
     """Why a ratio beyond its bound is not resolved: its interval holds the bound."""
     if interval and interval.contains(bound):
-        return f"; not resolved: the interval holds {bound}{_more_rounds(interval, bound, rounds)}"
+        return f"; not resolved: {_holds(interval, bound, rounds)}"
     return ""
 
 
 def _unresolved(what: str, value: float, interval: Interval | None, bound: float, rounds: int) -> str:
     """A ratio within its bound on the medians that the noise cannot tell
     from the bound: not a pass, since nothing showed it within."""
-    if interval is None:
-        why = f"{rounds} paired rounds give no interval (at least {MIN_ROUNDS})"
-    else:
-        why = f"the interval holds {bound}{_more_rounds(interval, bound, rounds)}"
+    why = f"{rounds} paired rounds give no interval (at least {MIN_ROUNDS})" if interval is None else _holds(interval, bound, rounds)
     return f"{what} {value:.2f}x{_within(interval)} of vanilla: within {bound} on the medians, not resolved: {why}"
 
 
