@@ -194,6 +194,12 @@ pvsched_tests() {
 	phase admin-fifo 1
 	rtspin 50 1 600 1500 4000 > /dev/null
 	phase admin-done 0.3
+	# The admin flips vCPU 1's thread between SCHED_FIFO 60 and SCHED_OTHER
+	# every millisecond while this RT task wakes and sleeps: KVM boosts and
+	# restores it in between, reading its scheduling as it changes.
+	phase admin-flip 0.3
+	rtspin 50 1 1500 1500 500 > /dev/null
+	phase admin-flip-done 0.3
 	# Turned hostile while registered: KVM's counters (the vCPU's, kept
 	# across registrations) are read on both sides of each phase.
 	# Every vCPU busy, so the VM's budget (the same as one vCPU's by

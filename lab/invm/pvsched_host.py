@@ -25,6 +25,7 @@ from pathlib import Path
 
 from lab.invm import qmp
 from lab.invm.cpu_hog import RtHog
+from lab.invm.rt_flip import Flip, RtFlip
 from lab.invm.vcpu_sampler import SAMPLER_PRIORITY as OBSERVER_PRIORITY
 from lab.invm.vcpu_sampler import thread_policy
 from lab.ktap import Case
@@ -55,6 +56,14 @@ UNBOUND_VM_VCPUS = 64
 Rows = dict[str, dict[str, str]]  # KVM's debugfs rows by thread id
 # What the admin phases set on vCPU 1's thread: a nice value, and an RT priority above any boost.
 ADMIN_NICE, ADMIN_RT_PRIORITY = 5, 60
+# The admin-flip phase: an admin flips vCPU 1's thread between SCHED_FIFO 60
+# and SCHED_OTHER every millisecond or so while the guest's RT task asks for
+# boosts, so that KVM reads the thread's scheduling while it changes (a torn
+# policy/priority pair is one the scheduler refuses to restore). The flipper
+# runs above the admin's priority.
+ADMIN_FLIP_HOLD_S, ADMIN_FLIP_GAP_S, ADMIN_FLIPPER_PRIORITY = 0.001, 0.001, 70
+# It must have flipped the thread this often for the phase to have tested anything.
+ADMIN_FLIP_MIN_FLIPS = 100
 # The phases whose verdicts judge the cap (the guest's phase line -> its
 # end), and those among them that set their own: rt-shared all of it;
 # rt-long and dodge lift the VM's budget only, which by default equals one
@@ -375,6 +384,8 @@ class PvschedObserver:
     # it the detach restored nothing and its check tested nothing.
     boosted_at_detach: bool | None = None
     _detacher: threading.Thread | None = None
+    _admin_flipper: RtFlip | None = None
+    admin_flips: int | None = None  # how often the admin-flip phase made vCPU 1 SCHED_FIFO
 
     def on_line(self, line: str) -> None:
         if GUEST_READY in line and self.boot_cap is None:
@@ -423,6 +434,10 @@ class PvschedObserver:
             self._admin_fifo()
         elif name == "admin-done":
             self._admin_done()
+        elif name == "admin-flip":
+            self._start_admin_flips()
+        elif name == "admin-flip-done":
+            self._stop_admin_flips()
         elif name == "rt-shared-spin":
             self._share_vcpu1_cpu()
         elif name == "malformed":
@@ -511,6 +526,17 @@ class PvschedObserver:
         os.sched_setscheduler(tid, os.SCHED_OTHER, os.sched_param(0))
         os.setpriority(os.PRIO_PROCESS, tid, 0)
 
+    def _start_admin_flips(self) -> None:
+        flip = Flip(self.threads[1], ADMIN_RT_PRIORITY, ADMIN_FLIP_HOLD_S, ADMIN_FLIP_GAP_S, ADMIN_FLIPPER_PRIORITY)
+        self._admin_flipper = RtFlip(self._sample_file.with_name("lab-admin-flips.txt"), flip)
+        self._admin_flipper.start()
+
+    def _stop_admin_flips(self) -> None:
+        """End the flips (the thread is left SCHED_OTHER) and keep their count."""
+        if self._admin_flipper is not None:
+            self.admin_flips = self._admin_flipper.stop()
+            self._admin_flipper = None
+
     def _release_vcpu0(self) -> None:
         tid = self.threads.get(0)
         if tid is not None and self._saved_affinity:
@@ -567,6 +593,7 @@ class PvschedObserver:
 
     def finish(self) -> None:
         self._end_sharing()  # a guest that died in the shared-CPU phase
+        self._stop_admin_flips()  # ... or in the admin-flip phase
         if self._detacher is not None:
             self._detacher.join()
         self._restore_cap()  # a guest that died before detach-done

@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from lab.invm.pvsched_host import (
+    ADMIN_FLIP_MIN_FLIPS,
     ADMIN_NICE,
     ADMIN_RT_PRIORITY,
     BOOST_PRIORITY,
@@ -98,6 +99,28 @@ class PvschedVerdicts:
                          f"boosts KVM kept from it: {kept}; at the end {end}")  # fmt: skip
         return [nice_case, fifo_case]
 
+    def _admin_flip_case(self) -> Case:
+        """An admin flipping vCPU 1's thread between SCHED_FIFO 60 and SCHED_OTHER
+        while KVM boosts and restores it: every change KVM asked of the scheduler
+        over the phase was applied (a restore built from a policy/priority pair
+        read while the admin changed it is refused), and the race was run from
+        both sides: KVM boosted the thread and kept the admin's FIFO 60."""
+        name = "pvsched_boosts_race_admin_changes"
+        before, after, _, start, end = self._around("admin-flip", "admin-flip-done")
+        tid = str(self.obs.threads.get(1, -1))
+        keys = ("boosts", "kept_rt", "setattr_failures")
+        if tid not in before or tid not in after or any(k not in r for k in keys for r in (before[tid], after[tid])):
+            return Case(name, "level1", "failed", f"no KVM row of vCPU 1 (tid {tid}) with {keys} around the admin-flip phase")
+        grew = {k: int(after[tid][k]) - int(before[tid][k]) for k in keys}
+        flips = self.obs.admin_flips
+        raced = flips is not None and flips >= ADMIN_FLIP_MIN_FLIPS and grew["boosts"] > 0 and grew["kept_rt"] > 0
+        ok = raced and grew["setattr_failures"] == 0
+        refusal = f"; the last refusal: {after[tid].get('last_refusal')}" if grew["setattr_failures"] else ""
+        return Case(name, "level1", "passed" if ok else "failed",
+                    f"{flips} flips to FIFO {ADMIN_RT_PRIORITY} (at least {ADMIN_FLIP_MIN_FLIPS}) in "
+                    f"{(end or 0) - (start or 0):.2f} s; KVM: {grew['boosts']} boosts, {grew['kept_rt']} kept the admin's FIFO, "
+                    f"{grew['setattr_failures']} refused by the scheduler{refusal}")  # fmt: skip
+
     def cases(self) -> list[Case]:
         per_phase: dict[str, int] = {}
         for smp in self.obs.samples:
@@ -169,6 +192,7 @@ class PvschedVerdicts:
         cases.extend(self._long_boost_cases())
         cases.append(self._unsliced_boost_case())
         cases.extend(self._admin_cases())
+        cases.append(self._admin_flip_case())
         cases.append(self._setattr_case())
         cases.append(self._host_writes_case())
         cases.append(self._stale_throttle_case())
@@ -465,7 +489,11 @@ class PvschedVerdicts:
         failures = {r["tid"]: int(r["setattr_failures"]) for r in rows}
         boosts = sum(int(r["boosts"]) for r in rows)
         ok = boosts > 0 and not any(failures.values())
-        return Case(name, "level1", "passed" if ok else "failed", f"{boosts} boosts; refused by the scheduler per thread: {failures}")
+        # KVM keeps the last refusal as change:policy/priority:errno ("restore:0/60:-22").
+        last = {r["tid"]: r.get("last_refusal", "unknown") for r in rows if int(r["setattr_failures"])}
+        return Case(name, "level1", "passed" if ok else "failed",
+                    f"{boosts} boosts; refused by the scheduler per thread: {failures}"
+                    + (f"; the last refusal per thread: {last}" if last else ""))  # fmt: skip
 
     def _host_writes_case(self) -> Case:
         """KVM writes the host half when it changed, not at every entry, exit

@@ -9,6 +9,9 @@ cell does the same with sched_setscheduler() on the unpatched kernel, to
 learn whether the `null-percpu` oops (then seen only with a policy attached)
 needs our code or only vCPU threads changing class under the emulator.
 
+The functional suite's admin-flip phase flips one vCPU thread the same way,
+as an admin racing the boosts KVM applies to it (lab.invm.pvsched_host).
+
 Stdlib only, like the rest of lab.invm.
 """
 
@@ -19,6 +22,7 @@ import os
 import re
 import signal
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from lab.invm.child import fork_run, terminate
@@ -62,17 +66,18 @@ def _set(tids: list[int], policy: int, priority: int) -> int:
     return done
 
 
-def _flip(count_path: Path, hold_s: float, gap_s: float, proc: Path) -> None:
+def _flip(count_path: Path, flip: Flip, proc: Path) -> None:
     signal.signal(signal.SIGTERM, _on_term)
     flips = 0
-    tids: list[int] = []
+    tids: list[int] = [flip.tid] if flip.tid is not None else []
+    hold_s, gap_s = flip.hold_s, flip.gap_s
     try:
-        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(FLIPPER_PRIORITY))
-        next_scan = 0.0
+        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(flip.flipper_priority))
+        next_scan = 0.0 if flip.tid is None else float("inf")
         while True:
             if time.monotonic() >= next_scan:
                 tids, next_scan = vcpu_threads(proc), time.monotonic() + RESCAN_S
-            flips += _set(tids, os.SCHED_FIFO, VCPU_PRIORITY)
+            flips += _set(tids, os.SCHED_FIFO, flip.priority)
             time.sleep(hold_s)
             _set(tids, os.SCHED_OTHER, 0)
             time.sleep(gap_s)
@@ -85,16 +90,29 @@ def _flip(count_path: Path, hold_s: float, gap_s: float, proc: Path) -> None:
         os._exit(0)
 
 
-class RtFlip:
-    """start() forks the flipper; stop() ends it and returns how many boosts it made."""
+@dataclass(frozen=True)
+class Flip:
+    """What to flip: `tid` (None: every vCPU thread, rescanned), to SCHED_FIFO
+    `priority` for `hold_s`, then SCHED_OTHER for `gap_s`; the flipper runs at
+    SCHED_FIFO `flipper_priority`, above the threads it flips."""
 
-    def __init__(self, count_path: Path, hold_s: float = HOLD_S, gap_s: float = GAP_S, proc: Path = Path("/proc")) -> None:
-        self.count_path, self.proc = count_path, proc
-        self.hold_s, self.gap_s = hold_s, gap_s
+    tid: int | None = None
+    priority: int = VCPU_PRIORITY
+    hold_s: float = HOLD_S
+    gap_s: float = GAP_S
+    flipper_priority: int = FLIPPER_PRIORITY
+
+
+class RtFlip:
+    """start() forks the flipper; stop() ends it (leaving the threads SCHED_OTHER)
+    and returns how many times it made them SCHED_FIFO."""
+
+    def __init__(self, count_path: Path, flip: Flip = Flip(), proc: Path = Path("/proc")) -> None:
+        self.count_path, self.flip, self.proc = count_path, flip, proc
         self.pid = 0
 
     def start(self) -> None:
-        self.pid = fork_run(lambda: _flip(self.count_path, self.hold_s, self.gap_s, self.proc))
+        self.pid = fork_run(lambda: _flip(self.count_path, self.flip, self.proc))
 
     def stop(self) -> int:
         if self.pid:

@@ -58,6 +58,8 @@ def _good_observer(tmp_path: Path) -> ph.PvschedObserver:
                             "cs-nmi": 2.0, "cs-nmi-done": 2.2, "cs-preempt": 2.22, "cs-preempt-done": 2.35})  # fmt: skip
     # nice 5 came back after a boost; FIFO 60 held through the guest's RT task.
     obs.admin = {"nice_set": 5, "nice_after_boost": 5, "policy_after_boost": 0, "fifo_after_boost": (1, 60), "fifo_set_at": 9.1}
+    obs.phase_times.update({"admin-flip": 9.92, "admin-flip-done": 9.98})
+    obs.admin_flips = 400
     # Still boosted at 10 before the admin's change (the last RT task's boost), FIFO 60 after.
     obs.samples += [ph.Sample(9.05, "admin-fifo", {11: 0, 12: 1}, {11: 0, 12: 10})]
     obs.samples += [ph.Sample(t, "admin-fifo", {11: 0, 12: 1}, {11: 0, 12: 60}) for t in (9.2, 9.4, 9.6)]
@@ -93,6 +95,10 @@ def _good_observer(tmp_path: Path) -> ph.PvschedObserver:
                      "admin-nice": [{"tid": "12", "boosts": "30", "kept_rt": "0"}],
                      "admin-fifo": [{"tid": "12", "boosts": "31", "kept_rt": "0"}],
                      "admin-done": [{"tid": "12", "boosts": "31", "kept_rt": "2"}],
+                     # The admin flipped vCPU 1 while its RT task asked for boosts: boosted, kept, nothing refused.
+                     "admin-flip": [{"tid": "12", "boosts": "31", "kept_rt": "2", "setattr_failures": "0"}],
+                     "admin-flip-done": [{"tid": "12", "boosts": "52", "kept_rt": "9", "setattr_failures": "0",
+                                          "last_refusal": "none:0/0:0"}],
                      "malformed": [{"tid": "11", "malformed": "0", "cpu": "0"}],
                      "malformed-done": [{"tid": "11", "malformed": "3", "cpu": "1"}],
                      # 1.6 s (2 periods touched) of one RT task on vCPU 1: 2 throttles, boosted again after each, 0.08 s CPU.
@@ -295,6 +301,14 @@ def test_healthy_run_passes_every_check(tmp_path: Path) -> None:
         (lambda o: o.admin.__setitem__("fifo_after_boost", (0, 0)), "pvsched_boost_never_lowers_rt_thread"),
         (lambda o: o.snapshots.__setitem__("admin-done", [{"tid": "12", "boosts": "31", "kept_rt": "0"}]),
          "pvsched_boost_never_lowers_rt_thread"),  # the guest's RT task never asked KVM: not exercised
+        # A restore refused while the admin flipped the thread (mutant sched-read-torn), or the race not run from a side.
+        (lambda o: o.snapshots["admin-flip-done"][0].__setitem__("setattr_failures", "1"), "pvsched_boosts_race_admin_changes"),
+        (lambda o: o.snapshots["admin-flip-done"][0].__setitem__("boosts", "31"), "pvsched_boosts_race_admin_changes"),
+        (lambda o: o.snapshots["admin-flip-done"][0].__setitem__("kept_rt", "2"), "pvsched_boosts_race_admin_changes"),
+        (lambda o: setattr(o, "admin_flips", 99), "pvsched_boosts_race_admin_changes"),
+        (lambda o: setattr(o, "admin_flips", None), "pvsched_boosts_race_admin_changes"),  # the flipper never stopped
+        (lambda o: o.snapshots.pop("admin-flip"), "pvsched_boosts_race_admin_changes"),
+        (lambda o: o.snapshots["admin-flip-done"][0].pop("setattr_failures"), "pvsched_boosts_race_admin_changes"),
         # The scheduler refused a boost (mutant flaky-boost-dropped), or a kernel that does not count refusals.
         (lambda o: o.snapshots.__setitem__("detach", [{"tid": "11", "boosts": "40", "setattr_failures": "3"}]),
          "pvsched_scheduler_applied_every_boost"),
@@ -353,6 +367,17 @@ def test_each_broken_observation_fails_its_check(tmp_path: Path, breakage, faili
     breakage(obs)
     verdicts = _verdicts(obs)
     assert verdicts[failing] == "failed"
+
+
+def test_a_refused_change_is_named_in_the_verdict(tmp_path: Path) -> None:
+    """KVM's last refusal (change:policy/priority:errno) says which change failed and why."""
+    obs = _good_observer(tmp_path)
+    obs.snapshots["detach"][0].update({"setattr_failures": "1", "last_refusal": "restore:0/60:-22"})
+    obs.snapshots["admin-flip-done"][0].update({"setattr_failures": "1", "last_refusal": "restore:0/60:-22"})
+    cases = {c.name: c for c in judge(obs)}
+    for name in ("pvsched_scheduler_applied_every_boost", "pvsched_boosts_race_admin_changes"):
+        assert cases[name].status == "failed"
+        assert "restore:0/60:-22" in cases[name].message
 
 
 def test_hint_priorities_count_from_the_uncapped_hints_phase(tmp_path: Path) -> None:
