@@ -40,6 +40,14 @@ from lab.invm.pvsched_host import (
 )
 from lab.ktap import Case
 
+# The phase snapshots taken while the admin's own SCHED_FIFO is on vCPU 1's
+# thread (set at admin-fifo, reset at admin-done; the flipper runs until
+# admin-flip-done): RT there is the admin's, not a boost's.
+ADMIN_RT_SNAPSHOTS = ("admin-done", "admin-flip-done")
+RT_POLICIES = ("1", "2")  # SCHED_FIFO, SCHED_RR
+# Fewer phase snapshots than this judge too little of the run.
+RT_ONLY_MIN_SNAPSHOTS = 10
+
 # vCPU 1's registrations in the guest's hotplug phase (lab/invm/guest_init.sh):
 # online after offline, none at the online after the abandoned area's INIT, the last online.
 HOTPLUG_REGISTRATIONS = 2
@@ -98,6 +106,28 @@ class PvschedVerdicts:
                          f"{len(fifo)} samples at FIFO {ADMIN_RT_PRIORITY} set by the admin, other: {lowered[:5]}; "
                          f"boosts KVM kept from it: {kept}; at the end {end}")  # fmt: skip
         return [nice_case, fifo_case]
+
+    def _rt_only_while_boosted_case(self) -> Case:
+        """At every phase snapshot no vCPU thread is SCHED_FIFO or SCHED_RR while
+        KVM does not have it boosted (the admin's own RT aside): an RT thread
+        KVM thinks unboosted is outside the cap for good. Judged when it holds
+        in two snapshots in a row (debugfs reads state and policy apart, so a
+        boost in flight may show once)."""
+        name = "pvsched_vcpu_rt_only_while_boosted"
+        keys = ("tid", "state", "policy", "rt_priority")
+        order = sorted((t, p) for p, t in self.obs.phase_times.items() if p in self.obs.snapshots and p not in ADMIN_RT_SNAPSHOTS)
+        judged = [(p, rows) for _, p in order if (rows := self.obs.snapshots[p]) and all(k in r for r in rows for k in keys)]
+        stuck: list[str] = []
+        before: dict[str, str] = {}
+        for phase, rows in judged:
+            now = {r["tid"]: f"{r['state']}, policy {r['policy']}/{r['rt_priority']}" for r in rows
+                   if r["state"] != "boosted" and r["policy"] in RT_POLICIES}  # fmt: skip
+            stuck += [f"tid {t} at {phase} ({how}; also the snapshot before)" for t, how in now.items() if t in before]
+            before = now
+        ok = len(judged) >= RT_ONLY_MIN_SNAPSHOTS and not stuck
+        return Case(name, "level1", "passed" if ok else "failed",
+                    f"{len(judged)} phase snapshots of KVM's vCPUs judged (at least {RT_ONLY_MIN_SNAPSHOTS}); "
+                    f"RT while not boosted: {stuck[:3] or 'none'}")  # fmt: skip
 
     def _admin_flip_case(self) -> Case:
         """An admin flipping vCPU 1's thread between SCHED_FIFO 60 and SCHED_OTHER
@@ -193,6 +223,7 @@ class PvschedVerdicts:
         cases.append(self._unsliced_boost_case())
         cases.extend(self._admin_cases())
         cases.append(self._admin_flip_case())
+        cases.append(self._rt_only_while_boosted_case())
         cases.append(self._setattr_case())
         cases.append(self._host_writes_case())
         cases.append(self._stale_throttle_case())

@@ -120,6 +120,14 @@ def _good_observer(tmp_path: Path) -> ph.PvschedObserver:
     obs.snapshots["dodge"] = [_dodging(11, 5, 15, 400_000_000), _dodging(12, 4, 18, 430_000_000)]
     obs.snapshots["dodge-done"] = [_dodging(11, 25, 35, 480_000_000), _dodging(12, 24, 38, 510_000_000)]
     obs.samples += [ph.Sample(12.2 + i / 10, "dodge", {11: int(i < 2), 12: int(i == 3)}) for i in range(10)]
+    # KVM's state and the thread's policy in every row: unboosted and SCHED_OTHER ...
+    for rows in obs.snapshots.values():
+        for row in rows:
+            row.update({"state": "none", "policy": "0", "rt_priority": "0"})
+    # ... but where KVM has the thread boosted, and where the admin made it SCHED_FIFO 60.
+    obs.snapshots["rt-shared-done"][0].update({"state": "boosted", "policy": "1", "rt_priority": "10"})
+    obs.snapshots["admin-done"][0].update({"policy": "1", "rt_priority": "60"})
+    obs.snapshots["admin-flip-done"][0].update({"policy": "1", "rt_priority": "60"})
     return obs
 
 
@@ -309,6 +317,14 @@ def test_healthy_run_passes_every_check(tmp_path: Path) -> None:
         (lambda o: setattr(o, "admin_flips", None), "pvsched_boosts_race_admin_changes"),  # the flipper never stopped
         (lambda o: o.snapshots.pop("admin-flip"), "pvsched_boosts_race_admin_changes"),
         (lambda o: o.snapshots["admin-flip-done"][0].pop("setattr_failures"), "pvsched_boosts_race_admin_changes"),
+        # vCPU 1's thread left SCHED_FIFO with KVM's state unboosted in two snapshots in a row (mutant
+        # unboost-never-restores; CI run 20261206T113929Z-964f from some phase before dodge to the end).
+        (lambda o: [o.snapshots[p][0].update({"policy": "1", "rt_priority": "10"}) for p in ("dodge", "dodge-done")],
+         "pvsched_vcpu_rt_only_while_boosted"),
+        (lambda o: [o.snapshots[p][0].update({"state": "throttled", "policy": "2", "rt_priority": "1"})
+                    for p in ("hostile", "hostile-done")], "pvsched_vcpu_rt_only_while_boosted"),
+        (lambda o: [o.snapshots.pop(p) for p in list(o.snapshots)[:-5]], "pvsched_vcpu_rt_only_while_boosted"),  # too few
+        (lambda o: [r.pop("state") for rows in o.snapshots.values() for r in rows], "pvsched_vcpu_rt_only_while_boosted"),
         # The scheduler refused a boost (mutant flaky-boost-dropped), or a kernel that does not count refusals.
         (lambda o: o.snapshots.__setitem__("detach", [{"tid": "11", "boosts": "40", "setattr_failures": "3"}]),
          "pvsched_scheduler_applied_every_boost"),
@@ -367,6 +383,16 @@ def test_each_broken_observation_fails_its_check(tmp_path: Path, breakage, faili
     breakage(obs)
     verdicts = _verdicts(obs)
     assert verdicts[failing] == "failed"
+
+
+def test_rt_unboosted_in_one_snapshot_only_is_a_boost_in_flight(tmp_path: Path) -> None:
+    """debugfs reads state and policy apart: once is a boost caught between them; the admin's own FIFO is theirs."""
+    obs = _good_observer(tmp_path)
+    obs.snapshots["hostile"][0].update({"policy": "1", "rt_priority": "10"})
+    assert obs.snapshots["admin-done"][0]["policy"] == "1"  # the admin's FIFO 60, in the good run already
+    assert _verdicts(obs)["pvsched_vcpu_rt_only_while_boosted"] == "passed"
+    obs.snapshots["hostile-done"][0].update({"policy": "1", "rt_priority": "10"})  # and at the next snapshot: stuck
+    assert _verdicts(obs)["pvsched_vcpu_rt_only_while_boosted"] == "failed"
 
 
 def test_a_refused_change_is_named_in_the_verdict(tmp_path: Path) -> None:
