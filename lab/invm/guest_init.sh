@@ -195,8 +195,8 @@ pvsched_tests() {
 	rtspin 50 1 600 1500 4000 > /dev/null
 	phase admin-done 0.3
 	# The admin flips vCPU 1's thread between SCHED_FIFO 60 and SCHED_OTHER
-	# every millisecond while this RT task wakes and sleeps, uncapped: KVM
-	# boosts and restores it in between, reading its scheduling as it changes.
+	# every millisecond while this RT task wakes and sleeps: KVM boosts and
+	# restores it in between, reading its scheduling as it changes.
 	phase admin-flip 0.3
 	rtspin 50 1 1500 1500 500 > /dev/null
 	phase admin-flip-done 0.3

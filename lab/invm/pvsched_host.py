@@ -527,10 +527,6 @@ class PvschedObserver:
         os.setpriority(os.PRIO_PROCESS, tid, 0)
 
     def _start_admin_flips(self) -> None:
-        # Uncapped: at the shipped cap the phase had 19 boosts in 1.9 s (run
-        # 20261206T115817Z-f6e6); without it one per slice the admin leaves.
-        self._saved_cap = Cap.read()
-        Cap(*_UNCAPPED).apply()
         flip = Flip(self.threads[1], ADMIN_RT_PRIORITY, ADMIN_FLIP_HOLD_S, ADMIN_FLIP_GAP_S, ADMIN_FLIPPER_PRIORITY)
         self._admin_flipper = RtFlip(self._sample_file.with_name("lab-admin-flips.txt"), flip)
         self._admin_flipper.start()
@@ -540,7 +536,6 @@ class PvschedObserver:
         if self._admin_flipper is not None:
             self.admin_flips = self._admin_flipper.stop()
             self._admin_flipper = None
-        self._restore_cap()
 
     def _release_vcpu0(self) -> None:
         tid = self.threads.get(0)
