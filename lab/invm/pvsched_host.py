@@ -62,8 +62,10 @@ ADMIN_NICE, ADMIN_RT_PRIORITY = 5, 60
 # policy/priority pair is one the scheduler refuses to restore). The flipper
 # runs above the admin's priority.
 ADMIN_FLIP_HOLD_S, ADMIN_FLIP_GAP_S, ADMIN_FLIPPER_PRIORITY = 0.001, 0.001, 70
-# It must have flipped the thread this often for the phase to have tested anything.
-ADMIN_FLIP_MIN_FLIPS = 100
+# It must have flipped the thread this often, and KVM must have decided on
+# it (boosted or kept the admin's FIFO) this often, for the phase to have
+# tested anything: the guest's 40 RT tasks ask for a boost each.
+ADMIN_FLIP_MIN_FLIPS, ADMIN_FLIP_MIN_DECISIONS = 100, 20
 # The phases whose verdicts judge the cap (the guest's phase line -> its
 # end), and those among them that set their own: rt-shared all of it;
 # rt-long and dodge lift the VM's budget only, which by default equals one

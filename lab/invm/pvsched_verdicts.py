@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from lab.invm.pvsched_host import (
+    ADMIN_FLIP_MIN_DECISIONS,
     ADMIN_FLIP_MIN_FLIPS,
     ADMIN_NICE,
     ADMIN_RT_PRIORITY,
@@ -143,12 +144,15 @@ class PvschedVerdicts:
             return Case(name, "level1", "failed", f"no KVM row of vCPU 1 (tid {tid}) with {keys} around the admin-flip phase")
         grew = {k: int(after[tid][k]) - int(before[tid][k]) for k in keys}
         flips = self.obs.admin_flips
-        raced = flips is not None and flips >= ADMIN_FLIP_MIN_FLIPS and grew["boosts"] > 0 and grew["kept_rt"] > 0
+        decided = grew["boosts"] + grew["kept_rt"]
+        raced = (flips is not None and flips >= ADMIN_FLIP_MIN_FLIPS and grew["boosts"] > 0 and grew["kept_rt"] > 0
+                 and decided >= ADMIN_FLIP_MIN_DECISIONS)  # fmt: skip
         ok = raced and grew["setattr_failures"] == 0
         refusal = f"; the last refusal: {after[tid].get('last_refusal')}" if grew["setattr_failures"] else ""
         return Case(name, "level1", "passed" if ok else "failed",
                     f"{flips} flips to FIFO {ADMIN_RT_PRIORITY} (at least {ADMIN_FLIP_MIN_FLIPS}) in "
-                    f"{(end or 0) - (start or 0):.2f} s; KVM: {grew['boosts']} boosts, {grew['kept_rt']} kept the admin's FIFO, "
+                    f"{(end or 0) - (start or 0):.2f} s; KVM: {grew['boosts']} boosts, {grew['kept_rt']} kept the admin's FIFO "
+                    f"(at least {ADMIN_FLIP_MIN_DECISIONS} together, some of each), "
                     f"{grew['setattr_failures']} refused by the scheduler{refusal}")  # fmt: skip
 
     def cases(self) -> list[Case]:

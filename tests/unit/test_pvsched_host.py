@@ -313,6 +313,8 @@ def test_healthy_run_passes_every_check(tmp_path: Path) -> None:
         (lambda o: o.snapshots["admin-flip-done"][0].__setitem__("setattr_failures", "1"), "pvsched_boosts_race_admin_changes"),
         (lambda o: o.snapshots["admin-flip-done"][0].__setitem__("boosts", "31"), "pvsched_boosts_race_admin_changes"),
         (lambda o: o.snapshots["admin-flip-done"][0].__setitem__("kept_rt", "2"), "pvsched_boosts_race_admin_changes"),
+        # The race barely run (run 6827: 2 boosts, 5 kept over the phase).
+        (lambda o: o.snapshots["admin-flip-done"][0].update({"boosts": "33", "kept_rt": "7"}), "pvsched_boosts_race_admin_changes"),
         (lambda o: setattr(o, "admin_flips", 99), "pvsched_boosts_race_admin_changes"),
         (lambda o: setattr(o, "admin_flips", None), "pvsched_boosts_race_admin_changes"),  # the flipper never stopped
         (lambda o: o.snapshots.pop("admin-flip"), "pvsched_boosts_race_admin_changes"),
