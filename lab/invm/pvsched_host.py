@@ -57,7 +57,7 @@ Rows = dict[str, dict[str, str]]  # KVM's debugfs rows by thread id
 # What the admin phases set on vCPU 1's thread: a nice value, and an RT priority above any boost.
 ADMIN_NICE, ADMIN_RT_PRIORITY = 5, 60
 # The admin-flip phase: an admin flips vCPU 1's thread between SCHED_FIFO 60
-# and SCHED_OTHER every millisecond or so while the guest's RT task asks for
+# and SCHED_OTHER every millisecond or so while the guest's RT tasks ask for
 # boosts, so that KVM reads the thread's scheduling while it changes (a torn
 # policy/priority pair is one the scheduler refuses to restore). The flipper
 # runs above the admin's priority.
