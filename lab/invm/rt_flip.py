@@ -70,7 +70,6 @@ def _flip(count_path: Path, flip: Flip, proc: Path) -> None:
     signal.signal(signal.SIGTERM, _on_term)
     flips = 0
     tids: list[int] = [flip.tid] if flip.tid is not None else []
-    hold_s, gap_s = flip.hold_s, flip.gap_s
     try:
         os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(flip.flipper_priority))
         next_scan = 0.0 if flip.tid is None else float("inf")
@@ -78,9 +77,9 @@ def _flip(count_path: Path, flip: Flip, proc: Path) -> None:
             if time.monotonic() >= next_scan:
                 tids, next_scan = vcpu_threads(proc), time.monotonic() + RESCAN_S
             flips += _set(tids, os.SCHED_FIFO, flip.priority)
-            time.sleep(hold_s)
+            time.sleep(flip.hold_s)
             _set(tids, os.SCHED_OTHER, 0)
-            time.sleep(gap_s)
+            time.sleep(flip.gap_s)
     except (_Stop, OSError):
         pass
     finally:

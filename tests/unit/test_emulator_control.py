@@ -216,55 +216,6 @@ def test_rt_flip_finds_only_qemu_kvm_vcpu_threads(tmp_path: Path) -> None:
     assert vcpu_threads(tmp_path) == [11, 12, 22]
 
 
-def test_rt_flip_boosts_a_vcpu_thread_and_leaves_it_as_it_was(tmp_path: Path) -> None:
-    """A thread of this process named as QEMU names its vCPUs is made FIFO
-    now and then, and is SCHED_OTHER again once the flipper stops. Only
-    this process is visible to the flipper (its own /proc view), so no real
-    VM on the machine is touched."""
-    import os
-    import threading
-    import time
-
-    import pytest
-
-    from lab.invm import rt_flip
-
-    if os.geteuid() != 0:
-        pytest.skip("changing a thread to SCHED_FIFO needs CAP_SYS_NICE")
-    stop = threading.Event()
-    ready = threading.Event()
-    tid = 0
-
-    def vcpu() -> None:
-        nonlocal tid
-        tid = threading.get_native_id()
-        Path(f"/proc/self/task/{tid}/comm").write_text("CPU 0/KVM")
-        ready.set()
-        while not stop.is_set():
-            time.sleep(0.001)
-
-    worker = threading.Thread(target=vcpu)
-    worker.start()
-    ready.wait(5)
-    view = tmp_path / "proc"
-    view.mkdir()
-    (view / str(os.getpid())).symlink_to(f"/proc/{os.getpid()}")
-    assert rt_flip.vcpu_threads(view) == [tid]
-    flipper = rt_flip.RtFlip(tmp_path / "flips.txt", proc=view)
-    flipper.start()
-    seen_fifo = False
-    deadline = time.monotonic() + 10
-    while not seen_fifo and time.monotonic() < deadline:
-        seen_fifo = os.sched_getscheduler(tid) == os.SCHED_FIFO
-    flips = flipper.stop()
-    after = os.sched_getscheduler(tid)
-    stop.set()
-    worker.join()
-    assert seen_fifo, "the vCPU thread was never made SCHED_FIFO"
-    assert flips > 0
-    assert after == os.SCHED_OTHER
-
-
 def test_a_flip_run_that_flipped_nothing_is_not_a_clean_run() -> None:
     row = {"signs": [], "splats": [], "lost": "", "boots_failed": [], "rt_flips": 0}
     assert "no vCPU thread flipped" in ctl.events(row)
