@@ -194,6 +194,17 @@ pvsched_tests() {
 	phase admin-fifo 1
 	rtspin 50 1 600 1500 4000 > /dev/null
 	phase admin-done 0.3
+	# The admin's SCHED_FIFO 60 is on vCPU 1's thread before a long RT task
+	# starts, so KVM keeps the boost the task asks for; the admin takes it
+	# off while the task still runs. The policy's request never changes, so
+	# KVM must look at the thread again by itself and boost it.
+	phase admin-hold 0.3
+	rtspin 50 1 1500 1500000 0 > /dev/null &
+	spin=$!
+	sleep 0.5
+	phase admin-release
+	wait $spin
+	phase admin-release-done 0.3
 	# The admin flips vCPU 1's thread between SCHED_FIFO 60 and SCHED_OTHER
 	# every millisecond while short RT tasks come and go on it: each asks
 	# for a boost and, gone for longer than the RT_SLEEPING window, for the

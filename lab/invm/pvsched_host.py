@@ -436,6 +436,10 @@ class PvschedObserver:
             self._admin_fifo()
         elif name == "admin-done":
             self._admin_done()
+        elif name == "admin-hold":
+            self._admin_hold()
+        elif name == "admin-release":
+            self._admin_release()
         elif name == "admin-flip":
             self._start_admin_flips()
         elif name == "admin-flip-done":
@@ -527,6 +531,17 @@ class PvschedObserver:
         self.admin["fifo_after_boost"] = (os.sched_getscheduler(tid), os.sched_getparam(tid).sched_priority)
         os.sched_setscheduler(tid, os.SCHED_OTHER, os.sched_param(0))
         os.setpriority(os.PRIO_PROCESS, tid, 0)
+
+    def _admin_hold(self) -> None:
+        """The admin makes vCPU 1's thread SCHED_FIFO 60 before the guest's RT task asks for a boost."""
+        os.sched_setscheduler(self.threads[1], os.SCHED_FIFO, os.sched_param(ADMIN_RT_PRIORITY))
+
+    def _admin_release(self) -> None:
+        """The thread kept the admin's FIFO 60 (KVM kept the boost); then the admin
+        puts it back to SCHED_OTHER while the guest's RT task still runs."""
+        tid = self.threads[1]
+        self.admin["held_at_release"] = (os.sched_getscheduler(tid), os.sched_getparam(tid).sched_priority)
+        os.sched_setscheduler(tid, os.SCHED_OTHER, os.sched_param(0))
 
     def _start_admin_flips(self) -> None:
         flip = Flip(self.threads[1], ADMIN_RT_PRIORITY, ADMIN_FLIP_HOLD_S, ADMIN_FLIP_GAP_S, ADMIN_FLIPPER_PRIORITY)

@@ -44,7 +44,7 @@ from lab.ktap import Case
 # The phase snapshots taken while the admin's own SCHED_FIFO is on vCPU 1's
 # thread (set at admin-fifo, reset at admin-done; the flipper runs until
 # admin-flip-done): RT there is the admin's, not a boost's.
-ADMIN_RT_SNAPSHOTS = ("admin-done", "admin-flip-done")
+ADMIN_RT_SNAPSHOTS = ("admin-done", "admin-release", "admin-flip-done")
 RT_POLICIES = ("1", "2")  # SCHED_FIFO, SCHED_RR
 # Fewer phase snapshots than this judge too little of the run.
 RT_ONLY_MIN_SNAPSHOTS = 10
@@ -129,6 +129,29 @@ class PvschedVerdicts:
         return Case(name, "level1", "passed" if ok else "failed",
                     f"{len(judged)} phase snapshots of KVM's vCPUs judged (at least {RT_ONLY_MIN_SNAPSHOTS}); "
                     f"RT while not boosted: {stuck[:3] or 'none'}")  # fmt: skip
+
+    def _resumes_after_admin_case(self) -> Case:
+        """KVM kept the boost the guest's RT task asked for while the admin had
+        vCPU 1's thread at SCHED_FIFO 60, and boosted the thread by itself once
+        the admin put it back to SCHED_OTHER, before that task ended: the
+        policy's request never changed, so nothing else would have asked."""
+        name = "pvsched_boost_resumes_after_admin_rt"
+        phases = ("admin-hold", "admin-release", "admin-release-done")
+        tid = str(self.obs.threads.get(1, -1))
+        rows = [{r["tid"]: r for r in self.obs.snapshots.get(p, [])}.get(tid) for p in phases]
+        keys = ("boosts", "kept_rt")
+        if any(r is None or any(k not in r for k in keys) for r in rows):
+            return Case(name, "level1", "failed", f"no KVM row of vCPU 1 (tid {tid}) with {keys} at each of {phases}")
+        hold, release, done = ({k: int(r[k]) for k in keys} for r in rows if r is not None)
+        kept = release["kept_rt"] - hold["kept_rt"]
+        resumed = done["boosts"] - release["boosts"]
+        held = self.obs.admin.get("held_at_release")
+        errors = [e for e in self.obs.errors if "admin-hold" in e or "admin-release" in e]
+        ok = not errors and kept > 0 and held == (SCHED_FIFO, ADMIN_RT_PRIORITY) and resumed > 0
+        return Case(name, "level1", "passed" if ok else "failed",
+                    f"while the admin's FIFO {ADMIN_RT_PRIORITY} held: {kept} boosts kept, "
+                    f"{release['boosts'] - hold['boosts']} applied, the thread at {held} when released; "
+                    f"after the release, while the guest's RT task ran: {resumed} boosts {'; '.join(errors)}".strip())  # fmt: skip
 
     def _admin_flip_case(self) -> Case:
         """An admin flipping vCPU 1's thread between SCHED_FIFO 60 and SCHED_OTHER
@@ -226,6 +249,7 @@ class PvschedVerdicts:
         cases.extend(self._long_boost_cases())
         cases.append(self._unsliced_boost_case())
         cases.extend(self._admin_cases())
+        cases.append(self._resumes_after_admin_case())
         cases.append(self._admin_flip_case())
         cases.append(self._rt_only_while_boosted_case())
         cases.append(self._setattr_case())

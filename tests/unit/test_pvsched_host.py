@@ -59,6 +59,9 @@ def _good_observer(tmp_path: Path) -> ph.PvschedObserver:
     # nice 5 came back after a boost; FIFO 60 held through the guest's RT task.
     obs.admin = {"nice_set": 5, "nice_after_boost": 5, "policy_after_boost": 0, "fifo_after_boost": (1, 60), "fifo_set_at": 9.1}
     obs.phase_times.update({"admin-flip": 9.92, "admin-flip-done": 9.98})
+    # The admin's FIFO 60 held when the guest's long RT task began, then released under it.
+    obs.phase_times.update({"admin-hold": 9.905, "admin-release": 9.91, "admin-release-done": 9.915})
+    obs.admin["held_at_release"] = (1, 60)
     obs.admin_flips = 400
     # Still boosted at 10 before the admin's change (the last RT task's boost), FIFO 60 after.
     obs.samples += [ph.Sample(9.05, "admin-fifo", {11: 0, 12: 1}, {11: 0, 12: 10})]
@@ -95,6 +98,11 @@ def _good_observer(tmp_path: Path) -> ph.PvschedObserver:
                      "admin-nice": [{"tid": "12", "boosts": "30", "kept_rt": "0"}],
                      "admin-fifo": [{"tid": "12", "boosts": "31", "kept_rt": "0"}],
                      "admin-done": [{"tid": "12", "boosts": "31", "kept_rt": "2"}],
+                     # KVM kept the RT task's boost 38 times (its 10 ms re-checks) under the admin's FIFO 60,
+                     # then boosted the thread 14 times after the admin took it off.
+                     "admin-hold": [{"tid": "12", "boosts": "31", "kept_rt": "2"}],
+                     "admin-release": [{"tid": "12", "boosts": "31", "kept_rt": "40"}],
+                     "admin-release-done": [{"tid": "12", "boosts": "45", "kept_rt": "40"}],
                      # The admin flipped vCPU 1 while its RT task asked for boosts: boosted, kept, nothing refused.
                      "admin-flip": [{"tid": "12", "boosts": "31", "kept_rt": "2", "setattr_failures": "0"}],
                      "admin-flip-done": [{"tid": "12", "boosts": "52", "kept_rt": "9", "setattr_failures": "0",
@@ -128,6 +136,7 @@ def _good_observer(tmp_path: Path) -> ph.PvschedObserver:
     obs.snapshots["rt-shared-done"][0].update({"state": "boosted", "policy": "1", "rt_priority": "10"})
     obs.snapshots["admin-done"][0].update({"policy": "1", "rt_priority": "60"})
     obs.snapshots["admin-flip-done"][0].update({"policy": "1", "rt_priority": "60"})
+    obs.snapshots["admin-release"][0].update({"policy": "1", "rt_priority": "60"})
     return obs
 
 
@@ -309,6 +318,15 @@ def test_healthy_run_passes_every_check(tmp_path: Path) -> None:
         (lambda o: o.admin.__setitem__("fifo_after_boost", (0, 0)), "pvsched_boost_never_lowers_rt_thread"),
         (lambda o: o.snapshots.__setitem__("admin-done", [{"tid": "12", "boosts": "31", "kept_rt": "0"}]),
          "pvsched_boost_never_lowers_rt_thread"),  # the guest's RT task never asked KVM: not exercised
+        # A kept boost never looked at again (mutant kept-never-rechecked): no boost after the admin's release.
+        (lambda o: o.snapshots["admin-release-done"][0].__setitem__("boosts", "31"), "pvsched_boost_resumes_after_admin_rt"),
+        # Nothing kept under the admin's FIFO (the RT task had not asked yet), or the admin's FIFO gone before the release.
+        (lambda o: o.snapshots["admin-release"][0].__setitem__("kept_rt", "2"), "pvsched_boost_resumes_after_admin_rt"),
+        (lambda o: o.admin.__setitem__("held_at_release", (1, 10)), "pvsched_boost_resumes_after_admin_rt"),
+        (lambda o: o.admin.pop("held_at_release"), "pvsched_boost_resumes_after_admin_rt"),
+        (lambda o: o.snapshots.pop("admin-release-done"), "pvsched_boost_resumes_after_admin_rt"),
+        (lambda o: o.snapshots["admin-hold"][0].pop("kept_rt"), "pvsched_boost_resumes_after_admin_rt"),
+        (lambda o: o.errors.append("phase admin-release: [Errno 3] No such process"), "pvsched_boost_resumes_after_admin_rt"),
         # A restore refused while the admin flipped the thread (mutant sched-read-torn), or the race not run from a side.
         (lambda o: o.snapshots["admin-flip-done"][0].__setitem__("setattr_failures", "1"), "pvsched_boosts_race_admin_changes"),
         (lambda o: o.snapshots["admin-flip-done"][0].__setitem__("boosts", "31"), "pvsched_boosts_race_admin_changes"),
