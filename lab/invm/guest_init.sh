@@ -92,6 +92,19 @@ registered_is() { [ "$(counter registered_cpus)" = "$1" ]; }
 
 phase() { echo "LAB-PHASE $1"; sleep "${2:-0}"; }
 
+# Until process $1 runs SCHED_FIFO (field 41 of its stat), with shell
+# builtins only; fails once it is gone.
+await_fifo() {
+	fifo_pid=$1
+	while read -r stat 2>/dev/null < "/proc/$fifo_pid/stat"; do
+		set -- $stat
+		shift 40
+		[ "$1" = 1 ] && return 0
+		usleep 10000
+	done
+	return 1
+}
+
 # The kernel log for the splat scan, warnings and worse (every splat report
 # is printed at those levels; a continuation line keeps its record's level).
 # The whole log is hundreds of lines, and such a burst on the serial console
@@ -198,10 +211,13 @@ pvsched_tests() {
 	# starts, so KVM keeps the boost the task asks for; the admin takes it
 	# off while the task still runs. The policy's request never changes, so
 	# KVM must look at the thread again by itself and boost it.
+	# The release waits for the task to be SCHED_FIFO (spinning on vCPU 1):
+	# under TCG it starts up to a second after it is launched.
 	phase admin-hold 0.3
 	rtspin 50 1 1500 1500000 0 > /dev/null &
 	spin=$!
-	sleep 0.5
+	await_fifo $spin
+	sleep 0.3
 	phase admin-release
 	wait $spin
 	phase admin-release-done 0.3

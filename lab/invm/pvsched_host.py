@@ -542,6 +542,8 @@ class PvschedObserver:
         tid = self.threads[1]
         self.admin["held_at_release"] = (os.sched_getscheduler(tid), os.sched_getparam(tid).sched_priority)
         os.sched_setscheduler(tid, os.SCHED_OTHER, os.sched_param(0))
+        # The policy's standing request for vCPU 1 (its statistics, 100 ms old at most): the RT task's, or the phase tests nothing.
+        self.admin["wanted_at_release"] = next((v.get("wanted") for v in self.policy.vcpus() if v.get("vcpu_id") == 1), None)
 
     def _start_admin_flips(self) -> None:
         flip = Flip(self.threads[1], ADMIN_RT_PRIORITY, ADMIN_FLIP_HOLD_S, ADMIN_FLIP_GAP_S, ADMIN_FLIPPER_PRIORITY)

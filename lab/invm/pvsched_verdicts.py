@@ -146,11 +146,13 @@ class PvschedVerdicts:
         kept = release["kept_rt"] - hold["kept_rt"]
         resumed = done["boosts"] - release["boosts"]
         held = self.obs.admin.get("held_at_release")
+        wanted = self.obs.admin.get("wanted_at_release")
         errors = [e for e in self.obs.errors if "admin-hold" in e or "admin-release" in e]
-        ok = not errors and kept > 0 and held == (SCHED_FIFO, ADMIN_RT_PRIORITY) and resumed > 0
+        ok = not errors and kept > 0 and held == (SCHED_FIFO, ADMIN_RT_PRIORITY) and wanted == BOOST_PRIORITY and resumed > 0
         return Case(name, "level1", "passed" if ok else "failed",
                     f"while the admin's FIFO {ADMIN_RT_PRIORITY} held: {kept} boosts kept, "
-                    f"{release['boosts'] - hold['boosts']} applied, the thread at {held} when released; "
+                    f"{release['boosts'] - hold['boosts']} applied, the thread at {held} when released, "
+                    f"the policy asking for FIFO {wanted} for it (want {BOOST_PRIORITY}: the RT task's); "
                     f"after the release, while the guest's RT task ran: {resumed} boosts {'; '.join(errors)}".strip())  # fmt: skip
 
     def _admin_flip_case(self) -> Case:

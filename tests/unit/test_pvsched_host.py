@@ -61,7 +61,7 @@ def _good_observer(tmp_path: Path) -> ph.PvschedObserver:
     obs.phase_times.update({"admin-flip": 9.92, "admin-flip-done": 9.98})
     # The admin's FIFO 60 held when the guest's long RT task began, then released under it.
     obs.phase_times.update({"admin-hold": 9.905, "admin-release": 9.91, "admin-release-done": 9.915})
-    obs.admin["held_at_release"] = (1, 60)
+    obs.admin.update({"held_at_release": (1, 60), "wanted_at_release": 10})
     obs.admin_flips = 400
     # Still boosted at 10 before the admin's change (the last RT task's boost), FIFO 60 after.
     obs.samples += [ph.Sample(9.05, "admin-fifo", {11: 0, 12: 1}, {11: 0, 12: 10})]
@@ -324,6 +324,11 @@ def test_healthy_run_passes_every_check(tmp_path: Path) -> None:
         (lambda o: o.snapshots["admin-release"][0].__setitem__("kept_rt", "2"), "pvsched_boost_resumes_after_admin_rt"),
         (lambda o: o.admin.__setitem__("held_at_release", (1, 10)), "pvsched_boost_resumes_after_admin_rt"),
         (lambda o: o.admin.pop("held_at_release"), "pvsched_boost_resumes_after_admin_rt"),
+        # Released before the RT task asked (mutants-20261206T144659Z: it started 1 s after its launch under TCG,
+        # and the kept boosts were hints'): the policy's request at release was not the RT task's.
+        (lambda o: o.admin.__setitem__("wanted_at_release", 1), "pvsched_boost_resumes_after_admin_rt"),
+        (lambda o: o.admin.__setitem__("wanted_at_release", 0), "pvsched_boost_resumes_after_admin_rt"),
+        (lambda o: o.admin.pop("wanted_at_release"), "pvsched_boost_resumes_after_admin_rt"),
         (lambda o: o.snapshots.pop("admin-release-done"), "pvsched_boost_resumes_after_admin_rt"),
         (lambda o: o.snapshots["admin-hold"][0].pop("kept_rt"), "pvsched_boost_resumes_after_admin_rt"),
         (lambda o: o.errors.append("phase admin-release: [Errno 3] No such process"), "pvsched_boost_resumes_after_admin_rt"),
