@@ -212,9 +212,12 @@ pvsched_tests() {
 	# off while the task still runs. The policy's request never changes, so
 	# KVM must look at the thread again by itself and boost it.
 	# The release waits for the task to be SCHED_FIFO (spinning on vCPU 1):
-	# under TCG it starts up to a second after it is launched.
+	# under TCG it starts up to a second after it is launched. It sleeps
+	# 1 ms every 50 ms: the driver publishes a task's policy when it is
+	# switched in, and a task that made itself RT while running is not
+	# switched again until it sleeps.
 	phase admin-hold 0.3
-	rtspin 50 1 1500 1500000 0 > /dev/null &
+	rtspin 50 1 1500 50000 1000 > /dev/null &
 	spin=$!
 	await_fifo $spin
 	sleep 0.3
