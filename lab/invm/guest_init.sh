@@ -216,12 +216,15 @@ pvsched_tests() {
 	# 1 ms every 50 ms: the driver publishes a task's policy when it is
 	# switched in, and a task that made itself RT while running is not
 	# switched again until it sleeps.
+	# admin-resumed comes while the task still runs (3 s from its start):
+	# boosts after the task ends are the next requests'.
 	phase admin-hold 0.3
-	rtspin 50 1 1500 50000 1000 > /dev/null &
+	rtspin 50 1 3000 50000 1000 > /dev/null &
 	spin=$!
 	await_fifo $spin
 	sleep 0.3
-	phase admin-release
+	phase admin-release 0.5
+	phase admin-resumed
 	wait $spin
 	phase admin-release-done 0.3
 	# The admin flips vCPU 1's thread between SCHED_FIFO 60 and SCHED_OTHER

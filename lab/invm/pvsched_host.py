@@ -440,6 +440,8 @@ class PvschedObserver:
             self._admin_hold()
         elif name == "admin-release":
             self._admin_release()
+        elif name == "admin-resumed":
+            self.admin["wanted_at_resumed"] = self._wanted(1)
         elif name == "admin-flip":
             self._start_admin_flips()
         elif name == "admin-flip-done":
@@ -542,8 +544,11 @@ class PvschedObserver:
         tid = self.threads[1]
         self.admin["held_at_release"] = (os.sched_getscheduler(tid), os.sched_getparam(tid).sched_priority)
         os.sched_setscheduler(tid, os.SCHED_OTHER, os.sched_param(0))
-        # The policy's standing request for vCPU 1 (its statistics, 100 ms old at most): the RT task's, or the phase tests nothing.
-        self.admin["wanted_at_release"] = next((v.get("wanted") for v in self.policy.vcpus() if v.get("vcpu_id") == 1), None)
+        self.admin["wanted_at_release"] = self._wanted(1)
+
+    def _wanted(self, vcpu_id: int) -> int | None:
+        """The policy's standing request for a vCPU (its statistics, 100 ms old at most)."""
+        return next((v.get("wanted") for v in self.policy.vcpus() if v.get("vcpu_id") == vcpu_id), None)
 
     def _start_admin_flips(self) -> None:
         flip = Flip(self.threads[1], ADMIN_RT_PRIORITY, ADMIN_FLIP_HOLD_S, ADMIN_FLIP_GAP_S, ADMIN_FLIPPER_PRIORITY)

@@ -60,8 +60,8 @@ def _good_observer(tmp_path: Path) -> ph.PvschedObserver:
     obs.admin = {"nice_set": 5, "nice_after_boost": 5, "policy_after_boost": 0, "fifo_after_boost": (1, 60), "fifo_set_at": 9.1}
     obs.phase_times.update({"admin-flip": 9.92, "admin-flip-done": 9.98})
     # The admin's FIFO 60 held when the guest's long RT task began, then released under it.
-    obs.phase_times.update({"admin-hold": 9.905, "admin-release": 9.91, "admin-release-done": 9.915})
-    obs.admin.update({"held_at_release": (1, 60), "wanted_at_release": 10})
+    obs.phase_times.update({"admin-hold": 9.905, "admin-release": 9.91, "admin-resumed": 9.912, "admin-release-done": 9.915})
+    obs.admin.update({"held_at_release": (1, 60), "wanted_at_release": 10, "wanted_at_resumed": 10})
     obs.admin_flips = 400
     # Still boosted at 10 before the admin's change (the last RT task's boost), FIFO 60 after.
     obs.samples += [ph.Sample(9.05, "admin-fifo", {11: 0, 12: 1}, {11: 0, 12: 10})]
@@ -102,7 +102,8 @@ def _good_observer(tmp_path: Path) -> ph.PvschedObserver:
                      # then boosted the thread 14 times after the admin took it off.
                      "admin-hold": [{"tid": "12", "boosts": "31", "kept_rt": "2"}],
                      "admin-release": [{"tid": "12", "boosts": "31", "kept_rt": "40"}],
-                     "admin-release-done": [{"tid": "12", "boosts": "45", "kept_rt": "40"}],
+                     "admin-resumed": [{"tid": "12", "boosts": "45", "kept_rt": "40"}],
+                     "admin-release-done": [{"tid": "12", "boosts": "47", "kept_rt": "40"}],
                      # The admin flipped vCPU 1 while its RT task asked for boosts: boosted, kept, nothing refused.
                      "admin-flip": [{"tid": "12", "boosts": "31", "kept_rt": "2", "setattr_failures": "0"}],
                      "admin-flip-done": [{"tid": "12", "boosts": "52", "kept_rt": "9", "setattr_failures": "0",
@@ -319,7 +320,9 @@ def test_healthy_run_passes_every_check(tmp_path: Path) -> None:
         (lambda o: o.snapshots.__setitem__("admin-done", [{"tid": "12", "boosts": "31", "kept_rt": "0"}]),
          "pvsched_boost_never_lowers_rt_thread"),  # the guest's RT task never asked KVM: not exercised
         # A kept boost never looked at again (mutant kept-never-rechecked): no boost after the admin's release.
-        (lambda o: o.snapshots["admin-release-done"][0].__setitem__("boosts", "31"), "pvsched_boost_resumes_after_admin_rt"),
+        (lambda o: o.snapshots["admin-resumed"][0].__setitem__("boosts", "31"), "pvsched_boost_resumes_after_admin_rt"),
+        # ... boosted only once the RT task had ended (mutants-20261206T152200Z: 2 boosts, the next requests').
+        (lambda o: o.admin.__setitem__("wanted_at_resumed", 0), "pvsched_boost_resumes_after_admin_rt"),
         # Nothing kept under the admin's FIFO (the RT task had not asked yet), or the admin's FIFO gone before the release.
         (lambda o: o.snapshots["admin-release"][0].__setitem__("kept_rt", "2"), "pvsched_boost_resumes_after_admin_rt"),
         (lambda o: o.admin.__setitem__("held_at_release", (1, 10)), "pvsched_boost_resumes_after_admin_rt"),
@@ -329,9 +332,11 @@ def test_healthy_run_passes_every_check(tmp_path: Path) -> None:
         (lambda o: o.admin.__setitem__("wanted_at_release", 1), "pvsched_boost_resumes_after_admin_rt"),
         (lambda o: o.admin.__setitem__("wanted_at_release", 0), "pvsched_boost_resumes_after_admin_rt"),
         (lambda o: o.admin.pop("wanted_at_release"), "pvsched_boost_resumes_after_admin_rt"),
-        (lambda o: o.snapshots.pop("admin-release-done"), "pvsched_boost_resumes_after_admin_rt"),
+        (lambda o: o.snapshots.pop("admin-resumed"), "pvsched_boost_resumes_after_admin_rt"),
+        (lambda o: o.admin.pop("wanted_at_resumed"), "pvsched_boost_resumes_after_admin_rt"),
         (lambda o: o.snapshots["admin-hold"][0].pop("kept_rt"), "pvsched_boost_resumes_after_admin_rt"),
         (lambda o: o.errors.append("phase admin-release: [Errno 3] No such process"), "pvsched_boost_resumes_after_admin_rt"),
+        (lambda o: o.errors.append("phase admin-resumed: [Errno 2] No such file or directory"), "pvsched_boost_resumes_after_admin_rt"),
         # A restore refused while the admin flipped the thread (mutant sched-read-torn), or the race not run from a side.
         (lambda o: o.snapshots["admin-flip-done"][0].__setitem__("setattr_failures", "1"), "pvsched_boosts_race_admin_changes"),
         (lambda o: o.snapshots["admin-flip-done"][0].__setitem__("boosts", "31"), "pvsched_boosts_race_admin_changes"),
