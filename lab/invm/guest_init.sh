@@ -227,6 +227,17 @@ pvsched_tests() {
 	phase admin-resumed
 	wait $spin
 	phase admin-release-done 0.3
+	# A task that makes itself SCHED_FIFO while it runs, then spins without
+	# sleeping: no switch publishes it, the kernel does at the change
+	# (patch 0006), so the host sees the RT task 0.3 s later.
+	phase rt-self 0.3
+	rtspin 50 1 1500 1500000 0 > /dev/null &
+	spin=$!
+	await_fifo $spin
+	sleep 0.3
+	phase rt-self-seen
+	wait $spin
+	phase rt-self-done 0.3
 	# The admin flips vCPU 1's thread between SCHED_FIFO 60 and SCHED_OTHER
 	# every millisecond while short RT tasks come and go on it: each asks
 	# for a boost and, gone for longer than the RT_SLEEPING window, for the

@@ -159,6 +159,19 @@ class PvschedVerdicts:
                     f"(want {BOOST_PRIORITY}, the RT task's, at both); between them: {resumed} boosts "
                     f"{'; '.join(errors)}".strip())  # fmt: skip
 
+    def _self_promoted_case(self) -> Case:
+        """A guest task that made itself SCHED_FIFO 50 while it ran, and spins
+        without sleeping (so no switch publishes it), is seen by the host 0.3 s
+        after the change: the policy's last read of vCPU 1 has it, and it asks
+        for the RT boost."""
+        seen = self.obs.rt_self_seen
+        got = None if seen is None else (seen.get("last_policy"), seen.get("last_rt_priority"), seen.get("wanted"))
+        want = (SCHED_FIFO, GUEST_RT_PRIORITY, BOOST_PRIORITY)
+        errors = [e for e in self.obs.errors if "rt-self" in e]
+        return Case("pvsched_self_promoted_rt_task_visible", "level1", "passed" if got == want and not errors else "failed",
+                    f"vCPU 1 0.3 s after its task made itself SCHED_FIFO {GUEST_RT_PRIORITY}: the policy last read "
+                    f"(policy, RT priority, request) {got}, want {want} {'; '.join(errors)}".strip())  # fmt: skip
+
     def _admin_flip_case(self) -> Case:
         """An admin flipping vCPU 1's thread between SCHED_FIFO 60 and SCHED_OTHER
         while KVM boosts and restores it: every change KVM asked of the scheduler
@@ -256,6 +269,7 @@ class PvschedVerdicts:
         cases.append(self._unsliced_boost_case())
         cases.extend(self._admin_cases())
         cases.append(self._resumes_after_admin_case())
+        cases.append(self._self_promoted_case())
         cases.append(self._admin_flip_case())
         cases.append(self._rt_only_while_boosted_case())
         cases.append(self._setattr_case())

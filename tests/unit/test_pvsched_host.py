@@ -62,6 +62,8 @@ def _good_observer(tmp_path: Path) -> ph.PvschedObserver:
     # The admin's FIFO 60 held when the guest's long RT task began, then released under it.
     obs.phase_times.update({"admin-hold": 9.905, "admin-release": 9.91, "admin-resumed": 9.912, "admin-release-done": 9.915})
     obs.admin.update({"held_at_release": (1, 60), "wanted_at_release": 10, "wanted_at_resumed": 10})
+    # 0.3 s after a guest task made itself SCHED_FIFO 50 and spun on: the policy saw it and asked for the boost.
+    obs.rt_self_seen = _vcpu(1, 12, rt_seen=6500, last_policy=1, last_rt_priority=50, wanted=10)
     obs.admin_flips = 400
     # Still boosted at 10 before the admin's change (the last RT task's boost), FIFO 60 after.
     obs.samples += [ph.Sample(9.05, "admin-fifo", {11: 0, 12: 1}, {11: 0, 12: 10})]
@@ -337,6 +339,14 @@ def test_healthy_run_passes_every_check(tmp_path: Path) -> None:
         (lambda o: o.snapshots["admin-hold"][0].pop("kept_rt"), "pvsched_boost_resumes_after_admin_rt"),
         (lambda o: o.errors.append("phase admin-release: [Errno 3] No such process"), "pvsched_boost_resumes_after_admin_rt"),
         (lambda o: o.errors.append("phase admin-resumed: [Errno 2] No such file or directory"), "pvsched_boost_resumes_after_admin_rt"),
+        # The task's own change never published (mutant self-change-unpublished; mutants-20261206T151544Z's
+        # admin-hold: SCHED_OTHER for 0.6 s after the change, until the task was switched again).
+        (lambda o: setattr(o, "rt_self_seen", _vcpu(1, 12, last_policy=0, last_rt_priority=50, wanted=0)),
+         "pvsched_self_promoted_rt_task_visible"),
+        (lambda o: o.rt_self_seen.__setitem__("wanted", 1), "pvsched_self_promoted_rt_task_visible"),  # asked for a hint only
+        (lambda o: o.rt_self_seen.__setitem__("last_rt_priority", 99), "pvsched_self_promoted_rt_task_visible"),
+        (lambda o: setattr(o, "rt_self_seen", None), "pvsched_self_promoted_rt_task_visible"),
+        (lambda o: o.errors.append("phase rt-self-seen: [Errno 2] No such file or directory"), "pvsched_self_promoted_rt_task_visible"),
         # A restore refused while the admin flipped the thread (mutant sched-read-torn), or the race not run from a side.
         (lambda o: o.snapshots["admin-flip-done"][0].__setitem__("setattr_failures", "1"), "pvsched_boosts_race_admin_changes"),
         (lambda o: o.snapshots["admin-flip-done"][0].__setitem__("boosts", "31"), "pvsched_boosts_race_admin_changes"),
