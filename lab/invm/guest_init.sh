@@ -212,14 +212,14 @@ pvsched_tests() {
 	# off while the task still runs. The policy's request never changes, so
 	# KVM must look at the thread again by itself and boost it.
 	# The release waits for the task to be SCHED_FIFO (spinning on vCPU 1):
-	# under TCG it starts up to a second after it is launched. It sleeps
-	# 1 ms every 50 ms: the driver publishes a task's policy when it is
-	# switched in, and a task that made itself RT while running is not
-	# switched again until it sleeps.
-	# admin-resumed comes while the task still runs (3 s from its start):
-	# boosts after the task ends are the next requests'.
+	# under TCG it starts up to a second after it is launched. It never
+	# sleeps, so no other task runs on vCPU 1 and the request stands (one
+	# that ran in a 1 ms sleep turned it off and on again, queueing work,
+	# mutants-20261206T160010Z); the kernel publishes its own change to
+	# SCHED_FIFO (patch 0006). admin-resumed comes while the task still
+	# runs (3 s from its start): boosts after it ends are the next requests'.
 	phase admin-hold 0.3
-	rtspin 50 1 3000 50000 1000 > /dev/null &
+	rtspin 50 1 3000 3000000 0 > /dev/null &
 	spin=$!
 	await_fifo $spin
 	sleep 0.3
