@@ -210,14 +210,11 @@ pvsched_tests() {
 	# The admin's SCHED_FIFO 60 is on vCPU 1's thread before a long RT task
 	# starts, so KVM keeps the boost the task asks for; the admin takes it
 	# off while the task still runs. The policy's request never changes, so
-	# KVM must look at the thread again by itself and boost it.
-	# The release waits for the task to be SCHED_FIFO (spinning on vCPU 1):
-	# under TCG it starts up to a second after it is launched. It never
-	# sleeps, so no other task runs on vCPU 1 and the request stands (one
-	# that ran in a 1 ms sleep turned it off and on again, queueing work,
-	# mutants-20261206T160010Z); the kernel publishes its own change to
-	# SCHED_FIFO (patch 0006). admin-resumed comes while the task still
-	# runs (3 s from its start): boosts after it ends are the next requests'.
+	# KVM must look at the thread again by itself and boost it. The release
+	# waits for the task to be SCHED_FIFO (under TCG it starts up to a
+	# second after its launch); the task never sleeps, so no other task
+	# runs on vCPU 1 to turn the request off and on; admin-resumed comes
+	# while it still runs (docs/pvsched.md, the check's row).
 	phase admin-hold 0.3
 	rtspin 50 1 3000 3000000 0 > /dev/null &
 	spin=$!

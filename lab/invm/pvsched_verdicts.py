@@ -42,8 +42,9 @@ from lab.invm.pvsched_host import (
 from lab.ktap import Case
 
 # The phase snapshots taken while the admin's own SCHED_FIFO is on vCPU 1's
-# thread (set at admin-fifo, reset at admin-done; the flipper runs until
-# admin-flip-done): RT there is the admin's, not a boost's.
+# thread (set at admin-fifo, reset at admin-done; set at admin-hold, reset at
+# admin-release; the flipper runs until admin-flip-done): RT there is the
+# admin's, not a boost's.
 ADMIN_RT_SNAPSHOTS = ("admin-done", "admin-release", "admin-flip-done")
 RT_POLICIES = ("1", "2")  # SCHED_FIFO, SCHED_RR
 # Fewer phase snapshots than this judge too little of the run.
