@@ -446,12 +446,8 @@ class PvschedObserver:
             self.admin["wanted_at_resumed"] = self._wanted(1)
         elif name == "admin-release-done":
             self._restore_cap()
-        elif name == "rt-self":
-            self._uncap()  # as in admin-hold: a throttled vCPU's refused request is not the RT task's
         elif name == "rt-self-seen":
             self.rt_self_seen = next((v for v in self.policy.vcpus() if v.get("vcpu_id") == 1), None)
-        elif name == "rt-self-done":
-            self._restore_cap()
         elif name == "admin-flip":
             self._start_admin_flips()
         elif name == "admin-flip-done":
@@ -549,13 +545,9 @@ class PvschedObserver:
         Uncapped until admin-release-done: at the shipped cap the boosts after the release
         spend the budget within 50 ms, and the policy's request, refused while throttled,
         no longer shows the RT task's (CI run 20261206T154028Z-1f06)."""
-        self._uncap()
-        os.sched_setscheduler(self.threads[1], os.SCHED_FIFO, os.sched_param(ADMIN_RT_PRIORITY))
-
-    def _uncap(self) -> None:
-        """KVM's cap lifted (budget = period) until the phase's end restores it."""
         self._saved_cap = Cap.read()
         Cap(*_UNCAPPED).apply()
+        os.sched_setscheduler(self.threads[1], os.SCHED_FIFO, os.sched_param(ADMIN_RT_PRIORITY))
 
     def _admin_release(self) -> None:
         """The thread kept the admin's FIFO 60 (KVM kept the boost); then the admin

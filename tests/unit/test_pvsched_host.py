@@ -343,7 +343,7 @@ def test_healthy_run_passes_every_check(tmp_path: Path) -> None:
         # admin-hold: SCHED_OTHER for 0.6 s after the change, until the task was switched again).
         (lambda o: setattr(o, "rt_self_seen", _vcpu(1, 12, last_policy=0, last_rt_priority=50, wanted=0)),
          "pvsched_self_promoted_rt_task_visible"),
-        (lambda o: o.rt_self_seen.__setitem__("wanted", 1), "pvsched_self_promoted_rt_task_visible"),  # asked for a hint only
+        (lambda o: o.rt_self_seen.__setitem__("last_policy", 2), "pvsched_self_promoted_rt_task_visible"),  # SCHED_RR: another task
         (lambda o: o.rt_self_seen.__setitem__("last_rt_priority", 99), "pvsched_self_promoted_rt_task_visible"),
         (lambda o: setattr(o, "rt_self_seen", None), "pvsched_self_promoted_rt_task_visible"),
         (lambda o: o.errors.append("phase rt-self-seen: [Errno 2] No such file or directory"), "pvsched_self_promoted_rt_task_visible"),
@@ -423,6 +423,14 @@ def test_each_broken_observation_fails_its_check(tmp_path: Path, breakage, faili
     breakage(obs)
     verdicts = _verdicts(obs)
     assert verdicts[failing] == "failed"
+
+
+def test_a_refused_request_does_not_fail_the_self_promotion_check(tmp_path: Path) -> None:
+    """CI run 20261206T164548Z-bdbe: the task's change read (1, 50), its request refused under a throttle left before."""
+    obs = _good_observer(tmp_path)
+    assert obs.rt_self_seen is not None
+    obs.rt_self_seen["wanted"] = 0
+    assert _verdicts(obs)["pvsched_self_promoted_rt_task_visible"] == "passed"
 
 
 def test_rt_unboosted_in_one_snapshot_only_is_a_boost_in_flight(tmp_path: Path) -> None:
