@@ -447,7 +447,7 @@ class PvschedObserver:
         elif name == "admin-release-done":
             self._restore_cap()
         elif name == "rt-self-seen":
-            self.rt_self_seen = next((v for v in self.policy.vcpus() if v.get("vcpu_id") == 1), None)
+            self.rt_self_seen = self._vcpu_stats(1)
         elif name == "admin-flip":
             self._start_admin_flips()
         elif name == "admin-flip-done":
@@ -463,8 +463,7 @@ class PvschedObserver:
             # ended by a throttle before the samples see it (the shipped cap
             # throttles within 50 ms of CPU time).
             try:
-                self._saved_cap = Cap.read()
-                Cap(*_UNCAPPED).apply()
+                self._uncap()
             except OSError as exc:
                 self.errors.append(f"phase detach: {exc}")
             # Off this reader's thread: it waits for a boost to detach under.
@@ -545,8 +544,7 @@ class PvschedObserver:
         Uncapped until admin-release-done: at the shipped cap the boosts after the release
         spend the budget within 50 ms, and the policy's request, refused while throttled,
         no longer shows the RT task's (CI run 20261206T154028Z-1f06)."""
-        self._saved_cap = Cap.read()
-        Cap(*_UNCAPPED).apply()
+        self._uncap()
         os.sched_setscheduler(self.threads[1], os.SCHED_FIFO, os.sched_param(ADMIN_RT_PRIORITY))
 
     def _admin_release(self) -> None:
@@ -557,9 +555,19 @@ class PvschedObserver:
         os.sched_setscheduler(tid, os.SCHED_OTHER, os.sched_param(0))
         self.admin["wanted_at_release"] = self._wanted(1)
 
+    def _uncap(self) -> None:
+        """KVM's cap lifted (budget = period) until _restore_cap()."""
+        self._saved_cap = Cap.read()
+        Cap(*_UNCAPPED).apply()
+
+    def _vcpu_stats(self, vcpu_id: int) -> dict[str, int] | None:
+        """The policy's statistics of a vCPU, 100 ms old at most."""
+        return next((v for v in self.policy.vcpus() if v.get("vcpu_id") == vcpu_id), None)
+
     def _wanted(self, vcpu_id: int) -> int | None:
-        """The policy's standing request for a vCPU (its statistics, 100 ms old at most)."""
-        return next((v.get("wanted") for v in self.policy.vcpus() if v.get("vcpu_id") == vcpu_id), None)
+        """The policy's standing request for a vCPU."""
+        stats = self._vcpu_stats(vcpu_id)
+        return None if stats is None else stats.get("wanted")
 
     def _start_admin_flips(self) -> None:
         flip = Flip(self.threads[1], ADMIN_RT_PRIORITY, ADMIN_FLIP_HOLD_S, ADMIN_FLIP_GAP_S, ADMIN_FLIPPER_PRIORITY)
