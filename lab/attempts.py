@@ -16,7 +16,9 @@ those failures is explained by an emulator sign (lab.emulator_faults):
   (lab.invm.marks), so a check that failed before the sign stands;
 - a sign read from a CPU dump or the watchdog (where the machine was when
   it was stopped) explains only that level 1 was lost and the stall
-  reports of a stuck CPU, not a WARNING or a failed check.
+  reports of a stuck CPU, not a WARNING or a failed check; a dump whose
+  stacks name a function of ours (every word that points into the text
+  counts, as `?` frames do) excuses nothing.
 
 Otherwise the attempt's verdict stands and the run fails at once.
 """
@@ -45,6 +47,8 @@ _ENTRY_FRAME = re.compile(
     r"^\s*(?:\[\s*\d+\.\d+\]\s*)?(?:entry_SYSCALL_64\w*|ret_from_fork\w*|common_startup_64|"
     r"secondary_startup_64\w*|start_secondary|x86_64_start_\w+)\+0x[0-9a-f]+/0x[0-9a-f]+"
 )
+# A word of a CPU dump's stack that lab.monitor named as our code.
+_OUR_STACK_WORD = re.compile(rf"^[0-9a-f]{{16}}: [0-9a-f]{{16}} = {SERIES_FUNCTION}\+0x[0-9a-f]+.*$", re.M)
 _PRINTK_TIME = re.compile(r"^\s*\[\s*(\d+\.\d+)\]")
 HEADER_WINDOW_S = 1.0  # an oops prints its headers within this long before its Code line
 # What a CPU that stopped running (a lost wakeup, a CPU stuck in a guest) makes the kernel print.
@@ -143,6 +147,14 @@ def our_frame(lines: list[str], line_no: int) -> str:
     return ""
 
 
+def our_word_on_a_stack(attempt_dir: Path, source: str) -> str:
+    """The first stack word of a level-1 CPU dump that names our code, or ''."""
+    if not source.startswith("level1-cpus"):
+        return ""
+    m = _OUR_STACK_WORD.search("\n".join(_lines(attempt_dir, source)))
+    return m[0] if m else ""
+
+
 def mark_line(lines: list[str], mark: str) -> int:
     """The 1-based line of the first `mark` in a log, or 0."""
     return next((i + 1 for i, line in enumerate(lines) if mark in line), 0)
@@ -193,8 +205,11 @@ def judge(attempt_dir: Path, signs: list[Evidence], failures: list[Failure]) -> 
     usable: list[Evidence] = []
     for sign in signs:
         frame = our_frame(_lines(attempt_dir, sign.source), sign.line_no) if sign.line_no else ""
+        word = "" if sign.line_no else our_word_on_a_stack(attempt_dir, sign.source)
         if frame:
             unexplained.append(f"{sign.signature} with our code in its trace ({frame[:100]}) is not the emulator's")
+        elif word:
+            unexplained.append(f"{sign.signature} with our code on a CPU's stack ({word[:100]}) is not the emulator's")
         elif sign.signature not in emulator_faults.ATTRIBUTABLE:
             unexplained.append(f"{sign.signature} was never seen on the unpatched kernel (README, emulator control): not proof")
         else:

@@ -92,8 +92,13 @@ and each is matched as narrowly as the text allows:
   maskable interrupt with IF clear. The nested entry, coming from kernel
   mode, skips SWAPGS and runs with the user's GS base: its per-CPU reads
   fault until the stack overflows (stress run 20261205T053244Z-796b, a
-  guest's APIC timer entered twice from user mode). Not yet seen on the
-  unpatched kernel, so it excuses nothing.
+  guest's APIC timer entered twice from user mode). Also from a CPU dump
+  of a wedged level 1 (lab.monitor): a kernel-mode frame with IF clear
+  right above a maskable interrupt entry's call into its handler (run
+  20261206T170205Z-de20: the APIC timer inside `__schedule()`'s switch,
+  whose handler then waited for the runqueue lock the switch held, while
+  the other CPU waited for the pi_lock the handler had taken). Not yet
+  seen on the unpatched kernel, so it excuses nothing.
 - `idt-unreadable`: a level-2 vCPU triple-faulted, and its state at the
   shutdown (lab.invm.shutdown_trace's probe of the VMCB) has CR2, the
   last page fault's address, inside the guest's own IDT: the CPU could not
@@ -163,7 +168,7 @@ from pathlib import Path
 from lab import exit_record, landmarks
 from lab.errors import LabError
 from lab.exit_record import VcpuExits
-from lab.monitor import LOST_WAKEUP_LINE, lapic_vectors, running_with_interrupt_pending, split_dump
+from lab.monitor import IRQ_WITH_IF_CLEAR_LINE, LOST_WAKEUP_LINE, lapic_vectors, running_with_interrupt_pending, split_dump
 from lab.protocol import WEDGED
 from lab.splats import PATTERNS
 
@@ -702,9 +707,12 @@ def find(
         if line:
             found.append(Evidence("irq-with-if-clear", f"a level-2 interrupt delivered with IF clear: {frame}", source, line))
     for dump in sorted(attempt_dir.glob("level1-cpus*.txt")):
-        cpus = stuck_in_guest(text + "\n" + console, dump.read_text(errors="replace"))
+        dumped = dump.read_text(errors="replace")
+        cpus = stuck_in_guest(text + "\n" + console, dumped)
         if cpus:
             found.append(Evidence("stuck-in-guest", f"CPUs {cpus} stalled in level 1, running at CPL 3", dump.name, AT_END))
+        if frame := next((ln for ln in dumped.splitlines() if ln.startswith(IRQ_WITH_IF_CLEAR_LINE)), ""):
+            found.append(Evidence("irq-with-if-clear", frame.removeprefix(IRQ_WITH_IF_CLEAR_LINE + ": ")[:160], dump.name, AT_END))
     persistent = [d for d in sorted(attempt_dir.glob("level1-cpus*.txt")) if LOST_WAKEUP_LINE in _read(d)]
     if persistent:
         found.append(Evidence("lost-wakeup", "a CPU stayed halted with an interrupt pending and deliverable", persistent[0].name, AT_END))

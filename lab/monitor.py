@@ -165,6 +165,14 @@ def _kernel_frame(rip: int, cs: int, flags: int, ss: int, text: range) -> bool:
 
 SERIES = re.compile(SERIES_FUNCTION)
 
+# A maskable interrupt's entry (not an exception's, not the NMI's).
+MASKABLE_ENTRY = re.compile(r"asm_(?:sysvec_\w+|common_interrupt)")
+# From a hardware frame's RIP down to the entry's call into its C handler:
+# orig_ax and the 15 saved registers of pt_regs, then the return address.
+ENTRY_RETURN_BELOW_FRAME = 17 * 8
+# Written into the dump for each such frame (lab.emulator_faults reads it).
+IRQ_WITH_IF_CLEAR_LINE = "a maskable interrupt taken with IF clear"
+
 
 def entry_frames(words: list[tuple[int, int]], text: range) -> list[tuple[int, int, int]]:
     """(address, RIP, RFLAGS) of the hardware frames of interrupts or
@@ -199,8 +207,27 @@ def stack_report(cpu: int, dump: str, symbols: SymbolMap | None) -> tuple[str, l
         notes.append(f"CPU#{cpu} was entered at {said[-1]}")
     if ours := sorted({name for name in (symbols.function(v) for _, v in kernel) if SERIES.fullmatch(name)}):
         notes.append(f"CPU#{cpu}'s stack names {', '.join(ours)}")
+    for where, rip, entry in if_clear_interrupts(words, symbols):
+        text += f"{IRQ_WITH_IF_CLEAR_LINE}: CPU#{cpu} RIP {rip:016x} ({symbols.name(rip)}) by {entry}, frame at {where:016x}\n"
+        notes.append(f"CPU#{cpu} took {entry} with IF clear at {symbols.name(rip)}")
     named = "\n".join(f"{where:016x}: {value:016x} = {symbols.name(value)}" for where, value in kernel)
     return f"{text}{heading}{named or '(no word names kernel text)'}\n{raw}", notes
+
+
+def if_clear_interrupts(words: list[tuple[int, int]], symbols: SymbolMap) -> list[tuple[int, int, str]]:
+    """(frame address, RIP, entry) of every kernel-mode frame with IF clear
+    whose pt_regs sits right above a maskable interrupt entry's call into its
+    handler: the CPU delivered that interrupt with IF clear, which a correct
+    CPU never does (run de20: the APIC timer inside __schedule(), which then
+    waited for the runqueue lock the interrupted switch held)."""
+    at = dict(words)
+    found = []
+    for where, rip, flags in entry_frames(words, symbols.text):
+        ret = at.get(where - ENTRY_RETURN_BELOW_FRAME, 0)
+        entry = symbols.function(ret) if ret in symbols.text else ""
+        if not flags & X86_EFLAGS_IF and MASKABLE_ENTRY.fullmatch(entry):
+            found.append((where, rip, entry))
+    return found
 
 
 def read_stacks(path: Path, registers: str, text: range = range(0)) -> dict[int, str]:

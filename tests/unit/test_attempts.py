@@ -104,6 +104,39 @@ def test_a_dump_explains_a_lost_level1_and_its_stalls_not_a_warning(tmp_path: Pa
     assert not verdict.excused and "kvm_pvsched_unregister" in verdict.unexplained[0]
 
 
+def test_a_dump_whose_stacks_name_our_code_excuses_nothing(tmp_path: Path) -> None:
+    lost_wakeup = "halted with a pending, deliverable interrupt (QEMU did not wake them, in two snapshots 1.5 s apart): CPUs [0]\n"
+    ours = "\n# CPU#1 stack: the words that name kernel text (like the kernel's '?' frames)\n" + (
+        "ffffc90000213b48: ffffffff81051234 = pvsched_cap_timer_fn+0x44\n"
+    )
+    (tmp_path / "level1-cpus.txt").write_text(lost_wakeup + ours)
+    verdict = _judge(tmp_path, "[   1.0] boot\n", [], lost="level 1 ended (timed out)")
+    assert not verdict.excused
+    assert verdict.unexplained[0] == (
+        "lost-wakeup with our code on a CPU's stack (ffffc90000213b48: ffffffff81051234 = pvsched_cap_timer_fn+0x44) is not the emulator's"
+    )
+    # The same dump with the kernel's own code there excuses the loss.
+    (tmp_path / "level1-cpus.txt").write_text(lost_wakeup + ours.replace("pvsched_cap_timer_fn", "tick_nohz_handler"))
+    assert _judge(tmp_path, "[   1.0] boot\n", [], lost="level 1 ended (timed out)").excused
+
+
+def test_an_interrupt_taken_with_if_clear_in_a_dump_is_named_and_excuses_nothing(tmp_path: Path) -> None:
+    from lab.monitor import IRQ_WITH_IF_CLEAR_LINE
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(emulator_faults, "ATTRIBUTABLE", SHIPPED_ATTRIBUTABLE)
+        # de20's dump said so (lab.monitor.stack_report, test_monitor.py).
+        (tmp_path / "level1-cpus.txt").write_text(
+            f"{IRQ_WITH_IF_CLEAR_LINE}: CPU#0 RIP ffffffff81001f3b (__switch_to_asm+0x3b) "
+            "by asm_sysvec_apic_timer_interrupt, frame at ffffffff81e03dc8\n"
+        )
+        verdict = _judge(tmp_path, "[   1.0] boot\n", [], lost="level 1 ended (timed out)")
+    assert [s.signature for s in verdict.evidence] == ["irq-with-if-clear"]
+    assert "asm_sysvec_apic_timer_interrupt" in verdict.evidence[0].detail
+    assert not verdict.excused
+    assert verdict.unexplained[0].startswith("irq-with-if-clear was never seen on the unpatched kernel")
+
+
 def test_a_level2_sign_explains_only_what_failed_after_that_guest_started(tmp_path: Path) -> None:
     from oops_samples import NULL_CS_FRAME_OOPS
 

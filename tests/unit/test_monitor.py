@@ -261,3 +261,67 @@ def test_a_stack_with_no_saved_frame_is_followed_nowhere() -> None:
     assert candidates == [0xFFFF88812462A380, 0xFFFF88810683F5D8, 0xFFFF88810683F5C0]
     # Words that are no pt_regs: no frame.
     assert not monitor.saved_frame(_x_dump({}, 0xFFFF88810683F5C0), 0xFFFF88810683F5C0, text)
+
+
+# Run de20 (level 1 wedged, both CPUs in queued_spin_lock_slowpath): CPU 0's
+# APIC timer interrupt stack, and the idle task's stack it interrupted, where
+# the timer came in on __switch_to_asm with IF clear.
+DE20_CPU0 = """\
+ffffc90000003f90: 0x0000000000000003 0x7fffffffffffffff
+ffffc90000003fa0: 0xffffffff81145f37 0x0000000000000000
+ffffc90000003fd0: 0x0000000000000000 0xffffffff810addad
+ffffc90000003fe0: 0xffffffff81e03d48 0x0000000000000000
+ffffc90000003ff0: 0xffffffff815142da 0xffffffff81e03d30
+ffffc90000004000: Cannot access memory
+# the stack it interrupted, from the pointer saved on it
+ffffffff81e03d30: 0x0000000000000000 0x0000000000000000
+ffffffff81e03d40: 0xffffffff8160134a 0xffff888103ddc750
+ffffffff81e03d50: 0x0000000000000000 0xffffffff81e0a940
+ffffffff81e03d60: 0xffff888103ddc000 0xffffc90000297e20
+ffffffff81e03d70: 0xffff88813cc2bd40 0x0000000000000000
+ffffffff81e03d80: 0x0000000000000000 0x0000000000000000
+ffffffff81e03d90: 0x0000000000002001 0xffff88810004b7c0
+ffffffff81e03da0: 0xffffffff81e0a940 0x0000000000000001
+ffffffff81e03db0: 0xffffffff81e0a940 0xffff888103ddc000
+ffffffff81e03dc0: 0xffffffffffffffff 0xffffffff81001f3b
+ffffffff81e03dd0: 0x0000000000000010 0x0000000000000002
+ffffffff81e03de0: 0xffffffff81e03df0 0x0000000000000018
+ffffffff81e03df0: 0xffffffff81e0b098 0x0000000000000000
+ffffffff81e03e20: 0xffffffff81517a61 0x0000000000000000
+"""
+# That kernel's System.map, the symbols the words above fall in.
+DE20_SYMBOLS = """\
+ffffffff81000000 T _stext
+ffffffff81001f00 T __switch_to_asm
+ffffffff810add00 t __sysvec_apic_timer_interrupt
+ffffffff81145e8c T hrtimer_interrupt
+ffffffff81514278 T sysvec_apic_timer_interrupt
+ffffffff81517470 t __schedule
+ffffffff81601190 T asm_exc_page_fault
+ffffffff81601330 T asm_sysvec_apic_timer_interrupt
+ffffffff81800000 T _etext
+"""
+
+
+@pytest.mark.parametrize(
+    ("entry", "flags", "taken"),
+    [
+        ("0xffffffff8160134a", "0x0000000000000002", True),  # as de20 had it
+        ("0xffffffff8160134a", "0x0000000000000202", False),  # IF set: an ordinary interrupt
+        ("0xffffffff816011aa", "0x0000000000000002", False),  # a page fault may come with IF clear
+    ],
+)
+def test_a_maskable_interrupt_taken_with_if_clear_is_named_in_the_dump(tmp_path: Path, entry: str, flags: str, taken: bool) -> None:
+    system_map = tmp_path / "System.map"
+    system_map.write_text(DE20_SYMBOLS)
+    dump = DE20_CPU0.replace("0xffffffff8160134a", entry).replace("0x0000000000000010 0x0000000000000002", f"0x0000000000000010 {flags}")
+    text, notes = monitor.stack_report(0, dump, SymbolMap(system_map))
+    said = [line for line in text.splitlines() if line.startswith(monitor.IRQ_WITH_IF_CLEAR_LINE)]
+    if taken:
+        assert said == [
+            f"{monitor.IRQ_WITH_IF_CLEAR_LINE}: CPU#0 RIP ffffffff81001f3b (__switch_to_asm+0x3b) "
+            "by asm_sysvec_apic_timer_interrupt, frame at ffffffff81e03dc8"
+        ]
+        assert "CPU#0 took asm_sysvec_apic_timer_interrupt with IF clear at __switch_to_asm+0x3b" in notes
+    else:
+        assert said == [] and not any("with IF clear" in note for note in notes)
