@@ -17,7 +17,7 @@ from lab.runner import Runner
 from lab.source import SourceTree
 
 GUEST_DIR = REPO / "guest"
-TOOLS = ("rtspin", "kexec_boot", "syscall_loop", "ipi_pingpong")  # guest/tools/<name>.c, static, in the initramfs's bin/
+TOOLS = ("rtspin", "setfifo", "kexec_boot", "syscall_loop", "ipi_pingpong")  # guest/tools/<name>.c, static, in the initramfs's bin/
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,8 @@
  * rtspin: a real-time task for the guest tests. Runs at SCHED_FIFO
  * priority PRIO on CPU CPU for MS milliseconds, alternating SPIN_US of
  * busy work with SLEEP_US of sleep, so the vCPU sees RT running, RT
- * sleeping and RT wakeups. Prints the number of cycles done.
+ * sleeping and RT wakeups. Prints the number of cycles done. PRIO 0
+ * leaves it SCHED_OTHER (for a test that makes it RT from elsewhere).
  *
  * usage: rtspin PRIO CPU MS [SPIN_US [SLEEP_US]]
  */
@@ -40,7 +41,7 @@ int main(int argc, char **argv)
 	if (argc > 5)
 		sleep_us = atoll(argv[5]);
 	if (sched_setaffinity(0, sizeof(set), &set) ||
-	    sched_setscheduler(0, SCHED_FIFO, &sp)) {
+	    (sp.sched_priority && sched_setscheduler(0, SCHED_FIFO, &sp))) {
 		perror("rtspin");
 		return 1;
 	}

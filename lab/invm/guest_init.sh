@@ -105,6 +105,20 @@ await_fifo() {
 	return 1
 }
 
+# Until process $1 is running (state R, field 3) on CPU $2 (field 39);
+# fails once it is gone.
+await_running_on() {
+	run_pid=$1 run_cpu=$2
+	while read -r stat 2>/dev/null < "/proc/$run_pid/stat"; do
+		set -- $stat
+		state=$3
+		shift 38
+		[ "$state" = R ] && [ "$1" = "$run_cpu" ] && return 0
+		usleep 10000
+	done
+	return 1
+}
+
 # The kernel log for the splat scan, warnings and worse (every splat report
 # is printed at those levels; a continuation line keeps its record's level).
 # The whole log is hundreds of lines, and such a burst on the serial console
@@ -235,6 +249,20 @@ pvsched_tests() {
 	phase rt-self-seen
 	wait $spin
 	phase rt-self-done 0.3
+	# The same task left SCHED_OTHER and made SCHED_FIFO 50 from vCPU 0
+	# while it spins on vCPU 1, as an admin's chrt -p would: no switch
+	# publishes it, nor the change itself on vCPU 0 (a CPU writes only its
+	# own area); the kernel's irq_work on vCPU 1 does (patch 0006).
+	phase rt-other 0.3
+	rtspin 0 1 2000 2000000 0 > /dev/null &
+	spin=$!
+	await_running_on $spin 1
+	taskset -c 0 setfifo $spin 50
+	await_fifo $spin
+	sleep 0.3
+	phase rt-other-seen
+	wait $spin
+	phase rt-other-done 0.3
 	# The admin flips vCPU 1's thread between SCHED_FIFO 60 and SCHED_OTHER
 	# every millisecond while short RT tasks come and go on it: each asks
 	# for a boost and, gone for longer than the RT_SLEEPING window, for the

@@ -388,8 +388,10 @@ class PvschedObserver:
     _detacher: threading.Thread | None = None
     _admin_flipper: RtFlip | None = None
     admin_flips: int | None = None  # how often the admin-flip phase made vCPU 1 SCHED_FIFO
-    # The policy's statistics of vCPU 1 0.3 s after a guest task made itself SCHED_FIFO 50 there, spinning.
+    # The policy's statistics of vCPU 1 0.3 s after a guest task spinning there became SCHED_FIFO 50:
+    # by its own call (rt-self), or by a call from vCPU 0 (rt-other).
     rt_self_seen: dict[str, int] | None = None
+    rt_other_seen: dict[str, int] | None = None
 
     def on_line(self, line: str) -> None:
         if GUEST_READY in line and self.boot_cap is None:
@@ -448,6 +450,8 @@ class PvschedObserver:
             self._restore_cap()
         elif name == "rt-self-seen":
             self.rt_self_seen = self._vcpu_stats(1)
+        elif name == "rt-other-seen":
+            self.rt_other_seen = self._vcpu_stats(1)
         elif name == "admin-flip":
             self._start_admin_flips()
         elif name == "admin-flip-done":

@@ -160,20 +160,27 @@ class PvschedVerdicts:
                     f"(want {BOOST_PRIORITY}, the RT task's, at both); between them: {resumed} boosts "
                     f"{'; '.join(errors)}".strip())  # fmt: skip
 
-    def _self_promoted_case(self) -> Case:
-        """A guest task that made itself SCHED_FIFO 50 while it ran, and spins
-        without sleeping (so no switch publishes it), is seen by the host 0.3 s
-        after the change: the policy's last read of vCPU 1 has it. Its request
-        is not judged: a throttle left by the phase before refuses it (CI run
-        20261206T164548Z-bdbe: (1, 50) read, request 0 while throttled)."""
-        seen = self.obs.rt_self_seen
+    def _promoted_case(self, name: str, phase: str, seen: dict[str, int] | None, by: str) -> Case:
+        """A guest task spinning on vCPU 1 without sleeping (so no switch
+        publishes it) that became SCHED_FIFO 50 while it ran is seen by the
+        host 0.3 s after the change: the policy's last read of vCPU 1 has it.
+        Its request is not judged: a throttle left by the phase before refuses
+        it (CI run 20261206T164548Z-bdbe: (1, 50) read, request 0 while throttled)."""
         got = None if seen is None else (seen.get("last_policy"), seen.get("last_rt_priority"))
         want = (SCHED_FIFO, GUEST_RT_PRIORITY)
-        errors = [e for e in self.obs.errors if "rt-self" in e]
-        return Case("pvsched_self_promoted_rt_task_visible", "level1", "passed" if got == want and not errors else "failed",
-                    f"vCPU 1 0.3 s after its task made itself SCHED_FIFO {GUEST_RT_PRIORITY}: the policy last read "
+        errors = [e for e in self.obs.errors if phase in e]
+        return Case(name, "level1", "passed" if got == want and not errors else "failed",
+                    f"vCPU 1 0.3 s after its task was made SCHED_FIFO {GUEST_RT_PRIORITY} {by}: the policy last read "
                     f"(policy, RT priority) {got}, want {want}; request {None if seen is None else seen.get('wanted')} "
                     f"{'; '.join(errors)}".strip())  # fmt: skip
+
+    def _self_promoted_case(self) -> Case:
+        return self._promoted_case("pvsched_self_promoted_rt_task_visible", "rt-self", self.obs.rt_self_seen, "by itself")
+
+    def _remote_promoted_case(self) -> Case:
+        """The same change made from vCPU 0 (an admin's chrt -p): published by
+        the kernel on vCPU 1, where the task runs (patch 0006)."""
+        return self._promoted_case("pvsched_remote_promoted_rt_task_visible", "rt-other", self.obs.rt_other_seen, "from vCPU 0")
 
     def _admin_flip_case(self) -> Case:
         """An admin flipping vCPU 1's thread between SCHED_FIFO 60 and SCHED_OTHER
@@ -273,6 +280,7 @@ class PvschedVerdicts:
         cases.extend(self._admin_cases())
         cases.append(self._resumes_after_admin_case())
         cases.append(self._self_promoted_case())
+        cases.append(self._remote_promoted_case())
         cases.append(self._admin_flip_case())
         cases.append(self._rt_only_while_boosted_case())
         cases.append(self._setattr_case())

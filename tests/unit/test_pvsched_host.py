@@ -64,6 +64,8 @@ def _good_observer(tmp_path: Path) -> ph.PvschedObserver:
     obs.admin.update({"held_at_release": (1, 60), "wanted_at_release": 10, "wanted_at_resumed": 10})
     # 0.3 s after a guest task made itself SCHED_FIFO 50 and spun on: the policy saw it and asked for the boost.
     obs.rt_self_seen = _vcpu(1, 12, rt_seen=6500, last_policy=1, last_rt_priority=50, wanted=10)
+    # The same when vCPU 0 made the spinning task SCHED_FIFO 50.
+    obs.rt_other_seen = _vcpu(1, 12, rt_seen=7100, last_policy=1, last_rt_priority=50, wanted=10)
     obs.admin_flips = 400
     # Still boosted at 10 before the admin's change (the last RT task's boost), FIFO 60 after.
     obs.samples += [ph.Sample(9.05, "admin-fifo", {11: 0, 12: 1}, {11: 0, 12: 10})]
@@ -347,6 +349,13 @@ def test_healthy_run_passes_every_check(tmp_path: Path) -> None:
         (lambda o: o.rt_self_seen.__setitem__("last_rt_priority", 99), "pvsched_self_promoted_rt_task_visible"),
         (lambda o: setattr(o, "rt_self_seen", None), "pvsched_self_promoted_rt_task_visible"),
         (lambda o: o.errors.append("phase rt-self-seen: [Errno 2] No such file or directory"), "pvsched_self_promoted_rt_task_visible"),
+        # A change made from vCPU 0 never published on vCPU 1 (mutant remote-change-unpublished: the irq_work
+        # queued on the changing CPU, which publishes its own task).
+        (lambda o: setattr(o, "rt_other_seen", _vcpu(1, 12, last_policy=0, last_rt_priority=0, wanted=0)),
+         "pvsched_remote_promoted_rt_task_visible"),
+        (lambda o: o.rt_other_seen.__setitem__("last_rt_priority", 0), "pvsched_remote_promoted_rt_task_visible"),
+        (lambda o: setattr(o, "rt_other_seen", None), "pvsched_remote_promoted_rt_task_visible"),
+        (lambda o: o.errors.append("phase rt-other-seen: [Errno 2] No such file or directory"), "pvsched_remote_promoted_rt_task_visible"),
         # A restore refused while the admin flipped the thread (mutant sched-read-torn), or the race not run from a side.
         (lambda o: o.snapshots["admin-flip-done"][0].__setitem__("setattr_failures", "1"), "pvsched_boosts_race_admin_changes"),
         (lambda o: o.snapshots["admin-flip-done"][0].__setitem__("boosts", "31"), "pvsched_boosts_race_admin_changes"),
