@@ -246,8 +246,39 @@ def read_stacks(path: Path, registers: str, text: range = range(0)) -> dict[int,
                 if saved_frame(below_words, candidate, text):
                     words += f"# the stack it interrupted, from the pointer saved on it (its pt_regs at {candidate:#x})\n{below_words}"
                     break
-        stacks[cpu] = words
+        stacks[cpu] = words + _stack_top(path, words, text)
     return stacks
+
+
+# A fault recursion (a bad GS base: every per-CPU read faults) fills the
+# stack with the same frame until it overflows; where it began is near the
+# stack's top, out of a read from RSP (debug run 20261206T172501Z-ab7e: 10
+# page-fault frames seen, the first out of sight).
+RECURSION_FRAMES = 3
+THREAD_SIZES = (0x4000, 0x8000)  # x86-64 task stacks: 16 KiB, 32 KiB under KASAN; aligned to their size
+TOP_WORDS = 1024
+PT_REGS_SIZE = 21 * 8  # the task's own entry frame sits right below its stack's top
+
+
+def _stack_top(path: Path, words: str, text: range) -> str:
+    """The top of the task stack a fault recursion is on, when the words read
+    show one: the last stack read, rounded up to each task stack size, whose
+    top holds the task's own user-mode entry frame."""
+    read = _words(words)
+    if len(entry_frames(read, text)) < RECURSION_FRAMES:
+        return ""
+    last = read[-1][0]
+    for size in THREAD_SIZES:
+        top = (last | (size - 1)) + 1
+        if top - last < 8:
+            continue
+        start = max(top - 8 * TOP_WORDS, last + 8)
+        dump = hmp(path, f"x /{(top - start) // 8}gx {start:#x}")
+        frame = dict(_words(dump))
+        cs, ss = frame.get(top - PT_REGS_SIZE + PT_REGS_IP + 8), frame.get(top - PT_REGS_SIZE + PT_REGS_IP + 32)
+        if cs == USER_CS and ss == USER_SS:
+            return f"# the top of that stack (its task's entry frame at {top - PT_REGS_SIZE:#x}), where the recursion began\n{dump}"
+    return ""
 
 
 def _line_aligned(addr: int) -> int:

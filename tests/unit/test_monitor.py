@@ -325,3 +325,44 @@ def test_a_maskable_interrupt_taken_with_if_clear_is_named_in_the_dump(tmp_path:
         assert "CPU#0 took asm_sysvec_apic_timer_interrupt with IF clear at __switch_to_asm+0x3b" in notes
     else:
         assert said == [] and not any("with IF clear" in note for note in notes)
+
+
+def test_a_fault_recursion_has_the_top_of_its_stack_read_where_it_began(tmp_path: Path) -> None:
+    # As debug run 20261206T172501Z-ab7e's CPU 0: page faults at the same RIP, frame after frame, the
+    # first out of a read from RSP; the task's own entry frame at its stack's top says which stack it is.
+    rsp, top = 0xFFFF888107898100, 0xFFFF88810789C000
+    fault, origin = 0xFFFFFFFF8100021C, 0xFFFFFFFF810003B0
+    low: dict[int, int] = {}
+    for k in range(4):
+        at = rsp + 0x100 + k * 0xD0
+        low.update(dict(zip(range(at, at + 40, 8), [fault, 0x10, 0x83, at + 0xD0, 0x18], strict=True)))
+    high = dict(zip(range(top - 0x400, top - 0x400 + 40, 8), [origin, 0x10, 0x46, top - 0x300, 0x18], strict=True))
+    regs = top - monitor.PT_REGS_SIZE + monitor.PT_REGS_IP
+    high.update(dict(zip(range(regs, regs + 40, 8), [0x401000, 0x33, 0x246, 0x7FFD12345678, 0x2B], strict=True)))
+    start = top - 8 * monitor.TOP_WORDS
+    sock, commands = tmp_path / "mon.sock", list[str]()
+    answers = {
+        "cpu 0": [""],
+        "x /256gx 0xffff888107898100": [_x_dump(low, rsp, 256)],
+        f"x /{monitor.TOP_WORDS}gx {start:#x}": [_x_dump(high, start, monitor.TOP_WORDS)],
+    }
+    expected = list(answers)
+    thread = _fake_hmp(sock, commands, {**answers, "info registers -a": [""]}, connections=3)
+    text = range(0xFFFFFFFF81000000, 0xFFFFFFFF82000000)
+    stacks = monitor.read_stacks(sock, f"CPU#0\nRSP={rsp:016x} CPL=0 HLT=0\n", text)
+    thread.join(5)
+    assert commands == expected
+    assert f"# the top of that stack (its task's entry frame at {top - monitor.PT_REGS_SIZE:#x})" in stacks[0]
+    system_map = tmp_path / "System.map"
+    system_map.write_text(TEXT_SYMBOLS.replace("ffffffff81000200 t tick_nohz_handler", "ffffffff81000200 T exc_page_fault"))
+    _, notes = monitor.stack_report(0, stacks[0], SymbolMap(system_map))
+    assert notes[0] == "CPU#0 was entered at __svm_vcpu_run+0xa0, RFLAGS 0x46 (interrupts DISABLED)"
+    # Two frames are no recursion: nothing more is read.
+    few = {a: w for a, w in low.items() if a < rsp + 0x100 + 2 * 0xD0}
+    answers = {"cpu 0": [""], "x /256gx 0xffff888107898100": [_x_dump(few, rsp, 256)]}
+    (tmp_path / "mon.sock").unlink()
+    commands.clear()
+    thread = _fake_hmp(sock, commands, {**answers, "info registers -a": [""]}, connections=2)
+    stacks = monitor.read_stacks(sock, f"CPU#0\nRSP={rsp:016x} CPL=0 HLT=0\n", text)
+    thread.join(5)
+    assert commands == list(answers) and "the top of that stack" not in stacks[0]
