@@ -147,6 +147,18 @@ and each is matched as narrowly as the text allows:
   looping at level 1's VMRUN return with level 1's CR3, as in control
   run 20261206T041122Z-e1e3), further on; but not yet seen itself on the
   unpatched kernel, so it excuses nothing.
+- `vcpu-fault-recursion`: a level-1 double fault in a vCPU thread
+  (`CPU n/KVM`) at the page-fault entry (`exc_page_fault`, `error_entry`,
+  `asm_exc_page_fault`) with CR2 just below RSP: the page-fault handler
+  faulted again and again until it ran off its stack. The debug profile's
+  form of `null-percpu` and `guest-with-host-gs` (its task stacks have no
+  guard page, so the recursion ends in a #DF, not in a stack-guard oops
+  whose Code line shows the per-CPU read): debug run
+  20261206T172501Z-ab7e (`error_entry+0xd`, ten `exc_page_fault+0x1c`
+  frames in the dump, and the overflow wrote over the other CPU's hrtimer
+  tree) and stress run 20261206T094754Z-1a14 (`exc_page_fault+0x4`).
+  The shape does not say whose bad GS base or pointer started it, and the
+  control has run only the default profile, so it excuses nothing.
 - `nested-tables-differ`: an `idt-unreadable` whose words, read again
   through level 1's nested tables, are not all what QEMU's memory of the
   guest holds: level 1 gave the CPU other pages (its KVM, or a write over
@@ -216,7 +228,7 @@ CURRENT_TASK_SYMBOL = "pcpu_hot"
 SIGNATURES = ("null-percpu", "null-cs-frame", "guest-null-current", "nmi-never-left", "wild-return-from-halt",
               "stuck-in-guest", "lost-wakeup", "guest-at-vmrun-return", "irq-at-vmrun-return", "guest-resumed-past-exit",
               "clock-from-guest", "irq-with-if-clear", "idt-unreadable", "unkillable-vcpu", "guest-with-host-gs",
-              "guest-in-host-state", "nested-tables-differ")  # fmt: skip
+              "guest-in-host-state", "vcpu-fault-recursion", "nested-tables-differ")  # fmt: skip
 
 # The signs `nox -s emulator_control` saw on the unpatched kernel (README,
 # "Emulator control"; tests/unit/test_emulator_control.py holds this to the
@@ -325,6 +337,35 @@ def null_cs_frame(console: str) -> tuple[int, str]:
     for i, line in enumerate(console.splitlines()):
         if m := _NULL_CS_RIP.search(line):
             return i + 1, m[0]
+    return 0, ""
+
+
+_DOUBLE_FAULT = re.compile(r"Oops: double fault\b")
+_VCPU_COMM = re.compile(r"\bComm: (CPU \d+/KVM)\b")
+_FAULT_ENTRY_RIP = re.compile(r"\bRIP: 0010:((?:exc_page_fault|error_entry|asm_exc_page_fault)\+0x[0-9a-f]+)/")
+_RSP = re.compile(r"\bRSP: 0018:([0-9a-f]{16})\b")
+_CR2 = re.compile(r"\bCR2: ([0-9a-f]{16})\b")
+DOUBLE_FAULT_REPORT_LINES = 40  # the faulting CPU's lines follow its Oops line within this (another CPU's may interleave)
+STACK_OVERRUN = 16  # CR2 this far below RSP at most: the push that ran off the stack
+
+
+def vcpu_fault_recursion(console: str) -> tuple[int, str]:
+    """(line of the double fault's Oops line, what) of a vCPU thread whose
+    page-fault entry ran off its stack, or (0, '')."""
+    lines = console.splitlines()
+    for i, line in enumerate(lines):
+        if not _DOUBLE_FAULT.search(line):
+            continue
+        window = lines[i : i + DOUBLE_FAULT_REPORT_LINES]
+        comm = next(((j, m[1]) for j, ln in enumerate(window) if (m := _VCPU_COMM.search(ln))), None)
+        if comm is None:
+            continue
+        after = window[comm[0] :]
+        rip = next((m[1] for ln in after if (m := _FAULT_ENTRY_RIP.search(ln))), None)
+        rsp = next((int(m[1], 16) for ln in after if (m := _RSP.search(ln))), None)
+        cr2 = next((int(m[1], 16) for ln in after if (m := _CR2.search(ln))), None)
+        if rip and rsp is not None and cr2 is not None and 0 < rsp - cr2 <= STACK_OVERRUN:
+            return i + 1, f"{comm[1]} at {rip}, CR2 {cr2:#x} = RSP - {rsp - cr2}"
     return 0, ""
 
 
@@ -690,6 +731,12 @@ def find(
     line, frame = irq_with_if_clear(text)
     if line:
         found.append(Evidence("irq-with-if-clear", f"an interrupt delivered with IF clear: {frame}", name, line))
+    # A level 1 that died has its end in its console only (stress run 1a14 kept an earlier dmesg).
+    for source, log in ((name, text), ("level1-console.log", console)):
+        line, what = vcpu_fault_recursion(log)
+        if line:
+            found.append(Evidence("vcpu-fault-recursion", f"a vCPU thread's page-fault entry ran off its stack: {what}", source, line))
+            break
     level1_gs = gs_bases(text + "\n" + console)
     for guest in level2_consoles(attempt_dir):
         source = str(guest.relative_to(attempt_dir))

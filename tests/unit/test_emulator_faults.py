@@ -405,3 +405,72 @@ def test_a_guest_stopped_in_level_1s_own_state_is_named(tmp_path: Path) -> None:
     assert emulator_faults.guest_in_host_state(tmp_path, GUEST_IN_HOST_STATE_LINE) == []
     (tmp_path / "level1-config.json").unlink()
     assert emulator_faults.guest_in_host_state(tmp_path, GUEST_IN_HOST_STATE_LINE) == []
+
+
+# Stress run 20261206T094754Z-1a14 (debug profile): a vCPU thread's page-fault entry ran off its stack.
+FAULT_RECURSION_1A14 = """\
+[ 3154.702538] traps: PANIC: double fault, error_code: 0x0
+[ 3154.707937] Oops: double fault: 0000 [#1] PREEMPT SMP KASAN
+[ 3154.709074] CPU: 0 UID: 0 PID: 889 Comm: CPU 0/KVM Not tainted 6.12.117-pvsched-lab+ #1
+[ 3154.709631] RIP: 0010:exc_page_fault+0x4/0xdb
+[ 3154.711199] RSP: 0018:ffff8881085b9000 EFLAGS: 00000083
+[ 3154.711885] RAX: ffff8881085b9008 RBX: 0000000000000000 RCX: ffffffff820014f9
+[ 3154.712194] CS:  0010 DS: 0000 ES: 0000 CR0: 0000000080050033
+[ 3154.712211] CR2: ffff8881085b8ff8 CR3: 000000010811d000 CR4: 00000000007506b0
+[ 3154.712313] Call Trace:
+[ 3154.712596] Modules linked in:
+[ 3154.713264] ---[ end trace 0000000000000000 ]---
+"""
+# Debug run 20261206T172501Z-ab7e: the same on CPU 0 while CPU 1's oops printed; its lines come first.
+FAULT_RECURSION_AB7E = """\
+[  305.932839] Oops: double fault: 0000 [#2] PREEMPT SMP KASAN
+[  305.933444] RDX: 1ffff110207ba382 RSI: ffff88812472a450 RDI: 0000000000000008
+[  305.933994] CS:  0010 DS: 0000 ES: 0000 CR0: 0000000080050033
+[  305.934075] CR2: 000000003b734730 CR3: 0000000107ae0000 CR4: 00000000007506b0
+[  305.934088] CPU: 0 UID: 0 PID: 119 Comm: CPU 0/KVM Tainted: G      D            6.12.117-pvsched-lab+ #1
+[  305.934773] Tainted: [D]=DIE
+[  305.935041] RIP: 0010:error_entry+0xd/0xc0
+[  305.941993] RSP: 0018:ffff88810789b000 EFLAGS: 00000083
+[  305.942943] note: CPU 1/KVM[121] exited with irqs disabled
+[  305.943131] RAX: 0000000000000000 RBX: ffff88810789b078 RCX: ffffffff820014f9
+[  305.943572] CR2: ffff88810789aff8 CR3: 0000000107ae0000 CR4: 00000000007506b0
+"""
+
+
+def test_a_vcpu_threads_page_fault_entry_that_ran_off_its_stack_is_named() -> None:
+    assert emulator_faults.vcpu_fault_recursion(FAULT_RECURSION_1A14) == (
+        2,
+        "CPU 0/KVM at exc_page_fault+0x4, CR2 0xffff8881085b8ff8 = RSP - 8",
+    )
+    # The other CPU's CR2, printed before this CPU's report began, is not this one's.
+    assert emulator_faults.vcpu_fault_recursion("[  305.906671] Oops: general protection fault\n" + FAULT_RECURSION_AB7E) == (
+        2,
+        "CPU 0/KVM at error_entry+0xd, CR2 0xffff88810789aff8 = RSP - 8",
+    )
+
+
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [
+        ("Comm: CPU 0/KVM", "Comm: qemu-system-x86"),  # not a vCPU thread
+        ("RIP: 0010:exc_page_fault+0x4/0xdb", "RIP: 0010:pvsched_apply+0x4/0xdb"),  # ran off the stack elsewhere
+        ("CR2: ffff8881085b8ff8", "CR2: ffff8881085b7ff8"),  # a fault far below the stack pointer
+        ("CR2: ffff8881085b8ff8", "CR2: ffff8881085b9010"),  # above it
+        ("Oops: double fault", "Oops: general protection fault"),  # no double fault
+    ],
+)
+def test_a_double_fault_of_another_shape_is_no_vcpu_fault_recursion(old: str, new: str) -> None:
+    assert emulator_faults.vcpu_fault_recursion(FAULT_RECURSION_1A14.replace(old, new)) == (0, "")
+
+
+def test_a_vcpu_fault_recursion_is_found_in_level1s_log_and_excuses_nothing(tmp_path: Path) -> None:
+    (tmp_path / "level1-dmesg.txt").write_text("[   1.0] boot\n" + FAULT_RECURSION_1A14)
+    (tmp_path / "level1-console.log").write_text("")
+    found = emulator_faults.find(tmp_path, "tcg", {})
+    assert [(e.signature, e.source, e.line_no) for e in found] == [("vcpu-fault-recursion", "level1-dmesg.txt", 3)]
+    assert "vcpu-fault-recursion" not in emulator_faults.ATTRIBUTABLE
+    # A level 1 that died after its dmesg was kept (stress run 1a14): found in its console, once.
+    (tmp_path / "level1-dmesg.txt").write_text("[   1.0] boot\n")
+    (tmp_path / "level1-console.log").write_text("[   1.0] boot\n[   2.0] more\n" + FAULT_RECURSION_1A14)
+    found = emulator_faults.find(tmp_path, "tcg", {})
+    assert [(e.signature, e.source, e.line_no) for e in found] == [("vcpu-fault-recursion", "level1-console.log", 4)]
