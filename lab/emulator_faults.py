@@ -731,12 +731,9 @@ def find(
     line, frame = irq_with_if_clear(text)
     if line:
         found.append(Evidence("irq-with-if-clear", f"an interrupt delivered with IF clear: {frame}", name, line))
-    # A level 1 that died has its end in its console only (stress run 1a14 kept an earlier dmesg).
-    for source, log in ((name, text), ("level1-console.log", console)):
-        line, what = vcpu_fault_recursion(log)
-        if line:
-            found.append(Evidence("vcpu-fault-recursion", f"a vCPU thread's page-fault entry ran off its stack: {what}", source, line))
-            break
+    line, what = vcpu_fault_recursion(text)
+    if line:
+        found.append(Evidence("vcpu-fault-recursion", f"a vCPU thread's page-fault entry ran off its stack: {what}", name, line))
     level1_gs = gs_bases(text + "\n" + console)
     for guest in level2_consoles(attempt_dir):
         source = str(guest.relative_to(attempt_dir))

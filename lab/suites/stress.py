@@ -115,6 +115,21 @@ def run_stress(pipe: Pipeline, tree: SourceTree, builds: dict[str, KernelBuild],
     pipe.scan_level2(out)
 
 
+# A lost boot's dmesg, kept after its last finished part (lab.invm.stress), under this name.
+LAST_PART_DMESG = "level1-dmesg-last-part.txt"
+
+
+def _set_aside_last_parts_dmesg(out: Path) -> None:
+    """A boot lost in a part has the dmesg kept after the part before, which
+    ends before the loss: its splats and signs are in its console only
+    (stress run 1a14: a double fault in churn, a dmesg of hostile's end), so
+    the console orders the attempt (lab.emulator_faults.timeline_name) and
+    the old dmesg is kept beside it under another name."""
+    dmesg = out / "level1-dmesg.txt"
+    if dmesg.exists():
+        dmesg.replace(out / LAST_PART_DMESG)
+
+
 def stress_attempts(pipe: Pipeline, level1: Level1, cfg: dict[str, Any], out: Path) -> dict[str, Any]:
     """Run the stress parts in level 1. A boot lost on the way, or one that
     finished with failed parts or splats, is rebooted for the parts it had
@@ -138,6 +153,7 @@ def stress_attempts(pipe: Pipeline, level1: Level1, cfg: dict[str, Any], out: Pa
             pipe.keep_cpu_dump(out)
         except StepFailed:
             pipe.keep_cpu_dump(out)
+            _set_aside_last_parts_dmesg(out)
             partial_file = out / STRESS_PARTIAL_REPORT
             partial = json.loads(partial_file.read_text()) if partial_file.exists() else {"parts": []}
             for part in partial["parts"]:

@@ -469,8 +469,3 @@ def test_a_vcpu_fault_recursion_is_found_in_level1s_log_and_excuses_nothing(tmp_
     found = emulator_faults.find(tmp_path, "tcg", {})
     assert [(e.signature, e.source, e.line_no) for e in found] == [("vcpu-fault-recursion", "level1-dmesg.txt", 3)]
     assert "vcpu-fault-recursion" not in emulator_faults.ATTRIBUTABLE
-    # A level 1 that died after its dmesg was kept (stress run 1a14): found in its console, once.
-    (tmp_path / "level1-dmesg.txt").write_text("[   1.0] boot\n")
-    (tmp_path / "level1-console.log").write_text("[   1.0] boot\n[   2.0] more\n" + FAULT_RECURSION_1A14)
-    found = emulator_faults.find(tmp_path, "tcg", {})
-    assert [(e.signature, e.source, e.line_no) for e in found] == [("vcpu-fault-recursion", "level1-console.log", 4)]

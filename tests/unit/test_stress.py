@@ -154,10 +154,10 @@ class _Asked(list[list[str]]):
         self.cfgs = []
 
 
-def _stress_pipeline(tmp_path, monkeypatch, boots):  # type: ignore[no-untyped-def]
+def _stress_pipeline(tmp_path, monkeypatch, boots, dmesg_of_lost: str = ""):  # type: ignore[no-untyped-def]
     """A Pipeline whose level-1 boots run `boots`: each (parts it finishes, whether it then dies, console[,
     names of the parts that fail, end-state overrides, overrides of finished parts by name, the part under
-    way])."""
+    way]). A boot that dies leaves `dmesg_of_lost` as its dmesg (the one kept after its last part)."""
     import json
 
     import lab.pipeline as pl
@@ -193,6 +193,7 @@ def _stress_pipeline(tmp_path, monkeypatch, boots):  # type: ignore[no-untyped-d
         (out_dir / "level1-console.log").write_text(console)
         for name in ("level1-dmesg.txt", "level2-dmesg.txt"):
             (out_dir / name).write_text("")
+        (out_dir / "level1-dmesg.txt").write_text(dmesg_of_lost)
         if not dies:  # a boot that finished saved its dmesg
             (out_dir / "level1-dmesg.txt").write_text(console)
         progress = {"parts": parts, "counter_snapshots": 2 * len(parts), "inconsistent_counters": []}
@@ -222,6 +223,18 @@ def test_a_lost_level1_reruns_only_the_parts_it_had_not_finished(tmp_path, monke
     assert report["attempts"][0]["finished_parts"] == ["hostile"] and report["attempts"][0]["evidence"][0].startswith("null-percpu")
     assert pipe.record.splats and all(s.attributed for s in pipe.record.splats)
     assert "level-1 boot 1 ended early" in stress_markdown(report)
+
+
+def test_a_boot_lost_after_its_last_dmesg_is_judged_on_its_console(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    # Stress run 1a14: the dmesg kept after hostile ends before the death in churn, which only the console has.
+    from oops_samples import NULL_PERCPU_OOPS
+
+    boots = [(1, True, "[    1.0] boot\n" + NULL_PERCPU_OOPS), (2, False, "")]
+    pipe, out, asked = _stress_pipeline(tmp_path, monkeypatch, boots, dmesg_of_lost="[    1.0] boot\n")
+    report = stress_suite.stress_attempts(pipe, None, {"parts": ["hostile", "churn", "kill"]}, out)  # type: ignore[arg-type]
+    assert asked == [["hostile", "churn", "kill"], ["churn", "kill"]]
+    assert report["attempts"][0]["evidence"][0].startswith("null-percpu") and "level1-console.log" in report["attempts"][0]["evidence"][0]
+    assert (Path(report["attempts"][0]["dir"]) / stress_suite.LAST_PART_DMESG).read_text() == "[    1.0] boot\n"
 
 
 def test_a_stress_boot_lost_without_evidence_fails_at_once_on_its_splats(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
