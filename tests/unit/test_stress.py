@@ -1090,3 +1090,24 @@ def test_a_kill_guest_that_dies_before_its_kill_is_no_kill(tmp_path: Path, monke
     assert len(part.failures) == 1
     assert part.failures[0].startswith("round 1: the guest died before its kill (its QEMU exited with status 0; KVM saw")
     assert len(dmesg) == 3  # the dead guest's console is kept too
+
+
+def test_a_kill_round_counts_the_boost_the_wait_saw(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Stress run 20261206T183221Z-dae8: every round's wait saw a boosted thread, and a second read, a
+    moment later, after the boost's 1 ms slice, did not: 0 of 5 rounds boosted at the kill."""
+    from lab.invm import stress as invm_stress
+
+    guests = [_SoakGuest(f"kill-{i}", None) for i in range(3)]
+    stress = _soak_fakes(tmp_path, monkeypatch, guests)
+    reads: list[int] = []
+
+    def boosted_tids(threads: list[int]) -> list[int]:
+        reads.append(1)
+        return [101] if len(reads) % 3 == 2 else []  # boosted on every third read only
+
+    monkeypatch.setattr(stress, "boosted_tids", boosted_tids)
+    monkeypatch.setattr(invm_stress, "guest_dmesg", lambda console: console)
+    stress.guest_dmesg = []
+    part = invm_stress.Part("kill")
+    stress.kill(part)
+    assert part.rounds == 3 and part.details["boosted_at_kill"] == 3 and not part.failures
