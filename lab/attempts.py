@@ -29,7 +29,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lab import emulator_faults
+from lab import emulator_faults, monitor
 from lab.emulator_faults import AT_END, Evidence, timeline_name
 from lab.protocol import FAILED, LEVEL2_BEGIN
 from lab.splats import PATTERNS, Splat
@@ -47,8 +47,6 @@ _ENTRY_FRAME = re.compile(
     r"^\s*(?:\[\s*\d+\.\d+\]\s*)?(?:entry_SYSCALL_64\w*|ret_from_fork\w*|common_startup_64|"
     r"secondary_startup_64\w*|start_secondary|x86_64_start_\w+)\+0x[0-9a-f]+/0x[0-9a-f]+"
 )
-# A word of a CPU dump's stack that lab.monitor named as our code.
-_OUR_STACK_WORD = re.compile(rf"^[0-9a-f]{{16}}: [0-9a-f]{{16}} = {SERIES_FUNCTION}\+0x[0-9a-f]+.*$", re.M)
 _PRINTK_TIME = re.compile(r"^\s*\[\s*(\d+\.\d+)\]")
 HEADER_WINDOW_S = 1.0  # an oops prints its headers within this long before its Code line
 # What a CPU that stopped running (a lost wakeup, a CPU stuck in a guest) makes the kernel print.
@@ -151,8 +149,7 @@ def our_word_on_a_stack(attempt_dir: Path, source: str) -> str:
     """The first stack word of a level-1 CPU dump that names our code, or ''."""
     if not source.startswith("level1-cpus"):
         return ""
-    m = _OUR_STACK_WORD.search("\n".join(_lines(attempt_dir, source)))
-    return m[0] if m else ""
+    return monitor.our_named_word("\n".join(_lines(attempt_dir, source)))
 
 
 def mark_line(lines: list[str], mark: str) -> int:

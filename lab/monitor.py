@@ -207,22 +207,32 @@ def stack_report(cpu: int, dump: str, symbols: SymbolMap | None) -> tuple[str, l
         notes.append(f"CPU#{cpu} was entered at {said[-1]}")
     if ours := sorted({name for name in (symbols.function(v) for _, v in kernel) if SERIES.fullmatch(name)}):
         notes.append(f"CPU#{cpu}'s stack names {', '.join(ours)}")
-    for where, rip, entry in if_clear_interrupts(words, symbols):
+    for where, rip, entry in if_clear_interrupts(entries, dict(words), symbols):
         text += f"{IRQ_WITH_IF_CLEAR_LINE}: CPU#{cpu} RIP {rip:016x} ({symbols.name(rip)}) by {entry}, frame at {where:016x}\n"
         notes.append(f"CPU#{cpu} took {entry} with IF clear at {symbols.name(rip)}")
     named = "\n".join(f"{where:016x}: {value:016x} = {symbols.name(value)}" for where, value in kernel)
     return f"{text}{heading}{named or '(no word names kernel text)'}\n{raw}", notes
 
 
-def if_clear_interrupts(words: list[tuple[int, int]], symbols: SymbolMap) -> list[tuple[int, int, str]]:
-    """(frame address, RIP, entry) of every kernel-mode frame with IF clear
-    whose pt_regs sits right above a maskable interrupt entry's call into its
-    handler: the CPU delivered that interrupt with IF clear, which a correct
-    CPU never does (run de20: the APIC timer inside __schedule(), which then
-    waited for the runqueue lock the interrupted switch held)."""
-    at = dict(words)
+# A stack word stack_report() named as a function of the series.
+_OUR_NAMED_WORD = re.compile(rf"^[0-9a-f]{{16}}: [0-9a-f]{{16}} = {SERIES_FUNCTION}\+0x[0-9a-f]+.*$", re.M)
+
+
+def our_named_word(dump: str) -> str:
+    """The first stack word of a dump_cpus() file named as our code, or ''."""
+    m = _OUR_NAMED_WORD.search(dump)
+    return m[0] if m else ""
+
+
+def if_clear_interrupts(entries: list[tuple[int, int, int]], at: dict[int, int], symbols: SymbolMap) -> list[tuple[int, int, str]]:
+    """(frame address, RIP, entry) of every entry frame (entry_frames()) with
+    IF clear whose pt_regs sits right above a maskable interrupt entry's call
+    into its handler (`at`: the stack's words by address): the CPU delivered
+    that interrupt with IF clear, which a correct CPU never does (run de20:
+    the APIC timer inside __schedule(), which then waited for the runqueue
+    lock the interrupted switch held)."""
     found = []
-    for where, rip, flags in entry_frames(words, symbols.text):
+    for where, rip, flags in entries:
         ret = at.get(where - ENTRY_RETURN_BELOW_FRAME, 0)
         entry = symbols.function(ret) if ret in symbols.text else ""
         if not flags & X86_EFLAGS_IF and MASKABLE_ENTRY.fullmatch(entry):
